@@ -1,0 +1,143 @@
+//! What the tool does for a given command line: the high-level modes resolved from the
+//! flags, and running them with honest exit codes.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result, EXIT_FAILURE};
+use crate::flags::{self, LowArgs};
+use crate::keys::{KeySpec, PasswordSpec};
+use crate::{restore, verify};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Mode {
+    /// Print the help.
+    Help,
+    /// Print the version.
+    Version,
+    /// Restore a folder directory.
+    Restore { dir: PathBuf, target: restore::Target, keys: KeySpec },
+    /// Verify an archive.
+    Verify { path: PathBuf, keys: KeySpec },
+    /// Back up (from flags, a config file or the wizard).
+    Backup,
+}
+
+/// Output settings shared by every mode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Output {
+    /// Only errors.
+    pub quiet: bool,
+    /// One line per message.
+    pub verbose: bool,
+}
+
+impl LowArgs {
+    /// The key file and password sources the flags describe.
+    fn key_spec(&self) -> KeySpec {
+        let password = (self.promp || self.key_password_file.is_some() || self.key_password_command.is_some())
+            .then(|| PasswordSpec { file: self.key_password_file.clone(), command: self.key_password_command.clone() });
+        KeySpec { path: self.keys.clone().unwrap_or_else(|| PathBuf::from("keys")), password }
+    }
+
+    /// Turns the flags into what to do; contradictions are usage errors.
+    pub fn resolve(&self) -> Result<(Mode, Output)> {
+        if self.quiet && self.verbose {
+            return Err(Error::usage("--quiet and --verbose contradict each other"));
+        }
+        let out = Output { quiet: self.quiet, verbose: self.verbose };
+        if self.help {
+            return Ok((Mode::Help, out));
+        }
+        if self.version {
+            return Ok((Mode::Version, out));
+        }
+        if self.to_maildir.is_some() && self.restore.is_none() {
+            return Err(Error::usage("--to-maildir goes with -r DIR"));
+        }
+        let backup_flags = self.user.is_some()
+            || self.imap.is_some()
+            || self.config.is_some()
+            || self.all_folders
+            || !self.folders.is_empty();
+        let mode = match (&self.restore, &self.verify) {
+            (Some(_), Some(_)) => return Err(Error::usage("-r and --verify cannot be combined")),
+            (Some(_), None) | (None, Some(_)) if backup_flags => {
+                return Err(Error::usage("-r/--verify cannot be combined with backup options (-u, -i, -f, -c)"))
+            }
+            (Some(dir), None) => Mode::Restore {
+                dir: dir.clone(),
+                target: match &self.to_maildir {
+                    Some(out) => restore::Target::Maildir(out.clone()),
+                    None => restore::Target::Mbox,
+                },
+                keys: self.key_spec(),
+            },
+            (None, Some(path)) => Mode::Verify { path: path.clone(), keys: self.key_spec() },
+            (None, None) => Mode::Backup,
+        };
+        Ok((mode, out))
+    }
+}
+
+/// Prints a non-fatal problem on stderr.
+pub fn warn(msg: impl std::fmt::Display) {
+    eprintln!("smailarchiver: {msg}");
+}
+
+/// Runs the tool; returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("smailarchiver: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
+    let low = flags::parse(args)?;
+    let (mode, out) = low.resolve()?;
+    match mode {
+        Mode::Help => print!("{}", flags::help()),
+        Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
+        Mode::Restore { dir, target, keys } => return run_restore(&dir, &target, &keys, out),
+        Mode::Verify { path, keys } => return run_verify(&path, &keys, out),
+        Mode::Backup => return Err(Error::runtime("backup is not implemented yet")),
+    }
+    Ok(0)
+}
+
+fn run_restore(dir: &Path, target: &restore::Target, keys: &KeySpec, out: Output) -> Result<i32> {
+    let report = restore::restore(dir, target, || keys.load(), &mut |path, why| {
+        warn(format!("left out {}: {why}", path.display()))
+    })?;
+    if !out.quiet {
+        println!(
+            "restored {} message{} ({} bytes) to {}{}",
+            report.restored,
+            if report.restored == 1 { "" } else { "s" },
+            report.bytes,
+            report.output.display(),
+            if report.failed.is_empty() { String::new() } else { format!("; {} file(s) failed", report.failed.len()) }
+        );
+    }
+    Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
+}
+
+fn run_verify(path: &Path, keys: &KeySpec, out: Output) -> Result<i32> {
+    let report = verify::verify(path, || keys.load(), &mut |path, why| println!("BAD {}: {why}", path.display()))?;
+    if !out.quiet || !report.bad.is_empty() {
+        println!(
+            "verified {} file{}: {} good, {} bad ({} message bytes)",
+            report.checked,
+            if report.checked == 1 { "" } else { "s" },
+            report.checked - report.bad.len(),
+            report.bad.len(),
+            report.bytes
+        );
+    }
+    Ok(if report.bad.is_empty() { 0 } else { EXIT_FAILURE })
+}

@@ -1,0 +1,86 @@
+//! The one error type of the tool: a one-line message and the exit code it maps to.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// Exit code for runtime failures (a file, the network, a bad archive).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: i32 = 2;
+
+/// An error with the message the user sees and the exit code it deserves.
+#[derive(Debug)]
+pub struct Error {
+    msg: String,
+    usage: bool,
+}
+
+/// Shorthand for results carrying [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A runtime failure (exit code 1).
+    pub fn runtime(msg: impl Into<String>) -> Error {
+        Error { msg: msg.into(), usage: false }
+    }
+
+    /// A usage or configuration error (exit code 2).
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error { msg: msg.into(), usage: true }
+    }
+
+    /// The exit code this error maps to.
+    pub fn exit_code(&self) -> i32 {
+        if self.usage {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILURE
+        }
+    }
+
+    /// The message without the program prefix.
+    pub fn message(&self) -> &str {
+        &self.msg
+    }
+
+    /// The same error with `what: ` in front of its message.
+    pub fn context(self, what: impl fmt::Display) -> Error {
+        Error { msg: format!("{what}: {}", self.msg), usage: self.usage }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Adds the path or action that failed to I/O errors, so messages name the file.
+pub trait IoContext<T> {
+    /// Prefixes the error with `path`.
+    fn at(self, path: &Path) -> Result<T>;
+    /// Prefixes the error with a description of what was being done.
+    fn doing(self, what: &str) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::runtime(format!("{}: {}", path.display(), describe_io(&e))))
+    }
+
+    fn doing(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::runtime(format!("{what}: {}", describe_io(&e))))
+    }
+}
+
+/// An I/O error as a short phrase: the OS text without Rust's "(os error N)" noise.
+pub fn describe_io(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}

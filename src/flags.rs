@@ -1,0 +1,424 @@
+//! The command line: one table of flags, each with its documentation, feeds both the
+//! parser and `--help`. Parsing fills [`LowArgs`] (what was typed); [`LowArgs::resolve`]
+//! turns that into a [`Mode`] (what to do). The original's flags parse as argparse did:
+//! `-uUSER`, `--user=USER`, `--user USER`, `-ezP`, and unique prefixes of long names.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Everything the command line said, before it is checked for sense.
+#[derive(Debug, Default, Clone)]
+pub struct LowArgs {
+    /// Number of arguments given (none at all starts the wizard).
+    pub count: usize,
+    pub help: bool,
+    pub version: bool,
+    pub user: Option<String>,
+    pub imap: Option<String>,
+    pub passwd: Option<String>,
+    pub passwd_command: Option<String>,
+    pub oauth2_token_command: Option<String>,
+    pub folders: Vec<String>,
+    pub all_folders: bool,
+    pub exclude: Vec<String>,
+    pub dir: Option<PathBuf>,
+    pub port: Option<u16>,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub pin_sha256: Option<String>,
+    pub encrypt: bool,
+    pub keys: Option<PathBuf>,
+    pub promp: bool,
+    pub key_password_file: Option<PathBuf>,
+    pub key_password_command: Option<String>,
+    pub compress: bool,
+    pub compress_level: Option<u8>,
+    pub buffer_size: Option<usize>,
+    pub config: Option<PathBuf>,
+    pub restore: Option<PathBuf>,
+    pub to_maildir: Option<PathBuf>,
+    pub verify: Option<PathBuf>,
+    pub sandbox: Option<String>,
+    pub sandbox_check: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+/// Sections of `--help`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Group {
+    Account,
+    Storage,
+    Restore,
+    Output,
+}
+
+impl Group {
+    fn title(self) -> &'static str {
+        match self {
+            Group::Account => "Backup (account and folders):",
+            Group::Storage => "Archive, compression and encryption:",
+            Group::Restore => "Restore and verify:",
+            Group::Output => "Output and other:",
+        }
+    }
+}
+
+type Apply = fn(&mut LowArgs, Option<String>) -> std::result::Result<(), String>;
+
+/// One flag: its names, its value's name, its help text and what it sets.
+pub struct Flag {
+    pub short: Option<char>,
+    pub long: &'static str,
+    pub value: Option<&'static str>,
+    pub group: Group,
+    pub doc: &'static str,
+    apply: Apply,
+}
+
+fn val(v: Option<String>) -> std::result::Result<String, String> {
+    v.ok_or_else(|| "a value is required".to_string())
+}
+
+fn num<T: std::str::FromStr>(v: Option<String>) -> std::result::Result<T, String> {
+    let v = val(v)?;
+    v.parse().map_err(|_| format!("'{v}' is not a valid number"))
+}
+
+/// Sizes like `4M`, `256K`, `1048576`.
+fn size(v: Option<String>) -> std::result::Result<usize, String> {
+    let v = val(v)?;
+    let (digits, unit) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1024),
+        Some(b'm' | b'M') => (&v[..v.len() - 1], 1024 * 1024),
+        _ => (&v[..], 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("'{v}' is not a size (examples: 262144, 256K, 4M)"))
+}
+
+macro_rules! flag {
+    ($short:expr, $long:literal, $value:expr, $group:ident, $doc:literal, $apply:expr) => {
+        Flag { short: $short, long: $long, value: $value, group: Group::$group, doc: $doc, apply: $apply }
+    };
+}
+
+/// Every flag the tool knows, in `--help` order.
+pub static FLAGS: &[Flag] = &[
+    flag!(Some('u'), "user", Some("USER"), Account, "Email user name (login).", |a, v| {
+        a.user = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(Some('i'), "imap", Some("SERVER"), Account, "IMAP server host name or address.", |a, v| {
+        a.imap = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "port", Some("N"), Account, "IMAP port (default 993, or 143 with --starttls).", |a, v| {
+        a.port = Some(num(v)?);
+        Ok(())
+    }),
+    flag!(None, "starttls", None, Account, "Connect in plain text and upgrade with STARTTLS (the certificate is still verified).", |a, _| {
+        a.starttls = true;
+        Ok(())
+    }),
+    flag!(None, "ca-file", Some("PEM"), Account, "Also trust the certificates in PEM (a self-signed NAS or home server).", |a, v| {
+        a.ca_file = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "pin-sha256", Some("HEX"), Account, "Accept exactly the server certificate with this SHA-256 fingerprint.", |a, v| {
+        a.pin_sha256 = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(Some('p'), "passwd", Some("PASS"), Account, "Email password (visible to other users in the process list: prefer the next options).", |a, v| {
+        a.passwd = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "passwd-command", Some("CMD"), Account, "Run CMD (with sh -c) and use the first line it prints as the email password. Also: environment SMAILARCHIVER_PASSWD.", |a, v| {
+        a.passwd_command = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "oauth2-token-command", Some("CMD"), Account, "Log in with XOAUTH2, using the access token that CMD prints (Gmail, Microsoft 365).", |a, v| {
+        a.oauth2_token_command = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up; repeat for several (default INBOX).", |a, v| {
+        a.folders.push(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "all-folders", None, Account, "Back up every selectable folder the server lists.", |a, _| {
+        a.all_folders = true;
+        Ok(())
+    }),
+    flag!(None, "exclude", Some("PATTERN"), Account, "With --all-folders, skip folders matching PATTERN (IMAP wildcards * and %); repeatable.", |a, v| {
+        a.exclude.push(val(v)?);
+        Ok(())
+    }),
+    flag!(Some('c'), "config", Some("FILE"), Account, "Back up the accounts listed in the JSON file FILE.", |a, v| {
+        a.config = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "dir", Some("ROOT"), Storage, "Archive root directory (default: the current directory).", |a, v| {
+        a.dir = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(Some('z'), "compress", None, Storage, "Compress each message (zlib; files end in .gz).", |a, _| {
+        a.compress = true;
+        Ok(())
+    }),
+    flag!(None, "compress-level", Some("N"), Storage, "zlib level 0 (none) to 9 (smallest); default 6.", |a, v| {
+        let n: u8 = num(v)?;
+        if n > 9 { return Err(format!("{n} is not a level from 0 to 9")); }
+        a.compress_level = Some(n);
+        Ok(())
+    }),
+    flag!(Some('e'), "encrypt", None, Storage, "Encrypt each message (AES-256-CBC + HMAC-SHA256; files end in .enc).", |a, _| {
+        a.encrypt = true;
+        Ok(())
+    }),
+    flag!(Some('k'), "keys", Some("FILE"), Storage, "Key file (default: keys). Created, mode 0600, by the first encrypted backup.", |a, v| {
+        a.keys = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(Some('P'), "promp", None, Storage, "The key file is password-protected: ask for its password (see the next options).", |a, _| {
+        a.promp = true;
+        Ok(())
+    }),
+    flag!(None, "key-password-file", Some("FILE"), Storage, "Read the key password from the first line of FILE.", |a, v| {
+        a.key_password_file = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "key-password-command", Some("CMD"), Storage, "Run CMD and use the first line it prints as the key password. Otherwise: environment SMAILARCHIVER_KEY_PASSWORD, then the terminal, or one line of standard input.", |a, v| {
+        a.key_password_command = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "buffer-size", Some("SIZE"), Storage, "Memory budget for one fetch (default 4M); bigger messages are fetched in chunks.", |a, v| {
+        a.buffer_size = Some(size(v)?);
+        Ok(())
+    }),
+    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID).", |a, v| {
+        a.restore = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "to-maildir", Some("OUT"), Restore, "With -r, write a Maildir OUT instead: one file per message, the bytes the server sent.", |a, v| {
+        a.to_maildir = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {
+        a.verify = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "sandbox", Some("MODE"), Output, "auto (default): confine the process with landlock where the kernel can; require: fail if it cannot; off.", |a, v| {
+        let m = val(v)?;
+        if !["auto", "require", "off"].contains(&m.as_str()) { return Err(format!("'{m}' is not one of auto, require, off")); }
+        a.sandbox = Some(m);
+        Ok(())
+    }),
+    flag!(None, "sandbox-check", None, Output, "Report what the kernel's landlock can confine, and prove it (with --dir).", |a, _| {
+        a.sandbox_check = true;
+        Ok(())
+    }),
+    flag!(Some('v'), "verbose", None, Output, "Say more: one line per message.", |a, _| {
+        a.verbose = true;
+        Ok(())
+    }),
+    flag!(Some('q'), "quiet", None, Output, "Print nothing but errors (for cron).", |a, _| {
+        a.quiet = true;
+        Ok(())
+    }),
+    flag!(None, "version", None, Output, "Print the version and exit.", |a, _| {
+        a.version = true;
+        Ok(())
+    }),
+    flag!(Some('h'), "help", None, Output, "Print this help and exit.", |a, _| {
+        a.help = true;
+        Ok(())
+    }),
+];
+
+/// The long names the original (argparse) knew; their prefixes must keep working.
+const ORIGINAL_LONGS: &[&str] = &[
+    "user", "imap", "passwd", "folder", "encrypt", "keys", "promp", "compress", "config", "restore", "verbose",
+    "version", "help",
+];
+
+/// Finds a long flag by its name or, as argparse did, by a unique prefix of it.
+fn find_long(name: &str) -> Result<&'static Flag> {
+    if let Some(f) = FLAGS.iter().find(|f| f.long == name) {
+        return Ok(f);
+    }
+    let mut matches: Vec<_> = FLAGS.iter().filter(|f| !name.is_empty() && f.long.starts_with(name)).collect();
+    // A prefix that was unique among the original's flags keeps meaning what it meant.
+    if matches.len() > 1 {
+        let original: Vec<_> = matches.iter().copied().filter(|f| ORIGINAL_LONGS.contains(&f.long)).collect();
+        if original.len() == 1 {
+            matches = original;
+        }
+    }
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::usage(format!("unknown option --{name} (see --help)"))),
+        many => Err(Error::usage(format!(
+            "ambiguous option --{name}: could be {}",
+            many.iter().map(|f| format!("--{}", f.long)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<LowArgs> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let mut low = LowArgs { count: args.len(), ..LowArgs::default() };
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| Error::usage(e.to_string()))? {
+        let long = matches!(arg, lexopt::Arg::Long(_));
+        let (flag, shown) = match arg {
+            lexopt::Arg::Short(c) => {
+                let f = FLAGS
+                    .iter()
+                    .find(|f| f.short == Some(c))
+                    .ok_or_else(|| Error::usage(format!("unknown option -{c} (see --help)")))?;
+                (f, format!("-{c}"))
+            }
+            lexopt::Arg::Long(name) => {
+                let name = name.to_string();
+                (find_long(&name)?, format!("--{name}"))
+            }
+            lexopt::Arg::Value(v) => {
+                return Err(Error::usage(format!("unexpected argument '{}' (see --help)", v.to_string_lossy())));
+            }
+        };
+        let value = match flag.value {
+            Some(_) => {
+                let v = parser.value().map_err(|_| Error::usage(format!("{shown} needs a value")))?;
+                Some(
+                    v.into_string()
+                        .map_err(|v| Error::usage(format!("{shown}: '{}' is not valid UTF-8", v.to_string_lossy())))?,
+                )
+            }
+            None => {
+                // Only `--flag=value` can carry a stray value; `-ezP` is a cluster of flags.
+                if let Some(v) = long.then(|| parser.optional_value()).flatten() {
+                    return Err(Error::usage(format!("{shown} takes no value (got '{}')", v.to_string_lossy())));
+                }
+                None
+            }
+        };
+        (flag.apply)(&mut low, value).map_err(|e| Error::usage(format!("{shown}: {e}")))?;
+    }
+    Ok(low)
+}
+
+/// The `--help` text, generated from [`FLAGS`] and wrapped to 80 columns.
+pub fn help() -> String {
+    const INDENT: usize = 26;
+    const WIDTH: usize = 80;
+    let mut out = format!(
+        "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
+         Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
+         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [--to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut group = None;
+    for f in FLAGS {
+        if group != Some(f.group) {
+            group = Some(f.group);
+            out.push('\n');
+            out.push_str(f.group.title());
+            out.push('\n');
+        }
+        let mut names = match f.short {
+            Some(c) => format!("  -{c}, --{}", f.long),
+            None => format!("      --{}", f.long),
+        };
+        if let Some(v) = f.value {
+            names.push(' ');
+            names.push_str(v);
+        }
+        let mut line = names.clone();
+        let mut col = if names.len() + 2 > INDENT {
+            out.push_str(&names);
+            out.push('\n');
+            line = " ".repeat(INDENT);
+            INDENT
+        } else {
+            line.push_str(&" ".repeat(INDENT - names.len()));
+            INDENT
+        };
+        for word in f.doc.split(' ') {
+            if col + word.len() + 1 > WIDTH && col > INDENT {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = " ".repeat(INDENT);
+                col = INDENT;
+            }
+            if col > INDENT {
+                line.push(' ');
+                col += 1;
+            }
+            line.push_str(word);
+            col += word.len();
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str("\nExit status: 0 all good, 1 something failed (details on stderr), 2 usage or config error.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<LowArgs> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn argparse_forms() {
+        let a = p(&["-uann", "--imap=imap.x", "--passwd", "pw", "-ezP", "-f", "INBOX", "-fSent"]).unwrap();
+        assert_eq!(a.user.as_deref(), Some("ann"));
+        assert_eq!(a.imap.as_deref(), Some("imap.x"));
+        assert_eq!(a.passwd.as_deref(), Some("pw"));
+        assert!(a.encrypt && a.compress && a.promp);
+        assert_eq!(a.folders, ["INBOX", "Sent"]);
+        let a = p(&["--comp", "--verb", "--res", "d", "--pass", "pw"]).unwrap();
+        assert!(a.compress && a.verbose);
+        assert_eq!(a.passwd.as_deref(), Some("pw"));
+        assert_eq!(a.restore, Some(PathBuf::from("d")));
+    }
+
+    #[test]
+    fn errors_are_usage_errors() {
+        for (args, want) in [
+            (&["--bogus"][..], "unknown option --bogus"),
+            (&["-x"][..], "unknown option -x"),
+            (&["-u"][..], "-u needs a value"),
+            (&["--co", "x"][..], "ambiguous option --co"),
+            (&["stray"][..], "unexpected argument 'stray'"),
+            (&["--compress=yes"][..], "--compress takes no value"),
+            (&["--compress-level", "12"][..], "not a level"),
+            (&["--buffer-size", "lots"][..], "not a size"),
+        ] {
+            let e = p(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_fits_80_columns_and_lists_every_flag() {
+        let h = help();
+        for line in h.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line}");
+        }
+        for f in FLAGS {
+            assert!(h.contains(&format!("--{}", f.long)), "{} missing", f.long);
+        }
+    }
+}

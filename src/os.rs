@@ -1,0 +1,54 @@
+//! Thin safe wrappers over the few system calls std does not offer.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Fills `buf` from the kernel's CSPRNG; a system call, so it works inside the sandbox.
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe a live, writable slice.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// Turns terminal echo off on `fd` until the guard is dropped.
+pub struct EchoOff<'a, F: AsRawFd> {
+    file: &'a F,
+    saved: libc::termios,
+}
+
+impl<'a, F: AsRawFd> EchoOff<'a, F> {
+    /// Disables echo (keeping the newline echo, so the prompt line ends cleanly).
+    pub fn new(file: &'a F) -> io::Result<Self> {
+        // SAFETY: termios is plain data; tcgetattr fills it or fails.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(file.as_raw_fd(), &mut saved) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        if unsafe { libc::tcsetattr(file.as_raw_fd(), libc::TCSANOW, &quiet) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(EchoOff { file, saved })
+    }
+}
+
+impl<F: AsRawFd> Drop for EchoOff<'_, F> {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new` on the same descriptor.
+        unsafe { libc::tcsetattr(self.file.as_raw_fd(), libc::TCSANOW, &self.saved) };
+    }
+}

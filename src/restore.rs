@@ -1,0 +1,214 @@
+//! Restore: a folder directory's archive files, in ascending UID order, into one mboxrd
+//! file (`DIR.mbox`) or a Maildir. A file that fails is reported and left out; the rest
+//! are restored. The output appears only when complete (temporary file, then rename).
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use crate::archive::{self, ArchiveFile};
+use crate::atomic::TempFile;
+use crate::codec::{self, base64::read_full, BUF_SIZE};
+use crate::error::{describe_io, Error, IoContext, Result};
+use crate::keys::Keys;
+use crate::mbox::{separator_line, MboxrdWriter};
+
+/// How much of a message's start is read to build its mbox separator line.
+const HEAD_LEN: usize = 64 * 1024;
+
+/// Where restored messages go.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// `DIR.mbox`, beside DIR.
+    Mbox,
+    /// A Maildir (created if needed).
+    Maildir(PathBuf),
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The mbox file or Maildir written.
+    pub output: PathBuf,
+    /// Messages restored.
+    pub restored: usize,
+    /// Message bytes restored.
+    pub bytes: u64,
+    /// Files left out, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// The mbox path for a folder directory: the directory's path with `.mbox` appended.
+pub fn mbox_path(dir: &Path) -> Result<PathBuf> {
+    let dir = match dir.components().next_back() {
+        // "-r ." must not write "..mbox": name the output after the real directory.
+        Some(Component::CurDir | Component::ParentDir) => dir.canonicalize().at(dir)?,
+        _ => dir.components().collect(),
+    };
+    let mut s: OsString = dir.into_os_string();
+    s.push(".mbox");
+    Ok(PathBuf::from(s))
+}
+
+/// Restores the folder directory `dir`. `keys` is called only if encrypted files exist,
+/// before anything is written. `on_failure` hears of each file left out as it happens.
+pub fn restore(
+    dir: &Path,
+    target: &Target,
+    keys: impl FnOnce() -> Result<Keys>,
+    on_failure: &mut dyn FnMut(&Path, &str),
+) -> Result<Report> {
+    let files = archive::list_folder(dir)?;
+    if files.is_empty() && archive::has_subfolders(dir) {
+        return Err(Error::runtime(format!(
+            "{}: no archive files here; restore one folder directory below it (e.g. -r {}/INBOX)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
+    match target {
+        Target::Mbox => to_mbox(&files, &mbox_path(dir)?, keys.as_ref(), on_failure),
+        Target::Maildir(out) => to_maildir(&files, out, keys.as_ref(), on_failure),
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn to_mbox(
+    files: &[ArchiveFile],
+    output: &Path,
+    keys: Option<&Keys>,
+    on_failure: &mut dyn FnMut(&Path, &str),
+) -> Result<Report> {
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempFile::create_in(parent_of(output), &name, 0o600).at(parent_of(output))?;
+    let mut report = Report { output: output.to_path_buf(), ..Report::default() };
+    let mut good_len = 0u64;
+    for f in files {
+        let mut out = BufWriter::with_capacity(BUF_SIZE, tmp.file());
+        match append_mbox(f, keys, &mut out) {
+            Ok(n) => {
+                out.flush().at(tmp.path())?;
+                good_len = tmp.file().stream_position().at(tmp.path())?;
+                report.restored += 1;
+                report.bytes += n;
+            }
+            Err(e) => {
+                // Whatever the failed message wrote is cut off again.
+                drop(out.into_parts());
+                tmp.file().set_len(good_len).at(tmp.path())?;
+                tmp.file().seek(SeekFrom::Start(good_len)).at(tmp.path())?;
+                if e.kind() != io::ErrorKind::InvalidData && is_output_error(&e) {
+                    return Err(Error::runtime(format!("{}: {}", output.display(), describe_io(&e))));
+                }
+                let reason = describe_io(&e);
+                on_failure(&f.path, &reason);
+                report.failed.push((f.path.clone(), reason));
+            }
+        }
+    }
+    tmp.commit(output, true).at(output)?;
+    Ok(report)
+}
+
+/// Disk-full and similar errors concern the output, not the archive file: they stop.
+fn is_output_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EFBIG))
+}
+
+/// Writes one message as an mboxrd entry; returns the message's size.
+fn append_mbox(f: &ArchiveFile, keys: Option<&Keys>, out: &mut impl Write) -> io::Result<u64> {
+    let (_, mut msg) = f.open(keys)?;
+    let mut head = vec![0u8; HEAD_LEN];
+    let n = read_full(&mut msg, &mut head)?;
+    head.truncate(n);
+    let mtime = fs::metadata(&f.path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    out.write_all(&separator_line(&head, mtime))?;
+    let mut body = Tracking { inner: MboxrdWriter::new(&mut *out), last: None, count: 0 };
+    body.write_all(&head)?;
+    codec::pump(&mut msg, &mut body)?;
+    let (last, count) = (body.last, body.count);
+    body.inner.finish()?;
+    // Each message ends with a line break and a blank line, so the next "From " is a separator.
+    out.write_all(if last == Some(b'\n') || last.is_none() { b"\n" } else { b"\n\n" })?;
+    Ok(count)
+}
+
+/// Remembers the last byte and the count of what passes through.
+struct Tracking<W> {
+    inner: W,
+    last: Option<u8>,
+    count: u64,
+}
+
+impl<W: Write> Write for Tracking<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if n > 0 {
+            self.last = Some(buf[n - 1]);
+            self.count += n as u64;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn to_maildir(
+    files: &[ArchiveFile],
+    out: &Path,
+    keys: Option<&Keys>,
+    on_failure: &mut dyn FnMut(&Path, &str),
+) -> Result<Report> {
+    for sub in ["tmp", "new", "cur"] {
+        fs::create_dir_all(out.join(sub)).at(&out.join(sub))?;
+    }
+    let mut report = Report { output: out.to_path_buf(), ..Report::default() };
+    for f in files {
+        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = out.join("cur").join(format!("{name}:2,"));
+        let tmp = TempFile::create_in(&out.join("tmp"), &name, 0o600).at(&out.join("tmp"))?;
+        let written = (|| -> io::Result<u64> {
+            let (_, mut msg) = f.open(keys)?;
+            let mut w = BufWriter::with_capacity(BUF_SIZE, tmp.file());
+            let n = codec::pump(&mut msg, &mut w)?;
+            w.flush()?;
+            Ok(n)
+        })();
+        match written {
+            Ok(n) => {
+                tmp.commit(&target, true).at(&target)?;
+                report.restored += 1;
+                report.bytes += n;
+            }
+            Err(e) if e.kind() != io::ErrorKind::InvalidData && is_output_error(&e) => {
+                return Err(Error::runtime(format!("{}: {}", target.display(), describe_io(&e))));
+            }
+            Err(e) => {
+                let reason = describe_io(&e);
+                on_failure(&f.path, &reason);
+                report.failed.push((f.path.clone(), reason));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads a whole stream, for callers that decode into nothing.
+pub fn drain(r: &mut impl Read) -> io::Result<u64> {
+    codec::pump(r, &mut io::sink())
+}
