@@ -367,7 +367,7 @@ pub fn help() -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str("\nExit status: 0 all good, 1 something failed (details on stderr), 2 usage or config error.\n");
+    out.push_str("\nExit status: 0 all good, 1 something failed, 2 usage or config error.\n");
     out
 }
 

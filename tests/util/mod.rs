@@ -1,0 +1,131 @@
+//! Helpers shared by the integration tests: running the binary, temporary directories,
+//! the compatibility vectors.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_smailarchiver")
+}
+
+/// The vectors written by the original program (tests/fixtures/vectors).
+pub fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vectors")
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "smailarchiver-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary with `args` and extra environment, standard input closed.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::null()).env_remove("SMAILARCHIVER_KEY_PASSWORD").env_remove("SMAILARCHIVER_PASSWD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run smailarchiver")
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Splits an mboxrd file into its messages (separator lines removed, quoting undone,
+/// the blank line after each message removed), the way a mail reader would.
+pub fn parse_mboxrd(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            msgs.push(Vec::new());
+            continue;
+        }
+        let cur = msgs.last_mut().expect("mbox must start with a From line");
+        let gts = line.iter().take_while(|&&b| b == b'>').count();
+        if gts > 0 && line[gts..].starts_with(b"From ") {
+            cur.extend_from_slice(&line[1..]);
+        } else {
+            cur.extend_from_slice(line);
+        }
+    }
+    for m in &mut msgs {
+        assert!(m.ends_with(b"\n\n") || m == b"\n", "message must end with a blank line");
+        m.pop();
+    }
+    msgs
+}
+
+/// The message inside a stored file's plaintext: everything after the first line.
+pub fn strip_first_line(stored: &[u8]) -> &[u8] {
+    let nl = stored.iter().position(|&b| b == b'\n').expect("stored From line");
+    &stored[nl + 1..]
+}
+
+/// A message as an mbox holds it: mbox cannot mark a message that lacks a final line
+/// break, so restore adds one.
+pub fn as_in_mbox(msg: &[u8]) -> Vec<u8> {
+    let mut m = msg.to_vec();
+    if !m.is_empty() && !m.ends_with(b"\n") {
+        m.push(b'\n');
+    }
+    m
+}
+
+/// Asserts two byte strings are equal without dumping megabytes on failure.
+#[track_caller]
+pub fn assert_same(actual: &[u8], expected: &[u8], what: &str) {
+    if actual != expected {
+        let at = actual.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(actual.len().min(expected.len()));
+        panic!(
+            "{what}: differ at byte {at} (lengths {} and {}); around there: {:?} vs {:?}",
+            actual.len(),
+            expected.len(),
+            String::from_utf8_lossy(&actual[at.saturating_sub(20)..(at + 20).min(actual.len())]),
+            String::from_utf8_lossy(&expected[at.saturating_sub(20)..(at + 20).min(expected.len())]),
+        );
+    }
+}
