@@ -1,0 +1,164 @@
+//! The command line's contract: one-line errors, exit codes, no output file on failure,
+//! and the key password sources.
+
+mod util;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use util::*;
+
+/// A folder holding the pbkdf2 vectors (encrypted with `correct horse battery staple`).
+fn pbkdf2_folder(tmp: &TempDir) -> (String, String) {
+    let folder = tmp.join("INBOX");
+    fs::create_dir(&folder).unwrap();
+    for uid in [1, 30, 99] {
+        let name = format!("{uid}.mbox.gz.enc");
+        fs::copy(vectors().join("pbkdf2").join(&name), folder.join(&name)).unwrap();
+    }
+    let key = tmp.join("pw.key");
+    fs::copy(vectors().join("keys/pbkdf2.key"), &key).unwrap();
+    fs::copy(vectors().join("keys/pbkdf2.key.sha"), tmp.join("pw.key.sha")).unwrap();
+    (folder.to_string_lossy().into(), key.to_string_lossy().into())
+}
+
+#[track_caller]
+fn assert_one_line_error(o: &std::process::Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    assert!(err.starts_with("smailarchiver: error: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+#[test]
+fn version_and_help() {
+    let o = run(&["--version"], &[]);
+    assert_eq!(stdout(&o), format!("smailarchiver {}\n", env!("CARGO_PKG_VERSION")));
+    let o = run(&["--help"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("--verify PATH"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_one_line_error(&run(&["--bogus"], &[]), 2, "unknown option --bogus");
+    assert_one_line_error(&run(&["-r"], &[]), 2, "-r needs a value");
+    assert_one_line_error(&run(&["-r", "a", "--verify", "b"], &[]), 2, "cannot be combined");
+    assert_one_line_error(&run(&["--to-maildir", "x"], &[]), 2, "goes with -r");
+    assert_one_line_error(&run(&["-q", "--verbose", "-r", "x"], &[]), 2, "contradict");
+}
+
+#[test]
+fn password_sources_in_order() {
+    let tmp = TempDir::new("cli-pw");
+    let (folder, key) = pbkdf2_folder(&tmp);
+    let pwfile = tmp.join("pwfile");
+    fs::write(&pwfile, "correct horse battery staple\n").unwrap();
+    let right = "correct horse battery staple";
+    // The file wins over a wrong command and a wrong environment variable.
+    let o = run(
+        &["-r", &folder, "-k", &key, "-P", "--key-password-file", pwfile.to_str().unwrap(), "--key-password-command", "echo wrong"],
+        &[("SMAILARCHIVER_KEY_PASSWORD", "wrong")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["-r", &folder, "-k", &key, "-P", "--key-password-command", &format!("echo '{right}'")], &[("SMAILARCHIVER_KEY_PASSWORD", "wrong")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["-r", &folder, "-k", &key, "-P"], &[("SMAILARCHIVER_KEY_PASSWORD", right)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("restored 3 messages"), "{}", stdout(&o));
+    // Standard input that is not a terminal: one line.
+    let mut child = Command::new(bin())
+        .args(["-r", &folder, "-k", &key, "-P"])
+        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{right}\n").as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn key_problems_are_one_line_and_write_nothing() {
+    let tmp = TempDir::new("cli-keys");
+    let (folder, key) = pbkdf2_folder(&tmp);
+    let mbox = tmp.join("INBOX.mbox");
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["-k".into(), tmp.join("missing.key").to_string_lossy().into()], vec![], "not found"),
+        (vec!["-k".into(), key.clone(), "-P".into()], vec![("SMAILARCHIVER_KEY_PASSWORD", "wrong")], "wrong key password"),
+        (vec!["-k".into(), key.clone(), "-P".into()], vec![("SMAILARCHIVER_KEY_PASSWORD", "")], "empty key password"),
+        (vec!["-k".into(), key.clone()], vec![], "add -P"),
+    ];
+    for (extra, env, needle) in cases {
+        for mode in [vec!["-r", folder.as_str()], vec!["--verify", folder.as_str()]] {
+            let mut args: Vec<&str> = mode.clone();
+            args.extend(extra.iter().map(String::as_str));
+            let o = run(&args, &env);
+            assert_one_line_error(&o, 1, needle);
+            assert!(!mbox.exists(), "{args:?} wrote an output file");
+        }
+    }
+    // An empty line on standard input is an empty password too.
+    let o = Command::new(bin())
+        .args(["-r", &folder, "-k", &key, "-P"])
+        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
+        .stdin(Stdio::from(fs::File::open("/dev/null").unwrap()))
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, 1, "empty key password");
+    let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 3, "only the inputs remain: {leftovers:?}");
+}
+
+#[test]
+fn plain_folders_need_no_key_file() {
+    let tmp = TempDir::new("cli-plain");
+    let folder = tmp.join("f");
+    fs::create_dir(&folder).unwrap();
+    fs::copy(vectors().join("random/30.mbox.gz"), folder.join("30.mbox.gz")).unwrap();
+    let o = run(&["-r", folder.to_str().unwrap(), "-k", "/nonexistent/keys"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(tmp.join("f.mbox").exists());
+}
+
+#[test]
+fn restore_of_an_account_directory_points_to_its_folders() {
+    let tmp = TempDir::new("cli-acct");
+    fs::create_dir_all(tmp.join("ann/INBOX")).unwrap();
+    fs::copy(vectors().join("random/1.mbox"), tmp.join("ann/INBOX/1.mbox")).unwrap();
+    let o = run(&["-r", tmp.join("ann").to_str().unwrap()], &[]);
+    assert_one_line_error(&o, 1, "restore one folder directory below it");
+    assert!(!tmp.join("ann.mbox").exists());
+}
+
+#[test]
+fn unreadable_directory() {
+    let tmp = TempDir::new("cli-unread");
+    let folder = tmp.join("locked");
+    fs::create_dir(&folder).unwrap();
+    fs::copy(vectors().join("random/1.mbox"), folder.join("1.mbox")).unwrap();
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let is_root = unsafe { libc::geteuid() } == 0;
+    // Root reads anything: run the binary as nobody, as a real user would be.
+    let run_as = |args: &[&str]| {
+        let mut cmd = if is_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()]);
+            c
+        } else {
+            Command::new(bin())
+        };
+        cmd.args(args).stdin(Stdio::null()).output().expect("setpriv (util-linux) is needed to run this test as root")
+    };
+    let f = folder.to_str().unwrap();
+    assert_one_line_error(&run_as(&["-r", f]), 1, "Permission denied");
+    assert_one_line_error(&run_as(&["--verify", f]), 1, "Permission denied");
+    assert!(!tmp.join("locked.mbox").exists());
+    fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
+}
