@@ -4,10 +4,13 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::account::{Account, Folders, DEFAULT_BUFFER};
+use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, Result, EXIT_FAILURE};
 use crate::flags::{self, LowArgs};
 use crate::keys::{KeySpec, PasswordSpec};
-use crate::{restore, verify};
+use crate::secret::Secret;
+use crate::{backup, config, restore, verify, wizard};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -20,8 +23,10 @@ pub enum Mode {
     Restore { dir: PathBuf, target: restore::Target, keys: KeySpec },
     /// Verify an archive.
     Verify { path: PathBuf, keys: KeySpec },
-    /// Back up (from flags, a config file or the wizard).
-    Backup,
+    /// Back up these accounts.
+    Backup { accounts: Vec<Account> },
+    /// Ask for an account, then back it up.
+    Wizard,
 }
 
 /// Output settings shared by every mode.
@@ -75,9 +80,83 @@ impl LowArgs {
                 keys: self.key_spec(),
             },
             (None, Some(path)) => Mode::Verify { path: path.clone(), keys: self.key_spec() },
-            (None, None) => Mode::Backup,
+            (None, None) if self.count == 0 => Mode::Wizard,
+            (None, None) => return self.backup(out),
         };
         Ok((mode, out))
+    }
+}
+
+impl LowArgs {
+    /// The backup the flags (or the config file they name) describe.
+    fn backup(&self, mut out: Output) -> Result<(Mode, Output)> {
+        let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        if !self.exclude.is_empty() && !self.all_folders && self.config.is_none() {
+            return Err(Error::usage("--exclude goes with --all-folders"));
+        }
+        if self.all_folders && !self.folders.is_empty() {
+            return Err(Error::usage("-f and --all-folders cannot be combined"));
+        }
+        let mut accounts = if let Some(path) = &self.config {
+            let account_flags = self.user.is_some()
+                || self.imap.is_some()
+                || self.passwd.is_some()
+                || !self.folders.is_empty()
+                || self.all_folders
+                || self.encrypt
+                || self.compress;
+            if account_flags {
+                return Err(Error::usage(
+                    "account options (-u, -i, -p, -f, -e, -z, --all-folders) go in the config file when -c is used",
+                ));
+            }
+            let config = config::load(path, &root)?;
+            if !config.unknown.is_empty() && !self.quiet {
+                warn(format!("config {}: unknown keys ignored: {}", path.display(), config.unknown.join(", ")));
+            }
+            out.verbose |= config.verbose && !out.quiet;
+            out.quiet |= config.quiet;
+            config.accounts
+        } else {
+            let (Some(user), Some(host)) = (&self.user, &self.imap) else {
+                return Err(Error::usage(
+                    "a backup needs -u USER and -i SERVER (or -c CONFIG; or no arguments at all for the wizard)",
+                ));
+            };
+            if self.passwd.is_some() && !self.quiet {
+                warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
+            }
+            vec![Account {
+                user: user.clone(),
+                host: host.clone(),
+                port: self.port,
+                starttls: self.starttls,
+                ca_file: self.ca_file.clone(),
+                pin_sha256: self.pin_sha256.clone(),
+                password: self.passwd.clone().map(Secret::new),
+                passwd_command: self.passwd_command.clone(),
+                oauth2_command: self.oauth2_token_command.clone(),
+                folders: if self.all_folders {
+                    Folders::All { exclude: self.exclude.clone() }
+                } else if self.folders.is_empty() {
+                    Folders::Named(vec!["INBOX".into()])
+                } else {
+                    Folders::Named(self.folders.clone())
+                },
+                root,
+                form: Form { compressed: self.compress, encrypted: self.encrypt },
+                level: self.compress_level.unwrap_or(DEFAULT_LEVEL),
+                keys: self.encrypt.then(|| self.key_spec()),
+                buffer_size: self.buffer_size.unwrap_or(DEFAULT_BUFFER),
+            }]
+        };
+        for a in &mut accounts {
+            if let Some(size) = self.buffer_size {
+                a.buffer_size = size;
+            }
+            a.validate()?;
+        }
+        Ok((Mode::Backup { accounts }, out))
     }
 }
 
@@ -105,7 +184,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
         Mode::Restore { dir, target, keys } => return run_restore(&dir, &target, &keys, out),
         Mode::Verify { path, keys } => return run_verify(&path, &keys, out),
-        Mode::Backup => return Err(Error::runtime("backup is not implemented yet")),
+        Mode::Backup { accounts } => return Ok(backup::run(&accounts, out)),
+        Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out)),
     }
     Ok(0)
 }

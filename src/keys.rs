@@ -162,6 +162,7 @@ impl PasswordSpec {
             command: self.command.as_deref(),
             env: Some("SMAILARCHIVER_KEY_PASSWORD"),
             confirm,
+            stdin_line: true,
         }
         .obtain()
     }

@@ -1,16 +1,22 @@
 //! smailarchiver: back up IMAP mailboxes one file per message, compressed and encrypted,
 //! in the format of SMail Archiver 0.5, through fixed-size buffers.
 
+pub mod account;
 pub mod app;
 pub mod archive;
 pub mod atomic;
+pub mod backup;
 pub mod codec;
+pub mod config;
 pub mod error;
 pub mod flags;
 pub mod keys;
+pub mod lock;
 pub mod mailbox_name;
 pub mod mbox;
 pub mod os;
 pub mod restore;
 pub mod secret;
+pub mod server;
 pub mod verify;
+pub mod wizard;

@@ -53,6 +53,8 @@ pub struct Sources<'a> {
     pub env: Option<&'a str>,
     /// Ask twice on a terminal (a new key file's password).
     pub confirm: bool,
+    /// Without a terminal, read one line of standard input (else: an error).
+    pub stdin_line: bool,
 }
 
 impl Sources<'_> {
@@ -67,6 +69,8 @@ impl Sources<'_> {
             (value.1, format!("environment variable {}", value.0))
         } else if io::stdin().is_terminal() {
             (self.prompt()?, "terminal".to_string())
+        } else if !self.stdin_line {
+            return Err(Error::runtime(format!("no {} given, and no terminal to ask for it", self.what)));
         } else {
             let mut line = String::new();
             io::stdin().lock().read_line(&mut line).doing(&format!("reading the {} from standard input", self.what))?;

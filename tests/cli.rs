@@ -60,11 +60,24 @@ fn password_sources_in_order() {
     let right = "correct horse battery staple";
     // The file wins over a wrong command and a wrong environment variable.
     let o = run(
-        &["-r", &folder, "-k", &key, "-P", "--key-password-file", pwfile.to_str().unwrap(), "--key-password-command", "echo wrong"],
+        &[
+            "-r",
+            &folder,
+            "-k",
+            &key,
+            "-P",
+            "--key-password-file",
+            pwfile.to_str().unwrap(),
+            "--key-password-command",
+            "echo wrong",
+        ],
         &[("SMAILARCHIVER_KEY_PASSWORD", "wrong")],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = run(&["-r", &folder, "-k", &key, "-P", "--key-password-command", &format!("echo '{right}'")], &[("SMAILARCHIVER_KEY_PASSWORD", "wrong")]);
+    let o = run(
+        &["-r", &folder, "-k", &key, "-P", "--key-password-command", &format!("echo '{right}'")],
+        &[("SMAILARCHIVER_KEY_PASSWORD", "wrong")],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = run(&["-r", &folder, "-k", &key, "-P"], &[("SMAILARCHIVER_KEY_PASSWORD", right)]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -88,9 +101,14 @@ fn key_problems_are_one_line_and_write_nothing() {
     let tmp = TempDir::new("cli-keys");
     let (folder, key) = pbkdf2_folder(&tmp);
     let mbox = tmp.join("INBOX.mbox");
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["-k".into(), tmp.join("missing.key").to_string_lossy().into()], vec![], "not found"),
-        (vec!["-k".into(), key.clone(), "-P".into()], vec![("SMAILARCHIVER_KEY_PASSWORD", "wrong")], "wrong key password"),
+        (
+            vec!["-k".into(), key.clone(), "-P".into()],
+            vec![("SMAILARCHIVER_KEY_PASSWORD", "wrong")],
+            "wrong key password",
+        ),
         (vec!["-k".into(), key.clone(), "-P".into()], vec![("SMAILARCHIVER_KEY_PASSWORD", "")], "empty key password"),
         (vec!["-k".into(), key.clone()], vec![], "add -P"),
     ];

@@ -30,7 +30,7 @@ fn feed(mut sink: impl FnMut(&[u8])) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            line.push(if x % 3 == 0 { b"abcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 38) as usize] } else { b'q' });
+            line.push(if x.is_multiple_of(3) { b"abcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 38) as usize] } else { b'q' });
         }
         line.extend_from_slice(b"\r\n");
         let n = line.len().min(SIZE - sent);
@@ -54,8 +54,11 @@ fn child_library_chain() {
     let keys = keys::create(&dir.join("keys"), None).unwrap();
     let path = dir.join("1.mbox.gz.enc");
     let sink: Box<dyn Finish> = Box::new(BufWriter::new(File::create(&path).unwrap()));
-    let mut w = codec::writer(WriteOptions { form: Form { compressed: true, encrypted: true }, level: 6, keys: Some(&keys) }, sink)
-        .unwrap();
+    let mut w = codec::writer(
+        WriteOptions { form: Form { compressed: true, encrypted: true }, level: 6, keys: Some(&keys) },
+        sink,
+    )
+    .unwrap();
     let mut want = Sha256::new();
     feed(|piece| {
         want.update(piece);

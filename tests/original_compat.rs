@@ -88,15 +88,22 @@ fn original_py(args: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {INSTALL}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(3), "{}{INSTALL}", stderr);
-    assert_ne!(out.status.code(), Some(2), "original.py usage error: {stderr}");
-    out
+    match out.status.code() {
+        Some(3) => panic!("{}{INSTALL}", stderr),
+        Some(2) => panic!("original.py usage error: {stderr}"),
+        _ => out,
+    }
 }
 
 /// Like [`original_py`], and the oracle must succeed.
 fn original_py_ok(args: &[&str]) -> Output {
     let out = original_py(args);
-    assert!(out.status.success(), "original.py {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "original.py {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -227,7 +234,8 @@ fn check_shape(dir: &Path, i: usize, msg: &[u8]) {
     assert_eq!(&gz[..2], b"\x78\x9c", "message {i}: .mbox.gz is not a level-6 zlib stream");
     for (form, inner_len) in [(FORMS[2], plain.len()), (FORMS[3], gz.len())] {
         let text = fs::read(dir.join(name(i, form))).expect("read encrypted file");
-        let raw = STANDARD.decode(&text).unwrap_or_else(|e| panic!("message {i}{}: not strict base64: {e}", form.suffix()));
+        let raw =
+            STANDARD.decode(&text).unwrap_or_else(|e| panic!("message {i}{}: not strict base64: {e}", form.suffix()));
         let padded = inner_len + 32 - inner_len % 32;
         assert_eq!(raw.len(), 16 + padded + 32, "message {i}{}: not the original's 32-byte padding", form.suffix());
     }

@@ -29,7 +29,7 @@ fn message(len: usize, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        m.push(if x % 7 == 0 { (x >> 8) as u8 } else { b"abc de\nFrom \r"[(x % 13) as usize] });
+        m.push(if x.is_multiple_of(7) { (x >> 8) as u8 } else { b"abc de\nFrom \r"[(x % 13) as usize] });
     }
     m.truncate(len);
     m

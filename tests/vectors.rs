@@ -49,13 +49,7 @@ fn manifest() -> Vec<Row> {
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             assert!(f.len() >= 5, "bad manifest line {l}");
-            Row {
-                path: f[0].into(),
-                sha: f[1].into(),
-                key: f[2].into(),
-                password: f[3].into(),
-                original: f[4].into(),
-            }
+            Row { path: f[0].into(), sha: f[1].into(), key: f[2].into(), password: f[3].into(), original: f[4].into() }
         })
         .collect();
     assert!(rows.len() > 100, "manifest has only {} rows", rows.len());

@@ -124,7 +124,7 @@ pub fn check_mac(keys: &Keys, mut r: impl Read) -> io::Result<Checked> {
     }
     mac.verify_slice(&buf[..TAG_LEN]).map_err(|_| invalid("MAC check failed: wrong key, or the file was changed"))?;
     let cipher_len = total - (IV_LEN + TAG_LEN) as u64;
-    if cipher_len == 0 || cipher_len % BLOCK as u64 != 0 {
+    if cipher_len == 0 || !cipher_len.is_multiple_of(BLOCK as u64) {
         return Err(invalid(format!("ciphertext of {cipher_len} bytes is not a whole number of AES blocks")));
     }
     let mut tag = [0u8; TAG_LEN];

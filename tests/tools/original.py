@@ -325,7 +325,7 @@ def cmd_check(argv):
     base = os.path.dirname(os.path.abspath(manifest))
     rows = mismatches = 0
     with open(manifest, 'r', encoding='utf-8') as f:
-        lines = [l.rstrip("\n") for l in f if l.strip() and not l.startswith("#")]
+        lines = [row.rstrip("\n") for row in f if row.strip() and not row.startswith("#")]
     for line in lines:
         fields = line.split("\t")
         path, sha, key, password, expected = fields[:5]

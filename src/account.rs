@@ -1,0 +1,109 @@
+//! One account to back up, with every setting resolved, whether it came from the
+//! command line, the JSON config or the wizard.
+
+use std::path::PathBuf;
+
+use crate::codec::Form;
+use crate::error::{Error, Result};
+use crate::keys::KeySpec;
+use crate::secret::{self, Secret, Sources};
+
+/// Which folders to back up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Folders {
+    /// These folders, by name.
+    Named(Vec<String>),
+    /// Every selectable folder the server lists, except those matching a pattern.
+    All {
+        /// IMAP wildcard patterns (`*`, `%`) of folders to skip.
+        exclude: Vec<String>,
+    },
+}
+
+/// Default memory budget of one fetch command.
+pub const DEFAULT_BUFFER: usize = 4 * 1024 * 1024;
+/// Smallest budget accepted: below it the fetch overhead dominates.
+pub const MIN_BUFFER: usize = 64 * 1024;
+
+/// An account's settings.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub user: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub pin_sha256: Option<String>,
+    /// The password given directly (`-p`, config `passwd`).
+    pub password: Option<Secret>,
+    pub passwd_command: Option<String>,
+    pub oauth2_command: Option<String>,
+    pub folders: Folders,
+    /// The archive root.
+    pub root: PathBuf,
+    pub form: Form,
+    pub level: u8,
+    /// The key file, when encrypting.
+    pub keys: Option<KeySpec>,
+    pub buffer_size: usize,
+}
+
+/// The credential an account logs in with.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// LOGIN / AUTHENTICATE PLAIN.
+    Password(Secret),
+    /// AUTHENTICATE XOAUTH2 with an access token.
+    OAuth2(Secret),
+}
+
+impl Account {
+    /// `user@host` for messages.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.starttls { 143 } else { 993 })
+    }
+
+    /// Checks settings that can be checked before any work.
+    pub fn validate(&self) -> Result<()> {
+        if self.user.is_empty() || self.host.is_empty() {
+            return Err(Error::usage("the user name and the IMAP server must not be empty"));
+        }
+        if self.buffer_size < MIN_BUFFER {
+            return Err(Error::usage(format!("the buffer size must be at least {} KiB", MIN_BUFFER / 1024)));
+        }
+        if let Folders::Named(f) = &self.folders {
+            if f.is_empty() {
+                return Err(Error::usage(format!("{}: no folder to back up", self.label())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Obtains the credential: token command, given password, password command,
+    /// `SMAILARCHIVER_PASSWD`, else the terminal.
+    pub fn credential(&self) -> Result<Credential> {
+        if let Some(cmd) = &self.oauth2_command {
+            let token = secret::run_command(cmd, "OAuth2 token")?;
+            if token.is_empty() {
+                return Err(Error::runtime("the OAuth2 token command printed nothing"));
+            }
+            return Ok(Credential::OAuth2(Secret::new(token)));
+        }
+        if let Some(pw) = &self.password {
+            return Ok(Credential::Password(pw.clone()));
+        }
+        let sources = Sources {
+            what: "email password",
+            command: self.passwd_command.as_deref(),
+            env: Some("SMAILARCHIVER_PASSWD"),
+            stdin_line: false,
+            ..Sources::default()
+        };
+        sources.obtain().map(Credential::Password).map_err(|e| e.context(self.label()))
+    }
+}

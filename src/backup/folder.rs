@@ -1,0 +1,321 @@
+//! One folder's backup: EXAMINE, compare the server's UIDs with the files already in the
+//! folder directory, and fetch what is missing in size-bounded batches, each message into
+//! a temporary file that is synced and renamed only when complete.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use super::plan::{self, Batch};
+use super::state::{self, State};
+use super::Connection;
+use crate::account::Account;
+use crate::app::Output;
+use crate::atomic::{self, TempFile};
+use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
+use crate::error::{describe_io, Error, IoContext, Result};
+use crate::keys::Keys;
+use crate::mailbox_name;
+use crate::server::login::Session;
+
+/// UIDs per `UID FETCH (RFC822.SIZE)` command.
+const SIZES_PER_COMMAND: usize = 5000;
+
+/// What does not change while the folders of an account are backed up.
+pub struct Context<'a> {
+    pub account: &'a Account,
+    pub keys: Option<&'a Keys>,
+    pub out: Output,
+}
+
+/// What happened to one folder.
+#[derive(Debug)]
+pub struct FolderReport {
+    pub folder: String,
+    pub new: usize,
+    pub existing: usize,
+    pub failed: usize,
+    /// Messages expunged between listing and fetching.
+    pub vanished: usize,
+    pub bytes: u64,
+    pub started: Instant,
+}
+
+impl FolderReport {
+    /// An empty report for `folder`, timed from now.
+    pub fn new(folder: &str) -> FolderReport {
+        FolderReport {
+            folder: folder.to_string(),
+            new: 0,
+            existing: 0,
+            failed: 0,
+            vanished: 0,
+            bytes: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`.
+    pub fn summary(&self) -> String {
+        let vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        format!(
+            "{}: {} new, {} already archived, {} failed{vanished}, {} bytes, {:.2} s",
+            self.folder,
+            self.new,
+            self.existing,
+            self.failed,
+            self.bytes,
+            self.started.elapsed().as_secs_f64()
+        )
+    }
+}
+
+/// Why a pass over the folder stopped.
+enum Stop {
+    /// The connection broke: reconnect and run the pass again (it resumes).
+    Connection(String),
+    /// Anything else: the folder fails.
+    Fatal(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Fatal(e)
+    }
+}
+
+/// Whether an IMAP error leaves the session unusable (as opposed to a refused command).
+pub fn is_connection_error(e: &imap::Error) -> bool {
+    !matches!(e, imap::Error::No(_) | imap::Error::Bad(_) | imap::Error::Validate(_) | imap::Error::Append)
+}
+
+fn imap_stop(what: &str) -> impl Fn(imap::Error) -> Stop + '_ {
+    move |e| {
+        if is_connection_error(&e) {
+            Stop::Connection(format!("{what}: {e}"))
+        } else {
+            Stop::Fatal(Error::runtime(format!("{what} refused: {e}")))
+        }
+    }
+}
+
+/// Backs up one folder into `dir`, reconnecting (a bounded number of times) when the
+/// connection breaks; each new pass skips what the previous ones archived.
+pub fn backup(ctx: &Context<'_>, conn: &mut Connection<'_>, name: &str, dir: &Path) -> Result<FolderReport> {
+    let mut report = FolderReport::new(name);
+    loop {
+        match pass(ctx, conn, name, dir, &mut report) {
+            Ok(()) => return Ok(report),
+            Err(Stop::Connection(why)) => conn.lost(&why)?,
+            Err(Stop::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+fn session<'c>(conn: &'c mut Connection<'_>) -> std::result::Result<&'c mut Session, Stop> {
+    // A connect that fails here is a reconnect: it gets the same bounded retries.
+    conn.session().map_err(|e| Stop::Connection(e.to_string()))
+}
+
+fn pass(
+    ctx: &Context<'_>,
+    conn: &mut Connection<'_>,
+    name: &str,
+    dir: &Path,
+    report: &mut FolderReport,
+) -> std::result::Result<(), Stop> {
+    let wire = mailbox_name::encode_utf7(name);
+    let mailbox = session(conn)?.examine(&wire).map_err(imap_stop("EXAMINE"))?;
+    let uidvalidity =
+        mailbox.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
+    prepare_dir(dir, name, uidvalidity)?;
+    let on_server: HashSet<u32> = if mailbox.exists == 0 {
+        HashSet::new()
+    } else {
+        session(conn)?.uid_search("ALL").map_err(imap_stop("UID SEARCH"))?
+    };
+    let archived = archived_uids(dir)?;
+    let mut missing: Vec<u32> = on_server.iter().copied().filter(|u| !archived.contains(u)).collect();
+    missing.sort_unstable();
+    report.existing = on_server.len() - missing.len() - report.new.min(on_server.len() - missing.len());
+    let mut sized = Vec::with_capacity(missing.len());
+    for chunk in missing.chunks(SIZES_PER_COMMAND) {
+        let fetches =
+            session(conn)?.uid_fetch(plan::uid_set(chunk), "(UID RFC822.SIZE)").map_err(imap_stop("UID FETCH"))?;
+        let want: HashSet<u32> = chunk.iter().copied().collect();
+        let mut got: Vec<(u32, u32)> =
+            fetches.iter().filter_map(|f| Some((f.uid?, f.size?))).filter(|(u, _)| want.contains(u)).collect();
+        got.sort_unstable();
+        got.dedup_by_key(|(u, _)| *u);
+        report.vanished += chunk.len() - got.len();
+        sized.extend(got);
+    }
+    let budget = ctx.account.buffer_size;
+    for batch in plan::batches(&sized, budget) {
+        match batch {
+            Batch::Whole(uids) => fetch_whole(ctx, session(conn)?, &uids, dir, report)?,
+            Batch::Chunked(uid) => fetch_chunked(ctx, session(conn)?, uid, budget, dir, report)?,
+        }
+    }
+    Ok(())
+}
+
+/// Creates the folder directory, removes a crashed run's temporary files, and starts a
+/// fresh directory when the folder's UIDVALIDITY changed (its UIDs now mean other mail).
+fn prepare_dir(dir: &Path, name: &str, uidvalidity: u32) -> Result<()> {
+    fs::create_dir_all(dir).at(dir)?;
+    atomic::remove_leftovers(dir).at(dir)?;
+    match state::read(dir)? {
+        Some(s) if s.uidvalidity == uidvalidity => return Ok(()),
+        Some(s) => {
+            let old = old_dir_name(dir, s.uidvalidity);
+            fs::rename(dir, &old).at(dir)?;
+            crate::app::warn(format!(
+                "{name}: UIDVALIDITY changed ({} -> {uidvalidity}): the old archive was moved to {}",
+                s.uidvalidity,
+                old.display()
+            ));
+            fs::create_dir(dir).at(dir)?;
+        }
+        None => {}
+    }
+    state::write(dir, &State { uidvalidity, mailbox: name.to_string() })?;
+    atomic::sync_dir(dir.parent().unwrap_or(dir)).at(dir)
+}
+
+fn old_dir_name(dir: &Path, old: u32) -> std::path::PathBuf {
+    let base = format!("{}.uidvalidity-{old}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let mut candidate = dir.with_file_name(&base);
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = dir.with_file_name(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// UIDs that have a file in the folder directory, in any form: one directory listing,
+/// no file opened.
+fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
+    let mut uids = HashSet::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if let Some((stem, _)) = entry.file_name().to_str().and_then(Form::parse) {
+            if let Ok(uid) = stem.parse() {
+                uids.insert(uid);
+            }
+        }
+    }
+    Ok(uids)
+}
+
+/// A message being written: the codec chain over a temporary file.
+struct Pending {
+    tmp: TempFile,
+    chain: Box<dyn Finish>,
+    target: std::path::PathBuf,
+    uid: u32,
+}
+
+impl Pending {
+    fn start(ctx: &Context<'_>, dir: &Path, uid: u32) -> Result<Pending> {
+        let form = ctx.account.form;
+        let name = format!("{uid}{}", form.suffix());
+        let tmp = TempFile::create_in(dir, &name, 0o600).at(dir)?;
+        let file = tmp.file().try_clone().at(tmp.path())?;
+        let chain = codec::writer(
+            WriteOptions { form, level: ctx.account.level, keys: ctx.keys },
+            Box::new(BufWriter::with_capacity(BUF_SIZE, file)),
+        )
+        .at(tmp.path())?;
+        Ok(Pending { tmp, chain, target: dir.join(name), uid })
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.chain
+            .write_all(data)
+            .map_err(|e| Error::runtime(format!("{}: {}", self.tmp.path().display(), describe_io(&e))))
+    }
+
+    /// Finishes the file and gives it its final name; false if it already existed.
+    fn commit(self, ctx: &Context<'_>, report: &mut FolderReport, size: u64) -> Result<()> {
+        self.chain.finish().at(self.tmp.path())?;
+        match self.tmp.commit(&self.target, false) {
+            Ok(()) => {
+                report.new += 1;
+                report.bytes += size;
+                if ctx.out.verbose {
+                    println!("{} {}: UID {} archived ({size} bytes)", ctx.account.user, report.folder, self.uid);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                report.existing += 1;
+                Ok(())
+            }
+            Err(e) => Err(e).at(&self.target),
+        }
+    }
+}
+
+fn fetch_whole(
+    ctx: &Context<'_>,
+    session: &mut Session,
+    uids: &[u32],
+    dir: &Path,
+    report: &mut FolderReport,
+) -> std::result::Result<(), Stop> {
+    let fetches = match session.uid_fetch(plan::uid_set(uids), "(UID BODY.PEEK[])") {
+        Ok(f) => f,
+        Err(e) if !is_connection_error(&e) => {
+            crate::app::warn(format!("{} {}: UID FETCH refused: {e}", ctx.account.label(), report.folder));
+            report.failed += uids.len();
+            return Ok(());
+        }
+        Err(e) => return Err(imap_stop("UID FETCH")(e)),
+    };
+    let mut pending: HashSet<u32> = uids.iter().copied().collect();
+    for f in fetches.iter() {
+        let (Some(uid), Some(body)) = (f.uid, f.body()) else { continue };
+        // Answers may come in any order, and unasked ones may come too: match by UID.
+        if !pending.remove(&uid) {
+            continue;
+        }
+        let mut p = Pending::start(ctx, dir, uid)?;
+        p.write(body)?;
+        p.commit(ctx, report, body.len() as u64)?;
+    }
+    report.vanished += pending.len();
+    Ok(())
+}
+
+fn fetch_chunked(
+    ctx: &Context<'_>,
+    session: &mut Session,
+    uid: u32,
+    chunk: usize,
+    dir: &Path,
+    report: &mut FolderReport,
+) -> std::result::Result<(), Stop> {
+    let mut p = Pending::start(ctx, dir, uid)?;
+    let mut offset = 0u64;
+    loop {
+        let query = format!("(UID BODY.PEEK[]<{offset}.{chunk}>)");
+        let fetches = session.uid_fetch(uid.to_string(), &query).map_err(imap_stop("UID FETCH"))?;
+        let Some(f) = fetches.iter().find(|f| f.uid == Some(uid)) else {
+            // Expunged while we were reading it: nothing is kept.
+            report.vanished += 1;
+            return Ok(());
+        };
+        let data = f.body().unwrap_or_default();
+        p.write(data)?;
+        offset += data.len() as u64;
+        if data.len() < chunk {
+            break;
+        }
+    }
+    p.commit(ctx, report, offset)?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Backup: each account's folders into the archive, incrementally by UID, one crash-safe
+//! file per message. One failing account never stops the others.
+
+pub mod folder;
+pub mod plan;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::account::{Account, Credential, Folders};
+use crate::app::{warn, Output};
+use crate::error::{Error, IoContext, Result, EXIT_FAILURE};
+use crate::keys::Keys;
+use crate::lock::RootLock;
+use crate::mailbox_name;
+use crate::server::login::{self, Auth, ServerSpec, Session};
+
+pub use folder::FolderReport;
+
+/// How often a lost connection is re-established before the account is given up.
+const RECONNECTS: u32 = 3;
+
+/// Backs up every account; returns the exit code (0 only when everything worked).
+pub fn run(accounts: &[Account], out: Output) -> i32 {
+    let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
+    let mut code = 0;
+    for account in accounts {
+        match backup_account(account, out, &mut locks) {
+            Ok(reports) => {
+                if reports.iter().any(|r| r.failed > 0) {
+                    code = EXIT_FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("smailarchiver: error: {}: {e}", account.label());
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    code
+}
+
+/// An IMAP connection that comes back after being lost.
+pub struct Connection<'a> {
+    spec: ServerSpec,
+    addrs: Vec<SocketAddr>,
+    auth: Auth,
+    session: Option<Session>,
+    label: &'a str,
+    reconnects: u32,
+}
+
+impl Connection<'_> {
+    /// The live session, connecting first if needed.
+    pub fn session(&mut self) -> Result<&mut Session> {
+        if self.session.is_none() {
+            self.session = Some(login::connect(&self.spec, &self.addrs, &self.auth)?);
+        }
+        self.session.as_mut().ok_or_else(|| Error::runtime("no IMAP session"))
+    }
+
+    /// Forgets a session whose stream failed: after an I/O error it is out of sync.
+    pub fn lost(&mut self, why: &str) -> Result<()> {
+        self.session = None;
+        self.reconnects += 1;
+        if self.reconnects > RECONNECTS {
+            return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
+        }
+        warn(format!("{}: connection lost ({why}); reconnecting", self.label));
+        std::thread::sleep(Duration::from_secs(1 << (self.reconnects - 1)));
+        Ok(())
+    }
+
+    fn logout(&mut self) {
+        if let Some(mut s) = self.session.take() {
+            let _ = s.logout();
+        }
+    }
+}
+
+fn backup_account(account: &Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Vec<FolderReport>> {
+    account.validate()?;
+    let user_dir_name = mailbox_name::folder_dir_name(&account.user)
+        .map_err(|e| Error::runtime(format!("user {e}").replace("mailbox ", "")))?;
+    std::fs::create_dir_all(&account.root).at(&account.root)?;
+    let root = account.root.canonicalize().at(&account.root)?;
+    if !locks.contains_key(&root) {
+        locks.insert(root.clone(), RootLock::acquire(&root)?);
+    }
+    let keys = load_keys(account, out)?;
+    let credential = account.credential()?;
+    let auth = match credential {
+        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+    };
+    let spec = ServerSpec::new(
+        &account.host,
+        account.port,
+        account.starttls,
+        account.ca_file.as_deref(),
+        account.pin_sha256.as_deref(),
+    )?;
+    let addrs = login::resolve(&spec.host, spec.port)?;
+    let label = account.label();
+    let mut conn = Connection { spec, addrs, auth, session: None, label: &label, reconnects: 0 };
+    conn.session()?;
+    let folders = choose_folders(account, &mut conn)?;
+    let dirs = folder_dirs(&folders);
+    let user_dir = root.join(user_dir_name);
+    let mut reports = Vec::new();
+    let ctx = folder::Context { account, keys: keys.as_ref(), out };
+    for (name, dir) in folders.iter().zip(dirs) {
+        let dir = match dir {
+            Ok(d) => user_dir.join(d),
+            Err(e) => {
+                eprintln!("smailarchiver: error: {label} {name}: {e}");
+                reports.push(FolderReport { failed: 1, ..FolderReport::new(name) });
+                continue;
+            }
+        };
+        match folder::backup(&ctx, &mut conn, name, &dir) {
+            Ok(r) => {
+                if !out.quiet {
+                    println!("{} {}", account.user, r.summary());
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("smailarchiver: error: {label} {name}: {e}");
+                reports.push(FolderReport { failed: 1, ..FolderReport::new(name) });
+                if conn.reconnects > RECONNECTS {
+                    break;
+                }
+            }
+        }
+    }
+    conn.logout();
+    Ok(reports)
+}
+
+fn load_keys(account: &Account, out: Output) -> Result<Option<Keys>> {
+    let Some(spec) = &account.keys else { return Ok(None) };
+    let (keys, created) = spec.load_or_create()?;
+    if created && !out.quiet {
+        warn(format!(
+            "created the key file {}{}: keep a copy in a safe place, without it the archive cannot be read",
+            spec.path.display(),
+            if spec.password.is_some() { " (and its .sha)" } else { "" }
+        ));
+    }
+    Ok(Some(keys))
+}
+
+/// The folders to back up: the named ones, or all selectable ones minus the excluded.
+fn choose_folders(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<String>> {
+    let exclude = match &account.folders {
+        Folders::Named(names) => return Ok(names.clone()),
+        Folders::All { exclude } => exclude,
+    };
+    let names = loop {
+        let listed = conn.session()?.list(Some(""), Some("*"));
+        match listed {
+            Ok(n) => break n,
+            Err(e) if folder::is_connection_error(&e) => conn.lost(&e.to_string())?,
+            Err(e) => return Err(Error::runtime(format!("LIST failed: {e}"))),
+        }
+    };
+    let mut out = Vec::new();
+    for n in names.iter() {
+        // The crate does not re-export imap-proto's NameAttribute; its Debug name is stable.
+        if n.attributes().iter().any(|a| matches!(format!("{a:?}").as_str(), "NoSelect" | "NonExistent")) {
+            continue;
+        }
+        let wire = mailbox_name::unescape_quoted(n.name());
+        let name = mailbox_name::decode_utf7(&wire).map_err(|e| Error::runtime(e.to_string()))?;
+        let delim = n.delimiter().and_then(|d| d.chars().next());
+        if exclude.iter().any(|p| mailbox_name::wildcard_match(p, &name, delim)) {
+            continue;
+        }
+        out.push(name);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Each folder's directory name; folders whose names clash are refused, all of them.
+fn folder_dirs(folders: &[String]) -> Vec<Result<String>> {
+    let mut by_dir: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let dirs: Vec<Result<String>> =
+        folders.iter().map(|f| mailbox_name::folder_dir_name(f).map_err(|e| Error::runtime(e.to_string()))).collect();
+    for (f, d) in folders.iter().zip(&dirs) {
+        if let Ok(d) = d {
+            by_dir.entry(d.clone()).or_default().push(f);
+        }
+    }
+    dirs.into_iter()
+        .map(|d| {
+            let d = d?;
+            match by_dir.get(&d) {
+                Some(names) if names.len() > 1 => Err(Error::runtime(format!(
+                    "folders {} all map to the directory \"{d}\": refusing to mix them (back them up with separate --dir roots)",
+                    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+                ))),
+                _ => Ok(d),
+            }
+        })
+        .collect()
+}
+
+/// The archive path of a folder, for messages and tests.
+pub fn folder_path(root: &Path, user: &str, folder: &str) -> Option<PathBuf> {
+    Some(root.join(mailbox_name::folder_dir_name(user).ok()?).join(mailbox_name::folder_dir_name(folder).ok()?))
+}

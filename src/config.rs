@@ -1,0 +1,252 @@
+//! The JSON configuration (`-c FILE`): the original's schema exactly, plus optional keys
+//! for the new settings. Booleans follow Python truthiness, as the original read them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::account::{Account, Folders, DEFAULT_BUFFER};
+use crate::codec::{Form, DEFAULT_LEVEL};
+use crate::error::{Error, Result};
+use crate::keys::{KeySpec, PasswordSpec};
+use crate::secret::Secret;
+
+/// Keys an account entry may have.
+const ACCOUNT_KEYS: &[&str] = &[
+    "user",
+    "imap",
+    "passwd",
+    "folder",
+    "encrypt",
+    "keys",
+    "promp",
+    "compress",
+    "port",
+    "starttls",
+    "ca_file",
+    "pin_sha256",
+    "passwd_cmd",
+    "oauth2_token_cmd",
+    "all_folders",
+    "exclude",
+    "archive_dir",
+    "key_password_cmd",
+    "key_password_file",
+    "compress_level",
+    "buffer_size",
+];
+/// Keys the top level may have.
+const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox"];
+
+/// A parsed configuration file.
+#[derive(Debug)]
+pub struct Config {
+    /// The accounts, in file order.
+    pub accounts: Vec<Account>,
+    /// `"verbose"`.
+    pub verbose: bool,
+    /// `"quiet"`.
+    pub quiet: bool,
+    /// `"sandbox"`: auto, require or off.
+    pub sandbox: Option<String>,
+    /// Unknown keys, for one warning.
+    pub unknown: Vec<String>,
+}
+
+/// Python's truthiness of a JSON value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Reads and checks a configuration file; `default_root` is `--dir` or the current directory.
+pub fn load(path: &Path, default_root: &Path) -> Result<Config> {
+    let text = std::fs::read(path)
+        .map_err(|e| Error::usage(format!("config {}: {}", path.display(), crate::error::describe_io(&e))))?;
+    parse(&text, default_root).map_err(|e| Error::usage(format!("config {}: {}", path.display(), e.message())))
+}
+
+/// Parses configuration text.
+pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
+    let top: Value = serde_json::from_slice(text).map_err(|e| Error::usage(format!("not valid JSON ({e})")))?;
+    let top = top.as_object().ok_or_else(|| Error::usage("the top level must be a JSON object"))?;
+    let mut unknown: Vec<String> = top.keys().filter(|k| !TOP_KEYS.contains(&k.as_str())).cloned().collect();
+    let root = match top.get("archive_dir") {
+        Some(v) => PathBuf::from(string(v, "archive_dir")?),
+        None => default_root.to_path_buf(),
+    };
+    let list = top.get("list").ok_or_else(|| Error::usage("missing key \"list\""))?;
+    let list = list.as_array().ok_or_else(|| Error::usage("\"list\" must be a list of accounts"))?;
+    let mut accounts = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let obj = entry.as_object().ok_or_else(|| Error::usage(format!("account {} is not an object", i + 1)))?;
+        let label =
+            obj.get("user").and_then(Value::as_str).map_or(format!("account {}", i + 1), |u| format!("account {u}"));
+        unknown.extend(obj.keys().filter(|k| !ACCOUNT_KEYS.contains(&k.as_str())).map(|k| format!("{label}: {k}")));
+        accounts.push(account(obj, &root).map_err(|e| Error::usage(format!("{label}: {}", e.message())))?);
+    }
+    if accounts.is_empty() {
+        return Err(Error::usage("\"list\" holds no account"));
+    }
+    Ok(Config {
+        accounts,
+        verbose: top.get("verbose").is_some_and(truthy),
+        quiet: top.get("quiet").is_some_and(truthy),
+        sandbox: top.get("sandbox").map(|v| string(v, "sandbox")).transpose()?,
+        unknown,
+    })
+}
+
+fn string(v: &Value, key: &str) -> Result<String> {
+    v.as_str().map(str::to_string).ok_or_else(|| Error::usage(format!("\"{key}\" must be a string")))
+}
+
+fn strings(v: &Value, key: &str) -> Result<Vec<String>> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items.iter().map(|i| string(i, key)).collect(),
+        _ => Err(Error::usage(format!("\"{key}\" must be a string or a list of strings"))),
+    }
+}
+
+fn number(v: &Value, key: &str, max: u64) -> Result<u64> {
+    v.as_u64().filter(|n| *n <= max).ok_or_else(|| Error::usage(format!("\"{key}\" must be a number from 0 to {max}")))
+}
+
+fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
+    let get = |k: &str| obj.get(k);
+    let required = |k: &str| get(k).ok_or_else(|| Error::usage(format!("missing key \"{k}\"")));
+    let flag = |k: &str| get(k).is_some_and(truthy);
+    let has_login_source = get("passwd_cmd").is_some() || get("oauth2_token_cmd").is_some();
+    let user = string(required("user")?, "user")?;
+    let host = string(required("imap")?, "imap")?;
+    let password = match get("passwd") {
+        Some(v) => Some(Secret::new(string(v, "passwd")?)),
+        None if has_login_source => None,
+        None => return Err(Error::usage("missing key \"passwd\" (or \"passwd_cmd\")")),
+    };
+    let all_folders = flag("all_folders");
+    let folders = if all_folders {
+        Folders::All { exclude: get("exclude").map(|v| strings(v, "exclude")).transpose()?.unwrap_or_default() }
+    } else {
+        Folders::Named(strings(required("folder")?, "folder")?)
+    };
+    let encrypted = truthy(required("encrypt")?);
+    let compressed = truthy(required("compress")?);
+    let keys = if encrypted {
+        let path = PathBuf::from(string(required("keys")?, "keys")?);
+        let password_mode = truthy(required("promp")?);
+        let password_spec = PasswordSpec {
+            file: get("key_password_file").map(|v| string(v, "key_password_file")).transpose()?.map(PathBuf::from),
+            command: get("key_password_cmd").map(|v| string(v, "key_password_cmd")).transpose()?,
+        };
+        Some(KeySpec { path, password: password_mode.then_some(password_spec) })
+    } else {
+        None
+    };
+    Ok(Account {
+        user,
+        host,
+        port: get("port").map(|v| number(v, "port", 65535)).transpose()?.map(|p| p as u16),
+        starttls: flag("starttls"),
+        ca_file: get("ca_file").map(|v| string(v, "ca_file")).transpose()?.map(PathBuf::from),
+        pin_sha256: get("pin_sha256").map(|v| string(v, "pin_sha256")).transpose()?,
+        password,
+        passwd_command: get("passwd_cmd").map(|v| string(v, "passwd_cmd")).transpose()?,
+        oauth2_command: get("oauth2_token_cmd").map(|v| string(v, "oauth2_token_cmd")).transpose()?,
+        folders,
+        root: get("archive_dir")
+            .map(|v| string(v, "archive_dir"))
+            .transpose()?
+            .map_or(root.to_path_buf(), PathBuf::from),
+        form: Form { compressed, encrypted },
+        level: get("compress_level")
+            .map(|v| number(v, "compress_level", 9))
+            .transpose()?
+            .map_or(DEFAULT_LEVEL, |n| n as u8),
+        keys,
+        buffer_size: get("buffer_size")
+            .map(|v| number(v, "buffer_size", u32::MAX as u64))
+            .transpose()?
+            .map_or(DEFAULT_BUFFER, |n| n as usize),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of FORMAT.md, unchanged.
+    const EXAMPLE: &str = r#"{"list": [
+       {"user": "ann@example.org", "imap": "imap.example.org", "passwd": "secret-1",
+        "folder": "INBOX", "encrypt": 1, "keys": "ann.keys", "promp": 1, "compress": 1},
+       {"user": "bo@example.net", "imap": "mail.example.net", "passwd": "secret-2",
+        "folder": ["INBOX", "Sent"], "encrypt": 0, "compress": 0}
+     ],
+     "verbose": 1}"#;
+
+    #[test]
+    fn the_original_example_works() {
+        let c = parse(EXAMPLE.as_bytes(), Path::new("/arch")).unwrap();
+        assert!(c.verbose && c.unknown.is_empty());
+        let (a, b) = (&c.accounts[0], &c.accounts[1]);
+        assert_eq!(a.form, Form { compressed: true, encrypted: true });
+        assert!(a.keys.as_ref().unwrap().password.is_some());
+        assert_eq!(a.folders, Folders::Named(vec!["INBOX".into()]));
+        assert_eq!(b.folders, Folders::Named(vec!["INBOX".into(), "Sent".into()]));
+        assert!(b.keys.is_none() && !b.form.compressed);
+        assert_eq!(b.root, Path::new("/arch"));
+        assert_eq!(b.password.as_ref().unwrap().expose(), "secret-2");
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        for (text, want) in [
+            (
+                r#"{"list": [{"imap": "x", "passwd": "p", "folder": "I", "encrypt": 0, "compress": 0}]}"#,
+                "missing key \"user\"",
+            ),
+            (
+                r#"{"list": [{"user": "u", "imap": "x", "passwd": "p", "folder": "I", "encrypt": 1, "compress": 0}]}"#,
+                "missing key \"keys\"",
+            ),
+            (
+                r#"{"list": [{"user": "u", "imap": "x", "folder": "I", "encrypt": 0, "compress": 0}]}"#,
+                "missing key \"passwd\"",
+            ),
+            (
+                r#"{"list": [{"user": "u", "imap": "x", "passwd": "p", "folder": "I", "encrypt": 0}]}"#,
+                "missing key \"compress\"",
+            ),
+            (r#"{"accounts": []}"#, "missing key \"list\""),
+            (r#"[1]"#, "must be a JSON object"),
+            (
+                r#"{"list": [{"user": "u", "imap": "x", "passwd": "p", "folder": 3, "encrypt": 0, "compress": 0}]}"#,
+                "\"folder\" must be",
+            ),
+        ] {
+            let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn new_keys_and_unknown_ones() {
+        let text = r#"{"list": [{"user": "u", "imap": "x", "passwd_cmd": "pass show x", "all_folders": true,
+            "exclude": ["Trash", "Junk*"], "encrypt": false, "compress": "yes", "compress_level": 1, "port": 1993,
+            "starttls": 1, "archive_dir": "/a", "colour": "blue"}], "sandbox": "off", "quit": 1}"#;
+        let c = parse(text.as_bytes(), Path::new(".")).unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.folders, Folders::All { exclude: vec!["Trash".into(), "Junk*".into()] });
+        assert!(a.form.compressed && a.starttls && a.password.is_none());
+        assert_eq!((a.level, a.port, a.root.as_path()), (1, Some(1993), Path::new("/a")));
+        assert_eq!(c.unknown, vec!["quit".to_string(), "account u: colour".to_string()]);
+    }
+}

@@ -1,0 +1,38 @@
+//! The archive root's lock file: one backup at a time per archive.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The lock file's name in the archive root.
+pub const LOCK_FILE: &str = ".smailarchiver.lock";
+
+/// A held lock; released when dropped (or when the process dies, as flock locks are).
+#[derive(Debug)]
+pub struct RootLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl RootLock {
+    /// Takes the lock of `root`, or fails at once if another run holds it.
+    pub fn acquire(root: &Path) -> Result<RootLock> {
+        let path = root.join(LOCK_FILE);
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(RootLock { _file: file, path }),
+            Err(TryLockError::WouldBlock) => Err(Error::runtime(format!(
+                "another smailarchiver run is using the archive {} (lock {} is held)",
+                root.display(),
+                path.display()
+            ))),
+            Err(TryLockError::Error(e)) => Err(e).at(&path),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

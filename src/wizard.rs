@@ -1,0 +1,83 @@
+//! The interactive wizard (no arguments at all), as the original had: it asks for one
+//! account's settings, then backs it up. Answers are read line by line from standard
+//! input, so it also works (and is tested) with piped input.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::account::{Account, Folders, DEFAULT_BUFFER};
+use crate::codec::{Form, DEFAULT_LEVEL};
+use crate::error::{Error, IoContext, Result};
+use crate::keys::{KeySpec, PasswordSpec};
+use crate::secret::{Secret, Sources};
+
+fn ask(input: &mut dyn BufRead, question: &str, default: Option<&str>) -> Result<String> {
+    let mut err = io::stderr();
+    match default {
+        Some(d) => write!(err, "{question} [{d}]: "),
+        None => write!(err, "{question}: "),
+    }
+    .and_then(|_| err.flush())
+    .doing("writing the question")?;
+    let mut line = String::new();
+    if input.read_line(&mut line).doing("reading the answer")? == 0 {
+        return Err(Error::usage(format!("wizard: no answer to \"{question}\" (end of input)")));
+    }
+    let answer = line.trim().to_string();
+    match (answer.is_empty(), default) {
+        (true, Some(d)) => Ok(d.to_string()),
+        (true, None) => Err(Error::usage(format!("wizard: \"{question}\" needs an answer"))),
+        (false, _) => Ok(answer),
+    }
+}
+
+fn yes(input: &mut dyn BufRead, question: &str) -> Result<bool> {
+    let a = ask(input, question, Some("n"))?.to_ascii_lowercase();
+    Ok(a == "y" || a == "yes" || a == "o" || a == "oui")
+}
+
+/// Asks for an account on standard error / standard input.
+pub fn ask_account() -> Result<Account> {
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    eprintln!("smailarchiver {}: back up an IMAP mailbox (Ctrl-C to stop)", env!("CARGO_PKG_VERSION"));
+    let user = ask(&mut input, "Email user name", None)?;
+    let host = ask(&mut input, "IMAP server", None)?;
+    let password = if io::stdin().is_terminal() {
+        drop(input);
+        let pw = Sources { what: "email password", ..Sources::default() }.obtain()?;
+        input = stdin.lock();
+        pw
+    } else {
+        Secret::new(ask(&mut input, "Email password", None)?)
+    };
+    let folders = ask(&mut input, "Folders, separated by commas", Some("INBOX"))?;
+    let folders: Vec<String> = folders.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
+    let compressed = yes(&mut input, "Compress the messages? (y/n)")?;
+    let encrypted = yes(&mut input, "Encrypt the messages? (y/n)")?;
+    let keys = if encrypted {
+        let path = PathBuf::from(ask(&mut input, "Key file", Some("keys"))?);
+        let protect = yes(&mut input, "Protect the key file with a password? (y/n)")?;
+        Some(KeySpec { path, password: protect.then(PasswordSpec::default) })
+    } else {
+        None
+    };
+    let root = PathBuf::from(ask(&mut input, "Archive directory", Some("."))?);
+    Ok(Account {
+        user,
+        host,
+        port: None,
+        starttls: false,
+        ca_file: None,
+        pin_sha256: None,
+        password: Some(password),
+        passwd_command: None,
+        oauth2_command: None,
+        folders: Folders::Named(folders),
+        root,
+        form: Form { compressed, encrypted },
+        level: DEFAULT_LEVEL,
+        keys,
+        buffer_size: DEFAULT_BUFFER,
+    })
+}

@@ -1,0 +1,349 @@
+//! Backups against a real Dovecot: every folder kind, message edge cases, all option
+//! combinations, byte-exact restore, incremental reruns, UIDVALIDITY changes, TLS modes,
+//! wrong passwords, configs with a failing account, concurrent runs.
+
+mod common;
+mod util;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::dovecot::Dovecot;
+use util::*;
+
+const PW: &str = "s3cret pass";
+
+struct Account<'a> {
+    d: &'a Dovecot,
+    user: String,
+}
+
+impl Account<'_> {
+    fn append(&self, mailbox: &str, msg: &[u8]) -> u32 {
+        self.d.append(&self.user, PW, mailbox, msg)
+    }
+    fn raw(&self, mailbox: &str, uid: u32) -> Vec<u8> {
+        self.d.fetch_raw(&self.user, PW, mailbox, uid)
+    }
+}
+
+fn account<'a>(d: &'a Dovecot, name: &str) -> Account<'a> {
+    d.add_user(name, PW);
+    Account { d, user: name.to_string() }
+}
+
+/// Runs a backup of `user` with the test server's certificate trusted.
+fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
+    let port = d.imaps_port().to_string();
+    let ca = d.cert_pem_path();
+    let mut args = vec![
+        "-u",
+        user,
+        "-i",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--dir",
+        root.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
+}
+
+fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!("From: Ann <ann@example.org>\r\nTo: bo@example.net\r\nSubject: {subject}\r\n\r\n{body}\r\n").into_bytes()
+}
+
+/// Restores a folder directory to a Maildir and returns the messages in UID order.
+fn restored(folder: &Path, keys: &[&str]) -> Vec<Vec<u8>> {
+    let out = folder.with_extension("restored");
+    let _ = fs::remove_dir_all(&out);
+    let mut args = vec!["-r", folder.to_str().unwrap(), "--to-maildir", out.to_str().unwrap()];
+    args.extend(keys);
+    let o = run(&args, &[("SMAILARCHIVER_KEY_PASSWORD", "key pass")]);
+    assert_eq!(o.status.code(), Some(0), "restore {}: {}", folder.display(), stderr(&o));
+    let mut files: Vec<_> = fs::read_dir(out.join("cur")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort_by_key(|p| p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse::<u64>().unwrap());
+    files.iter().map(|p| fs::read(p).unwrap()).collect()
+}
+
+#[test]
+fn folders_of_every_kind_restore_byte_exact() {
+    let d = Dovecot::start();
+    let a = account(&d, "alice");
+    for mb in ["Sent Items", "Re&AOc-us", "Archive", "Archive/2019", "Empty"] {
+        d.create_mailbox("alice", PW, mb);
+    }
+    let mut big_from = b"Subject: late from\r\n".to_vec();
+    for i in 0..400 {
+        big_from.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(40)).as_bytes());
+    }
+    big_from.extend_from_slice(b"From: Late <late@example.org>\r\n\r\nbody\r\n");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("INBOX", message("hello", "plain text")),
+        ("INBOX", b"Subject: no from header\r\n\r\nnobody\r\n".to_vec()),
+        ("INBOX", big_from),
+        ("INBOX", message("from lines", "From the start\r\n>From quoted\r\nFrom: in body")),
+        ("INBOX", [message("8bit", "caf\u{e9} na\u{ef}ve").as_slice(), &[0xe9, 0xff, 0x80, b'\r', b'\n']].concat()),
+        ("Sent Items", message("sent", "sent text")),
+        ("Re&AOc-us", message("recu", "re\u{e7}u")),
+        ("Archive/2019", message("old", "2019")),
+    ];
+    let mut uids = Vec::new();
+    for (mb, msg) in &cases {
+        uids.push((*mb, a.append(mb, msg)));
+    }
+    let tmp = TempDir::new("bk-kinds");
+    let o = backup(&d, "alice", tmp.path(), &["--all-folders", "-z"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for (dir, mb) in [
+        ("INBOX", "INBOX"),
+        ("Sent Items", "Sent Items"),
+        ("Reus", "Re&AOc-us"),
+        ("Archive2019", "Archive/2019"),
+        ("Empty", "Empty"),
+    ] {
+        let folder = tmp.join("alice").join(dir);
+        assert!(folder.is_dir(), "{dir} missing; output: {out}");
+        let want: Vec<Vec<u8>> = uids.iter().filter(|(m, _)| *m == mb).map(|(m, u)| a.raw(m, *u)).collect();
+        if want.is_empty() {
+            assert_eq!(
+                fs::read_dir(&folder)
+                    .unwrap()
+                    .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".mbox"))
+                    .count(),
+                0
+            );
+            continue;
+        }
+        let got = restored(&folder, &[]);
+        assert_eq!(got.len(), want.len(), "{dir}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_same(g, w, dir);
+        }
+    }
+    assert!(out.contains("alice INBOX: 5 new, 0 already archived, 0 failed"), "{out}");
+    assert!(out.contains("alice Reçus: 1 new"), "{out}");
+    // The stored From-line is the original's, even for a From header after 16 KiB.
+    let late = fs::read(tmp.join("alice/INBOX").join(format!("{}.mbox.gz", uids[2].1))).unwrap();
+    assert!(!late.is_empty());
+}
+
+#[test]
+fn all_option_combinations_and_key_modes_round_trip() {
+    let d = Dovecot::start();
+    let a = account(&d, "bob");
+    let msgs: Vec<Vec<u8>> = (0..12).map(|i| message(&format!("m{i}"), &"line of text\r\n".repeat(i * 37))).collect();
+    let uids: Vec<u32> = msgs.iter().map(|m| a.append("INBOX", m)).collect();
+    let want: Vec<Vec<u8>> = uids.iter().map(|u| a.raw("INBOX", *u)).collect();
+    let tmp = TempDir::new("bk-combos");
+    let keys = tmp.join("k");
+    let pkeys = tmp.join("pk");
+    let combos: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+        ("plain", vec![], vec![]),
+        ("z", vec!["-z"], vec![]),
+        ("e", vec!["-e", "-k", keys.to_str().unwrap()], vec!["-k", keys.to_str().unwrap()]),
+        ("ze", vec!["-z", "-e", "-k", keys.to_str().unwrap()], vec!["-k", keys.to_str().unwrap()]),
+        ("zeP", vec!["-zeP", "-k", pkeys.to_str().unwrap()], vec!["-k", pkeys.to_str().unwrap(), "-P"]),
+        ("eP", vec!["-e", "-P", "-k", pkeys.to_str().unwrap()], vec!["-k", pkeys.to_str().unwrap(), "-P"]),
+    ];
+    for (name, flags, rkeys) in combos {
+        let root = tmp.join(name);
+        let o = Command::new(bin())
+            .args(["-u", "bob", "-i", "127.0.0.1", "--port", &d.imaps_port().to_string()])
+            .args(["--ca-file", d.cert_pem_path().to_str().unwrap(), "--dir", root.to_str().unwrap()])
+            .args(&flags)
+            .env("SMAILARCHIVER_PASSWD", PW)
+            .env("SMAILARCHIVER_KEY_PASSWORD", "key pass")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let got = restored(&root.join("bob/INBOX"), &rkeys);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_same(g, w, name);
+        }
+        let v = run(
+            &[&["--verify", root.to_str().unwrap()][..], &rkeys].concat(),
+            &[("SMAILARCHIVER_KEY_PASSWORD", "key pass")],
+        );
+        assert_eq!(v.status.code(), Some(0), "{name} verify: {}", stdout(&v));
+    }
+    // Key files were created 0600 and never printed.
+    use std::os::unix::fs::PermissionsExt;
+    for k in [&keys, &pkeys] {
+        assert_eq!(fs::metadata(k).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(tmp.join("pk.sha").exists());
+}
+
+#[test]
+fn second_run_fetches_nothing_and_new_mail_is_added() {
+    let d = Dovecot::start();
+    let a = account(&d, "carol");
+    for i in 0..30 {
+        a.append("INBOX", &message(&format!("n{i}"), "x"));
+    }
+    let tmp = TempDir::new("bk-incr");
+    let before = d.fetch_stats("carol");
+    let o = backup(&d, "carol", tmp.path(), &["-z", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "", "--quiet prints nothing");
+    let first = d.fetch_stats("carol").since(&before);
+    assert_eq!(first.body_count, 30);
+    let o = backup(&d, "carol", tmp.path(), &["-z"]);
+    assert!(stdout(&o).contains("carol INBOX: 0 new, 30 already archived, 0 failed"), "{}", stdout(&o));
+    let second = d.fetch_stats("carol").since(&before);
+    assert_eq!(second.body_count, 30, "the second run fetched message bodies");
+    let log = d.commands_log("carol");
+    let fetches = log.lines().filter(|l| l.contains("FETCH")).count();
+    assert!(fetches <= 2, "too many FETCH commands over two runs:\n{log}");
+    a.append("INBOX", &message("late", "new one"));
+    let o = backup(&d, "carol", tmp.path(), &["-z"]);
+    assert!(stdout(&o).contains("carol INBOX: 1 new, 30 already archived"), "{}", stdout(&o));
+}
+
+#[test]
+fn uidvalidity_change_moves_the_old_archive_aside() {
+    let d = Dovecot::start();
+    let a = account(&d, "dave");
+    d.create_mailbox("dave", PW, "Work");
+    let first = a.append("Work", &message("one", "first life"));
+    let tmp = TempDir::new("bk-uidv");
+    assert_eq!(backup(&d, "dave", tmp.path(), &["-f", "Work"]).status.code(), Some(0));
+    let old_v = d.mailbox_uidvalidity("dave", PW, "Work");
+    d.delete_mailbox("dave", PW, "Work");
+    d.create_mailbox("dave", PW, "Work");
+    let second = a.append("Work", &message("two", "second life"));
+    assert_eq!(first, second, "the test needs a reused UID");
+    let new_raw = a.raw("Work", second);
+    let o = backup(&d, "dave", tmp.path(), &["-f", "Work"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("UIDVALIDITY changed"), "{}", stderr(&o));
+    let old_dir = tmp.join(format!("dave/Work.uidvalidity-{old_v}"));
+    assert!(old_dir.is_dir(), "old archive kept");
+    assert_same(&restored(&tmp.join("dave/Work"), &[])[0], &new_raw, "new message archived, not skipped");
+    assert!(String::from_utf8_lossy(&restored(&old_dir, &[])[0]).contains("first life"));
+}
+
+#[test]
+fn big_message_is_fetched_in_chunks_with_a_small_budget() {
+    let d = Dovecot::start();
+    let a = account(&d, "erin");
+    let mut big = message("big", "");
+    let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/0123456789\r\n";
+    while big.len() < 20 * 1024 * 1024 {
+        big.extend_from_slice(line);
+    }
+    let uid = a.append("INBOX", &big);
+    a.append("INBOX", &message("small", "after the big one"));
+    let tmp = TempDir::new("bk-big");
+    let keys = tmp.join("keys");
+    let o = backup(&d, "erin", tmp.path(), &["-z", "-e", "-k", keys.to_str().unwrap(), "--buffer-size", "256K"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let log = d.commands_log("erin");
+    let partial = log.lines().filter(|l| l.contains("BODY.PEEK[]<")).count();
+    assert!(partial >= 80, "expected chunked fetches of 256 KiB, saw {partial}:\n{}", &log[..log.len().min(2000)]);
+    let got = restored(&tmp.join("erin/INBOX"), &["-k", keys.to_str().unwrap()]);
+    assert_same(&got[0], &a.raw("INBOX", uid), "20 MB message");
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn starttls_and_certificate_trust() {
+    let d = Dovecot::start();
+    let a = account(&d, "fay");
+    a.append("INBOX", &message("tls", "x"));
+    let tmp = TempDir::new("bk-tls");
+    let root = tmp.path().to_str().unwrap();
+    let imap = d.imap_port().to_string();
+    let imaps = d.imaps_port().to_string();
+    let env = [("SMAILARCHIVER_PASSWD", PW)];
+    let o = run(
+        &[
+            "-u",
+            "fay",
+            "-i",
+            "127.0.0.1",
+            "--port",
+            &imap,
+            "--starttls",
+            "--ca-file",
+            d.cert_pem_path().to_str().unwrap(),
+            "--dir",
+            root,
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "starttls: {}", stderr(&o));
+    let o = run(&["-u", "fay", "-i", "127.0.0.1", "--port", &imaps, "--dir", root], &env);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(d.cert_sha256_hex()), "untrusted: {}", stderr(&o));
+    let o = run(
+        &["-u", "fay", "-i", "127.0.0.1", "--port", &imaps, "--pin-sha256", d.cert_sha256_hex(), "--dir", root],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "pinned: {}", stderr(&o));
+    let o = run(
+        &[
+            "-u",
+            "fay",
+            "-i",
+            "127.0.0.1",
+            "--port",
+            &imaps,
+            "--ca-file",
+            d.cert_pem_path().to_str().unwrap(),
+            "--dir",
+            root,
+        ],
+        &[("SMAILARCHIVER_PASSWD", "wrong")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("login failed for fay"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("wrong"), "password leaked: {}", stderr(&o));
+}
+
+#[test]
+fn config_with_two_accounts_one_failing() {
+    let d = Dovecot::start();
+    let a = account(&d, "gus");
+    a.append("INBOX", &message("cfg", "x"));
+    let tmp = TempDir::new("bk-cfg");
+    let cfg = tmp.join("config.json");
+    let port = d.imaps_port();
+    let ca = d.cert_pem_path();
+    let text = format!(
+        r#"{{"list": [
+          {{"user": "nobody", "imap": "127.0.0.1", "port": {port}, "ca_file": "{ca}", "passwd": "nope", "folder": "INBOX", "encrypt": 0, "compress": 0}},
+          {{"user": "gus", "imap": "127.0.0.1", "port": {port}, "ca_file": "{ca}", "passwd": "{PW}", "folder": ["INBOX"], "encrypt": 1, "keys": "{keys}", "promp": 0, "compress": 1}}
+        ], "archive_dir": "{root}", "verbose": 1}}"#,
+        ca = ca.display(),
+        keys = tmp.join("keys").display(),
+        root = tmp.join("arch").display()
+    );
+    fs::write(&cfg, text).unwrap();
+    let o = run(&["-c", cfg.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nobody@127.0.0.1"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("gus INBOX: 1 new"), "{}", stdout(&o));
+    assert!(tmp.join("arch/gus/INBOX/1.mbox.gz.enc").exists());
+}
+
+#[test]
+fn concurrent_run_is_refused() {
+    let tmp = TempDir::new("bk-lock");
+    let lock = fs::File::create(tmp.join(".smailarchiver.lock")).unwrap();
+    lock.lock().unwrap();
+    let o = run(
+        &["-u", "x", "-i", "127.0.0.1", "--port", "1", "--dir", tmp.path().to_str().unwrap()],
+        &[("SMAILARCHIVER_PASSWD", "p")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("another smailarchiver run"), "{}", stderr(&o));
+}
