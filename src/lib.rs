@@ -15,6 +15,7 @@ pub mod lock;
 pub mod mailbox_name;
 pub mod mbox;
 pub mod os;
+pub mod progress;
 pub mod restore;
 pub mod secret;
 pub mod server;

@@ -14,8 +14,8 @@ use crate::secret::{Secret, Sources};
 fn ask(input: &mut dyn BufRead, question: &str, default: Option<&str>) -> Result<String> {
     let mut err = io::stderr();
     match default {
-        Some(d) => write!(err, "{question} [{d}]: "),
-        None => write!(err, "{question}: "),
+        Some(d) if !d.is_empty() => write!(err, "{question} [{d}]: "),
+        _ => write!(err, "{question}: "),
     }
     .and_then(|_| err.flush())
     .doing("writing the question")?;
@@ -43,6 +43,9 @@ pub fn ask_account() -> Result<Account> {
     eprintln!("smailarchiver {}: back up an IMAP mailbox (Ctrl-C to stop)", env!("CARGO_PKG_VERSION"));
     let user = ask(&mut input, "Email user name", None)?;
     let host = ask(&mut input, "IMAP server", None)?;
+    let port = ask(&mut input, "IMAP port (implicit TLS)", Some("993"))?;
+    let port: u16 = port.parse().map_err(|_| Error::usage(format!("wizard: '{port}' is not a port number")))?;
+    let ca_file = ask(&mut input, "Extra CA certificate file, for a self-signed server (empty: none)", Some(""))?;
     let password = if io::stdin().is_terminal() {
         drop(input);
         let pw = Sources { what: "email password", ..Sources::default() }.obtain()?;
@@ -66,9 +69,9 @@ pub fn ask_account() -> Result<Account> {
     Ok(Account {
         user,
         host,
-        port: None,
+        port: Some(port),
         starttls: false,
-        ca_file: None,
+        ca_file: (!ca_file.is_empty()).then(|| PathBuf::from(ca_file)),
         pin_sha256: None,
         password: Some(password),
         passwd_command: None,

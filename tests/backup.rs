@@ -347,3 +347,70 @@ fn concurrent_run_is_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("another smailarchiver run"), "{}", stderr(&o));
 }
+
+#[test]
+fn wizard_with_piped_answers() {
+    let d = Dovecot::start();
+    let a = account(&d, "hana");
+    let uid = a.append("INBOX", &message("wiz", "asked for"));
+    let tmp = TempDir::new("bk-wizard");
+    let answers = format!(
+        "hana\n127.0.0.1\n{}\n{}\n{PW}\n\ny\nn\n{}\n",
+        d.imaps_port(),
+        d.cert_pem_path().display(),
+        tmp.path().display()
+    );
+    let mut child = Command::new(bin())
+        .env_remove("SMAILARCHIVER_PASSWD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Email user name"), "the wizard asks: {}", stderr(&o));
+    assert!(!stderr(&o).contains(PW) && !stdout(&o).contains(PW), "password echoed");
+    assert_same(&restored(&tmp.join("hana/INBOX"), &[])[0], &a.raw("INBOX", uid), "wizard backup");
+    assert!(tmp.join(format!("hana/INBOX/{uid}.mbox.gz")).exists());
+    // Input that ends early is a clear error, not a hang or a panic.
+    let o = Command::new(bin()).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("end of input"), "{}", stderr(&o));
+}
+
+#[test]
+fn expunged_between_listing_and_fetch_is_not_fatal() {
+    let d = Dovecot::start();
+    let a = account(&d, "ivan");
+    let keep = a.append("INBOX", &message("keep", "stays"));
+    let tmp = TempDir::new("bk-expunge");
+    // Expunge from a second session while a small-budget backup runs; where the race
+    // lands varies, and the outcome must be right wherever it lands.
+    let gone: Vec<u32> = (0..300).map(|i| a.append("INBOX", &message(&format!("g{i}"), &"z".repeat(3000)))).collect();
+    let port = d.imaps_port().to_string();
+    let ca = d.cert_pem_path();
+    let child = Command::new(bin())
+        .args(["-u", "ivan", "-i", "127.0.0.1", "--port", &port, "--ca-file", ca.to_str().unwrap()])
+        .args(["--dir", tmp.path().to_str().unwrap(), "--buffer-size", "64K", "-v"])
+        .env("SMAILARCHIVER_PASSWD", PW)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for uid in gone.iter().rev().take(150) {
+        d.expunge("ivan", PW, "INBOX", *uid);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = stdout(&o);
+    let line = summary.lines().find(|l| l.contains(" new, ")).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.contains("0 failed"), "{line}");
+    assert!(tmp.join(format!("ivan/INBOX/{keep}.mbox")).exists());
+    // Whatever was archived is whole.
+    let v = run(&["--verify", tmp.path().to_str().unwrap()], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+}

@@ -30,7 +30,11 @@ fn feed(mut sink: impl FnMut(&[u8])) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            line.push(if x.is_multiple_of(3) { b"abcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 38) as usize] } else { b'q' });
+            line.push(if x.is_multiple_of(3) {
+                b"abcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 38) as usize]
+            } else {
+                b'q'
+            });
         }
         line.extend_from_slice(b"\r\n");
         let n = line.len().min(SIZE - sent);

@@ -17,7 +17,7 @@ use common::dovecot::{CertKind, Dovecot};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use smailarchiver::secret::Secret;
-use smailarchiver::server::{connect, resolve, Auth, ServerSpec, Session};
+use smailarchiver::server::{connect, is_timeout, resolve, Auth, ServerSpec, Session};
 
 const USER: &str = "alice";
 const PASS: &str = "s3cret-Pa55";
@@ -245,6 +245,8 @@ fn serve<S: Read + Write>(mut io: BufReader<S>, caps: &str) -> Vec<String> {
             "AUTHENTICATE XOAUTH2" => {
                 sasl_exchange(&mut io, &mut seen, tag, "user=alice\x01auth=Bearer good-token\x01\x01".into())
             }
+            // A stalled server: no answer at all.
+            "EXAMINE \"STALL\"" => continue,
             c if c.starts_with("LOGIN ") => format!("{tag} NO [AUTHENTICATIONFAILED] LOGIN is disabled"),
             _ => format!("{tag} OK done"),
         };
@@ -311,6 +313,21 @@ fn non_ascii_password_is_sent_with_authenticate_plain() {
     let seen = transcript.join().unwrap();
     assert!(seen.iter().all(|l| !l.contains("LOGIN ")), "{seen:?}");
     assert!(seen.contains(&format!("\0{USER}\0pässwörd")), "{seen:?}");
+}
+
+#[test]
+fn stalled_session_times_out() {
+    let server = Dovecot::start();
+    let (port, _transcript) = fake_tls_server(&server, "LOGINDISABLED AUTH=PLAIN");
+    let mut spec = fake_spec(&server, port);
+    spec.timeout = SHORT;
+    let mut session = try_connect(&spec, &password(USER, PASS)).unwrap();
+    let began = Instant::now();
+    let error = session.examine("STALL").unwrap_err();
+    assert!(began.elapsed() < SHORT * 3, "took {:?}", began.elapsed());
+    assert!(is_timeout(&error), "{error:?}");
+    let message = spec.imap_error("EXAMINE", &error).to_string();
+    assert_eq!(message, format!("127.0.0.1:{port} failed during EXAMINE: no answer within 2 s"));
 }
 
 #[test]

@@ -18,7 +18,8 @@ use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 use crate::mailbox_name;
-use crate::server::login::Session;
+use crate::progress::Progress;
+use crate::server::login::{ServerSpec, Session};
 
 /// UIDs per `UID FETCH (RFC822.SIZE)` command.
 const SIZES_PER_COMMAND: usize = 5000;
@@ -41,6 +42,8 @@ pub struct FolderReport {
     pub vanished: usize,
     pub bytes: u64,
     pub started: Instant,
+    /// The terminal's progress line.
+    pub progress: Progress,
 }
 
 impl FolderReport {
@@ -54,6 +57,7 @@ impl FolderReport {
             vanished: 0,
             bytes: 0,
             started: Instant::now(),
+            progress: Progress::new(folder.to_string(), false),
         }
     }
 
@@ -91,12 +95,13 @@ pub fn is_connection_error(e: &imap::Error) -> bool {
     !matches!(e, imap::Error::No(_) | imap::Error::Bad(_) | imap::Error::Validate(_) | imap::Error::Append)
 }
 
-fn imap_stop(what: &str) -> impl Fn(imap::Error) -> Stop + '_ {
+fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(imap::Error) -> Stop + 'a {
     move |e| {
+        let err = spec.imap_error(what, &e);
         if is_connection_error(&e) {
-            Stop::Connection(format!("{what}: {e}"))
+            Stop::Connection(err.to_string())
         } else {
-            Stop::Fatal(Error::runtime(format!("{what} refused: {e}")))
+            Stop::Fatal(err)
         }
     }
 }
@@ -105,10 +110,17 @@ fn imap_stop(what: &str) -> impl Fn(imap::Error) -> Stop + '_ {
 /// connection breaks; each new pass skips what the previous ones archived.
 pub fn backup(ctx: &Context<'_>, conn: &mut Connection<'_>, name: &str, dir: &Path) -> Result<FolderReport> {
     let mut report = FolderReport::new(name);
+    report.progress = Progress::new(format!("{} {name}", ctx.account.user), !ctx.out.quiet);
     loop {
         match pass(ctx, conn, name, dir, &mut report) {
-            Ok(()) => return Ok(report),
-            Err(Stop::Connection(why)) => conn.lost(&why)?,
+            Ok(()) => {
+                report.progress.clear();
+                return Ok(report);
+            }
+            Err(Stop::Connection(why)) => {
+                report.progress.clear();
+                conn.lost(&why)?;
+            }
             Err(Stop::Fatal(e)) => return Err(e),
         }
     }
@@ -127,14 +139,14 @@ fn pass(
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     let wire = mailbox_name::encode_utf7(name);
-    let mailbox = session(conn)?.examine(&wire).map_err(imap_stop("EXAMINE"))?;
+    let mailbox = session(conn)?.examine(&wire).map_err(imap_stop(&conn.spec, "EXAMINE"))?;
     let uidvalidity =
         mailbox.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     prepare_dir(dir, name, uidvalidity)?;
     let on_server: HashSet<u32> = if mailbox.exists == 0 {
         HashSet::new()
     } else {
-        session(conn)?.uid_search("ALL").map_err(imap_stop("UID SEARCH"))?
+        session(conn)?.uid_search("ALL").map_err(imap_stop(&conn.spec, "UID SEARCH"))?
     };
     let archived = archived_uids(dir)?;
     let mut missing: Vec<u32> = on_server.iter().copied().filter(|u| !archived.contains(u)).collect();
@@ -142,8 +154,9 @@ fn pass(
     report.existing = on_server.len() - missing.len() - report.new.min(on_server.len() - missing.len());
     let mut sized = Vec::with_capacity(missing.len());
     for chunk in missing.chunks(SIZES_PER_COMMAND) {
-        let fetches =
-            session(conn)?.uid_fetch(plan::uid_set(chunk), "(UID RFC822.SIZE)").map_err(imap_stop("UID FETCH"))?;
+        let fetches = session(conn)?
+            .uid_fetch(plan::uid_set(chunk), "(UID RFC822.SIZE)")
+            .map_err(imap_stop(&conn.spec, "UID FETCH"))?;
         let want: HashSet<u32> = chunk.iter().copied().collect();
         let mut got: Vec<(u32, u32)> =
             fetches.iter().filter_map(|f| Some((f.uid?, f.size?))).filter(|(u, _)| want.contains(u)).collect();
@@ -153,10 +166,11 @@ fn pass(
         sized.extend(got);
     }
     let budget = ctx.account.buffer_size;
+    report.progress.start(sized.len());
     for batch in plan::batches(&sized, budget) {
         match batch {
-            Batch::Whole(uids) => fetch_whole(ctx, session(conn)?, &uids, dir, report)?,
-            Batch::Chunked(uid) => fetch_chunked(ctx, session(conn)?, uid, budget, dir, report)?,
+            Batch::Whole(uids) => fetch_whole(ctx, conn, &uids, dir, report)?,
+            Batch::Chunked(uid) => fetch_chunked(ctx, conn, uid, budget, dir, report)?,
         }
     }
     Ok(())
@@ -246,6 +260,7 @@ impl Pending {
             Ok(()) => {
                 report.new += 1;
                 report.bytes += size;
+                report.progress.tick(size);
                 if ctx.out.verbose {
                     println!("{} {}: UID {} archived ({size} bytes)", ctx.account.user, report.folder, self.uid);
                 }
@@ -262,19 +277,21 @@ impl Pending {
 
 fn fetch_whole(
     ctx: &Context<'_>,
-    session: &mut Session,
+    conn: &mut Connection<'_>,
     uids: &[u32],
     dir: &Path,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
-    let fetches = match session.uid_fetch(plan::uid_set(uids), "(UID BODY.PEEK[])") {
+    let fetches = match session(conn)?.uid_fetch(plan::uid_set(uids), "(UID BODY.PEEK[])") {
         Ok(f) => f,
         Err(e) if !is_connection_error(&e) => {
-            crate::app::warn(format!("{} {}: UID FETCH refused: {e}", ctx.account.label(), report.folder));
+            // A refused batch fails its messages, not the folder: the next run retries them.
+            let err = conn.spec.imap_error("UID FETCH", &e);
+            crate::app::warn(format!("{} {}: {err}", ctx.account.label(), report.folder));
             report.failed += uids.len();
             return Ok(());
         }
-        Err(e) => return Err(imap_stop("UID FETCH")(e)),
+        Err(e) => return Err(imap_stop(&conn.spec, "UID FETCH")(e)),
     };
     let mut pending: HashSet<u32> = uids.iter().copied().collect();
     for f in fetches.iter() {
@@ -293,7 +310,7 @@ fn fetch_whole(
 
 fn fetch_chunked(
     ctx: &Context<'_>,
-    session: &mut Session,
+    conn: &mut Connection<'_>,
     uid: u32,
     chunk: usize,
     dir: &Path,
@@ -303,7 +320,7 @@ fn fetch_chunked(
     let mut offset = 0u64;
     loop {
         let query = format!("(UID BODY.PEEK[]<{offset}.{chunk}>)");
-        let fetches = session.uid_fetch(uid.to_string(), &query).map_err(imap_stop("UID FETCH"))?;
+        let fetches = session(conn)?.uid_fetch(uid.to_string(), &query).map_err(imap_stop(&conn.spec, "UID FETCH"))?;
         let Some(f) = fetches.iter().find(|f| f.uid == Some(uid)) else {
             // Expunged while we were reading it: nothing is kept.
             report.vanished += 1;

@@ -165,7 +165,7 @@ fn choose_folders(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<St
         match listed {
             Ok(n) => break n,
             Err(e) if folder::is_connection_error(&e) => conn.lost(&e.to_string())?,
-            Err(e) => return Err(Error::runtime(format!("LIST failed: {e}"))),
+            Err(e) => return Err(conn.spec.imap_error("LIST", &e)),
         }
     };
     let mut out = Vec::new();

@@ -77,6 +77,17 @@ impl ServerSpec {
     pub fn endpoint(&self) -> String {
         endpoint(&self.host, self.port)
     }
+
+    /// An error of the IMAP crate during `what` (a command name) as a one-line message
+    /// naming the server; timeouts say so.
+    pub fn imap_error(&self, what: &str, e: &imap::Error) -> Error {
+        imap_failure(&self.endpoint(), what, e, self.timeout)
+    }
+}
+
+/// Whether an IMAP error is the socket's timeout running out.
+pub fn is_timeout(e: &imap::Error) -> bool {
+    matches!(e, imap::Error::Io(io) if io_timeout(io))
 }
 
 /// How to log in.
@@ -174,12 +185,12 @@ fn set_timeouts(tcp: TcpStream, timeout: Duration) -> io::Result<TcpStream> {
 }
 
 fn connect_failure(endpoint: &str, e: &io::Error, timeout: Duration, tried: usize) -> Error {
-    let why = if is_timeout(e) { format!("no answer within {}", seconds(timeout)) } else { describe_io(e) };
+    let why = if io_timeout(e) { format!("no answer within {}", seconds(timeout)) } else { describe_io(e) };
     let tried = if tried > 1 { format!(" (tried {tried} addresses)") } else { String::new() };
     Error::runtime(format!("cannot connect to {endpoint}: {why}{tried}"))
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+fn io_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
@@ -231,7 +242,7 @@ fn read_line(reader: &mut impl BufRead, timeout: Duration) -> std::result::Resul
         Ok(0) => Err("the server closed the connection".into()),
         Ok(_) if !line.ends_with(b"\n") => Err("line too long or cut off".into()),
         Ok(_) => Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string()),
-        Err(e) if is_timeout(&e) => Err(format!("nothing received within {}", seconds(timeout))),
+        Err(e) if io_timeout(&e) => Err(format!("nothing received within {}", seconds(timeout))),
         Err(e) => Err(describe_io(&e)),
     }
 }
@@ -376,7 +387,7 @@ fn login_failure(user: &str, endpoint: &str, e: &imap::Error, timeout: Duration)
 /// An error of the IMAP crate during `what`, as a one-line message naming the server.
 fn imap_failure(endpoint: &str, what: &str, e: &imap::Error, timeout: Duration) -> Error {
     let why = match e {
-        imap::Error::Io(io) if is_timeout(io) => format!("no answer within {}", seconds(timeout)),
+        imap::Error::Io(io) if io_timeout(io) => format!("no answer within {}", seconds(timeout)),
         imap::Error::Io(io) => describe_io(io),
         imap::Error::ConnectionLost => "the server closed the connection".into(),
         imap::Error::No(no) => quote(&no.information),

@@ -9,5 +9,5 @@
 pub mod login;
 pub mod tls;
 
-pub use login::{connect, resolve, Auth, ServerSpec, Session, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
+pub use login::{connect, is_timeout, resolve, Auth, ServerSpec, Session, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
 pub use tls::{Stream, Trust};

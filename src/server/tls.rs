@@ -66,11 +66,6 @@ impl Trust {
         };
         Ok(Trust { provider, mode })
     }
-
-    /// The default: the web PKI roots only.
-    pub fn web_pki() -> Result<Trust> {
-        Trust::load(None, None)
-    }
 }
 
 fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>) -> Result<Mode> {
