@@ -253,16 +253,18 @@ impl Pending {
             .map_err(|e| Error::runtime(format!("{}: {}", self.tmp.path().display(), describe_io(&e))))
     }
 
-    /// Finishes the file and gives it its final name; false if it already existed.
+    /// Finishes the file and gives it its final name (counted as existing if another
+    /// run gave it first).
     fn commit(self, ctx: &Context<'_>, report: &mut FolderReport, size: u64) -> Result<()> {
-        self.chain.finish().at(self.tmp.path())?;
-        match self.tmp.commit(&self.target, false) {
+        let Pending { tmp, chain, target, uid } = self;
+        chain.finish().map_err(|e| write_error(&target, e))?;
+        match tmp.commit(&target, false) {
             Ok(()) => {
                 report.new += 1;
                 report.bytes += size;
                 report.progress.tick(size);
                 if ctx.out.verbose {
-                    println!("{} {}: UID {} archived ({size} bytes)", ctx.account.user, report.folder, self.uid);
+                    println!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder);
                 }
                 Ok(())
             }
@@ -270,9 +272,14 @@ impl Pending {
                 report.existing += 1;
                 Ok(())
             }
-            Err(e) => Err(e).at(&self.target),
+            Err(e) => Err(write_error(&target, e)),
         }
     }
+}
+
+/// An error writing a message, named after the file it was to become.
+fn write_error(target: &Path, e: std::io::Error) -> Error {
+    Error::runtime(format!("writing {}: {}", target.display(), describe_io(&e)))
 }
 
 fn fetch_whole(
