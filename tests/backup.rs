@@ -414,3 +414,64 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     let v = run(&["--verify", tmp.path().to_str().unwrap()], &[]);
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
 }
+
+#[test]
+fn folders_mapping_to_one_directory_are_refused_and_the_rest_backed_up() {
+    let d = Dovecot::start();
+    let a = account(&d, "jo");
+    for mb in ["Foo", "Foo/Bar", "FooBar"] {
+        d.create_mailbox("jo", PW, mb);
+    }
+    a.append("Foo/Bar", &message("one", "x"));
+    a.append("FooBar", &message("two", "y"));
+    let inbox = a.append("INBOX", &message("three", "z"));
+    let tmp = TempDir::new("bk-clash");
+    let port = d.imaps_port().to_string();
+    let ca = d.cert_pem_path();
+    let args =
+        ["-u", "jo", "-i", "127.0.0.1", "--port", &port, "--ca-file", ca.to_str().unwrap(), "--all-folders", "-p", PW];
+    let o = run(&[&args[..], &["--dir", tmp.path().to_str().unwrap()]].concat(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("\"Foo/Bar\", \"FooBar\" all map to the directory \"FooBar\""), "{err}");
+    assert!(err.contains("-p shows the password"), "-p is warned about: {err}");
+    assert_eq!(err.matches("-p shows the password").count(), 1, "warned once: {err}");
+    assert!(!tmp.join("jo/FooBar").exists(), "nothing mixed into one directory");
+    assert!(tmp.join(format!("jo/INBOX/{inbox}.mbox")).exists(), "the other folders are backed up");
+}
+
+#[test]
+fn config_password_protected_keys_use_the_key_password_sources() {
+    let d = Dovecot::start();
+    let a = account(&d, "kai");
+    let uid = a.append("INBOX", &message("promp", "password mode"));
+    let tmp = TempDir::new("bk-promp");
+    let cfg = tmp.join("c.json");
+    let text = format!(
+        r#"{{"list": [{{"user": "kai", "imap": "127.0.0.1", "port": {}, "ca_file": "{}", "passwd_cmd": "echo '{PW}'",
+          "folder": "INBOX", "encrypt": 1, "keys": "{}", "promp": 1, "compress": 1,
+          "key_password_cmd": "echo key pass"}}], "archive_dir": "{}"}}"#,
+        d.imaps_port(),
+        d.cert_pem_path().display(),
+        tmp.join("kai.keys").display(),
+        tmp.join("arch").display()
+    );
+    fs::write(&cfg, text).unwrap();
+    let o = run(&["-c", cfg.to_str().unwrap(), "-q"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(tmp.join("kai.keys.sha").exists(), "password-mode key file made");
+    let k = tmp.join("kai.keys");
+    let got = restored(&tmp.join("arch/kai/INBOX"), &["-k", k.to_str().unwrap(), "-P"]);
+    assert_same(&got[0], &a.raw("INBOX", uid), "promp backup");
+    // A wrong key password is refused before anything is written.
+    let before = fs::read_dir(tmp.join("arch/kai/INBOX")).unwrap().count();
+    a.append("INBOX", &message("more", "x"));
+    let o = run(&["-c", cfg.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    fs::write(&cfg, fs::read_to_string(&cfg).unwrap().replace("echo key pass", "echo wrong")).unwrap();
+    a.append("INBOX", &message("even more", "x"));
+    let o = run(&["-c", cfg.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong key password"), "{}", stderr(&o));
+    assert_eq!(fs::read_dir(tmp.join("arch/kai/INBOX")).unwrap().count(), before + 1);
+}
