@@ -4,18 +4,18 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
 use super::plan::{self, Batch};
 use super::state::{self, State};
+use super::writer::{MessageWriter, Outcome, Settings};
 use super::Connection;
 use crate::account::Account;
 use crate::app::Output;
-use crate::atomic::{self, TempFile};
-use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
-use crate::error::{describe_io, Error, IoContext, Result};
+use crate::atomic;
+use crate::codec::Form;
+use crate::error::{Error, IoContext, Result};
 use crate::keys::Keys;
 use crate::mailbox_name;
 use crate::progress::Progress;
@@ -167,13 +167,47 @@ fn pass(
     }
     let budget = ctx.account.buffer_size;
     report.progress.start(sized.len());
-    for batch in plan::batches(&sized, budget) {
-        match batch {
-            Batch::Whole(uids) => fetch_whole(ctx, conn, &uids, dir, report)?,
-            Batch::Chunked(uid) => fetch_chunked(ctx, conn, uid, budget, dir, report)?,
+    let mut writer = MessageWriter::spawn(Settings {
+        dir: dir.to_path_buf(),
+        form: ctx.account.form,
+        level: ctx.account.level,
+        keys: ctx.keys.cloned(),
+    })?;
+    let fetched = (|| {
+        for batch in plan::batches(&sized, budget) {
+            match batch {
+                Batch::Whole(uids) => fetch_whole(ctx, conn, &uids, &mut writer, report)?,
+                Batch::Chunked(uid) => fetch_chunked(conn, uid, budget, &mut writer, report)?,
+            }
+            tally(ctx, report, writer.ready()?);
+        }
+        Ok(())
+    })();
+    // Whatever happened, count what the writer finished (a message cut short by a lost
+    // connection is dropped by it, temporary file and all).
+    match writer.finish() {
+        Ok(done) => tally(ctx, report, done),
+        Err(e) if fetched.is_ok() => return Err(Stop::Fatal(e)),
+        Err(_) => {}
+    }
+    fetched
+}
+
+/// Counts the writer's outcomes in the report.
+fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<Outcome>) {
+    for o in outcomes {
+        match o {
+            Outcome::Stored(uid, size) => {
+                report.new += 1;
+                report.bytes += size;
+                report.progress.tick(size);
+                if ctx.out.verbose {
+                    println!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder);
+                }
+            }
+            Outcome::Existing(_) => report.existing += 1,
         }
     }
-    Ok(())
 }
 
 /// Creates the folder directory, removes a crashed run's temporary files, and starts a
@@ -225,68 +259,11 @@ fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
     Ok(uids)
 }
 
-/// A message being written: the codec chain over a temporary file.
-struct Pending {
-    tmp: TempFile,
-    chain: Box<dyn Finish>,
-    target: std::path::PathBuf,
-    uid: u32,
-}
-
-impl Pending {
-    fn start(ctx: &Context<'_>, dir: &Path, uid: u32) -> Result<Pending> {
-        let form = ctx.account.form;
-        let name = format!("{uid}{}", form.suffix());
-        let tmp = TempFile::create_in(dir, &name, 0o600).at(dir)?;
-        let file = tmp.file().try_clone().at(tmp.path())?;
-        let chain = codec::writer(
-            WriteOptions { form, level: ctx.account.level, keys: ctx.keys },
-            Box::new(BufWriter::with_capacity(BUF_SIZE, file)),
-        )
-        .at(tmp.path())?;
-        Ok(Pending { tmp, chain, target: dir.join(name), uid })
-    }
-
-    fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.chain
-            .write_all(data)
-            .map_err(|e| Error::runtime(format!("{}: {}", self.tmp.path().display(), describe_io(&e))))
-    }
-
-    /// Finishes the file and gives it its final name (counted as existing if another
-    /// run gave it first).
-    fn commit(self, ctx: &Context<'_>, report: &mut FolderReport, size: u64) -> Result<()> {
-        let Pending { tmp, chain, target, uid } = self;
-        chain.finish().map_err(|e| write_error(&target, e))?;
-        match tmp.commit(&target, false) {
-            Ok(()) => {
-                report.new += 1;
-                report.bytes += size;
-                report.progress.tick(size);
-                if ctx.out.verbose {
-                    println!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder);
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                report.existing += 1;
-                Ok(())
-            }
-            Err(e) => Err(write_error(&target, e)),
-        }
-    }
-}
-
-/// An error writing a message, named after the file it was to become.
-fn write_error(target: &Path, e: std::io::Error) -> Error {
-    Error::runtime(format!("writing {}: {}", target.display(), describe_io(&e)))
-}
-
 fn fetch_whole(
     ctx: &Context<'_>,
     conn: &mut Connection<'_>,
     uids: &[u32],
-    dir: &Path,
+    writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     let fetches = match session(conn)?.uid_fetch(plan::uid_set(uids), "(UID BODY.PEEK[])") {
@@ -307,23 +284,22 @@ fn fetch_whole(
         if !pending.remove(&uid) {
             continue;
         }
-        let mut p = Pending::start(ctx, dir, uid)?;
-        p.write(body)?;
-        p.commit(ctx, report, body.len() as u64)?;
+        writer.begin(uid)?;
+        writer.data(body)?;
+        writer.end()?;
     }
     report.vanished += pending.len();
     Ok(())
 }
 
 fn fetch_chunked(
-    ctx: &Context<'_>,
     conn: &mut Connection<'_>,
     uid: u32,
     chunk: usize,
-    dir: &Path,
+    writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
-    let mut p = Pending::start(ctx, dir, uid)?;
+    writer.begin(uid)?;
     let mut offset = 0u64;
     loop {
         let query = format!("(UID BODY.PEEK[]<{offset}.{chunk}>)");
@@ -331,15 +307,16 @@ fn fetch_chunked(
         let Some(f) = fetches.iter().find(|f| f.uid == Some(uid)) else {
             // Expunged while we were reading it: nothing is kept.
             report.vanished += 1;
+            writer.abort()?;
             return Ok(());
         };
         let data = f.body().unwrap_or_default();
-        p.write(data)?;
+        writer.data(data)?;
         offset += data.len() as u64;
         if data.len() < chunk {
             break;
         }
     }
-    p.commit(ctx, report, offset)?;
+    writer.end()?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod folder;
 pub mod plan;
 pub mod state;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -2,6 +2,8 @@
 //! the compatibility vectors.
 #![allow(dead_code)]
 
+pub mod fake_imap;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,214 @@
+//! Writing fetched messages into the archive on a thread of its own, so compression and
+//! encryption (one core) overlap with TLS and IMAP parsing (the other). The queue between
+//! the two is bounded in bytes, so memory stays flat whatever the message size.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use crate::atomic::TempFile;
+use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
+use crate::error::{describe_io, Error, IoContext, Result};
+use crate::keys::Keys;
+
+/// Largest piece of message data in the queue.
+const PIECE: usize = 256 * 1024;
+/// Pieces the queue holds: at most 2 MiB of message data waits for the codec.
+const QUEUE: usize = 8;
+
+/// How messages are stored.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The folder directory.
+    pub dir: PathBuf,
+    /// Layers of the files.
+    pub form: Form,
+    /// zlib level.
+    pub level: u8,
+    /// Keys, when encrypting.
+    pub keys: Option<Keys>,
+}
+
+enum Job {
+    Begin(u32),
+    Data(Vec<u8>),
+    End,
+    Abort,
+}
+
+/// What became of a message handed to the writer.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored under its final name: UID and message size.
+    Stored(u32, u64),
+    /// Another run stored it first.
+    Existing(u32),
+}
+
+/// The writer thread and its two queues.
+pub struct MessageWriter {
+    jobs: Option<SyncSender<Job>>,
+    outcomes: Receiver<Result<Outcome>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MessageWriter {
+    /// Starts the writer thread.
+    pub fn spawn(settings: Settings) -> Result<MessageWriter> {
+        let (jobs, job_rx) = mpsc::sync_channel(QUEUE);
+        let (out_tx, outcomes) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("codec".into())
+            .spawn(move || work(&settings, job_rx, out_tx))
+            .doing("starting the codec thread")?;
+        Ok(MessageWriter { jobs: Some(jobs), outcomes, thread: Some(thread) })
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
+        let sent = self.jobs.as_ref().map(|j| j.send(job).is_ok()).unwrap_or(false);
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its last outcome says why.
+        self.jobs = None;
+        match self.finish_thread() {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::runtime("the codec thread stopped")),
+        }
+    }
+
+    /// Starts a message.
+    pub fn begin(&mut self, uid: u32) -> Result<()> {
+        self.send(Job::Begin(uid))
+    }
+
+    /// Adds message bytes.
+    pub fn data(&mut self, bytes: &[u8]) -> Result<()> {
+        for piece in bytes.chunks(PIECE) {
+            self.send(Job::Data(piece.to_vec()))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the message: it is committed to its final name.
+    pub fn end(&mut self) -> Result<()> {
+        self.send(Job::End)
+    }
+
+    /// Drops the message begun (it vanished from the server); nothing is kept.
+    pub fn abort(&mut self) -> Result<()> {
+        self.send(Job::Abort)
+    }
+
+    /// Outcomes available now, without waiting; an error if a message failed.
+    pub fn ready(&mut self) -> Result<Vec<Outcome>> {
+        self.outcomes.try_iter().collect()
+    }
+
+    /// Waits for every message handed over and stops the thread.
+    pub fn finish(mut self) -> Result<Vec<Outcome>> {
+        self.jobs = None;
+        self.finish_thread()
+    }
+
+    fn finish_thread(&mut self) -> Result<Vec<Outcome>> {
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                return Err(Error::runtime("the codec thread panicked"));
+            }
+        }
+        self.outcomes.try_iter().collect()
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        // Without its queue the thread ends, dropping (and so removing) a half-written file.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread: one message at a time through the chain into a temporary file.
+fn work(settings: &Settings, jobs: Receiver<Job>, outcomes: mpsc::Sender<Result<Outcome>>) {
+    let mut current: Option<Pending> = None;
+    for job in jobs {
+        let result = match job {
+            Job::Begin(uid) => Pending::start(settings, uid).map(|p| {
+                current = Some(p);
+                None
+            }),
+            Job::Data(bytes) => match current.as_mut() {
+                Some(p) => p.write(&bytes).map(|_| None),
+                None => Ok(None),
+            },
+            Job::End => match current.take() {
+                Some(p) => p.commit().map(Some),
+                None => Ok(None),
+            },
+            Job::Abort => {
+                current = None;
+                Ok(None)
+            }
+        };
+        match result {
+            Ok(Some(outcome)) => {
+                let _ = outcomes.send(Ok(outcome));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Stop at the first failure (a full disk): the sender learns it at once.
+                let _ = outcomes.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// A message being written: the codec chain over a temporary file.
+struct Pending {
+    tmp: TempFile,
+    chain: Box<dyn Finish>,
+    target: PathBuf,
+    uid: u32,
+    size: u64,
+}
+
+impl Pending {
+    fn start(s: &Settings, uid: u32) -> Result<Pending> {
+        let name = format!("{uid}{}", s.form.suffix());
+        let target = s.dir.join(&name);
+        let tmp = TempFile::create_in(&s.dir, &name, 0o600).map_err(|e| write_error(&target, e))?;
+        let file = tmp.file().try_clone().at(tmp.path())?;
+        let chain = codec::writer(
+            WriteOptions { form: s.form, level: s.level, keys: s.keys.as_ref() },
+            Box::new(BufWriter::with_capacity(BUF_SIZE, file)),
+        )
+        .map_err(|e| write_error(&target, e))?;
+        Ok(Pending { tmp, chain, target, uid, size: 0 })
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.size += data.len() as u64;
+        self.chain.write_all(data).map_err(|e| write_error(&self.target, e))
+    }
+
+    /// Finishes the file and gives it its final name.
+    fn commit(self) -> Result<Outcome> {
+        let Pending { tmp, chain, target, uid, size } = self;
+        chain.finish().map_err(|e| write_error(&target, e))?;
+        match tmp.commit(&target, false) {
+            Ok(()) => Ok(Outcome::Stored(uid, size)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Outcome::Existing(uid)),
+            Err(e) => Err(write_error(&target, e)),
+        }
+    }
+}
+
+/// An error writing a message, named after the file it was to become.
+fn write_error(target: &Path, e: std::io::Error) -> Error {
+    Error::runtime(format!("writing {}: {}", target.display(), describe_io(&e)))
+}

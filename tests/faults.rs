@@ -1,0 +1,324 @@
+//! Backups against a scripted IMAP server that fails on purpose: connections dropped in
+//! the middle of a message, refusals, `* BYE`, malformed literals, garbage, a wrong
+//! password. Whatever happens, a final `{uid}.mbox*` file holds exactly the message the
+//! server sent, and a run that ends leaves no temporary file behind.
+//!
+//! A stalling server is not tested here: the read timeout is fixed at 60 s
+//! (`server::login::DEFAULT_TIMEOUT`) and no option shortens it.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use util::fake_imap::{FakeImap, Fault, Folder, Script};
+use util::*;
+
+const USER: &str = "alice";
+const PW: &str = "s3cret pass";
+/// Big enough that every message above 32 KiB is fetched by its own command, and one
+/// above 64 KiB in several partial fetches.
+const BUDGET: &str = "64K";
+
+/// A message of about `size` bytes, distinct for each UID.
+fn message(uid: u32, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Ann <ann@example.org>\r\nTo: bo@example.net\r\nSubject: message {uid}\r\n\
+         Message-ID: <{uid}@example.org>\r\n\r\nFrom the start of message {uid}\r\n"
+    )
+    .into_bytes();
+    let mut line = 0;
+    while m.len() < size {
+        m.extend_from_slice(format!("line {line} of message {uid}: {}\r\n", "0123456789".repeat(6)).as_bytes());
+        line += 1;
+    }
+    m
+}
+
+fn messages(uids: &[u32], size: usize) -> Vec<(u32, Vec<u8>)> {
+    uids.iter().map(|&u| (u, message(u, size))).collect()
+}
+
+fn inbox(messages: Vec<(u32, Vec<u8>)>) -> Vec<Folder> {
+    vec![Folder::new("INBOX", 7, messages)]
+}
+
+/// Runs a backup from `server` into `root`.
+fn backup(server: &FakeImap, root: &Path, extra: &[&str]) -> Output {
+    let port = server.port().to_string();
+    let ca = server.ca_file();
+    let mut args =
+        vec!["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "--dir", root.to_str().unwrap()];
+    args.extend(extra);
+    run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
+}
+
+fn folder_dir(root: &Path, folder: &str) -> PathBuf {
+    root.join(USER).join(folder)
+}
+
+/// The UIDs archived in `dir`, after checking that no temporary file is left, that each
+/// UID has one file and that every file restores to exactly the message served.
+#[track_caller]
+fn archived(dir: &Path, served: &[(u32, Vec<u8>)]) -> Vec<u32> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let mut finals = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".smailarchiver-tmp-"), "temporary file left: {}", dir.join(&name).display());
+        if let Some((uid, _)) = name.split_once(".mbox") {
+            finals.push(uid.parse::<u32>().unwrap());
+        }
+    }
+    finals.sort_unstable();
+    let mut unique = finals.clone();
+    unique.dedup();
+    assert_eq!(finals, unique, "a UID archived more than once in {}", dir.display());
+    if finals.is_empty() {
+        return finals;
+    }
+    let out = TempDir::new("faults-restore");
+    let maildir = out.join("md");
+    let o = run(&["-r", dir.to_str().unwrap(), "--to-maildir", maildir.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "restore {}: {}", dir.display(), stderr(&o));
+    let served: BTreeMap<u32, &[u8]> = served.iter().map(|(u, m)| (*u, m.as_slice())).collect();
+    let mut restored = Vec::new();
+    for entry in fs::read_dir(maildir.join("cur")).unwrap() {
+        let path = entry.unwrap().path();
+        let uid: u32 = path.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse().unwrap();
+        let want = served.get(&uid).unwrap_or_else(|| panic!("UID {uid} archived but never served"));
+        assert_same(&fs::read(&path).unwrap(), want, &format!("UID {uid} restored from {}", dir.display()));
+        restored.push(uid);
+    }
+    restored.sort_unstable();
+    assert_eq!(restored, finals);
+    finals
+}
+
+fn uids(served: &[(u32, Vec<u8>)]) -> Vec<u32> {
+    served.iter().map(|(u, _)| *u).collect()
+}
+
+fn error_lines(o: &Output) -> Vec<String> {
+    stderr(o).lines().filter(|l| l.starts_with("smailarchiver: error:")).map(String::from).collect()
+}
+
+/// The body fetches of one connection.
+fn body_fetches(commands: &[String]) -> Vec<&String> {
+    commands.iter().filter(|c| c.contains("BODY.PEEK")).collect()
+}
+
+#[test]
+fn drop_mid_literal_once_reconnects_and_completes() {
+    let served = messages(&[3, 4, 5, 8, 9], 1500);
+    let broken = Script::healthy().at("BODY.PEEK", 1, Fault::DropMidLiteral(500));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
+    let root = TempDir::new("faults-drop-once");
+    let o = backup(&server, root.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), uids(&served));
+    assert_eq!(server.connections(), 2, "{:?}", server.commands());
+    assert!(stderr(&o).contains("connection lost"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX: 5 new, 0 already archived, 0 failed"), "{}", stdout(&o));
+}
+
+#[test]
+fn drop_mid_chunk_resumes_without_fetching_finished_messages_again() {
+    let served = vec![(1, message(1, 2000)), (2, message(2, 150_000)), (3, message(3, 2000))];
+    let broken = Script::healthy().at("BODY.PEEK[]<", 2, Fault::DropMidLiteral(1000));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
+    let root = TempDir::new("faults-drop-chunk");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+    let commands = server.commands();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let again = body_fetches(&commands[1]);
+    assert!(again.iter().all(|c| !c.starts_with("UID FETCH 1 ")), "UID 1 fetched again: {again:?}");
+    // The half-received message is started over: its temporary file went with the connection.
+    assert!(again[0].starts_with("UID FETCH 2 ") && again[0].contains("<0."), "{again:?}");
+    assert!(stdout(&o).contains("INBOX: 3 new, 0 already archived, 0 failed"), "{}", stdout(&o));
+}
+
+#[test]
+fn drop_on_every_connection_gives_up_and_keeps_finished_messages() {
+    let served = messages(&[1, 2, 3, 4], 40_000);
+    let first = Script::healthy().at("BODY.PEEK", 2, Fault::DropMidLiteral(100));
+    let later = Script::healthy().at("BODY.PEEK", 1, Fault::DropMidLiteral(100));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![first, later]);
+    let root = TempDir::new("faults-drop-always");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // One first connection and three reconnects.
+    assert_eq!(server.connections(), 4, "{:?}", server.commands());
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(errors[0].contains("INBOX") && errors[0].contains("giving up"), "{}", errors[0]);
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1]);
+}
+
+#[test]
+fn examine_refused_fails_only_that_folder() {
+    let a = messages(&[1, 2], 1000);
+    let b = messages(&[1, 2, 3], 1000);
+    let folders = vec![Folder::new("A", 1, a), Folder::new("B", 2, b.clone())];
+    let script = Script::healthy().at("EXAMINE \"A\"", 1, Fault::No("permission denied"));
+    let server = FakeImap::start(USER, PW, folders, vec![script]);
+    let root = TempDir::new("faults-examine-no");
+    let o = backup(&server, root.path(), &["-f", "A", "-f", "B"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].contains("alice@127.0.0.1 A: ")
+            && errors[0].contains("EXAMINE")
+            && errors[0].contains("permission denied"),
+        "{}",
+        errors[0]
+    );
+    assert!(archived(&folder_dir(root.path(), "A"), &[]).is_empty());
+    assert_eq!(archived(&folder_dir(root.path(), "B"), &b), vec![1, 2, 3]);
+    assert!(stdout(&o).contains("B: 3 new, 0 already archived, 0 failed"), "{}", stdout(&o));
+    // A refusal is an answer, not a lost connection.
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn bad_answer_to_body_fetch_fails_those_messages_only() {
+    let served = messages(&[1, 2, 3], 40_000);
+    let script = Script::healthy().at("BODY.PEEK", 2, Fault::Bad("internal error"));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
+    let root = TempDir::new("faults-fetch-bad");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("UID FETCH") && stderr(&o).contains("internal error"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX: 2 new, 0 already archived, 1 failed"), "{}", stdout(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 3]);
+    assert_eq!(server.connections(), 1);
+    drop(server);
+
+    // The failed message is simply missing: the next run fetches it.
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![Script::healthy()]);
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX: 1 new, 2 already archived, 0 failed"), "{}", stdout(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+}
+
+#[test]
+fn bye_mid_run_is_a_lost_connection() {
+    let served = messages(&[1, 2, 3], 40_000);
+    let broken = Script::healthy().at("BODY.PEEK", 2, Fault::Bye);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
+    let root = TempDir::new("faults-bye");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+    assert_eq!(server.connections(), 2, "{:?}", server.commands());
+    assert!(stderr(&o).contains("connection lost"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX: 3 new, 0 already archived, 0 failed"), "{}", stdout(&o));
+}
+
+#[test]
+fn garbage_instead_of_an_answer_is_a_lost_connection() {
+    let served = messages(&[1, 2], 1000);
+    let broken = Script::healthy().at("RFC822.SIZE", 1, Fault::Garbage(b"\x00\xff}{ not IMAP )(\r\n"));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
+    let root = TempDir::new("faults-garbage-answer");
+    let o = backup(&server, root.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+    assert_eq!(server.connections(), 2, "{:?}", server.commands());
+}
+
+#[test]
+fn literal_longer_than_announced_is_never_stored() {
+    // Once in a whole-message fetch, once in a partial one.
+    for (at, budget) in [("BODY.PEEK[])", "4M"), ("BODY.PEEK[]<", BUDGET)] {
+        let served = vec![(1, message(1, 2000)), (2, message(2, 100_000))];
+        let broken = Script::healthy().at(at, 1, Fault::LongLiteral(7));
+        let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
+        let root = TempDir::new("faults-long-literal");
+        let o = backup(&server, root.path(), &["--buffer-size", budget]);
+        let kept = archived(&folder_dir(root.path(), "INBOX"), &served);
+        match o.status.code() {
+            // Either the bad answer made the tool reconnect and fetch again...
+            Some(0) => {
+                assert_eq!(kept, vec![1, 2], "{at}");
+                assert_eq!(server.connections(), 2, "{at}");
+            }
+            // ...or it gave a clear error.
+            Some(1) => assert_eq!(error_lines(&o).len(), 1, "{at}: {}", stderr(&o)),
+            code => panic!("{at}: exit code {code:?}: {}", stderr(&o)),
+        }
+    }
+}
+
+/// A server that sends more than the `<origin.length>` asked for (one ignoring the
+/// range): what it sent must not be stored as if it were the asked chunk.
+#[test]
+fn partial_fetch_answered_with_more_than_asked_is_never_stored() {
+    let served = vec![(1, message(1, 150_000))];
+    let script = Script::healthy().at("BODY.PEEK[]<", 2, Fault::IgnorePartialLength);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
+    let root = TempDir::new("faults-overlong-chunk");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    let kept = archived(&folder_dir(root.path(), "INBOX"), &served);
+    if o.status.code() != Some(0) {
+        assert!(kept.is_empty());
+        assert_eq!(error_lines(&o).len(), 1, "{}", stderr(&o));
+    }
+}
+
+/// RFC 3501 (7.4.2) lets a server report a flag change, as a FETCH without the body,
+/// in any answer; the body comes in another FETCH of the same UID.
+#[test]
+fn unsolicited_flags_fetch_before_the_data_is_skipped() {
+    let served = vec![(1, message(1, 2000)), (2, message(2, 150_000))];
+    let script = Script::healthy()
+        .at("BODY.PEEK[])", 1, Fault::FlagsFirst)
+        .at("BODY.PEEK[]<", 1, Fault::FlagsFirst)
+        .at("BODY.PEEK[]<", 2, Fault::FlagsFirst);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
+    let root = TempDir::new("faults-flags-first");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+}
+
+#[test]
+fn garbage_instead_of_a_greeting_is_a_one_line_error() {
+    let greetings: [&'static [u8]; 2] = [b"\x1b[2J220 mail.example.org ESMTP ready\r\n", b"\x16\x03\x01 no line end"];
+    for greeting in greetings {
+        let script = Script::healthy().at_greeting(Fault::Garbage(greeting));
+        let server = FakeImap::start(USER, PW, inbox(messages(&[1], 1000)), vec![script]);
+        let root = TempDir::new("faults-greeting");
+        let o = backup(&server, root.path(), &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("smailarchiver: error: ") && err.contains(&format!(":{}", server.port())), "{err}");
+        assert!(!err.contains('\x1b'), "terminal escape passed through: {err:?}");
+        assert_eq!(server.connections(), 1, "a server that is not IMAP is not retried");
+        assert!(archived(&folder_dir(root.path(), "INBOX"), &[]).is_empty());
+    }
+}
+
+#[test]
+fn wrong_password_names_the_user_not_the_password() {
+    let server = FakeImap::start(USER, "the right one", inbox(messages(&[1], 1000)), vec![Script::healthy()]);
+    let root = TempDir::new("faults-login");
+    let o = backup(&server, root.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("login failed for alice") && err.contains("Authentication failed"), "{err}");
+    assert!(!err.contains(PW) && !stdout(&o).contains(PW) && !err.contains("s3cret"), "password printed: {err}");
+    // Retrying a refused password only risks locking the account.
+    assert_eq!(server.connections(), 1, "{:?}", server.commands());
+    assert!(archived(&folder_dir(root.path(), "INBOX"), &[]).is_empty());
+}

@@ -1,0 +1,446 @@
+//! A scripted IMAP server for fault tests: implicit TLS on a free local port, just enough
+//! of IMAP4rev1 for a backup (CAPABILITY, LOGIN, EXAMINE, UID SEARCH, UID FETCH of sizes
+//! and of whole or partial bodies, LIST, NOOP, LOGOUT), and faults injected at chosen
+//! points, which is what a real Dovecot cannot be made to do.
+//!
+//! Connections are served one after another; connection `i` follows `scripts[i]`, the
+//! last script repeating, so "the first connection breaks, the next ones are fine" is
+//! `vec![broken, Script::healthy()]` and "every connection breaks" is `vec![broken]`.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::TempDir;
+
+/// A folder on the server: its name, UIDVALIDITY and messages `(uid, raw bytes)` in UID order.
+#[derive(Clone, Debug)]
+pub struct Folder {
+    pub name: String,
+    pub uidvalidity: u32,
+    pub messages: Vec<(u32, Vec<u8>)>,
+}
+
+impl Folder {
+    pub fn new(name: &str, uidvalidity: u32, messages: Vec<(u32, Vec<u8>)>) -> Folder {
+        Folder { name: name.to_string(), uidvalidity, messages }
+    }
+}
+
+/// When a fault strikes.
+#[derive(Clone, Debug)]
+pub enum When {
+    /// Instead of the greeting.
+    Greeting,
+    /// At the `nth` (from 1) command of the connection whose text (tag left out,
+    /// compared in upper case) contains `containing`.
+    Command { containing: &'static str, nth: usize },
+}
+
+/// What goes wrong.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer the command `NO text`.
+    No(&'static str),
+    /// Answer the command `BAD text`.
+    Bad(&'static str),
+    /// Send `* BYE` instead of the answer, then hang up.
+    Bye,
+    /// Send these bytes instead of the answer (or greeting), then hang up.
+    Garbage(&'static [u8]),
+    /// Never answer; the connection stays open until the client leaves.
+    Stall,
+    /// Answer, but hang up (no TLS close_notify) after this many bytes of the first literal.
+    DropMidLiteral(usize),
+    /// Send this many bytes more in each literal than its `{N}` announces.
+    LongLiteral(usize),
+    /// Precede each message's data with an unsolicited `FETCH (UID u FLAGS (\Seen))`,
+    /// which RFC 3501 (7.4.2) lets a server send at any time.
+    FlagsFirst,
+    /// Answer a partial fetch `<o.l>` with the message from `o` to its end, more than asked.
+    IgnorePartialLength,
+}
+
+/// The faults of one connection.
+#[derive(Clone, Debug, Default)]
+pub struct Script(Vec<(When, Fault)>);
+
+impl Script {
+    /// A connection where nothing goes wrong.
+    pub fn healthy() -> Script {
+        Script::default()
+    }
+
+    /// Adds `fault` at the `nth` command containing `containing`.
+    pub fn at(mut self, containing: &'static str, nth: usize, fault: Fault) -> Script {
+        self.0.push((When::Command { containing, nth }, fault));
+        self
+    }
+
+    /// Replaces the greeting by `fault`.
+    pub fn at_greeting(mut self, fault: Fault) -> Script {
+        self.0.push((When::Greeting, fault));
+        self
+    }
+}
+
+/// The running server; stopped on drop.
+pub struct FakeImap {
+    addr: SocketAddr,
+    dir: TempDir,
+    log: Arc<Mutex<Vec<Vec<String>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeImap {
+    /// Starts a server for `user`/`password` with `folders`, following `scripts`.
+    pub fn start(user: &str, password: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
+        assert!(!scripts.is_empty(), "at least one script");
+        let dir = TempDir::new("fake-imap");
+        let tls = tls_config(&dir);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let account = Account { user: user.to_string(), password: password.to_string(), folders };
+        let (log2, stop2) = (log.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(tcp) = tcp else { continue };
+                let n = {
+                    let mut log = log2.lock().unwrap();
+                    log.push(Vec::new());
+                    log.len() - 1
+                };
+                let script = &scripts[n.min(scripts.len() - 1)];
+                // The client hanging up is an expected end of a connection, not a test failure.
+                let _ = Conn { account: &account, script, log: &log2, n, counts: HashMap::new() }.serve(tcp, &tls);
+            }
+        });
+        FakeImap { addr, dir, log, stop, thread: Some(thread) }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The PEM file of the server's self-signed certificate, for `--ca-file`.
+    pub fn ca_file(&self) -> String {
+        self.dir.join("cert.pem").to_string_lossy().into_owned()
+    }
+
+    /// The commands received (tags left out), one list per connection.
+    pub fn commands(&self) -> Vec<Vec<String>> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+}
+
+impl Drop for FakeImap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // accept() has no timeout: a connection of our own wakes it up to see the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-days", "2", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req failed");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&cert).unwrap().collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+struct Account {
+    user: String,
+    password: String,
+    folders: Vec<Folder>,
+}
+
+type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
+
+/// One connection being served.
+struct Conn<'a> {
+    account: &'a Account,
+    script: &'a Script,
+    log: &'a Mutex<Vec<Vec<String>>>,
+    n: usize,
+    /// How many commands matched each fault's pattern so far.
+    counts: HashMap<usize, usize>,
+}
+
+impl Conn<'_> {
+    fn serve(mut self, tcp: TcpStream, tls: &Arc<ServerConfig>) -> io::Result<()> {
+        // A client that never goes away must not hang the test run.
+        tcp.set_read_timeout(Some(Duration::from_secs(90)))?;
+        let session = ServerConnection::new(tls.clone()).map_err(io::Error::other)?;
+        let mut s: Tls = BufReader::new(StreamOwned::new(session, tcp));
+        let greeting_fault = self.script.0.iter().find(|(w, _)| matches!(w, When::Greeting)).map(|(_, f)| f);
+        match greeting_fault {
+            Some(f) => return inject(&mut s, f, "*", Vec::new(), Vec::new()),
+            None => send(&mut s, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")?,
+        }
+        let mut selected: Option<&Folder> = None;
+        loop {
+            let mut line = String::new();
+            if s.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            let (tag, cmd) = line.split_once(' ').unwrap_or((line, ""));
+            self.log.lock().unwrap()[self.n].push(cmd.to_string());
+            let fault = self.fault_for(cmd);
+            let (reply, literals) = answer(self.account, &mut selected, tag, cmd, fault.as_ref());
+            match &fault {
+                Some(f) => return inject(&mut s, f, tag, reply, literals),
+                None => send(&mut s, &reply)?,
+            }
+            if cmd.eq_ignore_ascii_case("LOGOUT") {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The fault that strikes at this command, counting it for every pattern it matches.
+    fn fault_for(&mut self, cmd: &str) -> Option<Fault> {
+        let upper = cmd.to_ascii_uppercase();
+        let mut hit = None;
+        for (i, (when, fault)) in self.script.0.iter().enumerate() {
+            if let When::Command { containing, nth } = when {
+                if upper.contains(containing) {
+                    let seen = self.counts.entry(i).or_default();
+                    *seen += 1;
+                    if *seen == *nth && hit.is_none() {
+                        hit = Some(fault.clone());
+                    }
+                }
+            }
+        }
+        hit
+    }
+}
+
+fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
+    s.get_mut().write_all(bytes)?;
+    s.get_mut().flush()
+}
+
+/// Carries out `fault` in place of (or on) the normal `reply`; every fault but a refusal
+/// or a changed literal ends the connection.
+fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<usize>) -> io::Result<()> {
+    match fault {
+        Fault::No(text) => return send(s, format!("{tag} NO {text}\r\n").as_bytes()),
+        Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()),
+        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartialLength => return send(s, &reply),
+        Fault::Bye => send(s, b"* BYE server shutting down\r\n")?,
+        Fault::Garbage(bytes) => send(s, bytes)?,
+        Fault::DropMidLiteral(n) => {
+            let cut = literals.first().map_or(reply.len(), |start| (start + n).min(reply.len()));
+            send(s, &reply[..cut])?;
+            // Dropping the stream without close_notify is how a dead connection looks.
+            return Ok(());
+        }
+        Fault::Stall => {
+            // Drain what the client sends until it gives up, answering nothing.
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+            return Ok(());
+        }
+    }
+    s.get_mut().conn.send_close_notify();
+    s.get_mut().flush()
+}
+
+/// The normal answer to `cmd`, shaped by an answer-changing `fault`, with the offsets of
+/// the literals' first bytes.
+fn answer<'a>(
+    account: &'a Account,
+    selected: &mut Option<&'a Folder>,
+    tag: &str,
+    cmd: &str,
+    fault: Option<&Fault>,
+) -> (Vec<u8>, Vec<usize>) {
+    let (verb, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
+    let mut out = Vec::new();
+    let mut literals = Vec::new();
+    let ok = |out: &mut Vec<u8>, text: &str| out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
+    match verb.to_ascii_uppercase().as_str() {
+        "CAPABILITY" => {
+            out.extend_from_slice(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n");
+            ok(&mut out, "done");
+        }
+        "NOOP" => ok(&mut out, "done"),
+        "LOGOUT" => {
+            out.extend_from_slice(b"* BYE logging out\r\n");
+            ok(&mut out, "done");
+        }
+        "LOGIN" => match args(rest).as_slice() {
+            [u, p] if *u == account.user && *p == account.password => ok(&mut out, "logged in"),
+            _ => {
+                out.extend_from_slice(format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n").as_bytes())
+            }
+        },
+        "LIST" => {
+            for f in &account.folders {
+                out.extend_from_slice(format!("* LIST () \"/\" \"{}\"\r\n", f.name).as_bytes());
+            }
+            ok(&mut out, "done");
+        }
+        "EXAMINE" => {
+            let name = args(rest).into_iter().next().unwrap_or_default();
+            *selected = account.folders.iter().find(|f| f.name == name);
+            match selected {
+                Some(f) => {
+                    let next = f.messages.last().map_or(1, |(u, _)| u + 1);
+                    let head = format!(
+                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n\
+                         * OK [UIDNEXT {next}] ok\r\n",
+                        f.messages.len(),
+                        f.uidvalidity
+                    );
+                    out.extend_from_slice(head.as_bytes());
+                    ok(&mut out, "[READ-ONLY] examined");
+                }
+                None => out.extend_from_slice(format!("{tag} NO no such folder\r\n").as_bytes()),
+            }
+        }
+        "UID" => match (rest.split_once(' '), *selected) {
+            (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("SEARCH") && args == "ALL" => {
+                let uids: Vec<String> = folder.messages.iter().map(|(u, _)| u.to_string()).collect();
+                out.extend_from_slice(format!("* SEARCH {}\r\n", uids.join(" ")).trim_end().as_bytes());
+                out.extend_from_slice(b"\r\n");
+                ok(&mut out, "searched");
+            }
+            (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("FETCH") => {
+                fetch(folder, args, fault, &mut out, &mut literals);
+                ok(&mut out, "fetched");
+            }
+            _ => out.extend_from_slice(format!("{tag} BAD unsupported\r\n").as_bytes()),
+        },
+        _ => out.extend_from_slice(format!("{tag} BAD unknown command\r\n").as_bytes()),
+    }
+    (out, literals)
+}
+
+/// The untagged answers to `UID FETCH set (items)`.
+fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, literals: &mut Vec<usize>) {
+    let (set, items) = args.split_once(' ').unwrap_or((args, ""));
+    let items = items.to_ascii_uppercase();
+    // `<origin.length>` of a partial body fetch.
+    let partial = items.split_once("BODY.PEEK[]<").and_then(|(_, r)| {
+        let (o, l) = r.split_once('>')?.0.split_once('.')?;
+        Some((o.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
+    });
+    for (i, (uid, body)) in folder.messages.iter().enumerate() {
+        if !in_set(*uid, set, folder.messages.last().map_or(0, |m| m.0)) {
+            continue;
+        }
+        let seq = i + 1;
+        if items.contains("RFC822.SIZE") {
+            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len()).as_bytes());
+        }
+        if !items.contains("BODY.PEEK[]") {
+            continue;
+        }
+        if matches!(fault, Some(Fault::FlagsFirst)) {
+            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS (\\Seen))\r\n").as_bytes());
+        }
+        let (origin, data) = match partial {
+            Some((o, l)) => {
+                let from = o.min(body.len());
+                let to = if matches!(fault, Some(Fault::IgnorePartialLength)) {
+                    body.len()
+                } else {
+                    (o + l).min(body.len())
+                };
+                (format!("<{o}>"), &body[from..to])
+            }
+            None => (String::new(), &body[..]),
+        };
+        out.extend_from_slice(format!("* {seq} FETCH (UID {uid} BODY[]{origin} {{{}}}\r\n", data.len()).as_bytes());
+        literals.push(out.len());
+        out.extend_from_slice(data);
+        if let Some(Fault::LongLiteral(extra)) = fault {
+            out.extend(std::iter::repeat_n(b'X', *extra));
+        }
+        out.extend_from_slice(b")\r\n");
+    }
+}
+
+/// Whether `uid` is in the IMAP set `set` (`1:3,7,9:*`), `*` being the highest UID `max`.
+fn in_set(uid: u32, set: &str, max: u32) -> bool {
+    let num = |s: &str| if s == "*" { Some(max) } else { s.parse().ok() };
+    set.split(',').any(|part| match part.split_once(':') {
+        Some((a, b)) => match (num(a), num(b)) {
+            (Some(a), Some(b)) => (a.min(b)..=a.max(b)).contains(&uid),
+            _ => false,
+        },
+        None => num(part) == Some(uid),
+    })
+}
+
+/// The arguments of a command: atoms and quoted strings (with `\"` and `\\` escapes).
+fn args(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+        } else if c == '"' {
+            chars.next();
+            let mut s = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => s.extend(chars.next()),
+                    c => s.push(c),
+                }
+            }
+            out.push(s);
+        } else {
+            let mut s = String::new();
+            while let Some(c) = chars.next_if(|&c| c != ' ') {
+                s.push(c);
+            }
+            out.push(s);
+        }
+    }
+    out
+}
