@@ -17,6 +17,7 @@ pub mod mbox;
 pub mod os;
 pub mod progress;
 pub mod restore;
+pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod verify;

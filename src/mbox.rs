@@ -325,7 +325,18 @@ impl<W: Write> Write for MboxrdWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // buf[pending..i] passes through unchanged, written in one go.
         let mut pending = 0;
-        for (i, &b) in buf.iter().enumerate() {
+        let mut i = 0;
+        while i < buf.len() {
+            // Inside a line nothing can need quoting: jump to its end.
+            if self.state == QuoteState::Body {
+                match buf[i..].iter().position(|&b| b == b'\n') {
+                    Some(nl) => i += nl,
+                    None => break,
+                }
+            }
+            let at = i;
+            let b = buf[at];
+            i += 1;
             if let QuoteState::Matching(k) = self.state {
                 if b == FROM_SPACE[k] {
                     self.state = if k + 1 == FROM_SPACE.len() {
@@ -334,18 +345,18 @@ impl<W: Write> Write for MboxrdWriter<W> {
                     } else {
                         QuoteState::Matching(k + 1)
                     };
-                    pending = i + 1;
+                    pending = at + 1;
                     continue;
                 }
                 self.inner.write_all(&FROM_SPACE[..k])?;
-                pending = i;
+                pending = at;
                 self.state = QuoteState::Body;
             }
             self.state = match (self.state, b) {
                 (_, b'\n') | (QuoteState::Prefix, b'>') => QuoteState::Prefix,
                 (QuoteState::Prefix, b'F') => {
-                    self.inner.write_all(&buf[pending..i])?;
-                    pending = i + 1;
+                    self.inner.write_all(&buf[pending..at])?;
+                    pending = at + 1;
                     QuoteState::Matching(1)
                 }
                 _ => QuoteState::Body,

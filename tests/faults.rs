@@ -184,7 +184,7 @@ fn examine_refused_fails_only_that_folder() {
     assert_eq!(archived(&folder_dir(root.path(), "B"), &b), vec![1, 2, 3]);
     assert!(stdout(&o).contains("B: 3 new, 0 already archived, 0 failed"), "{}", stdout(&o));
     // A refusal is an answer, not a lost connection.
-    assert_eq!(server.connections(), 1);
+    assert_eq!(server.connections(), 1, "{:?}\n{}", server.commands(), stderr(&o));
 }
 
 #[test]
@@ -207,6 +207,22 @@ fn bad_answer_to_body_fetch_fails_those_messages_only() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("INBOX: 1 new, 2 already archived, 0 failed"), "{}", stdout(&o));
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+}
+
+/// A message refused in one pass and archived by the pass after a reconnect is archived:
+/// the run must not report it failed.
+#[test]
+fn message_refused_then_archived_after_a_reconnect_is_not_failed() {
+    let served = messages(&[1, 2, 3], 40_000);
+    let broken =
+        Script::healthy().at("BODY.PEEK", 2, Fault::Bad("try later")).at("BODY.PEEK", 3, Fault::DropMidLiteral(100));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
+    let root = TempDir::new("faults-bad-then-drop");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+    assert_eq!(server.connections(), 2, "{:?}", server.commands());
+    assert!(stdout(&o).contains("INBOX: 3 new, 0 already archived, 0 failed"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
@@ -263,7 +279,7 @@ fn literal_longer_than_announced_is_never_stored() {
 #[test]
 fn partial_fetch_answered_with_more_than_asked_is_never_stored() {
     let served = vec![(1, message(1, 150_000))];
-    let script = Script::healthy().at("BODY.PEEK[]<", 2, Fault::IgnorePartialLength);
+    let script = Script::healthy().at("BODY.PEEK[]<", 2, Fault::IgnorePartial);
     let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
     let root = TempDir::new("faults-overlong-chunk");
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);

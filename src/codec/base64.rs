@@ -51,11 +51,14 @@ impl<R: Read> Read for SkipWhitespace<R> {
             if n == 0 {
                 return Ok(0);
             }
-            let mut kept = 0;
-            for i in 0..n {
-                let b = buf[i];
-                if !b.is_ascii_whitespace() && b != 0x0b {
-                    buf[kept] = b;
+            let data = &mut buf[..n];
+            // Files are one line: most reads hold no white space at all.
+            let Some(first) = data.iter().position(|b| is_space(*b)) else { return Ok(n) };
+            let mut kept = first;
+            for i in first..n {
+                let b = data[i];
+                if !is_space(b) {
+                    data[kept] = b;
                     kept += 1;
                 }
             }
@@ -65,6 +68,11 @@ impl<R: Read> Read for SkipWhitespace<R> {
             }
         }
     }
+}
+
+/// ASCII white space, vertical tab included (Python's `b64decode` skips it too).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
 /// Decodes base64 text, ignoring white space; malformed text is an `InvalidData` error.

@@ -66,8 +66,9 @@ pub enum Fault {
     /// Precede each message's data with an unsolicited `FETCH (UID u FLAGS (\Seen))`,
     /// which RFC 3501 (7.4.2) lets a server send at any time.
     FlagsFirst,
-    /// Answer a partial fetch `<o.l>` with the message from `o` to its end, more than asked.
-    IgnorePartialLength,
+    /// Answer a partial fetch `<o.l>` as if it asked for the whole message (`BODY[]`, all
+    /// of it), as a server that ignores the range would.
+    IgnorePartial,
 }
 
 /// The faults of one connection.
@@ -214,7 +215,7 @@ impl Conn<'_> {
         let mut s: Tls = BufReader::new(StreamOwned::new(session, tcp));
         let greeting_fault = self.script.0.iter().find(|(w, _)| matches!(w, When::Greeting)).map(|(_, f)| f);
         match greeting_fault {
-            Some(f) => return inject(&mut s, f, "*", Vec::new(), Vec::new()),
+            Some(f) => return inject(&mut s, f, "*", Vec::new(), Vec::new()).map(drop),
             None => send(&mut s, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")?,
         }
         let mut selected: Option<&Folder> = None;
@@ -228,11 +229,11 @@ impl Conn<'_> {
             self.log.lock().unwrap()[self.n].push(cmd.to_string());
             let fault = self.fault_for(cmd);
             let (reply, literals) = answer(self.account, &mut selected, tag, cmd, fault.as_ref());
-            match &fault {
-                Some(f) => return inject(&mut s, f, tag, reply, literals),
-                None => send(&mut s, &reply)?,
-            }
-            if cmd.eq_ignore_ascii_case("LOGOUT") {
+            let go_on = match &fault {
+                Some(f) => inject(&mut s, f, tag, reply, literals)?,
+                None => send(&mut s, &reply).map(|()| true)?,
+            };
+            if !go_on || cmd.eq_ignore_ascii_case("LOGOUT") {
                 return Ok(());
             }
         }
@@ -262,30 +263,29 @@ fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
     s.get_mut().flush()
 }
 
-/// Carries out `fault` in place of (or on) the normal `reply`; every fault but a refusal
-/// or a changed literal ends the connection.
-fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<usize>) -> io::Result<()> {
+/// Carries out `fault` in place of (or on) the normal `reply`; false when that ended the
+/// connection (every fault but a refusal or a changed answer does).
+fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<usize>) -> io::Result<bool> {
     match fault {
-        Fault::No(text) => return send(s, format!("{tag} NO {text}\r\n").as_bytes()),
-        Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()),
-        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartialLength => return send(s, &reply),
+        Fault::No(text) => return send(s, format!("{tag} NO {text}\r\n").as_bytes()).map(|()| true),
+        Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()).map(|()| true),
+        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartial => return send(s, &reply).map(|()| true),
         Fault::Bye => send(s, b"* BYE server shutting down\r\n")?,
         Fault::Garbage(bytes) => send(s, bytes)?,
         Fault::DropMidLiteral(n) => {
             let cut = literals.first().map_or(reply.len(), |start| (start + n).min(reply.len()));
-            send(s, &reply[..cut])?;
             // Dropping the stream without close_notify is how a dead connection looks.
-            return Ok(());
+            return send(s, &reply[..cut]).map(|()| false);
         }
         Fault::Stall => {
             // Drain what the client sends until it gives up, answering nothing.
             let mut sink = Vec::new();
             let _ = s.read_to_end(&mut sink);
-            return Ok(());
+            return Ok(false);
         }
     }
     s.get_mut().conn.send_close_notify();
-    s.get_mut().flush()
+    s.get_mut().flush().map(|()| false)
 }
 
 /// The normal answer to `cmd`, shaped by an answer-changing `fault`, with the offsets of
@@ -383,15 +383,8 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS (\\Seen))\r\n").as_bytes());
         }
         let (origin, data) = match partial {
-            Some((o, l)) => {
-                let from = o.min(body.len());
-                let to = if matches!(fault, Some(Fault::IgnorePartialLength)) {
-                    body.len()
-                } else {
-                    (o + l).min(body.len())
-                };
-                (format!("<{o}>"), &body[from..to])
-            }
+            Some(_) if matches!(fault, Some(Fault::IgnorePartial)) => (String::new(), &body[..]),
+            Some((o, l)) => (format!("<{o}>"), &body[o.min(body.len())..(o + l).min(body.len())]),
             None => (String::new(), &body[..]),
         };
         out.extend_from_slice(format!("* {seq} FETCH (UID {uid} BODY[]{origin} {{{}}}\r\n", data.len()).as_bytes());
