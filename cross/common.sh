@@ -1,10 +1,13 @@
 # Shared settings of cross/setup, cross/build and cross/test; sourced, not run.
 # Everything the cross builds need lives under cross/.tools (git-ignored), so CI can cache
-# that one directory and the developers' own target/ is never touched.
+# that one directory and the developers' own target/ is never touched. CROSS_TOOLS_DIR
+# moves it: CI, which starts from a fresh clone, points it at a directory that outlives
+# the clone, so that later runs on the same machine find the venv, zig's cache of musl
+# and compiler-rt builds, and the compiled dependencies.
 
 CROSS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(cd "$CROSS_DIR/.." && pwd)"
-TOOLS_DIR="$CROSS_DIR/.tools"
+TOOLS_DIR="${CROSS_TOOLS_DIR:-$CROSS_DIR/.tools}"
 VENV_DIR="$TOOLS_DIR/venv"
 # Build output of the cross builds, separate from target/ so that a cross build and a
 # developer's `cargo test` do not wait on each other's lock or evict each other's cache.

@@ -22,6 +22,8 @@ pub enum Folders {
 
 /// Default memory budget of one fetch command.
 pub const DEFAULT_BUFFER: usize = 4 * 1024 * 1024;
+/// Default wait for a silent server, in seconds.
+pub const DEFAULT_TIMEOUT: u64 = 60;
 /// Smallest budget accepted: below it the fetch overhead dominates.
 pub const MIN_BUFFER: usize = 64 * 1024;
 
@@ -46,6 +48,8 @@ pub struct Account {
     /// The key file, when encrypting.
     pub keys: Option<KeySpec>,
     pub buffer_size: usize,
+    /// Longest wait for the server, in seconds.
+    pub timeout: u64,
 }
 
 /// The credential an account logs in with.

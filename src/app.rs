@@ -4,13 +4,16 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER};
+use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
 use crate::codec::{Form, DEFAULT_LEVEL};
+use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
 use crate::flags::{self, LowArgs};
+use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
+use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{backup, config, restore, verify, wizard};
+use crate::{archive, backup, config, restore, verify, wizard};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -23,6 +26,8 @@ pub enum Mode {
     Restore { dir: PathBuf, target: restore::Target, keys: KeySpec },
     /// Verify an archive.
     Verify { path: PathBuf, keys: KeySpec },
+    /// Report and prove what the sandbox confines.
+    SandboxCheck { root: PathBuf, port: u16 },
     /// Back up these accounts.
     Backup { accounts: Vec<Account> },
     /// Ask for an account, then back it up.
@@ -38,6 +43,15 @@ pub struct Output {
     pub verbose: bool,
 }
 
+/// What every mode shares: output and confinement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// How much to say.
+    pub out: Output,
+    /// How strictly to confine the process.
+    pub sandbox: sandbox::Mode,
+}
+
 impl LowArgs {
     /// The key file and password sources the flags describe.
     fn key_spec(&self) -> KeySpec {
@@ -47,16 +61,29 @@ impl LowArgs {
     }
 
     /// Turns the flags into what to do; contradictions are usage errors.
-    pub fn resolve(&self) -> Result<(Mode, Output)> {
+    pub fn resolve(&self) -> Result<(Mode, Settings)> {
+        let (mode, out, config_sandbox) = self.resolve_mode()?;
+        let sandbox = match self.sandbox.as_deref().or(config_sandbox.as_deref()) {
+            Some(m) => sandbox::Mode::parse(m)?,
+            None => sandbox::Mode::default(),
+        };
+        Ok((mode, Settings { out, sandbox }))
+    }
+
+    fn resolve_mode(&self) -> Result<(Mode, Output, Option<String>)> {
         if self.quiet && self.verbose {
             return Err(Error::usage("--quiet and --verbose contradict each other"));
         }
         let out = Output { quiet: self.quiet, verbose: self.verbose };
         if self.help {
-            return Ok((Mode::Help, out));
+            return Ok((Mode::Help, out, None));
         }
         if self.version {
-            return Ok((Mode::Version, out));
+            return Ok((Mode::Version, out, None));
+        }
+        if self.sandbox_check {
+            let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            return Ok((Mode::SandboxCheck { root, port: self.port.unwrap_or(993) }, out, None));
         }
         if self.to_maildir.is_some() && self.restore.is_none() {
             return Err(Error::usage("--to-maildir goes with -r DIR"));
@@ -83,13 +110,13 @@ impl LowArgs {
             (None, None) if self.count == 0 => Mode::Wizard,
             (None, None) => return self.backup(out),
         };
-        Ok((mode, out))
+        Ok((mode, out, None))
     }
 }
 
 impl LowArgs {
     /// The backup the flags (or the config file they name) describe.
-    fn backup(&self, mut out: Output) -> Result<(Mode, Output)> {
+    fn backup(&self, mut out: Output) -> Result<(Mode, Output, Option<String>)> {
         let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if !self.exclude.is_empty() && !self.all_folders && self.config.is_none() {
             return Err(Error::usage("--exclude goes with --all-folders"));
@@ -97,6 +124,7 @@ impl LowArgs {
         if self.all_folders && !self.folders.is_empty() {
             return Err(Error::usage("-f and --all-folders cannot be combined"));
         }
+        let mut config_sandbox = None;
         let mut accounts = if let Some(path) = &self.config {
             let account_flags = self.user.is_some()
                 || self.imap.is_some()
@@ -116,6 +144,7 @@ impl LowArgs {
             }
             out.verbose |= config.verbose && !out.quiet;
             out.quiet |= config.quiet;
+            config_sandbox = config.sandbox;
             config.accounts
         } else {
             let (Some(user), Some(host)) = (&self.user, &self.imap) else {
@@ -148,15 +177,19 @@ impl LowArgs {
                 level: self.compress_level.unwrap_or(DEFAULT_LEVEL),
                 keys: self.encrypt.then(|| self.key_spec()),
                 buffer_size: self.buffer_size.unwrap_or(DEFAULT_BUFFER),
+                timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             }]
         };
         for a in &mut accounts {
             if let Some(size) = self.buffer_size {
                 a.buffer_size = size;
             }
+            if let Some(t) = self.timeout {
+                a.timeout = t;
+            }
             a.validate()?;
         }
-        Ok((Mode::Backup { accounts }, out))
+        Ok((Mode::Backup { accounts }, out, config_sandbox))
     }
 }
 
@@ -178,20 +211,68 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     let low = flags::parse(args)?;
-    let (mode, out) = low.resolve()?;
+    let (mode, settings) = low.resolve()?;
+    let out = settings.out;
     match mode {
         Mode::Help => print!("{}", flags::help()),
         Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
-        Mode::Restore { dir, target, keys } => return run_restore(&dir, &target, &keys, out),
-        Mode::Verify { path, keys } => return run_verify(&path, &keys, out),
-        Mode::Backup { accounts } => return Ok(backup::run(&accounts, out)),
-        Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out)),
+        Mode::Restore { dir, target, keys } => return run_restore(&dir, &target, &keys, settings),
+        Mode::Verify { path, keys } => return run_verify(&path, &keys, settings),
+        Mode::SandboxCheck { root, port } => {
+            let report = sandbox::check(&root, port)?;
+            print!("{report}");
+            return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
+        }
+        Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox)),
+        Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out, settings.sandbox)),
     }
     Ok(0)
 }
 
-fn run_restore(dir: &Path, target: &restore::Target, keys: &KeySpec, out: Output) -> Result<i32> {
-    let report = restore::restore(dir, target, || keys.load(), &mut |path, why| {
+/// Loads the keys now if any of `files` is encrypted: before the sandbox closes, so a
+/// key password command can still run.
+fn keys_if_needed(files: &[archive::ArchiveFile], keys: &KeySpec) -> Result<Option<Keys>> {
+    if files.iter().any(|f| f.form.encrypted) {
+        keys.load().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Confines the process, saying so in verbose mode when the kernel cannot fully.
+fn confine(rules: &Rules, settings: Settings) -> Result<()> {
+    let status = sandbox::restrict(rules, settings.sandbox)?;
+    if settings.out.verbose && !status.fully_enforced() {
+        warn(format!("sandbox: {status}"));
+    }
+    Ok(())
+}
+
+fn loaded(keys: Option<Keys>) -> impl FnOnce() -> Result<Keys> {
+    move || keys.ok_or_else(|| Error::runtime("no keys loaded"))
+}
+
+fn run_restore(dir: &Path, target: &restore::Target, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    let out = settings.out;
+    let keys = keys_if_needed(&archive::list_folder(dir)?, keys)?;
+    let rules = match target {
+        restore::Target::Mbox => {
+            let output = restore::mbox_path(dir)?;
+            let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            Rules { read_write: vec![parent.to_path_buf()], ..Rules::default() }
+        }
+        restore::Target::Maildir(maildir) => {
+            std::fs::create_dir_all(maildir).at(maildir)?;
+            Rules {
+                read_write: vec![maildir.clone()],
+                read: vec![dir.to_path_buf()],
+                cross_dir_renames: true,
+                ..Rules::default()
+            }
+        }
+    };
+    confine(&rules, settings)?;
+    let report = restore::restore(dir, target, loaded(keys), &mut |path, why| {
         warn(format!("left out {}: {why}", path.display()))
     })?;
     if !out.quiet {
@@ -207,8 +288,11 @@ fn run_restore(dir: &Path, target: &restore::Target, keys: &KeySpec, out: Output
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
 }
 
-fn run_verify(path: &Path, keys: &KeySpec, out: Output) -> Result<i32> {
-    let report = verify::verify(path, || keys.load(), &mut |path, why| println!("BAD {}: {why}", path.display()))?;
+fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    let out = settings.out;
+    let keys = keys_if_needed(&archive::walk(path)?, keys)?;
+    confine(&Rules { read: vec![path.to_path_buf()], ..Rules::default() }, settings)?;
+    let report = verify::verify(path, loaded(keys), &mut |path, why| println!("BAD {}: {why}", path.display()))?;
     if !out.quiet || !report.bad.is_empty() {
         println!(
             "verified {} file{}: {} good, {} bad ({} message bytes)",

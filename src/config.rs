@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER};
+use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, Result};
 use crate::keys::{KeySpec, PasswordSpec};
@@ -175,6 +175,10 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .map(|v| number(v, "buffer_size", u32::MAX as u64))
             .transpose()?
             .map_or(DEFAULT_BUFFER, |n| n as usize),
+        timeout: get("timeout")
+            .map(|v| number(v, "timeout", 86_400))
+            .transpose()?
+            .map_or(DEFAULT_TIMEOUT, |n| n.max(1)),
     })
 }
 

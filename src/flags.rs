@@ -36,6 +36,7 @@ pub struct LowArgs {
     pub compress: bool,
     pub compress_level: Option<u8>,
     pub buffer_size: Option<usize>,
+    pub timeout: Option<u64>,
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
@@ -144,6 +145,12 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "oauth2-token-command", Some("CMD"), Account, "Log in with XOAUTH2, using the access token that CMD prints (Gmail, Microsoft 365).", |a, v| {
         a.oauth2_token_command = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "timeout", Some("SECONDS"), Account, "Give up on a server that does not answer for this long (default 60).", |a, v| {
+        let n: u64 = num(v)?;
+        if n == 0 { return Err("the timeout must be at least 1 second".into()); }
+        a.timeout = Some(n);
         Ok(())
     }),
     flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up; repeat for several (default INBOX).", |a, v| {

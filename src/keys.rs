@@ -93,14 +93,18 @@ pub fn sha_path(key_file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Reads a base64 file of exactly `N` bytes, tolerating surrounding white space.
-fn read_b64<const N: usize>(path: &Path, what: &str) -> Result<[u8; N]> {
-    let text = fs::read(path).map_err(|e| match e.kind() {
+/// Reads a file, naming it in the error; a missing one is called `what`.
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::runtime(format!("{what} {} not found", path.display())),
         _ => Error::runtime(format!("{}: {}", path.display(), crate::error::describe_io(&e))),
-    })?;
-    let decoded = STANDARD.decode(text.trim_ascii());
-    decoded
+    })
+}
+
+/// Decodes base64 text of exactly `N` bytes, tolerating surrounding white space.
+fn decode_b64<const N: usize>(text: &[u8], path: &Path, what: &str) -> Result<[u8; N]> {
+    STANDARD
+        .decode(text.trim_ascii())
         .ok()
         .and_then(|d| <[u8; N]>::try_from(d.as_slice()).ok())
         .ok_or_else(|| Error::runtime(format!("{}: not a valid {what} (expected base64 of {N} bytes)", path.display())))
@@ -109,10 +113,25 @@ fn read_b64<const N: usize>(path: &Path, what: &str) -> Result<[u8; N]> {
 /// Loads a key file. `password` is asked only after the key file was read: it returns
 /// `Some` in password mode (checked against the `.sha` file), `None` otherwise.
 pub fn load(path: &Path, password: impl FnOnce() -> Result<Option<Secret>>) -> Result<Keys> {
-    let r = read_b64::<64>(path, "key file")?;
+    let key_text = read_file(path, "key file")?;
+    decode_b64::<64>(&key_text, path, "key file")?;
     let sha = sha_path(path);
-    let Some(password) = password()? else {
-        if sha.exists() {
+    let password = password()?;
+    let sha_text = match (&password, sha.exists()) {
+        (Some(_), true) => Some(read_file(&sha, "password check file")?),
+        (Some(_), false) => None,
+        (None, exists) => exists.then(Vec::new),
+    };
+    from_texts(path, &key_text, sha_text.as_deref(), password.as_ref())
+}
+
+/// The keys from a key file's and a `.sha` file's contents (`sha_text` is `None` when
+/// there is no `.sha` file). `path` only names the files in errors.
+pub fn from_texts(path: &Path, key_text: &[u8], sha_text: Option<&[u8]>, password: Option<&Secret>) -> Result<Keys> {
+    let r = decode_b64::<64>(key_text, path, "key file")?;
+    let sha = sha_path(path);
+    let Some(password) = password else {
+        if sha_text.is_some() {
             return Err(Error::runtime(format!(
                 "{} is password-protected ({} exists): add -P",
                 path.display(),
@@ -121,19 +140,19 @@ pub fn load(path: &Path, password: impl FnOnce() -> Result<Option<Secret>>) -> R
         }
         return Ok(Keys::from_raw(&r));
     };
-    if !sha.exists() {
+    let Some(sha_text) = sha_text else {
         return Err(Error::runtime(format!(
             "{} not found: cannot check the key password (a key file made without -P needs no password)",
             sha.display()
         )));
-    }
-    let stored = read_b64::<32>(&sha, "password check file")?;
-    let actual = password_check(&r, &password);
+    };
+    let stored = decode_b64::<32>(sha_text, &sha, "password check file")?;
+    let actual = password_check(&r, password);
     // Constant time: how much of the hash matched must not leak through timing.
     if stored.iter().zip(actual.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
         return Err(Error::runtime(format!("wrong key password for {}", path.display())));
     }
-    Ok(Keys::derive(&r, &password))
+    Ok(Keys::derive(&r, password))
 }
 
 /// Where the keys come from: a key file and, in password mode, the password's sources.

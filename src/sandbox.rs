@@ -27,6 +27,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use landlock::{
@@ -375,19 +376,23 @@ impl fmt::Display for CheckReport {
 /// outside, to create, truncate, rename, move and remove files inside `root`, to connect to
 /// a listening local port other than `allowed_port`, to connect to `allowed_port`, and to
 /// listen. Only that thread is confined (see [`restrict`]), so the caller carries on
-/// unconfined and everything the check created (a scratch directory in the temporary
-/// directory, entries named `.smailarchiver-sandbox-check-PID*` in `root`) is removed
-/// before it returns. `root` must exist.
+/// unconfined, and everything the check created (a scratch directory
+/// `smailarchiver-sandbox-check-PID-N` in the temporary directory, entries named
+/// `.smailarchiver-sandbox-check-PID-N*` in `root`) is removed before it returns.
+/// `root` must exist. Without landlock the probes run unconfined and the report fails.
 pub fn check(root: &Path, allowed_port: u16) -> Result<CheckReport> {
     let root = root.canonicalize().at(root)?;
     if !root.is_dir() {
         return Err(Error::runtime(format!("{}: not a directory", root.display())));
     }
     let support = Support::detect();
-    let outside = Scratch::outside(&root)?;
+    // Unique per call too: tests run checks concurrently in one process.
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let name = format!("smailarchiver-sandbox-check-{}-{}", std::process::id(), CALLS.fetch_add(1, Ordering::Relaxed));
+    let outside = Scratch::outside(&root, &name)?;
     let secret = outside.0.join("secret");
     fs::write(&secret, "not for the sandbox\n").at(&secret)?;
-    let name = format!(".smailarchiver-sandbox-check-{}", std::process::id());
+    let name = format!(".{name}");
     let inside = Scratch(root.join(&name));
     let link = Scratch(root.join(format!("{name}-link")));
     // Some filesystems (FAT on a USB disk) have no symlinks: that probe is then skipped.
@@ -484,11 +489,10 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     /// A fresh directory outside `root` to probe with.
-    fn outside(root: &Path) -> Result<Scratch> {
-        let name = format!("smailarchiver-sandbox-check-{}", std::process::id());
+    fn outside(root: &Path, name: &str) -> Result<Scratch> {
         for base in [std::env::temp_dir(), PathBuf::from("/var/tmp"), PathBuf::from("/dev/shm")] {
             let Ok(base) = base.canonicalize() else { continue };
-            let dir = base.join(&name);
+            let dir = base.join(name);
             if dir.starts_with(root) {
                 continue;
             }

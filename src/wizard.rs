@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER};
+use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, IoContext, Result};
 use crate::keys::{KeySpec, PasswordSpec};
@@ -82,5 +82,6 @@ pub fn ask_account() -> Result<Account> {
         level: DEFAULT_LEVEL,
         keys,
         buffer_size: DEFAULT_BUFFER,
+        timeout: DEFAULT_TIMEOUT,
     })
 }

@@ -242,6 +242,11 @@ fn big_message_is_fetched_in_chunks_with_a_small_budget() {
     }
     let uid = a.append("INBOX", &big);
     a.append("INBOX", &message("small", "after the big one"));
+    // Exactly two chunks: the third partial fetch starts at the end and gets nothing.
+    let mut exact = message("exact", "");
+    exact.resize(512 * 1024 - 2, b'e');
+    exact.extend_from_slice(b"\r\n");
+    let exact_uid = a.append("INBOX", &exact);
     let tmp = TempDir::new("bk-big");
     let keys = tmp.join("keys");
     let o = backup(&d, "erin", tmp.path(), &["-z", "-e", "-k", keys.to_str().unwrap(), "--buffer-size", "256K"]);
@@ -251,7 +256,9 @@ fn big_message_is_fetched_in_chunks_with_a_small_budget() {
     assert!(partial >= 80, "expected chunked fetches of 256 KiB, saw {partial}:\n{}", &log[..log.len().min(2000)]);
     let got = restored(&tmp.join("erin/INBOX"), &["-k", keys.to_str().unwrap()]);
     assert_same(&got[0], &a.raw("INBOX", uid), "20 MB message");
-    assert_eq!(got.len(), 2);
+    assert_eq!(got.len(), 3);
+    assert_eq!(a.raw("INBOX", exact_uid).len(), 512 * 1024);
+    assert_same(&got[2], &a.raw("INBOX", exact_uid), "message of exactly two chunks");
 }
 
 #[test]

@@ -2,9 +2,6 @@
 //! the middle of a message, refusals, `* BYE`, malformed literals, garbage, a wrong
 //! password. Whatever happens, a final `{uid}.mbox*` file holds exactly the message the
 //! server sent, and a run that ends leaves no temporary file behind.
-//!
-//! A stalling server is not tested here: the read timeout is fixed at 60 s
-//! (`server::login::DEFAULT_TIMEOUT`) and no option shortens it.
 
 mod util;
 
@@ -337,4 +334,19 @@ fn wrong_password_names_the_user_not_the_password() {
     // Retrying a refused password only risks locking the account.
     assert_eq!(server.connections(), 1, "{:?}", server.commands());
     assert!(archived(&folder_dir(root.path(), "INBOX"), &[]).is_empty());
+}
+
+#[test]
+fn stalled_server_times_out_and_the_run_resumes() {
+    let served = messages(&[1, 2, 3], 1500);
+    let stalled = Script::healthy().at("BODY.PEEK", 1, Fault::Stall);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![stalled, Script::healthy()]);
+    let root = TempDir::new("faults-stall");
+    let started = std::time::Instant::now();
+    let o = backup(&server, root.path(), &["--timeout", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no answer within 2 s"), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), uids(&served));
+    assert_eq!(server.connections(), 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the timeout was not applied");
 }

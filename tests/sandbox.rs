@@ -229,6 +229,7 @@ fn check_proves_every_probe() {
     };
     let report = sandbox::check(&root, port).unwrap();
     let text = report.to_string();
+    eprintln!("{text}");
     assert!(report.passed(), "{text}");
     assert_eq!(report.probes.len(), 9, "{text}");
     assert!(report.probes.iter().all(|p| p.as_expected), "{text}");
@@ -250,8 +251,9 @@ fn check_proves_every_probe() {
     // Nothing left behind, inside or outside.
     let names: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["kept"]);
-    let scratch = std::env::temp_dir().join(format!("smailarchiver-sandbox-check-{}", std::process::id()));
-    assert!(!scratch.exists());
+    let secret = report.probes[0].what.split(['(', ')']).nth(1).unwrap();
+    assert!(secret.contains("smailarchiver-sandbox-check-"), "{secret}");
+    assert!(!Path::new(secret).parent().unwrap().exists(), "{secret}");
     // And the caller was not confined.
     fs::write(t.0.join("after"), "free").unwrap();
 }
@@ -262,10 +264,16 @@ fn check_with_an_allowed_port_nobody_listens_on() {
         return;
     }
     let t = Dir::new("check-closed");
-    // Taken by someone else: the check cannot listen there, so a refusal is the proof.
-    let (_busy, port) = listener();
+    // The local port of a connection: the check cannot listen on it and nothing listens
+    // there, so a refused connection is the proof that landlock let it through.
+    let (_l, server_port) = listener();
+    let client = connect(server_port).unwrap();
+    let port = client.local_addr().unwrap().port();
     let report = sandbox::check(&t.0, port).unwrap();
+    eprintln!("{report}");
     assert!(report.passed(), "{report}");
+    let probe = report.probes.iter().find(|p| p.what.contains("(allowed port)")).unwrap();
+    assert_eq!(probe.outcome, "allowed by landlock (Connection refused)");
 }
 
 #[test]
@@ -295,6 +303,39 @@ fn require_fails_where_tcp_cannot_be_confined() {
         assert_eq!(errno(write_file(&outside.join("denied"))), EACCES);
         connect(port).unwrap();
     });
+}
+
+#[test]
+fn without_landlock_auto_runs_unconfined_and_require_fails() {
+    let t = Dir::new("no-landlock");
+    let (root, outside) = (t.sub("root"), t.sub("outside"));
+    let rules = Rules { read_write: vec![root.clone()], ..Rules::default() };
+    let kernel = Support::detect();
+    confined(move || {
+        // Cap 0 is a kernel without landlock (or qemu-user's ENOSYS), on any kernel.
+        for status in [sandbox::restrict_up_to(&rules, Mode::Auto, 0).unwrap()]
+            .into_iter()
+            .chain((kernel.abi() == 0).then(|| sandbox::restrict(&rules, Mode::Auto).unwrap()))
+        {
+            assert_eq!(status.enforcement, Enforcement::NotEnforced);
+            assert_eq!(status.abi, 0);
+            assert!(status.to_string().starts_with("not sandboxed: "), "{status}");
+        }
+        let e = sandbox::restrict_up_to(&rules, Mode::Require, 0).unwrap_err();
+        assert!(e.message().starts_with("sandbox required (--sandbox require), but not sandboxed: "), "{e}");
+        if kernel.abi() == 0 {
+            let e = sandbox::restrict(&rules, Mode::Require).unwrap_err();
+            assert!(e.message().contains(&kernel.to_string()), "{e}");
+        }
+        write_file(&outside.join("free")).unwrap();
+    });
+    // The check says so rather than passing.
+    let report = sandbox::check(&t.0.join("root"), 993).unwrap();
+    assert_eq!(report.passed(), kernel.abi() >= 4, "{report}");
+    if kernel.abi() == 0 {
+        assert!(report.to_string().contains("FAIL read a file outside ROOT"), "{report}");
+        assert!(report.to_string().ends_with("sandbox check FAILED: 6 of 9 probes not as expected"), "{report}");
+    }
 }
 
 #[test]

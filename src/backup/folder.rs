@@ -138,6 +138,8 @@ fn pass(
     dir: &Path,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
+    // Each pass retries every missing message: only its own failures count.
+    report.failed = 0;
     let wire = mailbox_name::encode_utf7(name);
     let mailbox = session(conn)?.examine(&wire).map_err(imap_stop(&conn.spec, "EXAMINE"))?;
     let uidvalidity =
@@ -304,13 +306,29 @@ fn fetch_chunked(
     loop {
         let query = format!("(UID BODY.PEEK[]<{offset}.{chunk}>)");
         let fetches = session(conn)?.uid_fetch(uid.to_string(), &query).map_err(imap_stop(&conn.spec, "UID FETCH"))?;
-        let Some(f) = fetches.iter().find(|f| f.uid == Some(uid)) else {
+        // A server may send a flags-only FETCH for the UID before the data: look for
+        // the one that carries the body.
+        let mut answers = fetches.iter().filter(|f| f.uid == Some(uid)).peekable();
+        if answers.peek().is_none() {
             // Expunged while we were reading it: nothing is kept.
             report.vanished += 1;
             writer.abort()?;
             return Ok(());
+        }
+        let Some(data) = answers.find_map(|f| f.body()) else {
+            writer.abort()?;
+            return Err(Stop::Fatal(Error::runtime(format!(
+                "the server sent no data for UID {uid} at offset {offset}"
+            ))));
         };
-        let data = f.body().unwrap_or_default();
+        if data.len() > chunk {
+            // More than asked for cannot be placed: the server ignored the range.
+            writer.abort()?;
+            return Err(Stop::Fatal(Error::runtime(format!(
+                "the server answered a {chunk}-byte partial fetch of UID {uid} with {} bytes",
+                data.len()
+            ))));
+        }
         writer.data(data)?;
         offset += data.len() as u64;
         if data.len() < chunk {

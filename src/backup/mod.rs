@@ -17,6 +17,7 @@ use crate::error::{Error, IoContext, Result, EXIT_FAILURE};
 use crate::keys::Keys;
 use crate::lock::RootLock;
 use crate::mailbox_name;
+use crate::sandbox::{self, Mode, Rules};
 use crate::server::login::{self, Auth, ServerSpec, Session};
 
 pub use folder::FolderReport;
@@ -25,23 +26,93 @@ pub use folder::FolderReport;
 const RECONNECTS: u32 = 3;
 
 /// Backs up every account; returns the exit code (0 only when everything worked).
-pub fn run(accounts: &[Account], out: Output) -> i32 {
+///
+/// Three phases, so the sandbox can close in between: everything that needs the wider
+/// system (password commands, key files, CA files, DNS) happens first for every account;
+/// then the process confines itself to the archive roots and the IMAP ports; then the
+/// accounts are backed up. One failing account never stops the others.
+pub fn run(accounts: &[Account], out: Output, sandbox: Mode) -> i32 {
     let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
     let mut code = 0;
+    let mut ready = Vec::new();
     for account in accounts {
-        match backup_account(account, out, &mut locks) {
-            Ok(reports) => {
-                if reports.iter().any(|r| r.failed > 0) {
-                    code = EXIT_FAILURE;
-                }
-            }
+        match prepare(account, out, &mut locks) {
+            Ok(p) => ready.push(p),
             Err(e) => {
                 eprintln!("smailarchiver: error: {}: {e}", account.label());
                 code = EXIT_FAILURE;
             }
         }
     }
+    if ready.is_empty() {
+        return code;
+    }
+    let rules = Rules {
+        read_write: locks.keys().cloned().collect(),
+        connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
+        ..Rules::default()
+    };
+    match sandbox::restrict(&rules, sandbox) {
+        Ok(status) if out.verbose && !status.fully_enforced() => warn(format!("sandbox: {status}")),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("smailarchiver: error: {e}");
+            return EXIT_FAILURE;
+        }
+    }
+    for p in ready {
+        let label = p.account.label();
+        match backup_account(p, out) {
+            Ok(reports) => {
+                if reports.iter().any(|r| r.failed > 0) {
+                    code = EXIT_FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("smailarchiver: error: {label}: {e}");
+                code = EXIT_FAILURE;
+            }
+        }
+    }
     code
+}
+
+/// An account with everything it needs from outside the archive already in hand.
+struct Prepared<'a> {
+    account: &'a Account,
+    user_dir: PathBuf,
+    keys: Option<Keys>,
+    auth: Auth,
+    spec: ServerSpec,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Phase one: directories, lock, keys, credentials, trust anchors, addresses.
+fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
+    account.validate()?;
+    let user_dir_name = mailbox_name::folder_dir_name(&account.user)
+        .map_err(|e| Error::runtime(format!("user {e}").replace("mailbox ", "")))?;
+    std::fs::create_dir_all(&account.root).at(&account.root)?;
+    // The real path: the sandbox rules and a symlinked root must agree.
+    let root = account.root.canonicalize().at(&account.root)?;
+    if !locks.contains_key(&root) {
+        locks.insert(root.clone(), RootLock::acquire(&root)?);
+    }
+    let keys = load_keys(account, out)?;
+    let auth = match account.credential()? {
+        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+    };
+    let mut spec = ServerSpec::new(
+        &account.host,
+        account.port,
+        account.starttls,
+        account.ca_file.as_deref(),
+        account.pin_sha256.as_deref(),
+    )?;
+    spec.timeout = Duration::from_secs(account.timeout);
+    let addrs = login::resolve(&spec.host, spec.port)?;
+    Ok(Prepared { account, user_dir: root.join(user_dir_name), keys, auth, spec, addrs })
 }
 
 /// An IMAP connection that comes back after being lost.
@@ -82,35 +153,14 @@ impl Connection<'_> {
     }
 }
 
-fn backup_account(account: &Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Vec<FolderReport>> {
-    account.validate()?;
-    let user_dir_name = mailbox_name::folder_dir_name(&account.user)
-        .map_err(|e| Error::runtime(format!("user {e}").replace("mailbox ", "")))?;
-    std::fs::create_dir_all(&account.root).at(&account.root)?;
-    let root = account.root.canonicalize().at(&account.root)?;
-    if !locks.contains_key(&root) {
-        locks.insert(root.clone(), RootLock::acquire(&root)?);
-    }
-    let keys = load_keys(account, out)?;
-    let credential = account.credential()?;
-    let auth = match credential {
-        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
-    };
-    let spec = ServerSpec::new(
-        &account.host,
-        account.port,
-        account.starttls,
-        account.ca_file.as_deref(),
-        account.pin_sha256.as_deref(),
-    )?;
-    let addrs = login::resolve(&spec.host, spec.port)?;
+/// Phase three: one account's folders.
+fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
+    let Prepared { account, user_dir, keys, auth, spec, addrs } = p;
     let label = account.label();
     let mut conn = Connection { spec, addrs, auth, session: None, label: &label, reconnects: 0 };
     conn.session()?;
     let folders = choose_folders(account, &mut conn)?;
     let dirs = folder_dirs(&folders);
-    let user_dir = root.join(user_dir_name);
     let mut reports = Vec::new();
     let ctx = folder::Context { account, keys: keys.as_ref(), out };
     for (name, dir) in folders.iter().zip(dirs) {

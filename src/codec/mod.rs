@@ -9,7 +9,6 @@ pub mod cipher;
 pub mod deflate;
 pub mod fromline;
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, Write};
 
 use crate::keys::Keys;
@@ -108,11 +107,14 @@ pub fn writer(opts: WriteOptions<'_>, sink: Box<dyn Finish>) -> io::Result<Box<d
 /// Opens an archive file for reading: returns a reader of the stored bytes (From-line
 /// included). For encrypted files the whole file's MAC is checked first, so nothing
 /// decrypted is returned from a file that fails it.
-pub fn open(file: File, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>> {
+pub fn open<F>(mut file: F, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>>
+where
+    F: Read + Seek + Send + 'static,
+{
     let layer: Box<dyn Read + Send> = if form.encrypted {
         let keys = keys.ok_or_else(|| io::Error::other("encrypted file, but no key file given"))?;
-        let mut file = file;
-        let checked = cipher::check_mac(keys, base64::Base64Reader::new(BufReader::with_capacity(BUF_SIZE, &file)))?;
+        let checked =
+            cipher::check_mac(keys, base64::Base64Reader::new(BufReader::with_capacity(BUF_SIZE, &mut file)))?;
         file.rewind()?;
         Box::new(cipher::DecryptReader::new(
             keys,

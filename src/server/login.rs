@@ -388,6 +388,9 @@ fn login_failure(user: &str, endpoint: &str, e: &imap::Error, timeout: Duration)
 fn imap_failure(endpoint: &str, what: &str, e: &imap::Error, timeout: Duration) -> Error {
     let why = match e {
         imap::Error::Io(io) if io_timeout(io) => format!("no answer within {}", seconds(timeout)),
+        imap::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection".into()
+        }
         imap::Error::Io(io) => describe_io(io),
         imap::Error::ConnectionLost => "the server closed the connection".into(),
         imap::Error::No(no) => quote(&no.information),

@@ -1,0 +1,65 @@
+//! Arbitrary server answers to the commands a backup sends (EXAMINE, UID SEARCH, UID
+//! FETCH sizes and bodies, LIST), then the backup's own handling of what the crate
+//! parsed: names unescaped and decoded, UIDs and bodies matched.
+#![no_main]
+
+use std::io::{self, Read, Write};
+
+use libfuzzer_sys::fuzz_target;
+use smailarchiver::mailbox_name as mn;
+
+/// A stream that answers with the fuzz input and swallows what is sent.
+struct Script {
+    input: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Script {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.input.len() - self.pos).min(97);
+        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Script {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = b"* OK ready\r\na1 OK logged in\r\n".to_vec();
+    input.extend_from_slice(data);
+    let client = imap::Client::new(Script { input, pos: 0 });
+    let Ok(mut session) = client.login("u", "p").map_err(|e| e.0) else { return };
+    if let Ok(mb) = session.examine("INBOX") {
+        let _ = mb.uid_validity;
+    }
+    if let Ok(uids) = session.uid_search("ALL") {
+        let _ = uids.len();
+    }
+    if let Ok(fetches) = session.uid_fetch("1:*", "(UID RFC822.SIZE)") {
+        for f in fetches.iter() {
+            let _ = (f.uid, f.size);
+        }
+    }
+    if let Ok(fetches) = session.uid_fetch("1:*", "(UID BODY.PEEK[])") {
+        for f in fetches.iter() {
+            let _ = (f.uid, f.body().map(<[u8]>::len));
+        }
+    }
+    if let Ok(names) = session.list(Some(""), Some("*")) {
+        for n in names.iter() {
+            let wire = mn::unescape_quoted(n.name());
+            if let Ok(name) = mn::decode_utf7(&wire) {
+                let _ = mn::folder_dir_name(&name);
+            }
+            let _ = n.delimiter();
+        }
+    }
+});
