@@ -220,7 +220,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Verify { path, keys } => return run_verify(&path, &keys, settings),
         Mode::SandboxCheck { root, port } => {
             let report = sandbox::check(&root, port)?;
-            print!("{report}");
+            println!("{report}");
             return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
         }
         Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox)),
