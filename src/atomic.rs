@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Temporary files start with this, so a later run can recognise and remove leftovers.
 pub const TEMP_PREFIX: &str = ".smailarchiver-tmp-";
@@ -20,7 +20,7 @@ pub struct TempFile {
 impl TempFile {
     /// Creates a temporary file (mode `mode`) in `dir`, named after `target_name`.
     pub fn create_in(dir: &Path, target_name: &str, mode: u32) -> io::Result<TempFile> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{TEMP_PREFIX}{}.{n}.{target_name}", std::process::id()));
         let file = OpenOptions::new().write(true).read(true).create_new(true).mode(mode).open(&path)?;

@@ -34,6 +34,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "key_password_file",
     "compress_level",
     "buffer_size",
+    "timeout",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox"];
