@@ -20,8 +20,9 @@ pub enum Folders {
     },
 }
 
-/// Default memory budget of one fetch command.
-pub const DEFAULT_BUFFER: usize = 4 * 1024 * 1024;
+/// Default memory budget of one fetch command: the `imap` crate holds a whole answer,
+/// in a vector that may be twice its size, so this is most of the peak memory.
+pub const DEFAULT_BUFFER: usize = 1024 * 1024;
 /// Default wait for a silent server, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 60;
 /// Smallest budget accepted: below it the fetch overhead dominates.

@@ -9,11 +9,14 @@ use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use crate::archive::{self, ArchiveFile};
-use crate::atomic::TempFile;
+use crate::atomic::{Batch, TempFile};
 use crate::codec::{self, base64::read_full, BUF_SIZE};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 use crate::mbox::{separator_line, MboxrdWriter};
+
+/// Maildir messages named per filesystem sync.
+const MAILDIR_BATCH: usize = 256;
 
 /// How much of a message's start is read to build its mbox separator line.
 const HEAD_LEN: usize = 64 * 1024;
@@ -178,7 +181,15 @@ fn to_maildir(
         fs::create_dir_all(out.join(sub)).at(&out.join(sub))?;
     }
     let mut report = Report { output: out.to_path_buf(), ..Report::default() };
+    // Messages are named in batches: one filesystem sync for many small files.
+    let mut batch = Batch::default();
+    let commit = |batch: &mut Batch| {
+        batch.commit(true).map_err(|e| Error::runtime(format!("{}: {}", out.display(), describe_io(&e))))
+    };
     for f in files {
+        if batch.len() >= MAILDIR_BATCH {
+            commit(&mut batch)?;
+        }
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let target = out.join("cur").join(format!("{name}:2,"));
         let tmp = TempFile::create_in(&out.join("tmp"), &name, 0o600).at(&out.join("tmp"))?;
@@ -191,7 +202,7 @@ fn to_maildir(
         })();
         match written {
             Ok(n) => {
-                tmp.commit(&target, true).at(&target)?;
+                batch.push(tmp, target);
                 report.restored += 1;
                 report.bytes += n;
             }
@@ -205,6 +216,7 @@ fn to_maildir(
             }
         }
     }
+    commit(&mut batch)?;
     Ok(report)
 }
 

@@ -181,6 +181,7 @@ fn pass(
                 Batch::Whole(uids) => fetch_whole(ctx, conn, &uids, &mut writer, report)?,
                 Batch::Chunked(uid) => fetch_chunked(conn, uid, budget, &mut writer, report)?,
             }
+            writer.flush()?;
             tally(ctx, report, writer.ready()?);
         }
         Ok(())

@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use crate::atomic::TempFile;
+use crate::atomic::{Batch, TempFile};
 use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 
 /// Largest piece of message data in the queue.
 const PIECE: usize = 256 * 1024;
-/// Pieces the queue holds: at most 2 MiB of message data waits for the codec.
-const QUEUE: usize = 8;
+/// Pieces the queue holds: at most 1 MiB of message data waits for the codec.
+const QUEUE: usize = 4;
 
 /// How messages are stored.
 #[derive(Clone, Debug)]
@@ -35,7 +35,11 @@ enum Job {
     Data(Vec<u8>),
     End,
     Abort,
+    Flush,
 }
+
+/// Messages committed together at most (a flush commits sooner).
+const BATCH: usize = 500;
 
 /// What became of a message handed to the writer.
 #[derive(Debug)]
@@ -101,6 +105,11 @@ impl MessageWriter {
         self.send(Job::Abort)
     }
 
+    /// Commits the messages ended so far (one filesystem sync for all of them).
+    pub fn flush(&mut self) -> Result<()> {
+        self.send(Job::Flush)
+    }
+
     /// Outcomes available now, without waiting; an error if a message failed.
     pub fn ready(&mut self) -> Result<Vec<Outcome>> {
         self.outcomes.try_iter().collect()
@@ -132,39 +141,67 @@ impl Drop for MessageWriter {
     }
 }
 
-/// The thread: one message at a time through the chain into a temporary file.
+/// The thread: one message at a time through the chain into a temporary file; finished
+/// files are committed in batches.
 fn work(settings: &Settings, jobs: Receiver<Job>, outcomes: mpsc::Sender<Result<Outcome>>) {
     let mut current: Option<Pending> = None;
+    let mut done = Done { dir: settings.dir.clone(), batch: Batch::default(), messages: Vec::new() };
     for job in jobs {
         let result = match job {
-            Job::Begin(uid) => Pending::start(settings, uid).map(|p| {
-                current = Some(p);
-                None
-            }),
+            Job::Begin(uid) => Pending::start(settings, uid).map(|p| current = Some(p)),
             Job::Data(bytes) => match current.as_mut() {
-                Some(p) => p.write(&bytes).map(|_| None),
-                None => Ok(None),
+                Some(p) => p.write(&bytes),
+                None => Ok(()),
             },
             Job::End => match current.take() {
-                Some(p) => p.commit().map(Some),
-                None => Ok(None),
+                Some(p) => p.finish(&mut done).and_then(|()| {
+                    if done.batch.len() >= BATCH {
+                        done.commit(&outcomes)
+                    } else {
+                        Ok(())
+                    }
+                }),
+                None => Ok(()),
             },
             Job::Abort => {
                 current = None;
-                Ok(None)
+                Ok(())
             }
+            Job::Flush => done.commit(&outcomes),
         };
-        match result {
-            Ok(Some(outcome)) => {
-                let _ = outcomes.send(Ok(outcome));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // Stop at the first failure (a full disk): the sender learns it at once.
-                let _ = outcomes.send(Err(e));
-                return;
-            }
+        if let Err(e) = result {
+            // Stop at the first failure (a full disk): the sender learns it at once.
+            let _ = outcomes.send(Err(e));
+            return;
         }
+    }
+    // The queue closed (the folder is done, or the connection broke): whole messages
+    // still count, a message cut short is dropped with its temporary file.
+    drop(current);
+    if let Err(e) = done.commit(&outcomes) {
+        let _ = outcomes.send(Err(e));
+    }
+}
+
+/// Finished messages waiting for their commit.
+struct Done {
+    dir: PathBuf,
+    batch: Batch,
+    messages: Vec<(u32, u64)>,
+}
+
+impl Done {
+    fn commit(&mut self, outcomes: &mpsc::Sender<Result<Outcome>>) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let stored = self.batch.commit(false).map_err(|e| {
+            Error::runtime(format!("committing messages in {}: {}", self.dir.display(), describe_io(&e)))
+        })?;
+        for ((_, was_stored), (uid, size)) in stored.into_iter().zip(self.messages.drain(..)) {
+            let _ = outcomes.send(Ok(if was_stored { Outcome::Stored(uid, size) } else { Outcome::Existing(uid) }));
+        }
+        Ok(())
     }
 }
 
@@ -196,15 +233,13 @@ impl Pending {
         self.chain.write_all(data).map_err(|e| write_error(&self.target, e))
     }
 
-    /// Finishes the file and gives it its final name.
-    fn commit(self) -> Result<Outcome> {
+    /// Finishes the file; it waits in `done` for the batch commit that names it.
+    fn finish(self, done: &mut Done) -> Result<()> {
         let Pending { tmp, chain, target, uid, size } = self;
         chain.finish().map_err(|e| write_error(&target, e))?;
-        match tmp.commit(&target, false) {
-            Ok(()) => Ok(Outcome::Stored(uid, size)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Outcome::Existing(uid)),
-            Err(e) => Err(write_error(&target, e)),
-        }
+        done.batch.push(tmp, target);
+        done.messages.push((uid, size));
+        Ok(())
     }
 }
 
