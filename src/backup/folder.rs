@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+use super::fetch::FetchError;
 use super::plan::{self, Batch};
 use super::state::{self, State};
 use super::writer::{MessageWriter, Outcome, Settings};
@@ -262,6 +263,11 @@ fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
     Ok(uids)
 }
 
+/// The largest literal accepted in an answer: more than any message we planned for.
+fn max_literal(ctx: &Context<'_>) -> usize {
+    2 * ctx.account.buffer_size + (1 << 20)
+}
+
 fn fetch_whole(
     ctx: &Context<'_>,
     conn: &mut Connection<'_>,
@@ -269,26 +275,25 @@ fn fetch_whole(
     writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
-    let fetches = match session(conn)?.uid_fetch(plan::uid_set(uids), "(UID BODY.PEEK[])") {
-        Ok(f) => f,
-        Err(e) if !is_connection_error(&e) => {
+    let answers = match conn.fetch_bodies(&plan::uid_set(uids), "(UID BODY.PEEK[])", max_literal(ctx)) {
+        Ok(a) => a,
+        Err(FetchError::Refused(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
-            let err = conn.spec.imap_error("UID FETCH", &e);
-            crate::app::warn(format!("{} {}: {err}", ctx.account.label(), report.folder));
+            crate::app::warn(format!("{} {}: UID FETCH refused: {text}", ctx.account.label(), report.folder));
             report.failed += uids.len();
             return Ok(());
         }
-        Err(e) => return Err(imap_stop(&conn.spec, "UID FETCH")(e)),
+        Err(FetchError::Connection(why)) => return Err(Stop::Connection(format!("UID FETCH: {why}"))),
     };
     let mut pending: HashSet<u32> = uids.iter().copied().collect();
-    for f in fetches.iter() {
-        let (Some(uid), Some(body)) = (f.uid, f.body()) else { continue };
+    for f in answers {
+        let Some(body) = f.body else { continue };
         // Answers may come in any order, and unasked ones may come too: match by UID.
-        if !pending.remove(&uid) {
+        if !pending.remove(&f.uid) {
             continue;
         }
-        writer.begin(uid)?;
-        writer.data(body)?;
+        writer.begin(f.uid)?;
+        writer.data(&body)?;
         writer.end()?;
     }
     report.vanished += pending.len();
@@ -306,17 +311,24 @@ fn fetch_chunked(
     let mut offset = 0u64;
     loop {
         let query = format!("(UID BODY.PEEK[]<{offset}.{chunk}>)");
-        let fetches = session(conn)?.uid_fetch(uid.to_string(), &query).map_err(imap_stop(&conn.spec, "UID FETCH"))?;
+        let answers = match conn.fetch_bodies(&uid.to_string(), &query, 2 * chunk + (1 << 20)) {
+            Ok(a) => a,
+            Err(FetchError::Refused(text)) => {
+                writer.abort()?;
+                return Err(Stop::Fatal(Error::runtime(format!("UID FETCH of UID {uid} refused: {text}"))));
+            }
+            Err(FetchError::Connection(why)) => return Err(Stop::Connection(format!("UID FETCH: {why}"))),
+        };
         // A server may send a flags-only FETCH for the UID before the data: look for
         // the one that carries the body.
-        let mut answers = fetches.iter().filter(|f| f.uid == Some(uid)).peekable();
-        if answers.peek().is_none() {
+        let mut mine = answers.into_iter().filter(|f| f.uid == uid).peekable();
+        if mine.peek().is_none() {
             // Expunged while we were reading it: nothing is kept.
             report.vanished += 1;
             writer.abort()?;
             return Ok(());
         }
-        let Some(data) = answers.find_map(|f| f.body()) else {
+        let Some(data) = mine.find_map(|f| f.body) else {
             writer.abort()?;
             return Err(Stop::Fatal(Error::runtime(format!(
                 "the server sent no data for UID {uid} at offset {offset}"
@@ -330,7 +342,7 @@ fn fetch_chunked(
                 data.len()
             ))));
         }
-        writer.data(data)?;
+        writer.data(&data)?;
         offset += data.len() as u64;
         if data.len() < chunk {
             break;

@@ -1,6 +1,7 @@
 //! Backup: each account's folders into the archive, incrementally by UID, one crash-safe
 //! file per message. One failing account never stops the others.
 
+pub mod fetch;
 pub mod folder;
 pub mod plan;
 pub mod state;
@@ -19,6 +20,7 @@ use crate::lock::RootLock;
 use crate::mailbox_name;
 use crate::sandbox::{self, Mode, Rules};
 use crate::server::login::{self, Auth, ServerSpec, Session};
+use crate::server::Shared;
 
 pub use folder::FolderReport;
 
@@ -121,6 +123,10 @@ pub struct Connection<'a> {
     addrs: Vec<SocketAddr>,
     auth: Auth,
     session: Option<Session>,
+    /// The session's stream, for the answers we read ourselves.
+    raw: Option<Shared>,
+    /// Numbers our own commands' tags, apart from the crate's.
+    tags: u32,
     label: &'a str,
     reconnects: u32,
 }
@@ -129,7 +135,9 @@ impl Connection<'_> {
     /// The live session, connecting first if needed.
     pub fn session(&mut self) -> Result<&mut Session> {
         if self.session.is_none() {
-            self.session = Some(login::connect(&self.spec, &self.addrs, &self.auth)?);
+            let (session, raw) = login::connect_shared(&self.spec, &self.addrs, &self.auth)?;
+            self.session = Some(session);
+            self.raw = Some(raw);
         }
         self.session.as_mut().ok_or_else(|| Error::runtime("no IMAP session"))
     }
@@ -137,6 +145,7 @@ impl Connection<'_> {
     /// Forgets a session whose stream failed: after an I/O error it is out of sync.
     pub fn lost(&mut self, why: &str) -> Result<()> {
         self.session = None;
+        self.raw = None;
         self.reconnects += 1;
         if self.reconnects > RECONNECTS {
             return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
@@ -144,6 +153,19 @@ impl Connection<'_> {
         warn(format!("{}: connection lost ({why}); reconnecting", self.label));
         std::thread::sleep(Duration::from_secs(1 << (self.reconnects - 1)));
         Ok(())
+    }
+
+    /// `UID FETCH` of message bodies, answers read by [`fetch::uid_fetch`].
+    pub fn fetch_bodies(
+        &mut self,
+        set: &str,
+        query: &str,
+        max_literal: usize,
+    ) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
+        self.session().map_err(|e| fetch::FetchError::Connection(e.to_string()))?;
+        let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
+        self.tags += 1;
+        fetch::uid_fetch(raw, &format!("S{}", self.tags), set, query, max_literal, self.spec.timeout)
     }
 
     fn logout(&mut self) {
@@ -157,7 +179,7 @@ impl Connection<'_> {
 fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
     let Prepared { account, user_dir, keys, auth, spec, addrs } = p;
     let label = account.label();
-    let mut conn = Connection { spec, addrs, auth, session: None, label: &label, reconnects: 0 };
+    let mut conn = Connection { spec, addrs, auth, session: None, raw: None, tags: 0, label: &label, reconnects: 0 };
     conn.session()?;
     let folders = choose_folders(account, &mut conn)?;
     let dirs = folder_dirs(&folders);

@@ -16,7 +16,7 @@ use imap::{Authenticator, Client};
 
 use crate::error::{describe_io, Error, Result};
 use crate::secret::Secret;
-use crate::server::tls::{self, seconds, Stream, Trust};
+use crate::server::tls::{self, seconds, Shared, Trust};
 
 /// How long any connect, read or write may take before the server is given up on.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,7 +26,7 @@ pub const IMAPS_PORT: u16 = 993;
 pub const IMAP_PORT: u16 = 143;
 
 /// A logged-in IMAP session over TLS.
-pub type Session = imap::Session<Stream>;
+pub type Session = imap::Session<Shared>;
 
 /// Longest line accepted from the server before STARTTLS (a greeting, a tagged reply).
 const MAX_LINE: u64 = 8192;
@@ -134,12 +134,19 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
 
 /// Connects to one of `addrs` (from [`resolve`]), sets up TLS, logs in and returns the session.
 pub fn connect(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Session> {
+    connect_shared(spec, addrs, auth).map(|(session, _)| session)
+}
+
+/// Like [`connect`], and also returns a second handle on the session's stream, for
+/// commands whose answers we read ourselves (see [`crate::backup::fetch`]).
+pub fn connect_shared(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<(Session, Shared)> {
     let endpoint = spec.endpoint();
     let tcp = open_tcp(addrs, &endpoint, spec.timeout)?;
     if spec.starttls {
         starttls(&tcp, &endpoint, spec.timeout)?;
     }
-    let stream = tls::handshake(&spec.trust, &spec.host, &endpoint, tcp, spec.timeout)?;
+    let stream = Shared::new(tls::handshake(&spec.trust, &spec.host, &endpoint, tcp, spec.timeout)?);
+    let raw = stream.clone();
     let mut client = Client::new(stream);
     // After STARTTLS the greeting was the plain one; the TLS session starts without one.
     if !spec.starttls {
@@ -149,7 +156,7 @@ pub fn connect(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<S
     // Asked explicitly: the crate does not keep the capabilities a greeting may carry,
     // and those sent before STARTTLS must not be trusted anyway.
     let caps = client.capabilities().map_err(|e| imap_failure(&endpoint, "CAPABILITY", &e, spec.timeout))?;
-    log_in(client, &caps, auth, &endpoint, spec.timeout)
+    Ok((log_in(client, &caps, auth, &endpoint, spec.timeout)?, raw))
 }
 
 fn bare_host(host: &str) -> &str {
@@ -263,14 +270,14 @@ fn check_greeting(line: &[u8], endpoint: &str) -> Result<()> {
 }
 
 fn log_in(
-    client: Client<Stream>,
+    client: Client<Shared>,
     caps: &Capabilities,
     auth: &Auth,
     endpoint: &str,
     timeout: Duration,
 ) -> Result<Session> {
     let user = auth.user();
-    let fail = |(e, _client): (imap::Error, Client<Stream>)| login_failure(user, endpoint, &e, timeout);
+    let fail = |(e, _client): (imap::Error, Client<Shared>)| login_failure(user, endpoint, &e, timeout);
     match auth {
         Auth::Login { user, password } => {
             let password = password.expose();

@@ -10,4 +10,4 @@ pub mod login;
 pub mod tls;
 
 pub use login::{connect, is_timeout, resolve, Auth, ServerSpec, Session, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
-pub use tls::{Stream, Trust};
+pub use tls::{Shared, Stream, Trust};
