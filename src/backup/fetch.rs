@@ -50,9 +50,24 @@ pub fn uid_fetch(
     w.write_all(format!("{tag} UID FETCH {set} {query}\r\n").as_bytes()).map_err(|e| broken("sending UID FETCH", e))?;
     w.flush().map_err(|e| broken("sending UID FETCH", e))?;
     let mut r = BufReader::with_capacity(64 * 1024, stream.clone());
+    let out = read_answers(&mut r, tag, max_literal, timeout)?;
+    // Our reader must not keep bytes that belong to the crate's next answer.
+    if !r.buffer().is_empty() {
+        return Err(FetchError::Connection("the server sent more than the answer".into()));
+    }
+    Ok(out)
+}
+
+/// Reads untagged answers up to the one tagged `tag`; returns the FETCH answers.
+pub fn read_answers(
+    r: &mut impl BufRead,
+    tag: &str,
+    max_literal: usize,
+    timeout: Duration,
+) -> Result<Vec<Fetched>, FetchError> {
     let mut out = Vec::new();
     loop {
-        let parts = read_answer(&mut r, max_literal, timeout)?;
+        let parts = read_answer(r, max_literal, timeout)?;
         let Some(Part::Text(first)) = parts.first() else {
             return Err(FetchError::Connection("an answer started with a literal".into()));
         };
@@ -60,9 +75,7 @@ pub fn uid_fetch(
             let text = String::from_utf8_lossy(rest).trim().to_string();
             let word = text.split(' ').next().unwrap_or_default().to_ascii_uppercase();
             return match word.as_str() {
-                // Our reader must not keep bytes that belong to the crate's next answer.
-                "OK" if r.buffer().is_empty() => Ok(out),
-                "OK" => Err(FetchError::Connection("the server sent more than the answer".into())),
+                "OK" => Ok(out),
                 "NO" | "BAD" => Err(FetchError::Refused(text)),
                 _ => Err(FetchError::Connection(format!("unexpected answer: {}", clip(&text)))),
             };
@@ -87,7 +100,7 @@ pub fn uid_fetch(
 
 /// Reads one answer: a line, and while it ends in a literal marker, the literal and the
 /// line that continues it.
-fn read_answer(r: &mut BufReader<Shared>, max_literal: usize, timeout: Duration) -> Result<Vec<Part>, FetchError> {
+fn read_answer(r: &mut impl BufRead, max_literal: usize, timeout: Duration) -> Result<Vec<Part>, FetchError> {
     let mut parts = Vec::new();
     loop {
         let mut line = Vec::new();
