@@ -9,7 +9,7 @@ pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
@@ -281,9 +281,4 @@ fn folder_dirs(folders: &[String]) -> Vec<Result<String>> {
             }
         })
         .collect()
-}
-
-/// The archive path of a folder, for messages and tests.
-pub fn folder_path(root: &Path, user: &str, folder: &str) -> Option<PathBuf> {
-    Some(root.join(mailbox_name::folder_dir_name(user).ok()?).join(mailbox_name::folder_dir_name(folder).ok()?))
 }
