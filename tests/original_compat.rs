@@ -6,11 +6,12 @@
 //! needs python3 and pycryptodome; without them these tests fail (never skip) and say how
 //! to install them.
 
+mod util;
+
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -19,6 +20,7 @@ use smailarchiver::codec::{writer, Finish, Form, WriteOptions};
 use smailarchiver::keys::{self, Keys};
 use smailarchiver::mbox::stored_from_line;
 use smailarchiver::secret::Secret;
+use util::TempDir;
 
 const INSTALL: &str = "install python3 and pycryptodome (pip install pycryptodome)";
 
@@ -40,40 +42,6 @@ enum Mode {
 const ASCII_PASSWORD: Mode = Mode::Password("correct horse battery staple");
 /// Not ASCII: the original's KDF gets its Latin-1 bytes, its `.sha` its UTF-8 bytes.
 const LATIN1_PASSWORD: Mode = Mode::Password("Grüße aus Köln 2013");
-
-/// A fresh directory under the system temp dir, removed on drop (also after a panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "smailarchiver-original-compat-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    fn join(&self, p: impl AsRef<Path>) -> PathBuf {
-        self.0.join(p)
-    }
-
-    /// A new subdirectory.
-    fn dir(&self, name: &str) -> PathBuf {
-        let p = self.join(name);
-        fs::create_dir(&p).expect("create subdirectory");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `python3 tests/tools/original.py ARGS`; fails the test if the oracle cannot run.
 fn original_py(args: &[&str]) -> Output {

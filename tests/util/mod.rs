@@ -44,6 +44,13 @@ impl TempDir {
     pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
         self.0.join(p)
     }
+
+    /// A new subdirectory.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let p = self.join(name);
+        fs::create_dir(&p).expect("create subdirectory");
+        p
+    }
 }
 
 impl Drop for TempDir {
