@@ -8,6 +8,7 @@ pub mod base64;
 pub mod cipher;
 pub mod deflate;
 pub mod fromline;
+pub mod relay;
 
 use std::io::{self, BufReader, Read, Seek, Write};
 
@@ -101,6 +102,10 @@ pub fn writer(opts: WriteOptions<'_>, sink: Box<dyn Finish>) -> io::Result<Box<d
         w = Box::new(cipher::EncryptWriter::new(keys, Box::new(base64::Base64Writer::new(w)))?);
     }
     if opts.form.compressed {
+        if opts.form.encrypted {
+            // Both layers cost CPU: compress on this thread, encrypt on another.
+            w = Box::new(relay::Relay::new(w)?);
+        }
         w = Box::new(deflate::DeflateWriter::new(w, opts.level));
     }
     Ok(Box::new(fromline::FromLineWriter::new(w)))
