@@ -1,7 +1,7 @@
 //! The archive root's lock file: one backup at a time per archive.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -12,7 +12,6 @@ pub const LOCK_FILE: &str = ".smailarchiver.lock";
 #[derive(Debug)]
 pub struct RootLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl RootLock {
@@ -21,7 +20,7 @@ impl RootLock {
         let path = root.join(LOCK_FILE);
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(RootLock { _file: file, path }),
+            Ok(()) => Ok(RootLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::runtime(format!(
                 "another smailarchiver run is using the archive {} (lock {} is held)",
                 root.display(),
@@ -29,10 +28,5 @@ impl RootLock {
             ))),
             Err(TryLockError::Error(e)) => Err(e).at(&path),
         }
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

@@ -29,10 +29,15 @@ pub fn safe(name: &str) -> String {
 /// The original wrote `""`, `.` and `..` straight into a path, which put mail
 /// into the parent folder or the archive root.
 pub fn folder_dir_name(name: &str) -> Result<String, NameError> {
+    dir_name("mailbox", name)
+}
+
+/// [`safe`] of a name of kind `what` ("mailbox", "user"), refusing empty, `.` and `..`.
+pub fn dir_name(what: &str, name: &str) -> Result<String, NameError> {
     let dir = safe(name);
     match dir.as_str() {
-        "" => Err(NameError(format!("mailbox {name:?} maps to an empty directory name"))),
-        "." | ".." => Err(NameError(format!("mailbox {name:?} maps to the unusable directory name {dir:?}"))),
+        "" => Err(NameError(format!("{what} {name:?} maps to an empty directory name"))),
+        "." | ".." => Err(NameError(format!("{what} {name:?} maps to the unusable directory name {dir:?}"))),
         _ => Ok(dir),
     }
 }

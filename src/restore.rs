@@ -109,7 +109,7 @@ fn to_mbox(
                 drop(out.into_parts());
                 tmp.file().set_len(good_len).at(tmp.path())?;
                 tmp.file().seek(SeekFrom::Start(good_len)).at(tmp.path())?;
-                if e.kind() != io::ErrorKind::InvalidData && is_output_error(&e) {
+                if is_output_error(&e) {
                     return Err(Error::runtime(format!("{}: {}", output.display(), describe_io(&e))));
                 }
                 let reason = describe_io(&e);
@@ -206,7 +206,7 @@ fn to_maildir(
                 report.restored += 1;
                 report.bytes += n;
             }
-            Err(e) if e.kind() != io::ErrorKind::InvalidData && is_output_error(&e) => {
+            Err(e) if is_output_error(&e) => {
                 return Err(Error::runtime(format!("{}: {}", target.display(), describe_io(&e))));
             }
             Err(e) => {

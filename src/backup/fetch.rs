@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
+use crate::server::login::quote;
 use crate::server::Shared;
 
 /// Longest line outside a literal; a server sending more is broken or hostile.
@@ -77,13 +78,13 @@ pub fn read_answers(
             return match word.as_str() {
                 "OK" => Ok(out),
                 "NO" | "BAD" => Err(FetchError::Refused(text)),
-                _ => Err(FetchError::Connection(format!("unexpected answer: {}", clip(&text)))),
+                _ => Err(FetchError::Connection(format!("unexpected answer: {}", quote(&text)))),
             };
         }
         if !first.starts_with(b"* ") {
             return Err(FetchError::Connection(format!(
                 "unexpected answer: {}",
-                clip(&String::from_utf8_lossy(first))
+                quote(&String::from_utf8_lossy(first))
             )));
         }
         let words: Vec<&[u8]> = first[2..].splitn(3, |&b| b == b' ').collect();
@@ -221,11 +222,6 @@ fn io_text(e: &std::io::Error, timeout: Duration) -> String {
         }
         _ => crate::error::describe_io(e),
     }
-}
-
-fn clip(s: &str) -> String {
-    let clean: String = s.trim().chars().map(|c| if c.is_control() { '?' } else { c }).take(200).collect();
-    clean
 }
 
 #[cfg(test)]

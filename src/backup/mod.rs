@@ -92,8 +92,7 @@ struct Prepared<'a> {
 /// Phase one: directories, lock, keys, credentials, trust anchors, addresses.
 fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
     account.validate()?;
-    let user_dir_name = mailbox_name::folder_dir_name(&account.user)
-        .map_err(|e| Error::runtime(format!("user {e}").replace("mailbox ", "")))?;
+    let user_dir_name = mailbox_name::dir_name("user", &account.user).map_err(|e| Error::runtime(e.to_string()))?;
     std::fs::create_dir_all(&account.root).at(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = account.root.canonicalize().at(&account.root)?;

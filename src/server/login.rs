@@ -410,7 +410,7 @@ fn imap_failure(endpoint: &str, what: &str, e: &imap::Error, timeout: Duration) 
 
 /// Server text fit for a one-line message: control characters (which could drive the
 /// terminal) replaced, and cut to a sane length.
-fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     let clean: String = text.trim().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
     match clean.char_indices().nth(MAX_QUOTE) {
         Some((cut, _)) => format!("{}...", &clean[..cut]),
