@@ -16,6 +16,7 @@ pub mod mailbox_name;
 pub mod mbox;
 pub mod os;
 pub mod progress;
+pub mod readahead;
 pub mod restore;
 pub mod sandbox;
 pub mod secret;

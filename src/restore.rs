@@ -14,6 +14,7 @@ use crate::codec::{self, base64::read_full, BUF_SIZE};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 use crate::mbox::{separator_line, MboxrdWriter};
+use crate::readahead::ReadAhead;
 
 /// Maildir messages named per filesystem sync.
 const MAILDIR_BATCH: usize = 256;
@@ -72,9 +73,15 @@ pub fn restore(
         )));
     }
     let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
+    let output = match target {
+        Target::Mbox => mbox_path(dir)?,
+        Target::Maildir(out) => out.clone(),
+    };
+    let mut ahead = ReadAhead::spawn(files.clone(), keys)
+        .map_err(|e| Error::runtime(format!("starting the decrypting thread: {}", describe_io(&e))))?;
     match target {
-        Target::Mbox => to_mbox(&files, &mbox_path(dir)?, keys.as_ref(), on_failure),
-        Target::Maildir(out) => to_maildir(&files, out, keys.as_ref(), on_failure),
+        Target::Mbox => to_mbox(&files, &output, &mut ahead, on_failure),
+        Target::Maildir(_) => to_maildir(&files, &output, &mut ahead, on_failure),
     }
 }
 
@@ -88,7 +95,7 @@ fn parent_of(path: &Path) -> &Path {
 fn to_mbox(
     files: &[ArchiveFile],
     output: &Path,
-    keys: Option<&Keys>,
+    ahead: &mut ReadAhead,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -97,7 +104,7 @@ fn to_mbox(
     let mut good_len = 0u64;
     for f in files {
         let mut out = BufWriter::with_capacity(BUF_SIZE, tmp.file());
-        match append_mbox(f, keys, &mut out) {
+        match ahead.next_message().and_then(|(_, mut msg)| append_mbox(f, &mut msg, &mut out)) {
             Ok(n) => {
                 out.flush().at(tmp.path())?;
                 good_len = tmp.file().stream_position().at(tmp.path())?;
@@ -127,9 +134,8 @@ fn is_output_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EFBIG))
 }
 
-/// Writes one message as an mboxrd entry; returns the message's size.
-fn append_mbox(f: &ArchiveFile, keys: Option<&Keys>, out: &mut impl Write) -> io::Result<u64> {
-    let (_, mut msg) = f.open(keys)?;
+/// Writes one message (`msg`, the message of `f`) as an mboxrd entry; returns its size.
+fn append_mbox(f: &ArchiveFile, mut msg: &mut impl Read, out: &mut impl Write) -> io::Result<u64> {
     let mut head = vec![0u8; HEAD_LEN];
     let n = read_full(&mut msg, &mut head)?;
     head.truncate(n);
@@ -174,7 +180,7 @@ impl<W: Write> Write for Tracking<W> {
 fn to_maildir(
     files: &[ArchiveFile],
     out: &Path,
-    keys: Option<&Keys>,
+    ahead: &mut ReadAhead,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     for sub in ["tmp", "new", "cur"] {
@@ -194,7 +200,7 @@ fn to_maildir(
         let target = out.join("cur").join(format!("{name}:2,"));
         let tmp = TempFile::create_in(&out.join("tmp"), &name, 0o600).at(&out.join("tmp"))?;
         let written = (|| -> io::Result<u64> {
-            let (_, mut msg) = f.open(keys)?;
+            let (_, mut msg) = ahead.next_message()?;
             let mut w = BufWriter::with_capacity(BUF_SIZE, tmp.file());
             let n = codec::pump(&mut msg, &mut w)?;
             w.flush()?;

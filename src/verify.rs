@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::archive;
 use crate::error::{describe_io, Error, Result};
 use crate::keys::Keys;
+use crate::readahead::ReadAhead;
 use crate::restore::drain;
 
 /// What a verification found.
@@ -28,9 +29,11 @@ pub fn verify(root: &Path, keys: impl FnOnce() -> Result<Keys>, on_bad: &mut dyn
     }
     let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
     let mut report = Report::default();
+    let mut ahead = ReadAhead::spawn(files.clone(), keys)
+        .map_err(|e| Error::runtime(format!("starting the decrypting thread: {}", describe_io(&e))))?;
     for f in &files {
         report.checked += 1;
-        match f.open(keys.as_ref()).and_then(|(_, mut msg)| drain(&mut msg)) {
+        match ahead.next_message().and_then(|(_, mut msg)| drain(&mut msg)) {
             Ok(n) => report.bytes += n,
             Err(e) => {
                 let reason = describe_io(&e);

@@ -114,11 +114,20 @@ pub fn writer(opts: WriteOptions<'_>, sink: Box<dyn Finish>) -> io::Result<Box<d
 /// Opens an archive file for reading: returns a reader of the stored bytes (From-line
 /// included). For encrypted files the whole file's MAC is checked first, so nothing
 /// decrypted is returned from a file that fails it.
-pub fn open<F>(mut file: F, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>>
+pub fn open<F>(file: F, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>>
 where
     F: Read + Seek + Send + 'static,
 {
-    let layer: Box<dyn Read + Send> = if form.encrypted {
+    Ok(inflated(open_sealed(file, form, keys)?, form))
+}
+
+/// The first half of [`open`]: undoes the encryption layer only, so the result is still
+/// compressed when the form says so. Finish with [`inflated`].
+pub fn open_sealed<F>(mut file: F, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>>
+where
+    F: Read + Seek + Send + 'static,
+{
+    Ok(if form.encrypted {
         let keys = keys.ok_or_else(|| io::Error::other("encrypted file, but no key file given"))?;
         let checked =
             cipher::check_mac(keys, base64::Base64Reader::new(BufReader::with_capacity(BUF_SIZE, &mut file)))?;
@@ -130,8 +139,16 @@ where
         ))
     } else {
         Box::new(BufReader::with_capacity(BUF_SIZE, file))
-    };
-    Ok(if form.compressed { Box::new(deflate::InflateReader::new(layer)) } else { layer })
+    })
+}
+
+/// The second half of [`open`]: undoes the compression layer, if the form has one.
+pub fn inflated<'a>(layer: impl Read + Send + 'a, form: Form) -> Box<dyn Read + Send + 'a> {
+    if form.compressed {
+        Box::new(deflate::InflateReader::new(layer))
+    } else {
+        Box::new(layer)
+    }
 }
 
 /// Reads everything from `r` into `w` through one fixed buffer.
