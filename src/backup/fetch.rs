@@ -46,13 +46,29 @@ pub fn uid_fetch(
     max_literal: usize,
     timeout: Duration,
 ) -> Result<Vec<Fetched>, FetchError> {
-    let broken = |what: &str, e: std::io::Error| FetchError::Connection(format!("{what}: {e}"));
+    send_uid_fetch(stream, tag, set, query)?;
+    read_tagged(stream, tag, max_literal, timeout)
+}
+
+/// Sends `UID FETCH set query` under `tag`; [`read_tagged`] reads its answers.
+pub fn send_uid_fetch(stream: &Shared, tag: &str, set: &str, query: &str) -> Result<(), FetchError> {
+    let broken = |e: std::io::Error| FetchError::Connection(format!("sending UID FETCH: {e}"));
     let mut w = stream.clone();
-    w.write_all(format!("{tag} UID FETCH {set} {query}\r\n").as_bytes()).map_err(|e| broken("sending UID FETCH", e))?;
-    w.flush().map_err(|e| broken("sending UID FETCH", e))?;
+    w.write_all(format!("{tag} UID FETCH {set} {query}\r\n").as_bytes()).map_err(broken)?;
+    w.flush().map_err(broken)
+}
+
+/// Reads the answers to the command tagged `tag`, sent last, to its tagged end.
+pub fn read_tagged(
+    stream: &Shared,
+    tag: &str,
+    max_literal: usize,
+    timeout: Duration,
+) -> Result<Vec<Fetched>, FetchError> {
     let mut r = BufReader::with_capacity(64 * 1024, stream.clone());
     let out = read_answers(&mut r, tag, max_literal, timeout)?;
-    // Our reader must not keep bytes that belong to the crate's next answer.
+    // Nothing else was asked for yet: our reader must not keep bytes that belong to
+    // the crate's next answer.
     if !r.buffer().is_empty() {
         return Err(FetchError::Connection("the server sent more than the answer".into()));
     }

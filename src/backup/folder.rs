@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use super::fetch::FetchError;
+use super::fetch::{FetchError, Fetched};
 use super::plan::{self, Batch};
 use super::state::{self, State};
 use super::writer::{MessageWriter, Outcome, Settings};
@@ -176,17 +176,34 @@ fn pass(
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
     })?;
+    let batches = plan::batches(&sized, budget);
+    // The tag of the next batch's UID FETCH, when it went out before this batch was stored.
+    let mut ahead: Option<String> = None;
     let fetched = (|| {
-        for batch in plan::batches(&sized, budget) {
+        for (i, batch) in batches.iter().enumerate() {
             match batch {
-                Batch::Whole(uids) => fetch_whole(ctx, conn, &uids, &mut writer, report)?,
-                Batch::Chunked(uid) => fetch_chunked(conn, uid, budget, &mut writer, report)?,
+                Batch::Whole(uids) => {
+                    let tag = match ahead.take() {
+                        Some(tag) => tag,
+                        None => send_whole(conn, uids)?,
+                    };
+                    let answers = conn.read_fetch(&tag, max_literal(ctx));
+                    // The server answers the next batch while the writer takes this one.
+                    if let (Ok(_), Some(Batch::Whole(next))) = (&answers, batches.get(i + 1)) {
+                        ahead = Some(send_whole(conn, next)?);
+                    }
+                    store_whole(ctx, answers, uids, &mut writer, report)?;
+                }
+                Batch::Chunked(uid) => fetch_chunked(conn, *uid, budget, &mut writer, report)?,
             }
             writer.flush()?;
             tally(ctx, report, writer.ready()?);
         }
         Ok(())
     })();
+    if fetched.is_err() && ahead.is_some() {
+        conn.abandon();
+    }
     // Whatever happened, count what the writer finished (a message cut short by a lost
     // connection is dropped by it, temporary file and all).
     match writer.finish() {
@@ -268,14 +285,21 @@ fn max_literal(ctx: &Context<'_>) -> usize {
     2 * ctx.account.buffer_size + (1 << 20)
 }
 
-fn fetch_whole(
+fn send_whole(conn: &mut Connection<'_>, uids: &[u32]) -> std::result::Result<String, Stop> {
+    conn.send_fetch(&plan::uid_set(uids), "(UID BODY.PEEK[])").map_err(|e| match e {
+        FetchError::Refused(text) | FetchError::Connection(text) => Stop::Connection(format!("UID FETCH: {text}")),
+    })
+}
+
+/// Hands the messages of a whole batch's answers to the writer.
+fn store_whole(
     ctx: &Context<'_>,
-    conn: &mut Connection<'_>,
+    answers: std::result::Result<Vec<Fetched>, FetchError>,
     uids: &[u32],
     writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
-    let answers = match conn.fetch_bodies(&plan::uid_set(uids), "(UID BODY.PEEK[])", max_literal(ctx)) {
+    let answers = match answers {
         Ok(a) => a,
         Err(FetchError::Refused(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
@@ -308,10 +332,15 @@ fn fetch_chunked(
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     writer.begin(uid)?;
+    let send = |conn: &mut Connection<'_>, offset: u64| {
+        conn.send_fetch(&uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{chunk}>)")).map_err(|e| match e {
+            FetchError::Refused(why) | FetchError::Connection(why) => Stop::Connection(format!("UID FETCH: {why}")),
+        })
+    };
     let mut offset = 0u64;
+    let mut tag = send(conn, offset)?;
     loop {
-        let query = format!("(UID BODY.PEEK[]<{offset}.{chunk}>)");
-        let answers = match conn.fetch_bodies(&uid.to_string(), &query, 2 * chunk + (1 << 20)) {
+        let answers = match conn.read_fetch(&tag, 2 * chunk + (1 << 20)) {
             Ok(a) => a,
             Err(FetchError::Refused(text)) => {
                 writer.abort()?;
@@ -342,9 +371,20 @@ fn fetch_chunked(
                 data.len()
             ))));
         }
-        writer.data(&data)?;
+        // A full chunk means more may follow: ask for it before storing this one, so the
+        // server reads the next chunk while the writer takes this.
+        let more = data.len() == chunk;
+        if more {
+            tag = send(conn, offset + chunk as u64)?;
+        }
+        if let Err(e) = writer.data(&data) {
+            if more {
+                conn.abandon();
+            }
+            return Err(e.into());
+        }
         offset += data.len() as u64;
-        if data.len() < chunk {
+        if !more {
             break;
         }
     }

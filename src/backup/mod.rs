@@ -161,10 +161,36 @@ impl Connection<'_> {
         query: &str,
         max_literal: usize,
     ) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
+        let tag = self.send_fetch(set, query)?;
+        self.read_fetch(&tag, max_literal)
+    }
+
+    /// Sends a `UID FETCH` whose answers [`Connection::read_fetch`] reads later: the
+    /// server works on it while we store the previous answers. Returns its tag.
+    pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<String, fetch::FetchError> {
         self.session().map_err(|e| fetch::FetchError::Connection(e.to_string()))?;
         let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
         self.tags += 1;
-        fetch::uid_fetch(raw, &format!("S{}", self.tags), set, query, max_literal, self.spec.timeout)
+        let tag = format!("S{}", self.tags);
+        fetch::send_uid_fetch(raw, &tag, set, query)?;
+        Ok(tag)
+    }
+
+    /// Reads the answers of the command sent last by [`Connection::send_fetch`].
+    pub fn read_fetch(
+        &mut self,
+        tag: &str,
+        max_literal: usize,
+    ) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
+        let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
+        fetch::read_tagged(raw, tag, max_literal, self.spec.timeout)
+    }
+
+    /// Drops a session that has a command whose answers will not be read: it is out of
+    /// step, and the next use connects afresh.
+    pub fn abandon(&mut self) {
+        self.session = None;
+        self.raw = None;
     }
 
     fn logout(&mut self) {
