@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use crate::archive::ArchiveFile;
 use crate::codec::base64::read_full;
 use crate::codec::{self, fromline, Form, BUF_SIZE};
+use crate::error::{IoContext, Result};
 use crate::keys::Keys;
 
 /// Pieces the queue holds: at most this many times `BUF_SIZE` of decrypted data waits.
@@ -34,14 +35,15 @@ pub struct ReadAhead {
 
 impl ReadAhead {
     /// Starts reading `files`.
-    pub fn spawn(files: Vec<ArchiveFile>, keys: Option<Keys>) -> io::Result<ReadAhead> {
+    pub fn spawn(files: Vec<ArchiveFile>, keys: Option<Keys>) -> Result<ReadAhead> {
         let forms = files.iter().map(|f| f.form).collect();
         let (tx, pieces) = mpsc::sync_channel(QUEUE);
         // Buffers come back to the thread for reuse; one more than can be in flight.
         let (spare, spare_rx) = mpsc::sync_channel(QUEUE + 2);
         let thread = std::thread::Builder::new()
             .name("decrypt".into())
-            .spawn(move || decode_all(&files, keys.as_ref(), &tx, &spare_rx))?;
+            .spawn(move || decode_all(&files, keys.as_ref(), &tx, &spare_rx))
+            .doing("starting the decrypting thread")?;
         Ok(ReadAhead { forms, pieces: Some(pieces), spare, thread: Some(thread) })
     }
 
@@ -55,7 +57,10 @@ impl ReadAhead {
     }
 
     fn recv(&mut self) -> io::Result<Piece> {
-        self.pieces.as_ref().and_then(|p| p.recv().ok()).ok_or_else(|| io::Error::other("the decoding thread stopped"))
+        self.pieces
+            .as_ref()
+            .and_then(|p| p.recv().ok())
+            .ok_or_else(|| io::Error::other("the decrypting thread stopped"))
     }
 }
 

@@ -73,15 +73,10 @@ pub fn restore(
         )));
     }
     let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
-    let output = match target {
-        Target::Mbox => mbox_path(dir)?,
-        Target::Maildir(out) => out.clone(),
-    };
-    let mut ahead = ReadAhead::spawn(files.clone(), keys)
-        .map_err(|e| Error::runtime(format!("starting the decrypting thread: {}", describe_io(&e))))?;
+    let mut ahead = ReadAhead::spawn(files.clone(), keys)?;
     match target {
-        Target::Mbox => to_mbox(&files, &output, &mut ahead, on_failure),
-        Target::Maildir(_) => to_maildir(&files, &output, &mut ahead, on_failure),
+        Target::Mbox => to_mbox(&files, &mbox_path(dir)?, &mut ahead, on_failure),
+        Target::Maildir(out) => to_maildir(&files, out, &mut ahead, on_failure),
     }
 }
 

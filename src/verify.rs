@@ -29,8 +29,7 @@ pub fn verify(root: &Path, keys: impl FnOnce() -> Result<Keys>, on_bad: &mut dyn
     }
     let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
     let mut report = Report::default();
-    let mut ahead = ReadAhead::spawn(files.clone(), keys)
-        .map_err(|e| Error::runtime(format!("starting the decrypting thread: {}", describe_io(&e))))?;
+    let mut ahead = ReadAhead::spawn(files.clone(), keys)?;
     for f in &files {
         report.checked += 1;
         match ahead.next_message().and_then(|(_, mut msg)| drain(&mut msg)) {

@@ -36,20 +36,6 @@ enum Part {
     Literal(Vec<u8>),
 }
 
-/// Sends `UID FETCH set query` under `tag` and reads the answers to the tagged end.
-/// Literals bigger than `max_literal` are refused, so a server cannot make us hold more.
-pub fn uid_fetch(
-    stream: &Shared,
-    tag: &str,
-    set: &str,
-    query: &str,
-    max_literal: usize,
-    timeout: Duration,
-) -> Result<Vec<Fetched>, FetchError> {
-    send_uid_fetch(stream, tag, set, query)?;
-    read_tagged(stream, tag, max_literal, timeout)
-}
-
 /// Sends `UID FETCH set query` under `tag`; [`read_tagged`] reads its answers.
 pub fn send_uid_fetch(stream: &Shared, tag: &str, set: &str, query: &str) -> Result<(), FetchError> {
     let broken = |e: std::io::Error| FetchError::Connection(format!("sending UID FETCH: {e}"));
@@ -59,6 +45,7 @@ pub fn send_uid_fetch(stream: &Shared, tag: &str, set: &str, query: &str) -> Res
 }
 
 /// Reads the answers to the command tagged `tag`, sent last, to its tagged end.
+/// Literals bigger than `max_literal` are refused, so a server cannot make us hold more.
 pub fn read_tagged(
     stream: &Shared,
     tag: &str,

@@ -177,20 +177,18 @@ fn pass(
         keys: ctx.keys.cloned(),
     })?;
     let batches = plan::batches(&sized, budget);
-    // The tag of the next batch's UID FETCH, when it went out before this batch was stored.
-    let mut ahead: Option<String> = None;
     let fetched = (|| {
         for (i, batch) in batches.iter().enumerate() {
             match batch {
                 Batch::Whole(uids) => {
-                    let tag = match ahead.take() {
-                        Some(tag) => tag,
-                        None => send_whole(conn, uids)?,
-                    };
-                    let answers = conn.read_fetch(&tag, max_literal(ctx));
+                    // Unless the previous batch's turn already asked for this one.
+                    if !conn.awaiting_answer() {
+                        send_fetch(conn, &plan::uid_set(uids), WHOLE)?;
+                    }
+                    let answers = conn.read_fetch(max_literal(ctx));
                     // The server answers the next batch while the writer takes this one.
                     if let (Ok(_), Some(Batch::Whole(next))) = (&answers, batches.get(i + 1)) {
-                        ahead = Some(send_whole(conn, next)?);
+                        send_fetch(conn, &plan::uid_set(next), WHOLE)?;
                     }
                     store_whole(ctx, answers, uids, &mut writer, report)?;
                 }
@@ -201,9 +199,6 @@ fn pass(
         }
         Ok(())
     })();
-    if fetched.is_err() && ahead.is_some() {
-        conn.abandon();
-    }
     // Whatever happened, count what the writer finished (a message cut short by a lost
     // connection is dropped by it, temporary file and all).
     match writer.finish() {
@@ -285,9 +280,13 @@ fn max_literal(ctx: &Context<'_>) -> usize {
     2 * ctx.account.buffer_size + (1 << 20)
 }
 
-fn send_whole(conn: &mut Connection<'_>, uids: &[u32]) -> std::result::Result<String, Stop> {
-    conn.send_fetch(&plan::uid_set(uids), "(UID BODY.PEEK[])").map_err(|e| match e {
-        FetchError::Refused(text) | FetchError::Connection(text) => Stop::Connection(format!("UID FETCH: {text}")),
+/// The query of a whole-message fetch.
+const WHOLE: &str = "(UID BODY.PEEK[])";
+
+/// Sends a `UID FETCH` for [`Connection::read_fetch`]; sending can only fail with the stream.
+fn send_fetch(conn: &mut Connection<'_>, set: &str, query: &str) -> std::result::Result<(), Stop> {
+    conn.send_fetch(set, query).map_err(|e| match e {
+        FetchError::Refused(why) | FetchError::Connection(why) => Stop::Connection(format!("UID FETCH: {why}")),
     })
 }
 
@@ -333,14 +332,12 @@ fn fetch_chunked(
 ) -> std::result::Result<(), Stop> {
     writer.begin(uid)?;
     let send = |conn: &mut Connection<'_>, offset: u64| {
-        conn.send_fetch(&uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{chunk}>)")).map_err(|e| match e {
-            FetchError::Refused(why) | FetchError::Connection(why) => Stop::Connection(format!("UID FETCH: {why}")),
-        })
+        send_fetch(conn, &uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{chunk}>)"))
     };
     let mut offset = 0u64;
-    let mut tag = send(conn, offset)?;
+    send(conn, offset)?;
     loop {
-        let answers = match conn.read_fetch(&tag, 2 * chunk + (1 << 20)) {
+        let answers = match conn.read_fetch(2 * chunk + (1 << 20)) {
             Ok(a) => a,
             Err(FetchError::Refused(text)) => {
                 writer.abort()?;
@@ -375,14 +372,9 @@ fn fetch_chunked(
         // server reads the next chunk while the writer takes this.
         let more = data.len() == chunk;
         if more {
-            tag = send(conn, offset + chunk as u64)?;
+            send(conn, offset + chunk as u64)?;
         }
-        if let Err(e) = writer.data(&data) {
-            if more {
-                conn.abandon();
-            }
-            return Err(e.into());
-        }
+        writer.data(&data)?;
         offset += data.len() as u64;
         if !more {
             break;

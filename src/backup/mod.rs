@@ -126,6 +126,8 @@ pub struct Connection<'a> {
     raw: Option<Shared>,
     /// Numbers our own commands' tags, apart from the crate's.
     tags: u32,
+    /// The tag of the `UID FETCH` sent ahead whose answers are not read yet.
+    unread: Option<String>,
     label: &'a str,
     reconnects: u32,
 }
@@ -133,6 +135,11 @@ pub struct Connection<'a> {
 impl Connection<'_> {
     /// The live session, connecting first if needed.
     pub fn session(&mut self) -> Result<&mut Session> {
+        if self.unread.is_some() {
+            // A command's answers were left unread (storing failed meanwhile): the stream
+            // is out of step with the crate, so connect afresh.
+            self.forget();
+        }
         if self.session.is_none() {
             let (session, raw) = login::connect_shared(&self.spec, &self.addrs, &self.auth)?;
             self.session = Some(session);
@@ -143,8 +150,7 @@ impl Connection<'_> {
 
     /// Forgets a session whose stream failed: after an I/O error it is out of sync.
     pub fn lost(&mut self, why: &str) -> Result<()> {
-        self.session = None;
-        self.raw = None;
+        self.forget();
         self.reconnects += 1;
         if self.reconnects > RECONNECTS {
             return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
@@ -154,46 +160,42 @@ impl Connection<'_> {
         Ok(())
     }
 
-    /// `UID FETCH` of message bodies, answers read by [`fetch::uid_fetch`].
-    pub fn fetch_bodies(
-        &mut self,
-        set: &str,
-        query: &str,
-        max_literal: usize,
-    ) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
-        let tag = self.send_fetch(set, query)?;
-        self.read_fetch(&tag, max_literal)
-    }
-
     /// Sends a `UID FETCH` whose answers [`Connection::read_fetch`] reads later: the
-    /// server works on it while we store the previous answers. Returns its tag.
-    pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<String, fetch::FetchError> {
+    /// server works on it while we store the previous answers.
+    pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<(), fetch::FetchError> {
         self.session().map_err(|e| fetch::FetchError::Connection(e.to_string()))?;
         let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
         self.tags += 1;
         let tag = format!("S{}", self.tags);
         fetch::send_uid_fetch(raw, &tag, set, query)?;
-        Ok(tag)
+        self.unread = Some(tag);
+        Ok(())
     }
 
-    /// Reads the answers of the command sent last by [`Connection::send_fetch`].
-    pub fn read_fetch(
-        &mut self,
-        tag: &str,
-        max_literal: usize,
-    ) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
+    /// Whether a `UID FETCH` was sent and its answers are still to be read.
+    pub fn awaiting_answer(&self) -> bool {
+        self.unread.is_some()
+    }
+
+    /// Reads the answers of the `UID FETCH` sent by [`Connection::send_fetch`].
+    pub fn read_fetch(&mut self, max_literal: usize) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
+        let tag = self.unread.take().ok_or_else(|| fetch::FetchError::Connection("no UID FETCH was sent".into()))?;
         let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
-        fetch::read_tagged(raw, tag, max_literal, self.spec.timeout)
+        fetch::read_tagged(raw, &tag, max_literal, self.spec.timeout)
     }
 
-    /// Drops a session that has a command whose answers will not be read: it is out of
-    /// step, and the next use connects afresh.
-    pub fn abandon(&mut self) {
+    /// Drops the session without a word to the server.
+    fn forget(&mut self) {
         self.session = None;
         self.raw = None;
+        self.unread = None;
     }
 
     fn logout(&mut self) {
+        if self.unread.is_some() {
+            // The crate would take the unread answers for its own.
+            self.forget();
+        }
         if let Some(mut s) = self.session.take() {
             let _ = s.logout();
         }
@@ -204,7 +206,8 @@ impl Connection<'_> {
 fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
     let Prepared { account, user_dir, keys, auth, spec, addrs } = p;
     let label = account.label();
-    let mut conn = Connection { spec, addrs, auth, session: None, raw: None, tags: 0, label: &label, reconnects: 0 };
+    let mut conn =
+        Connection { spec, addrs, auth, session: None, raw: None, tags: 0, unread: None, label: &label, reconnects: 0 };
     conn.session()?;
     let folders = choose_folders(account, &mut conn)?;
     let dirs = folder_dirs(&folders);
