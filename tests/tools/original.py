@@ -32,8 +32,49 @@ Usage:
       Replays a test-vector manifest (path, sha256, key file, password, outcome), and
       checks expected/N.mbox == From-line + input/N.eml beside it; reports every row
       whose outcome differs. Exit 0 if none.
+  original.py restore DIR [--keys KEYFILE] [--password PW] [--out FILE] [--py3-text-mode]
+      The original's whole `-r DIR` (restore_folder()), quirks included; see "restore"
+      below. Exit 0 when its loop completed: stdout gets `restored N messages to PATH`
+      (N = messages written). Exit 1 when the original would raise: stderr gets
+      `Type: message` (e.g. `UnboundLocalError: ...`).
+  original.py listing DIR
+      Prints os.listdir(DIR), one name per line, in the order it returns them (the order
+      `restore` and the original take them in).
 
 Exit code 3: pycryptodome is missing. Exit code 2: bad usage.
+
+restore, in detail (restore_folder() of smailarchiver.py, git 1b8c759 = HEAD):
+* In the original's order: without KEYFILE on disk, `OSError: Keyfile K does not exists`;
+  then load_keys(KEYFILE, PW) (its AssertionError/ValueError/Exception); without DIR,
+  `OSError: Folder DIR does not exists`. Then the output file is opened 'wb' (created or
+  TRUNCATED) before the first entry is read, so every later failure leaves it empty or
+  holding the messages written so far. Output: os.path.abspath(DIR) + '.mbox' (a trailing
+  slash of DIR is dropped by abspath); --out FILE replaces that path (for tests).
+* The original's `-r` always passes a key file (`-k`, default `keys` in the current
+  directory) and demands it even when nothing is encrypted; pass --keys to reproduce that.
+  Without --keys (an oracle convenience, not a state of the original) no key file is
+  looked for and the keys are None: plain and .gz files restore, an .enc file fails in
+  decrypt() with whatever HMAC(None, ...) raises (a TypeError). --password PW stands for
+  the answer to the original's `-P` getpass prompt (its only way to take one with `-r`).
+* The loop is the original's, line for line: for each name of os.listdir(DIR), in the
+  order returned, a name ending in .mbox.enc, .mbox.gz.enc, .mbox.gz or .mbox (nothing
+  else is looked at: not the UID, not whether it is a file) is read; .enc names are
+  decrypted, .gz names decompressed; then `if file_content:` writes it and b"\n\n";
+  then `file_content = ""`. A non-archive FIRST name reaches `if file_content:` before
+  the variable was ever assigned: UnboundLocalError, raised by this interpreter itself
+  (its wording differs between Python versions), the output left empty. A non-archive name
+  later sees the previous "" and is skipped. So is an archive whose content is empty
+  (b"" read or decompressed): skipped, no b"\n\n". A directory whose name has an
+  archive suffix: IsADirectoryError.
+* The original's "Decrypting X"/"Decompressing X" prints are left out (stdout is the one
+  summary line).
+* Read mode: by default the module's deviation (above): .enc names in text mode as the
+  original, .mbox/.mbox.gz as bytes, i.e. what the original does under Python 2.
+  --py3-text-mode opens every archive in text mode with the locale's encoding, as the
+  original does under Python 3: a plain .mbox then fails with `TypeError: a bytes-like
+  object is required, not 'str'` at the write (or UnicodeDecodeError at the read if it
+  is not valid in the locale's encoding), a .mbox.gz usually with UnicodeDecodeError at
+  the read (zlib data is rarely valid UTF-8), else TypeError in zlib.decompress().
 """
 
 import base64
@@ -176,6 +217,53 @@ def restore_file(path, enc_key, sig_key):
         file_content = zlib.decompress(file_content)
 
     return file_content
+
+
+def restore_folder(foldername, key_file, passwd=None, out_path=None, py3_text_mode=False):
+    """restore_folder() of the original, line for line (see the module docstring).
+
+    Differences: the getpass prompt is replaced by `passwd`; key_file None skips the key
+    file (keys None); `out_path` replaces the output path; the prints are left out; the
+    read mode of .mbox/.mbox.gz (bytes, as Python 2) unless py3_text_mode. Returns
+    (messages written, output path)."""
+    enc_key = sig_key = None
+    if key_file is not None:
+        if not os.path.isfile(key_file):
+            raise OSError("Keyfile {} does not exists".format(key_file))
+        enc_key, sig_key = load_keys(key_file, passwd)
+
+    if not os.path.isdir(foldername):
+        raise OSError("Folder {} does not exists".format(foldername))
+
+    if out_path is None:
+        out_path = os.path.abspath(foldername)+'.mbox'  # foo@bar.com/ -> foo@bar.com.mbox
+    written = 0
+    out_file = open(out_path, 'wb')
+    try:
+        for filename in os.listdir(foldername):
+            if filename[-9:] == ".mbox.enc" or filename[-12:] == ".mbox.gz.enc" or \
+                filename[-8:] == ".mbox.gz" or filename[-5:] == ".mbox":
+                text = py3_text_mode or filename[-9:] == ".mbox.enc" or filename[-12:] == ".mbox.gz.enc"
+                with open(os.path.join(foldername,filename),'r' if text else 'rb') as mbox_file:
+                    file_content = mbox_file.read()
+
+            if filename[-9:] == ".mbox.enc" or filename[-12:] == ".mbox.gz.enc":
+                file_content = decrypt(file_content, enc_key, sig_key)
+
+            if filename[-8:] == ".mbox.gz" or filename[-12:] == ".mbox.gz.enc":
+                file_content = zlib.decompress(file_content)
+
+            if file_content:
+                out_file.write(file_content)
+                out_file.write(b"\n\n")
+                written += 1
+
+            file_content = ""
+    finally:
+        # the original does not close on error; CPython flushes the file when the process ends
+        out_file.close()
+
+    return written, out_path
 
 
 def add_from_line(email_body):
@@ -366,10 +454,37 @@ def cmd_check(argv):
     return 1 if mismatches or not rows else 0
 
 
+def cmd_restore(argv):
+    paths, values = parse(argv, ("--keys", "--password", "--out"), ("--py3-text-mode",))
+    if len(paths) != 1:
+        usage("restore needs one DIR")
+    try:
+        written, out_path = restore_folder(paths[0], values.get("--keys"), values.get("--password"),
+                                           values.get("--out"), "--py3-text-mode" in values)
+    except Exception as e:
+        sys.stderr.write("%s\n" % describe(e))
+        return 1
+    sys.stdout.write("restored %d messages to %s\n" % (written, out_path))
+    return 0
+
+
+def cmd_listing(argv):
+    if len(argv) != 1:
+        usage("listing needs one DIR")
+    try:
+        names = os.listdir(argv[0])
+    except OSError as e:
+        sys.stderr.write("%s\n" % describe(e))
+        return 1
+    sys.stdout.write("".join(name + "\n" for name in names))
+    return 0
+
+
 def main(argv):
     if not argv:
         usage("missing command")
-    commands = {"decode": cmd_decode, "encode": cmd_encode, "check": cmd_check}
+    commands = {"decode": cmd_decode, "encode": cmd_encode, "check": cmd_check,
+                "restore": cmd_restore, "listing": cmd_listing}
     if argv[0] not in commands:
         usage("unknown command %s" % argv[0])
     return commands[argv[0]](argv[1:])
