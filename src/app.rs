@@ -22,16 +22,29 @@ pub enum Mode {
     Help,
     /// Print the version.
     Version,
-    /// Restore a folder directory.
-    Restore { dir: PathBuf, target: restore::Target, keys: KeySpec },
+    /// Restore a folder directory, or every folder of a user directory.
+    Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec },
     /// Verify an archive.
     Verify { path: PathBuf, keys: KeySpec },
     /// Report and prove what the sandbox confines.
     SandboxCheck { root: PathBuf, port: u16 },
     /// Back up these accounts.
     Backup { accounts: Vec<Account> },
+    /// List these accounts' folders.
+    ListFolders { accounts: Vec<Account> },
     /// Ask for an account, then back it up.
     Wizard,
+}
+
+/// Where `-r` writes, as the flags say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreOutput {
+    /// The original's `DIR.mbox` (for a user directory: an error asking for `-o`).
+    Default,
+    /// `-o PATH`: the mbox file, or for a user directory the directory of mbox files.
+    Mbox(PathBuf),
+    /// `--to-maildir OUT`.
+    Maildir(PathBuf),
 }
 
 /// Output settings shared by every mode.
@@ -85,8 +98,11 @@ impl LowArgs {
             let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
             return Ok((Mode::SandboxCheck { root, port: self.port.unwrap_or(993) }, out, None));
         }
-        if self.to_maildir.is_some() && self.restore.is_none() {
-            return Err(Error::usage("--to-maildir goes with -r DIR"));
+        if (self.to_maildir.is_some() || self.output.is_some()) && self.restore.is_none() {
+            return Err(Error::usage("-o and --to-maildir go with -r DIR"));
+        }
+        if self.to_maildir.is_some() && self.output.is_some() {
+            return Err(Error::usage("-o and --to-maildir cannot be combined"));
         }
         let backup_flags = self.user.is_some()
             || self.imap.is_some()
@@ -100,15 +116,22 @@ impl LowArgs {
             }
             (Some(dir), None) => Mode::Restore {
                 dir: dir.clone(),
-                target: match &self.to_maildir {
-                    Some(out) => restore::Target::Maildir(out.clone()),
-                    None => restore::Target::Mbox,
+                output: match (&self.output, &self.to_maildir) {
+                    (_, Some(out)) => RestoreOutput::Maildir(out.clone()),
+                    (Some(path), None) => RestoreOutput::Mbox(path.clone()),
+                    (None, None) => RestoreOutput::Default,
                 },
                 keys: self.key_spec(),
             },
             (None, Some(path)) => Mode::Verify { path: path.clone(), keys: self.key_spec() },
             (None, None) if self.count == 0 => Mode::Wizard,
-            (None, None) => return self.backup(out),
+            (None, None) => {
+                let (mode, out, sandbox) = self.backup(out)?;
+                return Ok(match mode {
+                    Mode::Backup { accounts } if self.list_folders => (Mode::ListFolders { accounts }, out, sandbox),
+                    mode => (mode, out, sandbox),
+                });
+            }
         };
         Ok((mode, out, None))
     }
@@ -216,7 +239,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     match mode {
         Mode::Help => print!("{}", flags::help()),
         Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
-        Mode::Restore { dir, target, keys } => return run_restore(&dir, &target, &keys, settings),
+        Mode::Restore { dir, output, keys } => return run_restore(&dir, &output, &keys, settings),
         Mode::Verify { path, keys } => return run_verify(&path, &keys, settings),
         Mode::SandboxCheck { root, port } => {
             let report = sandbox::check(&root, port)?;
@@ -224,6 +247,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
             return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
         }
         Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox)),
+        Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out, settings.sandbox)),
     }
     Ok(0)
@@ -252,15 +276,25 @@ fn loaded(keys: Option<Keys>) -> impl FnOnce() -> Result<Keys> {
     move || keys.ok_or_else(|| Error::runtime("no keys loaded"))
 }
 
-fn run_restore(dir: &Path, target: &restore::Target, keys: &KeySpec, settings: Settings) -> Result<i32> {
+fn run_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    if restore::account::is_account_dir(dir)? {
+        return run_account_restore(dir, output, keys, settings);
+    }
     let out = settings.out;
     let keys = keys_if_needed(&archive::list_folder(dir)?, keys)?;
-    let rules = match target {
-        restore::Target::Mbox => {
-            let output = restore::mbox_path(dir)?;
-            let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            Rules { read_write: vec![parent.to_path_buf()], ..Rules::default() }
-        }
+    // Read before confinement: the records are outside the folder directory.
+    let name = restore::account::folder_name(dir);
+    let target = match output {
+        RestoreOutput::Default => restore::Target::Mbox(restore::mbox_path(dir)?),
+        RestoreOutput::Mbox(path) => restore::Target::Mbox(path.clone()),
+        RestoreOutput::Maildir(path) => restore::Target::Maildir(path.clone()),
+    };
+    let rules = match &target {
+        restore::Target::Mbox(output) => Rules {
+            read_write: vec![restore::parent_of(output).to_path_buf()],
+            read: vec![dir.to_path_buf()],
+            ..Rules::default()
+        },
         restore::Target::Maildir(maildir) => {
             std::fs::create_dir_all(maildir).at(maildir)?;
             Rules {
@@ -272,20 +306,108 @@ fn run_restore(dir: &Path, target: &restore::Target, keys: &KeySpec, settings: S
         }
     };
     confine(&rules, settings)?;
-    let report = restore::restore(dir, target, loaded(keys), &mut |path, why| {
+    let report = restore::restore(dir, &target, keys.as_ref(), &mut |path, why| {
         warn(format!("left out {}: {why}", path.display()))
     })?;
     if !out.quiet {
-        println!(
-            "restored {} message{} ({} bytes) to {}{}",
-            report.restored,
-            if report.restored == 1 { "" } else { "s" },
-            report.bytes,
-            report.output.display(),
-            if report.failed.is_empty() { String::new() } else { format!("; {} file(s) failed", report.failed.len()) }
-        );
+        println!("{}", restored_line(&report, name.as_deref()));
     }
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
+}
+
+/// `restored N messages (B bytes) [of NAME] to PATH[; K file(s) failed]`.
+fn restored_line(report: &restore::Report, name: Option<&str>) -> String {
+    format!(
+        "restored {} message{} ({} bytes){} to {}{}",
+        report.restored,
+        if report.restored == 1 { "" } else { "s" },
+        report.bytes,
+        name.map(|n| format!(" of {}", crate::printable::escape(n))).unwrap_or_default(),
+        report.output.display(),
+        if report.failed.is_empty() { String::new() } else { format!("; {} file(s) failed", report.failed.len()) }
+    )
+}
+
+/// `-r ROOT/USER`: every folder of the account, each under its real name.
+fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    use restore::account::{self, AccountTarget};
+    let (folders, problem) = account::folders(dir)?;
+    if let Some(p) = problem {
+        warn(format!("warning: {p}; folders are named after their directories"));
+    }
+    let target = match output {
+        RestoreOutput::Mbox(path) => AccountTarget::MboxDir(path.clone()),
+        RestoreOutput::Maildir(path) => AccountTarget::Maildir(path.clone()),
+        RestoreOutput::Default => {
+            return Err(Error::usage(format!(
+                "{} holds the folders of an account ({}): give -o OUTDIR for one mbox file per folder, or --to-maildir OUT for one Maildir++ tree",
+                dir.display(),
+                folders.len()
+            )))
+        }
+    };
+    let keys = keys_if_needed(&archive::walk(dir)?, keys)?;
+    let out_dir = match &target {
+        AccountTarget::MboxDir(p) | AccountTarget::Maildir(p) => p.clone(),
+    };
+    std::fs::create_dir_all(&out_dir).at(&out_dir)?;
+    confine(
+        &Rules {
+            read_write: vec![out_dir],
+            read: vec![dir.to_path_buf()],
+            cross_dir_renames: true,
+            ..Rules::default()
+        },
+        settings,
+    )?;
+    let mut taken = Vec::new();
+    let mut failed = 0;
+    for folder in &folders {
+        let folder_target = account::output_for(folder, &target, &taken);
+        let (restore::Target::Mbox(p) | restore::Target::Maildir(p)) = &folder_target;
+        taken.push(p.clone());
+        let report = account::restore_folder(folder, &folder_target, keys.as_ref(), &mut |path, why| {
+            warn(format!("left out {}: {why}", path.display()))
+        })?;
+        failed += report.failed.len();
+        if !settings.out.quiet {
+            println!("{}", restored_line(&report, Some(&folder.name())));
+        }
+    }
+    Ok(if failed == 0 { 0 } else { EXIT_FAILURE })
+}
+
+/// `--list-folders`: one line per folder of each account; exit 1 if an account failed.
+fn run_list_folders(accounts: &[Account], settings: Settings) -> i32 {
+    let mut code = 0;
+    for (label, listed) in backup::list_folders(accounts, settings.sandbox) {
+        match listed {
+            Ok(folders) => {
+                println!("{label}:");
+                for f in folders {
+                    let count = f.messages.map_or_else(|| "-".to_string(), |n| n.to_string());
+                    let note = if !f.selectable {
+                        "not selectable"
+                    } else if f.excluded {
+                        "excluded"
+                    } else {
+                        "backed up"
+                    };
+                    println!(
+                        "  {}\twire {}\tdir {}\t{count} messages\t{note}",
+                        f.mailbox.shown(),
+                        crate::printable::escape(&f.mailbox.wire),
+                        crate::printable::escape(&f.dir),
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("smailarchiver: error: {label}: {e}");
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    code
 }
 
 fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {

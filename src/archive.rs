@@ -14,18 +14,22 @@ use crate::keys::Keys;
 pub struct ArchiveFile {
     /// Where it is.
     pub path: PathBuf,
-    /// The UID its name gives, when the name is a number.
-    pub uid: Option<u64>,
+    /// The UID its name gives.
+    pub uid: u32,
     /// Its layers.
     pub form: Form,
 }
 
 impl ArchiveFile {
-    /// Recognises an archive file by its name; `None` for anything else.
+    /// Recognises an archive file by its name, `UID.mbox[.gz][.enc]` with a decimal UID;
+    /// `None` for anything else (a restore output, a file of another program).
     pub fn from_path(path: PathBuf) -> Option<ArchiveFile> {
         let name = path.file_name()?.to_str()?;
         let (stem, form) = Form::parse(name)?;
-        let uid = stem.parse().ok();
+        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let uid = stem.parse().ok()?;
         Some(ArchiveFile { path, uid, form })
     }
 
@@ -36,8 +40,8 @@ impl ArchiveFile {
         fromline::split_stored(codec::open(file, self.form, keys)?)
     }
 
-    fn sort_key(&self) -> (bool, u64, &Path) {
-        (self.uid.is_none(), self.uid.unwrap_or(0), &self.path)
+    fn sort_key(&self) -> (u32, &Path) {
+        (self.uid, &self.path)
     }
 }
 
@@ -70,7 +74,10 @@ pub fn walk(root: &Path) -> Result<Vec<ArchiveFile>> {
             let entry = entry.at(&dir)?;
             let kind = entry.file_type().at(&entry.path())?;
             if kind.is_dir() {
-                subdirs.push(entry.path());
+                // The tool's own records and temporary files are not archive files.
+                if entry.file_name() != crate::registry::META_DIR {
+                    subdirs.push(entry.path());
+                }
             } else if kind.is_file() {
                 here.extend(ArchiveFile::from_path(entry.path()));
             }
@@ -97,11 +104,11 @@ mod tests {
     #[test]
     fn names() {
         let f = ArchiveFile::from_path("a/12.mbox.gz.enc".into()).unwrap();
-        assert_eq!((f.uid, f.form.compressed, f.form.encrypted), (Some(12), true, true));
-        assert!(ArchiveFile::from_path("a/.smailarchiver-tmp-1.2.3.mbox".into()).is_none());
-        assert!(ArchiveFile::from_path("a/state.json".into()).is_none());
-        assert!(ArchiveFile::from_path("a/.mbox".into()).is_none());
-        let f = ArchiveFile::from_path("a/flip-iv.mbox.enc".into()).unwrap();
-        assert_eq!(f.uid, None);
+        assert_eq!((f.uid, f.form.compressed, f.form.encrypted), (12, true, true));
+        for other in
+            [".smailarchiver-tmp-1.2.3.mbox", "state.json", ".mbox", "flip-iv.mbox.enc", "+5.mbox", "INBOX.mbox"]
+        {
+            assert!(ArchiveFile::from_path(Path::new("a").join(other)).is_none(), "{other}");
+        }
     }
 }

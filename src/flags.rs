@@ -40,6 +40,8 @@ pub struct LowArgs {
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub list_folders: bool,
     pub verify: Option<PathBuf>,
     pub sandbox: Option<String>,
     pub sandbox_check: bool,
@@ -153,8 +155,12 @@ pub static FLAGS: &[Flag] = &[
         a.timeout = Some(n);
         Ok(())
     }),
-    flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up; repeat for several (default INBOX).", |a, v| {
+    flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up, by its name (Reçus) or its modified UTF-7 wire name (Re&AOc-us); repeat for several (default INBOX).", |a, v| {
         a.folders.push(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "list-folders", None, Account, "List the account's folders (name, wire name, archive directory, messages, excluded or not) and exit; writes nothing.", |a, _| {
+        a.list_folders = true;
         Ok(())
     }),
     flag!(None, "all-folders", None, Account, "Back up every selectable folder the server lists.", |a, _| {
@@ -211,7 +217,11 @@ pub static FLAGS: &[Flag] = &[
         a.restore = Some(val(v)?.into());
         Ok(())
     }),
-    flag!(None, "to-maildir", Some("OUT"), Restore, "With -r, write a Maildir OUT instead: one file per message, the bytes the server sent.", |a, v| {
+    flag!(Some('o'), "output", Some("PATH"), Restore, "With -r, write the mbox file PATH instead of DIR.mbox; for a user directory (every folder of an account), PATH is a directory that gets one mbox file per folder, named by its real name.", |a, v| {
+        a.output = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "to-maildir", Some("OUT"), Restore, "With -r, write a Maildir OUT instead: one file per message, the bytes the server sent; for a user directory, one Maildir++ tree with every folder.", |a, v| {
         a.to_maildir = Some(val(v)?.into());
         Ok(())
     }),
@@ -327,7 +337,7 @@ pub fn help() -> String {
     let mut out = format!(
         "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
          Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
-         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [--to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
          smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
         env!("CARGO_PKG_VERSION")
     );

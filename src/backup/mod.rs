@@ -4,10 +4,9 @@
 pub mod fetch;
 pub mod folder;
 pub mod plan;
-pub mod state;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +16,8 @@ use crate::app::{warn, Output};
 use crate::error::{Error, IoContext, Result, EXIT_FAILURE};
 use crate::keys::Keys;
 use crate::lock::RootLock;
-use crate::mailbox_name;
+use crate::mailbox_name::Mailbox;
+use crate::registry::Registry;
 use crate::sandbox::{self, Mode, Rules};
 use crate::server::login::{self, Auth, ServerSpec, Session};
 use crate::server::Shared;
@@ -52,6 +52,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode) -> i32 {
     let rules = Rules {
         read_write: locks.keys().cloned().collect(),
         connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
+        // Messages are written in the root's temporary directory, then linked into place.
+        cross_dir_renames: true,
         ..Rules::default()
     };
     match sandbox::restrict(&rules, sandbox) {
@@ -82,7 +84,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode) -> i32 {
 /// An account with everything it needs from outside the archive already in hand.
 struct Prepared<'a> {
     account: &'a Account,
-    user_dir: PathBuf,
+    /// The archive root, as the sandbox knows it.
+    root: PathBuf,
     keys: Option<Keys>,
     auth: Auth,
     spec: ServerSpec,
@@ -92,14 +95,19 @@ struct Prepared<'a> {
 /// Phase one: directories, lock, keys, credentials, trust anchors, addresses.
 fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
     account.validate()?;
-    let user_dir_name = mailbox_name::dir_name("user", &account.user).map_err(|e| Error::runtime(e.to_string()))?;
-    std::fs::create_dir_all(&account.root).at(&account.root)?;
+    make_root(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = account.root.canonicalize().at(&account.root)?;
     if !locks.contains_key(&root) {
         locks.insert(root.clone(), RootLock::acquire(&root)?);
     }
     let keys = load_keys(account, out)?;
+    let (auth, spec, addrs) = server_of(account)?;
+    Ok(Prepared { account, root, keys, auth, spec, addrs })
+}
+
+/// What connecting to the account's server needs: credential, TLS settings, addresses.
+fn server_of(account: &Account) -> Result<(Auth, ServerSpec, Vec<SocketAddr>)> {
     let auth = match account.credential()? {
         Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
         Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
@@ -113,7 +121,97 @@ fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, R
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
     let addrs = login::resolve(&spec.host, spec.port)?;
-    Ok(Prepared { account, user_dir: root.join(user_dir_name), keys, auth, spec, addrs })
+    Ok((auth, spec, addrs))
+}
+
+/// One folder as `--list-folders` shows it.
+#[derive(Debug)]
+pub struct Listing {
+    /// The mailbox.
+    pub mailbox: Mailbox,
+    /// Its folder directory in the user directory: recorded, or the one a backup would make.
+    pub dir: String,
+    /// Messages in it (STATUS); `None` when it cannot be selected.
+    pub messages: Option<u32>,
+    /// Left out by `--exclude` (or not named with `-f`).
+    pub excluded: bool,
+    /// Whether it can hold messages (not `\Noselect`).
+    pub selectable: bool,
+}
+
+/// Lists every account's folders with the directory a backup uses for each. Writes
+/// nothing: the process is confined to reading the archive roots before it connects.
+pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<Vec<Listing>>)> {
+    let mut ready = Vec::new();
+    let mut results = Vec::new();
+    for account in accounts {
+        match account.validate().and_then(|()| server_of(account)) {
+            Ok(s) => ready.push((account, s)),
+            Err(e) => results.push((account.label(), Err(e))),
+        }
+    }
+    let rules = Rules {
+        read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
+        connect_tcp: ready.iter().map(|(_, (_, spec, _))| spec.port).collect(),
+        ..Rules::default()
+    };
+    if let Err(e) = sandbox::restrict(&rules, sandbox) {
+        return vec![(String::from("sandbox"), Err(e))];
+    }
+    for (account, (auth, spec, addrs)) in ready {
+        let label = account.label();
+        let mut conn = Connection {
+            spec,
+            addrs,
+            auth,
+            session: None,
+            raw: None,
+            tags: 0,
+            unread: None,
+            label: &label,
+            reconnects: 0,
+        };
+        let listed = list_account(account, &mut conn);
+        conn.logout();
+        results.push((label.clone(), listed));
+    }
+    results
+}
+
+fn list_account(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<Listing>> {
+    let mut registry = Registry::read(&account.root)?;
+    let account_dir = registry.account_dir(&conn.spec.endpoint(), &account.user);
+    let names = conn.session()?.list(Some(""), Some("*")).map_err(|e| conn.spec.imap_error("LIST", &e))?;
+    let mut out = Vec::new();
+    for n in names.iter() {
+        let attributes: Vec<String> = n.attributes().iter().map(|a| format!("{a:?}")).collect();
+        let selectable = !attributes.iter().any(|a| a == "NoSelect" || a == "NonExistent");
+        let mailbox = Mailbox::from_wire(&crate::mailbox_name::unescape_quoted(n.name()));
+        let delim = n.delimiter().and_then(|d| d.chars().next());
+        let excluded = match &account.folders {
+            Folders::Named(names) => !names.iter().any(|f| Mailbox::from_arg(f) == mailbox),
+            Folders::All { exclude } => exclude.iter().any(|p| mailbox.matches(p, delim)),
+        };
+        let messages = if selectable {
+            let status = conn.session()?.status(&mailbox.wire, "(MESSAGES)");
+            Some(status.map_err(|e| conn.spec.imap_error("STATUS", &e))?.exists)
+        } else {
+            None
+        };
+        out.push(Listing { dir: String::new(), mailbox, messages, excluded, selectable });
+    }
+    out.sort_by_key(|l| (l.mailbox.name(), l.mailbox.wire.clone()));
+    // Directories are handed out as a backup would: the backed-up folders first, in name
+    // order, then what an exclude left out; a folder that holds no mail gets none.
+    for pass in [false, true] {
+        for l in out.iter_mut().filter(|l| l.selectable && l.excluded == pass) {
+            l.dir = registry.plan_folder(&account_dir, &l.mailbox);
+        }
+    }
+    for l in out.iter_mut().filter(|l| !l.selectable) {
+        l.dir = "-".into();
+    }
+    Ok(out)
 }
 
 /// An IMAP connection that comes back after being lost.
@@ -204,25 +302,19 @@ impl Connection<'_> {
 
 /// Phase three: one account's folders.
 fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
-    let Prepared { account, user_dir, keys, auth, spec, addrs } = p;
+    let Prepared { account, root, keys, auth, spec, addrs } = p;
     let label = account.label();
+    let mut registry = Registry::open(&root)?;
+    let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
     let mut conn =
         Connection { spec, addrs, auth, session: None, raw: None, tags: 0, unread: None, label: &label, reconnects: 0 };
     conn.session()?;
     let folders = choose_folders(account, &mut conn)?;
-    let dirs = folder_dirs(&folders);
     let mut reports = Vec::new();
     let ctx = folder::Context { account, keys: keys.as_ref(), out };
-    for (name, dir) in folders.iter().zip(dirs) {
-        let dir = match dir {
-            Ok(d) => user_dir.join(d),
-            Err(e) => {
-                eprintln!("smailarchiver: error: {label} {name}: {e}");
-                reports.push(FolderReport { failed: 1, ..FolderReport::new(name) });
-                continue;
-            }
-        };
-        match folder::backup(&ctx, &mut conn, name, &dir) {
+    for mailbox in &folders {
+        let mut place = folder::Place { registry: &mut registry, account_dir: &account_dir };
+        match folder::backup(&ctx, &mut conn, &mut place, mailbox) {
             Ok(r) => {
                 if !out.quiet {
                     println!("{} {}", account.user, r.summary());
@@ -230,8 +322,8 @@ fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
                 reports.push(r);
             }
             Err(e) => {
-                eprintln!("smailarchiver: error: {label} {name}: {e}");
-                reports.push(FolderReport { failed: 1, ..FolderReport::new(name) });
+                eprintln!("smailarchiver: error: {label} {}: {e}", mailbox.shown());
+                reports.push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
                 if conn.reconnects > RECONNECTS {
                     break;
                 }
@@ -255,10 +347,19 @@ fn load_keys(account: &Account, out: Output) -> Result<Option<Keys>> {
     Ok(Some(keys))
 }
 
-/// The folders to back up: the named ones, or all selectable ones minus the excluded.
-fn choose_folders(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<String>> {
+/// The folders to back up: the named ones, or all selectable ones minus the excluded,
+/// in name order, each once.
+fn choose_folders(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<Mailbox>> {
     let exclude = match &account.folders {
-        Folders::Named(names) => return Ok(names.clone()),
+        Folders::Named(names) => {
+            let mut out: Vec<Mailbox> = Vec::new();
+            for m in names.iter().map(|n| Mailbox::from_arg(n)) {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+            return Ok(out);
+        }
         Folders::All { exclude } => exclude,
     };
     let names = loop {
@@ -275,38 +376,25 @@ fn choose_folders(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<St
         if n.attributes().iter().any(|a| matches!(format!("{a:?}").as_str(), "NoSelect" | "NonExistent")) {
             continue;
         }
-        let wire = mailbox_name::unescape_quoted(n.name());
-        let name = mailbox_name::decode_utf7(&wire).map_err(|e| Error::runtime(e.to_string()))?;
+        // A name that is not valid modified UTF-7 is still the server's name for it: it
+        // is backed up under that name rather than refused.
+        let mailbox = Mailbox::from_wire(&crate::mailbox_name::unescape_quoted(n.name()));
         let delim = n.delimiter().and_then(|d| d.chars().next());
-        if exclude.iter().any(|p| mailbox_name::wildcard_match(p, &name, delim)) {
+        if exclude.iter().any(|p| mailbox.matches(p, delim)) {
             continue;
         }
-        out.push(name);
+        out.push(mailbox);
     }
-    out.sort();
+    out.sort_by_key(|m| (m.name(), m.wire.clone()));
+    out.dedup();
     Ok(out)
 }
 
-/// Each folder's directory name; folders whose names clash are refused, all of them.
-fn folder_dirs(folders: &[String]) -> Vec<Result<String>> {
-    let mut by_dir: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    let dirs: Vec<Result<String>> =
-        folders.iter().map(|f| mailbox_name::folder_dir_name(f).map_err(|e| Error::runtime(e.to_string()))).collect();
-    for (f, d) in folders.iter().zip(&dirs) {
-        if let Ok(d) = d {
-            by_dir.entry(d.clone()).or_default().push(f);
-        }
+/// Makes the archive root (mode 0700 when new: it holds mail) with its parents.
+fn make_root(root: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if root.is_dir() {
+        return Ok(());
     }
-    dirs.into_iter()
-        .map(|d| {
-            let d = d?;
-            match by_dir.get(&d) {
-                Some(names) if names.len() > 1 => Err(Error::runtime(format!(
-                    "folders {} all map to the directory \"{d}\": refusing to mix them (back them up with separate --dir roots)",
-                    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
-                ))),
-                _ => Ok(d),
-            }
-        })
-        .collect()
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).at(root)
 }

@@ -22,6 +22,8 @@ const QUEUE: usize = 4;
 pub struct Settings {
     /// The folder directory.
     pub dir: PathBuf,
+    /// Where messages are written until they are complete (same file system as `dir`).
+    pub tmp_dir: PathBuf,
     /// Layers of the files.
     pub form: Form,
     /// zlib level.
@@ -246,7 +248,7 @@ impl Pending {
     fn start(s: &Settings, uid: u32) -> Result<Pending> {
         let name = format!("{uid}{}", s.form.suffix());
         let target = s.dir.join(&name);
-        let tmp = TempFile::create_in(&s.dir, &name, 0o600).map_err(|e| write_error(&target, e))?;
+        let tmp = TempFile::create_in(&s.tmp_dir, &name, 0o600).map_err(|e| write_error(&target, e))?;
         let file = tmp.file().try_clone().at(tmp.path())?;
         let chain = codec::writer(
             WriteOptions { form: s.form, level: s.level, keys: s.keys.as_ref() },

@@ -138,3 +138,25 @@ pub fn assert_same(actual: &[u8], expected: &[u8], what: &str) {
         );
     }
 }
+
+/// Runs `python3 tests/tools/original.py ARGS`, the original program's own code; fails the
+/// test (never skips) when the oracle cannot run, saying how to install what it needs.
+pub fn original_py(args: &[&str]) -> Output {
+    const INSTALL: &str = "install python3 and pycryptodome (bash .ci/install-test-deps)";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/original.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        // Arguments (non-ASCII passwords) and text files as UTF-8 whatever the locale.
+        .env("PYTHONUTF8", "1")
+        .env_remove("PYTHONPATH")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {INSTALL}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(3) => panic!("{stderr}{INSTALL}"),
+        Some(2) => panic!("original.py usage error: {stderr}"),
+        _ => out,
+    }
+}

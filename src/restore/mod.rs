@@ -1,6 +1,9 @@
 //! Restore: a folder directory's archive files, in ascending UID order, into one mboxrd
-//! file (`DIR.mbox`) or a Maildir. A file that fails is reported and left out; the rest
-//! are restored. The output appears only when complete (temporary file, then rename).
+//! file (`DIR.mbox` by default) or a Maildir. A file that fails is reported and left out;
+//! the rest are restored. The output appears only when complete (temporary file, then
+//! rename). [`account`] restores every folder of a user directory.
+
+pub mod account;
 
 use std::ffi::OsString;
 use std::fs;
@@ -25,8 +28,8 @@ const HEAD_LEN: usize = 64 * 1024;
 /// Where restored messages go.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// `DIR.mbox`, beside DIR.
-    Mbox,
+    /// An mboxrd file (by default `DIR.mbox`, beside DIR).
+    Mbox(PathBuf),
     /// A Maildir (created if needed).
     Maildir(PathBuf),
 }
@@ -56,31 +59,28 @@ pub fn mbox_path(dir: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(s))
 }
 
-/// Restores the folder directory `dir`. `keys` is called only if encrypted files exist,
-/// before anything is written. `on_failure` hears of each file left out as it happens.
+/// Restores the folder directory `dir`. `keys` are needed when it holds encrypted files
+/// (checked before anything is written). `on_failure` hears of each file left out as it
+/// happens.
 pub fn restore(
     dir: &Path,
     target: &Target,
-    keys: impl FnOnce() -> Result<Keys>,
+    keys: Option<&Keys>,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     let files = archive::list_folder(dir)?;
-    if files.is_empty() && archive::has_subfolders(dir) {
-        return Err(Error::runtime(format!(
-            "{}: no archive files here; restore one folder directory below it (e.g. -r {}/INBOX)",
-            dir.display(),
-            dir.display()
-        )));
+    if files.iter().any(|f| f.form.encrypted) && keys.is_none() {
+        return Err(Error::runtime(format!("{}: encrypted files, but no keys loaded", dir.display())));
     }
-    let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
-    let mut ahead = ReadAhead::spawn(files.clone(), keys)?;
+    let mut ahead = ReadAhead::spawn(files.clone(), keys.cloned())?;
     match target {
-        Target::Mbox => to_mbox(&files, &mbox_path(dir)?, &mut ahead, on_failure),
+        Target::Mbox(output) => to_mbox(&files, output, &mut ahead, on_failure),
         Target::Maildir(out) => to_maildir(&files, out, &mut ahead, on_failure),
     }
 }
 
-fn parent_of(path: &Path) -> &Path {
+/// The directory a file is in (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -94,7 +94,14 @@ fn to_mbox(
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = TempFile::create_in(parent_of(output), &name, 0o600).at(parent_of(output))?;
+    let tmp = TempFile::create_in(parent_of(output), &name, 0o600).map_err(|e| {
+        let hint = if matches!(e.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM)) {
+            " (a read-only archive? write elsewhere with -o PATH)"
+        } else {
+            ""
+        };
+        Error::runtime(format!("{}: {}{hint}", parent_of(output).display(), describe_io(&e)))
+    })?;
     let mut report = Report { output: output.to_path_buf(), ..Report::default() };
     let mut good_len = 0u64;
     for f in files {

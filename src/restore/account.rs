@@ -1,0 +1,234 @@
+//! A whole account's restore: every folder directory of a user directory, each under its
+//! real (UTF-8) mailbox name, taken from the archive root's records where there are any
+//! (archives of the original program have none: their directory names are used).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{restore, Report, Target};
+use crate::archive;
+use crate::error::{IoContext, Result};
+use crate::keys::Keys;
+use crate::mailbox_name::{encode_utf7, Mailbox};
+use crate::registry::{self, Registry};
+
+/// One folder directory of an account and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Folder {
+    /// The folder directory.
+    pub dir: PathBuf,
+    /// The mailbox, when the records know it.
+    pub mailbox: Option<Mailbox>,
+    /// The UIDVALIDITY of a directory moved aside when its mailbox's changed.
+    pub retired: Option<u32>,
+}
+
+impl Folder {
+    /// The real mailbox name (the directory's name when the records do not know it);
+    /// a directory moved aside says which UIDVALIDITY it holds.
+    pub fn name(&self) -> String {
+        let base = match &self.mailbox {
+            Some(m) => m.name(),
+            None => self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        match self.retired {
+            Some(v) => format!("{base} (UIDVALIDITY {v})"),
+            None => base,
+        }
+    }
+
+    /// The name for output, escaped.
+    pub fn shown(&self) -> String {
+        crate::printable::escape(&self.name())
+    }
+}
+
+/// Where an account's folders go.
+#[derive(Clone, Debug)]
+pub enum AccountTarget {
+    /// One mboxrd file per folder under this directory, at `NAME.mbox` (a name's `/`
+    /// levels become subdirectories: `Archive/2019.mbox`).
+    MboxDir(PathBuf),
+    /// One Maildir++ tree: INBOX at its top, every other folder in `.NAME` (the modified
+    /// UTF-7 name with `/` as `.`, as Dovecot and Courier name them).
+    Maildir(PathBuf),
+}
+
+/// Whether `dir` is a user directory (folder directories with archive files below it)
+/// rather than a folder directory.
+pub fn is_account_dir(dir: &Path) -> Result<bool> {
+    Ok(archive::list_folder(dir)?.is_empty() && !folder_dirs(dir)?.is_empty())
+}
+
+/// The folder directories of a user directory with what the records say of them, in name
+/// order. The records are read from the root above it; when they cannot be read, the
+/// directory names stand in and the reason is returned beside them.
+pub fn folders(user_dir: &Path) -> Result<(Vec<Folder>, Option<String>)> {
+    let dirs = folder_dirs(user_dir)?;
+    let account = user_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let root = user_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let (registry, problem) = match Registry::read(root) {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut out: Vec<Folder> = dirs
+        .into_iter()
+        .map(|dir| {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let record = registry.as_ref().and_then(|r| r.folder_at(&account, &name));
+            Folder {
+                mailbox: record.map(|r| r.mailbox.clone()),
+                retired: record.filter(|r| r.retired).and_then(|r| r.uidvalidity),
+                dir,
+            }
+        })
+        .collect();
+    out.sort_by_key(|f| f.name());
+    Ok((out, problem))
+}
+
+/// The real name of the folder directory `dir`, when the records of its root know it.
+pub fn folder_name(dir: &Path) -> Option<String> {
+    let dir = dir.canonicalize().ok()?;
+    let user_dir = dir.parent()?;
+    let (folders, _) = folders(user_dir).ok()?;
+    folders.into_iter().find(|f| f.dir == dir && f.mailbox.is_some()).map(|f| f.name())
+}
+
+/// Subdirectories (not symlinks) of `user_dir` that hold archive files.
+fn folder_dirs(user_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in fs::read_dir(user_dir).at(user_dir)? {
+        let entry = entry.at(user_dir)?;
+        if entry.file_name() == registry::META_DIR || !entry.file_type().at(&entry.path())?.is_dir() {
+            continue;
+        }
+        if !archive::list_folder(&entry.path())?.is_empty() {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
+}
+
+/// The output of `folder` under `target`; `taken` are the outputs already used, so two
+/// folders never share one.
+pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) -> Target {
+    let (base, suffix) = match target {
+        AccountTarget::MboxDir(out) => (out.join(mbox_rel_path(&folder.name())), ".mbox"),
+        AccountTarget::Maildir(out) => {
+            let inbox = folder.retired.is_none()
+                && folder.mailbox.as_ref().is_some_and(|m| m.wire.eq_ignore_ascii_case("INBOX"));
+            if inbox {
+                (out.clone(), "")
+            } else {
+                let wire = match (&folder.mailbox, folder.retired) {
+                    (Some(m), None) => m.wire.clone(),
+                    _ => encode_utf7(&folder.name()),
+                };
+                (out.join(maildir_name(&wire)), "")
+            }
+        }
+    };
+    let mut n = 1;
+    let path = loop {
+        let mut p = base.clone().into_os_string();
+        if n > 1 {
+            p.push(format!("~{n}"));
+        }
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if !taken.contains(&p) {
+            break p;
+        }
+        n += 1;
+    };
+    match target {
+        AccountTarget::MboxDir(_) => Target::Mbox(path),
+        AccountTarget::Maildir(_) => Target::Maildir(path),
+    }
+}
+
+/// `NAME.mbox`'s path below the output directory: each `/` level a directory, every
+/// level a usable file name.
+fn mbox_rel_path(name: &str) -> PathBuf {
+    name.split('/').map(file_name_part).collect()
+}
+
+/// A name level as a file name: control characters replaced, never empty, `.` or `..`.
+fn file_name_part(part: &str) -> String {
+    let cleaned: String = part.chars().map(|c| if c.is_control() { '_' } else { c }).collect();
+    match cleaned.as_str() {
+        "" | "." | ".." => format!("_{cleaned}"),
+        _ => cleaned,
+    }
+}
+
+/// A Maildir++ folder directory: `.` and the modified UTF-7 name with `/` as `.`.
+fn maildir_name(wire: &str) -> String {
+    let levels: Vec<String> = wire.split('/').map(file_name_part).collect();
+    format!(".{}", levels.join("."))
+}
+
+/// Restores `folder` to `target`, making the directories it needs; a Maildir++ folder gets
+/// its `maildirfolder` marker.
+pub fn restore_folder(
+    folder: &Folder,
+    target: &Target,
+    keys: Option<&Keys>,
+    on_failure: &mut dyn FnMut(&Path, &str),
+) -> Result<Report> {
+    match target {
+        Target::Mbox(path) => {
+            let parent = super::parent_of(path);
+            fs::create_dir_all(parent).at(parent)?;
+        }
+        Target::Maildir(path) => {
+            fs::create_dir_all(path).at(path)?;
+            let top = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if top {
+                let marker = path.join("maildirfolder");
+                fs::OpenOptions::new().create(true).append(true).open(&marker).at(&marker)?;
+            }
+        }
+    }
+    restore(&folder.dir, target, keys, on_failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(wire: &str) -> Folder {
+        Folder { dir: PathBuf::from("x"), mailbox: Some(Mailbox::from_wire(wire)), retired: None }
+    }
+
+    #[test]
+    fn outputs_use_real_names() {
+        let out = PathBuf::from("/o");
+        let mbox = |wire: &str, taken: &[PathBuf]| match output_for(
+            &folder(wire),
+            &AccountTarget::MboxDir(out.clone()),
+            taken,
+        ) {
+            Target::Mbox(p) => p,
+            Target::Maildir(_) => unreachable!(),
+        };
+        assert_eq!(mbox("Re&AOc-us", &[]), PathBuf::from("/o/Reçus.mbox"));
+        assert_eq!(
+            mbox("[Gmail]/&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-", &[]),
+            PathBuf::from("/o/[Gmail]/Отправленные.mbox")
+        );
+        assert_eq!(mbox("a/../b", &[]), PathBuf::from("/o/a/_../b.mbox"));
+        assert_eq!(mbox("INBOX", &[PathBuf::from("/o/INBOX.mbox")]), PathBuf::from("/o/INBOX~2.mbox"));
+        let maildir = |f: &Folder| match output_for(f, &AccountTarget::Maildir(out.clone()), &[]) {
+            Target::Maildir(p) => p,
+            Target::Mbox(_) => unreachable!(),
+        };
+        assert_eq!(maildir(&folder("INBOX")), PathBuf::from("/o"));
+        assert_eq!(maildir(&folder("Archive/2019")), PathBuf::from("/o/.Archive.2019"));
+        assert_eq!(maildir(&folder("Re&AOc-us")), PathBuf::from("/o/.Re&AOc-us"));
+        let old = Folder { retired: Some(5), ..folder("INBOX") };
+        assert_eq!(old.name(), "INBOX (UIDVALIDITY 5)");
+        assert_eq!(maildir(&old), PathBuf::from("/o/.INBOX (UIDVALIDITY 5)"));
+    }
+}
