@@ -27,6 +27,14 @@ pub const DEFAULT_BUFFER: usize = 1024 * 1024;
 pub const DEFAULT_TIMEOUT: u64 = 60;
 /// Smallest budget accepted: below it the fetch overhead dominates.
 pub const MIN_BUFFER: usize = 64 * 1024;
+/// Largest budget accepted: peak memory is about twice the budget, and beyond this
+/// batching gains nothing while a NAS box or router runs out of memory.
+pub const MAX_BUFFER: usize = 64 * 1024 * 1024;
+
+/// The accepted buffer sizes, for messages: "from 64K to 64M (65536 to 67108864 bytes)".
+pub fn buffer_range() -> String {
+    format!("from {}K to {}M ({MIN_BUFFER} to {MAX_BUFFER} bytes)", MIN_BUFFER >> 10, MAX_BUFFER >> 20)
+}
 
 /// An account's settings.
 #[derive(Clone, Debug)]
@@ -78,8 +86,8 @@ impl Account {
         if self.user.is_empty() || self.host.is_empty() {
             return Err(Error::usage("the user name and the IMAP server must not be empty"));
         }
-        if self.buffer_size < MIN_BUFFER {
-            return Err(Error::usage(format!("the buffer size must be at least {} KiB", MIN_BUFFER / 1024)));
+        if !(MIN_BUFFER..=MAX_BUFFER).contains(&self.buffer_size) {
+            return Err(Error::usage(format!("the buffer size {} is not {}", self.buffer_size, buffer_range())));
         }
         if let Folders::Named(f) = &self.folders {
             if f.is_empty() {
@@ -109,6 +117,7 @@ impl Account {
             stdin_line: false,
             ..Sources::default()
         };
-        sources.obtain().map(Credential::Password).map_err(|e| e.context(self.label()))
+        // No label here: the backup names the account in front of every error of it.
+        sources.obtain().map(Credential::Password)
     }
 }

@@ -1,11 +1,13 @@
 //! The JSON configuration (`-c FILE`): the original's schema exactly, plus optional keys
 //! for the new settings. Booleans follow Python truthiness, as the original read them.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
+use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT, MAX_BUFFER, MIN_BUFFER};
+use crate::bounded;
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, Result};
 use crate::keys::{KeySpec, PasswordSpec};
@@ -68,8 +70,11 @@ fn truthy(v: &Value) -> bool {
 
 /// Reads and checks a configuration file; `default_root` is `--dir` or the current directory.
 pub fn load(path: &Path, default_root: &Path) -> Result<Config> {
-    let text = std::fs::read(path)
-        .map_err(|e| Error::usage(format!("config {}: {}", path.display(), crate::error::describe_io(&e))))?;
+    let text = bounded::read_file(path, bounded::CONFIG_FILE).map_err(|e| {
+        let why = crate::error::describe_io(&e);
+        let hint = if bounded::is_too_large(&e) { ", not a configuration file" } else { "" };
+        Error::usage(format!("config {}: {why}{hint}", path.display()))
+    })?;
     parse(&text, default_root).map_err(|e| Error::usage(format!("config {}: {}", path.display(), e.message())))
 }
 
@@ -84,6 +89,13 @@ pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
     };
     let list = top.get("list").ok_or_else(|| Error::usage("missing key \"list\""))?;
     let list = list.as_array().ok_or_else(|| Error::usage("\"list\" must be a list of accounts"))?;
+    if list.len() > bounded::ACCOUNTS {
+        return Err(Error::usage(format!(
+            "\"list\" holds {} accounts, more than the limit of {}",
+            list.len(),
+            bounded::ACCOUNTS
+        )));
+    }
     let mut accounts = Vec::new();
     for (i, entry) in list.iter().enumerate() {
         let obj = entry.as_object().ok_or_else(|| Error::usage(format!("account {} is not an object", i + 1)))?;
@@ -116,8 +128,10 @@ fn strings(v: &Value, key: &str) -> Result<Vec<String>> {
     }
 }
 
-fn number(v: &Value, key: &str, max: u64) -> Result<u64> {
-    v.as_u64().filter(|n| *n <= max).ok_or_else(|| Error::usage(format!("\"{key}\" must be a number from 0 to {max}")))
+fn number(v: &Value, key: &str, range: RangeInclusive<u64>) -> Result<u64> {
+    v.as_u64()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| Error::usage(format!("\"{key}\" must be a number from {} to {}", range.start(), range.end())))
 }
 
 fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
@@ -154,7 +168,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     Ok(Account {
         user,
         host,
-        port: get("port").map(|v| number(v, "port", 65535)).transpose()?.map(|p| p as u16),
+        port: get("port").map(|v| number(v, "port", 0..=65535)).transpose()?.map(|p| p as u16),
         starttls: flag("starttls"),
         ca_file: get("ca_file").map(|v| string(v, "ca_file")).transpose()?.map(PathBuf::from),
         pin_sha256: get("pin_sha256").map(|v| string(v, "pin_sha256")).transpose()?,
@@ -168,16 +182,16 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .map_or(root.to_path_buf(), PathBuf::from),
         form: Form { compressed, encrypted },
         level: get("compress_level")
-            .map(|v| number(v, "compress_level", 9))
+            .map(|v| number(v, "compress_level", 0..=9))
             .transpose()?
             .map_or(DEFAULT_LEVEL, |n| n as u8),
         keys,
         buffer_size: get("buffer_size")
-            .map(|v| number(v, "buffer_size", u32::MAX as u64))
+            .map(|v| number(v, "buffer_size", MIN_BUFFER as u64..=MAX_BUFFER as u64))
             .transpose()?
             .map_or(DEFAULT_BUFFER, |n| n as usize),
         timeout: get("timeout")
-            .map(|v| number(v, "timeout", 86_400))
+            .map(|v| number(v, "timeout", 0..=86_400))
             .transpose()?
             .map_or(DEFAULT_TIMEOUT, |n| n.max(1)),
     })
@@ -240,6 +254,33 @@ mod tests {
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(want), "{text}: {e}");
         }
+    }
+
+    /// A config of `n` minimal accounts.
+    fn accounts(n: usize) -> String {
+        let one = r#"{"user": "u", "imap": "x", "passwd": "p", "folder": "I", "encrypt": 0, "compress": 0}"#;
+        format!(r#"{{"list": [{}]}}"#, vec![one; n].join(","))
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse(accounts(bounded::ACCOUNTS).as_bytes(), Path::new(".")).unwrap().accounts.len(), 10_000);
+        let e = parse(accounts(bounded::ACCOUNTS + 1).as_bytes(), Path::new(".")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.to_string(), "\"list\" holds 10001 accounts, more than the limit of 10000");
+        for (size, ok) in [("65535", false), ("65536", true), ("67108864", true), ("67108865", false), ("1e9", false)] {
+            let text = accounts(1).replace(r#""compress": 0"#, &format!(r#""compress": 0, "buffer_size": {size}"#));
+            match parse(text.as_bytes(), Path::new(".")) {
+                Ok(c) => assert!(ok && c.accounts[0].buffer_size.to_string() == size, "{size}"),
+                Err(e) => assert!(
+                    !ok && e.to_string().contains("\"buffer_size\" must be a number from 65536 to 67108864"),
+                    "{size}: {e}"
+                ),
+            }
+        }
+        let e = load(Path::new("/dev/zero"), Path::new(".")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.to_string(), "config /dev/zero: larger than 4194304 bytes, not a configuration file");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::account::{buffer_range, MAX_BUFFER, MIN_BUFFER};
 use crate::error::{Error, Result};
 
 /// Everything the command line said, before it is checked for sense.
@@ -90,19 +91,25 @@ fn num<T: std::str::FromStr>(v: Option<String>) -> std::result::Result<T, String
     v.parse().map_err(|_| format!("'{v}' is not a valid number"))
 }
 
-/// Sizes like `4M`, `256K`, `1048576`.
-fn size(v: Option<String>) -> std::result::Result<usize, String> {
+/// A fetch budget like `4M`, `256K`, `1048576`, within [`MIN_BUFFER`]..=[`MAX_BUFFER`].
+/// Arithmetic is checked: a value too big for any integer is refused, never wrapped.
+fn buffer_size(v: Option<String>) -> std::result::Result<usize, String> {
     let v = val(v)?;
     let (digits, unit) = match v.as_bytes().last() {
-        Some(b'k' | b'K') => (&v[..v.len() - 1], 1024),
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1024u64),
         Some(b'm' | b'M') => (&v[..v.len() - 1], 1024 * 1024),
         _ => (&v[..], 1),
     };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{v}' is not a size (examples: 262144, 256K, 4M)"));
+    }
     digits
-        .parse::<usize>()
+        .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("'{v}' is not a size (examples: 262144, 256K, 4M)"))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (MIN_BUFFER..=MAX_BUFFER).contains(n))
+        .ok_or_else(|| format!("{v} is not {}", buffer_range()))
 }
 
 macro_rules! flag {
@@ -209,8 +216,8 @@ pub static FLAGS: &[Flag] = &[
         a.key_password_command = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "buffer-size", Some("SIZE"), Storage, "Memory budget for one fetch (default 1M); bigger messages are fetched in chunks.", |a, v| {
-        a.buffer_size = Some(size(v)?);
+    flag!(None, "buffer-size", Some("SIZE"), Storage, "Memory budget for one fetch, from 64K to 64M (default 1M); bigger messages are fetched in chunks.", |a, v| {
+        a.buffer_size = Some(buffer_size(v)?);
         Ok(())
     }),
     flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID).", |a, v| {
@@ -421,10 +428,25 @@ mod tests {
             (&["--compress=yes"][..], "--compress takes no value"),
             (&["--compress-level", "12"][..], "not a level"),
             (&["--buffer-size", "lots"][..], "not a size"),
+            (&["--buffer-size", "-1"][..], "not a size"),
+            (&["--buffer-size", "0"][..], "0 is not from 64K to 64M (65536 to 67108864 bytes)"),
+            (&["--buffer-size", "63K"][..], "63K is not from 64K"),
+            (&["--buffer-size", "65M"][..], "65M is not from 64K"),
+            (&["--buffer-size", "67108865"][..], "67108865 is not from 64K"),
+            (&["--buffer-size", "18446744073709551615"][..], "18446744073709551615 is not from 64K"),
+            (&["--buffer-size", "18446744073709551616"][..], "is not from 64K"),
+            (&["--buffer-size", "99999999999M"][..], "99999999999M is not from 64K"),
         ] {
             let e = p(args).unwrap_err();
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn buffer_size_bounds_are_accepted() {
+        for (text, want) in [("64K", MIN_BUFFER), ("65536", MIN_BUFFER), ("64M", MAX_BUFFER), ("1m", 1 << 20)] {
+            assert_eq!(p(&["--buffer-size", text]).unwrap().buffer_size, Some(want), "{text}");
         }
     }
 

@@ -2,7 +2,6 @@
 //! two PBKDF2 salts and `{file}.sha` holds `base64(SHA256(R || password))` to reject a
 //! wrong password before anything is decrypted.
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +10,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::atomic::TempFile;
+use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 use crate::secret::{Secret, Sources};
 
@@ -93,10 +93,13 @@ pub fn sha_path(key_file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Reads a file, naming it in the error; a missing one is called `what`.
-fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| match e.kind() {
+/// Reads a file of at most `cap` bytes, naming it in the error; a missing one is called `what`.
+fn read_file(path: &Path, what: &str, cap: usize) -> Result<Vec<u8>> {
+    bounded::read_file(path, cap).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::runtime(format!("{what} {} not found", path.display())),
+        _ if bounded::is_too_large(&e) => {
+            Error::runtime(format!("{what} {}: {}, not a {what}", path.display(), crate::error::describe_io(&e)))
+        }
         _ => Error::runtime(format!("{}: {}", path.display(), crate::error::describe_io(&e))),
     })
 }
@@ -113,12 +116,12 @@ fn decode_b64<const N: usize>(text: &[u8], path: &Path, what: &str) -> Result<[u
 /// Loads a key file. `password` is asked only after the key file was read: it returns
 /// `Some` in password mode (checked against the `.sha` file), `None` otherwise.
 pub fn load(path: &Path, password: impl FnOnce() -> Result<Option<Secret>>) -> Result<Keys> {
-    let key_text = read_file(path, "key file")?;
+    let key_text = read_file(path, "key file", bounded::KEY_FILE)?;
     decode_b64::<64>(&key_text, path, "key file")?;
     let sha = sha_path(path);
     let password = password()?;
     let sha_text = match (&password, sha.exists()) {
-        (Some(_), true) => Some(read_file(&sha, "password check file")?),
+        (Some(_), true) => Some(read_file(&sha, "password check file", bounded::SHA_FILE)?),
         (Some(_), false) => None,
         (None, exists) => exists.then(Vec::new),
     };
@@ -236,6 +239,7 @@ pub fn create(path: &Path, password: Option<&Secret>) -> Result<Keys> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -264,6 +268,14 @@ mod tests {
         assert!(load(&prot, wrong).unwrap_err().to_string().contains("wrong key password"));
         assert!(load(&prot, none).unwrap_err().to_string().contains("add -P"));
         assert!(load(&plain, || Ok(Some(pw.clone()))).unwrap_err().to_string().contains("not found"));
+        // A .sha file that never ends is refused at its cap, before the password check.
+        let endless = dir.join("endless.keys");
+        fs::copy(&prot, &endless).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", sha_path(&endless)).unwrap();
+        let e = load(&endless, || Ok(Some(pw.clone()))).unwrap_err().to_string();
+        assert!(e.ends_with(".sha: larger than 1024 bytes, not a password check file"), "{e}");
+        let e = load(Path::new("/dev/zero"), none).unwrap_err().to_string();
+        assert_eq!(e, "key file /dev/zero: larger than 4096 bytes, not a key file");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod archive;
 pub mod atomic;
 pub mod backup;
+pub mod bounded;
 pub mod codec;
 pub mod config;
 pub mod error;

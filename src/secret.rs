@@ -2,11 +2,12 @@
 //! environment, or the terminal. A secret is never printed, not even by `Debug`.
 
 use std::fmt;
-use std::fs;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 
 /// A password or token; its `Debug` form is redacted and its memory wiped on drop.
@@ -61,8 +62,10 @@ impl Sources<'_> {
     /// Obtains the secret from the first source that is set; empty secrets are errors.
     pub fn obtain(&self) -> Result<Secret> {
         let (secret, origin) = if let Some(path) = self.file {
-            let text = fs::read(path).at(path)?;
-            (first_line(text), format!("file {}", path.display()))
+            let line = File::open(path)
+                .and_then(|f| bounded::read_line(&mut BufReader::new(f), bounded::SECRET))
+                .map_err(|e| self.line_error(&format!("{} file {}", self.what, path.display()), &e))?;
+            (trim_newline(lossy(line.unwrap_or_default())), format!("file {}", path.display()))
         } else if let Some(cmd) = self.command {
             (run_command(cmd, self.what)?, "command".to_string())
         } else if let Some(value) = self.env.and_then(|var| std::env::var(var).ok().map(|v| (var, v))) {
@@ -72,8 +75,8 @@ impl Sources<'_> {
         } else if !self.stdin_line {
             return Err(Error::runtime(format!("no {} given, and no terminal to ask for it", self.what)));
         } else {
-            let mut line = String::new();
-            io::stdin().lock().read_line(&mut line).doing(&format!("reading the {} from standard input", self.what))?;
+            let line = read_text_line(&mut io::stdin().lock())
+                .map_err(|e| self.line_error(&format!("{} from standard input", self.what), &e))?;
             (trim_newline(line), "standard input".to_string())
         };
         if secret.is_empty() {
@@ -89,8 +92,8 @@ impl Sources<'_> {
             let _ = err.flush();
             let stdin = io::stdin();
             let _guard = crate::os::EchoOff::new(&stdin).doing("switching terminal echo off")?;
-            let mut line = String::new();
-            stdin.lock().read_line(&mut line).doing("reading from the terminal")?;
+            let line = read_text_line(&mut stdin.lock())
+                .map_err(|e| self.line_error(&format!("{} from the terminal", self.what), &e))?;
             Ok(trim_newline(line))
         };
         let first = ask(&capitalise(self.what))?;
@@ -99,26 +102,81 @@ impl Sources<'_> {
         }
         Ok(first)
     }
+
+    /// A failed read of the secret's line from `source`; an overlong line says it cannot
+    /// be the secret.
+    fn line_error(&self, source: &str, e: &io::Error) -> Error {
+        let why = crate::error::describe_io(e);
+        if bounded::is_too_large(e) {
+            Error::runtime(format!("{source}: {why}, not {}", a(self.what)))
+        } else {
+            Error::runtime(format!("{source}: {why}"))
+        }
+    }
 }
 
-/// Runs `cmd` with `sh -c` and returns the first line of its output.
+/// One line of UTF-8 text, at most [`bounded::SECRET`] bytes; empty at the end of input.
+/// The buffer becomes the string without a copy, so the [`Secret`] holding it wipes the
+/// only copy.
+fn read_text_line(input: &mut impl BufRead) -> io::Result<String> {
+    let line = bounded::read_line(input, bounded::SECRET)?.unwrap_or_default();
+    String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8"))
+}
+
+/// Runs `cmd` with `sh -c` and returns the first line of its output. The whole output
+/// is read (a command may print more lines, and must not die of a closed pipe before it
+/// exits) but only up to [`bounded::SECRET`] bytes: past that the command is killed.
 pub fn run_command(cmd: &str, what: &str) -> Result<String> {
-    let out = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .doing(&format!("running the {what} command"))?;
-    if !out.status.success() {
-        return Err(Error::runtime(format!("the {what} command failed ({})", out.status)));
+    let output = match child.stdout.take() {
+        // Dropping the pipe here lets anything still writing to it fail with EPIPE.
+        Some(stdout) => bounded::read_to_end(stdout, bounded::SECRET),
+        None => Err(io::Error::other("no pipe to its output")),
+    };
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            // Killing only the shell is enough: a grandchild still writing meets the
+            // closed pipe. The result of kill does not matter, the command may have ended.
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = if bounded::is_too_large(&e) {
+                format!("printed more than {} bytes, not {}; stopped it", bounded::SECRET, a(what))
+            } else {
+                format!("reading its output: {}", crate::error::describe_io(&e))
+            };
+            return Err(Error::runtime(format!("the {what} command {why}")));
+        }
+    };
+    let status = child.wait().doing(&format!("waiting for the {what} command"))?;
+    if !status.success() {
+        return Err(Error::runtime(format!("the {what} command failed ({status})")));
     }
-    Ok(first_line(out.stdout))
+    Ok(first_line(output))
 }
 
 fn first_line(bytes: Vec<u8>) -> String {
     let text = String::from_utf8_lossy(&bytes);
     trim_newline(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Text from bytes, invalid UTF-8 replaced (as the file source always did); valid text is
+/// taken over without a copy.
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `what` with its indefinite article, for "not a key password", "not an OAuth2 token".
+fn a(what: &str) -> String {
+    let vowel = what.chars().next().is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {what}", if vowel { "an" } else { "a" })
 }
 
 fn trim_newline(mut s: String) -> String {
@@ -136,6 +194,9 @@ fn capitalise(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    const SECRET_CAP: usize = bounded::SECRET;
 
     #[test]
     fn file_then_command_then_env() {
@@ -153,6 +214,23 @@ mod tests {
         let s = Sources { what: "key password", file: Some(&file), ..Default::default() };
         assert!(s.obtain().unwrap_err().to_string().starts_with("empty key password"));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn endless_sources_stop_at_the_cap() {
+        let s = Sources { what: "key password", file: Some(Path::new("/dev/zero")), ..Default::default() };
+        assert_eq!(
+            s.obtain().unwrap_err().to_string(),
+            "key password file /dev/zero: a line longer than 65536 bytes, not a key password"
+        );
+        let e = run_command("yes", "OAuth2 token").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the OAuth2 token command printed more than 65536 bytes, not an OAuth2 token; stopped it"
+        );
+        // Output up to the cap is fine, whatever follows the first line.
+        let long = format!("printf 'pw\\n'; head -c {} /dev/zero", SECRET_CAP - 3);
+        assert_eq!(run_command(&long, "key password").unwrap(), "pw");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
+use crate::bounded;
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, IoContext, Result};
 use crate::keys::{KeySpec, PasswordSpec};
@@ -19,11 +20,16 @@ fn ask(input: &mut dyn BufRead, question: &str, default: Option<&str>) -> Result
     }
     .and_then(|_| err.flush())
     .doing("writing the question")?;
-    let mut line = String::new();
-    if input.read_line(&mut line).doing("reading the answer")? == 0 {
+    let line = bounded::read_line(input, bounded::SECRET).map_err(|e| {
+        Error::usage(format!("wizard: reading the answer to \"{question}\": {}", crate::error::describe_io(&e)))
+    })?;
+    let Some(line) = line else {
         return Err(Error::usage(format!("wizard: no answer to \"{question}\" (end of input)")));
-    }
-    let answer = line.trim().to_string();
+    };
+    let answer = String::from_utf8(line)
+        .map_err(|_| Error::usage(format!("wizard: the answer to \"{question}\" is not valid UTF-8")))?
+        .trim()
+        .to_string();
     match (answer.is_empty(), default) {
         (true, Some(d)) => Ok(d.to_string()),
         (true, None) => Err(Error::usage(format!("wizard: \"{question}\" needs an answer"))),
@@ -84,4 +90,22 @@ pub fn ask_account() -> Result<Account> {
         buffer_size: DEFAULT_BUFFER,
         timeout: DEFAULT_TIMEOUT,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_lines_up_to_the_cap() {
+        let mut input = &b"  ann \n\nx"[..];
+        assert_eq!(ask(&mut input, "User", None).unwrap(), "ann");
+        assert_eq!(ask(&mut input, "Port", Some("993")).unwrap(), "993");
+        assert_eq!(ask(&mut input, "Folder", None).unwrap(), "x");
+        assert!(ask(&mut input, "More", None).unwrap_err().to_string().contains("end of input"));
+        let mut endless = io::BufReader::new(io::repeat(b'y'));
+        let e = ask(&mut endless, "Email password", None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.to_string(), "wizard: reading the answer to \"Email password\": a line longer than 65536 bytes");
+    }
 }

@@ -24,15 +24,6 @@ fn pbkdf2_folder(tmp: &TempDir) -> (String, String) {
     (folder.to_string_lossy().into(), key.to_string_lossy().into())
 }
 
-#[track_caller]
-fn assert_one_line_error(o: &std::process::Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
-    assert!(err.starts_with("smailarchiver: error: "), "{err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{needle:?} not in {err}");
-}
-
 #[test]
 fn version_and_help() {
     let o = run(&["--version"], &[]);

@@ -83,17 +83,6 @@ fn child_library_chain() {
     println!("PEAK_KIB={}", peak_kib_self());
 }
 
-/// Waits for a child and returns its exit code and peak RSS in KiB (from wait4's rusage).
-fn wait_with_peak(child: std::process::Child) -> (i32, u64) {
-    let mut status = 0;
-    // SAFETY: rusage is plain data filled by wait4 for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4 failed");
-    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
-}
-
 #[test]
 fn library_chain_memory_is_bounded() {
     let tmp = TempDir::new("mem-lib");

@@ -92,9 +92,11 @@ struct Prepared<'a> {
     addrs: Vec<SocketAddr>,
 }
 
-/// Phase one: directories, lock, keys, credentials, trust anchors, addresses.
+/// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
 fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
     account.validate()?;
+    // Before anything is created: a refused CA file leaves no archive root behind.
+    let spec = server_spec(account)?;
     make_root(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = account.root.canonicalize().at(&account.root)?;
@@ -102,16 +104,12 @@ fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, R
         locks.insert(root.clone(), RootLock::acquire(&root)?);
     }
     let keys = load_keys(account, out)?;
-    let (auth, spec, addrs) = server_of(account)?;
+    let (auth, addrs) = login_and_addresses(account, &spec)?;
     Ok(Prepared { account, root, keys, auth, spec, addrs })
 }
 
-/// What connecting to the account's server needs: credential, TLS settings, addresses.
-fn server_of(account: &Account) -> Result<(Auth, ServerSpec, Vec<SocketAddr>)> {
-    let auth = match account.credential()? {
-        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
-    };
+/// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
+fn server_spec(account: &Account) -> Result<ServerSpec> {
     let mut spec = ServerSpec::new(
         &account.host,
         account.port,
@@ -120,8 +118,17 @@ fn server_of(account: &Account) -> Result<(Auth, ServerSpec, Vec<SocketAddr>)> {
         account.pin_sha256.as_deref(),
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
+    Ok(spec)
+}
+
+/// The credential to log in with and the server's addresses.
+fn login_and_addresses(account: &Account, spec: &ServerSpec) -> Result<(Auth, Vec<SocketAddr>)> {
+    let auth = match account.credential()? {
+        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+    };
     let addrs = login::resolve(&spec.host, spec.port)?;
-    Ok((auth, spec, addrs))
+    Ok((auth, addrs))
 }
 
 /// One folder as `--list-folders` shows it.
@@ -145,7 +152,11 @@ pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<
     let mut ready = Vec::new();
     let mut results = Vec::new();
     for account in accounts {
-        match account.validate().and_then(|()| server_of(account)) {
+        let needs = account.validate().and_then(|()| server_spec(account)).and_then(|spec| {
+            let (auth, addrs) = login_and_addresses(account, &spec)?;
+            Ok((auth, spec, addrs))
+        });
+        match needs {
             Ok(s) => ready.push((account, s)),
             Err(e) => results.push((account.label(), Err(e))),
         }

@@ -10,7 +10,6 @@
 //! because rustls only reports an error kind: the user needs the fingerprint to decide
 //! whether to pin it.
 
-use std::fs;
 use std::io;
 use std::net::TcpStream;
 use std::path::Path;
@@ -28,6 +27,7 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::bounded;
 use crate::error::{describe_io, Error, Result};
 
 /// A TLS connection to the server over TCP, as the IMAP client uses it.
@@ -125,7 +125,13 @@ fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>) -> Result<
 /// The certificates of a PEM file, in order.
 pub fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let bad = |why: String| Error::usage(format!("--ca-file {}: {why}", path.display()));
-    let bytes = fs::read(path).map_err(|e| bad(describe_io(&e)))?;
+    let bytes = bounded::read_file(path, bounded::CA_FILE).map_err(|e| {
+        if bounded::is_too_large(&e) {
+            bad(format!("{}, not a PEM certificate file", describe_io(&e)))
+        } else {
+            bad(describe_io(&e))
+        }
+    })?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| bad(format!("not a valid PEM file ({e})")))?;
@@ -345,6 +351,7 @@ pub fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     const HEX: &str = "ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12";
 
@@ -389,6 +396,8 @@ mod tests {
         fs::write(&empty, "no PEM here\n").unwrap();
         let e = Trust::load(Some(&empty), None).unwrap_err();
         assert!(e.message().contains("no certificate"), "{e}");
+        let e = Trust::load(Some(Path::new("/dev/zero")), None).unwrap_err();
+        assert_eq!(e.message(), "--ca-file /dev/zero: larger than 1048576 bytes, not a PEM certificate file");
         fs::remove_dir_all(&dir).unwrap();
     }
 

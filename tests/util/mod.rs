@@ -69,6 +69,27 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run smailarchiver")
 }
 
+/// Asserts the run failed with `code` and one line `smailarchiver: error: ...` holding `needle`.
+#[track_caller]
+pub fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    assert!(err.starts_with("smailarchiver: error: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+/// Waits for a child and returns its exit code and peak RSS in KiB (from wait4's rusage).
+pub fn wait_with_peak(child: std::process::Child) -> (i32, u64) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
+}
+
 /// Standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
