@@ -8,13 +8,14 @@
 //! or accounts appear later, mail of another mailbox or another server is never mixed in.
 
 use std::fs::{self, DirBuilder};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use crate::atomic::{self, TempFile};
+use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 use crate::mailbox_name::{canonical_dir, encode_utf7, fallback_dir, safe, Mailbox};
 
@@ -28,7 +29,9 @@ pub const TMP_DIR: &str = "tmp";
 /// Where version 0.6 kept a folder's state: inside the folder directory.
 const OLD_STATE_FILE: &str = ".smailarchiver-state.json";
 /// The records of even a huge account are far below this.
-const MAX_RECORDS_SIZE: u64 = 64 << 20;
+const MAX_RECORDS_SIZE: usize = 64 << 20;
+/// A 0.6 state file is one short line.
+const MAX_OLD_STATE_SIZE: usize = 64 * 1024;
 /// Version of the records file's layout.
 const FORMAT: u64 = 1;
 
@@ -85,16 +88,11 @@ impl Registry {
     pub fn read(root: &Path) -> Result<Registry> {
         let path = root.join(META_DIR).join(RECORDS_FILE);
         let mut registry = Registry { root: root.to_path_buf(), accounts: Vec::new(), folders: Vec::new() };
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
+        let text = match bounded::read_file(&path, MAX_RECORDS_SIZE) {
+            Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
             Err(e) => return Err(e).at(&path),
         };
-        let mut text = Vec::new();
-        file.take(MAX_RECORDS_SIZE + 1).read_to_end(&mut text).at(&path)?;
-        if text.len() as u64 > MAX_RECORDS_SIZE {
-            return Err(Error::runtime(format!("{}: larger than {MAX_RECORDS_SIZE} bytes", path.display())));
-        }
         let bad = |why: String| Error::runtime(format!("{}: {why}", path.display()));
         let top: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
         if top.get("format").and_then(Value::as_u64) != Some(FORMAT) {
@@ -436,13 +434,11 @@ pub fn make_dir(path: &Path) -> Result<()> {
 /// A 0.6 state file's mailbox name and UIDVALIDITY; `None` when there is none.
 fn read_old_state(dir: &Path) -> Result<Option<(String, u32)>> {
     let path = dir.join(OLD_STATE_FILE);
-    let file = match fs::File::open(&path) {
-        Ok(f) => f,
+    let text = match bounded::read_file(&path, MAX_OLD_STATE_SIZE) {
+        Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at(&path),
     };
-    let mut text = Vec::new();
-    file.take(64 * 1024).read_to_end(&mut text).at(&path)?;
     let bad = || Error::runtime(format!("{}: not a state file of version 0.6", path.display()));
     let v: Value = serde_json::from_slice(&text).map_err(|_| bad())?;
     let uidvalidity =
