@@ -1,6 +1,7 @@
 //! The archive root's lock file: one backup at a time per archive.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
@@ -18,7 +19,16 @@ impl RootLock {
     /// Takes the lock of `root`, or fails at once if another run holds it.
     pub fn acquire(root: &Path) -> Result<RootLock> {
         let path = root.join(LOCK_FILE);
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        // Never through a planted symlink (as root it would create a file anywhere); 0600
+        // whatever the umask.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .at(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(RootLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::runtime(format!(

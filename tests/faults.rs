@@ -188,7 +188,8 @@ fn examine_refused_fails_only_that_folder() {
 fn bad_answer_to_body_fetch_fails_those_messages_only() {
     let served = messages(&[1, 2, 3], 40_000);
     let script = Script::healthy().at("BODY.PEEK", 2, Fault::Bad("internal error"));
-    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
+    // One server for both runs: the archive's user directory belongs to this host:port.
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script, Script::healthy()]);
     let root = TempDir::new("faults-fetch-bad");
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -196,14 +197,13 @@ fn bad_answer_to_body_fetch_fails_those_messages_only() {
     assert!(stdout(&o).contains("INBOX: 2 new, 0 already archived, 1 failed"), "{}", stdout(&o));
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 3]);
     assert_eq!(server.connections(), 1);
-    drop(server);
 
     // The failed message is simply missing: the next run fetches it.
-    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![Script::healthy()]);
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("INBOX: 1 new, 2 already archived, 0 failed"), "{}", stdout(&o));
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+    assert_eq!(server.connections(), 2);
 }
 
 /// A message refused in one pass and archived by the pass after a reconnect is archived:
