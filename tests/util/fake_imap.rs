@@ -6,10 +6,16 @@
 //! Connections are served one after another; connection `i` follows `scripts[i]`, the
 //! last script repeating, so "the first connection breaks, the next ones are fine" is
 //! `vec![broken, Script::healthy()]` and "every connection breaks" is `vec![broken]`.
+//!
+//! The server's own failures are the test's: a panic while serving a connection, an I/O
+//! error on a connection where no stream-breaking fault was injected (other than the
+//! client leaving between commands), or a command the server does not know, are recorded
+//! and fail the test when the server is dropped (or at [`FakeImap::assert_no_errors`]).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,6 +105,7 @@ pub struct FakeImap {
     addr: SocketAddr,
     dir: TempDir,
     log: Arc<Mutex<Vec<Vec<String>>>>,
+    errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -112,26 +119,53 @@ impl FakeImap {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let account = Account { user: user.to_string(), password: password.to_string(), folders };
-        let (log2, stop2) = (log.clone(), stop.clone());
+        let (log2, errors2, stop2) = (log.clone(), errors.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
-                let Ok(tcp) = tcp else { continue };
+                let tcp = match tcp {
+                    Ok(tcp) => tcp,
+                    Err(e) => {
+                        lock(&errors2).push(format!("accept: {e}"));
+                        continue;
+                    }
+                };
                 let n = {
-                    let mut log = log2.lock().unwrap();
+                    let mut log = lock(&log2);
                     log.push(Vec::new());
                     log.len() - 1
                 };
                 let script = &scripts[n.min(scripts.len() - 1)];
-                // The client hanging up is an expected end of a connection, not a test failure.
-                let _ = Conn { account: &account, script, log: &log2, n, counts: HashMap::new() }.serve(tcp, &tls);
+                let mut conn = Conn {
+                    account: &account,
+                    script,
+                    log: &log2,
+                    errors: &errors2,
+                    n,
+                    counts: HashMap::new(),
+                    broken: false,
+                };
+                // Caught so that the client meets a closed connection rather than a
+                // server gone for good, and the panic is reported with the others.
+                let served = catch_unwind(AssertUnwindSafe(|| conn.serve(tcp, &tls)));
+                let failure = match served {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) if conn.broken => {
+                        drop(e);
+                        None
+                    }
+                    Ok(Err(e)) => Some(format!("connection {n}: {e} (no fault was injected)")),
+                    Err(panic) => Some(format!("connection {n}: panicked: {}", panic_text(&*panic))),
+                };
+                lock(&errors2).extend(failure);
             }
         });
-        FakeImap { addr, dir, log, stop, thread: Some(thread) }
+        FakeImap { addr, dir, log, errors, stop, thread: Some(thread) }
     }
 
     pub fn port(&self) -> u16 {
@@ -145,11 +179,18 @@ impl FakeImap {
 
     /// The commands received (tags left out), one list per connection.
     pub fn commands(&self) -> Vec<Vec<String>> {
-        self.log.lock().unwrap().clone()
+        lock(&self.log).clone()
     }
 
     pub fn connections(&self) -> usize {
-        self.log.lock().unwrap().len()
+        lock(&self.log).len()
+    }
+
+    /// Fails the test if serving went wrong so far (see the module documentation).
+    #[track_caller]
+    pub fn assert_no_errors(&self) {
+        let errors = lock(&self.errors);
+        assert!(errors.is_empty(), "the fake IMAP server failed:\n{}", errors.join("\n"));
     }
 }
 
@@ -157,10 +198,30 @@ impl Drop for FakeImap {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // accept() has no timeout: a connection of our own wakes it up to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let woken = TcpStream::connect(self.addr);
+        let joined = self.thread.take().map_or(Ok(()), JoinHandle::join);
+        // A second panic while the test is already failing would abort the whole binary.
+        if std::thread::panicking() {
+            return;
         }
+        woken.expect("waking the fake IMAP server to stop it");
+        if let Err(panic) = joined {
+            panic!("the fake IMAP server's thread panicked: {}", panic_text(&*panic));
+        }
+        self.assert_no_errors();
+    }
+}
+
+/// Locks `m`; a poisoned lock only means a connection panicked, which is reported itself.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "(not a string)".into(),
     }
 }
 
@@ -202,33 +263,49 @@ struct Conn<'a> {
     account: &'a Account,
     script: &'a Script,
     log: &'a Mutex<Vec<Vec<String>>>,
+    errors: &'a Mutex<Vec<String>>,
     n: usize,
     /// How many commands matched each fault's pattern so far.
     counts: HashMap<usize, usize>,
+    /// A fault that may make the client drop the connection anywhere was injected.
+    broken: bool,
 }
 
 impl Conn<'_> {
-    fn serve(mut self, tcp: TcpStream, tls: &Arc<ServerConfig>) -> io::Result<()> {
+    fn serve(&mut self, tcp: TcpStream, tls: &Arc<ServerConfig>) -> io::Result<()> {
         // A client that never goes away must not hang the test run.
         tcp.set_read_timeout(Some(Duration::from_secs(90)))?;
         let session = ServerConnection::new(tls.clone()).map_err(io::Error::other)?;
         let mut s: Tls = BufReader::new(StreamOwned::new(session, tcp));
         let greeting_fault = self.script.0.iter().find(|(w, _)| matches!(w, When::Greeting)).map(|(_, f)| f);
         match greeting_fault {
-            Some(f) => return inject(&mut s, f, "*", Vec::new(), Vec::new()).map(drop),
+            Some(f) => {
+                self.broken = true;
+                return inject(&mut s, f, "*", Vec::new(), Vec::new()).map(drop);
+            }
             None => send(&mut s, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")?,
         }
         let mut selected: Option<&Folder> = None;
         loop {
             let mut line = String::new();
-            if s.read_line(&mut line)? == 0 {
-                return Ok(());
+            match s.read_line(&mut line) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                // The client leaving between commands, with or without TLS close_notify.
+                Err(e) if line.is_empty() && client_left(&e) => return Ok(()),
+                Err(e) => return Err(e),
             }
             let line = line.trim_end();
             let (tag, cmd) = line.split_once(' ').unwrap_or((line, ""));
-            self.log.lock().unwrap()[self.n].push(cmd.to_string());
+            lock(self.log)[self.n].push(cmd.to_string());
             let fault = self.fault_for(cmd);
-            let (reply, literals) = answer(self.account, &mut selected, tag, cmd, fault.as_ref());
+            self.broken |=
+                fault.as_ref().is_some_and(|f| !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst));
+            let Some((reply, literals)) = answer(self.account, &mut selected, tag, cmd, fault.as_ref()) else {
+                lock(self.errors).push(format!("connection {}: a command the server does not know: {cmd}", self.n));
+                send(&mut s, format!("{tag} BAD unknown command\r\n").as_bytes())?;
+                continue;
+            };
             let go_on = match &fault {
                 Some(f) => inject(&mut s, f, tag, reply, literals)?,
                 None => send(&mut s, &reply).map(|()| true)?,
@@ -256,6 +333,10 @@ impl Conn<'_> {
         }
         hit
     }
+}
+
+fn client_left(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
 }
 
 fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
@@ -289,14 +370,14 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
 }
 
 /// The normal answer to `cmd`, shaped by an answer-changing `fault`, with the offsets of
-/// the literals' first bytes.
+/// the literals' first bytes; `None` for a command this server does not know.
 fn answer<'a>(
     account: &'a Account,
     selected: &mut Option<&'a Folder>,
     tag: &str,
     cmd: &str,
     fault: Option<&Fault>,
-) -> (Vec<u8>, Vec<usize>) {
+) -> Option<(Vec<u8>, Vec<usize>)> {
     let (verb, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
     let mut out = Vec::new();
     let mut literals = Vec::new();
@@ -352,11 +433,11 @@ fn answer<'a>(
                 fetch(folder, args, fault, &mut out, &mut literals);
                 ok(&mut out, "fetched");
             }
-            _ => out.extend_from_slice(format!("{tag} BAD unsupported\r\n").as_bytes()),
+            _ => return None,
         },
-        _ => out.extend_from_slice(format!("{tag} BAD unknown command\r\n").as_bytes()),
+        _ => return None,
     }
-    (out, literals)
+    Some((out, literals))
 }
 
 /// The untagged answers to `UID FETCH set (items)`.
