@@ -5,13 +5,17 @@
 mod common;
 mod util;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
+use smailarchiver::archive;
+use smailarchiver::atomic::TEMP_PREFIX;
 use util::*;
 
 const PW: &str = "hardening pw";
@@ -84,6 +88,35 @@ fn assert_complete(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) {
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
 }
 
+/// The messages committed in `folder`: its final `UID.mbox.gz.enc` files, each of which
+/// must decode (MAC, inflate) to exactly the message served; a temporary file is not one.
+fn committed(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) -> usize {
+    let Ok(files) = archive::list_folder(folder) else { return 0 };
+    if files.is_empty() {
+        return 0;
+    }
+    let keys = smailarchiver::keys::load(keys, || Ok(None)).expect("the key file of a run that archived something");
+    for f in &files {
+        let uid = f.uid.expect("a final file is named by its UID") as u32;
+        assert!(f.form.compressed && f.form.encrypted, "{}", f.path.display());
+        let mut message = Vec::new();
+        let read = f.open(Some(&keys)).and_then(|(_, mut r)| r.read_to_end(&mut message));
+        read.unwrap_or_else(|e| panic!("{} was committed but does not decode: {e}", f.path.display()));
+        assert_same(&message, &served[&uid], &format!("{} decoded", f.path.display()));
+    }
+    files.len()
+}
+
+/// The temporary files in `folder`: messages being written, or left by a killed run.
+fn temp_files(folder: &Path) -> HashSet<OsString> {
+    let Ok(entries) = fs::read_dir(folder) else { return HashSet::new() };
+    entries.flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(TEMP_PREFIX)).collect()
+}
+
+fn final_files(folder: &Path) -> usize {
+    archive::list_folder(folder).map_or(0, |f| f.len())
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing() {
     let d = Dovecot::start();
@@ -91,31 +124,56 @@ fn sigkill_at_random_moments_loses_nothing() {
     let tmp = TempDir::new("kill9");
     let keys = tmp.join("keys");
     let mut x = 0x00c0_ffee_u64;
-    let mut killed_mid_run = 0;
     let folder = tmp.join("kim/INBOX");
-    let archived = || fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0);
     let mut progressed = 0;
-    // Short random delays: each run gets a little further before its SIGKILL, so the
-    // kills land at moments spread over the whole backup (connecting, fetching, writing).
-    for _ in 0..30 {
+    let mut waited_for_commits = 0;
+    // Each run is killed at a moment it is seen to reach, not after a delay, so a slow or
+    // busy machine moves the kills no less through the backup: while it starts and
+    // connects, while it writes a message, or right after it committed one or more.
+    for round in 0..30 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(10 + (x >> 33) % 60);
-        let before = archived();
+        let before = committed(&folder, &keys, &served);
+        let left_before = temp_files(&folder);
         let mut child = backup_cmd(&d, "kim", tmp.path(), &keys).spawn().unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            killed_mid_run += 1;
+        let dir = folder.as_path();
+        let (moment, reached): (String, Box<dyn Fn() -> bool>) = match round % 3 {
+            0 => ("at once".into(), Box::new(|| true)),
+            // A short write may come and go between two looks: a few commits end the wait too.
+            1 => (
+                "while writing a message".into(),
+                Box::new(move || !temp_files(dir).is_subset(&left_before) || final_files(dir) >= before + 3),
+            ),
+            _ => {
+                let more = 1 + (x >> 33) as usize % 5;
+                waited_for_commits += 1;
+                (format!("after {more} more commits"), Box::new(move || final_files(dir) >= before + more))
+            }
+        };
+        // Only a guard against a hang: the moment normally comes within a second.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !reached() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("round {round}: the run ended ({status}) before being killed {moment}: {err}");
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!("round {round}: not {moment} within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        child.kill().ok();
+        assert!(child.try_wait().unwrap().is_none(), "round {round}: the run ended before being killed {moment}");
+        child.kill().unwrap();
         child.wait().unwrap();
-        progressed += usize::from(archived() > before);
+        progressed += usize::from(committed(&folder, &keys, &served) > before);
     }
     let o = backup_cmd(&d, "kim", tmp.path(), &keys).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "final run: {}", String::from_utf8_lossy(&o.stderr));
-    println!("{killed_mid_run} of 30 kills landed during a run; {progressed} runs made progress");
-    assert!(killed_mid_run >= 20, "only {killed_mid_run} of 30 kills landed during a run");
-    assert!(progressed >= 3, "only {progressed} of 30 killed runs archived anything");
-    assert_complete(&tmp.join("kim/INBOX"), &keys, &served);
+    println!("{progressed} of 30 killed runs committed messages; the final run archived the rest");
+    assert!(progressed >= waited_for_commits, "{progressed} runs made progress, {waited_for_commits} waited for it");
+    assert_eq!(final_files(&folder), served.len());
+    assert_complete(&folder, &keys, &served);
 }
 
 /// A small tmpfs as the archive root; unmounted on drop.
