@@ -30,11 +30,11 @@ fn refuses(port: u16) -> bool {
 
 #[test]
 fn starts_and_stops_cleanly() {
+    // How long start-up may take is the harness's own deadline (start() fails past it):
+    // a tighter bound here would only measure how busy the machine is.
     let began = Instant::now();
     let server = Dovecot::start();
-    let startup = began.elapsed();
-    eprintln!("dovecot start-up: {startup:?} (harness says {:?})", server.startup_time());
-    assert!(startup < Duration::from_secs(5), "start-up took {startup:?}");
+    eprintln!("dovecot start-up: {:?} (harness says {:?})", began.elapsed(), server.startup_time());
 
     let (imap, imaps, dir) = (server.imap_port(), server.imaps_port(), server.state_dir().to_owned());
     assert_ne!(imap, imaps);
@@ -206,9 +206,11 @@ fn failed_logins_do_not_slow_down_later_ones() {
     server.client_session(USER, PASS).logout();
     let login = began.elapsed();
     eprintln!("4 failed logins: {failures:?}; next good login: {login:?}");
-    // With Dovecot's penalty these would be ~30 s and ~15 s.
-    assert!(failures < Duration::from_secs(5), "{failures:?}");
-    assert!(login < Duration::from_secs(1), "{login:?}");
+    // Dovecot's penalty would delay the 2nd, 3rd and 4th failure by 2, 4 and 8 s and the
+    // next login by 15 s; without it they take about 2 s and a few ms. The bounds sit
+    // below the penalty, far above what a busy machine adds.
+    assert!(failures < Duration::from_secs(12), "{failures:?}");
+    assert!(login < Duration::from_secs(10), "{login:?}");
 }
 
 fn s_client(server: &Dovecot, extra: &[&str], port: u16) -> String {
