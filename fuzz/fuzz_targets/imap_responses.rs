@@ -1,6 +1,8 @@
 //! Arbitrary server answers to the commands a backup sends (EXAMINE, UID SEARCH, UID
 //! FETCH sizes and bodies, LIST), then the backup's own handling of what the crate
-//! parsed: names unescaped and decoded, UIDs and bodies matched.
+//! parsed: never a panic; no body longer than everything the server sent; a name that
+//! decodes from modified UTF-7 is canonical (encodes back to what was sent), and its
+//! directory name is never empty, `.`, `..` or holds a `/`.
 #![no_main]
 
 use std::io::{self, Read, Write};
@@ -50,14 +52,18 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(fetches) = session.uid_fetch("1:*", "(UID BODY.PEEK[])") {
         for f in fetches.iter() {
-            let _ = (f.uid, f.body().map(<[u8]>::len));
+            let _ = f.uid;
+            assert!(f.body().map_or(0, <[u8]>::len) <= data.len(), "a body longer than the answers");
         }
     }
     if let Ok(names) = session.list(Some(""), Some("*")) {
         for n in names.iter() {
             let wire = mn::unescape_quoted(n.name());
             if let Ok(name) = mn::decode_utf7(&wire) {
-                let _ = mn::folder_dir_name(&name);
+                assert_eq!(mn::encode_utf7(&name), wire, "decode is not canonical");
+                if let Ok(dir) = mn::folder_dir_name(&name) {
+                    assert!(!dir.is_empty() && dir != "." && dir != ".." && !dir.contains('/'), "{dir:?}");
+                }
             }
             let _ = n.delimiter();
         }
