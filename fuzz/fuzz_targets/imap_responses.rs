@@ -1,8 +1,8 @@
 //! Arbitrary server answers to the commands a backup sends (EXAMINE, UID SEARCH, UID
 //! FETCH sizes and bodies, LIST), then the backup's own handling of what the crate
 //! parsed: never a panic; no body longer than everything the server sent; a name that
-//! decodes from modified UTF-7 is canonical (encodes back to what was sent), and its
-//! directory name is never empty, `.`, `..` or holds a `/`.
+//! decodes from modified UTF-7 is canonical (encodes back to what was sent), and the
+//! directory made of a listed name is never empty, `.` or `..` and holds no `/`.
 #![no_main]
 
 use std::io::{self, Read, Write};
@@ -61,9 +61,9 @@ fuzz_target!(|data: &[u8]| {
             let wire = mn::unescape_quoted(n.name());
             if let Ok(name) = mn::decode_utf7(&wire) {
                 assert_eq!(mn::encode_utf7(&name), wire, "decode is not canonical");
-                if let Ok(dir) = mn::folder_dir_name(&name) {
-                    assert!(!dir.is_empty() && dir != "." && dir != ".." && !dir.contains('/'), "{dir:?}");
-                }
+            }
+            if let Some(dir) = mn::canonical_dir(&wire) {
+                assert!(!dir.is_empty() && dir != "." && dir != ".." && !dir.contains('/'), "{dir:?}");
             }
             let _ = n.delimiter();
         }

@@ -1,6 +1,8 @@
 //! Mailbox names as a server may send them: modified UTF-7 decoding is strict and
 //! canonical (what decodes encodes back to the same text), unescaping and wildcard
-//! matching never panic, and directory names are never `.`, `..` or empty.
+//! matching never panic, and directory names, canonical or fallback, are never empty,
+//! `.`, `..` or the tool's own, hold no `/`, fit in a file name, and a fallback never
+//! equals a canonical name.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,9 +13,17 @@ fuzz_target!(|data: &[u8]| {
     let wire = mn::unescape_quoted(&text);
     if let Ok(name) = mn::decode_utf7(&wire) {
         assert_eq!(mn::encode_utf7(&name), wire, "decode is not canonical");
-        if let Ok(dir) = mn::folder_dir_name(&name) {
-            assert!(!dir.is_empty() && dir != "." && dir != ".." && !dir.contains('/'));
-        }
+    }
+    let canonical = mn::canonical_dir(&wire);
+    if let Some(dir) = &canonical {
+        assert_usable(dir);
+        assert!(dir.len() <= mn::MAX_DIR_NAME && !dir.starts_with(mn::RESERVED_PREFIX), "{dir:?}");
+    }
+    for n in [1, 2] {
+        let fallback = mn::fallback_dir(&wire, &text, n);
+        assert_usable(&fallback);
+        assert!(!fallback.starts_with(mn::RESERVED_PREFIX), "{fallback:?}");
+        assert_ne!(canonical.as_ref(), Some(&fallback));
     }
     let encoded = mn::encode_utf7(&text);
     assert_eq!(mn::decode_utf7(&encoded).as_deref(), Ok(&*text), "round trip");
@@ -22,3 +32,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = mn::wildcard_match(pattern, name, Some('/'));
     let _ = mn::quote(&encoded);
 });
+
+/// A name `mkdir` takes as one new directory entry, inside its parent.
+fn assert_usable(dir: &str) {
+    assert!(!dir.is_empty() && dir != "." && dir != ".." && !dir.contains(['/', '\0']), "{dir:?}");
+    assert!(dir.len() <= 255, "{} bytes", dir.len());
+}
