@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use smailarchiver::registry::{META_DIR, TMP_DIR};
 use util::fake_imap::{FakeImap, Fault, Folder, Script};
 use util::*;
 
@@ -56,20 +57,25 @@ fn folder_dir(root: &Path, folder: &str) -> PathBuf {
     root.join(USER).join(folder)
 }
 
-/// The UIDs archived in `dir`, after checking that no temporary file is left, that each
-/// UID has one file and that every file restores to exactly the message served.
+/// The UIDs archived in `dir` (ROOT/USER/FOLDER), after checking that no temporary file
+/// is left in the archive's temporary directory, that the folder holds nothing but
+/// `UID.mbox*` files, one per UID, and that every file restores to exactly the message
+/// served.
 #[track_caller]
 fn archived(dir: &Path, served: &[(u32, Vec<u8>)]) -> Vec<u32> {
+    let temporary = dir.ancestors().nth(2).unwrap().join(META_DIR).join(TMP_DIR);
+    if let Ok(entries) = fs::read_dir(&temporary) {
+        let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "temporary files left in {}: {left:?}", temporary.display());
+    }
     if !dir.exists() {
         return Vec::new();
     }
     let mut finals = Vec::new();
     for entry in fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(".smailarchiver-tmp-"), "temporary file left: {}", dir.join(&name).display());
-        if let Some((uid, _)) = name.split_once(".mbox") {
-            finals.push(uid.parse::<u32>().unwrap());
-        }
+        let uid = name.split_once(".mbox").and_then(|(uid, _)| uid.parse::<u32>().ok());
+        finals.push(uid.unwrap_or_else(|| panic!("not an archived message: {}", dir.join(&name).display())));
     }
     finals.sort_unstable();
     let mut unique = finals.clone();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
 use smailarchiver::archive;
-use smailarchiver::atomic::TEMP_PREFIX;
+use smailarchiver::registry::{META_DIR, TMP_DIR};
 use util::*;
 
 const PW: &str = "hardening pw";
@@ -60,15 +60,16 @@ fn backup_cmd(d: &Dovecot, user: &str, root: &Path, keys: &Path) -> Command {
     c
 }
 
-/// Checks the folder holds exactly one whole file per served message and nothing else.
+/// Checks the folder (ROOT/USER/FOLDER) holds exactly one whole file per served message
+/// and nothing else, and that no temporary file is left in the archive.
 fn assert_complete(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) {
+    let left = temp_files(folder.ancestors().nth(2).unwrap());
+    assert!(left.is_empty(), "temporary files left: {left:?}");
     let mut per_uid: HashMap<u32, usize> = HashMap::new();
     for e in fs::read_dir(folder).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(".smailarchiver-tmp-"), "temporary file left: {name}");
-        if let Some(stem) = name.strip_suffix(".mbox.gz.enc") {
-            *per_uid.entry(stem.parse().unwrap()).or_default() += 1;
-        }
+        let stem = name.strip_suffix(".mbox.gz.enc").unwrap_or_else(|| panic!("not an archived message: {name}"));
+        *per_uid.entry(stem.parse().unwrap()).or_default() += 1;
     }
     assert_eq!(per_uid.len(), served.len(), "messages archived");
     assert!(per_uid.values().all(|&n| n == 1), "a message archived twice");
@@ -97,7 +98,7 @@ fn committed(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) -> usiz
     }
     let keys = smailarchiver::keys::load(keys, || Ok(None)).expect("the key file of a run that archived something");
     for f in &files {
-        let uid = f.uid.expect("a final file is named by its UID") as u32;
+        let uid = f.uid;
         assert!(f.form.compressed && f.form.encrypted, "{}", f.path.display());
         let mut message = Vec::new();
         let read = f.open(Some(&keys)).and_then(|(_, mut r)| r.read_to_end(&mut message));
@@ -107,10 +108,11 @@ fn committed(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) -> usiz
     files.len()
 }
 
-/// The temporary files in `folder`: messages being written, or left by a killed run.
-fn temp_files(folder: &Path) -> HashSet<OsString> {
-    let Ok(entries) = fs::read_dir(folder) else { return HashSet::new() };
-    entries.flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(TEMP_PREFIX)).collect()
+/// The archive's temporary files (ROOT/.smailarchiver/tmp): messages being written, or
+/// left by a killed run.
+fn temp_files(root: &Path) -> HashSet<OsString> {
+    let Ok(entries) = fs::read_dir(root.join(META_DIR).join(TMP_DIR)) else { return HashSet::new() };
+    entries.flatten().map(|e| e.file_name()).collect()
 }
 
 fn final_files(folder: &Path) -> usize {
@@ -133,15 +135,15 @@ fn sigkill_at_random_moments_loses_nothing() {
     for round in 0..30 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let before = committed(&folder, &keys, &served);
-        let left_before = temp_files(&folder);
+        let left_before = temp_files(tmp.path());
         let mut child = backup_cmd(&d, "kim", tmp.path(), &keys).spawn().unwrap();
-        let dir = folder.as_path();
+        let (dir, root) = (folder.as_path(), tmp.path());
         let (moment, reached): (String, Box<dyn Fn() -> bool>) = match round % 3 {
             0 => ("at once".into(), Box::new(|| true)),
             // A short write may come and go between two looks: a few commits end the wait too.
             1 => (
                 "while writing a message".into(),
-                Box::new(move || !temp_files(dir).is_subset(&left_before) || final_files(dir) >= before + 3),
+                Box::new(move || !temp_files(root).is_subset(&left_before) || final_files(dir) >= before + 3),
             ),
             _ => {
                 let more = 1 + (x >> 33) as usize % 5;
@@ -219,11 +221,13 @@ fn disk_full_is_a_clear_error_and_the_next_run_completes() {
     assert!(err.lines().all(|l| l.starts_with("smailarchiver: ")), "{err}");
     // What was archived before the disk filled up is whole; nothing else is there.
     let folder = root.join("lou/INBOX");
+    let left = temp_files(&root);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
     let mut kept = 0;
     for e in fs::read_dir(&folder).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(".smailarchiver-tmp-"), "temporary file left: {name}");
-        kept += usize::from(name.ends_with(".mbox.gz.enc"));
+        assert!(name.ends_with(".mbox.gz.enc"), "not an archived message: {name}");
+        kept += 1;
     }
     assert!(kept < served.len(), "the disk was not full after all");
     if kept > 0 {
