@@ -63,6 +63,10 @@ pub struct FolderRecord {
     pub uidvalidity: Option<u32>,
     /// Moved aside after the mailbox's UIDVALIDITY changed: kept, never written again.
     pub retired: bool,
+    /// Every message with a lower UID is archived (or was expunged): the mailbox's UIDNEXT
+    /// when a backup last completed without a failure. A later run with the same UIDNEXT
+    /// has nothing to fetch; one with a higher UIDNEXT asks only from here on.
+    pub uidnext: Option<u32>,
 }
 
 /// A folder directory made ready for a backup by [`Registry::open_folder`].
@@ -121,6 +125,7 @@ impl Registry {
                 mailbox: Mailbox::from_wire(&str_field(f, "mailbox").map_err(bad)?),
                 uidvalidity,
                 retired: f.get("retired").and_then(Value::as_bool).unwrap_or(false),
+                uidnext: f.get("uidnext").and_then(Value::as_u64).and_then(|u| u32::try_from(u).ok()),
             });
         }
         Ok(registry)
@@ -221,6 +226,7 @@ impl Registry {
                 mailbox: mailbox.clone(),
                 uidvalidity: None,
                 retired: false,
+                uidnext: None,
             });
         }
         dir
@@ -243,6 +249,7 @@ impl Registry {
                     mailbox: mailbox.clone(),
                     uidvalidity: None,
                     retired: false,
+                    uidnext: None,
                 });
                 changed = true;
                 self.folders.len() - 1
@@ -268,10 +275,12 @@ impl Registry {
                         mailbox: mailbox.clone(),
                         uidvalidity: Some(old),
                         retired: true,
+                        uidnext: None,
                     });
                     retired = Some((old, aside_path));
                 }
                 self.folders[index].uidvalidity = Some(uidvalidity);
+                self.folders[index].uidnext = None;
                 changed = true;
             }
             None => {
@@ -284,6 +293,22 @@ impl Registry {
         }
         make_dir(&path)?;
         Ok(OpenFolder { path, retired })
+    }
+
+    /// The live record of `mailbox` in `account`, if there is one.
+    pub fn folder_of(&self, account: &str, mailbox: &Mailbox) -> Option<&FolderRecord> {
+        self.live(account, mailbox).map(|i| &self.folders[i])
+    }
+
+    /// Records that every message of `mailbox` below `uidnext` is archived (a backup of it
+    /// completed without a failure).
+    pub fn set_complete(&mut self, account: &str, mailbox: &Mailbox, uidnext: u32) -> Result<()> {
+        let Some(i) = self.live(account, mailbox) else { return Ok(()) };
+        if self.folders[i].uidnext != Some(uidnext) {
+            self.folders[i].uidnext = Some(uidnext);
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// The live record of `mailbox` in `account`.
@@ -351,6 +376,7 @@ impl Registry {
                     mailbox,
                     uidvalidity: Some(uidvalidity),
                     retired: !live,
+                    uidnext: None,
                 });
                 self.save()?;
             }
@@ -375,7 +401,7 @@ impl Registry {
             .iter()
             .map(|f| {
                 json!({"account": f.account, "dir": f.dir, "mailbox": f.mailbox.wire, "name": f.mailbox.name(),
-                       "uidvalidity": f.uidvalidity, "retired": f.retired})
+                       "uidvalidity": f.uidvalidity, "uidnext": f.uidnext, "retired": f.retired})
             })
             .collect();
         let text = serde_json::to_string_pretty(&json!({"format": FORMAT, "accounts": accounts, "folders": folders}))

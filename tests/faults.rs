@@ -270,8 +270,8 @@ fn literal_longer_than_announced_is_never_stored() {
         assert_eq!(server.connections(), 2, "{at}: {:?}", server.commands());
         assert_eq!(
             stderr(&o),
-            "smailarchiver: alice@127.0.0.1: connection lost (UID FETCH: a literal was longer than announced); \
-             reconnecting\n",
+            "smailarchiver: alice@127.0.0.1: connection lost (UID FETCH: unreadable answer: a literal was longer \
+             than announced); reconnecting\n",
             "{at}"
         );
         assert!(stdout(&o).contains("INBOX: 2 new, 0 already archived, 0 failed"), "{at}: {}", stdout(&o));

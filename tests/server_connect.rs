@@ -16,8 +16,8 @@ use base64::Engine;
 use common::dovecot::{CertKind, Dovecot};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use smailarchiver::imap::{connect, is_timeout, resolve, Auth, ServerSpec, Session};
 use smailarchiver::secret::Secret;
-use smailarchiver::server::{connect, is_timeout, resolve, Auth, ServerSpec, Session};
 
 const USER: &str = "alice";
 const PASS: &str = "s3cret-Pa55";

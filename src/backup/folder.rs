@@ -8,22 +8,18 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use super::fetch::{FetchError, Fetched};
 use super::plan::{self, Batch};
 use super::writer::{MessageWriter, Outcome, Settings};
-use super::Connection;
 use crate::account::Account;
 use crate::app::Output;
 use crate::archive::ArchiveFile;
 use crate::error::{Error, IoContext, Result};
+use crate::imap::wire::Fetched;
+use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::progress::Progress;
 use crate::registry::Registry;
-use crate::server::login::{ServerSpec, Session};
-
-/// UIDs per `UID FETCH (RFC822.SIZE)` command.
-const SIZES_PER_COMMAND: usize = 5000;
 
 /// What does not change while the folders of an account are backed up.
 pub struct Context<'a> {
@@ -91,15 +87,12 @@ impl From<Error> for Stop {
     }
 }
 
-/// Whether an IMAP error leaves the session unusable (as opposed to a refused command).
-pub fn is_connection_error(e: &imap::Error) -> bool {
-    !matches!(e, imap::Error::No(_) | imap::Error::Bad(_) | imap::Error::Validate(_) | imap::Error::Append)
-}
-
-fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(imap::Error) -> Stop + 'a {
+/// An IMAP failure during `what` as a [`Stop`]: a broken session is reconnected, a
+/// refused command fails the folder.
+fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(ImapError) -> Stop + 'a {
     move |e| {
         let err = spec.imap_error(what, &e);
-        if is_connection_error(&e) {
+        if e.breaks_session() {
             Stop::Connection(err.to_string())
         } else {
             Stop::Fatal(err)
@@ -117,45 +110,81 @@ pub struct Place<'a> {
 
 /// Backs up one mailbox into its folder directory, reconnecting (a bounded number of
 /// times) when the connection breaks; each new pass skips what the previous ones archived.
+/// `status` is the folder's state from LIST-STATUS or STATUS, when the server gave it.
 pub fn backup(
     ctx: &Context<'_>,
-    conn: &mut Connection<'_>,
+    session: &mut Session,
     place: &mut Place<'_>,
     mailbox: &Mailbox,
+    status: Option<FolderStatus>,
 ) -> Result<FolderReport> {
     let name = mailbox.shown();
     let mut report = FolderReport::new(&name);
+    if let Some(existing) = unchanged(place, mailbox, status)? {
+        report.existing = existing;
+        return Ok(report);
+    }
     report.progress = Progress::new(format!("{} {name}", ctx.account.user), !ctx.out.quiet);
     loop {
-        match pass(ctx, conn, place, mailbox, &mut report) {
+        match pass(ctx, session, place, mailbox, &mut report) {
             Ok(()) => {
                 report.progress.clear();
                 return Ok(report);
             }
             Err(Stop::Connection(why)) => {
                 report.progress.clear();
-                conn.lost(&why)?;
+                let notice = session.lost(&why)?;
+                crate::app::warn(format!("{}: {notice}", ctx.account.label()));
             }
             Err(Stop::Fatal(e)) => return Err(e),
         }
     }
 }
 
-fn session<'c>(conn: &'c mut Connection<'_>) -> std::result::Result<&'c mut Session, Stop> {
-    // A connect that fails here is a reconnect: it gets the same bounded retries.
-    conn.session().map_err(|e| Stop::Connection(e.to_string()))
+/// When the folder's UIDVALIDITY and UIDNEXT are what the last complete backup recorded,
+/// no message arrived since: the number of messages archived, counted without opening the
+/// folder on the server.
+fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>) -> Result<Option<usize>> {
+    let (Some(status), Some(record)) = (status, place.registry.folder_of(place.account_dir, mailbox)) else {
+        return Ok(None);
+    };
+    let same = status.uidvalidity.is_some()
+        && status.uidvalidity == record.uidvalidity
+        && status.uidnext.is_some()
+        && status.uidnext == record.uidnext;
+    let dir = place.registry.root().join(place.account_dir).join(&record.dir);
+    if !same || !dir.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(archived_uids(&dir)?.len()))
+}
+
+/// Opens the folder and learns what is on the server, in one round trip: after a complete
+/// backup, the UIDs and sizes of the messages that arrived since; otherwise every UID.
+fn open(session: &mut Session, place: &Place<'_>, mailbox: &Mailbox) -> std::result::Result<(Examined, Found), Stop> {
+    let record = place.registry.folder_of(place.account_dir, mailbox);
+    let since = record.and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
+    let spec = session.spec().clone();
+    if let Some((uidvalidity, uidnext)) = since {
+        let (examined, found) =
+            session.examine_and(&mailbox.wire, Then::SizesFrom(uidnext)).map_err(imap_stop(&spec, "EXAMINE"))?;
+        if examined.uid_validity == Some(uidvalidity) {
+            return Ok((examined, found));
+        }
+    }
+    session.examine_and(&mailbox.wire, Then::AllUids).map_err(imap_stop(&spec, "EXAMINE"))
 }
 
 fn pass(
     ctx: &Context<'_>,
-    conn: &mut Connection<'_>,
+    session: &mut Session,
     place: &mut Place<'_>,
     mailbox: &Mailbox,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     // Each pass retries every missing message: only its own failures count.
     report.failed = 0;
-    let examined = session(conn)?.examine(&mailbox.wire).map_err(imap_stop(&conn.spec, "EXAMINE"))?;
+    let (examined, found) = open(session, place, mailbox)?;
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.registry.open_folder(place.account_dir, mailbox, uidvalidity)?;
@@ -167,28 +196,26 @@ fn pass(
         ));
     }
     let dir = opened.path.as_path();
-    let on_server: HashSet<u32> = if examined.exists == 0 {
-        HashSet::new()
-    } else {
-        session(conn)?.uid_search("ALL").map_err(imap_stop(&conn.spec, "UID SEARCH"))?
-    };
     let archived = archived_uids(dir)?;
-    let mut missing: Vec<u32> = on_server.iter().copied().filter(|u| !archived.contains(u)).collect();
-    missing.sort_unstable();
-    report.existing = on_server.len() - missing.len() - report.new.min(on_server.len() - missing.len());
-    let mut sized = Vec::with_capacity(missing.len());
-    for chunk in missing.chunks(SIZES_PER_COMMAND) {
-        let fetches = session(conn)?
-            .uid_fetch(plan::uid_set(chunk), "(UID RFC822.SIZE)")
-            .map_err(imap_stop(&conn.spec, "UID FETCH"))?;
-        let want: HashSet<u32> = chunk.iter().copied().collect();
-        let mut got: Vec<(u32, u32)> =
-            fetches.iter().filter_map(|f| Some((f.uid?, f.size?))).filter(|(u, _)| want.contains(u)).collect();
-        got.sort_unstable();
-        got.dedup_by_key(|(u, _)| *u);
-        report.vanished += chunk.len() - got.len();
-        sized.extend(got);
-    }
+    let sized = match found {
+        Found::Sizes(sizes) => {
+            let new: Vec<(u32, u32)> = sizes.into_iter().filter(|(u, _)| !archived.contains(u)).collect();
+            report.existing = archived.len().saturating_sub(report.new);
+            new
+        }
+        Found::Uids(on_server) => {
+            let missing: Vec<u32> = on_server.iter().copied().filter(|u| !archived.contains(u)).collect();
+            report.existing = on_server.len() - missing.len() - report.new.min(on_server.len() - missing.len());
+            let spec = session.spec().clone();
+            let sized = if missing.is_empty() {
+                Vec::new()
+            } else {
+                session.sizes(&missing).map_err(imap_stop(&spec, "UID FETCH"))?
+            };
+            report.vanished += missing.len() - sized.len();
+            sized
+        }
+    };
     let budget = ctx.account.buffer_size;
     report.progress.start(sized.len());
     let mut writer = MessageWriter::spawn(Settings {
@@ -199,22 +226,30 @@ fn pass(
         keys: ctx.keys.cloned(),
     })?;
     let batches = plan::batches(&sized, budget);
-    let fetched = (|| {
+    let fetched = (|| -> std::result::Result<(), Stop> {
+        // Batches asked for so far: up to FETCHES_IN_FLIGHT whole batches ahead of the one
+        // being read, so the server never waits for the round trip of the next command.
+        // Their answers wait in the socket, not in our memory: each is read when its turn comes.
+        let mut sent = 0;
         for (i, batch) in batches.iter().enumerate() {
             match batch {
                 Batch::Whole(uids) => {
-                    // Unless the previous batch's turn already asked for this one.
-                    if !conn.awaiting_answer() {
-                        send_fetch(conn, &plan::uid_set(uids), WHOLE)?;
+                    sent = sent.max(i);
+                    while sent < batches.len() && sent < i + FETCHES_IN_FLIGHT {
+                        let Batch::Whole(ahead) = &batches[sent] else { break };
+                        send_fetch(session, &plan::uid_set(ahead), WHOLE)?;
+                        sent += 1;
                     }
-                    let answers = conn.read_fetch(max_literal(ctx));
-                    // The server answers the next batch while the writer takes this one.
-                    if let (Ok(_), Some(Batch::Whole(next))) = (&answers, batches.get(i + 1)) {
-                        send_fetch(conn, &plan::uid_set(next), WHOLE)?;
-                    }
+                    let answers = session.read_fetch(max_literal(ctx)).map_err(|e| match e {
+                        ImapError::Refused(text) => Ok(text),
+                        e => Err(fetch_lost(session, &e)),
+                    });
                     store_whole(ctx, answers, uids, &mut writer, report)?;
                 }
-                Batch::Chunked(uid) => fetch_chunked(conn, *uid, budget, &mut writer, report)?,
+                Batch::Chunked(uid) => {
+                    sent = i + 1;
+                    fetch_chunked(session, *uid, budget, &mut writer, report)?;
+                }
             }
             writer.flush()?;
             tally(ctx, report, writer.ready()?);
@@ -228,7 +263,12 @@ fn pass(
         Err(e) if fetched.is_ok() => return Err(Stop::Fatal(e)),
         Err(_) => {}
     }
-    fetched
+    fetched?;
+    // Everything below UIDNEXT is now archived: the next run starts there.
+    if let (0, Some(uidnext)) = (report.failed, examined.uid_next) {
+        place.registry.set_complete(place.account_dir, mailbox, uidnext)?;
+    }
+    Ok(())
 }
 
 /// Counts the writer's outcomes in the report.
@@ -266,42 +306,53 @@ fn max_literal(ctx: &Context<'_>) -> usize {
     2 * ctx.account.buffer_size + (1 << 20)
 }
 
+/// Whole-batch `UID FETCH` commands kept in flight.
+const FETCHES_IN_FLIGHT: usize = 4;
+
 /// The query of a whole-message fetch.
 const WHOLE: &str = "(UID BODY.PEEK[])";
 
-/// Sends a `UID FETCH` for [`Connection::read_fetch`]; sending can only fail with the stream.
-fn send_fetch(conn: &mut Connection<'_>, set: &str, query: &str) -> std::result::Result<(), Stop> {
-    conn.send_fetch(set, query).map_err(|e| match e {
-        FetchError::Refused(why) | FetchError::Connection(why) => Stop::Connection(format!("UID FETCH: {why}")),
-    })
+/// Sends a `UID FETCH` for [`Session::read_fetch`]; sending can only fail with the stream.
+fn send_fetch(session: &mut Session, set: &str, query: &str) -> std::result::Result<(), Stop> {
+    session.send_fetch(set, query).map_err(|e| fetch_lost(session, &e))
+}
+
+/// A `UID FETCH` whose answers broke the session.
+fn fetch_lost(session: &Session, e: &ImapError) -> Stop {
+    Stop::Connection(format!("UID FETCH: {}", e.describe(session.spec().timeout)))
 }
 
 /// Hands the messages of a whole batch's answers to the writer.
 fn store_whole(
     ctx: &Context<'_>,
-    answers: std::result::Result<Vec<Fetched>, FetchError>,
+    answers: std::result::Result<Vec<Fetched>, std::result::Result<String, Stop>>,
     uids: &[u32],
     writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     let answers = match answers {
         Ok(a) => a,
-        Err(FetchError::Refused(text)) => {
+        Err(Ok(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
-            crate::app::warn(format!("{} {}: UID FETCH refused: {text}", ctx.account.label(), report.folder));
+            crate::app::warn(format!(
+                "{} {}: UID FETCH refused: {}",
+                ctx.account.label(),
+                report.folder,
+                crate::imap::error::quote(&text)
+            ));
             report.failed += uids.len();
             return Ok(());
         }
-        Err(FetchError::Connection(why)) => return Err(Stop::Connection(format!("UID FETCH: {why}"))),
+        Err(Err(stop)) => return Err(stop),
     };
     let mut pending: HashSet<u32> = uids.iter().copied().collect();
     for f in answers {
-        let Some(body) = f.body else { continue };
+        let (Some(uid), Some(body)) = (f.uid, f.body) else { continue };
         // Answers may come in any order, and unasked ones may come too: match by UID.
-        if !pending.remove(&f.uid) {
+        if !pending.remove(&uid) {
             continue;
         }
-        writer.begin(f.uid)?;
+        writer.begin(uid)?;
         writer.data(&body)?;
         writer.end()?;
     }
@@ -310,30 +361,33 @@ fn store_whole(
 }
 
 fn fetch_chunked(
-    conn: &mut Connection<'_>,
+    session: &mut Session,
     uid: u32,
     chunk: usize,
     writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
     writer.begin(uid)?;
-    let send = |conn: &mut Connection<'_>, offset: u64| {
-        send_fetch(conn, &uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{chunk}>)"))
+    let send = |session: &mut Session, offset: u64| {
+        send_fetch(session, &uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{chunk}>)"))
     };
     let mut offset = 0u64;
-    send(conn, offset)?;
+    send(session, offset)?;
     loop {
-        let answers = match conn.read_fetch(2 * chunk + (1 << 20)) {
+        let answers = match session.read_fetch(2 * chunk + (1 << 20)) {
             Ok(a) => a,
-            Err(FetchError::Refused(text)) => {
+            Err(ImapError::Refused(text)) => {
                 writer.abort()?;
-                return Err(Stop::Fatal(Error::runtime(format!("UID FETCH of UID {uid} refused: {text}"))));
+                return Err(Stop::Fatal(Error::runtime(format!(
+                    "UID FETCH of UID {uid} refused: {}",
+                    crate::imap::error::quote(&text)
+                ))));
             }
-            Err(FetchError::Connection(why)) => return Err(Stop::Connection(format!("UID FETCH: {why}"))),
+            Err(e) => return Err(fetch_lost(session, &e)),
         };
         // A server may send a flags-only FETCH for the UID before the data: look for
         // the one that carries the body.
-        let mut mine = answers.into_iter().filter(|f| f.uid == uid).peekable();
+        let mut mine = answers.into_iter().filter(|f| f.uid == Some(uid)).peekable();
         if mine.peek().is_none() {
             // Expunged while we were reading it: nothing is kept.
             report.vanished += 1;
@@ -358,7 +412,7 @@ fn fetch_chunked(
         // server reads the next chunk while the writer takes this.
         let more = data.len() == chunk;
         if more {
-            send(conn, offset + chunk as u64)?;
+            send(session, offset + chunk as u64)?;
         }
         writer.data(&data)?;
         offset += data.len() as u64;

@@ -1,7 +1,6 @@
 //! Backup: each account's folders into the archive, incrementally by UID, one crash-safe
 //! file per message. One failing account never stops the others.
 
-pub mod fetch;
 pub mod folder;
 pub mod plan;
 pub mod writer;
@@ -13,19 +12,15 @@ use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::app::{warn, Output};
-use crate::error::{Error, IoContext, Result, EXIT_FAILURE};
+use crate::error::{IoContext, Result, EXIT_FAILURE};
+use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::lock::RootLock;
 use crate::mailbox_name::Mailbox;
 use crate::registry::Registry;
 use crate::sandbox::{self, Mode, Rules};
-use crate::server::login::{self, Auth, ServerSpec, Session};
-use crate::server::Shared;
 
 pub use folder::FolderReport;
-
-/// How often a lost connection is re-established before the account is given up.
-const RECONNECTS: u32 = 3;
 
 /// Backs up every account; returns the exit code (0 only when everything worked).
 ///
@@ -127,7 +122,7 @@ fn login_and_addresses(account: &Account, spec: &ServerSpec) -> Result<(Auth, Ve
         Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
         Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
     };
-    let addrs = login::resolve(&spec.host, spec.port)?;
+    let addrs = imap::resolve(&spec.host, spec.port)?;
     Ok((auth, addrs))
 }
 
@@ -171,45 +166,33 @@ pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<
     }
     for (account, (auth, spec, addrs)) in ready {
         let label = account.label();
-        let mut conn = Connection {
-            spec,
-            addrs,
-            auth,
-            session: None,
-            raw: None,
-            tags: 0,
-            unread: None,
-            label: &label,
-            reconnects: 0,
-        };
-        let listed = list_account(account, &mut conn);
-        conn.logout();
+        let mut session = Session::new(spec, addrs, auth);
+        let listed = session.connect().and_then(|()| list_account(account, &mut session));
+        let _ = session.logout();
         results.push((label.clone(), listed));
     }
     results
 }
 
-fn list_account(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<Listing>> {
+fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>> {
     let mut registry = Registry::read(&account.root)?;
-    let account_dir = registry.account_dir(&conn.spec.endpoint(), &account.user);
-    let names = conn.session()?.list(Some(""), Some("*")).map_err(|e| conn.spec.imap_error("LIST", &e))?;
+    let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
+    let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
+    let (entries, mut statuses) = listed;
+    let missing: Vec<String> =
+        entries.iter().filter(|e| e.selectable() && !statuses.contains_key(&e.wire)).map(|e| e.wire.clone()).collect();
+    if !missing.is_empty() {
+        statuses.extend(session.statuses(&missing).map_err(|e| session.spec().imap_error("STATUS", &e))?);
+    }
     let mut out = Vec::new();
-    for n in names.iter() {
-        let attributes: Vec<String> = n.attributes().iter().map(|a| format!("{a:?}")).collect();
-        let selectable = !attributes.iter().any(|a| a == "NoSelect" || a == "NonExistent");
-        let mailbox = Mailbox::from_wire(&crate::mailbox_name::unescape_quoted(n.name()));
-        let delim = n.delimiter().and_then(|d| d.chars().next());
+    for e in entries {
+        let mailbox = Mailbox::from_wire(&e.wire);
         let excluded = match &account.folders {
             Folders::Named(names) => !names.iter().any(|f| Mailbox::from_arg(f) == mailbox),
-            Folders::All { exclude } => exclude.iter().any(|p| mailbox.matches(p, delim)),
+            Folders::All { exclude } => exclude.iter().any(|p| mailbox.matches(p, e.delimiter)),
         };
-        let messages = if selectable {
-            let status = conn.session()?.status(&mailbox.wire, "(MESSAGES)");
-            Some(status.map_err(|e| conn.spec.imap_error("STATUS", &e))?.exists)
-        } else {
-            None
-        };
-        out.push(Listing { dir: String::new(), mailbox, messages, excluded, selectable });
+        let messages = statuses.get(&e.wire).and_then(|s| s.messages).filter(|_| e.selectable());
+        out.push(Listing { dir: String::new(), mailbox, messages, excluded, selectable: e.selectable() });
     }
     out.sort_by_key(|l| (l.mailbox.name(), l.mailbox.wire.clone()));
     // Directories are handed out as a backup would: the backed-up folders first, in name
@@ -225,107 +208,23 @@ fn list_account(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<List
     Ok(out)
 }
 
-/// An IMAP connection that comes back after being lost.
-pub struct Connection<'a> {
-    spec: ServerSpec,
-    addrs: Vec<SocketAddr>,
-    auth: Auth,
-    session: Option<Session>,
-    /// The session's stream, for the answers we read ourselves.
-    raw: Option<Shared>,
-    /// Numbers our own commands' tags, apart from the crate's.
-    tags: u32,
-    /// The tag of the `UID FETCH` sent ahead whose answers are not read yet.
-    unread: Option<String>,
-    label: &'a str,
-    reconnects: u32,
-}
-
-impl Connection<'_> {
-    /// The live session, connecting first if needed.
-    pub fn session(&mut self) -> Result<&mut Session> {
-        if self.unread.is_some() {
-            // A command's answers were left unread (storing failed meanwhile): the stream
-            // is out of step with the crate, so connect afresh.
-            self.forget();
-        }
-        if self.session.is_none() {
-            let (session, raw) = login::connect_shared(&self.spec, &self.addrs, &self.auth)?;
-            self.session = Some(session);
-            self.raw = Some(raw);
-        }
-        self.session.as_mut().ok_or_else(|| Error::runtime("no IMAP session"))
-    }
-
-    /// Forgets a session whose stream failed: after an I/O error it is out of sync.
-    pub fn lost(&mut self, why: &str) -> Result<()> {
-        self.forget();
-        self.reconnects += 1;
-        if self.reconnects > RECONNECTS {
-            return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
-        }
-        warn(format!("{}: connection lost ({why}); reconnecting", self.label));
-        std::thread::sleep(Duration::from_secs(1 << (self.reconnects - 1)));
-        Ok(())
-    }
-
-    /// Sends a `UID FETCH` whose answers [`Connection::read_fetch`] reads later: the
-    /// server works on it while we store the previous answers.
-    pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<(), fetch::FetchError> {
-        self.session().map_err(|e| fetch::FetchError::Connection(e.to_string()))?;
-        let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
-        self.tags += 1;
-        let tag = format!("S{}", self.tags);
-        fetch::send_uid_fetch(raw, &tag, set, query)?;
-        self.unread = Some(tag);
-        Ok(())
-    }
-
-    /// Whether a `UID FETCH` was sent and its answers are still to be read.
-    pub fn awaiting_answer(&self) -> bool {
-        self.unread.is_some()
-    }
-
-    /// Reads the answers of the `UID FETCH` sent by [`Connection::send_fetch`].
-    pub fn read_fetch(&mut self, max_literal: usize) -> std::result::Result<Vec<fetch::Fetched>, fetch::FetchError> {
-        let tag = self.unread.take().ok_or_else(|| fetch::FetchError::Connection("no UID FETCH was sent".into()))?;
-        let raw = self.raw.as_ref().ok_or_else(|| fetch::FetchError::Connection("no IMAP session".into()))?;
-        fetch::read_tagged(raw, &tag, max_literal, self.spec.timeout)
-    }
-
-    /// Drops the session without a word to the server.
-    fn forget(&mut self) {
-        self.session = None;
-        self.raw = None;
-        self.unread = None;
-    }
-
-    fn logout(&mut self) {
-        if self.unread.is_some() {
-            // The crate would take the unread answers for its own.
-            self.forget();
-        }
-        if let Some(mut s) = self.session.take() {
-            let _ = s.logout();
-        }
-    }
-}
-
-/// Phase three: one account's folders.
+/// Phase three: one account's folders. Each folder's state is asked first, all at once;
+/// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
+/// no new mail and is not opened at all.
 fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
     let Prepared { account, root, keys, auth, spec, addrs } = p;
     let label = account.label();
     let mut registry = Registry::open(&root)?;
     let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
-    let mut conn =
-        Connection { spec, addrs, auth, session: None, raw: None, tags: 0, unread: None, label: &label, reconnects: 0 };
-    conn.session()?;
-    let folders = choose_folders(account, &mut conn)?;
+    let mut session = Session::new(spec, addrs, auth);
+    session.connect()?;
+    let (folders, statuses) = choose_folders(account, &mut session)?;
     let mut reports = Vec::new();
     let ctx = folder::Context { account, keys: keys.as_ref(), out };
     for mailbox in &folders {
         let mut place = folder::Place { registry: &mut registry, account_dir: &account_dir };
-        match folder::backup(&ctx, &mut conn, &mut place, mailbox) {
+        let status = statuses.get(&mailbox.wire).copied();
+        match folder::backup(&ctx, &mut session, &mut place, mailbox, status) {
             Ok(r) => {
                 if !out.quiet {
                     println!("{} {}", account.user, r.summary());
@@ -335,13 +234,13 @@ fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
             Err(e) => {
                 eprintln!("smailarchiver: error: {label} {}: {e}", mailbox.shown());
                 reports.push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
-                if conn.reconnects > RECONNECTS {
+                if session.given_up() {
                     break;
                 }
             }
         }
     }
-    conn.logout();
+    let _ = session.logout();
     Ok(reports)
 }
 
@@ -358,47 +257,52 @@ fn load_keys(account: &Account, out: Output) -> Result<Option<Keys>> {
     Ok(Some(keys))
 }
 
-/// The folders to back up: the named ones, or all selectable ones minus the excluded,
-/// in name order, each once.
-fn choose_folders(account: &Account, conn: &mut Connection<'_>) -> Result<Vec<Mailbox>> {
-    let exclude = match &account.folders {
+/// The folders to back up (the named ones, or all selectable ones minus the excluded, in
+/// name order, each once) and their state: with LIST-STATUS in the LIST answer, else from
+/// STATUS commands sent all at once.
+fn choose_folders(account: &Account, session: &mut Session) -> Result<(Vec<Mailbox>, HashMap<String, FolderStatus>)> {
+    let mut statuses = HashMap::new();
+    let mut folders: Vec<Mailbox> = Vec::new();
+    match &account.folders {
         Folders::Named(names) => {
-            let mut out: Vec<Mailbox> = Vec::new();
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
-                if !out.contains(&m) {
-                    out.push(m);
+                if !folders.contains(&m) {
+                    folders.push(m);
                 }
             }
-            return Ok(out);
         }
-        Folders::All { exclude } => exclude,
-    };
-    let names = loop {
-        let listed = conn.session()?.list(Some(""), Some("*"));
-        match listed {
-            Ok(n) => break n,
-            Err(e) if folder::is_connection_error(&e) => conn.lost(&e.to_string())?,
-            Err(e) => return Err(conn.spec.imap_error("LIST", &e)),
+        Folders::All { exclude } => {
+            let (entries, listed) = loop {
+                match session.list(true) {
+                    Ok(l) => break l,
+                    Err(e) if e.breaks_session() => {
+                        warn(format!("{}: {}", account.label(), session.lost(&e.to_string())?))
+                    }
+                    Err(e) => return Err(session.spec().imap_error("LIST", &e)),
+                }
+            };
+            statuses = listed;
+            for e in entries.iter().filter(|e| e.selectable()) {
+                // A name that is not valid modified UTF-7 is still the server's name for it:
+                // it is backed up under that name rather than refused.
+                let mailbox = Mailbox::from_wire(&e.wire);
+                if !exclude.iter().any(|p| mailbox.matches(p, e.delimiter)) {
+                    folders.push(mailbox);
+                }
+            }
+            folders.sort_by_key(|m| (m.name(), m.wire.clone()));
+            folders.dedup();
         }
-    };
-    let mut out = Vec::new();
-    for n in names.iter() {
-        // The crate does not re-export imap-proto's NameAttribute; its Debug name is stable.
-        if n.attributes().iter().any(|a| matches!(format!("{a:?}").as_str(), "NoSelect" | "NonExistent")) {
-            continue;
-        }
-        // A name that is not valid modified UTF-7 is still the server's name for it: it
-        // is backed up under that name rather than refused.
-        let mailbox = Mailbox::from_wire(&crate::mailbox_name::unescape_quoted(n.name()));
-        let delim = n.delimiter().and_then(|d| d.chars().next());
-        if exclude.iter().any(|p| mailbox.matches(p, delim)) {
-            continue;
-        }
-        out.push(mailbox);
     }
-    out.sort_by_key(|m| (m.name(), m.wire.clone()));
-    out.dedup();
-    Ok(out)
+    let missing: Vec<String> =
+        folders.iter().filter(|m| !statuses.contains_key(&m.wire)).map(|m| m.wire.clone()).collect();
+    if !missing.is_empty() {
+        // Without them every folder is opened: slower, not wrong.
+        if let Ok(more) = session.statuses(&missing) {
+            statuses.extend(more);
+        }
+    }
+    Ok((folders, statuses))
 }
 
 /// Makes the archive root (mode 0700 when new: it holds mail) with its parents.

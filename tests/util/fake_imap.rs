@@ -404,6 +404,23 @@ fn answer<'a>(
             }
             ok(&mut out, "done");
         }
+        "STATUS" => {
+            let name = args(rest).into_iter().next().unwrap_or_default();
+            match account.folders.iter().find(|f| f.name == name) {
+                Some(f) => {
+                    let next = f.messages.last().map_or(1, |(u, _)| u + 1);
+                    let line = format!(
+                        "* STATUS \"{}\" (UIDVALIDITY {} UIDNEXT {next} MESSAGES {})\r\n",
+                        f.name,
+                        f.uidvalidity,
+                        f.messages.len()
+                    );
+                    out.extend_from_slice(line.as_bytes());
+                    ok(&mut out, "status");
+                }
+                None => out.extend_from_slice(format!("{tag} NO no such folder\r\n").as_bytes()),
+            }
+        }
         "EXAMINE" => {
             let name = args(rest).into_iter().next().unwrap_or_default();
             *selected = account.folders.iter().find(|f| f.name == name);

@@ -33,46 +33,6 @@ use crate::error::{describe_io, Error, Result};
 /// A TLS connection to the server over TCP, as the IMAP client uses it.
 pub type Stream = StreamOwned<ClientConnection, TcpStream>;
 
-/// The session's TLS stream, shared by the `imap` crate and the one reader we run
-/// ourselves. Only one of them talks at a time: each command's answer is read to its end
-/// before the next command is sent.
-#[derive(Clone)]
-pub struct Shared(std::rc::Rc<std::cell::RefCell<Stream>>);
-
-impl Shared {
-    /// Shares `stream`.
-    pub fn new(stream: Stream) -> Shared {
-        Shared(std::rc::Rc::new(std::cell::RefCell::new(stream)))
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Stream) -> std::io::Result<T>) -> std::io::Result<T> {
-        let mut s = self.0.try_borrow_mut().map_err(|_| std::io::Error::other("the IMAP stream is busy"))?;
-        f(&mut s)
-    }
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Shared(TLS stream)")
-    }
-}
-
-impl std::io::Read for Shared {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.with(|s| s.read(buf))
-    }
-}
-
-impl std::io::Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.with(|s| s.write(buf))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.with(|s| s.flush())
-    }
-}
-
 /// Which server certificates to accept. Built once (it reads `--ca-file`, which a
 /// sandbox may later hide) and reused for every connection.
 #[derive(Clone, Debug)]

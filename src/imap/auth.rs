@@ -1,0 +1,178 @@
+//! Credentials and how they are sent: `LOGIN`, or `AUTHENTICATE PLAIN` where LOGIN cannot
+//! carry them, or `AUTHENTICATE XOAUTH2` with an OAuth 2.0 token. Every buffer that holds
+//! a credential is ours and is wiped when dropped.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::secret::Secret;
+
+/// How to log in.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// A password: `LOGIN`, or `AUTHENTICATE PLAIN` where LOGIN cannot carry it.
+    Login {
+        /// The account name.
+        user: String,
+        /// The account password.
+        password: Secret,
+    },
+    /// An OAuth 2.0 access token: `AUTHENTICATE XOAUTH2`.
+    OAuth2 {
+        /// The account name.
+        user: String,
+        /// The bearer token.
+        token: Secret,
+    },
+}
+
+impl Auth {
+    /// The account name.
+    pub fn user(&self) -> &str {
+        match self {
+            Auth::Login { user, .. } | Auth::OAuth2 { user, .. } => user,
+        }
+    }
+}
+
+/// Bytes that carry a credential, wiped when dropped. Built at their final size, so no
+/// reallocation leaves a copy behind.
+pub struct Wiped(Vec<u8>);
+
+impl Wiped {
+    /// An empty buffer of `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Wiped {
+        Wiped(Vec::with_capacity(capacity))
+    }
+
+    /// Appends `bytes` (within the capacity given).
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Base64 of the bytes, wiped too.
+    pub fn base64(&self) -> Wiped {
+        let mut out = Wiped::with_capacity(self.0.len().div_ceil(3) * 4 + 2);
+        let mut text = String::with_capacity(self.0.len().div_ceil(3) * 4);
+        STANDARD.encode_string(&self.0, &mut text);
+        out.push(text.as_bytes());
+        wipe(unsafe_bytes(text.as_mut_str()));
+        out
+    }
+}
+
+impl fmt::Debug for Wiped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Wiped(***)")
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+fn unsafe_bytes(s: &mut str) -> &mut [u8] {
+    // SAFETY: only zero bytes are written through it, which keeps the string valid UTF-8.
+    unsafe { s.as_bytes_mut() }
+}
+
+fn wipe(bytes: &mut [u8]) {
+    for b in bytes {
+        // SAFETY: a valid, exclusive reference; volatile so the wipe is not optimised away.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+}
+
+/// SASL PLAIN (RFC 4616) without an authorisation identity.
+pub fn plain(user: &str, password: &str) -> Wiped {
+    let mut w = Wiped::with_capacity(user.len() + password.len() + 2);
+    w.push(b"\0");
+    w.push(user.as_bytes());
+    w.push(b"\0");
+    w.push(password.as_bytes());
+    w
+}
+
+/// Google's and Microsoft's XOAUTH2 initial response.
+pub fn xoauth2(user: &str, token: &str) -> Wiped {
+    let mut w = Wiped::with_capacity(user.len() + token.len() + 20);
+    for piece in [b"user=".as_slice(), user.as_bytes(), b"\x01auth=Bearer ", token.as_bytes(), b"\x01\x01"] {
+        w.push(piece);
+    }
+    w
+}
+
+/// `LOGIN "user" "password"` (after the tag), as an IMAP command line.
+pub fn login_command(tag: &str, user: &str, password: &str) -> Wiped {
+    let mut w = Wiped::with_capacity(tag.len() + 16 + 2 * (user.len() + password.len()));
+    w.push(tag.as_bytes());
+    w.push(b" LOGIN ");
+    push_quoted(&mut w, user);
+    w.push(b" ");
+    push_quoted(&mut w, password);
+    w.push(b"\r\n");
+    w
+}
+
+fn push_quoted(w: &mut Wiped, s: &str) {
+    w.push(b"\"");
+    for b in s.bytes() {
+        if b == b'"' || b == b'\\' {
+            w.push(b"\\");
+        }
+        w.push(&[b]);
+    }
+    w.push(b"\"");
+}
+
+/// Whether to send a password with `AUTHENTICATE PLAIN` rather than `LOGIN`: when the
+/// server forbids LOGIN, or when LOGIN's quoted strings, which are ASCII by the standard,
+/// cannot carry the credentials. `Err` names why no way is left.
+pub fn use_plain(has: impl Fn(&str) -> bool, user: &str, password: &str) -> Result<bool, &'static str> {
+    let plain = has("AUTH=PLAIN");
+    if has("LOGINDISABLED") {
+        if !plain {
+            return Err("refuses LOGIN (LOGINDISABLED) and does not offer AUTH=PLAIN: no way to send a password");
+        }
+        return Ok(true);
+    }
+    Ok(plain && !(user.is_ascii() && password.is_ascii()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_encoded_and_hidden() {
+        assert_eq!(plain("ann", "pässword").bytes(), "\0ann\0pässword".as_bytes());
+        assert_eq!(xoauth2("ann@example.org", "tok").bytes(), b"user=ann@example.org\x01auth=Bearer tok\x01\x01");
+        assert_eq!(
+            login_command("a1", "ann", r#"p"w\x"#).bytes(),
+            br#"a1 LOGIN "ann" "p\"w\\x""#.iter().chain(b"\r\n").copied().collect::<Vec<u8>>()
+        );
+        assert_eq!(plain("a", "b").base64().bytes(), b"AGEAYg==");
+        assert_eq!(format!("{:?}", plain("a", "secret")), "Wiped(***)");
+        let auth = Auth::OAuth2 { user: "ann".into(), token: Secret::new("tok-123".into()) };
+        assert!(!format!("{auth:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn mechanism_choice() {
+        let caps = |list: &'static [&'static str]| move |c: &str| list.contains(&c);
+        assert_eq!(use_plain(caps(&["AUTH=PLAIN"]), "ann", "pw"), Ok(false));
+        assert_eq!(use_plain(caps(&["AUTH=PLAIN"]), "ann", "pä"), Ok(true));
+        assert_eq!(use_plain(caps(&["LOGINDISABLED", "AUTH=PLAIN"]), "ann", "pw"), Ok(true));
+        assert!(use_plain(caps(&["LOGINDISABLED"]), "ann", "pw").is_err());
+        assert_eq!(use_plain(caps(&[]), "ann", "pä"), Ok(false));
+    }
+}

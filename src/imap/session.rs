@@ -1,0 +1,673 @@
+//! The IMAP session: one connection to the server (connected on first use and again after
+//! it was lost, with back-off), the commands in flight on it, and the operations the tool
+//! needs. Commands that do not depend on each other's answers are sent together
+//! (pipelined) and their answers read in order, so a folder costs one round trip where a
+//! command-by-command client waits for several.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::auth::{self, Auth, Wiped};
+use super::connect::{self, ServerSpec};
+use super::error::{quote, ImapError};
+use super::tls::Stream;
+use super::wire::{self, Data, Fetched, ListEntry, Response, Status, MAX_SMALL_LITERAL};
+use crate::error::{describe_io, Error, Result};
+use crate::mailbox_name;
+
+/// How often a lost connection is re-established before the account is given up.
+pub const RECONNECTS: u32 = 3;
+/// Untagged answers of no interest tolerated during one command.
+const MAX_OTHER_ANSWERS: usize = 100_000;
+/// Folders one LIST may name.
+const MAX_FOLDERS: usize = 100_000;
+/// UIDs per `UID FETCH (UID RFC822.SIZE)` command.
+const SIZES_PER_COMMAND: usize = 5000;
+
+/// A folder's state as STATUS (or LIST-STATUS) reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    /// UIDVALIDITY.
+    pub uidvalidity: Option<u32>,
+    /// The UID the next message will get.
+    pub uidnext: Option<u32>,
+    /// Messages in the folder.
+    pub messages: Option<u32>,
+}
+
+/// What EXAMINE reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Examined {
+    /// Messages in the folder.
+    pub exists: u32,
+    /// UIDVALIDITY.
+    pub uid_validity: Option<u32>,
+    /// The UID the next message will get.
+    pub uid_next: Option<u32>,
+}
+
+/// What to ask for together with EXAMINE, in the same round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Every UID (`UID SEARCH ALL`).
+    AllUids,
+    /// The UID and size of every message from this UID on (`UID FETCH N:* (UID RFC822.SIZE)`).
+    SizesFrom(u32),
+}
+
+/// The answer to [`Then`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// UIDs, ascending.
+    Uids(Vec<u32>),
+    /// UIDs and sizes, ascending by UID, only those asked for.
+    Sizes(Vec<(u32, u32)>),
+}
+
+/// One live connection.
+struct Link {
+    io: BufReader<Stream>,
+    caps: Vec<String>,
+    next_tag: u32,
+    /// Tags of commands sent whose answers are not read yet, oldest first.
+    in_flight: VecDeque<String>,
+    /// The `UID FETCH` commands among them, for [`Session::read_fetch`].
+    fetches: VecDeque<String>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    fn has(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+
+    fn tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("s{}", self.next_tag)
+    }
+
+    /// Sends commands in one write; returns their tags.
+    fn send(&mut self, commands: &[String]) -> std::result::Result<Vec<String>, ImapError> {
+        let mut out = Vec::new();
+        let mut tags = Vec::new();
+        for c in commands {
+            let tag = self.tag();
+            out.extend_from_slice(format!("{tag} {c}\r\n").as_bytes());
+            tags.push(tag);
+        }
+        self.write(&out)?;
+        self.in_flight.extend(tags.iter().cloned());
+        Ok(tags)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), ImapError> {
+        let stream = self.io.get_mut();
+        stream.write_all(bytes).and_then(|()| stream.flush()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ImapError::Timeout,
+            _ => ImapError::Lost(format!("sending a command: {}", describe_io(&e))),
+        })
+    }
+
+    /// Reads answers up to the end of the command tagged `tag`, handing data to `on_data`;
+    /// the commands sent before it end on the way (their outcome is not needed).
+    fn finish(
+        &mut self,
+        tag: &str,
+        max_literal: usize,
+        on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
+    ) -> std::result::Result<String, ImapError> {
+        let mut others = 0;
+        loop {
+            match wire::read_response(&mut self.io, max_literal)? {
+                Response::Data(Data::Bye(text)) => {
+                    return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
+                }
+                Response::Data(d @ (Data::Other | Data::State { .. })) => {
+                    others += 1;
+                    if others > MAX_OTHER_ANSWERS {
+                        return Err(ImapError::Protocol(format!("more than {MAX_OTHER_ANSWERS} unasked-for answers")));
+                    }
+                    on_data(d)?;
+                }
+                Response::Data(d) => on_data(d)?,
+                Response::Continue(_) => {
+                    return Err(ImapError::Protocol("the server asked for more of a complete command".into()))
+                }
+                Response::Tagged { tag: t, status, text } => {
+                    if self.in_flight.front() != Some(&t) {
+                        return Err(ImapError::Protocol(format!("an answer tagged {} out of turn", quote(&t))));
+                    }
+                    self.in_flight.pop_front();
+                    if self.fetches.front() == Some(&t) {
+                        self.fetches.pop_front();
+                    }
+                    if t == tag {
+                        return match status {
+                            Status::Ok => Ok(text),
+                            Status::No | Status::Bad => Err(ImapError::Refused(text)),
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The session with one account's server.
+#[derive(Debug)]
+pub struct Session {
+    spec: ServerSpec,
+    addrs: Vec<SocketAddr>,
+    auth: Auth,
+    link: Option<Link>,
+    reconnects: u32,
+}
+
+impl Session {
+    /// A session that connects on first use.
+    pub fn new(spec: ServerSpec, addrs: Vec<SocketAddr>, auth: Auth) -> Session {
+        Session { spec, addrs, auth, link: None, reconnects: 0 }
+    }
+
+    /// How to reach the server.
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
+    /// Connects and logs in now, unless connected: the first connection's errors (an
+    /// untrusted certificate, a wrong password) are the account's.
+    pub fn connect(&mut self) -> Result<()> {
+        if self.link.is_none() {
+            self.link = Some(open(&self.spec, &self.addrs, &self.auth)?);
+        }
+        Ok(())
+    }
+
+    /// Whether the connection was lost more often than allowed.
+    pub fn given_up(&self) -> bool {
+        self.reconnects > RECONNECTS
+    }
+
+    /// Drops a connection that broke and waits before the next (1, 2, 4 s); returns what
+    /// to tell the user, or an error once [`RECONNECTS`] are used up.
+    pub fn lost(&mut self, why: &str) -> Result<String> {
+        self.link = None;
+        self.reconnects += 1;
+        if self.given_up() {
+            return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
+        }
+        std::thread::sleep(Duration::from_secs(1 << (self.reconnects - 1)));
+        Ok(format!("connection lost ({why}); reconnecting"))
+    }
+
+    /// The live connection for a new command, connecting first if needed. Answers of a
+    /// fetch left unread (storing failed meanwhile) would be taken for the new command's:
+    /// such a connection is dropped.
+    fn link(&mut self) -> std::result::Result<&mut Link, ImapError> {
+        if self.link.as_ref().is_some_and(|l| !l.fetches.is_empty()) {
+            self.link = None;
+        }
+        if self.link.is_none() {
+            let link = open(&self.spec, &self.addrs, &self.auth).map_err(|e| ImapError::Lost(e.to_string()))?;
+            self.link = Some(link);
+        }
+        self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))
+    }
+
+    /// Runs `result`'s bookkeeping: a failure that breaks the stream drops the connection.
+    fn checked<T>(&mut self, result: std::result::Result<T, ImapError>) -> std::result::Result<T, ImapError> {
+        if result.as_ref().is_err_and(ImapError::breaks_session) {
+            self.link = None;
+        }
+        result
+    }
+
+    /// Whether the server offers a capability (connecting first if needed).
+    pub fn has(&mut self, cap: &str) -> std::result::Result<bool, ImapError> {
+        Ok(self.link()?.has(cap))
+    }
+
+    /// Every folder the server lists; with `with_status` and a server offering
+    /// LIST-STATUS (RFC 5819), each selectable folder's status too, in the same answer.
+    pub fn list(
+        &mut self,
+        with_status: bool,
+    ) -> std::result::Result<(Vec<ListEntry>, HashMap<String, FolderStatus>), ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let command = if with_status && link.has("LIST-STATUS") {
+                "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES))"
+            } else {
+                "LIST \"\" \"*\""
+            };
+            let tags = link.send(&[command.to_string()])?;
+            let mut entries = Vec::new();
+            let mut statuses = HashMap::new();
+            link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                match d {
+                    Data::List(e) => {
+                        if entries.len() >= MAX_FOLDERS {
+                            return Err(ImapError::Protocol(format!(
+                                "a LIST answer of more than {MAX_FOLDERS} folders"
+                            )));
+                        }
+                        entries.push(e);
+                    }
+                    Data::MailboxStatus { wire, items } => {
+                        statuses.insert(wire, folder_status(&items));
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            Ok((entries, statuses))
+        })();
+        self.checked(result)
+    }
+
+    /// The status of each of `wires`, all asked at once. A folder the server refuses
+    /// (it does not exist) is left out of the answer.
+    pub fn statuses(&mut self, wires: &[String]) -> std::result::Result<HashMap<String, FolderStatus>, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let mut commands = Vec::new();
+            for w in wires {
+                commands.push(format!("STATUS {} (UIDVALIDITY UIDNEXT MESSAGES)", quoted(w)?));
+            }
+            let tags = link.send(&commands)?;
+            let mut statuses = HashMap::new();
+            for tag in &tags {
+                let answer = link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
+                    if let Data::MailboxStatus { wire, items } = d {
+                        statuses.insert(wire, folder_status(&items));
+                    }
+                    Ok(())
+                });
+                match answer {
+                    Ok(_) | Err(ImapError::Refused(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(statuses)
+        })();
+        self.checked(result)
+    }
+
+    /// Opens `wire` read-only.
+    pub fn examine(&mut self, wire: &str) -> std::result::Result<Examined, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let tags = link.send(&[format!("EXAMINE {}", quoted(wire)?)])?;
+            let mut examined = Examined::default();
+            link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                note_examined(&mut examined, d);
+                Ok(())
+            })?;
+            Ok(examined)
+        })();
+        self.checked(result)
+    }
+
+    /// Opens `wire` read-only and asks `then` in the same round trip.
+    pub fn examine_and(&mut self, wire: &str, then: Then) -> std::result::Result<(Examined, Found), ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let second = match then {
+                Then::AllUids => "UID SEARCH ALL".to_string(),
+                Then::SizesFrom(uid) => format!("UID FETCH {uid}:* (UID RFC822.SIZE)"),
+            };
+            let tags = link.send(&[format!("EXAMINE {}", quoted(wire)?), second])?;
+            let mut examined = Examined::default();
+            let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                note_examined(&mut examined, d);
+                Ok(())
+            });
+            let mut uids = Vec::new();
+            let mut sizes = Vec::new();
+            let asked = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
+                match d {
+                    Data::Search(found) => uids.extend(found),
+                    Data::Fetch(Fetched { uid: Some(uid), size: Some(size), .. }) => sizes.push((uid, size)),
+                    _ => {}
+                }
+                Ok(())
+            });
+            // The EXAMINE's refusal is the one that explains the other.
+            opened?;
+            asked?;
+            Ok((
+                examined,
+                match then {
+                    Then::AllUids => {
+                        uids.sort_unstable();
+                        uids.dedup();
+                        Found::Uids(uids)
+                    }
+                    Then::SizesFrom(from) => Found::Sizes(sorted_sizes(sizes, |u| u >= from)),
+                },
+            ))
+        })();
+        self.checked(result)
+    }
+
+    /// The sizes of `uids` (ascending), asked in commands of a few thousand sent at once;
+    /// a UID missing from the answers was expunged meanwhile.
+    pub fn sizes(&mut self, uids: &[u32]) -> std::result::Result<Vec<(u32, u32)>, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let commands: Vec<String> = uids
+                .chunks(SIZES_PER_COMMAND)
+                .map(|c| format!("UID FETCH {} (UID RFC822.SIZE)", crate::backup::plan::uid_set(c)))
+                .collect();
+            let tags = link.send(&commands)?;
+            let mut sizes = Vec::new();
+            for tag in &tags {
+                link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
+                    if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), .. }) = d {
+                        sizes.push((uid, size));
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(sorted_sizes(sizes, |u| uids.binary_search(&u).is_ok()))
+        })();
+        self.checked(result)
+    }
+
+    /// Sends a `UID FETCH` whose answers [`Session::read_fetch`] reads later: the server
+    /// works on it while the answers before it are stored.
+    pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            // Behind other fetches in flight is fine: their answers come first.
+            if self.link.is_none() {
+                self.link()?;
+            }
+            let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
+            let tags = link.send(&[format!("UID FETCH {set} {query}")])?;
+            link.fetches.extend(tags);
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
+    /// Whether a `UID FETCH` was sent and its answers are still to be read.
+    pub fn awaiting_fetch(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| !l.fetches.is_empty())
+    }
+
+    /// Reads the answers of the oldest `UID FETCH` sent by [`Session::send_fetch`], with
+    /// literals of up to `max_literal` bytes.
+    pub fn read_fetch(&mut self, max_literal: usize) -> std::result::Result<Vec<Fetched>, ImapError> {
+        let result = (|| {
+            let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
+            let tag =
+                link.fetches.front().cloned().ok_or_else(|| ImapError::Protocol("no UID FETCH was sent".into()))?;
+            let mut out = Vec::new();
+            link.finish(&tag, max_literal, &mut |d| {
+                if let Data::Fetch(f) = d {
+                    out.push(f);
+                }
+                Ok(())
+            })?;
+            Ok(out)
+        })();
+        self.checked(result)
+    }
+
+    /// Says goodbye, if connected; errors do not matter any more.
+    pub fn logout(&mut self) -> std::result::Result<(), ImapError> {
+        let Some(link) = self.link.as_mut() else { return Ok(()) };
+        if !link.fetches.is_empty() {
+            self.link = None;
+            return Ok(());
+        }
+        let result = (|| {
+            let tags = link.send(&["LOGOUT".to_string()])?;
+            loop {
+                match wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
+                    Response::Tagged { tag, .. } if tag == tags[0] => return Ok(()),
+                    Response::Data(Data::Bye(_)) | Response::Data(_) | Response::Tagged { .. } => {}
+                    Response::Continue(_) => return Ok(()),
+                }
+            }
+        })();
+        self.link = None;
+        result
+    }
+}
+
+/// A mailbox name as a quoted string; a name that cannot be sent fails its command only.
+fn quoted(wire: &str) -> std::result::Result<String, ImapError> {
+    mailbox_name::quote(wire).map_err(|e| ImapError::Refused(e.to_string()))
+}
+
+fn folder_status(items: &[(String, u64)]) -> FolderStatus {
+    let get = |name: &str| items.iter().find(|(n, _)| n == name).and_then(|(_, v)| u32::try_from(*v).ok());
+    FolderStatus { uidvalidity: get("UIDVALIDITY"), uidnext: get("UIDNEXT"), messages: get("MESSAGES") }
+}
+
+fn note_examined(examined: &mut Examined, d: Data) {
+    match d {
+        Data::Exists(n) => examined.exists = n,
+        Data::State { code: Some(code), args, .. } => {
+            let n = args.trim().parse().ok();
+            match code.as_str() {
+                "UIDVALIDITY" => examined.uid_validity = n,
+                "UIDNEXT" => examined.uid_next = n,
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sizes in UID order, each UID once, only those `wanted` (a server may send answers for
+/// UIDs never asked for).
+fn sorted_sizes(mut sizes: Vec<(u32, u32)>, wanted: impl Fn(u32) -> bool) -> Vec<(u32, u32)> {
+    sizes.retain(|&(u, _)| wanted(u));
+    sizes.sort_unstable();
+    sizes.dedup_by_key(|(u, _)| *u);
+    sizes
+}
+
+/// Longest greeting line.
+const MAX_GREETING: u64 = 8192;
+
+/// Connects, reads the greeting, logs in and introduces the client (ID, where offered).
+fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Link> {
+    let endpoint = spec.endpoint();
+    let stream = connect::open(spec, addrs)?;
+    let mut link = Link {
+        io: BufReader::with_capacity(64 * 1024, stream),
+        caps: Vec::new(),
+        next_tag: 0,
+        in_flight: VecDeque::new(),
+        fetches: VecDeque::new(),
+    };
+    let failed = |what: &str, e: &ImapError| spec.imap_error(what, e);
+    // After STARTTLS the greeting was the plain one; the TLS session starts without one,
+    // and capabilities sent in clear text must not be trusted.
+    if !spec.starttls {
+        let mut line = Vec::new();
+        match link.io.by_ref().take(MAX_GREETING).read_until(b'\n', &mut line) {
+            Ok(0) => return Err(Error::runtime(format!("{endpoint} closed the connection without a greeting"))),
+            Ok(_) => {}
+            Err(e) => {
+                let e = match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ImapError::Timeout,
+                    _ => ImapError::Lost(describe_io(&e)),
+                };
+                return Err(failed("greeting", &e));
+            }
+        }
+        connect::check_greeting(&line, &endpoint)?;
+        link.caps = greeting_capabilities(&line);
+    }
+    if link.caps.is_empty() {
+        link.caps = ask_capabilities(&mut link).map_err(|e| failed("CAPABILITY", &e))?;
+    }
+    let text = log_in(&mut link, auth, spec)?;
+    // Servers often announce the capabilities that hold after login with its answer.
+    match text.strip_prefix("[CAPABILITY ").and_then(|t| t.split_once(']')) {
+        Some((caps, _)) => link.caps = caps.split_whitespace().map(str::to_ascii_uppercase).collect(),
+        None => link.caps = ask_capabilities(&mut link).map_err(|e| failed("CAPABILITY", &e))?,
+    }
+    if link.has("ID") {
+        // Some servers (NetEase) refuse EXAMINE to a client that did not say who it is. The
+        // answer is read with the next command's: no round trip of its own.
+        let id = format!("ID (\"name\" \"smailarchiver\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION"));
+        link.send(&[id]).map_err(|e| failed("ID", &e))?;
+    }
+    Ok(link)
+}
+
+fn greeting_capabilities(line: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(line);
+    let Some(start) = text.find("[CAPABILITY ") else { return Vec::new() };
+    let rest = &text[start + 12..];
+    let Some(end) = rest.find(']') else { return Vec::new() };
+    rest[..end].split_whitespace().map(str::to_ascii_uppercase).collect()
+}
+
+fn ask_capabilities(link: &mut Link) -> std::result::Result<Vec<String>, ImapError> {
+    let tags = link.send(&["CAPABILITY".to_string()])?;
+    let mut caps = Vec::new();
+    link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+        if let Data::Capability(c) = d {
+            caps = c;
+        }
+        Ok(())
+    })?;
+    Ok(caps)
+}
+
+/// Logs in; returns the text of the server's OK.
+fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> Result<String> {
+    let endpoint = spec.endpoint();
+    let user = auth.user();
+    let failure = |e: ImapError| match e {
+        ImapError::Refused(text) => Error::runtime(format!("login failed for {user} on {endpoint}: {}", quote(&text))),
+        other => spec.imap_error("login", &other),
+    };
+    match auth {
+        Auth::Login { user, password } => {
+            let password = password.expose();
+            if [user.as_str(), password].iter().any(|s| s.contains(['\r', '\n', '\0'])) {
+                return Err(Error::usage(format!("the user name or password for {user} contains a line break or NUL")));
+            }
+            let plain = auth::use_plain(|c| link.has(c), user, password)
+                .map_err(|why| Error::runtime(format!("{endpoint} {why}")))?;
+            if plain {
+                sasl(link, "PLAIN", &auth::plain(user, password)).map_err(|(e, _)| failure(e))
+            } else {
+                let tag = link.tag();
+                link.write(auth::login_command(&tag, user, password).bytes()).map_err(failure)?;
+                link.in_flight.push_back(tag.clone());
+                link.finish(&tag, MAX_SMALL_LITERAL, &mut |_| Ok(())).map_err(failure)
+            }
+        }
+        Auth::OAuth2 { user, token } => {
+            if !link.has("AUTH=XOAUTH2") {
+                return Err(Error::runtime(format!("{endpoint} does not offer OAuth2 login (AUTH=XOAUTH2)")));
+            }
+            sasl(link, "XOAUTH2", &auth::xoauth2(user, token.expose())).map_err(|(e, detail)| {
+                let error = failure(e);
+                match detail {
+                    Some(detail) => Error::runtime(format!("{error} ({detail})")),
+                    None => error,
+                }
+            })
+        }
+    }
+}
+
+/// One SASL exchange with a single client response (with SASL-IR in the command itself).
+/// On failure, XOAUTH2 servers send a JSON error as a challenge first: it comes back with
+/// the error.
+fn sasl(
+    link: &mut Link,
+    mechanism: &str,
+    response: &Wiped,
+) -> std::result::Result<String, (ImapError, Option<String>)> {
+    let tag = link.tag();
+    let encoded = response.base64();
+    let ir = link.has("SASL-IR");
+    let mut command = Wiped::with_capacity(tag.len() + mechanism.len() + encoded.bytes().len() + 20);
+    command.push(format!("{tag} AUTHENTICATE {mechanism}").as_bytes());
+    if ir {
+        command.push(b" ");
+        command.push(encoded.bytes());
+    }
+    command.push(b"\r\n");
+    link.write(command.bytes()).map_err(|e| (e, None))?;
+    link.in_flight.push_back(tag.clone());
+    let mut sent = ir;
+    let mut detail = None;
+    loop {
+        match wire::read_response(&mut link.io, MAX_SMALL_LITERAL).map_err(|e| (e, detail.clone()))? {
+            Response::Continue(challenge) => {
+                if sent {
+                    // A second challenge is an error report: never send the credential twice.
+                    let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, challenge.trim())
+                        .unwrap_or_else(|_| challenge.into_bytes());
+                    detail = Some(quote(&String::from_utf8_lossy(&decoded)));
+                    link.write(b"\r\n").map_err(|e| (e, detail.clone()))?;
+                } else {
+                    let mut line = Wiped::with_capacity(encoded.bytes().len() + 2);
+                    line.push(encoded.bytes());
+                    line.push(b"\r\n");
+                    link.write(line.bytes()).map_err(|e| (e, None))?;
+                    sent = true;
+                }
+            }
+            Response::Tagged { tag: t, status, text } if t == tag => {
+                link.in_flight.pop_front();
+                return match status {
+                    Status::Ok => Ok(text),
+                    _ => Err((ImapError::Refused(text), detail)),
+                };
+            }
+            Response::Data(Data::Bye(text)) => {
+                return Err((ImapError::Lost(format!("the server hung up: {}", quote(&text))), detail))
+            }
+            Response::Data(_) => {}
+            Response::Tagged { .. } => {
+                return Err((ImapError::Protocol("an answer tagged out of turn during login".into()), detail))
+            }
+        }
+    }
+}
+
+/// Connects to one of `addrs` and logs in: a session ready for commands.
+pub fn connect(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Session> {
+    let mut session = Session::new(spec.clone(), addrs.to_vec(), auth.clone());
+    session.connect()?;
+    Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greeting_capabilities_are_read() {
+        assert_eq!(
+            greeting_capabilities(b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID] Dovecot ready.\r\n"),
+            ["IMAP4REV1", "SASL-IR", "ID"]
+        );
+        assert!(greeting_capabilities(b"* OK ready\r\n").is_empty());
+    }
+
+    #[test]
+    fn sizes_keep_only_what_was_asked() {
+        let got = sorted_sizes(vec![(9, 1), (3, 2), (3, 2), (100, 5)], |u| u < 50);
+        assert_eq!(got, [(3, 2), (9, 1)]);
+    }
+}

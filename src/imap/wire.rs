@@ -1,0 +1,625 @@
+//! The server's answers, read and parsed by us, bounded: every line has a length cap, every
+//! literal a size cap chosen by the command that expects it, a SEARCH answer is parsed as
+//! it streams in (a million UIDs never sit in one line buffer), and the number of UIDs one
+//! answer may carry is capped. Each literal is read in one piece (mail is millions of short
+//! lines; a parser that looks at every line again would spend the backup's CPU there).
+
+use std::io::{self, BufRead, Read};
+
+use super::error::ImapError;
+
+/// Longest line outside a literal (a SEARCH answer excepted, which is streamed).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Most UIDs one SEARCH answer may carry: far above any real folder, far below what would
+/// hurt a router's memory (4 bytes each).
+pub const MAX_UIDS: usize = 4_000_000;
+/// Largest literal outside a FETCH body (a mailbox name, a SASL challenge).
+pub const MAX_SMALL_LITERAL: usize = 64 * 1024;
+
+/// A piece of one response: text up to a line end, or a literal's bytes.
+#[derive(Debug)]
+enum Part {
+    Text(Vec<u8>),
+    Literal(Vec<u8>),
+}
+
+/// How a command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Done.
+    Ok,
+    /// Refused.
+    No,
+    /// Not understood.
+    Bad,
+}
+
+/// One answer from the server.
+#[derive(Debug)]
+pub enum Response {
+    /// The end of the command tagged `tag`.
+    Tagged {
+        /// The command's tag.
+        tag: String,
+        /// How it ended.
+        status: Status,
+        /// The human-readable text, with any response code.
+        text: String,
+    },
+    /// `+ ...`: the server waits for more of the command.
+    Continue(String),
+    /// `* ...`: data.
+    Data(Data),
+}
+
+/// The untagged answers the tool uses; anything else is [`Data::Other`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Data {
+    /// `* OK/NO/BAD [CODE ARGS] text`.
+    State {
+        /// OK, NO or BAD.
+        status: Status,
+        /// The response code's name (`UIDVALIDITY`), upper case, if any.
+        code: Option<String>,
+        /// The code's arguments.
+        args: String,
+    },
+    /// `* BYE text`: the server is closing the connection.
+    Bye(String),
+    /// `* CAPABILITY ...`, upper case.
+    Capability(Vec<String>),
+    /// `* LIST (attributes) delimiter name`.
+    List(ListEntry),
+    /// `* STATUS name (ITEM n ...)`.
+    MailboxStatus {
+        /// The mailbox's wire name.
+        wire: String,
+        /// Items and their numbers, names upper case.
+        items: Vec<(String, u64)>,
+    },
+    /// `* N EXISTS`.
+    Exists(u32),
+    /// `* SEARCH n n n`.
+    Search(Vec<u32>),
+    /// `* N FETCH (...)`.
+    Fetch(Fetched),
+    /// Anything else.
+    Other,
+}
+
+/// One entry of a LIST answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Attributes as sent (`\Noselect`), compared case-insensitively.
+    pub attributes: Vec<String>,
+    /// The hierarchy delimiter, if any.
+    pub delimiter: Option<char>,
+    /// The mailbox's wire name.
+    pub wire: String,
+}
+
+impl ListEntry {
+    /// Whether the mailbox can hold messages.
+    pub fn selectable(&self) -> bool {
+        !self.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"))
+    }
+}
+
+/// One message's FETCH answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Its UID, when the answer carried it.
+    pub uid: Option<u32>,
+    /// `RFC822.SIZE`.
+    pub size: Option<u32>,
+    /// The body section's data (`BODY[]` or `BODY[]<offset>`); `None` when absent.
+    pub body: Option<Vec<u8>>,
+}
+
+/// Reads one response, with literals of up to `max_literal` bytes.
+pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Response, ImapError> {
+    let mut parts = Vec::new();
+    loop {
+        let (line, complete) = read_line(r)?;
+        if !complete {
+            if parts.is_empty() && starts_with_ci(&line, b"* SEARCH") {
+                let uids = stream_search(&line, r)?;
+                return Ok(Response::Data(Data::Search(uids)));
+            }
+            return Err(ImapError::Protocol(format!("a line of more than {MAX_LINE} bytes")));
+        }
+        let literal = literal_size(&line);
+        parts.push(Part::Text(line));
+        let Some(size) = literal else { break };
+        let size = size.ok_or_else(|| ImapError::Protocol("a literal size that is not a number".into()))?;
+        if size > max_literal {
+            return Err(ImapError::Protocol(format!(
+                "the server announced a literal of {size} bytes where at most {max_literal} were expected"
+            )));
+        }
+        let mut data = vec![0u8; size];
+        r.read_exact(&mut data).map_err(io_error)?;
+        parts.push(Part::Literal(data));
+    }
+    parse(parts)
+}
+
+/// One line with its line end; `false` when the cap was reached first.
+fn read_line(r: &mut impl BufRead) -> Result<(Vec<u8>, bool), ImapError> {
+    let mut line = Vec::new();
+    let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut line).map_err(io_error)?;
+    if n == 0 {
+        return Err(ImapError::Lost("the server closed the connection".into()));
+    }
+    let complete = line.ends_with(b"\n");
+    if !complete && line.len() < MAX_LINE {
+        return Err(ImapError::Lost("the server closed the connection in the middle of an answer".into()));
+    }
+    Ok((line, complete))
+}
+
+/// The numbers of a SEARCH answer too long for one line, read as they stream in.
+fn stream_search(start: &[u8], r: &mut impl BufRead) -> Result<Vec<u32>, ImapError> {
+    let mut uids = Vec::new();
+    let mut number: Option<u64> = None;
+    let mut push = |b: u8, number: &mut Option<u64>| -> Result<bool, ImapError> {
+        match b {
+            b'0'..=b'9' => {
+                let n = number.unwrap_or(0) * 10 + u64::from(b - b'0');
+                if n > u64::from(u32::MAX) {
+                    return Err(ImapError::Protocol("a UID in a SEARCH answer is too large".into()));
+                }
+                *number = Some(n);
+            }
+            b' ' | b'\r' | b'\n' => {
+                if let Some(n) = number.take() {
+                    if uids.len() >= MAX_UIDS {
+                        return Err(ImapError::Protocol(format!("a SEARCH answer of more than {MAX_UIDS} UIDs")));
+                    }
+                    uids.push(n as u32);
+                }
+                return Ok(b == b'\n');
+            }
+            _ => return Err(ImapError::Protocol("unexpected text in a SEARCH answer".into())),
+        }
+        Ok(false)
+    };
+    for &b in &start[8..] {
+        push(b, &mut number)?;
+    }
+    loop {
+        let buf = r.fill_buf().map_err(io_error)?;
+        if buf.is_empty() {
+            return Err(ImapError::Lost("the server closed the connection in the middle of an answer".into()));
+        }
+        let mut used = 0;
+        let mut done = false;
+        for &b in buf {
+            used += 1;
+            if push(b, &mut number)? {
+                done = true;
+                break;
+            }
+        }
+        r.consume(used);
+        if done {
+            return Ok(uids);
+        }
+    }
+}
+
+/// The size of the literal a line announces at its end (`{N}` or `{N+}`), if it does:
+/// `Some(None)` when the braces hold no number.
+fn literal_size(line: &[u8]) -> Option<Option<usize>> {
+    let body = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n"))?;
+    let body = body.strip_suffix(b"}")?;
+    let open = body.iter().rposition(|&b| b == b'{')?;
+    let digits = &body[open + 1..];
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
+        return Some(None);
+    }
+    Some(std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()))
+}
+
+fn io_error(e: io::Error) -> ImapError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ImapError::Timeout,
+        io::ErrorKind::UnexpectedEof => {
+            ImapError::Lost("the server closed the connection in the middle of an answer".into())
+        }
+        _ => ImapError::Lost(crate::error::describe_io(&e)),
+    }
+}
+
+fn starts_with_ci(text: &[u8], prefix: &[u8]) -> bool {
+    text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// A value in a response.
+#[derive(Debug)]
+enum Value {
+    Atom(Vec<u8>),
+    Str(Vec<u8>),
+    List(Vec<Value>),
+    Nil,
+}
+
+impl Value {
+    fn text(&self) -> Option<String> {
+        match self {
+            Value::Atom(a) | Value::Str(a) => Some(String::from_utf8_lossy(a).into_owned()),
+            _ => None,
+        }
+    }
+
+    fn number(&self) -> Option<u64> {
+        match self {
+            Value::Atom(a) if !a.is_empty() && a.len() <= 20 && a.iter().all(u8::is_ascii_digit) => {
+                std::str::from_utf8(a).ok()?.parse().ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Reads values from a response's parts.
+struct Tokens {
+    parts: std::vec::IntoIter<Part>,
+    text: Vec<u8>,
+    pos: usize,
+}
+
+impl Tokens {
+    fn new(parts: Vec<Part>) -> Tokens {
+        let mut parts = parts.into_iter();
+        let text = match parts.next() {
+            Some(Part::Text(t)) => t,
+            _ => Vec::new(),
+        };
+        Tokens { parts, text, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.pos).copied().filter(|b| !matches!(b, b'\r' | b'\n'))
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    /// The rest of the current line, as text.
+    fn rest(&mut self) -> String {
+        let end = self.text.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(self.text.len());
+        let s = String::from_utf8_lossy(&self.text[self.pos.min(end)..end]).into_owned();
+        self.pos = end;
+        s
+    }
+
+    fn value(&mut self) -> Result<Value, ImapError> {
+        self.skip_spaces();
+        let bad = |what: &str| ImapError::Protocol(format!("cannot read {what} in an answer"));
+        match self.peek() {
+            None => Err(bad("a value (the answer ends early)")),
+            Some(b'(') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_spaces();
+                    match self.peek() {
+                        Some(b')') => {
+                            self.pos += 1;
+                            return Ok(Value::List(items));
+                        }
+                        None => return Err(bad("a list (no closing parenthesis)")),
+                        _ => items.push(self.value()?),
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.pos += 1;
+                let mut out = Vec::new();
+                loop {
+                    match self.peek() {
+                        None => return Err(bad("a quoted string")),
+                        Some(b'"') => {
+                            self.pos += 1;
+                            return Ok(Value::Str(out));
+                        }
+                        Some(b'\\') => {
+                            self.pos += 1;
+                            out.extend(self.peek());
+                            self.pos += 1;
+                        }
+                        Some(b) => {
+                            out.push(b);
+                            self.pos += 1;
+                        }
+                    }
+                }
+            }
+            Some(b'{') => {
+                // The line ends with the literal's announcement; the literal follows.
+                let Some(Part::Literal(data)) = self.parts.next() else { return Err(bad("a literal")) };
+                self.text = match self.parts.next() {
+                    Some(Part::Text(t)) => t,
+                    _ => return Err(bad("the text after a literal")),
+                };
+                self.pos = 0;
+                // After a literal the answer goes on with a space or a closing parenthesis,
+                // or ends: anything else means it was not as long as announced.
+                if !matches!(self.text.first(), Some(b' ' | b')' | b'\r' | b'\n')) {
+                    return Err(ImapError::Protocol("a literal was longer than announced".into()));
+                }
+                Ok(Value::Str(data))
+            }
+            Some(_) => {
+                let start = self.pos;
+                let mut depth = 0;
+                while let Some(b) = self.peek() {
+                    match b {
+                        b'[' => depth += 1,
+                        b']' => depth -= 1,
+                        b' ' | b'(' | b')' if depth <= 0 => break,
+                        _ => {}
+                    }
+                    self.pos += 1;
+                }
+                let atom = self.text[start..self.pos].to_vec();
+                if atom.eq_ignore_ascii_case(b"NIL") {
+                    Ok(Value::Nil)
+                } else {
+                    Ok(Value::Atom(atom))
+                }
+            }
+        }
+    }
+}
+
+fn status_of(word: &str) -> Option<Status> {
+    match word.to_ascii_uppercase().as_str() {
+        "OK" => Some(Status::Ok),
+        "NO" => Some(Status::No),
+        "BAD" => Some(Status::Bad),
+        _ => None,
+    }
+}
+
+fn parse(parts: Vec<Part>) -> Result<Response, ImapError> {
+    let mut t = Tokens::new(parts);
+    let first = t.value()?.text().unwrap_or_default();
+    if first == "+" {
+        t.skip_spaces();
+        return Ok(Response::Continue(t.rest()));
+    }
+    if first != "*" {
+        t.skip_spaces();
+        let word = match t.value()? {
+            Value::Atom(a) => String::from_utf8_lossy(&a).into_owned(),
+            _ => String::new(),
+        };
+        let status = status_of(&word)
+            .ok_or_else(|| ImapError::Protocol(format!("unexpected answer {}", super::error::quote(&first))))?;
+        t.skip_spaces();
+        return Ok(Response::Tagged { tag: first, status, text: t.rest() });
+    }
+    let head = t.value()?;
+    let word = head.text().unwrap_or_default().to_ascii_uppercase();
+    if let Some(n) = head.number() {
+        t.skip_spaces();
+        let kind = t.value()?.text().unwrap_or_default().to_ascii_uppercase();
+        return Ok(Response::Data(match kind.as_str() {
+            "EXISTS" => Data::Exists(u32::try_from(n).unwrap_or(u32::MAX)),
+            "FETCH" => Data::Fetch(fetched(t.value()?)?),
+            _ => Data::Other,
+        }));
+    }
+    let data = match word.as_str() {
+        "OK" | "NO" | "BAD" => {
+            t.skip_spaces();
+            let rest = t.rest();
+            let (code, args) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                Some((inside, _)) => {
+                    let (name, args) = inside.split_once(' ').unwrap_or((inside, ""));
+                    (Some(name.to_ascii_uppercase()), args.to_string())
+                }
+                None => (None, String::new()),
+            };
+            Data::State { status: status_of(&word).unwrap_or(Status::Ok), code, args }
+        }
+        "BYE" => {
+            t.skip_spaces();
+            Data::Bye(t.rest())
+        }
+        "CAPABILITY" => {
+            t.skip_spaces();
+            Data::Capability(t.rest().split_whitespace().map(|c| c.to_ascii_uppercase()).collect())
+        }
+        "SEARCH" => {
+            let mut uids = Vec::new();
+            while t.peek().is_some() {
+                let v = t.value()?;
+                let n = v.number().filter(|&n| n <= u64::from(u32::MAX));
+                // ESEARCH-style or MODSEQ extras would not be plain numbers: refuse them.
+                let n = n.ok_or_else(|| ImapError::Protocol("unexpected text in a SEARCH answer".into()))?;
+                if uids.len() >= MAX_UIDS {
+                    return Err(ImapError::Protocol(format!("a SEARCH answer of more than {MAX_UIDS} UIDs")));
+                }
+                uids.push(n as u32);
+                t.skip_spaces();
+            }
+            Data::Search(uids)
+        }
+        "LIST" => {
+            let Value::List(attrs) = t.value()? else {
+                return Err(ImapError::Protocol("a LIST answer without attributes".into()));
+            };
+            let delimiter = match t.value()? {
+                Value::Str(d) | Value::Atom(d) => d.first().map(|&b| char::from(b)),
+                _ => None,
+            };
+            let wire = mailbox_name(t.value()?)?;
+            let attributes = attrs.iter().filter_map(Value::text).collect();
+            Data::List(ListEntry { attributes, delimiter, wire })
+        }
+        "STATUS" => {
+            let wire = mailbox_name(t.value()?)?;
+            let Value::List(list) = t.value()? else {
+                return Err(ImapError::Protocol("a STATUS answer without items".into()));
+            };
+            let mut items = Vec::new();
+            for pair in list.chunks(2) {
+                if let [name, value] = pair {
+                    if let (Some(name), Some(n)) = (name.text(), value.number()) {
+                        items.push((name.to_ascii_uppercase(), n));
+                    }
+                }
+            }
+            Data::MailboxStatus { wire, items }
+        }
+        _ => Data::Other,
+    };
+    Ok(Response::Data(data))
+}
+
+/// A mailbox name as the server sent it (an atom, a quoted string or a literal). Names
+/// that are not valid UTF-8 cannot be sent back in a quoted string: they are refused.
+fn mailbox_name(v: Value) -> Result<String, ImapError> {
+    match v {
+        Value::Atom(a) | Value::Str(a) => {
+            String::from_utf8(a).map_err(|_| ImapError::Protocol("a mailbox name that is not text".into()))
+        }
+        _ => Err(ImapError::Protocol("a mailbox name is missing".into())),
+    }
+}
+
+/// The items of a FETCH answer that the tool uses.
+fn fetched(v: Value) -> Result<Fetched, ImapError> {
+    let Value::List(items) = v else {
+        return Err(ImapError::Protocol("a FETCH answer without items".into()));
+    };
+    let mut out = Fetched::default();
+    let mut items = items.into_iter();
+    while let Some(name) = items.next() {
+        let Some(name) = name.text() else { continue };
+        let value = items.next().ok_or_else(|| ImapError::Protocol(format!("FETCH item {name} has no value")))?;
+        let upper = name.to_ascii_uppercase();
+        if upper == "UID" {
+            out.uid = value.number().and_then(|n| u32::try_from(n).ok());
+        } else if upper == "RFC822.SIZE" {
+            out.size = value.number().and_then(|n| u32::try_from(n).ok());
+        } else if upper == "BODY[]" || (upper.starts_with("BODY[]<") && upper.ends_with('>')) {
+            out.body = Some(match value {
+                Value::Str(data) | Value::Atom(data) => data,
+                Value::Nil => Vec::new(),
+                Value::List(_) => return Err(ImapError::Protocol("cannot read the body in a FETCH answer".into())),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8], max: usize) -> Result<Response, ImapError> {
+        read_response(&mut io::Cursor::new(input.to_vec()), max)
+    }
+
+    fn data(input: &[u8]) -> Data {
+        match read(input, 1 << 20).unwrap() {
+            Response::Data(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tagged_and_state() {
+        match read(b"a1 NO [TRYCREATE] no such mailbox\r\n", 0).unwrap() {
+            Response::Tagged { tag, status, text } => {
+                assert_eq!((tag.as_str(), status, text.as_str()), ("a1", Status::No, "[TRYCREATE] no such mailbox"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            data(b"* OK [UIDVALIDITY 1234] UIDs valid\r\n"),
+            Data::State { status: Status::Ok, code: Some("UIDVALIDITY".into()), args: "1234".into() }
+        );
+        assert_eq!(data(b"* BYE shutting down\r\n"), Data::Bye("shutting down".into()));
+        assert_eq!(data(b"* 17 EXISTS\r\n"), Data::Exists(17));
+        assert_eq!(
+            data(b"* CAPABILITY IMAP4rev1 id LIST-STATUS\r\n"),
+            Data::Capability(vec!["IMAP4REV1".into(), "ID".into(), "LIST-STATUS".into()])
+        );
+        assert!(matches!(read(b"+ go on\r\n", 0).unwrap(), Response::Continue(t) if t == "go on"));
+    }
+
+    #[test]
+    fn list_and_status() {
+        assert_eq!(
+            data(b"* LIST (\\HasNoChildren) \"/\" \"Re&AOc-us\"\r\n"),
+            Data::List(ListEntry {
+                attributes: vec!["\\HasNoChildren".into()],
+                delimiter: Some('/'),
+                wire: "Re&AOc-us".into()
+            })
+        );
+        let Data::List(e) = data(b"* LIST (\\Noselect) NIL {7}\r\na\"b\\c d\r\n") else { panic!() };
+        assert_eq!((e.wire.as_str(), e.delimiter, e.selectable()), ("a\"b\\c d", None, false));
+        let Data::List(e) = data(b"* LIST () \".\" \"q\\\"x\"\r\n") else { panic!() };
+        assert_eq!(e.wire, "q\"x");
+        assert_eq!(
+            data(b"* STATUS \"Sent Items\" (UIDNEXT 12 UIDVALIDITY 9 MESSAGES 3)\r\n"),
+            Data::MailboxStatus {
+                wire: "Sent Items".into(),
+                items: vec![("UIDNEXT".into(), 12), ("UIDVALIDITY".into(), 9), ("MESSAGES".into(), 3)]
+            }
+        );
+    }
+
+    #[test]
+    fn fetch_answers() {
+        let Data::Fetch(f) = data(b"* 3 FETCH (UID 7 RFC822.SIZE 5 BODY[] {5}\r\nhello)\r\n") else { panic!() };
+        assert_eq!(f, Fetched { uid: Some(7), size: Some(5), body: Some(b"hello".to_vec()) });
+        let Data::Fetch(f) = data(b"* 3 FETCH (BODY[]<4096> {3}\r\nabc UID 8)\r\n") else { panic!() };
+        assert_eq!((f.uid, f.body.as_deref()), (Some(8), Some(&b"abc"[..])));
+        let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 FLAGS (\\Seen))\r\n") else { panic!() };
+        assert_eq!((f.uid, f.body), (Some(2), None));
+        let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 BODY[] \"\")\r\n") else { panic!() };
+        assert_eq!(f.body, Some(Vec::new()));
+        let e = read(b"* 3 FETCH (UID 7 BODY[] {3}\r\nhello)\r\n", 100).unwrap_err();
+        assert!(e.to_string().contains("longer than announced"), "{e}");
+        let e = read(b"* 3 FETCH (UID 7 BODY[] {300}\r\n", 100).unwrap_err();
+        assert!(e.to_string().contains("literal of 300 bytes"), "{e}");
+    }
+
+    #[test]
+    fn search_streams_past_the_line_cap() {
+        assert_eq!(data(b"* SEARCH 1 5 9\r\n"), Data::Search(vec![1, 5, 9]));
+        assert_eq!(data(b"* SEARCH\r\n"), Data::Search(vec![]));
+        let mut long = b"* SEARCH".to_vec();
+        for uid in 1..=50_000u32 {
+            long.extend_from_slice(format!(" {uid}").as_bytes());
+        }
+        long.extend_from_slice(b"\r\na1 OK done\r\n");
+        let mut r = io::Cursor::new(long);
+        let Response::Data(Data::Search(uids)) = read_response(&mut r, 0).unwrap() else { panic!() };
+        assert_eq!(uids, (1..=50_000).collect::<Vec<u32>>());
+        assert!(matches!(read_response(&mut r, 0).unwrap(), Response::Tagged { .. }));
+    }
+
+    #[test]
+    fn hostile_input_is_bounded() {
+        let mut long = b"* OK ".to_vec();
+        long.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        assert!(read(&long, 0).unwrap_err().to_string().contains("more than"));
+        assert!(matches!(read(b"", 0).unwrap_err(), ImapError::Lost(_)));
+        assert!(matches!(read(b"* OK half", 0).unwrap_err(), ImapError::Lost(_)));
+        assert!(read(b"* SEARCH 1 x\r\n", 0).is_err());
+        assert!(read(b"* LIST (\\X) \"/\" {99999999}\r\n", 0).is_err());
+        assert!(read(b"junk line\r\n", 0).is_err());
+    }
+}
