@@ -3,7 +3,7 @@
 //! a temporary file (in the root's own directory) that is synced and linked into the
 //! folder directory only when complete.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::time::Instant;
@@ -74,7 +74,7 @@ impl FolderReport {
 }
 
 /// Why a pass over the folder stopped.
-enum Stop {
+pub(super) enum Stop {
     /// The connection broke: reconnect and run the pass again (it resumes).
     Connection(String),
     /// Anything else: the folder fails.
@@ -108,22 +108,28 @@ pub struct Place<'a> {
     pub account_dir: &'a str,
 }
 
+/// The report of a folder that has no new mail (see [`unchanged`]), if it has none.
+pub fn unchanged_report(
+    place: &Place<'_>,
+    mailbox: &Mailbox,
+    status: Option<FolderStatus>,
+) -> Result<Option<FolderReport>> {
+    Ok(unchanged(place, mailbox, status)?
+        .map(|existing| FolderReport { existing, ..FolderReport::new(&mailbox.shown()) }))
+}
+
 /// Backs up one mailbox into its folder directory, reconnecting (a bounded number of
 /// times) when the connection breaks; each new pass skips what the previous ones archived.
-/// `status` is the folder's state from LIST-STATUS or STATUS, when the server gave it.
+/// `prior` is what an earlier step of this run already stored in it.
 pub fn backup(
     ctx: &Context<'_>,
     session: &mut Session,
     place: &mut Place<'_>,
     mailbox: &Mailbox,
-    status: Option<FolderStatus>,
+    prior: Option<FolderReport>,
 ) -> Result<FolderReport> {
     let name = mailbox.shown();
-    let mut report = FolderReport::new(&name);
-    if let Some(existing) = unchanged(place, mailbox, status)? {
-        report.existing = existing;
-        return Ok(report);
-    }
+    let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
     report.progress = Progress::new(format!("{} {name}", ctx.account.user), !ctx.out.quiet);
     loop {
         match pass(ctx, session, place, mailbox, &mut report) {
@@ -231,6 +237,11 @@ fn pass(
         // being read, so the server never waits for the round trip of the next command.
         // Their answers wait in the socket, not in our memory: each is read when its turn comes.
         let mut sent = 0;
+        // A server may run pipelined fetches at once, and FETCH answers belong to no
+        // command: a message of a batch still in flight can come with an earlier batch's
+        // answers. It waits here for its batch (at most the batches in flight, each within
+        // the budget).
+        let mut early: HashMap<u32, Vec<u8>> = HashMap::new();
         for (i, batch) in batches.iter().enumerate() {
             match batch {
                 Batch::Whole(uids) => {
@@ -244,7 +255,12 @@ fn pass(
                         ImapError::Refused(text) => Ok(text),
                         e => Err(fetch_lost(session, &e)),
                     });
-                    store_whole(ctx, answers, uids, &mut writer, report)?;
+                    let in_flight = |uid: u32| {
+                        batches[i + 1..sent]
+                            .iter()
+                            .any(|b| matches!(b, Batch::Whole(u) if u.binary_search(&uid).is_ok()))
+                    };
+                    store_whole(ctx, answers, uids, &mut early, &in_flight, &mut writer, report)?;
                 }
                 Batch::Chunked(uid) => {
                     sent = i + 1;
@@ -264,15 +280,17 @@ fn pass(
         Err(_) => {}
     }
     fetched?;
-    // Everything below UIDNEXT is now archived: the next run starts there.
-    if let (0, Some(uidnext)) = (report.failed, examined.uid_next) {
+    // Everything below UIDNEXT is now archived: the next run starts there. Not after a
+    // message went missing: the next run looks at every UID again, in case it was not
+    // really gone.
+    if let (0, 0, Some(uidnext)) = (report.failed, report.vanished, examined.uid_next) {
         place.registry.set_complete(place.account_dir, mailbox, uidnext)?;
     }
     Ok(())
 }
 
 /// Counts the writer's outcomes in the report.
-fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<Outcome>) {
+pub(super) fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<Outcome>) {
     for o in outcomes {
         match o {
             Outcome::Stored(uid, size) => {
@@ -290,7 +308,7 @@ fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<Outcome>) {
 
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
 /// no file opened.
-fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
+pub(super) fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
     let mut uids = HashSet::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
@@ -327,6 +345,8 @@ fn store_whole(
     ctx: &Context<'_>,
     answers: std::result::Result<Vec<Fetched>, std::result::Result<String, Stop>>,
     uids: &[u32],
+    early: &mut HashMap<u32, Vec<u8>>,
+    in_flight: &dyn Fn(u32) -> bool,
     writer: &mut MessageWriter,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
@@ -340,21 +360,32 @@ fn store_whole(
                 report.folder,
                 crate::imap::error::quote(&text)
             ));
-            report.failed += uids.len();
+            report.failed += uids.iter().filter(|u| early.remove(u).is_none()).count();
             return Ok(());
         }
         Err(Err(stop)) => return Err(stop),
     };
     let mut pending: HashSet<u32> = uids.iter().copied().collect();
+    let store = |uid: u32, body: &[u8], writer: &mut MessageWriter| -> std::result::Result<(), Stop> {
+        writer.begin(uid)?;
+        writer.data(body)?;
+        writer.end()?;
+        Ok(())
+    };
+    for uid in uids {
+        if let Some(body) = early.remove(uid) {
+            pending.remove(uid);
+            store(*uid, &body, writer)?;
+        }
+    }
     for f in answers {
         let (Some(uid), Some(body)) = (f.uid, f.body) else { continue };
         // Answers may come in any order, and unasked ones may come too: match by UID.
-        if !pending.remove(&uid) {
-            continue;
+        if pending.remove(&uid) {
+            store(uid, &body, writer)?;
+        } else if in_flight(uid) {
+            early.insert(uid, body);
         }
-        writer.begin(uid)?;
-        writer.data(&body)?;
-        writer.end()?;
     }
     report.vanished += pending.len();
     Ok(())
@@ -395,10 +426,10 @@ fn fetch_chunked(
             return Ok(());
         }
         let Some(data) = mine.find_map(|f| f.body) else {
+            // Answered without data (Dovecot's `BODY[] NIL`): expunged while we read it.
+            report.vanished += 1;
             writer.abort()?;
-            return Err(Stop::Fatal(Error::runtime(format!(
-                "the server sent no data for UID {uid} at offset {offset}"
-            ))));
+            return Ok(());
         };
         if data.len() > chunk {
             // More than asked for cannot be placed: the server ignored the range.

@@ -2,6 +2,7 @@
 //! file per message. One failing account never stops the others.
 
 pub mod folder;
+pub mod new_mail;
 pub mod plan;
 pub mod writer;
 
@@ -221,14 +222,47 @@ fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
     let (folders, statuses) = choose_folders(account, &mut session)?;
     let mut reports = Vec::new();
     let ctx = folder::Context { account, keys: keys.as_ref(), out };
+    let mut place = folder::Place { registry: &mut registry, account_dir: &account_dir };
+    let print = |r: &FolderReport| {
+        if !out.quiet {
+            println!("{} {}", account.user, r.summary());
+        }
+    };
+    // Unchanged folders are done; folders with new mail since a complete backup are
+    // fetched together; the rest get the ordinary pass.
+    let mut changed = Vec::new();
+    let mut ordinary: Vec<(&Mailbox, Option<FolderReport>)> = Vec::new();
     for mailbox in &folders {
-        let mut place = folder::Place { registry: &mut registry, account_dir: &account_dir };
         let status = statuses.get(&mailbox.wire).copied();
-        match folder::backup(&ctx, &mut session, &mut place, mailbox, status) {
-            Ok(r) => {
-                if !out.quiet {
-                    println!("{} {}", account.user, r.summary());
+        if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
+            print(&r);
+            reports.push(r);
+            continue;
+        }
+        let record = place.registry.folder_of(&account_dir, mailbox);
+        let since = record.and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
+        match (since, status) {
+            (Some((uidvalidity, from)), Some(s)) if s.uidvalidity == Some(uidvalidity) => {
+                changed.push(new_mail::Changed { mailbox, uidvalidity, from });
+            }
+            _ => ordinary.push((mailbox, None)),
+        }
+    }
+    if !changed.is_empty() {
+        for (c, result) in changed.iter().zip(new_mail::fetch(&ctx, &mut session, &mut place, &changed)?) {
+            match result {
+                new_mail::Outcome::Complete(r) => {
+                    print(&r);
+                    reports.push(r);
                 }
+                new_mail::Outcome::Unfinished(partial) => ordinary.push((c.mailbox, Some(partial))),
+            }
+        }
+    }
+    for (mailbox, prior) in ordinary {
+        match folder::backup(&ctx, &mut session, &mut place, mailbox, prior) {
+            Ok(r) => {
+                print(&r);
                 reports.push(r);
             }
             Err(e) => {

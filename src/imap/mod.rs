@@ -17,5 +17,5 @@ pub mod wire;
 pub use auth::Auth;
 pub use connect::{is_timeout, resolve, ServerSpec, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
 pub use error::ImapError;
-pub use session::{connect, Examined, FolderStatus, Found, Session, Then};
+pub use session::{connect, Examined, FolderStatus, Found, NewMail, Session, Then};
 pub use tls::{Stream, Trust};

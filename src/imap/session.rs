@@ -66,6 +66,17 @@ pub enum Found {
     Sizes(Vec<(u32, u32)>),
 }
 
+/// What [`Session::new_mail`] hands over, folder by folder, in order.
+#[derive(Debug)]
+pub enum NewMail {
+    /// Folder `index` was opened (or refused, with the server's text).
+    Opened(usize, std::result::Result<Examined, String>),
+    /// A message of folder `index`: UID, size and the first bytes asked for.
+    Message(usize, Fetched),
+    /// Folder `index` is done (the fetch refused, with the server's text).
+    Done(usize, Option<String>),
+}
+
 /// One live connection.
 struct Link {
     io: BufReader<Stream>,
@@ -378,6 +389,64 @@ impl Session {
             }
             Ok(sorted_sizes(sizes, |u| uids.binary_search(&u).is_ok()))
         })();
+        self.checked(result)
+    }
+
+    /// For each `(wire, from)`: EXAMINE the folder and fetch the UID, size and first `head`
+    /// bytes of every message from UID `from` on. All commands go out at once, so every
+    /// folder's new mail costs one round trip together; answers are handed to `on` as they
+    /// come, one message at a time (memory holds one `head` at most). `on` returns false
+    /// to stop: the connection is then dropped.
+    pub fn new_mail(
+        &mut self,
+        folders: &[(String, u32)],
+        head: usize,
+        on: &mut dyn FnMut(NewMail) -> bool,
+    ) -> std::result::Result<bool, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let mut commands = Vec::new();
+            for (wire, from) in folders {
+                commands.push(format!("EXAMINE {}", quoted(wire)?));
+                commands.push(format!("UID FETCH {from}:* (UID RFC822.SIZE BODY.PEEK[]<0.{head}>)"));
+            }
+            let tags = link.send(&commands)?;
+            for (index, pair) in tags.chunks(2).enumerate() {
+                let mut examined = Examined::default();
+                let opened = link.finish(&pair[0], MAX_SMALL_LITERAL, &mut |d| {
+                    note_examined(&mut examined, d);
+                    Ok(())
+                });
+                let opened = match opened {
+                    Ok(_) => Ok(examined),
+                    Err(ImapError::Refused(text)) => Err(text),
+                    Err(e) => return Err(e),
+                };
+                if !on(NewMail::Opened(index, opened)) {
+                    return Ok(false);
+                }
+                let mut go_on = true;
+                let fetched = link.finish(&pair[1], head + 1024, &mut |d| {
+                    if let (true, Data::Fetch(f)) = (go_on, d) {
+                        go_on = on(NewMail::Message(index, f));
+                    }
+                    Ok(())
+                });
+                let refused = match fetched {
+                    Ok(_) => None,
+                    Err(ImapError::Refused(text)) => Some(text),
+                    Err(e) => return Err(e),
+                };
+                if !go_on || !on(NewMail::Done(index, refused)) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })();
+        if matches!(result, Ok(false)) {
+            // Answers of the commands not read yet would be taken for the next command's.
+            self.link = None;
+        }
         self.checked(result)
     }
 

@@ -511,11 +511,13 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
         } else if upper == "RFC822.SIZE" {
             out.size = value.number().and_then(|n| u32::try_from(n).ok());
         } else if upper == "BODY[]" || (upper.starts_with("BODY[]<") && upper.ends_with('>')) {
-            out.body = Some(match value {
-                Value::Str(data) | Value::Atom(data) => data,
-                Value::Nil => Vec::new(),
+            // NIL is how Dovecot answers for a message expunged meanwhile: no body at all,
+            // not an empty message.
+            out.body = match value {
+                Value::Str(data) | Value::Atom(data) => Some(data),
+                Value::Nil => None,
                 Value::List(_) => return Err(ImapError::Protocol("cannot read the body in a FETCH answer".into())),
-            });
+            };
         }
     }
     Ok(out)
@@ -590,6 +592,8 @@ mod tests {
         assert_eq!((f.uid, f.body), (Some(2), None));
         let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 BODY[] \"\")\r\n") else { panic!() };
         assert_eq!(f.body, Some(Vec::new()));
+        let Data::Fetch(f) = data(b"* 298 FETCH (UID 298 BODY[] NIL)\r\n") else { panic!() };
+        assert_eq!((f.uid, f.body), (Some(298), None), "expunged meanwhile: no body");
         let e = read(b"* 3 FETCH (UID 7 BODY[] {3}\r\nhello)\r\n", 100).unwrap_err();
         assert!(e.to_string().contains("longer than announced"), "{e}");
         let e = read(b"* 3 FETCH (UID 7 BODY[] {300}\r\n", 100).unwrap_err();
