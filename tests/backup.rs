@@ -1,10 +1,13 @@
 //! Backups against a real Dovecot: every folder kind, message edge cases, all option
 //! combinations, byte-exact restore, incremental reruns, UIDVALIDITY changes, TLS modes,
-//! wrong passwords, configs with a failing account, concurrent runs.
+//! wrong passwords, configs with a failing account, concurrent runs. Every archive a test
+//! writes is also decoded by the original program's own code (tests/tools/original.py),
+//! which must find the original's From-line and then exactly the bytes the server serves.
 
 mod common;
 mod util;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -25,6 +28,21 @@ impl Account<'_> {
     }
     fn raw(&self, mailbox: &str, uid: u32) -> Vec<u8> {
         self.d.fetch_raw(&self.user, PW, mailbox, uid)
+    }
+    /// Every message of `mailbox` as the server serves it, by UID, in one session.
+    fn all_raw(&self, mailbox: &str) -> BTreeMap<u32, Vec<u8>> {
+        let mut s = self.d.session(&self.user, PW);
+        s.ok(&format!("EXAMINE {}", common::dovecot::quote(mailbox)));
+        let r = s.ok("UID FETCH 1:* (BODY.PEEK[])");
+        s.logout();
+        let mut out = BTreeMap::new();
+        for u in r.untagged.iter().filter(|u| u.text.contains(" FETCH ") && u.text.contains("BODY[] ")) {
+            let uid = u.text.split("UID ").nth(1).and_then(|t| t.split([' ', ')']).next()).and_then(|n| n.parse().ok());
+            let uid: u32 = uid.unwrap_or_else(|| panic!("no UID in {:?}", u.text));
+            let body = if u.text.contains("BODY[] \"\"") { Vec::new() } else { u.literals[0].clone() };
+            out.insert(uid, body);
+        }
+        out
     }
 }
 
@@ -100,6 +118,8 @@ fn folders_of_every_kind_restore_byte_exact() {
     let o = backup(&d, "alice", tmp.path(), &["--all-folders", "-z"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
+    let raws: BTreeMap<u32, Vec<u8>> =
+        uids.iter().filter(|(m, _)| *m == "INBOX").map(|(_, u)| (*u, a.raw("INBOX", *u))).collect();
     for (dir, mb) in [
         ("INBOX", "INBOX"),
         ("Sent Items", "Sent Items"),
@@ -110,6 +130,9 @@ fn folders_of_every_kind_restore_byte_exact() {
         let folder = tmp.join("alice").join(dir);
         assert!(folder.is_dir(), "{dir} missing; output: {out}");
         let want: Vec<Vec<u8>> = uids.iter().filter(|(m, _)| *m == mb).map(|(m, u)| a.raw(m, *u)).collect();
+        let by_uid: BTreeMap<u32, Vec<u8>> =
+            uids.iter().filter(|(m, _)| *m == mb).map(|(_, u)| *u).zip(want.iter().cloned()).collect();
+        assert_original_decodes(&folder, None, None, &by_uid);
         if want.is_empty() {
             assert_eq!(
                 fs::read_dir(&folder)
@@ -128,9 +151,17 @@ fn folders_of_every_kind_restore_byte_exact() {
     }
     assert!(out.contains("alice INBOX: 5 new, 0 already archived, 0 failed"), "{out}");
     assert!(out.contains("alice Reçus: 1 new"), "{out}");
-    // The stored From-line is the original's, even for a From header after 16 KiB.
-    let late = fs::read(tmp.join("alice/INBOX").join(format!("{}.mbox.gz", uids[2].1))).unwrap();
-    assert!(!late.is_empty());
+    // The stored From-line is the original's: the From header's value; `unknown@unknown`
+    // without one, and also for a From header after the first 16 KiB, which the
+    // original never looks at. Pinned here apart from the rule in originals_from_line.
+    for (i, line) in [(0, "From Ann <ann@example.org>\n"), (1, "From unknown@unknown\n"), (2, "From unknown@unknown\n")]
+    {
+        let file = tmp.join("alice/INBOX").join(format!("{}.mbox.gz", uids[i].1));
+        let o = original_py(&["decode", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_same(&o.stdout, &[line.as_bytes(), &raws[&uids[i].1]].concat(), &format!("{}", file.display()));
+    }
+    assert!(raws[&uids[2].1].windows(5).position(|w| w == b"From:").unwrap() > 16384, "the test needs a late From");
 }
 
 #[test]
@@ -143,15 +174,19 @@ fn all_option_combinations_and_key_modes_round_trip() {
     let tmp = TempDir::new("bk-combos");
     let keys = tmp.join("k");
     let pkeys = tmp.join("pk");
-    let combos: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
-        ("plain", vec![], vec![]),
-        ("z", vec!["-z"], vec![]),
-        ("e", vec!["-e", "-k", keys.to_str().unwrap()], vec!["-k", keys.to_str().unwrap()]),
-        ("ze", vec!["-z", "-e", "-k", keys.to_str().unwrap()], vec!["-k", keys.to_str().unwrap()]),
-        ("zeP", vec!["-zeP", "-k", pkeys.to_str().unwrap()], vec!["-k", pkeys.to_str().unwrap(), "-P"]),
-        ("eP", vec!["-e", "-P", "-k", pkeys.to_str().unwrap()], vec!["-k", pkeys.to_str().unwrap(), "-P"]),
+    let by_uid: BTreeMap<u32, Vec<u8>> = uids.iter().copied().zip(want.iter().cloned()).collect();
+    let (k, pk, pw) = (Some(keys.as_path()), Some(pkeys.as_path()), Some("key pass"));
+    // Name, backup flags, restore flags, and the key file and password the original needs.
+    type Combo<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Option<&'a Path>, Option<&'a str>);
+    let combos: Vec<Combo> = vec![
+        ("plain", vec![], vec![], None, None),
+        ("z", vec!["-z"], vec![], None, None),
+        ("e", vec!["-e", "-k", keys.to_str().unwrap()], vec!["-k", keys.to_str().unwrap()], k, None),
+        ("ze", vec!["-z", "-e", "-k", keys.to_str().unwrap()], vec!["-k", keys.to_str().unwrap()], k, None),
+        ("zeP", vec!["-zeP", "-k", pkeys.to_str().unwrap()], vec!["-k", pkeys.to_str().unwrap(), "-P"], pk, pw),
+        ("eP", vec!["-e", "-P", "-k", pkeys.to_str().unwrap()], vec!["-k", pkeys.to_str().unwrap(), "-P"], pk, pw),
     ];
-    for (name, flags, rkeys) in combos {
+    for (name, flags, rkeys, okeys, opw) in combos {
         let root = tmp.join(name);
         let o = Command::new(bin())
             .args(["-u", "bob", "-i", "127.0.0.1", "--port", &d.imaps_port().to_string()])
@@ -173,6 +208,7 @@ fn all_option_combinations_and_key_modes_round_trip() {
             &[("SMAILARCHIVER_KEY_PASSWORD", "key pass")],
         );
         assert_eq!(v.status.code(), Some(0), "{name} verify: {}", stdout(&v));
+        assert_original_decodes(&root.join("bob/INBOX"), okeys, opw, &by_uid);
     }
     // Key files were created 0600 and never printed.
     use std::os::unix::fs::PermissionsExt;
@@ -206,6 +242,7 @@ fn second_run_fetches_nothing_and_new_mail_is_added() {
     a.append("INBOX", &message("late", "new one"));
     let o = backup(&d, "carol", tmp.path(), &["-z"]);
     assert!(stdout(&o).contains("carol INBOX: 1 new, 30 already archived"), "{}", stdout(&o));
+    assert_original_decodes(&tmp.join("carol/INBOX"), None, None, &a.all_raw("INBOX"));
 }
 
 #[test]
@@ -217,6 +254,7 @@ fn uidvalidity_change_moves_the_old_archive_aside() {
     let tmp = TempDir::new("bk-uidv");
     assert_eq!(backup(&d, "dave", tmp.path(), &["-f", "Work"]).status.code(), Some(0));
     let old_v = d.mailbox_uidvalidity("dave", PW, "Work");
+    let old_raw = a.all_raw("Work");
     d.delete_mailbox("dave", PW, "Work");
     d.create_mailbox("dave", PW, "Work");
     let second = a.append("Work", &message("two", "second life"));
@@ -229,6 +267,8 @@ fn uidvalidity_change_moves_the_old_archive_aside() {
     assert!(old_dir.is_dir(), "old archive kept");
     assert_same(&restored(&tmp.join("dave/Work"), &[])[0], &new_raw, "new message archived, not skipped");
     assert!(String::from_utf8_lossy(&restored(&old_dir, &[])[0]).contains("first life"));
+    assert_original_decodes(&old_dir, None, None, &old_raw);
+    assert_original_decodes(&tmp.join("dave/Work"), None, None, &a.all_raw("Work"));
 }
 
 #[test]
@@ -255,10 +295,12 @@ fn big_message_is_fetched_in_chunks_with_a_small_budget() {
     let partial = log.lines().filter(|l| l.contains("BODY.PEEK[]<")).count();
     assert!(partial >= 80, "expected chunked fetches of 256 KiB, saw {partial}:\n{}", &log[..log.len().min(2000)]);
     let got = restored(&tmp.join("erin/INBOX"), &["-k", keys.to_str().unwrap()]);
-    assert_same(&got[0], &a.raw("INBOX", uid), "20 MB message");
+    let served = a.all_raw("INBOX");
+    assert_same(&got[0], &served[&uid], "20 MB message");
     assert_eq!(got.len(), 3);
-    assert_eq!(a.raw("INBOX", exact_uid).len(), 512 * 1024);
-    assert_same(&got[2], &a.raw("INBOX", exact_uid), "message of exactly two chunks");
+    assert_eq!(served[&exact_uid].len(), 512 * 1024);
+    assert_same(&got[2], &served[&exact_uid], "message of exactly two chunks");
+    assert_original_decodes(&tmp.join("erin/INBOX"), Some(&keys), None, &served);
 }
 
 #[test]
@@ -314,6 +356,7 @@ fn starttls_and_certificate_trust() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("login failed for fay"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("wrong"), "password leaked: {}", stderr(&o));
+    assert_original_decodes(&tmp.join("fay/INBOX"), None, None, &a.all_raw("INBOX"));
 }
 
 #[test]
@@ -340,6 +383,7 @@ fn config_with_two_accounts_one_failing() {
     assert!(stderr(&o).contains("nobody@127.0.0.1"), "{}", stderr(&o));
     assert!(stdout(&o).contains("gus INBOX: 1 new"), "{}", stdout(&o));
     assert!(tmp.join("arch/gus/INBOX/1.mbox.gz.enc").exists());
+    assert_original_decodes(&tmp.join("arch/gus/INBOX"), Some(&tmp.join("keys")), None, &a.all_raw("INBOX"));
 }
 
 #[test]
@@ -382,6 +426,7 @@ fn wizard_with_piped_answers() {
     assert!(!stderr(&o).contains(PW) && !stdout(&o).contains(PW), "password echoed");
     assert_same(&restored(&tmp.join("hana/INBOX"), &[])[0], &a.raw("INBOX", uid), "wizard backup");
     assert!(tmp.join(format!("hana/INBOX/{uid}.mbox.gz")).exists());
+    assert_original_decodes(&tmp.join("hana/INBOX"), None, None, &a.all_raw("INBOX"));
     // Input that ends early is a clear error, not a hang or a panic.
     let o = Command::new(bin()).stdin(Stdio::null()).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -397,6 +442,8 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     // Expunge from a second session while a small-budget backup runs; where the race
     // lands varies, and the outcome must be right wherever it lands.
     let gone: Vec<u32> = (0..300).map(|i| a.append("INBOX", &message(&format!("g{i}"), &"z".repeat(3000)))).collect();
+    // Taken before the run: the expunged messages cannot be fetched afterwards.
+    let served = a.all_raw("INBOX");
     let port = d.imaps_port().to_string();
     let ca = d.cert_pem_path();
     let child = Command::new(bin())
@@ -420,6 +467,18 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     // Whatever was archived is whole.
     let v = run(&["--verify", tmp.path().to_str().unwrap()], &[]);
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    // Everything that was archived is the original's stored message, and everything the
+    // server still has after the run was archived (only expunged messages may be missing).
+    let dir = tmp.join("ivan/INBOX");
+    let archived: BTreeMap<u32, Vec<u8>> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().split('.').next().unwrap().parse::<u32>().unwrap())
+        .map(|uid| (uid, served.get(&uid).unwrap_or_else(|| panic!("UID {uid} was never on the server")).clone()))
+        .collect();
+    for uid in a.d.uids("ivan", PW, "INBOX") {
+        assert!(archived.contains_key(&uid), "UID {uid} is still on the server but was not archived");
+    }
+    assert_original_decodes(&dir, None, None, &archived);
 }
 
 #[test]
@@ -447,7 +506,7 @@ fn config_password_protected_keys_use_the_key_password_sources() {
     assert_same(&got[0], &a.raw("INBOX", uid), "promp backup");
     // A wrong key password is refused before anything is written.
     let before = fs::read_dir(tmp.join("arch/kai/INBOX")).unwrap().count();
-    a.append("INBOX", &message("more", "x"));
+    let more = a.append("INBOX", &message("more", "x"));
     let o = run(&["-c", cfg.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0));
     fs::write(&cfg, fs::read_to_string(&cfg).unwrap().replace("echo key pass", "echo wrong")).unwrap();
@@ -456,6 +515,9 @@ fn config_password_protected_keys_use_the_key_password_sources() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("wrong key password"), "{}", stderr(&o));
     assert_eq!(fs::read_dir(tmp.join("arch/kai/INBOX")).unwrap().count(), before + 1);
+    let served = a.all_raw("INBOX");
+    let archived: BTreeMap<u32, Vec<u8>> = [uid, more].iter().map(|u| (*u, served[u].clone())).collect();
+    assert_original_decodes(&tmp.join("arch/kai/INBOX"), Some(&k), Some("key pass"), &archived);
 }
 
 /// Property: for random messages and random options, backup then restore gives back
@@ -492,7 +554,8 @@ fn random_messages_and_options_round_trip() {
         m.truncate(len);
         uids.push(a.append("INBOX", &m));
     }
-    let want: Vec<Vec<u8>> = uids.iter().map(|u| a.raw("INBOX", *u)).collect();
+    let served = a.all_raw("INBOX");
+    let want: Vec<Vec<u8>> = uids.iter().map(|u| served[u].clone()).collect();
     let tmp = TempDir::new("bk-prop");
     for round in 0..4 {
         let root = tmp.join(format!("r{round}"));
@@ -528,5 +591,13 @@ fn random_messages_and_options_round_trip() {
         for (g, w) in got.iter().zip(&want) {
             assert_same(g, w, &format!("{flags:?}"));
         }
+        let encrypted = flags.iter().any(|f| f == "-e");
+        let password = flags.iter().any(|f| f == "-P");
+        assert_original_decodes(
+            &root.join("pat/INBOX"),
+            encrypted.then_some(keys.as_path()),
+            password.then_some("key pass"),
+            &served,
+        );
     }
 }

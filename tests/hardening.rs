@@ -1,6 +1,7 @@
 //! Nothing is lost or half-written: a backup killed with SIGKILL at random moments, then
 //! completed, has every message exactly once; a full disk gives a clear error and the
-//! next run with space completes.
+//! next run with space completes. The completed archives are decoded by the original
+//! program's own code too (tests/tools/original.py).
 
 mod common;
 mod util;
@@ -87,6 +88,8 @@ fn assert_complete(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) {
     }
     let v = run(&["--verify", folder.to_str().unwrap(), "-k", keys.to_str().unwrap()], &[]);
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    let served: std::collections::BTreeMap<u32, Vec<u8>> = served.iter().map(|(u, m)| (*u, m.clone())).collect();
+    assert_original_decodes(folder, Some(keys), None, &served);
 }
 
 /// The messages committed in `folder`: its final `UID.mbox.gz.enc` files, each of which

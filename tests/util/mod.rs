@@ -4,6 +4,7 @@
 
 pub mod fake_imap;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -179,5 +180,82 @@ pub fn original_py(args: &[&str]) -> Output {
         Some(3) => panic!("{stderr}{INSTALL}"),
         Some(2) => panic!("original.py usage error: {stderr}"),
         _ => out,
+    }
+}
+
+/// The From-line the original program stores in front of `raw` (FORMAT.md, "Stored
+/// message"), `From ` and `\n` included: the first piece of the message's first 16384
+/// bytes split on LF whose lowercase form starts with `from:`, stripped as Python's
+/// `bytes.strip()` strips, `from:` dropped, stripped again; `unknown@unknown` (what the
+/// original did under Python 2) when no piece matches, a From header after 16 KiB too.
+pub fn originals_from_line(raw: &[u8]) -> Vec<u8> {
+    fn strip(mut s: &[u8]) -> &[u8] {
+        // Python's bytes whitespace, which has \x0b where u8::is_ascii_whitespace has not.
+        let ws = |b: &u8| b" \t\n\r\x0b\x0c".contains(b);
+        while s.first().is_some_and(ws) {
+            s = &s[1..];
+        }
+        while s.last().is_some_and(ws) {
+            s = &s[..s.len() - 1];
+        }
+        s
+    }
+    let head = &raw[..raw.len().min(16384)];
+    let sender = head
+        .split(|&b| b == b'\n')
+        .find(|piece| piece.len() >= 5 && piece[..5].eq_ignore_ascii_case(b"from:"))
+        .map_or(&b"unknown@unknown"[..], |piece| strip(&strip(piece)[5..]));
+    [b"From ", sender, b"\n"].concat()
+}
+
+/// Decodes every archive file of the folder directory `dir` with the original program's
+/// own code (`original.py decode`; `keys` and `password` as its `-k` and `-P` answer) and
+/// checks each against `want` (UID -> the message as the server serves it): the decoded
+/// bytes must be exactly the original's From-line for that message, then the message.
+/// Every UID of `want` must have exactly one file, and no other file may be there.
+#[track_caller]
+pub fn assert_original_decodes(dir: &Path, keys: Option<&Path>, password: Option<&str>, want: &BTreeMap<u32, Vec<u8>>) {
+    let mut files: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let uid = name.split_once(".mbox").and_then(|(u, _)| u.parse().ok());
+            (uid.unwrap_or_else(|| panic!("not an archive file: {}", p.display())), p)
+        })
+        .collect();
+    files.sort();
+    let uids: Vec<u32> = files.iter().map(|(u, _)| *u).collect();
+    let wanted: Vec<u32> = want.keys().copied().collect();
+    assert_eq!(uids, wanted, "archive files of {} (one per message)", dir.display());
+    if files.is_empty() {
+        return;
+    }
+    let out = TempDir::new("original-decode");
+    let paths: Vec<String> = files.iter().map(|(_, p)| p.to_string_lossy().into_owned()).collect();
+    let mut args: Vec<&str> = vec!["decode"];
+    args.extend(paths.iter().map(String::as_str));
+    if let Some(k) = keys {
+        args.extend(["--keys", k.to_str().unwrap()]);
+    }
+    if let Some(pw) = password {
+        args.extend(["--password", pw]);
+    }
+    args.extend(["--out-dir", out.path().to_str().unwrap()]);
+    let o = original_py(&args);
+    assert!(o.status.success(), "the original cannot decode {}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+    for (uid, path) in &files {
+        let stored = fs::read(out.join(path.file_name().unwrap())).unwrap();
+        let raw = &want[uid];
+        let from_line = originals_from_line(raw);
+        let nl = stored.iter().position(|&b| b == b'\n').unwrap_or(stored.len());
+        assert_eq!(
+            String::from_utf8_lossy(&stored[..(nl + 1).min(stored.len())]),
+            String::from_utf8_lossy(&from_line),
+            "the stored From-line of {}",
+            path.display()
+        );
+        assert_same(&stored[from_line.len()..], raw, &format!("{} decoded by the original", path.display()));
     }
 }
