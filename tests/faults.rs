@@ -1,7 +1,9 @@
 //! Backups against a scripted IMAP server that fails on purpose: connections dropped in
 //! the middle of a message, refusals, `* BYE`, malformed literals, garbage, a wrong
 //! password. Whatever happens, a final `{uid}.mbox*` file holds exactly the message the
-//! server sent, and a run that ends leaves no temporary file behind.
+//! server sent, and a run that ends leaves no temporary file behind. Also the README's
+//! claims only a scripted server can show: the reconnect delays, messages that vanish
+//! between listing and fetching, XOAUTH2 login.
 
 mod util;
 
@@ -361,4 +363,107 @@ fn stalled_server_times_out_and_the_run_resumes() {
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), uids(&served));
     assert_eq!(server.connections(), 2);
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "the timeout was not applied");
+}
+
+/// A message that was listed and sized but is missing from the body FETCH's answer (as
+/// after an expunge by another session) is counted as vanished: not failed, not fatal.
+/// Once in a whole-message batch, once in the middle of a chunked fetch.
+#[test]
+fn message_missing_from_the_fetch_answer_counts_as_vanished() {
+    let inbox = messages(&[1, 2, 3], 2000);
+    let big = vec![(5, message(5, 2000)), (6, message(6, 150_000)), (7, message(7, 2000))];
+    let folders = vec![Folder::new("INBOX", 7, inbox.clone()), Folder::new("Big", 8, big.clone())];
+    let script = Script::healthy().at("UID FETCH 1:3 (UID BODY.PEEK[])", 1, Fault::Omit(2)).at(
+        "UID FETCH 6 (UID BODY.PEEK[]<",
+        2,
+        Fault::Omit(6),
+    );
+    let server = FakeImap::start(USER, PW, folders, vec![script]);
+    let root = TempDir::new("faults-vanished");
+    let o = backup(&server, root.path(), &["-f", "INBOX", "-f", "Big", "--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    let out = stdout(&o);
+    assert!(out.contains("alice INBOX: 2 new, 0 already archived, 0 failed, 1 vanished, "), "{out}");
+    assert!(out.contains("alice Big: 2 new, 0 already archived, 0 failed, 1 vanished, "), "{out}");
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &inbox), vec![1, 3]);
+    assert_eq!(archived(&folder_dir(root.path(), "Big"), &big), vec![5, 7]);
+    // The faults struck where meant: the batch held all three, UID 6 lost its second chunk.
+    let commands = server.commands();
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    let fetched: Vec<&String> = body_fetches(&commands[0]);
+    assert!(fetched.iter().any(|c| c.starts_with("UID FETCH 1:3 (UID BODY.PEEK[])")), "{fetched:?}");
+    assert_eq!(fetched.iter().filter(|c| c.starts_with("UID FETCH 6 ")).count(), 2, "{fetched:?}");
+}
+
+/// The README: "reconnect (1, 2, 4 s apart) ...; after three losses the account is given
+/// up". Measured from the server's side: from the moment it closed a connection to the
+/// next connection's arrival. Lower bounds only (a busy machine may be slower).
+#[test]
+fn reconnects_wait_1_2_4_seconds_then_give_up() {
+    let served = messages(&[1, 2], 1500);
+    let broken = Script::healthy().at("BODY.PEEK", 1, Fault::DropMidLiteral(100));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken]);
+    let root = TempDir::new("faults-delays");
+    let started = std::time::Instant::now();
+    let o = backup(&server, root.path(), &[]);
+    // A hang guard, not a timing claim.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(errors[0].contains("connection lost 3 times, giving up"), "{}", errors[0]);
+    assert_eq!(stderr(&o).matches("reconnecting").count(), 3, "{}", stderr(&o));
+    let times = server.connection_times();
+    assert_eq!(times.len(), 4, "one connection and three reconnects: {:?}", server.commands());
+    // The socket is closed just before the server takes the time: allow for that.
+    let tolerance = std::time::Duration::from_millis(50);
+    for (i, delay) in [1u64, 2, 4].into_iter().enumerate() {
+        let closed = times[i].1.expect("connection closed");
+        let gap = times[i + 1].0.duration_since(closed);
+        println!("reconnect {}: {gap:?} after the loss", i + 1);
+        assert!(gap + tolerance >= std::time::Duration::from_secs(delay), "reconnect {} after {gap:?}", i + 1);
+    }
+    assert!(archived(&folder_dir(root.path(), "INBOX"), &served).is_empty());
+}
+
+/// `--oauth2-token-command`: the token it prints goes in AUTHENTICATE XOAUTH2, no LOGIN
+/// is tried; a rejected token is a one-line error with the server's reason.
+#[test]
+fn oauth2_token_command_logs_in_with_xoauth2() {
+    const TOKEN: &str = "ya29.a0-test_token";
+    let served = messages(&[1, 2], 1500);
+    let server = FakeImap::start_oauth2(USER, TOKEN, inbox(served.clone()), vec![Script::healthy()]);
+    let root = TempDir::new("faults-oauth2");
+    let port = server.port().to_string();
+    let ca = server.ca_file();
+    let with_command = |cmd: &str| {
+        let dir = root.path().to_str().unwrap();
+        let args = ["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "--dir", dir];
+        // No password anywhere: run() clears SMAILARCHIVER_PASSWD and closes stdin.
+        run(&[&args[..], &["--oauth2-token-command", cmd]].concat(), &[])
+    };
+    let o = with_command(&format!("echo {TOKEN}"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+    let commands = server.commands();
+    let login: Vec<&String> = commands[0]
+        .iter()
+        .filter(|c| c.starts_with("LOGIN") || c.contains("AUTHENTICATE") || c.starts_with("XOAUTH2"))
+        .collect();
+    assert_eq!(
+        login,
+        [
+            &"AUTHENTICATE XOAUTH2".to_string(),
+            &format!("XOAUTH2 RESPONSE \"user={USER}\\u{{1}}auth=Bearer {TOKEN}\\u{{1}}\\u{{1}}\"")
+        ],
+        "{commands:?}"
+    );
+    let o = with_command("echo expired-token");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("login failed for alice") && err.contains("401"), "{err}");
+    assert!(!err.contains("expired-token"), "token printed: {err}");
+    assert_eq!(server.connections(), 2, "a refused token is not retried");
 }

@@ -1,7 +1,8 @@
 //! A scripted IMAP server for fault tests: implicit TLS on a free local port, just enough
-//! of IMAP4rev1 for a backup (CAPABILITY, LOGIN, EXAMINE, UID SEARCH, UID FETCH of sizes
-//! and of whole or partial bodies, LIST, NOOP, LOGOUT), and faults injected at chosen
-//! points, which is what a real Dovecot cannot be made to do.
+//! of IMAP4rev1 for a backup (CAPABILITY, LOGIN, AUTHENTICATE XOAUTH2 when started with
+//! [`FakeImap::start_oauth2`], EXAMINE, UID SEARCH, UID FETCH of sizes and of whole or
+//! partial bodies, LIST, NOOP, LOGOUT), and faults injected at chosen points, which is
+//! what a real Dovecot cannot be made to do.
 //!
 //! Connections are served one after another; connection `i` follows `scripts[i]`, the
 //! last script repeating, so "the first connection breaks, the next ones are fine" is
@@ -20,7 +21,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -75,6 +78,9 @@ pub enum Fault {
     /// Answer a partial fetch `<o.l>` as if it asked for the whole message (`BODY[]`, all
     /// of it), as a server that ignores the range would.
     IgnorePartial,
+    /// Leave this UID out of a body fetch's answer (its size was given before), as a
+    /// server does for a message another session expunged in between.
+    Omit(u32),
 }
 
 /// The faults of one connection.
@@ -100,11 +106,17 @@ impl Script {
     }
 }
 
+/// When a connection was accepted, and when the server closed it (`None` while served).
+pub type ConnectionTimes = (Instant, Option<Instant>);
+
 /// The running server; stopped on drop.
 pub struct FakeImap {
     addr: SocketAddr,
     dir: TempDir,
     log: Arc<Mutex<Vec<Vec<String>>>>,
+    /// When each connection was accepted and when the server was done with it (its
+    /// socket closed).
+    times: Arc<Mutex<Vec<ConnectionTimes>>>,
     errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -113,6 +125,19 @@ pub struct FakeImap {
 impl FakeImap {
     /// Starts a server for `user`/`password` with `folders`, following `scripts`.
     pub fn start(user: &str, password: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
+        let account = Account { user: user.to_string(), password: password.to_string(), token: None, folders };
+        FakeImap::start_with(account, scripts)
+    }
+
+    /// Starts a server that also offers `AUTH=XOAUTH2` and takes `user` with the access
+    /// token `token` (LOGIN is refused: there is no password).
+    pub fn start_oauth2(user: &str, token: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
+        let account =
+            Account { user: user.to_string(), password: String::new(), token: Some(token.to_string()), folders };
+        FakeImap::start_with(account, scripts)
+    }
+
+    fn start_with(account: Account, scripts: Vec<Script>) -> FakeImap {
         assert!(!scripts.is_empty(), "at least one script");
         let dir = TempDir::new("fake-imap");
         let tls = tls_config(&dir);
@@ -121,13 +146,14 @@ impl FakeImap {
         let log = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let account = Account { user: user.to_string(), password: password.to_string(), folders };
-        let (log2, errors2, stop2) = (log.clone(), errors.clone(), stop.clone());
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let (log2, errors2, stop2, times2) = (log.clone(), errors.clone(), stop.clone(), times.clone());
         let thread = std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
+                let accepted = Instant::now();
                 let tcp = match tcp {
                     Ok(tcp) => tcp,
                     Err(e) => {
@@ -135,6 +161,7 @@ impl FakeImap {
                         continue;
                     }
                 };
+                lock(&times2).push((accepted, None));
                 let n = {
                     let mut log = lock(&log2);
                     log.push(Vec::new());
@@ -153,6 +180,10 @@ impl FakeImap {
                 // Caught so that the client meets a closed connection rather than a
                 // server gone for good, and the panic is reported with the others.
                 let served = catch_unwind(AssertUnwindSafe(|| conn.serve(tcp, &tls)));
+                // serve() owned the socket: it is closed by now.
+                if let Some(t) = lock(&times2).last_mut() {
+                    t.1 = Some(Instant::now());
+                }
                 let failure = match served {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) if conn.broken => {
@@ -165,7 +196,7 @@ impl FakeImap {
                 lock(&errors2).extend(failure);
             }
         });
-        FakeImap { addr, dir, log, errors, stop, thread: Some(thread) }
+        FakeImap { addr, dir, log, times, errors, stop, thread: Some(thread) }
     }
 
     pub fn port(&self) -> u16 {
@@ -184,6 +215,12 @@ impl FakeImap {
 
     pub fn connections(&self) -> usize {
         lock(&self.log).len()
+    }
+
+    /// For each connection, when it was accepted and when the server closed it (`None`
+    /// while it is being served).
+    pub fn connection_times(&self) -> Vec<ConnectionTimes> {
+        lock(&self.times).clone()
     }
 
     /// Fails the test if serving went wrong so far (see the module documentation).
@@ -253,7 +290,19 @@ fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
 struct Account {
     user: String,
     password: String,
+    /// The OAuth2 access token AUTHENTICATE XOAUTH2 takes; `None`: XOAUTH2 not offered.
+    token: Option<String>,
     folders: Vec<Folder>,
+}
+
+impl Account {
+    fn capabilities(&self) -> &'static str {
+        if self.token.is_some() {
+            "IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2"
+        } else {
+            "IMAP4rev1 AUTH=PLAIN"
+        }
+    }
 }
 
 type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
@@ -283,7 +332,7 @@ impl Conn<'_> {
                 self.broken = true;
                 return inject(&mut s, f, "*", Vec::new(), Vec::new()).map(drop);
             }
-            None => send(&mut s, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")?,
+            None => send(&mut s, format!("* OK [CAPABILITY {}] ready\r\n", self.account.capabilities()).as_bytes())?,
         }
         let mut selected: Option<&Folder> = None;
         loop {
@@ -298,9 +347,14 @@ impl Conn<'_> {
             let line = line.trim_end();
             let (tag, cmd) = line.split_once(' ').unwrap_or((line, ""));
             lock(self.log)[self.n].push(cmd.to_string());
+            if let Some(rest) = cmd.strip_prefix("AUTHENTICATE ").or_else(|| cmd.strip_prefix("authenticate ")) {
+                self.authenticate(&mut s, tag, rest)?;
+                continue;
+            }
             let fault = self.fault_for(cmd);
-            self.broken |=
-                fault.as_ref().is_some_and(|f| !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst));
+            self.broken |= fault
+                .as_ref()
+                .is_some_and(|f| !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst | Fault::Omit(_)));
             let Some((reply, literals)) = answer(self.account, &mut selected, tag, cmd, fault.as_ref()) else {
                 lock(self.errors).push(format!("connection {}: a command the server does not know: {cmd}", self.n));
                 send(&mut s, format!("{tag} BAD unknown command\r\n").as_bytes())?;
@@ -314,6 +368,38 @@ impl Conn<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// AUTHENTICATE: only XOAUTH2, only on a server started with a token. The client's
+    /// response (SASL-IR or after an empty challenge) is recorded, decoded, as a command
+    /// `XOAUTH2 RESPONSE {text:?}`. A wrong one gets the JSON error challenge Google sends,
+    /// then, after the client's empty answer, NO.
+    fn authenticate(&mut self, s: &mut Tls, tag: &str, args: &str) -> io::Result<()> {
+        let (mech, initial) = args.split_once(' ').map_or((args, None), |(m, i)| (m, Some(i)));
+        let token = self.account.token.as_deref().filter(|_| mech.eq_ignore_ascii_case("XOAUTH2"));
+        let Some(token) = token else {
+            return send(s, format!("{tag} NO unsupported mechanism\r\n").as_bytes());
+        };
+        let line = match initial {
+            Some(i) => i.to_string(),
+            None => {
+                send(s, b"+ \r\n")?;
+                let mut line = String::new();
+                s.read_line(&mut line)?;
+                line.trim_end().to_string()
+            }
+        };
+        let response = base64::engine::general_purpose::STANDARD.decode(&line).unwrap_or_default();
+        let response = String::from_utf8_lossy(&response).into_owned();
+        lock(self.log)[self.n].push(format!("XOAUTH2 RESPONSE {response:?}"));
+        if response == format!("user={}\x01auth=Bearer {token}\x01\x01", self.account.user) {
+            return send(s, format!("{tag} OK authenticated\r\n").as_bytes());
+        }
+        let error = base64::engine::general_purpose::STANDARD.encode(r#"{"status":"401","schemes":"bearer"}"#);
+        send(s, format!("+ {error}\r\n").as_bytes())?;
+        let mut empty = String::new();
+        s.read_line(&mut empty)?;
+        send(s, format!("{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n").as_bytes())
     }
 
     /// The fault that strikes at this command, counting it for every pattern it matches.
@@ -350,7 +436,9 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
     match fault {
         Fault::No(text) => return send(s, format!("{tag} NO {text}\r\n").as_bytes()).map(|()| true),
         Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()).map(|()| true),
-        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartial => return send(s, &reply).map(|()| true),
+        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartial | Fault::Omit(_) => {
+            return send(s, &reply).map(|()| true)
+        }
         Fault::Bye => send(s, b"* BYE server shutting down\r\n")?,
         Fault::Garbage(bytes) => send(s, bytes)?,
         Fault::DropMidLiteral(n) => {
@@ -384,7 +472,7 @@ fn answer<'a>(
     let ok = |out: &mut Vec<u8>, text: &str| out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
     match verb.to_ascii_uppercase().as_str() {
         "CAPABILITY" => {
-            out.extend_from_slice(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n");
+            out.extend_from_slice(format!("* CAPABILITY {}\r\n", account.capabilities()).as_bytes());
             ok(&mut out, "done");
         }
         "NOOP" => ok(&mut out, "done"),
@@ -393,7 +481,9 @@ fn answer<'a>(
             ok(&mut out, "done");
         }
         "LOGIN" => match args(rest).as_slice() {
-            [u, p] if *u == account.user && *p == account.password => ok(&mut out, "logged in"),
+            [u, p] if *u == account.user && *p == account.password && account.token.is_none() => {
+                ok(&mut out, "logged in")
+            }
             _ => {
                 out.extend_from_slice(format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n").as_bytes())
             }
@@ -474,7 +564,7 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         if items.contains("RFC822.SIZE") {
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len()).as_bytes());
         }
-        if !items.contains("BODY.PEEK[]") {
+        if !items.contains("BODY.PEEK[]") || matches!(fault, Some(Fault::Omit(u)) if u == uid) {
             continue;
         }
         if matches!(fault, Some(Fault::FlagsFirst)) {
