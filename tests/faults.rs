@@ -396,6 +396,24 @@ fn message_missing_from_the_fetch_answer_counts_as_vanished() {
     assert_eq!(fetched.iter().filter(|c| c.starts_with("UID FETCH 6 ")).count(), 2, "{fetched:?}");
 }
 
+/// Dovecot's answer for a message expunged by another session after this one listed it:
+/// `BODY[] NIL`, then `* n EXPUNGE` (seen in tests/backup.rs's expunge race). NIL is no
+/// message: it is counted as vanished, never stored as an empty one (which would also
+/// keep the next run from ever fetching that UID).
+#[test]
+fn body_nil_answer_counts_as_vanished_not_as_an_empty_message() {
+    let served = messages(&[1, 2, 3], 2000);
+    let script = Script::healthy().at("UID FETCH 1:3 (UID BODY.PEEK[])", 1, Fault::NilBody(3));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
+    let root = TempDir::new("faults-nil-body");
+    let o = backup(&server, root.path(), &["-v"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains("UID 3 archived"), "{out}");
+    assert!(out.contains("alice INBOX: 2 new, 0 already archived, 0 failed, 1 vanished, "), "{out}");
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+}
+
 /// The README: "reconnect (1, 2, 4 s apart) ...; after three losses the account is given
 /// up". Measured from the server's side: from the moment it closed a connection to the
 /// next connection's arrival. Lower bounds only (a busy machine may be slower).

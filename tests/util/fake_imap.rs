@@ -81,6 +81,10 @@ pub enum Fault {
     /// Leave this UID out of a body fetch's answer (its size was given before), as a
     /// server does for a message another session expunged in between.
     Omit(u32),
+    /// Answer this UID's body fetch with `BODY[] NIL` and then `* n EXPUNGE`, which is
+    /// what Dovecot sends for a message another session expunged while this one still
+    /// sees it. Give the batch's last UID: later sequence numbers are not shifted.
+    NilBody(u32),
 }
 
 /// The faults of one connection.
@@ -352,9 +356,9 @@ impl Conn<'_> {
                 continue;
             }
             let fault = self.fault_for(cmd);
-            self.broken |= fault
-                .as_ref()
-                .is_some_and(|f| !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst | Fault::Omit(_)));
+            self.broken |= fault.as_ref().is_some_and(|f| {
+                !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst | Fault::Omit(_) | Fault::NilBody(_))
+            });
             let Some((reply, literals)) = answer(self.account, &mut selected, tag, cmd, fault.as_ref()) else {
                 lock(self.errors).push(format!("connection {}: a command the server does not know: {cmd}", self.n));
                 send(&mut s, format!("{tag} BAD unknown command\r\n").as_bytes())?;
@@ -436,7 +440,7 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
     match fault {
         Fault::No(text) => return send(s, format!("{tag} NO {text}\r\n").as_bytes()).map(|()| true),
         Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()).map(|()| true),
-        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartial | Fault::Omit(_) => {
+        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartial | Fault::Omit(_) | Fault::NilBody(_) => {
             return send(s, &reply).map(|()| true)
         }
         Fault::Bye => send(s, b"* BYE server shutting down\r\n")?,
@@ -565,6 +569,10 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len()).as_bytes());
         }
         if !items.contains("BODY.PEEK[]") || matches!(fault, Some(Fault::Omit(u)) if u == uid) {
+            continue;
+        }
+        if matches!(fault, Some(Fault::NilBody(u)) if u == uid) {
+            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} BODY[] NIL)\r\n* {seq} EXPUNGE\r\n").as_bytes());
             continue;
         }
         if matches!(fault, Some(Fault::FlagsFirst)) {
