@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use smailarchiver::registry::{META_DIR, TMP_DIR};
-use util::fake_imap::{FakeImap, Fault, Folder, Script};
+use util::fake_imap::{FakeImap, Fault, Folder, Offer, Script};
 use util::*;
 
 const USER: &str = "alice";
@@ -236,8 +236,12 @@ fn bye_mid_run_is_a_lost_connection() {
     let broken = Script::healthy().at("BODY.PEEK", 2, Fault::Bye);
     let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
     let root = TempDir::new("faults-bye");
+    let started = std::time::Instant::now();
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The BYE itself ends the command (then a 1 s back-off), not the 60 s timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(stderr(&o).contains("the server hung up: server shutting down"), "{}", stderr(&o));
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
     assert_eq!(server.connections(), 2, "{:?}", server.commands());
     assert!(stderr(&o).contains("connection lost"), "{}", stderr(&o));
@@ -484,4 +488,98 @@ fn oauth2_token_command_logs_in_with_xoauth2() {
     assert!(err.contains("login failed for alice") && err.contains("401"), "{err}");
     assert!(!err.contains("expired-token"), "token printed: {err}");
     assert_eq!(server.connections(), 2, "a refused token is not retried");
+}
+
+/// The commands of connection `n`, each with its arguments.
+fn commands_of(server: &FakeImap, n: usize) -> Vec<String> {
+    server.commands().get(n).cloned().unwrap_or_default()
+}
+
+#[test]
+fn id_is_sent_where_offered_so_a_netease_server_lets_us_examine() {
+    let served = messages(&[1, 2], 3000);
+    let offer = Offer { capabilities: "ID", require_id: true };
+    let server = FakeImap::start_offering(USER, PW, inbox(served.clone()), vec![Script::healthy()], offer);
+    let root = TempDir::new("faults-id");
+    let o = backup(&server, root.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+    let cmds = commands_of(&server, 0);
+    let id = cmds.iter().position(|c| c.starts_with("ID (\"name\" \"smailarchiver\""));
+    let examine = cmds.iter().position(|c| c.starts_with("EXAMINE"));
+    assert!(matches!((id, examine), (Some(i), Some(e)) if i < e), "ID before EXAMINE: {cmds:?}");
+    // Without ID on offer, none is sent.
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![Script::healthy()]);
+    let o = backup(&server, TempDir::new("faults-no-id").path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!commands_of(&server, 0).iter().any(|c| c.starts_with("ID")), "{:?}", server.commands());
+}
+
+/// A rerun with no new mail opens no folder: the folders' state comes with LIST
+/// (LIST-STATUS) where the server offers it, else from STATUS commands, and matches what
+/// the last complete backup recorded.
+#[test]
+fn unchanged_folders_are_not_opened_on_a_rerun() {
+    for (capabilities, args) in [("LIST-STATUS", &["--all-folders"][..]), ("", &["-f", "INBOX", "-f", "Sent"][..])] {
+        let folders =
+            vec![Folder::new("INBOX", 7, messages(&[1, 2, 3], 2000)), Folder::new("Sent", 9, messages(&[4], 500))];
+        let offer = Offer { capabilities, require_id: false };
+        let server = FakeImap::start_offering(USER, PW, folders, vec![Script::healthy()], offer);
+        let root = TempDir::new("faults-unchanged");
+        let o = backup(&server, root.path(), args);
+        assert_eq!(o.status.code(), Some(0), "{capabilities}: {}", stderr(&o));
+        let o = backup(&server, root.path(), args);
+        assert_eq!(o.status.code(), Some(0), "{capabilities}: {}", stderr(&o));
+        assert!(stdout(&o).contains("INBOX: 0 new, 3 already archived, 0 failed"), "{}", stdout(&o));
+        assert!(stdout(&o).contains("Sent: 0 new, 1 already archived, 0 failed"), "{}", stdout(&o));
+        let rerun = commands_of(&server, 1);
+        assert!(!rerun.iter().any(|c| c.starts_with("EXAMINE") || c.starts_with("UID")), "{capabilities}: {rerun:?}");
+        if capabilities == "LIST-STATUS" {
+            assert!(rerun.iter().any(|c| c.contains("RETURN (STATUS")), "{rerun:?}");
+            assert!(!rerun.iter().any(|c| c.starts_with("STATUS")), "{rerun:?}");
+        } else {
+            assert_eq!(rerun.iter().filter(|c| c.starts_with("STATUS")).count(), 2, "{rerun:?}");
+        }
+    }
+}
+
+/// New mail in several folders since a complete backup is asked for in one go: each
+/// folder's EXAMINE and `UID FETCH UIDNEXT:*` with size and the first budget's worth of
+/// body, no UID SEARCH; a message bigger than the budget is finished in partial fetches.
+#[test]
+fn new_mail_of_every_folder_is_asked_for_at_once() {
+    let inbox_mail = messages(&[1, 2], 3000);
+    let sent_mail = messages(&[5], 3000);
+    let folders = vec![Folder::new("INBOX", 7, inbox_mail.clone()), Folder::new("Sent", 9, sent_mail.clone())];
+    let offer = Offer { capabilities: "LIST-STATUS", require_id: false };
+    let server = FakeImap::start_offering(USER, PW, folders, vec![Script::healthy()], offer);
+    let root = TempDir::new("faults-new-mail");
+    let o = backup(&server, root.path(), &["--all-folders", "--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (small, big) = (message(3, 5000), message(6, 200_000));
+    server.append("INBOX", 3, small.clone());
+    server.append("Sent", 6, big.clone());
+    let o = backup(&server, root.path(), &["--all-folders", "--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX: 1 new, 2 already archived, 0 failed"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("Sent: 1 new, 1 already archived, 0 failed"), "{}", stdout(&o));
+    let all_inbox: Vec<_> = inbox_mail.iter().cloned().chain([(3, small)]).collect();
+    let all_sent: Vec<_> = sent_mail.iter().cloned().chain([(6, big)]).collect();
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &all_inbox), vec![1, 2, 3]);
+    assert_eq!(archived(&folder_dir(root.path(), "Sent"), &all_sent), vec![5, 6]);
+    let rerun = commands_of(&server, 1);
+    let first_fetches: Vec<&String> = rerun.iter().filter(|c| c.contains(":* (UID RFC822.SIZE BODY")).collect();
+    assert_eq!(
+        first_fetches,
+        [
+            "UID FETCH 3:* (UID RFC822.SIZE BODY.PEEK[]<0.65536>)",
+            "UID FETCH 6:* (UID RFC822.SIZE BODY.PEEK[]<0.65536>)"
+        ],
+        "{rerun:?}"
+    );
+    assert!(!rerun.iter().any(|c| c.contains("SEARCH")), "{rerun:?}");
+    // The big message was fetched in pieces afterwards; the small ones never again.
+    let pieces = rerun.iter().filter(|c| c.starts_with("UID FETCH 6 (UID BODY.PEEK[]<")).count();
+    assert_eq!(pieces, 4, "{rerun:?}");
+    assert!(!rerun.iter().any(|c| c.starts_with("UID FETCH 3 ")), "{rerun:?}");
 }

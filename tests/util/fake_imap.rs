@@ -123,25 +123,58 @@ pub struct FakeImap {
     times: Arc<Mutex<Vec<ConnectionTimes>>>,
     errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    folders: Arc<Mutex<Vec<Folder>>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What a server offers beyond the basics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offer {
+    /// Capabilities added to `IMAP4rev1 AUTH=PLAIN` (`ID`, `LIST-STATUS`, `SASL-IR`).
+    pub capabilities: &'static str,
+    /// EXAMINE is refused until the client sent ID, as NetEase (163.com, 126.com) does.
+    pub require_id: bool,
 }
 
 impl FakeImap {
     /// Starts a server for `user`/`password` with `folders`, following `scripts`.
     pub fn start(user: &str, password: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
-        let account = Account { user: user.to_string(), password: password.to_string(), token: None, folders };
+        FakeImap::start_offering(user, password, folders, scripts, Offer::default())
+    }
+
+    /// Starts a server that also offers what `offer` says.
+    pub fn start_offering(
+        user: &str,
+        password: &str,
+        folders: Vec<Folder>,
+        scripts: Vec<Script>,
+        offer: Offer,
+    ) -> FakeImap {
+        let account = Account {
+            user: user.to_string(),
+            password: password.to_string(),
+            token: None,
+            folders: Arc::new(Mutex::new(folders)),
+            offer,
+        };
         FakeImap::start_with(account, scripts)
     }
 
     /// Starts a server that also offers `AUTH=XOAUTH2` and takes `user` with the access
     /// token `token` (LOGIN is refused: there is no password).
     pub fn start_oauth2(user: &str, token: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
-        let account =
-            Account { user: user.to_string(), password: String::new(), token: Some(token.to_string()), folders };
+        let account = Account {
+            user: user.to_string(),
+            password: String::new(),
+            token: Some(token.to_string()),
+            folders: Arc::new(Mutex::new(folders)),
+            offer: Offer::default(),
+        };
         FakeImap::start_with(account, scripts)
     }
 
     fn start_with(account: Account, scripts: Vec<Script>) -> FakeImap {
+        let folders = account.folders.clone();
         assert!(!scripts.is_empty(), "at least one script");
         let dir = TempDir::new("fake-imap");
         let tls = tls_config(&dir);
@@ -200,7 +233,15 @@ impl FakeImap {
                 lock(&errors2).extend(failure);
             }
         });
-        FakeImap { addr, dir, log, times, errors, stop, thread: Some(thread) }
+        FakeImap { addr, dir, log, times, errors, stop, folders, thread: Some(thread) }
+    }
+
+    /// Delivers a message to `folder` (its UID must be above the folder's others).
+    pub fn append(&self, folder: &str, uid: u32, message: Vec<u8>) {
+        let mut folders = lock(&self.folders);
+        let f = folders.iter_mut().find(|f| f.name == folder).expect("no such folder on the fake server");
+        assert!(f.messages.last().is_none_or(|(u, _)| *u < uid), "UIDs only grow");
+        f.messages.push((uid, message));
     }
 
     pub fn port(&self) -> u16 {
@@ -296,17 +337,28 @@ struct Account {
     password: String,
     /// The OAuth2 access token AUTHENTICATE XOAUTH2 takes; `None`: XOAUTH2 not offered.
     token: Option<String>,
-    folders: Vec<Folder>,
+    folders: Arc<Mutex<Vec<Folder>>>,
+    offer: Offer,
 }
 
 impl Account {
-    fn capabilities(&self) -> &'static str {
-        if self.token.is_some() {
-            "IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2"
-        } else {
-            "IMAP4rev1 AUTH=PLAIN"
-        }
+    fn capabilities(&self) -> String {
+        let base = if self.token.is_some() { "IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2" } else { "IMAP4rev1 AUTH=PLAIN" };
+        format!("{base} {}", self.offer.capabilities).trim_end().to_string()
     }
+
+    fn offers(&self, cap: &str) -> bool {
+        self.offer.capabilities.split_whitespace().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+}
+
+/// What one connection's commands changed.
+#[derive(Default)]
+struct State {
+    /// The folder EXAMINE opened.
+    selected: Option<String>,
+    /// The client sent ID.
+    id: bool,
 }
 
 type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
@@ -338,7 +390,7 @@ impl Conn<'_> {
             }
             None => send(&mut s, format!("* OK [CAPABILITY {}] ready\r\n", self.account.capabilities()).as_bytes())?,
         }
-        let mut selected: Option<&Folder> = None;
+        let mut state = State::default();
         loop {
             let mut line = String::new();
             match s.read_line(&mut line) {
@@ -359,7 +411,7 @@ impl Conn<'_> {
             self.broken |= fault.as_ref().is_some_and(|f| {
                 !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst | Fault::Omit(_) | Fault::NilBody(_))
             });
-            let Some((reply, literals)) = answer(self.account, &mut selected, tag, cmd, fault.as_ref()) else {
+            let Some((reply, literals)) = answer(self.account, &mut state, tag, cmd, fault.as_ref()) else {
                 lock(self.errors).push(format!("connection {}: a command the server does not know: {cmd}", self.n));
                 send(&mut s, format!("{tag} BAD unknown command\r\n").as_bytes())?;
                 continue;
@@ -463,9 +515,9 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
 
 /// The normal answer to `cmd`, shaped by an answer-changing `fault`, with the offsets of
 /// the literals' first bytes; `None` for a command this server does not know.
-fn answer<'a>(
-    account: &'a Account,
-    selected: &mut Option<&'a Folder>,
+fn answer(
+    account: &Account,
+    state: &mut State,
     tag: &str,
     cmd: &str,
     fault: Option<&Fault>,
@@ -474,12 +526,27 @@ fn answer<'a>(
     let mut out = Vec::new();
     let mut literals = Vec::new();
     let ok = |out: &mut Vec<u8>, text: &str| out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
+    let folders = lock(&account.folders).clone();
+    let status_line = |f: &Folder| {
+        let next = f.messages.last().map_or(1, |(u, _)| u + 1);
+        format!(
+            "* STATUS \"{}\" (UIDVALIDITY {} UIDNEXT {next} MESSAGES {})\r\n",
+            f.name,
+            f.uidvalidity,
+            f.messages.len()
+        )
+    };
     match verb.to_ascii_uppercase().as_str() {
         "CAPABILITY" => {
             out.extend_from_slice(format!("* CAPABILITY {}\r\n", account.capabilities()).as_bytes());
             ok(&mut out, "done");
         }
         "NOOP" => ok(&mut out, "done"),
+        "ID" if account.offers("ID") => {
+            state.id = true;
+            out.extend_from_slice(b"* ID (\"name\" \"fake\")\r\n");
+            ok(&mut out, "ID completed");
+        }
         "LOGOUT" => {
             out.extend_from_slice(b"* BYE logging out\r\n");
             ok(&mut out, "done");
@@ -493,23 +560,23 @@ fn answer<'a>(
             }
         },
         "LIST" => {
-            for f in &account.folders {
+            let with_status = rest.to_ascii_uppercase().contains("RETURN (STATUS");
+            if with_status && !account.offers("LIST-STATUS") {
+                return None;
+            }
+            for f in &folders {
                 out.extend_from_slice(format!("* LIST () \"/\" \"{}\"\r\n", f.name).as_bytes());
+                if with_status {
+                    out.extend_from_slice(status_line(f).as_bytes());
+                }
             }
             ok(&mut out, "done");
         }
         "STATUS" => {
             let name = args(rest).into_iter().next().unwrap_or_default();
-            match account.folders.iter().find(|f| f.name == name) {
+            match folders.iter().find(|f| f.name == name) {
                 Some(f) => {
-                    let next = f.messages.last().map_or(1, |(u, _)| u + 1);
-                    let line = format!(
-                        "* STATUS \"{}\" (UIDVALIDITY {} UIDNEXT {next} MESSAGES {})\r\n",
-                        f.name,
-                        f.uidvalidity,
-                        f.messages.len()
-                    );
-                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(status_line(f).as_bytes());
                     ok(&mut out, "status");
                 }
                 None => out.extend_from_slice(format!("{tag} NO no such folder\r\n").as_bytes()),
@@ -517,8 +584,13 @@ fn answer<'a>(
         }
         "EXAMINE" => {
             let name = args(rest).into_iter().next().unwrap_or_default();
-            *selected = account.folders.iter().find(|f| f.name == name);
-            match selected {
+            if account.offer.require_id && !state.id {
+                let refusal = format!("{tag} NO [UNAVAILABLE] Unsafe Login. Please contact kefu@188.com for help\r\n");
+                out.extend_from_slice(refusal.as_bytes());
+                return Some((out, literals));
+            }
+            state.selected = folders.iter().find(|f| f.name == name).map(|f| f.name.clone());
+            match folders.iter().find(|f| f.name == name) {
                 Some(f) => {
                     let next = f.messages.last().map_or(1, |(u, _)| u + 1);
                     let head = format!(
@@ -533,19 +605,21 @@ fn answer<'a>(
                 None => out.extend_from_slice(format!("{tag} NO no such folder\r\n").as_bytes()),
             }
         }
-        "UID" => match (rest.split_once(' '), *selected) {
-            (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("SEARCH") && args == "ALL" => {
-                let uids: Vec<String> = folder.messages.iter().map(|(u, _)| u.to_string()).collect();
-                out.extend_from_slice(format!("* SEARCH {}\r\n", uids.join(" ")).trim_end().as_bytes());
-                out.extend_from_slice(b"\r\n");
-                ok(&mut out, "searched");
+        "UID" => {
+            match (rest.split_once(' '), state.selected.as_ref().and_then(|n| folders.iter().find(|f| &f.name == n))) {
+                (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("SEARCH") && args == "ALL" => {
+                    let uids: Vec<String> = folder.messages.iter().map(|(u, _)| u.to_string()).collect();
+                    out.extend_from_slice(format!("* SEARCH {}\r\n", uids.join(" ")).trim_end().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    ok(&mut out, "searched");
+                }
+                (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("FETCH") => {
+                    fetch(folder, args, fault, &mut out, &mut literals);
+                    ok(&mut out, "fetched");
+                }
+                _ => return None,
             }
-            (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("FETCH") => {
-                fetch(folder, args, fault, &mut out, &mut literals);
-                ok(&mut out, "fetched");
-            }
-            _ => return None,
-        },
+        }
         _ => return None,
     }
     Some((out, literals))
@@ -565,10 +639,13 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
             continue;
         }
         let seq = i + 1;
-        if items.contains("RFC822.SIZE") {
-            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} RFC822.SIZE {})\r\n", body.len()).as_bytes());
+        let with_body = items.contains("BODY.PEEK[]");
+        // Asked together, size and body come in one answer, as Dovecot sends them.
+        let size = if items.contains("RFC822.SIZE") { format!(" RFC822.SIZE {}", body.len()) } else { String::new() };
+        if !size.is_empty() && !with_body {
+            out.extend_from_slice(format!("* {seq} FETCH (UID {uid}{size})\r\n").as_bytes());
         }
-        if !items.contains("BODY.PEEK[]") || matches!(fault, Some(Fault::Omit(u)) if u == uid) {
+        if !with_body || matches!(fault, Some(Fault::Omit(u)) if u == uid) {
             continue;
         }
         if matches!(fault, Some(Fault::NilBody(u)) if u == uid) {
@@ -583,7 +660,9 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
             Some((o, l)) => (format!("<{o}>"), &body[o.min(body.len())..(o + l).min(body.len())]),
             None => (String::new(), &body[..]),
         };
-        out.extend_from_slice(format!("* {seq} FETCH (UID {uid} BODY[]{origin} {{{}}}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(
+            format!("* {seq} FETCH (UID {uid}{size} BODY[]{origin} {{{}}}\r\n", data.len()).as_bytes(),
+        );
         literals.push(out.len());
         out.extend_from_slice(data);
         if let Some(Fault::LongLiteral(extra)) = fault {
