@@ -23,6 +23,12 @@ pub enum Folders {
 /// Default memory budget of one fetch command: the `imap` crate holds a whole answer,
 /// in a vector that may be twice its size, so this is most of the peak memory.
 pub const DEFAULT_BUFFER: usize = 1024 * 1024;
+/// Default number of connections per account: pipelining already hides the round trips
+/// (README, Benchmarks), and each more connection costs memory and counts against the
+/// server's per-user limit.
+pub const DEFAULT_CONNECTIONS: usize = 1;
+/// Most connections per account: servers limit them (Gmail to 15, many to 5-10 per address).
+pub const MAX_CONNECTIONS: usize = 8;
 /// Default wait for a silent server, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 60;
 /// Smallest budget accepted: below it the fetch overhead dominates.
@@ -59,6 +65,8 @@ pub struct Account {
     pub buffer_size: usize,
     /// Longest wait for the server, in seconds.
     pub timeout: u64,
+    /// Connections to the server at most, each backing up folders of its own.
+    pub connections: usize,
 }
 
 /// The credential an account logs in with.

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
+use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT};
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
@@ -201,6 +201,7 @@ impl LowArgs {
                 keys: self.encrypt.then(|| self.key_spec()),
                 buffer_size: self.buffer_size.unwrap_or(DEFAULT_BUFFER),
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
             }]
         };
         for a in &mut accounts {
@@ -209,6 +210,9 @@ impl LowArgs {
             }
             if let Some(t) = self.timeout {
                 a.timeout = t;
+            }
+            if let Some(n) = self.connections {
+                a.connections = n;
             }
             a.validate()?;
         }

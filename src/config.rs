@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT, MAX_BUFFER, MIN_BUFFER};
+use crate::account::{
+    Account, Folders, DEFAULT_BUFFER, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, MAX_BUFFER, MAX_CONNECTIONS, MIN_BUFFER,
+};
 use crate::bounded;
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, Result};
@@ -37,6 +39,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "compress_level",
     "buffer_size",
     "timeout",
+    "connections",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox"];
@@ -194,6 +197,10 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .map(|v| number(v, "timeout", 0..=86_400))
             .transpose()?
             .map_or(DEFAULT_TIMEOUT, |n| n.max(1)),
+        connections: get("connections")
+            .map(|v| number(v, "connections", 1..=MAX_CONNECTIONS as u64))
+            .transpose()?
+            .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
     })
 }
 

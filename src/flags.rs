@@ -38,6 +38,7 @@ pub struct LowArgs {
     pub compress_level: Option<u8>,
     pub buffer_size: Option<usize>,
     pub timeout: Option<u64>,
+    pub connections: Option<usize>,
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
@@ -160,6 +161,12 @@ pub static FLAGS: &[Flag] = &[
         let n: u64 = num(v)?;
         if n == 0 { return Err("the timeout must be at least 1 second".into()); }
         a.timeout = Some(n);
+        Ok(())
+    }),
+    flag!(None, "connections", Some("N"), Account, "Back up up to N folders at once, one connection each (default 1, at most 8; fewer when the server refuses more).", |a, v| {
+        let n: usize = num(v)?;
+        if !(1..=crate::account::MAX_CONNECTIONS).contains(&n) { return Err(format!("{n} is not from 1 to {}", crate::account::MAX_CONNECTIONS)); }
+        a.connections = Some(n);
         Ok(())
     }),
     flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up, by its name (Reçus) or its modified UTF-7 wire name (Re&AOc-us); repeat for several (default INBOX).", |a, v| {

@@ -89,6 +89,7 @@ pub fn ask_account() -> Result<Account> {
         keys,
         buffer_size: DEFAULT_BUFFER,
         timeout: DEFAULT_TIMEOUT,
+        connections: crate::account::DEFAULT_CONNECTIONS,
     })
 }
 

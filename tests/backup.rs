@@ -601,3 +601,48 @@ fn random_messages_and_options_round_trip() {
         );
     }
 }
+
+/// `--connections 3`: three sessions share the folders, every message is archived once,
+/// byte-exact, and a rerun needs one session and opens no folder.
+#[test]
+fn several_connections_share_the_folders() {
+    let d = Dovecot::start();
+    let a = account(&d, "dan");
+    let folders = ["INBOX", "Sent", "Archive", "Archive/2019", "Re&AOc-us", "Lists"];
+    for (i, f) in folders.iter().enumerate() {
+        if *f != "INBOX" {
+            d.create_mailbox("dan", PW, f);
+        }
+        for n in 0..(3 + i) {
+            a.append(f, &message(&format!("{f} {n}"), &"x".repeat(100 * n)));
+        }
+    }
+    let tmp = TempDir::new("bk-conn");
+    let keys = tmp.join("keys");
+    let before = d.fetch_stats("dan");
+    let o = backup(
+        &d,
+        "dan",
+        tmp.path(),
+        &["--all-folders", "--connections", "3", "-z", "-e", "-k", keys.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run = d.fetch_stats("dan").since(&before);
+    assert_eq!(run.sessions, 3, "one session per connection");
+    assert_eq!(run.body_count, (3..9).sum::<u64>(), "every message fetched once");
+    let dirs = ["INBOX", "Sent", "Archive", "Archive2019", "ReAOc-us", "Lists"];
+    for (f, dir) in folders.iter().zip(dirs) {
+        assert_original_decodes(&tmp.join("dan").join(dir), Some(&keys), None, &a.all_raw(f));
+    }
+    let before = d.fetch_stats("dan");
+    let o = backup(
+        &d,
+        "dan",
+        tmp.path(),
+        &["--all-folders", "--connections", "3", "-z", "-e", "-k", keys.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rerun = d.fetch_stats("dan").since(&before);
+    assert_eq!((rerun.sessions, rerun.body_count), (1, 0), "nothing to share: one session, no fetch");
+    assert!(!d.commands_log("dan").contains("SELECT"), "read-only");
+}

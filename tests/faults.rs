@@ -498,7 +498,7 @@ fn commands_of(server: &FakeImap, n: usize) -> Vec<String> {
 #[test]
 fn id_is_sent_where_offered_so_a_netease_server_lets_us_examine() {
     let served = messages(&[1, 2], 3000);
-    let offer = Offer { capabilities: "ID", require_id: true };
+    let offer = Offer { capabilities: "ID", require_id: true, ..Offer::default() };
     let server = FakeImap::start_offering(USER, PW, inbox(served.clone()), vec![Script::healthy()], offer);
     let root = TempDir::new("faults-id");
     let o = backup(&server, root.path(), &[]);
@@ -523,7 +523,7 @@ fn unchanged_folders_are_not_opened_on_a_rerun() {
     for (capabilities, args) in [("LIST-STATUS", &["--all-folders"][..]), ("", &["-f", "INBOX", "-f", "Sent"][..])] {
         let folders =
             vec![Folder::new("INBOX", 7, messages(&[1, 2, 3], 2000)), Folder::new("Sent", 9, messages(&[4], 500))];
-        let offer = Offer { capabilities, require_id: false };
+        let offer = Offer { capabilities, ..Offer::default() };
         let server = FakeImap::start_offering(USER, PW, folders, vec![Script::healthy()], offer);
         let root = TempDir::new("faults-unchanged");
         let o = backup(&server, root.path(), args);
@@ -551,7 +551,7 @@ fn new_mail_of_every_folder_is_asked_for_at_once() {
     let inbox_mail = messages(&[1, 2], 3000);
     let sent_mail = messages(&[5], 3000);
     let folders = vec![Folder::new("INBOX", 7, inbox_mail.clone()), Folder::new("Sent", 9, sent_mail.clone())];
-    let offer = Offer { capabilities: "LIST-STATUS", require_id: false };
+    let offer = Offer { capabilities: "LIST-STATUS", ..Offer::default() };
     let server = FakeImap::start_offering(USER, PW, folders, vec![Script::healthy()], offer);
     let root = TempDir::new("faults-new-mail");
     let o = backup(&server, root.path(), &["--all-folders", "--buffer-size", BUDGET]);
@@ -582,4 +582,27 @@ fn new_mail_of_every_folder_is_asked_for_at_once() {
     let pieces = rerun.iter().filter(|c| c.starts_with("UID FETCH 6 (UID BODY.PEEK[]<")).count();
     assert_eq!(pieces, 4, "{rerun:?}");
     assert!(!rerun.iter().any(|c| c.starts_with("UID FETCH 3 ")), "{rerun:?}");
+}
+
+/// `--connections 3` against a server that takes one connection at a time: the extra
+/// connections are turned away and the first one backs up every folder.
+#[test]
+fn connections_the_server_refuses_leave_the_work_to_the_others() {
+    let folders: Vec<Folder> = ["A", "B", "C", "D"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Folder::new(n, 7, messages(&[1, 2], 1000 + i * 100)))
+        .collect();
+    let served: Vec<Folder> = folders.clone();
+    let offer = Offer { max_connections: Some(1), ..Offer::default() };
+    let server = FakeImap::start_offering(USER, PW, folders, vec![Script::healthy()], offer);
+    let root = TempDir::new("faults-conn-limit");
+    let o = backup(&server, root.path(), &["--all-folders", "--connections", "3", "-v"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in &served {
+        assert_eq!(archived(&folder_dir(root.path(), &f.name), &f.messages), vec![1, 2], "{}", f.name);
+    }
+    assert!(server.connections() >= 2, "more connections were tried: {:?}", server.commands());
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches(": 2 new, 0 already archived, 0 failed").count(), 4, "{}", stdout(&o));
 }

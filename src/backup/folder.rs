@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::plan::{self, Batch};
@@ -26,6 +27,8 @@ pub struct Context<'a> {
     pub account: &'a Account,
     pub keys: Option<&'a Keys>,
     pub out: Output,
+    /// Show a progress line (one connection on a terminal: several would overwrite it).
+    pub progress: bool,
 }
 
 /// What happened to one folder.
@@ -100,12 +103,20 @@ fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(ImapError) -> S
     }
 }
 
-/// Where a folder's messages go: the root's records and the folder's user directory.
+/// Where a folder's messages go: the root's records (shared by the connections of one
+/// account) and the folder's user directory.
 pub struct Place<'a> {
     /// The archive root's records.
-    pub registry: &'a mut Registry,
+    pub registry: &'a Mutex<Registry>,
     /// The account's user directory in the root.
     pub account_dir: &'a str,
+}
+
+impl Place<'_> {
+    /// The records, locked for one short step.
+    pub fn records(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The report of a folder that has no new mail (see [`unchanged`]), if it has none.
@@ -124,13 +135,13 @@ pub fn unchanged_report(
 pub fn backup(
     ctx: &Context<'_>,
     session: &mut Session,
-    place: &mut Place<'_>,
+    place: &Place<'_>,
     mailbox: &Mailbox,
     prior: Option<FolderReport>,
 ) -> Result<FolderReport> {
     let name = mailbox.shown();
     let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
-    report.progress = Progress::new(format!("{} {name}", ctx.account.user), !ctx.out.quiet);
+    report.progress = Progress::new(format!("{} {name}", ctx.account.user), ctx.progress);
     loop {
         match pass(ctx, session, place, mailbox, &mut report) {
             Ok(()) => {
@@ -151,14 +162,15 @@ pub fn backup(
 /// no message arrived since: the number of messages archived, counted without opening the
 /// folder on the server.
 fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>) -> Result<Option<usize>> {
-    let (Some(status), Some(record)) = (status, place.registry.folder_of(place.account_dir, mailbox)) else {
+    let records = place.records();
+    let (Some(status), Some(record)) = (status, records.folder_of(place.account_dir, mailbox)) else {
         return Ok(None);
     };
     let same = status.uidvalidity.is_some()
         && status.uidvalidity == record.uidvalidity
         && status.uidnext.is_some()
         && status.uidnext == record.uidnext;
-    let dir = place.registry.root().join(place.account_dir).join(&record.dir);
+    let dir = records.root().join(place.account_dir).join(&record.dir);
     if !same || !dir.is_dir() {
         return Ok(None);
     }
@@ -168,8 +180,7 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
 /// Opens the folder and learns what is on the server, in one round trip: after a complete
 /// backup, the UIDs and sizes of the messages that arrived since; otherwise every UID.
 fn open(session: &mut Session, place: &Place<'_>, mailbox: &Mailbox) -> std::result::Result<(Examined, Found), Stop> {
-    let record = place.registry.folder_of(place.account_dir, mailbox);
-    let since = record.and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
+    let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
     let spec = session.spec().clone();
     if let Some((uidvalidity, uidnext)) = since {
         let (examined, found) =
@@ -184,7 +195,7 @@ fn open(session: &mut Session, place: &Place<'_>, mailbox: &Mailbox) -> std::res
 fn pass(
     ctx: &Context<'_>,
     session: &mut Session,
-    place: &mut Place<'_>,
+    place: &Place<'_>,
     mailbox: &Mailbox,
     report: &mut FolderReport,
 ) -> std::result::Result<(), Stop> {
@@ -193,7 +204,7 @@ fn pass(
     let (examined, found) = open(session, place, mailbox)?;
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
-    let opened = place.registry.open_folder(place.account_dir, mailbox, uidvalidity)?;
+    let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
     if let Some((old, aside)) = &opened.retired {
         crate::app::warn(format!(
             "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}",
@@ -226,7 +237,7 @@ fn pass(
     report.progress.start(sized.len());
     let mut writer = MessageWriter::spawn(Settings {
         dir: dir.to_path_buf(),
-        tmp_dir: place.registry.tmp_dir(),
+        tmp_dir: place.records().tmp_dir(),
         form: ctx.account.form,
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
@@ -284,7 +295,7 @@ fn pass(
     // message went missing: the next run looks at every UID again, in case it was not
     // really gone.
     if let (0, 0, Some(uidnext)) = (report.failed, report.vanished, examined.uid_next) {
-        place.registry.set_complete(place.account_dir, mailbox, uidnext)?;
+        place.records().set_complete(place.account_dir, mailbox, uidnext)?;
     }
     Ok(())
 }

@@ -6,9 +6,10 @@ pub mod new_mail;
 pub mod plan;
 pub mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
@@ -211,71 +212,95 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 
 /// Phase three: one account's folders. Each folder's state is asked first, all at once;
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
-/// no new mail and is not opened at all.
+/// no new mail and is not opened at all; the new mail of the others is asked for together;
+/// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
     let Prepared { account, root, keys, auth, spec, addrs } = p;
     let label = account.label();
     let mut registry = Registry::open(&root)?;
     let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
-    let mut session = Session::new(spec, addrs, auth);
+    let registry = Mutex::new(registry);
+    let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone());
     session.connect()?;
     let (folders, statuses) = choose_folders(account, &mut session)?;
-    let mut reports = Vec::new();
-    let ctx = folder::Context { account, keys: keys.as_ref(), out };
-    let mut place = folder::Place { registry: &mut registry, account_dir: &account_dir };
-    let print = |r: &FolderReport| {
+    let connections = account.connections.max(1);
+    let ctx = folder::Context { account, keys: keys.as_ref(), out, progress: !out.quiet && connections == 1 };
+    let place = folder::Place { registry: &registry, account_dir: &account_dir };
+    let reports = Mutex::new(Vec::new());
+    let done = |r: FolderReport| {
         if !out.quiet {
             println!("{} {}", account.user, r.summary());
         }
+        lock(&reports).push(r);
     };
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
-    let mut ordinary: Vec<(&Mailbox, Option<FolderReport>)> = Vec::new();
+    let mut ordinary: VecDeque<(&Mailbox, Option<FolderReport>)> = VecDeque::new();
     for mailbox in &folders {
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
-            print(&r);
-            reports.push(r);
+            done(r);
             continue;
         }
-        let record = place.registry.folder_of(&account_dir, mailbox);
-        let since = record.and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
+        let since = place.records().folder_of(&account_dir, mailbox).and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
         match (since, status) {
             (Some((uidvalidity, from)), Some(s)) if s.uidvalidity == Some(uidvalidity) => {
                 changed.push(new_mail::Changed { mailbox, uidvalidity, from });
             }
-            _ => ordinary.push((mailbox, None)),
+            _ => ordinary.push_back((mailbox, None)),
         }
     }
     if !changed.is_empty() {
-        for (c, result) in changed.iter().zip(new_mail::fetch(&ctx, &mut session, &mut place, &changed)?) {
+        for (c, result) in changed.iter().zip(new_mail::fetch(&ctx, &mut session, &place, &changed)?) {
             match result {
-                new_mail::Outcome::Complete(r) => {
-                    print(&r);
-                    reports.push(r);
-                }
-                new_mail::Outcome::Unfinished(partial) => ordinary.push((c.mailbox, Some(partial))),
+                new_mail::Outcome::Complete(r) => done(r),
+                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(partial))),
             }
         }
     }
-    for (mailbox, prior) in ordinary {
-        match folder::backup(&ctx, &mut session, &mut place, mailbox, prior) {
-            Ok(r) => {
-                print(&r);
-                reports.push(r);
-            }
-            Err(e) => {
-                eprintln!("smailarchiver: error: {label} {}: {e}", mailbox.shown());
-                reports.push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
-                if session.given_up() {
-                    break;
+    let extra = (connections - 1).min(ordinary.len().saturating_sub(1));
+    let queue = Mutex::new(ordinary);
+    // One connection's share: folders from the queue until it is empty.
+    let work = |session: &mut Session| {
+        while let Some((mailbox, prior)) = lock(&queue).pop_front() {
+            match folder::backup(&ctx, session, &place, mailbox, prior) {
+                Ok(r) => done(r),
+                Err(e) => {
+                    eprintln!("smailarchiver: error: {label} {}: {e}", mailbox.shown());
+                    lock(&reports).push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
+                    if session.given_up() {
+                        return;
+                    }
                 }
             }
         }
-    }
+    };
+    std::thread::scope(|scope| {
+        for n in 0..extra {
+            let (spec, addrs, auth) = (spec.clone(), addrs.clone(), auth.clone());
+            let (work, label) = (&work, &label);
+            scope.spawn(move || {
+                let mut more = Session::new(spec, addrs, auth);
+                // A server that limits connections refuses this one: the others carry on.
+                if let Err(e) = more.connect() {
+                    if out.verbose {
+                        warn(format!("{label}: connection {} refused ({e}); carrying on with fewer", n + 2));
+                    }
+                    return;
+                }
+                work(&mut more);
+                let _ = more.logout();
+            });
+        }
+        work(&mut session);
+    });
     let _ = session.logout();
-    Ok(reports)
+    Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn load_keys(account: &Account, out: Output) -> Result<Option<Keys>> {

@@ -49,7 +49,7 @@ struct Open {
 pub fn fetch(
     ctx: &Context<'_>,
     session: &mut Session,
-    place: &mut Place<'_>,
+    place: &Place<'_>,
     folders: &[Changed<'_>],
 ) -> Result<Vec<Outcome>> {
     let head = ctx.account.buffer_size;
@@ -57,14 +57,14 @@ pub fn fetch(
     let mut results: Vec<Option<Outcome>> = folders.iter().map(|_| None).collect();
     let mut open: Option<Open> = None;
     let mut failure: Option<Error> = None;
-    let close = |open: Open, place: &mut Place<'_>, results: &mut Vec<_>, refused: bool| -> Result<()> {
+    let close = |open: Open, place: &Place<'_>, results: &mut Vec<_>, refused: bool| -> Result<()> {
         let Open { index, writer, mut report, uidnext, unfinished, .. } = open;
         let finished = writer.finish();
         report.progress.clear();
         tally(ctx, &mut report, finished?);
         let complete = !unfinished && !refused && report.failed == 0;
         if let (true, Some(uidnext)) = (complete, uidnext) {
-            place.registry.set_complete(place.account_dir, folders[index].mailbox, uidnext)?;
+            place.records().set_complete(place.account_dir, folders[index].mailbox, uidnext)?;
         }
         results[index] = Some(if complete { Outcome::Complete(report) } else { Outcome::Unfinished(report) });
         Ok(())
@@ -74,14 +74,14 @@ pub fn fetch(
             match event {
                 NewMail::Opened(index, Ok(examined)) if examined.uid_validity == Some(folders[index].uidvalidity) => {
                     let folder = &folders[index];
-                    let dir = place.registry.open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?.path;
+                    let dir = place.records().open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?.path;
                     let mut report = FolderReport::new(&folder.mailbox.shown());
-                    report.progress = Progress::new(format!("{} {}", ctx.account.user, report.folder), !ctx.out.quiet);
+                    report.progress = Progress::new(format!("{} {}", ctx.account.user, report.folder), ctx.progress);
                     let archived = archived_uids(&dir)?;
                     report.existing = archived.len();
                     let writer = MessageWriter::spawn(Settings {
                         dir,
-                        tmp_dir: place.registry.tmp_dir(),
+                        tmp_dir: place.records().tmp_dir(),
                         form: ctx.account.form,
                         level: ctx.account.level,
                         keys: ctx.keys.cloned(),

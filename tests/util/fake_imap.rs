@@ -18,7 +18,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -134,6 +134,9 @@ pub struct Offer {
     pub capabilities: &'static str,
     /// EXAMINE is refused until the client sent ID, as NetEase (163.com, 126.com) does.
     pub require_id: bool,
+    /// Connections served at once; more are turned away with a BYE (as Dovecot's
+    /// `mail_max_userip_connections` does).
+    pub max_connections: Option<usize>,
 }
 
 impl FakeImap {
@@ -186,52 +189,45 @@ impl FakeImap {
         let times = Arc::new(Mutex::new(Vec::new()));
         let (log2, errors2, stop2, times2) = (log.clone(), errors.clone(), stop.clone(), times.clone());
         let thread = std::thread::spawn(move || {
-            for tcp in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let accepted = Instant::now();
-                let tcp = match tcp {
-                    Ok(tcp) => tcp,
-                    Err(e) => {
-                        lock(&errors2).push(format!("accept: {e}"));
-                        continue;
+            let active = AtomicUsize::new(0);
+            // Connections are served at once, each on a thread of its own, as a real server
+            // does; leaving the scope waits for them all.
+            std::thread::scope(|scope| {
+                for tcp in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
                     }
-                };
-                lock(&times2).push((accepted, None));
-                let n = {
-                    let mut log = lock(&log2);
-                    log.push(Vec::new());
-                    log.len() - 1
-                };
-                let script = &scripts[n.min(scripts.len() - 1)];
-                let mut conn = Conn {
-                    account: &account,
-                    script,
-                    log: &log2,
-                    errors: &errors2,
-                    n,
-                    counts: HashMap::new(),
-                    broken: false,
-                };
-                // Caught so that the client meets a closed connection rather than a
-                // server gone for good, and the panic is reported with the others.
-                let served = catch_unwind(AssertUnwindSafe(|| conn.serve(tcp, &tls)));
-                // serve() owned the socket: it is closed by now.
-                if let Some(t) = lock(&times2).last_mut() {
-                    t.1 = Some(Instant::now());
+                    let accepted = Instant::now();
+                    let tcp = match tcp {
+                        Ok(tcp) => tcp,
+                        Err(e) => {
+                            lock(&errors2).push(format!("accept: {e}"));
+                            continue;
+                        }
+                    };
+                    let n = {
+                        let mut log = lock(&log2);
+                        log.push(Vec::new());
+                        lock(&times2).push((accepted, None));
+                        log.len() - 1
+                    };
+                    let (account, scripts, tls, active) = (&account, &scripts, &tls, &active);
+                    let (log2, errors2, times2) = (&log2, &errors2, &times2);
+                    scope.spawn(move || {
+                        let busy = active.fetch_add(1, Ordering::SeqCst);
+                        if account.offer.max_connections.is_some_and(|max| busy >= max) {
+                            refuse(tcp, tls);
+                        } else {
+                            serve_one(account, &scripts[n.min(scripts.len() - 1)], tls, tcp, n, log2, errors2);
+                        }
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        // The socket is closed by now.
+                        if let Some(t) = lock(times2).get_mut(n) {
+                            t.1 = Some(Instant::now());
+                        }
+                    });
                 }
-                let failure = match served {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) if conn.broken => {
-                        drop(e);
-                        None
-                    }
-                    Ok(Err(e)) => Some(format!("connection {n}: {e} (no fault was injected)")),
-                    Err(panic) => Some(format!("connection {n}: panicked: {}", panic_text(&*panic))),
-                };
-                lock(&errors2).extend(failure);
-            }
+            });
         });
         FakeImap { addr, dir, log, times, errors, stop, folders, thread: Some(thread) }
     }
@@ -292,6 +288,41 @@ impl Drop for FakeImap {
         }
         self.assert_no_errors();
     }
+}
+
+/// Serves connection `n` following `script`; its failures are recorded in `errors`.
+fn serve_one(
+    account: &Account,
+    script: &Script,
+    tls: &Arc<ServerConfig>,
+    tcp: TcpStream,
+    n: usize,
+    log: &Mutex<Vec<Vec<String>>>,
+    errors: &Mutex<Vec<String>>,
+) {
+    let mut conn = Conn { account, script, log, errors, n, counts: HashMap::new(), broken: false };
+    // Caught so that the client meets a closed connection rather than a server gone for
+    // good, and the panic is reported with the others.
+    let served = catch_unwind(AssertUnwindSafe(|| conn.serve(tcp, tls)));
+    let failure = match served {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if conn.broken => {
+            drop(e);
+            None
+        }
+        Ok(Err(e)) => Some(format!("connection {n}: {e} (no fault was injected)")),
+        Err(panic) => Some(format!("connection {n}: panicked: {}", panic_text(&*panic))),
+    };
+    lock(errors).extend(failure);
+}
+
+/// Turns a connection away as a server at its limit does: a BYE instead of a greeting.
+fn refuse(tcp: TcpStream, tls: &Arc<ServerConfig>) {
+    let Ok(session) = ServerConnection::new(tls.clone()) else { return };
+    let mut s: Tls = BufReader::new(StreamOwned::new(session, tcp));
+    let _ = send(&mut s, b"* BYE [UNAVAILABLE] Maximum number of connections from user+IP exceeded\r\n");
+    s.get_mut().conn.send_close_notify();
+    let _ = s.get_mut().flush();
 }
 
 /// Locks `m`; a poisoned lock only means a connection panicked, which is reported itself.
