@@ -47,13 +47,41 @@ pub enum RestoreOutput {
     Maildir(PathBuf),
 }
 
-/// Output settings shared by every mode.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Output {
-    /// Only errors.
-    pub quiet: bool,
-    /// One line per message.
-    pub verbose: bool,
+pub use crate::report::Output;
+
+/// Prints a run's messages: results and details on stdout, the rest on stderr, each
+/// filtered by the output settings.
+pub struct Printer {
+    /// How much to say.
+    pub out: Output,
+}
+
+impl crate::report::Sink for Printer {
+    fn result(&self, text: &str) {
+        if !self.out.quiet {
+            println!("{text}");
+        }
+    }
+
+    fn detail(&self, text: &str) {
+        if self.out.verbose {
+            println!("{text}");
+        }
+    }
+
+    fn warning(&self, text: &str) {
+        warn(text);
+    }
+
+    fn remark(&self, text: &str) {
+        if self.out.verbose {
+            warn(text);
+        }
+    }
+
+    fn error(&self, text: &str) {
+        eprintln!("smailarchiver: error: {text}");
+    }
 }
 
 /// What every mode shares: output and confinement.
@@ -250,9 +278,9 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
             println!("{report}");
             return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
         }
-        Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox)),
+        Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox, &Printer { out })),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
-        Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out, settings.sandbox)),
+        Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out, settings.sandbox, &Printer { out })),
     }
     Ok(0)
 }

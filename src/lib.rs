@@ -21,6 +21,7 @@ pub mod printable;
 pub mod progress;
 pub mod readahead;
 pub mod registry;
+pub mod report;
 pub mod restore;
 pub mod sandbox;
 pub mod secret;

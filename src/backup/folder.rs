@@ -12,7 +12,6 @@ use std::time::Instant;
 use super::plan::{self, Batch};
 use super::writer::{MessageWriter, Outcome, Settings};
 use crate::account::Account;
-use crate::app::Output;
 use crate::archive::ArchiveFile;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::Fetched;
@@ -21,12 +20,14 @@ use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::progress::Progress;
 use crate::registry::Registry;
+use crate::report::Sink;
 
 /// What does not change while the folders of an account are backed up.
 pub struct Context<'a> {
     pub account: &'a Account,
     pub keys: Option<&'a Keys>,
-    pub out: Output,
+    /// Where messages go.
+    pub sink: &'a dyn Sink,
     /// Show a progress line (one connection on a terminal: several would overwrite it).
     pub progress: bool,
 }
@@ -151,7 +152,7 @@ pub fn backup(
             Err(Stop::Connection(why)) => {
                 report.progress.clear();
                 let notice = session.lost(&why)?;
-                crate::app::warn(format!("{}: {notice}", ctx.account.label()));
+                ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
             }
             Err(Stop::Fatal(e)) => return Err(e),
         }
@@ -206,7 +207,7 @@ fn pass(
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
     if let Some((old, aside)) = &opened.retired {
-        crate::app::warn(format!(
+        ctx.sink.warning(&format!(
             "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}",
             report.folder,
             aside.display()
@@ -308,9 +309,7 @@ pub(super) fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<
                 report.new += 1;
                 report.bytes += size;
                 report.progress.tick(size);
-                if ctx.out.verbose {
-                    println!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder);
-                }
+                ctx.sink.detail(&format!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder));
             }
             Outcome::Existing(_) => report.existing += 1,
         }
@@ -365,7 +364,7 @@ fn store_whole(
         Ok(a) => a,
         Err(Ok(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
-            crate::app::warn(format!(
+            ctx.sink.warning(&format!(
                 "{} {}: UID FETCH refused: {}",
                 ctx.account.label(),
                 report.folder,

@@ -13,13 +13,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
-use crate::app::{warn, Output};
 use crate::error::{IoContext, Result, EXIT_FAILURE};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::lock::RootLock;
 use crate::mailbox_name::Mailbox;
 use crate::registry::Registry;
+use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
 
 pub use folder::FolderReport;
@@ -30,15 +30,15 @@ pub use folder::FolderReport;
 /// system (password commands, key files, CA files, DNS) happens first for every account;
 /// then the process confines itself to the archive roots and the IMAP ports; then the
 /// accounts are backed up. One failing account never stops the others.
-pub fn run(accounts: &[Account], out: Output, sandbox: Mode) -> i32 {
+pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) -> i32 {
     let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
     let mut code = 0;
     let mut ready = Vec::new();
     for account in accounts {
-        match prepare(account, out, &mut locks) {
+        match prepare(account, out, sink, &mut locks) {
             Ok(p) => ready.push(p),
             Err(e) => {
-                eprintln!("smailarchiver: error: {}: {e}", account.label());
+                sink.error(&format!("{}: {e}", account.label()));
                 code = EXIT_FAILURE;
             }
         }
@@ -54,23 +54,23 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode) -> i32 {
         ..Rules::default()
     };
     match sandbox::restrict(&rules, sandbox) {
-        Ok(status) if out.verbose && !status.fully_enforced() => warn(format!("sandbox: {status}")),
+        Ok(status) if !status.fully_enforced() => sink.remark(&format!("sandbox: {status}")),
         Ok(_) => {}
         Err(e) => {
-            eprintln!("smailarchiver: error: {e}");
+            sink.error(&e.to_string());
             return EXIT_FAILURE;
         }
     }
     for p in ready {
         let label = p.account.label();
-        match backup_account(p, out) {
+        match backup_account(p, out, sink) {
             Ok(reports) => {
                 if reports.iter().any(|r| r.failed > 0) {
                     code = EXIT_FAILURE;
                 }
             }
             Err(e) => {
-                eprintln!("smailarchiver: error: {label}: {e}");
+                sink.error(&format!("{label}: {e}"));
                 code = EXIT_FAILURE;
             }
         }
@@ -90,7 +90,12 @@ struct Prepared<'a> {
 }
 
 /// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
-fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
+fn prepare<'a>(
+    account: &'a Account,
+    out: Output,
+    sink: &dyn Sink,
+    locks: &mut HashMap<PathBuf, RootLock>,
+) -> Result<Prepared<'a>> {
     account.validate()?;
     // Before anything is created: a refused CA file leaves no archive root behind.
     let spec = server_spec(account)?;
@@ -100,7 +105,7 @@ fn prepare<'a>(account: &'a Account, out: Output, locks: &mut HashMap<PathBuf, R
     if !locks.contains_key(&root) {
         locks.insert(root.clone(), RootLock::acquire(&root)?);
     }
-    let keys = load_keys(account, out)?;
+    let keys = load_keys(account, out, sink)?;
     let (auth, addrs) = login_and_addresses(account, &spec)?;
     Ok(Prepared { account, root, keys, auth, spec, addrs })
 }
@@ -214,7 +219,7 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
-fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
+fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<FolderReport>> {
     let Prepared { account, root, keys, auth, spec, addrs } = p;
     let label = account.label();
     let mut registry = Registry::open(&root)?;
@@ -222,15 +227,13 @@ fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
     let registry = Mutex::new(registry);
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone());
     session.connect()?;
-    let (folders, statuses) = choose_folders(account, &mut session)?;
+    let (folders, statuses) = choose_folders(account, &mut session, sink)?;
     let connections = account.connections.max(1);
-    let ctx = folder::Context { account, keys: keys.as_ref(), out, progress: !out.quiet && connections == 1 };
+    let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     let reports = Mutex::new(Vec::new());
     let done = |r: FolderReport| {
-        if !out.quiet {
-            println!("{} {}", account.user, r.summary());
-        }
+        sink.result(&format!("{} {}", account.user, r.summary()));
         lock(&reports).push(r);
     };
     // Unchanged folders are done; folders with new mail since a complete backup are
@@ -267,7 +270,7 @@ fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
             match folder::backup(&ctx, session, &place, mailbox, prior) {
                 Ok(r) => done(r),
                 Err(e) => {
-                    eprintln!("smailarchiver: error: {label} {}: {e}", mailbox.shown());
+                    sink.error(&format!("{label} {}: {e}", mailbox.shown()));
                     lock(&reports).push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
                     if session.given_up() {
                         return;
@@ -284,9 +287,7 @@ fn backup_account(p: Prepared<'_>, out: Output) -> Result<Vec<FolderReport>> {
                 let mut more = Session::new(spec, addrs, auth);
                 // A server that limits connections refuses this one: the others carry on.
                 if let Err(e) = more.connect() {
-                    if out.verbose {
-                        warn(format!("{label}: connection {} refused ({e}); carrying on with fewer", n + 2));
-                    }
+                    sink.remark(&format!("{label}: connection {} refused ({e}); carrying on with fewer", n + 2));
                     return;
                 }
                 work(&mut more);
@@ -303,11 +304,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn load_keys(account: &Account, out: Output) -> Result<Option<Keys>> {
+fn load_keys(account: &Account, out: Output, sink: &dyn Sink) -> Result<Option<Keys>> {
     let Some(spec) = &account.keys else { return Ok(None) };
     let (keys, created) = spec.load_or_create()?;
     if created && !out.quiet {
-        warn(format!(
+        sink.warning(&format!(
             "created the key file {}{}: keep a copy in a safe place, without it the archive cannot be read",
             spec.path.display(),
             if spec.password.is_some() { " (and its .sha)" } else { "" }
@@ -319,7 +320,11 @@ fn load_keys(account: &Account, out: Output) -> Result<Option<Keys>> {
 /// The folders to back up (the named ones, or all selectable ones minus the excluded, in
 /// name order, each once) and their state: with LIST-STATUS in the LIST answer, else from
 /// STATUS commands sent all at once.
-fn choose_folders(account: &Account, session: &mut Session) -> Result<(Vec<Mailbox>, HashMap<String, FolderStatus>)> {
+fn choose_folders(
+    account: &Account,
+    session: &mut Session,
+    sink: &dyn Sink,
+) -> Result<(Vec<Mailbox>, HashMap<String, FolderStatus>)> {
     let mut statuses = HashMap::new();
     let mut folders: Vec<Mailbox> = Vec::new();
     match &account.folders {
@@ -335,7 +340,7 @@ fn choose_folders(account: &Account, session: &mut Session) -> Result<(Vec<Mailb
                 match session.list(true) {
                     Ok(l) => break l,
                     Err(e) if e.breaks_session() => {
-                        warn(format!("{}: {}", account.label(), session.lost(&e.to_string())?))
+                        sink.warning(&format!("{}: {}", account.label(), session.lost(&e.to_string())?))
                     }
                     Err(e) => return Err(session.spec().imap_error("LIST", &e)),
                 }

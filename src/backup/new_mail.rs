@@ -136,7 +136,7 @@ pub fn fetch(
     }
     if let Err(e) = outcome {
         let notice = session.lost(&e.describe(session.spec().timeout))?;
-        crate::app::warn(format!("{}: {notice}", ctx.account.label()));
+        ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
     }
     Ok(results
         .into_iter()

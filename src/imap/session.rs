@@ -375,7 +375,7 @@ impl Session {
             let link = self.link()?;
             let commands: Vec<String> = uids
                 .chunks(SIZES_PER_COMMAND)
-                .map(|c| format!("UID FETCH {} (UID RFC822.SIZE)", crate::backup::plan::uid_set(c)))
+                .map(|c| format!("UID FETCH {} (UID RFC822.SIZE)", super::uid_set(c)))
                 .collect();
             let tags = link.send(&commands)?;
             let mut sizes = Vec::new();
