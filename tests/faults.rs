@@ -606,3 +606,60 @@ fn connections_the_server_refuses_leave_the_work_to_the_others() {
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
     assert_eq!(stdout(&o).matches(": 2 new, 0 already archived, 0 failed").count(), 4, "{}", stdout(&o));
 }
+
+/// A server that sends a byte now and then is never silent long enough for the socket's
+/// timeout: the pace check (the timeout, then at least 8 KiB/s) ends the command.
+#[test]
+fn an_answer_that_trickles_in_is_given_up() {
+    let served = messages(&[1, 2], 3000);
+    let trickle = Script::healthy().at("BODY.PEEK", 1, Fault::Trickle);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![trickle, Script::healthy()]);
+    let root = TempDir::new("faults-trickle");
+    let started = std::time::Instant::now();
+    let o = backup(&server, root.path(), &["--timeout", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the answer came too slowly"), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+    // The trickle alone would take over five minutes.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
+/// Answers for a UID never asked for are dropped as they come, not gathered: 100 MiB of
+/// them leave the client's peak memory far below that.
+#[test]
+fn answers_for_uids_never_asked_for_are_dropped() {
+    let served = messages(&[1, 2, 3], 2000);
+    let noisy = Script::healthy().at("BODY.PEEK", 1, Fault::Unasked(400));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![noisy]);
+    let root = TempDir::new("faults-unasked");
+    let (port, ca) = (server.port().to_string(), server.ca_file());
+    let child = std::process::Command::new(bin())
+        .args(["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "-q"])
+        .args(["--dir", root.path().to_str().unwrap()])
+        .env("SMAILARCHIVER_PASSWD", PW)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, peak_kib) = wait_with_peak(child);
+    assert_eq!(code, 0);
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+    assert!(!folder_dir(root.path(), "INBOX").join("999999.mbox").exists());
+    assert_eq!(server.connections(), 1);
+    // An upper bound: a spawned child's peak starts from this test process's own.
+    assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB for 100 MiB of unasked answers");
+}
+
+/// Sizes that lie (100 bytes each, for 300 KB messages) plan many messages into one
+/// batch; the answers then exceed what was asked for, and the command fails instead of
+/// the memory filling up. After three tries the account is given up.
+#[test]
+fn sizes_that_lie_do_not_fill_the_memory() {
+    let served = messages(&[1, 2, 3, 4, 5, 6, 7, 8], 300_000);
+    let liar = Script::healthy().at("RFC822.SIZE", 1, Fault::SmallSizes);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![liar]);
+    let root = TempDir::new("faults-lying-sizes");
+    let o = backup(&server, root.path(), &["--buffer-size", "256K"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sent more than"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("connection lost 3 times, giving up"), "{}", stderr(&o));
+}

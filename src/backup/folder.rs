@@ -263,15 +263,19 @@ fn pass(
                         send_fetch(session, &plan::uid_set(ahead), WHOLE)?;
                         sent += 1;
                     }
-                    let answers = session.read_fetch(max_literal(ctx)).map_err(|e| match e {
-                        ImapError::Refused(text) => Ok(text),
-                        e => Err(fetch_lost(session, &e)),
-                    });
                     let in_flight = |uid: u32| {
                         batches[i + 1..sent]
                             .iter()
                             .any(|b| matches!(b, Batch::Whole(u) if u.binary_search(&uid).is_ok()))
                     };
+                    let wanted = |uid: u32| uids.binary_search(&uid).is_ok() || in_flight(uid);
+                    // This batch and, come early, the ones in flight: each planned within the
+                    // budget; twice that allows for sizes a server got slightly wrong.
+                    let max_total = (sent - i) * 2 * budget + (1 << 20);
+                    let answers = session.read_fetch(max_literal(ctx), max_total, &wanted).map_err(|e| match e {
+                        ImapError::Refused(text) => Ok(text),
+                        e => Err(fetch_lost(session, &e)),
+                    });
                     store_whole(ctx, answers, uids, &mut early, &in_flight, &mut writer, report)?;
                 }
                 Batch::Chunked(uid) => {
@@ -415,7 +419,7 @@ fn fetch_chunked(
     let mut offset = 0u64;
     send(session, offset)?;
     loop {
-        let answers = match session.read_fetch(2 * chunk + (1 << 20)) {
+        let answers = match session.read_fetch(2 * chunk + (1 << 20), 2 * chunk + (1 << 20), &|u| u == uid) {
             Ok(a) => a,
             Err(ImapError::Refused(text)) => {
                 writer.abort()?;

@@ -108,6 +108,8 @@ pub fn fetch(
                     o.writer.begin(uid)?;
                     o.writer.data(&body)?;
                     o.writer.end()?;
+                    // A server that sends the same message again gets it ignored.
+                    o.archived.insert(uid);
                     let ready = o.writer.ready()?;
                     tally(ctx, &mut o.report, ready);
                 }

@@ -18,6 +18,8 @@ pub enum ImapError {
     Protocol(String),
     /// Nothing arrived in time.
     Timeout,
+    /// An answer came, but so slowly that it would never end (a byte now and then).
+    Slow,
 }
 
 impl ImapError {
@@ -43,6 +45,7 @@ impl fmt::Display for ImapError {
             ImapError::Lost(why) => f.write_str(why),
             ImapError::Protocol(why) => write!(f, "unreadable answer: {why}"),
             ImapError::Timeout => f.write_str("no answer in time"),
+            ImapError::Slow => f.write_str("the answer came too slowly (below 8 KiB/s after the timeout)"),
         }
     }
 }

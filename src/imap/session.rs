@@ -77,9 +77,53 @@ pub enum NewMail {
     Done(usize, Option<String>),
 }
 
+/// The slowest an answer may come once it is [`Paced::grace`] late: slower, a server (or
+/// something between) is stalling us and the command fails, whatever its size.
+const MIN_RATE: u64 = 8 * 1024;
+
+/// The connection's stream with a pace check: a command's answer must arrive within the
+/// timeout plus the time its size takes at [`MIN_RATE`]. The socket's timeout catches a
+/// silent server; this catches one that sends a byte now and then.
+struct Paced {
+    inner: Stream,
+    grace: Duration,
+    since: std::time::Instant,
+    received: u64,
+}
+
+impl Paced {
+    /// Starts the clock for a new answer.
+    fn restart(&mut self) {
+        self.since = std::time::Instant::now();
+        self.received = 0;
+    }
+}
+
+impl Read for Paced {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let allowed = self.grace + Duration::from_secs(self.received / MIN_RATE);
+        if self.since.elapsed() > allowed {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, super::wire::TOO_SLOW));
+        }
+        let n = self.inner.read(buf)?;
+        self.received += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Paced {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// One live connection.
 struct Link {
-    io: BufReader<Stream>,
+    io: BufReader<Paced>,
     caps: Vec<String>,
     next_tag: u32,
     /// Tags of commands sent whose answers are not read yet, oldest first.
@@ -135,6 +179,7 @@ impl Link {
         on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
     ) -> std::result::Result<String, ImapError> {
         let mut others = 0;
+        self.io.get_mut().restart();
         loop {
             match wire::read_response(&mut self.io, max_literal)? {
                 Response::Data(Data::Bye(text)) => {
@@ -472,19 +517,38 @@ impl Session {
     }
 
     /// Reads the answers of the oldest `UID FETCH` sent by [`Session::send_fetch`], with
-    /// literals of up to `max_literal` bytes.
-    pub fn read_fetch(&mut self, max_literal: usize) -> std::result::Result<Vec<Fetched>, ImapError> {
+    /// literals of up to `max_literal` bytes. Only answers for `wanted` UIDs are kept, the
+    /// last one of each, and at most `max_total` bytes of bodies: a server that sends more
+    /// than was asked for fails the command instead of filling the memory.
+    pub fn read_fetch(
+        &mut self,
+        max_literal: usize,
+        max_total: usize,
+        wanted: &dyn Fn(u32) -> bool,
+    ) -> std::result::Result<Vec<Fetched>, ImapError> {
         let result = (|| {
             let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
             let tag =
                 link.fetches.front().cloned().ok_or_else(|| ImapError::Protocol("no UID FETCH was sent".into()))?;
-            let mut out = Vec::new();
+            let mut kept: HashMap<u32, Fetched> = HashMap::new();
+            let mut total = 0usize;
             link.finish(&tag, max_literal, &mut |d| {
-                if let Data::Fetch(f) = d {
-                    out.push(f);
+                let Data::Fetch(f) = d else { return Ok(()) };
+                let Some(uid) = f.uid.filter(|&u| wanted(u)) else { return Ok(()) };
+                total += f.body.as_ref().map_or(0, Vec::len);
+                if total > max_total {
+                    return Err(ImapError::Protocol(format!(
+                        "the server sent more than {max_total} bytes for messages that add up to less"
+                    )));
+                }
+                // A flags-only answer must not replace the one that carries the body.
+                if f.body.is_some() || !kept.contains_key(&uid) {
+                    kept.insert(uid, f);
                 }
                 Ok(())
             })?;
+            let mut out: Vec<Fetched> = kept.into_values().collect();
+            out.sort_by_key(|f| f.uid);
             Ok(out)
         })();
         self.checked(result)
@@ -554,7 +618,10 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Link> {
     let endpoint = spec.endpoint();
     let stream = connect::open(spec, addrs)?;
     let mut link = Link {
-        io: BufReader::with_capacity(64 * 1024, stream),
+        io: BufReader::with_capacity(
+            64 * 1024,
+            Paced { inner: stream, grace: spec.timeout, since: std::time::Instant::now(), received: 0 },
+        ),
         caps: Vec::new(),
         next_tag: 0,
         in_flight: VecDeque::new(),

@@ -222,7 +222,13 @@ fn literal_size(line: &[u8]) -> Option<Option<usize>> {
     Some(std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()))
 }
 
+/// The text of the error the session's pace check raises.
+pub const TOO_SLOW: &str = "the answer came too slowly";
+
 fn io_error(e: io::Error) -> ImapError {
+    if e.get_ref().is_some_and(|inner| inner.to_string() == TOO_SLOW) {
+        return ImapError::Slow;
+    }
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ImapError::Timeout,
         io::ErrorKind::UnexpectedEof => {

@@ -85,6 +85,13 @@ pub enum Fault {
     /// what Dovecot sends for a message another session expunged while this one still
     /// sees it. Give the batch's last UID: later sequence numbers are not shifted.
     NilBody(u32),
+    /// Send the answer one byte every 50 ms: never silent, never done.
+    Trickle,
+    /// Before the answer's end, send this many answers for a UID never asked for (999999),
+    /// each with a 256 KiB literal.
+    Unasked(usize),
+    /// Sizes lie: `RFC822.SIZE` answers say 100 bytes for every message.
+    SmallSizes,
 }
 
 /// The faults of one connection.
@@ -440,7 +447,16 @@ impl Conn<'_> {
             }
             let fault = self.fault_for(cmd);
             self.broken |= fault.as_ref().is_some_and(|f| {
-                !matches!(f, Fault::No(_) | Fault::Bad(_) | Fault::FlagsFirst | Fault::Omit(_) | Fault::NilBody(_))
+                !matches!(
+                    f,
+                    Fault::No(_)
+                        | Fault::Bad(_)
+                        | Fault::FlagsFirst
+                        | Fault::Omit(_)
+                        | Fault::NilBody(_)
+                        | Fault::Unasked(_)
+                        | Fault::SmallSizes
+                )
             });
             let Some((reply, literals)) = answer(self.account, &mut state, tag, cmd, fault.as_ref()) else {
                 lock(self.errors).push(format!("connection {}: a command the server does not know: {cmd}", self.n));
@@ -523,8 +539,30 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
     match fault {
         Fault::No(text) => return send(s, format!("{tag} NO {text}\r\n").as_bytes()).map(|()| true),
         Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()).map(|()| true),
-        Fault::LongLiteral(_) | Fault::FlagsFirst | Fault::IgnorePartial | Fault::Omit(_) | Fault::NilBody(_) => {
-            return send(s, &reply).map(|()| true)
+        Fault::LongLiteral(_)
+        | Fault::FlagsFirst
+        | Fault::IgnorePartial
+        | Fault::Omit(_)
+        | Fault::NilBody(_)
+        | Fault::SmallSizes => return send(s, &reply).map(|()| true),
+        Fault::Unasked(n) => {
+            // Everything but the tagged end, then the unasked answers, then the end.
+            let end = reply[..reply.len() - 2].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            send(s, &reply[..end])?;
+            let junk = vec![b'j'; 256 * 1024];
+            for _ in 0..*n {
+                send(s, format!("* 1 FETCH (UID 999999 BODY[] {{{}}}\r\n", junk.len()).as_bytes())?;
+                send(s, &junk)?;
+                send(s, b")\r\n")?;
+            }
+            return send(s, &reply[end..]).map(|()| true);
+        }
+        Fault::Trickle => {
+            for b in reply {
+                send(s, &[b])?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(true);
         }
         Fault::Bye => send(s, b"* BYE server shutting down\r\n")?,
         Fault::Garbage(bytes) => send(s, bytes)?,
@@ -672,7 +710,8 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         let seq = i + 1;
         let with_body = items.contains("BODY.PEEK[]");
         // Asked together, size and body come in one answer, as Dovecot sends them.
-        let size = if items.contains("RFC822.SIZE") { format!(" RFC822.SIZE {}", body.len()) } else { String::new() };
+        let told = if matches!(fault, Some(Fault::SmallSizes)) { 100 } else { body.len() };
+        let size = if items.contains("RFC822.SIZE") { format!(" RFC822.SIZE {told}") } else { String::new() };
         if !size.is_empty() && !with_body {
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid}{size})\r\n").as_bytes());
         }
