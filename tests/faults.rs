@@ -663,3 +663,52 @@ fn sizes_that_lie_do_not_fill_the_memory() {
     assert!(stderr(&o).contains("sent more than"), "{}", stderr(&o));
     assert!(stderr(&o).contains("connection lost 3 times, giving up"), "{}", stderr(&o));
 }
+
+/// Partial fetches whose pieces never end (full pieces of filler past the message's
+/// announced size) stop at the documented ceiling: that message fails, the others of the
+/// folder are archived, and nothing is left on disk.
+#[test]
+fn pieces_that_never_end_stop_at_the_ceiling() {
+    let served = vec![(1, message(1, 2000)), (2, message(2, 100_000)), (3, message(3, 2000))];
+    let mut endless = Script::healthy();
+    for n in 1..=10 {
+        endless = endless.at("BODY.PEEK[]<", n, Fault::EndlessPartial);
+    }
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![endless]);
+    let root = TempDir::new("faults-endless");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("UID 2 left out: the server sent more than its announced size"), "{}", stderr(&o));
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 3]);
+    assert!(stdout(&o).contains("INBOX: 2 new, 0 already archived, 1 failed"), "{}", stdout(&o));
+    // 100,000 bytes announced: the ceiling (112,500 + one 65,536-byte piece) ends it at
+    // the third piece.
+    let pieces = commands_of(&server, 0).iter().filter(|c| c.starts_with("UID FETCH 2 ")).count();
+    assert_eq!(pieces, 3, "{:?}", server.commands());
+    assert_eq!(server.connections(), 1);
+}
+
+/// A greeting of 100 MB without a line end is refused after its first 8 KiB.
+#[test]
+fn an_endless_greeting_line_is_refused_at_once() {
+    let script = Script::healthy().at_greeting(Fault::LongLine(100 << 20));
+    let server = FakeImap::start(USER, PW, inbox(messages(&[1], 100)), vec![script]);
+    let root = TempDir::new("faults-long-greeting");
+    let o = backup(&server, root.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("is not an IMAP server: it greeted with xxxx"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.len() < 1000, "the server's text is cut short: {} bytes", err.len());
+}
+
+/// Endless untagged lines in the answer to CAPABILITY end the login, not the memory.
+#[test]
+fn endless_untagged_lines_end_the_command() {
+    let script = Script::healthy().at("CAPABILITY", 1, Fault::Noise(150_000));
+    let server = FakeImap::start(USER, PW, inbox(messages(&[1], 100)), vec![script]);
+    let root = TempDir::new("faults-noise");
+    let o = backup(&server, root.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("more than 100000 unasked-for answers"), "{}", stderr(&o));
+}

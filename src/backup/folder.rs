@@ -280,7 +280,8 @@ fn pass(
                 }
                 Batch::Chunked(uid) => {
                     sent = i + 1;
-                    fetch_chunked(session, *uid, budget, &mut writer, report)?;
+                    let announced = sized.binary_search_by_key(uid, |&(u, _)| u).map_or(0, |k| u64::from(sized[k].1));
+                    fetch_chunked(ctx, session, *uid, announced, budget, &mut writer, report)?;
                 }
             }
             writer.flush()?;
@@ -405,9 +406,18 @@ fn store_whole(
     Ok(())
 }
 
+/// The most data a message whose announced size is `announced` may bring: an eighth more
+/// (servers' sizes can be slightly off) and one piece. Past it the message is left out.
+pub fn data_ceiling(announced: u64, chunk: usize) -> u64 {
+    announced + announced / 8 + chunk as u64
+}
+
+#[allow(clippy::too_many_arguments)]
 fn fetch_chunked(
+    ctx: &Context<'_>,
     session: &mut Session,
     uid: u32,
+    announced: u64,
     chunk: usize,
     writer: &mut MessageWriter,
     report: &mut FolderReport,
@@ -452,6 +462,18 @@ fn fetch_chunked(
                 "the server answered a {chunk}-byte partial fetch of UID {uid} with {} bytes",
                 data.len()
             ))));
+        }
+        if offset + data.len() as u64 > data_ceiling(announced, chunk) {
+            // A server whose pieces never end would fill the disk: this message fails, the
+            // folder goes on (the next run tries it again).
+            writer.abort()?;
+            report.failed += 1;
+            ctx.sink.warning(&format!(
+                "{} {}: UID {uid} left out: the server sent more than its announced size ({announced} bytes) allows",
+                ctx.account.label(),
+                report.folder
+            ));
+            return Ok(());
         }
         // A full chunk means more may follow: ask for it before storing this one, so the
         // server reads the next chunk while the writer takes this.

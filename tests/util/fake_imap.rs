@@ -92,6 +92,13 @@ pub enum Fault {
     Unasked(usize),
     /// Sizes lie: `RFC822.SIZE` answers say 100 bytes for every message.
     SmallSizes,
+    /// Answer a partial fetch `<o.l>` with `l` bytes of filler, wherever the message ends:
+    /// pieces that never end.
+    EndlessPartial,
+    /// Send a line of this many bytes without a line end, then hang up.
+    LongLine(usize),
+    /// Send this many untagged `* OK noise` lines, then the answer.
+    Noise(usize),
 }
 
 /// The faults of one connection.
@@ -456,6 +463,7 @@ impl Conn<'_> {
                         | Fault::NilBody(_)
                         | Fault::Unasked(_)
                         | Fault::SmallSizes
+                        | Fault::EndlessPartial
                 )
             });
             let Some((reply, literals)) = answer(self.account, &mut state, tag, cmd, fault.as_ref()) else {
@@ -544,7 +552,29 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
         | Fault::IgnorePartial
         | Fault::Omit(_)
         | Fault::NilBody(_)
-        | Fault::SmallSizes => return send(s, &reply).map(|()| true),
+        | Fault::SmallSizes
+        | Fault::EndlessPartial => return send(s, &reply).map(|()| true),
+        Fault::LongLine(n) => {
+            let piece = vec![b'x'; 64 * 1024];
+            let mut left = *n;
+            while left > 0 {
+                let k = left.min(piece.len());
+                // The client stops reading long before the end: its refusal is the point.
+                if send(s, &piece[..k]).is_err() {
+                    return Ok(false);
+                }
+                left -= k;
+            }
+        }
+        Fault::Noise(n) => {
+            let noise = b"* OK noise\r\n".repeat(1000);
+            for _ in 0..n.div_ceil(1000) {
+                if send(s, &noise).is_err() {
+                    return Ok(false);
+                }
+            }
+            return send(s, &reply).map(|()| true);
+        }
         Fault::Unasked(n) => {
             // Everything but the tagged end, then the unasked answers, then the end.
             let end = reply[..reply.len() - 2].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -725,8 +755,13 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         if matches!(fault, Some(Fault::FlagsFirst)) {
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS (\\Seen))\r\n").as_bytes());
         }
+        let filler;
         let (origin, data) = match partial {
             Some(_) if matches!(fault, Some(Fault::IgnorePartial)) => (String::new(), &body[..]),
+            Some((o, l)) if matches!(fault, Some(Fault::EndlessPartial)) => {
+                filler = vec![b'x'; l];
+                (format!("<{o}>"), &filler[..])
+            }
             Some((o, l)) => (format!("<{o}>"), &body[o.min(body.len())..(o + l).min(body.len())]),
             None => (String::new(), &body[..]),
         };
