@@ -198,3 +198,20 @@ fn unreadable_directory() {
     assert!(!tmp.join("locked.mbox").exists());
     fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// A lock file planted as a symlink is not followed (as root it would create a file
+/// anywhere): the backup stops with a one-line error and nothing appears at the target.
+#[test]
+fn a_planted_lock_symlink_is_not_followed() {
+    let tmp = TempDir::new("cli-lock-link");
+    let root = tmp.join("archive");
+    fs::create_dir(&root).unwrap();
+    let target = tmp.join("elsewhere");
+    std::os::unix::fs::symlink(&target, root.join(".smailarchiver.lock")).unwrap();
+    let o = run(
+        &["-u", "ann", "-i", "127.0.0.1", "--port", "1", "--dir", root.to_str().unwrap()],
+        &[("SMAILARCHIVER_PASSWD", "pw")],
+    );
+    assert_one_line_error(&o, 1, ".smailarchiver.lock");
+    assert!(!target.exists(), "the lock was created through the symlink");
+}

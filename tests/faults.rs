@@ -712,3 +712,19 @@ fn endless_untagged_lines_end_the_command() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("more than 100000 unasked-for answers"), "{}", stderr(&o));
 }
+
+/// A mailbox name that decodes to terminal escapes is printed escaped: one inert line.
+#[test]
+fn hostile_mailbox_names_are_printed_inert() {
+    // `&ABs-` is ESC; U+202E (right-to-left override) is `&IC4-`.
+    let folders =
+        vec![Folder::new("INBOX", 7, messages(&[1], 500)), Folder::new("&ABs-[2Jx&IC4-y", 8, messages(&[1], 500))];
+    let server = FakeImap::start(USER, PW, folders, vec![Script::healthy()]);
+    let root = TempDir::new("faults-escapes");
+    let o = backup(&server, root.path(), &["--all-folders"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}'), "raw control characters printed: {out:?}");
+    assert!(out.contains("alice \\u{1b}[2Jx\\u{202e}y: 1 new"), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
