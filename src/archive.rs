@@ -90,6 +90,17 @@ pub fn walk(root: &Path) -> Result<Vec<ArchiveFile>> {
     Ok(files)
 }
 
+/// Whether an account's user directory holds any encrypted archive file (looked for
+/// folder by folder, stopping at the first).
+pub fn any_encrypted(user_dir: &Path) -> bool {
+    let Ok(folders) = fs::read_dir(user_dir) else { return false };
+    folders.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).any(|folder| {
+        fs::read_dir(folder.path()).is_ok_and(|files| {
+            files.flatten().any(|f| ArchiveFile::from_path(f.path()).is_some_and(|a| a.form.encrypted))
+        })
+    })
+}
+
 /// Whether subdirectories of `dir` hold archive files (to explain an empty restore).
 pub fn has_subfolders(dir: &Path) -> bool {
     fs::read_dir(dir)

@@ -215,3 +215,25 @@ fn a_planted_lock_symlink_is_not_followed() {
     assert_one_line_error(&o, 1, ".smailarchiver.lock");
     assert!(!target.exists(), "the lock was created through the symlink");
 }
+
+/// A missing key file is never replaced by a new one while the archive holds encrypted
+/// messages: a second key could not read them, and new mail would be cut off from the old.
+#[test]
+fn no_new_key_for_an_archive_with_encrypted_messages() {
+    let tmp = TempDir::new("cli-key-safety");
+    let root = tmp.join("archive");
+    fs::create_dir_all(root.join("ann/INBOX")).unwrap();
+    fs::copy(vectors().join("random/1.mbox.enc"), root.join("ann/INBOX/1.mbox.enc")).unwrap();
+    let keys = tmp.join("moved.keys");
+    let args = ["-u", "ann", "-i", "127.0.0.1", "--port", "1", "-e", "-k", keys.to_str().unwrap(), "-q"];
+    let o = run(&[&args[..], &["--dir", root.to_str().unwrap()]].concat(), &[("SMAILARCHIVER_PASSWD", "pw")]);
+    assert_one_line_error(&o, 1, &format!("the key file {} is missing, but ", keys.display()));
+    assert!(!keys.exists(), "a key file was created");
+    // An archive without encrypted messages gets its new key, and the one line about it
+    // shows even with -q (the backup itself then fails: nothing listens on port 1).
+    let fresh = tmp.join("fresh");
+    let o = run(&[&args[..], &["--dir", fresh.to_str().unwrap()]].concat(), &[("SMAILARCHIVER_PASSWD", "pw")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("created the key file {}", keys.display())), "{}", stderr(&o));
+    assert!(keys.exists());
+}

@@ -35,7 +35,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
     let mut code = 0;
     let mut ready = Vec::new();
     for account in accounts {
-        match prepare(account, out, sink, &mut locks) {
+        match prepare(account, sink, &mut locks) {
             Ok(p) => ready.push(p),
             Err(e) => {
                 sink.error(&format!("{}: {e}", account.label()));
@@ -90,23 +90,20 @@ struct Prepared<'a> {
 }
 
 /// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
-fn prepare<'a>(
-    account: &'a Account,
-    out: Output,
-    sink: &dyn Sink,
-    locks: &mut HashMap<PathBuf, RootLock>,
-) -> Result<Prepared<'a>> {
+fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
     account.validate()?;
-    // Before anything is created: a refused CA file leaves no archive root behind.
+    // Before anything is created: a refused CA file, password or server name leaves no
+    // archive root, lock or key file behind.
     let spec = server_spec(account)?;
+    let (auth, addrs) = login_and_addresses(account, &spec)?;
     make_root(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = account.root.canonicalize().at(&account.root)?;
     if !locks.contains_key(&root) {
         locks.insert(root.clone(), RootLock::acquire(&root)?);
     }
-    let keys = load_keys(account, out, sink)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
+    let user_dir = root.join(Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user));
+    let keys = load_keys(account, &user_dir, sink)?;
     Ok(Prepared { account, root, keys, auth, spec, addrs })
 }
 
@@ -304,10 +301,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn load_keys(account: &Account, out: Output, sink: &dyn Sink) -> Result<Option<Keys>> {
+/// The account's keys; a new key file is made only for an archive without encrypted
+/// messages (a second key could not read them), and said so even with `--quiet`: it is
+/// the one thing to copy somewhere safe.
+fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> Result<Option<Keys>> {
     let Some(spec) = &account.keys else { return Ok(None) };
+    if !spec.path.exists() && crate::archive::any_encrypted(user_dir) {
+        return Err(crate::error::Error::runtime(format!(
+            "the key file {} is missing, but {} holds encrypted messages that a new key could not read: \
+             put the key file back (or name it with -k / \"keys\")",
+            spec.path.display(),
+            user_dir.display()
+        )));
+    }
     let (keys, created) = spec.load_or_create()?;
-    if created && !out.quiet {
+    if created {
         sink.warning(&format!(
             "created the key file {}{}: keep a copy in a safe place, without it the archive cannot be read",
             spec.path.display(),
