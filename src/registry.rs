@@ -261,9 +261,10 @@ impl Registry {
         match self.folders[index].uidvalidity {
             Some(old) if old == uidvalidity => {}
             Some(old) => {
-                let aside = self.aside_name(account, &dir, old);
+                let moving = is_real_dir(&path);
+                let aside = self.aside_name(account, &dir, old, moving);
                 let aside_path = user_dir.join(&aside);
-                if is_real_dir(&path) {
+                if moving {
                     fs::rename(&path, &aside_path).at(&path)?;
                     atomic::sync_dir(&user_dir).at(&user_dir)?;
                 }
@@ -320,15 +321,15 @@ impl Registry {
         self.folders.iter().any(|f| f.account == account && f.dir == dir)
     }
 
-    /// `DIR.uidvalidity-OLD`, or with `-2`, `-3`... when that is taken.
-    fn aside_name(&self, account: &str, dir: &str, old: u32) -> String {
+    /// `DIR.uidvalidity-OLD`, or with `-2`, `-3`... when that is taken. When DIR is still
+    /// to be `moving`, anything already at a name takes it; when DIR is gone (a run killed
+    /// after the move), the unrecorded directory at the first name is the one it became.
+    fn aside_name(&self, account: &str, dir: &str, old: u32, moving: bool) -> String {
         let user_dir = self.root.join(account);
         let base = format!("{dir}.uidvalidity-{old}");
         let mut name = base.clone();
         let mut n = 2;
-        while self.recorded(account, &name)
-            || (user_dir.join(&name).symlink_metadata().is_ok() && !is_real_dir(&user_dir.join(dir)))
-        {
+        while self.recorded(account, &name) || (moving && user_dir.join(&name).symlink_metadata().is_ok()) {
             name = format!("{base}-{n}");
             n += 1;
         }
@@ -561,6 +562,22 @@ mod tests {
         // A mailbox whose name is the aside directory's never gets into it.
         let mut again = again;
         assert_ne!(again.open_folder(&acct, &mb("Work.uidvalidity-5"), 1).unwrap().path, aside);
+    }
+
+    #[test]
+    fn moving_aside_never_lands_on_a_directory_that_is_there() {
+        let root = Root::new("aside");
+        let mut r = Registry::open(&root.0).unwrap();
+        let acct = r.claim_account("h", "u").unwrap();
+        let f = r.open_folder(&acct, &mb("Work"), 5).unwrap();
+        fs::write(f.path.join("2.mbox"), b"From x\nnew").unwrap();
+        // A directory of that name already there (put back by hand, or an older copy).
+        let there = root.0.join("u/Work.uidvalidity-5");
+        fs::create_dir(&there).unwrap();
+        fs::write(there.join("1.mbox"), b"From x\nold").unwrap();
+        let (_, aside) = r.open_folder(&acct, &mb("Work"), 9).unwrap().retired.expect("moved aside");
+        assert_eq!(aside, root.0.join("u/Work.uidvalidity-5-2"));
+        assert!(aside.join("2.mbox").exists() && there.join("1.mbox").exists());
     }
 
     #[test]
