@@ -90,22 +90,24 @@ pub fn walk(root: &Path) -> Result<Vec<ArchiveFile>> {
     Ok(files)
 }
 
-/// Whether an account's user directory holds any encrypted archive file (looked for
-/// folder by folder, stopping at the first).
-pub fn any_encrypted(user_dir: &Path) -> bool {
-    let Ok(folders) = fs::read_dir(user_dir) else { return false };
-    folders.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).any(|folder| {
-        fs::read_dir(folder.path()).is_ok_and(|files| {
-            files.flatten().any(|f| ArchiveFile::from_path(f.path()).is_some_and(|a| a.form.encrypted))
+/// Whether `dir` holds an archive file that `matches`, stopping at the first; nothing is
+/// sorted or kept, so a folder of 300,000 files costs one directory read at most.
+pub fn holds(dir: &Path, matches: impl Fn(&ArchiveFile) -> bool) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_type().is_ok_and(|t| t.is_file()) && ArchiveFile::from_path(e.path()).is_some_and(|a| matches(&a))
         })
     })
 }
 
-/// Whether subdirectories of `dir` hold archive files (to explain an empty restore).
-pub fn has_subfolders(dir: &Path) -> bool {
-    fs::read_dir(dir)
-        .map(|it| it.flatten().any(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)))
-        .unwrap_or(false)
+/// Whether an account's user directory holds any encrypted archive file (looked for
+/// folder by folder, stopping at the first).
+pub fn any_encrypted(user_dir: &Path) -> bool {
+    let Ok(folders) = fs::read_dir(user_dir) else { return false };
+    folders
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .any(|folder| holds(&folder.path(), |a| a.form.encrypted))
 }
 
 #[cfg(test)]

@@ -28,7 +28,13 @@ impl RootLock {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .at(&path)?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Error::runtime(format!(
+                    "{} is a symbolic link, not the archive's lock file: refusing to follow it (remove it if you did not put it there)",
+                    path.display()
+                )),
+                _ => Error::runtime(format!("{}: {}", path.display(), crate::error::describe_io(&e))),
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(RootLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::runtime(format!(

@@ -259,23 +259,6 @@ pub fn quote(s: &str) -> Result<String, NameError> {
     Ok(out)
 }
 
-/// Undoes the `\"` and `\\` escapes the `imap` crate leaves in LIST names.
-pub fn unescape_quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(&next @ ('"' | '\\')) = chars.peek() {
-                out.push(next);
-                chars.next();
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Matches a mailbox name against an IMAP LIST-style pattern (`*` and `%`).
 ///
 /// Uses a row-by-row DP so hostile patterns like `*a*a*a*b` stay
@@ -562,27 +545,6 @@ mod tests {
             assert!(quote(s).is_err(), "{s:?}");
         }
         assert!(quote("Reçus").unwrap_err().to_string().contains("UTF-7"));
-    }
-
-    #[test]
-    fn unescape_known_answers() {
-        assert_eq!(unescape_quoted(r#"a\"b\\c"#), r#"a"b\c"#);
-        assert_eq!(unescape_quoted("[Gmail]/All Mail"), "[Gmail]/All Mail");
-        assert_eq!(unescape_quoted(r"a\b"), r"a\b");
-        assert_eq!(unescape_quoted(r"trailing\"), r"trailing\");
-        assert_eq!(unescape_quoted(r"\\\\"), r"\\");
-    }
-
-    #[test]
-    fn quote_unescape_round_trip() {
-        let mut rng = Rng(0x0dd_ba11);
-        let alphabet = ['a', 'Z', ' ', '"', '\\', '&', '-', '\t', '/', '%', '*'];
-        for _ in 0..2000 {
-            let s: String = (0..rng.below(10)).map(|_| rng.pick(&alphabet)).collect();
-            let quoted = quote(&s).unwrap();
-            let inner = &quoted[1..quoted.len() - 1];
-            assert_eq!(unescape_quoted(inner), s);
-        }
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub struct FolderRecord {
     pub uidnext: Option<u32>,
 }
 
+impl FolderRecord {
+    /// The UIDVALIDITY and UIDNEXT of the folder's last complete backup, if there was one.
+    pub fn complete_at(&self) -> Option<(u32, u32)> {
+        Some((self.uidvalidity?, self.uidnext?))
+    }
+}
+
 /// A folder directory made ready for a backup by [`Registry::open_folder`].
 #[derive(Debug)]
 pub struct OpenFolder {
@@ -84,6 +91,8 @@ pub struct Registry {
     root: PathBuf,
     accounts: Vec<AccountRecord>,
     folders: Vec<FolderRecord>,
+    /// Completion marks not saved yet (see [`Registry::set_complete`]).
+    unsaved: bool,
 }
 
 impl Registry {
@@ -91,7 +100,8 @@ impl Registry {
     /// of the original program or of version 0.6, or none at all).
     pub fn read(root: &Path) -> Result<Registry> {
         let path = root.join(META_DIR).join(RECORDS_FILE);
-        let mut registry = Registry { root: root.to_path_buf(), accounts: Vec::new(), folders: Vec::new() };
+        let mut registry =
+            Registry { root: root.to_path_buf(), accounts: Vec::new(), folders: Vec::new(), unsaved: false };
         let text = match bounded::read_file(&path, MAX_RECORDS_SIZE) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
@@ -302,11 +312,19 @@ impl Registry {
     }
 
     /// Records that every message of `mailbox` below `uidnext` is archived (a backup of it
-    /// completed without a failure).
-    pub fn set_complete(&mut self, account: &str, mailbox: &Mailbox, uidnext: u32) -> Result<()> {
-        let Some(i) = self.live(account, mailbox) else { return Ok(()) };
-        if self.folders[i].uidnext != Some(uidnext) {
+    /// completed without a failure). Saved with the next change or by [`Registry::flush`]:
+    /// one write per account instead of one per folder, and a mark lost in a crash only
+    /// makes the next run look at the folder's every UID again.
+    pub fn set_complete(&mut self, account: &str, mailbox: &Mailbox, uidnext: u32) {
+        if let Some(i) = self.live(account, mailbox) {
+            self.unsaved |= self.folders[i].uidnext != Some(uidnext);
             self.folders[i].uidnext = Some(uidnext);
+        }
+    }
+
+    /// Saves what [`Registry::set_complete`] recorded, if anything.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.unsaved {
             self.save()?;
         }
         Ok(())
@@ -389,7 +407,8 @@ impl Registry {
     }
 
     /// Writes the records atomically.
-    fn save(&self) -> Result<()> {
+    fn save(&mut self) -> Result<()> {
+        self.unsaved = false;
         let meta = self.root.join(META_DIR);
         make_dir(&meta)?;
         let accounts: Vec<Value> = self

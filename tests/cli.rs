@@ -212,7 +212,7 @@ fn a_planted_lock_symlink_is_not_followed() {
         &["-u", "ann", "-i", "127.0.0.1", "--port", "1", "--dir", root.to_str().unwrap()],
         &[("SMAILARCHIVER_PASSWD", "pw")],
     );
-    assert_one_line_error(&o, 1, ".smailarchiver.lock");
+    assert_one_line_error(&o, 1, ".smailarchiver.lock is a symbolic link");
     assert!(!target.exists(), "the lock was created through the symlink");
 }
 

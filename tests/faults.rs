@@ -728,3 +728,22 @@ fn hostile_mailbox_names_are_printed_inert() {
     assert!(out.contains("alice \\u{1b}[2Jx\\u{202e}y: 1 new"), "{out}");
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+/// A LIST entry whose name is not text (Latin-1 bytes from an old server) fails that
+/// folder, named in one escaped line; the other folders are backed up.
+#[test]
+fn a_folder_name_that_is_not_text_fails_that_folder_only() {
+    let served = messages(&[1, 2], 500);
+    let script = Script::healthy().at("LIST", 1, Fault::ExtraListName(b"Gel\xf6scht\x1b"));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
+    let root = TempDir::new("faults-bad-name");
+    let o = backup(&server, root.path(), &["--all-folders"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("Gel\u{fffd}scht\\u{1b}: the server lists this folder under a name that is not text"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
+}

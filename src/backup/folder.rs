@@ -163,16 +163,17 @@ pub fn backup(
 /// no message arrived since: the number of messages archived, counted without opening the
 /// folder on the server.
 fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>) -> Result<Option<usize>> {
-    let records = place.records();
-    let (Some(status), Some(record)) = (status, records.folder_of(place.account_dir, mailbox)) else {
-        return Ok(None);
+    let Some(status) = status else { return Ok(None) };
+    // The records are shared by the connections: not held while the directory is listed.
+    let dir = {
+        let records = place.records();
+        let Some(record) = records.folder_of(place.account_dir, mailbox) else { return Ok(None) };
+        if record.complete_at().is_none() || record.complete_at() != status.uidvalidity.zip(status.uidnext) {
+            return Ok(None);
+        }
+        records.root().join(place.account_dir).join(&record.dir)
     };
-    let same = status.uidvalidity.is_some()
-        && status.uidvalidity == record.uidvalidity
-        && status.uidnext.is_some()
-        && status.uidnext == record.uidnext;
-    let dir = records.root().join(place.account_dir).join(&record.dir);
-    if !same || !dir.is_dir() {
+    if !dir.is_dir() {
         return Ok(None);
     }
     Ok(Some(archived_uids(&dir)?.len()))
@@ -181,7 +182,7 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
 /// Opens the folder and learns what is on the server, in one round trip: after a complete
 /// backup, the UIDs and sizes of the messages that arrived since; otherwise every UID.
 fn open(session: &mut Session, place: &Place<'_>, mailbox: &Mailbox) -> std::result::Result<(Examined, Found), Stop> {
-    let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
+    let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| r.complete_at());
     let spec = session.spec().clone();
     if let Some((uidvalidity, uidnext)) = since {
         let (examined, found) =
@@ -260,7 +261,7 @@ fn pass(
                     sent = sent.max(i);
                     while sent < batches.len() && sent < i + FETCHES_IN_FLIGHT {
                         let Batch::Whole(ahead) = &batches[sent] else { break };
-                        send_fetch(session, &plan::uid_set(ahead), WHOLE)?;
+                        send_fetch(session, &crate::imap::uid_set(ahead), WHOLE)?;
                         sent += 1;
                     }
                     let in_flight = |uid: u32| {
@@ -301,7 +302,7 @@ fn pass(
     // message went missing: the next run looks at every UID again, in case it was not
     // really gone.
     if let (0, 0, Some(uidnext)) = (report.failed, report.vanished, examined.uid_next) {
-        place.records().set_complete(place.account_dir, mailbox, uidnext)?;
+        place.records().set_complete(place.account_dir, mailbox, uidnext);
     }
     Ok(())
 }

@@ -182,7 +182,7 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
     let mut registry = Registry::read(&account.root)?;
     let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
     let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
-    let (entries, mut statuses) = listed;
+    let (entries, mut statuses) = (listed.entries, listed.statuses);
     let missing: Vec<String> =
         entries.iter().filter(|e| e.selectable() && !statuses.contains_key(&e.wire)).map(|e| e.wire.clone()).collect();
     if !missing.is_empty() {
@@ -224,11 +224,17 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let registry = Mutex::new(registry);
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone());
     session.connect()?;
-    let (folders, statuses) = choose_folders(account, &mut session, sink)?;
+    let Chosen { folders, statuses, unusable } = choose_folders(account, &mut session, sink)?;
     let connections = account.connections.max(1);
     let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     let reports = Mutex::new(Vec::new());
+    for name in unusable {
+        sink.error(&format!(
+            "{label} {name}: the server lists this folder under a name that is not text: it cannot be asked for"
+        ));
+        lock(&reports).push(FolderReport { failed: 1, ..FolderReport::new(&name) });
+    }
     let done = |r: FolderReport| {
         sink.result(&format!("{} {}", account.user, r.summary()));
         lock(&reports).push(r);
@@ -243,7 +249,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             done(r);
             continue;
         }
-        let since = place.records().folder_of(&account_dir, mailbox).and_then(|r| Some((r.uidvalidity?, r.uidnext?)));
+        let since = place.records().folder_of(&account_dir, mailbox).and_then(|r| r.complete_at());
         match (since, status) {
             (Some((uidvalidity, from)), Some(s)) if s.uidvalidity == Some(uidvalidity) => {
                 changed.push(new_mail::Changed { mailbox, uidvalidity, from });
@@ -294,6 +300,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         work(&mut session);
     });
     let _ = session.logout();
+    lock(&registry).flush()?;
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 
@@ -328,13 +335,10 @@ fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> 
 /// The folders to back up (the named ones, or all selectable ones minus the excluded, in
 /// name order, each once) and their state: with LIST-STATUS in the LIST answer, else from
 /// STATUS commands sent all at once.
-fn choose_folders(
-    account: &Account,
-    session: &mut Session,
-    sink: &dyn Sink,
-) -> Result<(Vec<Mailbox>, HashMap<String, FolderStatus>)> {
+fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> Result<Chosen> {
     let mut statuses = HashMap::new();
     let mut folders: Vec<Mailbox> = Vec::new();
+    let mut unusable = Vec::new();
     match &account.folders {
         Folders::Named(names) => {
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
@@ -344,7 +348,7 @@ fn choose_folders(
             }
         }
         Folders::All { exclude } => {
-            let (entries, listed) = loop {
+            let listed = loop {
                 match session.list(true) {
                     Ok(l) => break l,
                     Err(e) if e.breaks_session() => {
@@ -353,8 +357,9 @@ fn choose_folders(
                     Err(e) => return Err(session.spec().imap_error("LIST", &e)),
                 }
             };
-            statuses = listed;
-            for e in entries.iter().filter(|e| e.selectable()) {
+            unusable = listed.unusable;
+            statuses = listed.statuses;
+            for e in listed.entries.iter().filter(|e| e.selectable()) {
                 // A name that is not valid modified UTF-7 is still the server's name for it:
                 // it is backed up under that name rather than refused.
                 let mailbox = Mailbox::from_wire(&e.wire);
@@ -374,7 +379,17 @@ fn choose_folders(
             statuses.extend(more);
         }
     }
-    Ok((folders, statuses))
+    Ok(Chosen { folders, statuses, unusable })
+}
+
+/// The folders a backup goes through.
+struct Chosen {
+    /// To back up, in name order.
+    folders: Vec<Mailbox>,
+    /// Their state, where the server gave it.
+    statuses: HashMap<String, FolderStatus>,
+    /// Listed names that are not text, made printable: they cannot be asked for.
+    unusable: Vec<String>,
 }
 
 /// Makes the archive root (mode 0700 when new: it holds mail) with its parents.

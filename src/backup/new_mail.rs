@@ -64,7 +64,7 @@ pub fn fetch(
         tally(ctx, &mut report, finished?);
         let complete = !unfinished && !refused && report.failed == 0;
         if let (true, Some(uidnext)) = (complete, uidnext) {
-            place.records().set_complete(place.account_dir, folders[index].mailbox, uidnext)?;
+            place.records().set_complete(place.account_dir, folders[index].mailbox, uidnext);
         }
         results[index] = Some(if complete { Outcome::Complete(report) } else { Outcome::Unfinished(report) });
         Ok(())

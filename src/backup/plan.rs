@@ -43,8 +43,6 @@ pub fn batches(messages: &[(u32, u32)], budget: usize) -> Vec<Batch> {
     out
 }
 
-pub use crate::imap::uid_set;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,17 @@ pub struct FolderStatus {
     pub messages: Option<u32>,
 }
 
+/// What LIST reports.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// The folders, in the server's order.
+    pub entries: Vec<ListEntry>,
+    /// Each folder's state, by wire name, when the server sent it with the list.
+    pub statuses: HashMap<String, FolderStatus>,
+    /// Names that are not text and cannot be asked for, made printable.
+    pub unusable: Vec<String>,
+}
+
 /// What EXAMINE reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Examined {
@@ -292,10 +303,7 @@ impl Session {
 
     /// Every folder the server lists; with `with_status` and a server offering
     /// LIST-STATUS (RFC 5819), each selectable folder's status too, in the same answer.
-    pub fn list(
-        &mut self,
-        with_status: bool,
-    ) -> std::result::Result<(Vec<ListEntry>, HashMap<String, FolderStatus>), ImapError> {
+    pub fn list(&mut self, with_status: bool) -> std::result::Result<Listed, ImapError> {
         let result = (|| {
             let link = self.link()?;
             let command = if with_status && link.has("LIST-STATUS") {
@@ -304,26 +312,26 @@ impl Session {
                 "LIST \"\" \"*\""
             };
             let tags = link.send(&[command.to_string()])?;
-            let mut entries = Vec::new();
-            let mut statuses = HashMap::new();
+            let mut listed = Listed::default();
             link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
                 match d {
                     Data::List(e) => {
-                        if entries.len() >= MAX_FOLDERS {
+                        if listed.entries.len() >= MAX_FOLDERS {
                             return Err(ImapError::Protocol(format!(
                                 "a LIST answer of more than {MAX_FOLDERS} folders"
                             )));
                         }
-                        entries.push(e);
+                        listed.entries.push(e);
                     }
                     Data::MailboxStatus { wire, items } => {
-                        statuses.insert(wire, folder_status(&items));
+                        listed.statuses.insert(wire, folder_status(&items));
                     }
+                    Data::UnusableName(name) if listed.unusable.len() < MAX_FOLDERS => listed.unusable.push(name),
                     _ => {}
                 }
                 Ok(())
             })?;
-            Ok((entries, statuses))
+            Ok(listed)
         })();
         self.checked(result)
     }
@@ -563,11 +571,12 @@ impl Session {
         }
         let result = (|| {
             let tags = link.send(&["LOGOUT".to_string()])?;
+            // The BYE that comes first is expected here, unlike during any other command.
             loop {
-                match wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
-                    Response::Tagged { tag, .. } if tag == tags[0] => return Ok(()),
-                    Response::Data(Data::Bye(_)) | Response::Data(_) | Response::Tagged { .. } => {}
-                    Response::Continue(_) => return Ok(()),
+                if let Response::Tagged { tag, .. } = wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
+                    if tag == tags[0] {
+                        return Ok(());
+                    }
                 }
             }
         })();

@@ -70,6 +70,9 @@ pub enum Data {
     Capability(Vec<String>),
     /// `* LIST (attributes) delimiter name`.
     List(ListEntry),
+    /// A LIST entry whose name is not text (so it cannot be sent back), as the server sent
+    /// it, made printable.
+    UnusableName(String),
     /// `* STATUS name (ITEM n ...)`.
     MailboxStatus {
         /// The mailbox's wire name.
@@ -466,9 +469,17 @@ fn parse(parts: Vec<Part>) -> Result<Response, ImapError> {
                 Value::Str(d) | Value::Atom(d) => d.first().map(|&b| char::from(b)),
                 _ => None,
             };
-            let wire = mailbox_name(t.value()?)?;
-            let attributes = attrs.iter().filter_map(Value::text).collect();
-            Data::List(ListEntry { attributes, delimiter, wire })
+            // One such entry fails that folder, not the whole list.
+            match t.value()? {
+                Value::Atom(a) | Value::Str(a) if std::str::from_utf8(&a).is_err() => {
+                    Data::UnusableName(crate::printable::escape(&String::from_utf8_lossy(&a)))
+                }
+                name => {
+                    let wire = mailbox_name(name)?;
+                    let attributes = attrs.iter().filter_map(Value::text).collect();
+                    Data::List(ListEntry { attributes, delimiter, wire })
+                }
+            }
         }
         "STATUS" => {
             let wire = mailbox_name(t.value()?)?;
@@ -579,6 +590,7 @@ mod tests {
         assert_eq!((e.wire.as_str(), e.delimiter, e.selectable()), ("a\"b\\c d", None, false));
         let Data::List(e) = data(b"* LIST () \".\" \"q\\\"x\"\r\n") else { panic!() };
         assert_eq!(e.wire, "q\"x");
+        assert_eq!(data(b"* LIST () \"/\" {4}\r\nR\xe9\x1bx\r\n"), Data::UnusableName("R\u{fffd}\\u{1b}x".into()));
         assert_eq!(
             data(b"* STATUS \"Sent Items\" (UIDNEXT 12 UIDVALIDITY 9 MESSAGES 3)\r\n"),
             Data::MailboxStatus {

@@ -57,7 +57,7 @@ pub enum AccountTarget {
 /// Whether `dir` is a user directory (folder directories with archive files below it)
 /// rather than a folder directory.
 pub fn is_account_dir(dir: &Path) -> Result<bool> {
-    Ok(archive::list_folder(dir)?.is_empty() && !folder_dirs(dir)?.is_empty())
+    Ok(!archive::holds(dir, |_| true) && !folder_dirs(dir)?.is_empty())
 }
 
 /// The folder directories of a user directory with what the records say of them, in name
@@ -91,8 +91,15 @@ pub fn folders(user_dir: &Path) -> Result<(Vec<Folder>, Option<String>)> {
 pub fn folder_name(dir: &Path) -> Option<String> {
     let dir = dir.canonicalize().ok()?;
     let user_dir = dir.parent()?;
-    let (folders, _) = folders(user_dir).ok()?;
-    folders.into_iter().find(|f| f.dir == dir && f.mailbox.is_some()).map(|f| f.name())
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let records = Registry::read(user_dir.parent()?).ok()?;
+    let record = records.folder_at(&name(user_dir)?, &name(&dir)?)?;
+    let folder = Folder {
+        mailbox: Some(record.mailbox.clone()),
+        retired: record.uidvalidity.filter(|_| record.retired),
+        dir: dir.clone(),
+    };
+    Some(folder.name())
 }
 
 /// Subdirectories (not symlinks) of `user_dir` that hold archive files.
@@ -103,7 +110,7 @@ fn folder_dirs(user_dir: &Path) -> Result<Vec<PathBuf>> {
         if entry.file_name() == registry::META_DIR || !entry.file_type().at(&entry.path())?.is_dir() {
             continue;
         }
-        if !archive::list_folder(&entry.path())?.is_empty() {
+        if archive::holds(&entry.path(), |_| true) {
             dirs.push(entry.path());
         }
     }

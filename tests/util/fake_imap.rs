@@ -99,6 +99,8 @@ pub enum Fault {
     LongLine(usize),
     /// Send this many untagged `* OK noise` lines, then the answer.
     Noise(usize),
+    /// Add a LIST entry whose name is these bytes (a literal), before the answer's end.
+    ExtraListName(&'static [u8]),
 }
 
 /// The faults of one connection.
@@ -464,6 +466,7 @@ impl Conn<'_> {
                         | Fault::Unasked(_)
                         | Fault::SmallSizes
                         | Fault::EndlessPartial
+                        | Fault::ExtraListName(_)
                 )
             });
             let Some((reply, literals)) = answer(self.account, &mut state, tag, cmd, fault.as_ref()) else {
@@ -574,6 +577,14 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
                 }
             }
             return send(s, &reply).map(|()| true);
+        }
+        Fault::ExtraListName(name) => {
+            let end = reply[..reply.len() - 2].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            send(s, &reply[..end])?;
+            send(s, format!("* LIST () \"/\" {{{}}}\r\n", name.len()).as_bytes())?;
+            send(s, name)?;
+            send(s, b"\r\n")?;
+            return send(s, &reply[end..]).map(|()| true);
         }
         Fault::Unasked(n) => {
             // Everything but the tagged end, then the unasked answers, then the end.
