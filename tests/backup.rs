@@ -53,21 +53,9 @@ fn account<'a>(d: &'a Dovecot, name: &str) -> Account<'a> {
 
 /// Runs a backup of `user` with the test server's certificate trusted.
 fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let port = d.imaps_port().to_string();
-    let ca = d.cert_pem_path();
-    let mut args = vec![
-        "-u",
-        user,
-        "-i",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--dir",
-        root.to_str().unwrap(),
-    ];
-    args.extend(extra);
+    let mut args = d.client_args(user, root);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
 }
 
@@ -619,13 +607,9 @@ fn several_connections_share_the_folders() {
     }
     let tmp = TempDir::new("bk-conn");
     let keys = tmp.join("keys");
+    let args = ["--all-folders", "--connections", "3", "-z", "-e", "-k", keys.to_str().unwrap()];
     let before = d.fetch_stats("dan");
-    let o = backup(
-        &d,
-        "dan",
-        tmp.path(),
-        &["--all-folders", "--connections", "3", "-z", "-e", "-k", keys.to_str().unwrap()],
-    );
+    let o = backup(&d, "dan", tmp.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = d.fetch_stats("dan").since(&before);
     assert_eq!(run.sessions, 3, "one session per connection");
@@ -635,12 +619,7 @@ fn several_connections_share_the_folders() {
         assert_original_decodes(&tmp.join("dan").join(dir), Some(&keys), None, &a.all_raw(f));
     }
     let before = d.fetch_stats("dan");
-    let o = backup(
-        &d,
-        "dan",
-        tmp.path(),
-        &["--all-folders", "--connections", "3", "-z", "-e", "-k", keys.to_str().unwrap()],
-    );
+    let o = backup(&d, "dan", tmp.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let rerun = d.fetch_stats("dan").since(&before);
     assert_eq!((rerun.sessions, rerun.body_count), (1, 0), "nothing to share: one session, no fetch");

@@ -19,19 +19,9 @@ use util::*;
 
 const PW: &str = "claims pw";
 
-fn backup_args(d: &Dovecot, user: &str, root: &Path) -> Vec<String> {
-    let ca = d.cert_pem_path();
-    let port = d.imaps_port().to_string();
-    let root = root.to_str().unwrap();
-    ["-u", user, "-i", "127.0.0.1", "--port", &port, "--ca-file", ca.to_str().unwrap(), "--dir", root]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-}
-
 /// Runs a backup of `user` into `root`, the password from the environment.
 fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = backup_args(d, user, root);
+    let mut args = d.client_args(user, root);
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
@@ -365,7 +355,7 @@ fn passwd_command_on_the_command_line() {
     let uid = d.append("pcmd", PW, "INBOX", &message("by command"));
     let tmp = TempDir::new("claims-pcmd");
     let with_command = |cmd: &str| {
-        let mut args = backup_args(&d, "pcmd", tmp.path());
+        let mut args = d.client_args("pcmd", tmp.path());
         args.extend(["--passwd-command".to_string(), cmd.to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // run() clears SMAILARCHIVER_PASSWD and closes stdin: the command is the only source.
@@ -431,7 +421,7 @@ fn key_file_creation_is_announced_once_on_stderr() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o), "", "said again for an existing key file");
     // Password mode names the .sha too.
-    let mut args = backup_args(&d, "kent", &tmp.join("b"));
+    let mut args = d.client_args("kent", &tmp.join("b"));
     args.extend(["-e", "-P", "-k", pkeys.to_str().unwrap()].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = run(&args, &[("SMAILARCHIVER_PASSWD", PW), ("SMAILARCHIVER_KEY_PASSWORD", "kp")]);
@@ -487,7 +477,7 @@ fn files_0600_and_directories_0700_under_umask_000() {
     let top = tmp.join("new");
     let root = top.join("root");
     let keys = tmp.join("keys");
-    let mut args = backup_args(&d, "um", &root);
+    let mut args = d.client_args("um", &root);
     args.extend(["--all-folders", "-z", "-e", "-k", keys.to_str().unwrap()].map(String::from));
     let o = Command::new("sh")
         .arg("-c")

@@ -40,27 +40,8 @@ const INTERNATIONAL: &[&str] = &[
     "Ünïcödé/Ωmega",
 ];
 
-fn backup_args(d: &Dovecot, user: &str, root: &Path) -> Vec<String> {
-    let ca = d.cert_pem_path();
-    [
-        "-u",
-        user,
-        "-i",
-        "127.0.0.1",
-        "--port",
-        &d.imaps_port().to_string(),
-        "--ca-file",
-        ca.to_str().unwrap(),
-        "--dir",
-        root.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = backup_args(d, user, root);
+    let mut args = d.client_args(user, root);
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
@@ -315,7 +296,7 @@ fn a_slash_b_then_ab_in_two_runs_are_kept_apart() {
         d.append("jo", PW, mb, &message(mb, 0));
     }
     let tmp = TempDir::new("layout-ab");
-    let mut args = backup_args(&d, "jo", tmp.path());
+    let mut args = d.client_args("jo", tmp.path());
     args.extend(["-p", PW, "-f", "a/b"].map(String::from));
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -358,7 +339,7 @@ fn the_originals_restore_loop_reads_our_archives_also_after_a_killed_run() {
     for (tag, forms) in [("e", &["-e"][..]), ("ze", &["-z", "-e"][..])] {
         let tmp = TempDir::new(&format!("layout-kill-{tag}"));
         let keys = tmp.join("keys");
-        let mut args = backup_args(&d, "kim", tmp.path());
+        let mut args = d.client_args("kim", tmp.path());
         args.extend(["--all-folders", "--buffer-size", "64K", "-k", keys.to_str().unwrap()].map(String::from));
         args.extend(forms.iter().map(|s| s.to_string()));
         // Killed as soon as the first messages are committed: mid-folder, mid-batch.

@@ -217,6 +217,14 @@ impl Dovecot {
         self.cert_kind
     }
 
+    /// The tool's arguments for a backup of `user` from this server (implicit TLS, its
+    /// certificate trusted) into `root`.
+    pub fn client_args(&self, user: &str, root: &Path) -> Vec<String> {
+        let (port, ca) = (self.imaps_port().to_string(), self.cert_pem_path());
+        let args = ["-u", user, "-i", "127.0.0.1", "--port", &port, "--ca-file", ca.to_str().unwrap(), "--dir"];
+        args.iter().map(|s| s.to_string()).chain([root.to_string_lossy().into_owned()]).collect()
+    }
+
     pub fn cert_pem_path(&self) -> PathBuf {
         self.dir.join("cert.pem")
     }
