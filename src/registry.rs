@@ -107,7 +107,15 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
             Err(e) => return Err(e).at(&path),
         };
-        let bad = |why: String| Error::runtime(format!("{}: {why}", path.display()));
+        // What a user can do about it: the records are rebuilt from the directories'
+        // names when the file is moved away (a `~` directory is then not recognised and
+        // its folder is fetched again into a new one; nothing is lost).
+        let bad = |why: String| {
+            Error::runtime(format!(
+                "{}: {why}; restore it from a backup, or move it away to start the records afresh",
+                path.display()
+            ))
+        };
         let top: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
         if top.get("format").and_then(Value::as_u64) != Some(FORMAT) {
             return Err(bad(format!("not a records file of format {FORMAT} (made by a newer version?)")));

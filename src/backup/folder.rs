@@ -168,7 +168,8 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
     let dir = {
         let records = place.records();
         let Some(record) = records.folder_of(place.account_dir, mailbox) else { return Ok(None) };
-        if record.complete_at().is_none() || record.complete_at() != status.uidvalidity.zip(status.uidnext) {
+        let Some(complete_at) = record.complete_at() else { return Ok(None) };
+        if status.uidvalidity.zip(status.uidnext) != Some(complete_at) {
             return Ok(None);
         }
         records.root().join(place.account_dir).join(&record.dir)
