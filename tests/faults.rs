@@ -285,23 +285,24 @@ fn literal_longer_than_announced_is_never_stored() {
 }
 
 /// A server that sends more than the `<origin.length>` asked for (one ignoring the
-/// range): what it sent cannot be placed in the message, so the message is not stored and
-/// the folder fails with an error that says why; asking again would get the same answer.
+/// range): what it sent cannot be placed in the message, so that message is left out (the
+/// next run tries it again) and the folder goes on.
 #[test]
 fn partial_fetch_answered_with_more_than_asked_is_never_stored() {
-    let served = vec![(1, message(1, 150_000))];
+    let served = vec![(1, message(1, 150_000)), (2, message(2, 2000))];
     let script = Script::healthy().at("BODY.PEEK[]<", 2, Fault::IgnorePartial);
     let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
     let root = TempDir::new("faults-overlong-chunk");
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), Vec::<u32>::new());
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![2]);
     let expected = format!(
-        "smailarchiver: error: alice@127.0.0.1 INBOX: the server answered a 65536-byte partial fetch of UID 1 \
+        "smailarchiver: alice@127.0.0.1 INBOX: UID 1 left out: the server answered a 65536-byte partial fetch \
          with {} bytes\n",
         served[0].1.len()
     );
     assert_eq!(stderr(&o), expected);
+    assert!(stdout(&o).contains("INBOX: 1 new, 0 already archived, 1 failed"), "{}", stdout(&o));
     assert_eq!(server.connections(), 1, "{:?}", server.commands());
 }
 
@@ -650,18 +651,72 @@ fn answers_for_uids_never_asked_for_are_dropped() {
 }
 
 /// Sizes that lie (100 bytes each, for 300 KB messages) plan many messages into one
-/// batch; the answers then exceed what was asked for, and the command fails instead of
-/// the memory filling up. After three tries the account is given up.
+/// batch; the answers then exceed what was asked for, and the command is given up instead
+/// of the memory filling up. Its messages are then asked for one at a time, in pieces:
+/// a server that lied once gets them all archived; one that keeps lying has each message
+/// stop at the ceiling its announced size allows, and the run still ends, within memory.
 #[test]
 fn sizes_that_lie_do_not_fill_the_memory() {
     let served = messages(&[1, 2, 3, 4, 5, 6, 7, 8], 300_000);
     let liar = Script::healthy().at("RFC822.SIZE", 1, Fault::SmallSizes);
-    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![liar]);
-    let root = TempDir::new("faults-lying-sizes");
-    let o = backup(&server, root.path(), &["--buffer-size", "256K"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("sent more than"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("connection lost 3 times, giving up"), "{}", stderr(&o));
+    for (scripts, code, failed) in [(vec![liar.clone(), Script::healthy()], 0, 0), (vec![liar], 1, 8)] {
+        let server = FakeImap::start(USER, PW, inbox(served.clone()), scripts);
+        let root = TempDir::new("faults-lying-sizes");
+        let o = backup(&server, root.path(), &["--buffer-size", "256K"]);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].ends_with(
+                "INBOX: UID FETCH: the server sent more than 1572864 bytes for messages that add up to less; \
+                 asking for those 8 messages one at a time"
+            ),
+            "{err}"
+        );
+        assert!(out.contains(&format!("INBOX: {} new, 0 already archived, {failed} failed", 8 - failed)), "{out}");
+        let kept = archived(&folder_dir(root.path(), "INBOX"), &served);
+        if failed == 0 {
+            assert_eq!(lines.len(), 1, "{err}");
+            assert_eq!(kept, uids(&served));
+        } else {
+            assert!(kept.is_empty(), "{kept:?}");
+            for uid in 1..=8 {
+                assert!(
+                    err.contains(&format!(
+                        "INBOX: UID {uid} left out: the server sent more than its announced size (100 bytes) allows"
+                    )),
+                    "{err}"
+                );
+            }
+            assert_eq!(fs::read_dir(root.path().join(".smailarchiver/tmp")).unwrap().count(), 0);
+        }
+        // Given up once, not reconnected in a loop.
+        assert_eq!(server.connections(), 2, "{:?}", server.commands());
+    }
+}
+
+/// The same liar, measured: what the first batch's answers bring is given up long before
+/// it could fill the memory.
+#[test]
+fn lying_sizes_are_given_up_within_memory() {
+    let served = messages(&(1..=40).collect::<Vec<u32>>(), 3 << 20);
+    let liar = Script::healthy().at("RFC822.SIZE", 1, Fault::SmallSizes);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![liar, Script::healthy()]);
+    let root = TempDir::new("faults-lying-sizes-rss");
+    let (port, ca) = (server.port().to_string(), server.ca_file());
+    let peak_file = root.path().join("peak");
+    let child = measured(bin(), &peak_file)
+        .args(["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "-q"])
+        .args(["--dir", root.path().join("archive").to_str().unwrap()])
+        .env("SMAILARCHIVER_PASSWD", PW)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, peak_kib) = wait_measured(child, &peak_file);
+    assert_eq!(code, 0);
+    assert_eq!(archived(&folder_dir(&root.path().join("archive"), "INBOX"), &served).len(), 40);
+    assert!(peak_kib < 32 * 1024, "peak RSS {peak_kib} KiB for 120 MiB of answers to lying sizes");
 }
 
 /// Partial fetches whose pieces never end (full pieces of filler past the message's
@@ -686,6 +741,42 @@ fn pieces_that_never_end_stop_at_the_ceiling() {
     let pieces = commands_of(&server, 0).iter().filter(|c| c.starts_with("UID FETCH 2 ")).count();
     assert_eq!(pieces, 3, "{:?}", server.commands());
     assert_eq!(server.connections(), 1);
+}
+
+/// A SEARCH answer of 10 million UIDs (a 79 MB line), and a 100 MB line of garbage in its
+/// place: each is refused as it streams in, at the cap on UIDs or on a line, within
+/// memory; the run ends on its own.
+#[test]
+fn huge_search_answers_are_refused_within_memory() {
+    for (fault, needle) in [
+        (Fault::HugeSearch(10_000_000), "a SEARCH answer of more than 4000000 UIDs"),
+        (Fault::LongLine(100 << 20), "a line of more than 65536 bytes"),
+    ] {
+        let huge = Script::healthy().at("UID SEARCH", 1, fault);
+        let server = FakeImap::start(USER, PW, inbox(messages(&[1, 2], 1000)), vec![huge, Script::healthy()]);
+        let root = TempDir::new("faults-huge-search");
+        let peak_file = root.path().join("peak");
+        let mut child = measured(bin(), &peak_file)
+            .args(["-u", USER, "-i", "127.0.0.1", "--port", &server.port().to_string(), "--ca-file"])
+            .arg(server.ca_file())
+            .args(["--dir", root.path().join("archive").to_str().unwrap()])
+            .env("SMAILARCHIVER_PASSWD", PW)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let (code, peak_kib) = wait_measured(child, &peak_file);
+        println!("{needle}: exit {code}, peak {peak_kib} KiB");
+        // The second connection answers honestly: the run recovers.
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(archived(&folder_dir(&root.path().join("archive"), "INBOX"), &messages(&[1, 2], 1000)), vec![1, 2]);
+        assert!(peak_kib < 32 * 1024, "peak RSS {peak_kib} KiB");
+    }
 }
 
 /// A greeting of 100 MB without a line end is refused after its first 8 KiB.

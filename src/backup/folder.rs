@@ -81,6 +81,9 @@ impl FolderReport {
 pub(super) enum Stop {
     /// The connection broke: reconnect and run the pass again (it resumes).
     Connection(String),
+    /// The connection was given up on purpose (what the server sent could not be
+    /// placed) and the [`Lessons`] say what to do differently: run the pass again at once.
+    Again,
     /// Anything else: the folder fails.
     Fatal(Error),
 }
@@ -101,6 +104,27 @@ fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(ImapError) -> S
         } else {
             Stop::Fatal(err)
         }
+    }
+}
+
+/// What passes over a folder learn for the passes after them.
+#[derive(Default)]
+struct Lessons {
+    /// Messages whose whole-batch answers brought more than planned: fetched alone, in
+    /// pieces, each within its own ceiling.
+    one_by_one: HashSet<u32>,
+    /// Messages given up for this run (their data broke a limit); counted as failed, and
+    /// the next run tries them again.
+    left_out: HashSet<u32>,
+}
+
+impl Lessons {
+    /// Gives up `uid` for this run, saying why.
+    fn leave_out(&mut self, ctx: &Context<'_>, report: &mut FolderReport, uid: u32, why: &str) {
+        if self.left_out.insert(uid) {
+            report.failed += 1;
+        }
+        ctx.sink.warning(&format!("{} {}: UID {uid} left out: {why}", ctx.account.label(), report.folder));
     }
 }
 
@@ -143,8 +167,9 @@ pub fn backup(
     let name = mailbox.shown();
     let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
     report.progress = Progress::new(format!("{} {name}", ctx.account.user), ctx.progress);
+    let mut lessons = Lessons::default();
     loop {
-        match pass(ctx, session, place, mailbox, &mut report) {
+        match pass(ctx, session, place, mailbox, &mut report, &mut lessons) {
             Ok(()) => {
                 report.progress.clear();
                 return Ok(report);
@@ -154,6 +179,8 @@ pub fn backup(
                 let notice = session.lost(&why)?;
                 ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
             }
+            // Each time, a message more is fetched alone or left out: this ends.
+            Err(Stop::Again) => report.progress.clear(),
             Err(Stop::Fatal(e)) => return Err(e),
         }
     }
@@ -201,9 +228,11 @@ fn pass(
     place: &Place<'_>,
     mailbox: &Mailbox,
     report: &mut FolderReport,
+    lessons: &mut Lessons,
 ) -> std::result::Result<(), Stop> {
-    // Each pass retries every missing message: only its own failures count.
-    report.failed = 0;
+    // Each pass retries every missing message but those given up: only its own failures
+    // count besides those.
+    report.failed = lessons.left_out.len();
     let (examined, found) = open(session, place, mailbox)?;
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
@@ -219,13 +248,16 @@ fn pass(
     let archived = archived_uids(dir)?;
     let sized = match found {
         Found::Sizes(sizes) => {
-            let new: Vec<(u32, u32)> = sizes.into_iter().filter(|(u, _)| !archived.contains(u)).collect();
+            let new: Vec<(u32, u32)> =
+                sizes.into_iter().filter(|(u, _)| !archived.contains(u) && !lessons.left_out.contains(u)).collect();
             report.existing = archived.len().saturating_sub(report.new);
             new
         }
         Found::Uids(on_server) => {
-            let missing: Vec<u32> = on_server.iter().copied().filter(|u| !archived.contains(u)).collect();
-            report.existing = on_server.len() - missing.len() - report.new.min(on_server.len() - missing.len());
+            let missing: Vec<u32> =
+                on_server.iter().copied().filter(|u| !archived.contains(u) && !lessons.left_out.contains(u)).collect();
+            let held = on_server.iter().filter(|u| archived.contains(u)).count();
+            report.existing = held - report.new.min(held);
             let spec = session.spec().clone();
             let sized = if missing.is_empty() {
                 Vec::new()
@@ -245,7 +277,7 @@ fn pass(
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
     })?;
-    let batches = plan::batches(&sized, budget);
+    let batches = plan::batches(&sized, budget, &|uid| lessons.one_by_one.contains(&uid));
     let fetched = (|| -> std::result::Result<(), Stop> {
         // Batches asked for so far: up to FETCHES_IN_FLIGHT whole batches ahead of the one
         // being read, so the server never waits for the round trip of the next command.
@@ -274,16 +306,27 @@ fn pass(
                     // This batch and, come early, the ones in flight: each planned within the
                     // budget; twice that allows for sizes a server got slightly wrong.
                     let max_total = (sent - i) * 2 * budget + (1 << 20);
-                    let answers = session.read_fetch(max_literal(ctx), max_total, &wanted).map_err(|e| match e {
-                        ImapError::Refused(text) => Ok(text),
-                        e => Err(fetch_lost(session, &e)),
-                    });
+                    let answers = match session.read_fetch(max_literal(ctx), max_total, &wanted) {
+                        Ok(answers) => Ok(answers),
+                        Err(ImapError::Refused(text)) => Err(Ok(text)),
+                        Err(ImapError::TooMuch(why)) => {
+                            ctx.sink.warning(&format!(
+                                "{} {}: UID FETCH: {why}; asking for those {} messages one at a time",
+                                ctx.account.label(),
+                                report.folder,
+                                uids.len()
+                            ));
+                            lessons.one_by_one.extend(uids.iter().copied());
+                            Err(Err(Stop::Again))
+                        }
+                        Err(e) => Err(Err(fetch_lost(session, &e))),
+                    };
                     store_whole(ctx, answers, uids, &mut early, &in_flight, &mut writer, report)?;
                 }
                 Batch::Chunked(uid) => {
                     sent = i + 1;
                     let announced = sized.binary_search_by_key(uid, |&(u, _)| u).map_or(0, |k| u64::from(sized[k].1));
-                    fetch_chunked(ctx, session, *uid, announced, budget, &mut writer, report)?;
+                    fetch_chunked(ctx, session, *uid, announced, budget, &mut writer, report, lessons)?;
                 }
             }
             writer.flush()?;
@@ -423,6 +466,7 @@ fn fetch_chunked(
     chunk: usize,
     writer: &mut MessageWriter,
     report: &mut FolderReport,
+    lessons: &mut Lessons,
 ) -> std::result::Result<(), Stop> {
     writer.begin(uid)?;
     let send = |session: &mut Session, offset: u64| {
@@ -439,6 +483,12 @@ fn fetch_chunked(
                     "UID FETCH of UID {uid} refused: {}",
                     crate::imap::error::quote(&text)
                 ))));
+            }
+            Err(ImapError::TooMuch(why)) => {
+                // The piece was not read: the stream is given up, and so is the message.
+                writer.abort()?;
+                lessons.leave_out(ctx, report, uid, &why);
+                return Err(Stop::Again);
             }
             Err(e) => return Err(fetch_lost(session, &e)),
         };
@@ -460,21 +510,16 @@ fn fetch_chunked(
         if data.len() > chunk {
             // More than asked for cannot be placed: the server ignored the range.
             writer.abort()?;
-            return Err(Stop::Fatal(Error::runtime(format!(
-                "the server answered a {chunk}-byte partial fetch of UID {uid} with {} bytes",
-                data.len()
-            ))));
+            let why = format!("the server answered a {chunk}-byte partial fetch with {} bytes", data.len());
+            lessons.leave_out(ctx, report, uid, &why);
+            return Ok(());
         }
         if offset + data.len() as u64 > data_ceiling(announced, chunk) {
             // A server whose pieces never end would fill the disk: this message fails, the
             // folder goes on (the next run tries it again).
             writer.abort()?;
-            report.failed += 1;
-            ctx.sink.warning(&format!(
-                "{} {}: UID {uid} left out: the server sent more than its announced size ({announced} bytes) allows",
-                ctx.account.label(),
-                report.folder
-            ));
+            let why = format!("the server sent more than its announced size ({announced} bytes) allows");
+            lessons.leave_out(ctx, report, uid, &why);
             return Ok(());
         }
         // A full chunk means more may follow: ask for it before storing this one, so the

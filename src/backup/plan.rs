@@ -14,14 +14,15 @@ pub enum Batch {
 pub const MAX_PER_BATCH: usize = 200;
 
 /// Groups `(uid, size)` pairs (in UID order) into batches whose sizes add up to at most
-/// `budget` bytes; a message larger than `budget` becomes a chunked batch of its own.
-pub fn batches(messages: &[(u32, u32)], budget: usize) -> Vec<Batch> {
+/// `budget` bytes; a message larger than `budget`, or one that is to be fetched `alone`,
+/// becomes a chunked batch of its own.
+pub fn batches(messages: &[(u32, u32)], budget: usize, alone: &dyn Fn(u32) -> bool) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut cur: Vec<u32> = Vec::new();
     let mut cur_size = 0usize;
     for &(uid, size) in messages {
         let size = size as usize;
-        if size > budget {
+        if size > budget || alone(uid) {
             // Keep UID order: what was gathered so far goes first.
             if !cur.is_empty() {
                 out.push(Batch::Whole(std::mem::take(&mut cur)));
@@ -51,13 +52,22 @@ mod tests {
     fn budget_and_big_messages() {
         let msgs = [(1, 100), (2, 200), (3, 5000), (4, 300), (5, 800), (6, 50)];
         assert_eq!(
-            batches(&msgs, 1000),
+            batches(&msgs, 1000, &|_| false),
             vec![Batch::Whole(vec![1, 2]), Batch::Chunked(3), Batch::Whole(vec![4]), Batch::Whole(vec![5, 6])]
         );
         let many: Vec<(u32, u32)> = (1..=450).map(|u| (u, 1)).collect();
-        let b = batches(&many, 1 << 20);
+        let b = batches(&many, 1 << 20, &|_| false);
         assert_eq!(b.len(), 3);
         assert_eq!(b[0], Batch::Whole((1..=200).collect()));
+    }
+
+    #[test]
+    fn messages_to_fetch_alone_keep_their_order() {
+        let msgs = [(1, 10), (2, 10), (3, 10), (4, 10)];
+        assert_eq!(
+            batches(&msgs, 1000, &|u| u == 2),
+            vec![Batch::Whole(vec![1]), Batch::Chunked(2), Batch::Whole(vec![3, 4])]
+        );
     }
 
     #[test]
@@ -71,7 +81,7 @@ mod tests {
             .collect();
         let sizes: std::collections::HashMap<u32, u32> = msgs.iter().copied().collect();
         let mut seen = Vec::new();
-        for b in batches(&msgs, 64 * 1024) {
+        for b in batches(&msgs, 64 * 1024, &|_| false) {
             match b {
                 Batch::Whole(uids) => {
                     assert!(uids.iter().map(|u| sizes[u] as usize).sum::<usize>() <= 64 * 1024);

@@ -16,6 +16,10 @@ pub enum ImapError {
     Lost(String),
     /// The answer made no sense or broke a limit: the stream cannot be trusted any more.
     Protocol(String),
+    /// The server sent more message data than the messages asked for can hold (sizes it
+    /// got wrong, or a hostile server): the stream is given up rather than held in memory,
+    /// and those messages are better asked for one at a time, in pieces.
+    TooMuch(String),
     /// Nothing arrived in time.
     Timeout,
     /// An answer came, but so slowly that it would never end (a byte now and then).
@@ -44,6 +48,7 @@ impl fmt::Display for ImapError {
             ImapError::Refused(text) => write!(f, "refused: {}", quote(text)),
             ImapError::Lost(why) => f.write_str(why),
             ImapError::Protocol(why) => write!(f, "unreadable answer: {why}"),
+            ImapError::TooMuch(why) => f.write_str(why),
             ImapError::Timeout => f.write_str("no answer in time"),
             ImapError::Slow => f.write_str("the answer came too slowly (below 8 KiB/s after the timeout)"),
         }

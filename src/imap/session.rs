@@ -545,7 +545,7 @@ impl Session {
                 let Some(uid) = f.uid.filter(|&u| wanted(u)) else { return Ok(()) };
                 total += f.body.as_ref().map_or(0, Vec::len);
                 if total > max_total {
-                    return Err(ImapError::Protocol(format!(
+                    return Err(ImapError::TooMuch(format!(
                         "the server sent more than {max_total} bytes for messages that add up to less"
                     )));
                 }

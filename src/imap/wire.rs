@@ -136,7 +136,7 @@ pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Respons
         let Some(size) = literal else { break };
         let size = size.ok_or_else(|| ImapError::Protocol("a literal size that is not a number".into()))?;
         if size > max_literal {
-            return Err(ImapError::Protocol(format!(
+            return Err(ImapError::TooMuch(format!(
                 "the server announced a literal of {size} bytes where at most {max_literal} were expected"
             )));
         }

@@ -97,6 +97,8 @@ pub enum Fault {
     EndlessPartial,
     /// Send a line of this many bytes without a line end, then hang up.
     LongLine(usize),
+    /// Answer a `UID SEARCH` with UIDs 1 to this number, all on one line.
+    HugeSearch(u32),
     /// Send this many untagged `* OK noise` lines, then the answer.
     Noise(usize),
     /// Add a LIST entry whose name is these bytes (a literal), before the answer's end.
@@ -464,7 +466,6 @@ impl Conn<'_> {
                         | Fault::Omit(_)
                         | Fault::NilBody(_)
                         | Fault::Unasked(_)
-                        | Fault::SmallSizes
                         | Fault::EndlessPartial
                         | Fault::ExtraListName(_)
                 )
@@ -568,6 +569,20 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
                 }
                 left -= k;
             }
+        }
+        Fault::HugeSearch(n) => {
+            let mut line = b"* SEARCH".to_vec();
+            for uid in 1..=*n {
+                line.extend_from_slice(format!(" {uid}").as_bytes());
+                if line.len() >= 64 * 1024 {
+                    if send(s, &line).is_err() {
+                        return Ok(false);
+                    }
+                    line.clear();
+                }
+            }
+            line.extend_from_slice(format!("\r\n{tag} OK searched\r\n").as_bytes());
+            return send(s, &line).map(|()| true);
         }
         Fault::Noise(n) => {
             let noise = b"* OK noise\r\n".repeat(1000);

@@ -91,6 +91,24 @@ pub fn wait_with_peak(child: std::process::Child) -> (i32, u64) {
     (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
 }
 
+/// `program` to be run under GNU time, which forks it from its own small address space:
+/// the peak RSS it writes to `peak_file` is the program's own (a child spawned straight
+/// from a test with vfork inherits the test's peak in `ru_maxrss`, and a test that serves
+/// hundreds of MiB would measure itself). See [`wait_measured`].
+pub fn measured(program: impl AsRef<std::ffi::OsStr>, peak_file: &Path) -> Command {
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["--quiet", "-f", "%M", "-o"]).arg(peak_file).arg(program);
+    cmd
+}
+
+/// Waits for a child started from [`measured`]: its exit code and peak RSS in KiB.
+pub fn wait_measured(mut child: std::process::Child, peak_file: &Path) -> (i32, u64) {
+    let status = child.wait().expect("wait for GNU time");
+    let text = std::fs::read_to_string(peak_file).expect("GNU time's output file");
+    let peak = text.trim().lines().last().and_then(|l| l.trim().parse().ok());
+    (status.code().unwrap_or(-1), peak.unwrap_or_else(|| panic!("no peak RSS in GNU time's output: {text:?}")))
+}
+
 /// Standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
