@@ -3,30 +3,43 @@
 //! whole file. Many small files are committed as a [`Batch`]: one filesystem sync for
 //! all their data instead of one per file, which is what makes small messages fast.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::dir::Dir;
 
 /// Temporary files start with this, so a later run can recognise and remove leftovers.
 pub const TEMP_PREFIX: &str = ".smailarchiver-tmp-";
 
-/// A temporary file that becomes `target` on [`TempFile::commit`], or vanishes on drop.
+/// A temporary file that gets its final name on [`TempFile::commit`], or vanishes on drop.
+/// It is made, named and removed through its directory's descriptor, never through a
+/// symlink.
 pub struct TempFile {
+    dir: Arc<Dir>,
+    name: String,
     path: PathBuf,
     file: File,
     committed: bool,
 }
 
 impl TempFile {
-    /// Creates a temporary file (mode `mode`) in `dir`, named after `target_name`.
+    /// Creates a temporary file (mode `mode`) in the directory at `dir`, named after
+    /// `target_name`.
     pub fn create_in(dir: &Path, target_name: &str, mode: u32) -> io::Result<TempFile> {
+        TempFile::create_at(&Arc::new(Dir::open(dir)?), target_name, mode)
+    }
+
+    /// Creates a temporary file (mode `mode`) in the open directory `dir`.
+    pub fn create_at(dir: &Arc<Dir>, target_name: &str, mode: u32) -> io::Result<TempFile> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{TEMP_PREFIX}{}.{n}.{target_name}", std::process::id()));
-        let file = OpenOptions::new().write(true).read(true).create_new(true).mode(mode).open(&path)?;
-        Ok(TempFile { path, file, committed: false })
+        let name = format!("{TEMP_PREFIX}{}.{n}.{target_name}", std::process::id());
+        let file = dir.create_new(&name, mode)?;
+        let path = dir.path().join(&name);
+        Ok(TempFile { dir: dir.clone(), name, path, file, committed: false })
     }
 
     /// The open file, for writing.
@@ -34,45 +47,79 @@ impl TempFile {
         &self.file
     }
 
-    /// The temporary path.
+    /// The temporary path (for messages).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Syncs the data and moves the file to `target`; refuses to replace an existing file
     /// unless `replace`. The target's directory is synced so the name survives a crash.
-    pub fn commit(mut self, target: &Path, replace: bool) -> io::Result<()> {
+    pub fn commit(self, target: &Path, replace: bool) -> io::Result<()> {
+        let (dir, name) = open_parent(target)?;
+        self.commit_at(&dir, &name, replace)
+    }
+
+    /// [`TempFile::commit`] to the name `name` in the open directory `dir`.
+    pub fn commit_at(mut self, dir: &Dir, name: &str, replace: bool) -> io::Result<()> {
         self.file.sync_all()?;
+        self.name_it(dir, name, replace)?;
+        dir.sync()
+    }
+
+    /// Gives the file its final name; with `replace` off, `link()` fails when the name
+    /// is taken, so a concurrent writer is never clobbered.
+    fn name_it(&mut self, dir: &Dir, name: &str, replace: bool) -> io::Result<()> {
         if replace {
-            fs::rename(&self.path, target)?;
+            self.dir.rename(&self.name, dir, name)?;
         } else {
-            // link() fails when the target exists, so a concurrent writer is never clobbered.
-            fs::hard_link(&self.path, target)?;
-            fs::remove_file(&self.path)?;
+            self.dir.link(&self.name, dir, name)?;
+            self.dir.remove_file(&self.name)?;
         }
         self.committed = true;
-        sync_dir(target.parent().unwrap_or(Path::new(".")))
+        Ok(())
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = fs::remove_file(&self.path);
+            let _ = self.dir.remove_file(&self.name);
         }
     }
+}
+
+/// The directory of `target`, opened, and `target`'s file name.
+fn open_parent(target: &Path) -> io::Result<(Arc<Dir>, String)> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok((Arc::new(Dir::open(parent)?), name))
 }
 
 /// Temporary files waiting to be made durable and named together.
 #[derive(Default)]
 pub struct Batch {
-    pending: Vec<(TempFile, PathBuf)>,
+    pending: Vec<(TempFile, Arc<Dir>, String)>,
 }
 
 impl Batch {
     /// Adds a complete temporary file that is to become `target`.
-    pub fn push(&mut self, tmp: TempFile, target: PathBuf) {
-        self.pending.push((tmp, target));
+    pub fn push(&mut self, tmp: TempFile, target: PathBuf) -> io::Result<()> {
+        // Most files of a batch go to one directory: opened once.
+        let same = self.pending.last().filter(|(_, d, _)| target.parent() == Some(d.path())).map(|(_, d, _)| d.clone());
+        let (dir, name) = match same {
+            Some(dir) => (dir, target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+            None => open_parent(&target)?,
+        };
+        self.pending.push((tmp, dir, name));
+        Ok(())
+    }
+
+    /// Adds a complete temporary file that is to become `name` in the open directory `dir`.
+    pub fn push_at(&mut self, tmp: TempFile, dir: Arc<Dir>, name: String) {
+        self.pending.push((tmp, dir, name));
     }
 
     /// How many files wait.
@@ -90,31 +137,26 @@ impl Batch {
     /// when it existed already and `replace` is off (that temporary file is removed).
     pub fn commit(&mut self, replace: bool) -> io::Result<Vec<(PathBuf, bool)>> {
         let pending = std::mem::take(&mut self.pending);
-        sync_data(pending.iter().map(|(t, _)| &t.file))?;
+        sync_data(pending.iter().map(|(t, _, _)| &t.file))?;
         let mut done = Vec::with_capacity(pending.len());
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for (mut tmp, target) in pending {
-            let moved = if replace {
-                fs::rename(&tmp.path, &target)
-            } else {
-                fs::hard_link(&tmp.path, &target).and_then(|()| fs::remove_file(&tmp.path))
-            };
-            match moved {
-                Ok(()) => tmp.committed = true,
+        let mut dirs: Vec<Arc<Dir>> = Vec::new();
+        for (mut tmp, dir, name) in pending {
+            let target = dir.path().join(&name);
+            match tmp.name_it(&dir, &name, replace) {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     done.push((target, false));
                     continue;
                 }
                 Err(e) => return Err(e),
             }
-            let dir = target.parent().unwrap_or(Path::new(".")).to_path_buf();
-            if !dirs.contains(&dir) {
+            if !dirs.iter().any(|d| Arc::ptr_eq(d, &dir)) {
                 dirs.push(dir);
             }
             done.push((target, true));
         }
         for dir in dirs {
-            sync_dir(&dir)?;
+            dir.sync()?;
         }
         Ok(done)
     }
@@ -200,7 +242,7 @@ mod tests {
         for name in ["1.mbox", "2.mbox", "3.mbox"] {
             let t = TempFile::create_in(&dir, name, 0o600).unwrap();
             t.file().write_all(name.as_bytes()).unwrap();
-            batch.push(t, dir.join(name));
+            batch.push(t, dir.join(name)).unwrap();
         }
         assert_eq!(batch.len(), 3);
         let done = batch.commit(false).unwrap();

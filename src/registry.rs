@@ -11,11 +11,13 @@ use std::fs::{self, DirBuilder};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::atomic::{self, TempFile};
 use crate::bounded;
+use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::mailbox_name::{canonical_dir, encode_utf7, fallback_dir, safe, Mailbox};
 
@@ -81,6 +83,9 @@ impl FolderRecord {
 pub struct OpenFolder {
     /// Its path.
     pub path: PathBuf,
+    /// The directory, opened from the root without following a symlink: messages are
+    /// written through it.
+    pub dir: Arc<Dir>,
     /// Where the previous archive went, and its UIDVALIDITY, when the mailbox's changed.
     pub retired: Option<(u32, PathBuf)>,
 }
@@ -89,6 +94,8 @@ pub struct OpenFolder {
 #[derive(Debug)]
 pub struct Registry {
     root: PathBuf,
+    /// The root and the tool's directories in it, once opened for a backup.
+    opened: Option<Opened>,
     accounts: Vec<AccountRecord>,
     folders: Vec<FolderRecord>,
     /// Completion marks not saved yet (see [`Registry::set_complete`]).
@@ -100,8 +107,13 @@ impl Registry {
     /// of the original program or of version 0.6, or none at all).
     pub fn read(root: &Path) -> Result<Registry> {
         let path = root.join(META_DIR).join(RECORDS_FILE);
-        let mut registry =
-            Registry { root: root.to_path_buf(), accounts: Vec::new(), folders: Vec::new(), unsaved: false };
+        let mut registry = Registry {
+            root: root.to_path_buf(),
+            opened: None,
+            accounts: Vec::new(),
+            folders: Vec::new(),
+            unsaved: false,
+        };
         let text = match bounded::read_file(&path, MAX_RECORDS_SIZE) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
@@ -152,12 +164,29 @@ impl Registry {
     /// Opens the records of `root` for a backup, with the root's lock held: makes the tool's
     /// directory and removes the temporary files of a killed run.
     pub fn open(root: &Path) -> Result<Registry> {
-        let registry = Registry::read(root)?;
-        for dir in [root.join(META_DIR), registry.tmp_dir()] {
-            make_dir(&dir)?;
-        }
+        let mut registry = Registry::read(root)?;
+        let root_dir = Dir::open(root).at(root)?;
+        let meta = root_dir.make_child(META_DIR).at(&root.join(META_DIR))?;
+        let tmp = meta.make_child(TMP_DIR).at(&registry.tmp_dir())?;
         atomic::remove_leftovers(&registry.tmp_dir()).at(&registry.tmp_dir())?;
+        registry.opened = Some(Opened { root: root_dir, meta, tmp: Arc::new(tmp) });
         Ok(registry)
+    }
+
+    /// The root and the tool's directories, opened by [`Registry::open`].
+    fn opened(&self) -> Result<&Opened> {
+        self.opened.as_ref().ok_or_else(|| Error::runtime("the archive's records were opened read-only"))
+    }
+
+    /// The directory of temporary files, open (see [`Registry::tmp_dir`]).
+    pub fn tmp(&self) -> Result<Arc<Dir>> {
+        Ok(self.opened()?.tmp.clone())
+    }
+
+    /// The directory `rel` beneath the root, opened without following a symlink.
+    pub fn open_beneath(&self, rel: &Path) -> Result<Dir> {
+        let opened = self.opened()?;
+        opened.root.open_beneath(rel).at(&self.root.join(rel))
     }
 
     /// The archive root.
@@ -310,8 +339,9 @@ impl Registry {
         if changed {
             self.save()?;
         }
-        make_dir(&path)?;
-        Ok(OpenFolder { path, retired })
+        let opened = self.opened()?;
+        let folder = opened.root.make_child(account).and_then(|d| d.make_child(&dir)).at(&path)?;
+        Ok(OpenFolder { path, dir: Arc::new(folder), retired })
     }
 
     /// The live record of `mailbox` in `account`, if there is one.
@@ -418,7 +448,6 @@ impl Registry {
     fn save(&mut self) -> Result<()> {
         self.unsaved = false;
         let meta = self.root.join(META_DIR);
-        make_dir(&meta)?;
         let accounts: Vec<Value> = self
             .accounts
             .iter()
@@ -435,10 +464,18 @@ impl Registry {
         let text = serde_json::to_string_pretty(&json!({"format": FORMAT, "accounts": accounts, "folders": folders}))
             .map_err(|e| Error::runtime(format!("encoding the records: {e}")))?;
         let target = meta.join(RECORDS_FILE);
-        let tmp = TempFile::create_in(&meta, RECORDS_FILE, 0o600).at(&meta)?;
+        let tmp = TempFile::create_at(&self.opened()?.tmp, RECORDS_FILE, 0o600).at(&meta)?;
         tmp.file().write_all(text.as_bytes()).at(tmp.path())?;
-        tmp.commit(&target, true).at(&target)
+        tmp.commit_at(&self.opened()?.meta, RECORDS_FILE, true).at(&target)
     }
+}
+
+/// The root and the tool's directories in it, held open while a backup writes.
+#[derive(Debug)]
+struct Opened {
+    root: Dir,
+    meta: Dir,
+    tmp: Arc<Dir>,
 }
 
 /// The directory for `name` among the entries of `parent`: its canonical name unless a
@@ -587,7 +624,7 @@ mod tests {
         assert!(again.folder_at("u", "Work.uidvalidity-5").is_some_and(|f| f.retired && f.uidvalidity == Some(5)));
         assert_eq!(again.folder_at("u", "Work").and_then(|f| f.uidvalidity), Some(9));
         // A mailbox whose name is the aside directory's never gets into it.
-        let mut again = again;
+        let mut again = Registry::open(&root.0).unwrap();
         assert_ne!(again.open_folder(&acct, &mb("Work.uidvalidity-5"), 1).unwrap().path, aside);
     }
 

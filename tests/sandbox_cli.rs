@@ -96,6 +96,31 @@ fn a_symlink_in_the_archive_cannot_lead_a_backup_outside() {
     assert!(root.join("sam").join(&fallbacks[0]).join("1.mbox").is_file(), "{fallbacks:?}");
 }
 
+/// A user directory swapped for a symlink after a backup (by someone with write access to
+/// the root), pointing at a copy of it elsewhere: without landlock too, the next backup
+/// resolves the folder from the root's descriptor, refuses to go through the symlink and
+/// writes nothing there.
+#[test]
+fn a_user_directory_swapped_for_a_symlink_is_not_followed_without_landlock() {
+    let d = Dovecot::start();
+    d.add_user("sam", PW);
+    d.append("sam", PW, "INBOX", b"From: a@b\r\nSubject: x\r\n\r\nbody\r\n");
+    let tmp = TempDir::new("sbx-swap");
+    let root = tmp.join("archive");
+    let o = backup(&d, root.to_str().unwrap(), &["--sandbox", "off"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let outside = tmp.join("outside");
+    fs::rename(root.join("sam"), &outside).unwrap();
+    symlink(&outside, root.join("sam")).unwrap();
+    let before: Vec<_> = fs::read_dir(outside.join("INBOX")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    d.append("sam", PW, "INBOX", b"From: a@b\r\nSubject: y\r\n\r\nnew\r\n");
+    let o = backup(&d, root.to_str().unwrap(), &["--sandbox", "off"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not a directory (a symlink or a file): refusing to"), "{}", stderr(&o));
+    let after: Vec<_> = fs::read_dir(outside.join("INBOX")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "written through the symlink");
+}
+
 #[test]
 fn a_symlinked_archive_root_works() {
     let d = Dovecot::start();

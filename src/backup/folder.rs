@@ -4,8 +4,7 @@
 //! folder directory only when complete.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -13,13 +12,14 @@ use super::plan::{self, Batch};
 use super::writer::{MessageWriter, Outcome, Settings};
 use crate::account::Account;
 use crate::archive::ArchiveFile;
+use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::Fetched;
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::progress::Progress;
-use crate::registry::Registry;
+use crate::registry::{OpenFolder, Registry};
 use crate::report::Sink;
 
 /// What does not change while the folders of an account are backed up.
@@ -199,11 +199,11 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
         if status.uidvalidity.zip(status.uidnext) != Some(complete_at) {
             return Ok(None);
         }
-        records.root().join(place.account_dir).join(&record.dir)
+        match records.open_beneath(&Path::new(place.account_dir).join(&record.dir)) {
+            Ok(dir) => dir,
+            Err(_) => return Ok(None),
+        }
     };
-    if !dir.is_dir() {
-        return Ok(None);
-    }
     Ok(Some(archived_uids(&dir)?.len()))
 }
 
@@ -244,8 +244,7 @@ fn pass(
             aside.display()
         ));
     }
-    let dir = opened.path.as_path();
-    let archived = archived_uids(dir)?;
+    let archived = archived_uids(&opened.dir)?;
     let sized = match found {
         Found::Sizes(sizes) => {
             let new: Vec<(u32, u32)> =
@@ -270,13 +269,7 @@ fn pass(
     };
     let budget = ctx.account.buffer_size;
     report.progress.start(sized.len());
-    let mut writer = MessageWriter::spawn(Settings {
-        dir: dir.to_path_buf(),
-        tmp_dir: place.records().tmp_dir(),
-        form: ctx.account.form,
-        level: ctx.account.level,
-        keys: ctx.keys.cloned(),
-    })?;
+    let mut writer = writer_for(ctx, place, &opened)?;
     let batches = plan::batches(&sized, budget, &|uid| lessons.one_by_one.contains(&uid));
     let fetched = (|| -> std::result::Result<(), Stop> {
         // Batches asked for so far: up to FETCHES_IN_FLIGHT whole batches ahead of the one
@@ -368,15 +361,26 @@ pub(super) fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<
 
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
 /// no file opened.
-pub(super) fn archived_uids(dir: &Path) -> Result<HashSet<u32>> {
+pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
     let mut uids = HashSet::new();
-    for entry in fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        if let Some(f) = ArchiveFile::from_path(entry.path()) {
+    dir.for_each_name(|name| {
+        if let Some(f) = ArchiveFile::from_path(PathBuf::from(name)) {
             uids.insert(f.uid);
         }
-    }
+    })
+    .at(dir.path())?;
     Ok(uids)
+}
+
+/// The writer of the messages of a folder opened for them.
+pub(super) fn writer_for(ctx: &Context<'_>, place: &Place<'_>, opened: &OpenFolder) -> Result<MessageWriter> {
+    MessageWriter::spawn(Settings {
+        dir: opened.dir.clone(),
+        tmp_dir: place.records().tmp()?,
+        form: ctx.account.form,
+        level: ctx.account.level,
+        keys: ctx.keys.cloned(),
+    })
 }
 
 /// The largest literal accepted in an answer: more than any message we planned for.

@@ -8,8 +8,8 @@
 
 use std::collections::HashSet;
 
-use super::folder::{archived_uids, tally, Context, FolderReport, Place};
-use super::writer::{MessageWriter, Settings};
+use super::folder::{archived_uids, tally, writer_for, Context, FolderReport, Place};
+use super::writer::MessageWriter;
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};
 use crate::mailbox_name::Mailbox;
@@ -74,18 +74,12 @@ pub fn fetch(
             match event {
                 NewMail::Opened(index, Ok(examined)) if examined.uid_validity == Some(folders[index].uidvalidity) => {
                     let folder = &folders[index];
-                    let dir = place.records().open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?.path;
+                    let opened = place.records().open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?;
                     let mut report = FolderReport::new(&folder.mailbox.shown());
                     report.progress = Progress::new(format!("{} {}", ctx.account.user, report.folder), ctx.progress);
-                    let archived = archived_uids(&dir)?;
+                    let archived = archived_uids(&opened.dir)?;
                     report.existing = archived.len();
-                    let writer = MessageWriter::spawn(Settings {
-                        dir,
-                        tmp_dir: place.records().tmp_dir(),
-                        form: ctx.account.form,
-                        level: ctx.account.level,
-                        keys: ctx.keys.cloned(),
-                    })?;
+                    let writer = writer_for(ctx, place, &opened)?;
                     open =
                         Some(Open { index, writer, report, archived, uidnext: examined.uid_next, unfinished: false });
                 }

@@ -5,10 +5,12 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::atomic::{Batch, TempFile};
 use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
+use crate::dir::Dir;
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 
@@ -21,9 +23,9 @@ const QUEUE: usize = 4;
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The folder directory.
-    pub dir: PathBuf,
+    pub dir: Arc<Dir>,
     /// Where messages are written until they are complete (same file system as `dir`).
-    pub tmp_dir: PathBuf,
+    pub tmp_dir: Arc<Dir>,
     /// Layers of the files.
     pub form: Form,
     /// zlib level.
@@ -215,7 +217,7 @@ fn work(settings: &Settings, jobs: Receiver<Job>, outcomes: mpsc::Sender<Result<
 
 /// Finished messages waiting for their commit.
 struct Done {
-    dir: PathBuf,
+    dir: Arc<Dir>,
     batch: Batch,
     messages: Vec<(u32, u64)>,
 }
@@ -226,7 +228,7 @@ impl Done {
             return Ok(());
         }
         let stored = self.batch.commit(false).map_err(|e| {
-            Error::runtime(format!("committing messages in {}: {}", self.dir.display(), describe_io(&e)))
+            Error::runtime(format!("committing messages in {}: {}", self.dir.path().display(), describe_io(&e)))
         })?;
         for ((_, was_stored), (uid, size)) in stored.into_iter().zip(self.messages.drain(..)) {
             let _ = outcomes.send(Ok(if was_stored { Outcome::Stored(uid, size) } else { Outcome::Existing(uid) }));
@@ -239,6 +241,7 @@ impl Done {
 struct Pending {
     tmp: TempFile,
     chain: Box<dyn Finish>,
+    name: String,
     target: PathBuf,
     uid: u32,
     size: u64,
@@ -247,15 +250,15 @@ struct Pending {
 impl Pending {
     fn start(s: &Settings, uid: u32) -> Result<Pending> {
         let name = format!("{uid}{}", s.form.suffix());
-        let target = s.dir.join(&name);
-        let tmp = TempFile::create_in(&s.tmp_dir, &name, 0o600).map_err(|e| write_error(&target, e))?;
+        let target = s.dir.path().join(&name);
+        let tmp = TempFile::create_at(&s.tmp_dir, &name, 0o600).map_err(|e| write_error(&target, e))?;
         let file = tmp.file().try_clone().at(tmp.path())?;
         let chain = codec::writer(
             WriteOptions { form: s.form, level: s.level, keys: s.keys.as_ref() },
             Box::new(BufWriter::with_capacity(BUF_SIZE, file)),
         )
         .map_err(|e| write_error(&target, e))?;
-        Ok(Pending { tmp, chain, target, uid, size: 0 })
+        Ok(Pending { tmp, chain, name, target, uid, size: 0 })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -265,9 +268,9 @@ impl Pending {
 
     /// Finishes the file; it waits in `done` for the batch commit that names it.
     fn finish(self, done: &mut Done) -> Result<()> {
-        let Pending { tmp, chain, target, uid, size } = self;
+        let Pending { tmp, chain, name, target, uid, size } = self;
         chain.finish().map_err(|e| write_error(&target, e))?;
-        done.batch.push(tmp, target);
+        done.batch.push_at(tmp, done.dir.clone(), name);
         done.messages.push((uid, size));
         Ok(())
     }

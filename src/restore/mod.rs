@@ -210,7 +210,7 @@ fn to_maildir(
         })();
         match written {
             Ok(n) => {
-                batch.push(tmp, target);
+                batch.push(tmp, target).at(&out.join("cur"))?;
                 report.restored += 1;
                 report.bytes += n;
             }
