@@ -9,11 +9,12 @@ use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
 use crate::flags::{self, LowArgs};
+use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backup, config, restore, verify, wizard};
+use crate::{archive, backup, config, restore, upload, verify, wizard};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub enum Mode {
     Version,
     /// Restore a folder directory, or every folder of a user directory.
     Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec },
+    /// Upload a folder directory, or every folder of a user directory, to a server.
+    Upload { path: PathBuf, account: Box<Account>, to_folder: Option<String>, keys: KeySpec },
     /// Verify an archive.
     Verify { path: PathBuf, keys: KeySpec },
     /// Report and prove what the sandbox confines.
@@ -126,8 +129,14 @@ impl LowArgs {
             let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
             return Ok((Mode::SandboxCheck { root, port: self.port.unwrap_or(993) }, out, None));
         }
-        if (self.to_maildir.is_some() || self.output.is_some()) && self.restore.is_none() {
-            return Err(Error::usage("-o and --to-maildir go with -r DIR"));
+        if (self.to_maildir.is_some() || self.output.is_some() || self.to_imap) && self.restore.is_none() {
+            return Err(Error::usage("-o, --to-maildir and --to-imap go with -r DIR"));
+        }
+        if self.to_folder.is_some() && !self.to_imap {
+            return Err(Error::usage("--to-folder goes with -r DIR --to-imap"));
+        }
+        if self.to_imap {
+            return self.upload(out);
         }
         if self.to_maildir.is_some() && self.output.is_some() {
             return Err(Error::usage("-o and --to-maildir cannot be combined"));
@@ -166,6 +175,28 @@ impl LowArgs {
 }
 
 impl LowArgs {
+    /// `-r PATH --to-imap`: the account to upload to, from the flags or the config file.
+    fn upload(&self, out: Output) -> Result<(Mode, Output, Option<String>)> {
+        if self.to_maildir.is_some() || self.output.is_some() {
+            return Err(Error::usage("--to-imap cannot be combined with -o or --to-maildir"));
+        }
+        if self.all_folders || !self.folders.is_empty() {
+            return Err(Error::usage("--to-imap uploads what -r DIR holds: -f and --all-folders do not apply"));
+        }
+        let path = self.restore.clone().ok_or_else(|| Error::usage("--to-imap goes with -r DIR"))?;
+        let (mode, out, sandbox) = self.backup(out)?;
+        let Mode::Backup { mut accounts } = mode else { return Err(Error::usage("--to-imap needs an account")) };
+        if accounts.len() != 1 {
+            return Err(Error::usage(format!(
+                "--to-imap uploads to one account; the config file has {}",
+                accounts.len()
+            )));
+        }
+        let account = accounts.remove(0);
+        let keys = account.keys.clone().unwrap_or_else(|| self.key_spec());
+        Ok((Mode::Upload { path, account: Box::new(account), to_folder: self.to_folder.clone(), keys }, out, sandbox))
+    }
+
     /// The backup the flags (or the config file they name) describe.
     fn backup(&self, mut out: Output) -> Result<(Mode, Output, Option<String>)> {
         let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -273,6 +304,9 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
         Mode::Restore { dir, output, keys } => return run_restore(&dir, &output, &keys, settings),
         Mode::Verify { path, keys } => return run_verify(&path, &keys, settings),
+        Mode::Upload { path, account, to_folder, keys } => {
+            return run_upload(&path, &account, to_folder.as_deref(), &keys, settings)
+        }
         Mode::SandboxCheck { root, port } => {
             let report = sandbox::check(&root, port)?;
             println!("{report}");
@@ -407,6 +441,47 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
         }
     }
     Ok(if failed == 0 { 0 } else { EXIT_FAILURE })
+}
+
+/// `-r PATH --to-imap`: every message of PATH's folders into the account's mailboxes.
+fn run_upload(
+    path: &Path,
+    account: &Account,
+    to_folder: Option<&str>,
+    keys: &KeySpec,
+    settings: Settings,
+) -> Result<i32> {
+    let (dests, problem) = upload::destinations(path, to_folder)?;
+    if let Some(p) = problem {
+        warn(format!("warning: {p}; folders are named after their directories"));
+    }
+    let keys = keys_if_needed(&archive::walk(path)?, keys)?;
+    let label = account.label();
+    let (spec, auth, addrs) = backup::connection(account).map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+    // The archive is only read; the one connection allowed is to the server's port.
+    let readable = path.canonicalize().at(path)?;
+    confine(&Rules { read: vec![readable], connect_tcp: vec![spec.port], ..Rules::default() }, settings)?;
+    let sink = Printer { out: settings.out };
+    let mut session = Session::new(spec, addrs, auth);
+    session.connect().map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+    let mut code = 0;
+    for dest in &dests {
+        let name = dest.mailbox.shown();
+        match upload::upload_folder(&mut session, dest, keys.as_ref(), &sink) {
+            Ok(r) => {
+                crate::report::Sink::result(&sink, &format!("{label} {name}: {}", r.summary()));
+                if r.failed > 0 {
+                    code = EXIT_FAILURE;
+                }
+            }
+            Err(e) => {
+                crate::report::Sink::error(&sink, &format!("{label} {name}: {e}"));
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    let _ = session.logout();
+    Ok(code)
 }
 
 /// `--list-folders`: one line per folder of each account; exit 1 if an account failed.

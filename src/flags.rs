@@ -42,6 +42,8 @@ pub struct LowArgs {
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
+    pub to_imap: bool,
+    pub to_folder: Option<String>,
     pub output: Option<PathBuf>,
     pub list_folders: bool,
     pub verify: Option<PathBuf>,
@@ -239,6 +241,14 @@ pub static FLAGS: &[Flag] = &[
         a.to_maildir = Some(val(v)?.into());
         Ok(())
     }),
+    flag!(None, "to-imap", None, Restore, "With -r, upload to an IMAP server instead (its account from -u/-i and the connection options, or -c): a folder directory into its mailbox, a user directory into every mailbox (created when missing); messages already there are not uploaded again.", |a, _| {
+        a.to_imap = true;
+        Ok(())
+    }),
+    flag!(None, "to-folder", Some("NAME"), Restore, "With -r DIR --to-imap, upload the folder directory DIR into the mailbox NAME (default: the name it was backed up from).", |a, v| {
+        a.to_folder = Some(val(v)?);
+        Ok(())
+    }),
     flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {
         a.verify = Some(val(v)?.into());
         Ok(())
@@ -352,6 +362,7 @@ pub fn help() -> String {
         "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
          Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
          smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver -r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS] [-P]\n  \
          smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
         env!("CARGO_PKG_VERSION")
     );

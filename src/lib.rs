@@ -26,5 +26,6 @@ pub mod report;
 pub mod restore;
 pub mod sandbox;
 pub mod secret;
+pub mod upload;
 pub mod verify;
 pub mod wizard;

@@ -107,6 +107,14 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBu
     Ok(Prepared { account, root, keys, auth, spec, addrs })
 }
 
+/// Everything needed to connect to the account's server, obtained now (before the
+/// sandbox closes): TLS settings, the credential and the addresses.
+pub fn connection(account: &Account) -> Result<(ServerSpec, Auth, Vec<SocketAddr>)> {
+    let spec = server_spec(account)?;
+    let (auth, addrs) = login_and_addresses(account, &spec)?;
+    Ok((spec, auth, addrs))
+}
+
 /// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
 fn server_spec(account: &Account) -> Result<ServerSpec> {
     let mut spec = ServerSpec::new(

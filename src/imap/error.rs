@@ -24,6 +24,9 @@ pub enum ImapError {
     Timeout,
     /// An answer came, but so slowly that it would never end (a byte now and then).
     Slow,
+    /// What was being sent could not be read here (an archive file that changed): the
+    /// command is broken off with the connection.
+    Local(String),
 }
 
 impl ImapError {
@@ -51,6 +54,7 @@ impl fmt::Display for ImapError {
             ImapError::TooMuch(why) => f.write_str(why),
             ImapError::Timeout => f.write_str("no answer in time"),
             ImapError::Slow => f.write_str("the answer came too slowly (below 8 KiB/s after the timeout)"),
+            ImapError::Local(why) => f.write_str(why),
         }
     }
 }

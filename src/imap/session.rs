@@ -141,6 +141,8 @@ struct Link {
     in_flight: VecDeque<String>,
     /// The `UID FETCH` commands among them, for [`Session::read_fetch`].
     fetches: VecDeque<String>,
+    /// The `APPEND` commands among them, for [`Session::read_append`].
+    appends: VecDeque<String>,
 }
 
 impl std::fmt::Debug for Link {
@@ -278,7 +280,7 @@ impl Session {
     /// fetch left unread (storing failed meanwhile) would be taken for the new command's:
     /// such a connection is dropped.
     fn link(&mut self) -> std::result::Result<&mut Link, ImapError> {
-        if self.link.as_ref().is_some_and(|l| !l.fetches.is_empty()) {
+        if self.link.as_ref().is_some_and(|l| !l.fetches.is_empty() || !l.appends.is_empty()) {
             self.link = None;
         }
         if self.link.is_none() {
@@ -565,7 +567,7 @@ impl Session {
     /// Says goodbye, if connected; errors do not matter any more.
     pub fn logout(&mut self) -> std::result::Result<(), ImapError> {
         let Some(link) = self.link.as_mut() else { return Ok(()) };
-        if !link.fetches.is_empty() {
+        if !link.fetches.is_empty() || !link.appends.is_empty() {
             self.link = None;
             return Ok(());
         }
@@ -582,6 +584,158 @@ impl Session {
         })();
         self.link = None;
         result
+    }
+
+    /// Opens `wire` read-only and asks for the size of every message in it, in one
+    /// round trip; `None` when the server refuses to open it (it does not exist).
+    pub fn target_sizes(&mut self, wire: &str) -> std::result::Result<Option<Vec<(u32, u32)>>, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let tags = link.send(&[format!("EXAMINE {}", quoted(wire)?), "UID FETCH 1:* (UID RFC822.SIZE)".into()])?;
+            let mut examined = Examined::default();
+            let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                note_examined(&mut examined, d);
+                Ok(())
+            });
+            let mut sizes = Vec::new();
+            let asked = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
+                if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), .. }) = d {
+                    if sizes.len() >= super::wire::MAX_UIDS {
+                        return Err(ImapError::Protocol("more messages than a folder can hold".into()));
+                    }
+                    sizes.push((uid, size));
+                }
+                Ok(())
+            });
+            match opened {
+                Ok(_) => {}
+                Err(ImapError::Refused(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            match asked {
+                Ok(_) => {}
+                // Some servers refuse `1:*` in an empty folder.
+                Err(ImapError::Refused(_)) if examined.exists == 0 => {}
+                Err(e) => return Err(e),
+            }
+            Ok(Some(sorted_sizes(sizes, |_| true)))
+        })();
+        self.checked(result)
+    }
+
+    /// The header of each of `uids` in the folder opened last (at most `max` bytes each),
+    /// handed to `on` as it comes.
+    pub fn headers(
+        &mut self,
+        uids: &[u32],
+        max: usize,
+        on: &mut dyn FnMut(u32, Vec<u8>),
+    ) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let commands: Vec<String> = uids
+                .chunks(SIZES_PER_COMMAND / 10)
+                .map(|c| format!("UID FETCH {} (UID BODY.PEEK[HEADER])", super::uid_set(c)))
+                .collect();
+            let tags = link.send(&commands)?;
+            for tag in &tags {
+                link.finish(tag, max, &mut |d| {
+                    if let Data::Fetch(Fetched { uid: Some(uid), body: Some(header), .. }) = d {
+                        if uids.binary_search(&uid).is_ok() {
+                            on(uid, header);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
+    /// Creates the mailbox `wire`; one that exists already is fine.
+    pub fn create(&mut self, wire: &str) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let tags = link.send(&[format!("CREATE {}", quoted(wire)?)])?;
+            match link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |_| Ok(())) {
+                Err(ImapError::Refused(text)) if text.to_ascii_uppercase().contains("ALREADYEXISTS") => Ok(()),
+                other => other.map(|_| ()),
+            }
+        })();
+        self.checked(result)
+    }
+
+    /// Sends an `APPEND` of `message` to `wire`, streaming its body as a literal. Where the
+    /// server offers LITERAL+ nothing is waited for (the answer is read later by
+    /// [`Session::read_append`], so uploads are pipelined); otherwise the server's go-ahead
+    /// comes first, and a refusal then (a message too big) is `Refused` at once.
+    pub fn send_append(&mut self, wire: &str, message: Appending<'_>) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            // Behind other uploads in flight is fine: their answers come first.
+            if self.link.is_none() {
+                self.link()?;
+            }
+            let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
+            let flags = message.flags.join(" ");
+            let date = message.date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+            let plus = link.has("LITERAL+") || (link.has("LITERAL-") && message.size <= 4096);
+            let size = message.size;
+            let head = format!("APPEND {} ({flags}){date} {{{size}{}}}", quoted(wire)?, if plus { "+" } else { "" });
+            let tag = link.tag();
+            link.write(format!("{tag} {head}\r\n").as_bytes())?;
+            link.in_flight.push_back(tag.clone());
+            if !plus {
+                link.io.get_mut().restart();
+                loop {
+                    match wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
+                        Response::Continue(_) => break,
+                        Response::Tagged { tag: t, status, text } if t == tag => {
+                            link.in_flight.retain(|x| x != &tag);
+                            return match status {
+                                Status::Ok => Err(ImapError::Protocol("APPEND ended before its message".into())),
+                                Status::No | Status::Bad => Err(ImapError::Refused(text)),
+                            };
+                        }
+                        Response::Data(Data::Bye(text)) => {
+                            return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut sent = 0u64;
+            while sent < size {
+                let want = buf.len().min((size - sent) as usize);
+                let n = message.body.read(&mut buf[..want]).map_err(|e| ImapError::Local(describe_io(&e)))?;
+                if n == 0 {
+                    return Err(ImapError::Local(format!("the message ended after {sent} of {size} bytes")));
+                }
+                link.write(&buf[..n])?;
+                sent += n as u64;
+            }
+            link.write(b"\r\n")?;
+            link.appends.push_back(tag);
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
+    /// `APPEND` commands sent whose answers are still to be read.
+    pub fn appends_in_flight(&self) -> usize {
+        self.link.as_ref().map_or(0, |l| l.appends.len())
+    }
+
+    /// Reads the answer of the oldest `APPEND` sent: `Refused` when the server declined
+    /// the message.
+    pub fn read_append(&mut self) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
+            let tag = link.appends.pop_front().ok_or_else(|| ImapError::Protocol("no APPEND was sent".into()))?;
+            link.finish(&tag, MAX_SMALL_LITERAL, &mut |_| Ok(())).map(|_| ())
+        })();
+        self.checked(result)
     }
 }
 
@@ -610,6 +764,18 @@ fn note_examined(examined: &mut Examined, d: Data) {
     }
 }
 
+/// One message for [`Session::send_append`].
+pub struct Appending<'a> {
+    /// Its flags (`\\Seen`, keywords), as they go on the wire.
+    pub flags: &'a [String],
+    /// Its INTERNALDATE in IMAP's form (`"30-Nov-2026 13:45:01 +0000"`), if known.
+    pub date: Option<&'a str>,
+    /// Its exact size: the body must bring that many bytes.
+    pub size: u64,
+    /// The message.
+    pub body: &'a mut dyn Read,
+}
+
 /// Sizes in UID order, each UID once, only those `wanted` (a server may send answers for
 /// UIDs never asked for).
 fn sorted_sizes(mut sizes: Vec<(u32, u32)>, wanted: impl Fn(u32) -> bool) -> Vec<(u32, u32)> {
@@ -635,6 +801,7 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Link> {
         next_tag: 0,
         in_flight: VecDeque::new(),
         fetches: VecDeque::new(),
+        appends: VecDeque::new(),
     };
     let failed = |what: &str, e: &ImapError| spec.imap_error(what, e);
     // After STARTTLS the greeting was the plain one; the TLS session starts without one,

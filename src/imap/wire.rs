@@ -115,7 +115,8 @@ pub struct Fetched {
     pub uid: Option<u32>,
     /// `RFC822.SIZE`.
     pub size: Option<u32>,
-    /// The body section's data (`BODY[]` or `BODY[]<offset>`); `None` when absent.
+    /// The body section's data (`BODY[]`, `BODY[]<offset>` or `BODY[HEADER]`); `None` when
+    /// absent.
     pub body: Option<Vec<u8>>,
 }
 
@@ -527,7 +528,8 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
             out.uid = value.number().and_then(|n| u32::try_from(n).ok());
         } else if upper == "RFC822.SIZE" {
             out.size = value.number().and_then(|n| u32::try_from(n).ok());
-        } else if upper == "BODY[]" || (upper.starts_with("BODY[]<") && upper.ends_with('>')) {
+        } else if upper == "BODY[]" || upper == "BODY[HEADER]" || (upper.starts_with("BODY[]<") && upper.ends_with('>'))
+        {
             // NIL is how Dovecot answers for a message expunged meanwhile: no body at all,
             // not an empty message.
             out.body = match value {
