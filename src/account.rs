@@ -67,6 +67,8 @@ pub struct Account {
     pub timeout: u64,
     /// Connections to the server at most, each backing up folders of its own.
     pub connections: usize,
+    /// `--since`: only messages whose INTERNALDATE is on or after this day.
+    pub since: Option<crate::date::Day>,
 }
 
 /// The credential an account logs in with.
@@ -122,7 +124,10 @@ impl Account {
             what: "email password",
             command: self.passwd_command.as_deref(),
             env: Some("SMAILARCHIVER_PASSWD"),
-            stdin_line: false,
+            // As the key password: one line of piped input (read first when both are).
+            stdin_line: true,
+            hint:
+                ": give --passwd-command (config \"passwd_cmd\"), SMAILARCHIVER_PASSWD, or one line on standard input",
             ..Sources::default()
         };
         // No label here: the backup names the account in front of every error of it.

@@ -35,6 +35,8 @@ pub enum Mode {
     Backup { accounts: Vec<Account> },
     /// List these accounts' folders.
     ListFolders { accounts: Vec<Account> },
+    /// Count what a backup of these accounts would fetch.
+    DryRun { accounts: Vec<Account> },
     /// Ask for an account, then back it up.
     Wizard,
 }
@@ -166,6 +168,7 @@ impl LowArgs {
                 let (mode, out, sandbox) = self.backup(out)?;
                 return Ok(match mode {
                     Mode::Backup { accounts } if self.list_folders => (Mode::ListFolders { accounts }, out, sandbox),
+                    Mode::Backup { accounts } if self.dry_run => (Mode::DryRun { accounts }, out, sandbox),
                     mode => (mode, out, sandbox),
                 });
             }
@@ -222,7 +225,11 @@ impl LowArgs {
             }
             let config = config::load(path, &root)?;
             if !config.unknown.is_empty() && !self.quiet {
-                warn(format!("config {}: unknown keys ignored: {}", path.display(), config.unknown.join(", ")));
+                warn(format!(
+                    "warning: config {}: unknown keys ignored: {}",
+                    path.display(),
+                    config.unknown.join(", ")
+                ));
             }
             out.verbose |= config.verbose && !out.quiet;
             out.quiet |= config.quiet;
@@ -261,8 +268,10 @@ impl LowArgs {
                 buffer_size: self.buffer_size.unwrap_or(DEFAULT_BUFFER),
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
+                since: None,
             }]
         };
+        let since = self.since.as_deref().map(|d| crate::date::Day::parse(d, "--since")).transpose()?;
         for a in &mut accounts {
             if let Some(size) = self.buffer_size {
                 a.buffer_size = size;
@@ -272,6 +281,9 @@ impl LowArgs {
             }
             if let Some(n) = self.connections {
                 a.connections = n;
+            }
+            if since.is_some() {
+                a.since = since;
             }
             a.validate()?;
         }
@@ -314,16 +326,19 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         }
         Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox, &Printer { out })),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
+        Mode::DryRun { accounts } => return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out })),
         Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out, settings.sandbox, &Printer { out })),
     }
     Ok(0)
 }
 
 /// Loads the keys now if any of `files` is encrypted: before the sandbox closes, so a
-/// key password command can still run.
+/// key password command can still run. A key that opens none of the first files stops here.
 fn keys_if_needed(files: &[archive::ArchiveFile], keys: &KeySpec) -> Result<Option<Keys>> {
     if files.iter().any(|f| f.form.encrypted) {
-        keys.load().map(Some)
+        let loaded = keys.load()?;
+        restore::check_key(files, &loaded, &keys.path)?;
+        Ok(Some(loaded))
     } else {
         Ok(None)
     }

@@ -40,6 +40,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "buffer_size",
     "timeout",
     "connections",
+    "since",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox"];
@@ -85,7 +86,8 @@ pub fn load(path: &Path, default_root: &Path) -> Result<Config> {
 pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
     let top: Value = serde_json::from_slice(text).map_err(|e| Error::usage(format!("not valid JSON ({e})")))?;
     let top = top.as_object().ok_or_else(|| Error::usage("the top level must be a JSON object"))?;
-    let mut unknown: Vec<String> = top.keys().filter(|k| !TOP_KEYS.contains(&k.as_str())).cloned().collect();
+    let mut unknown: Vec<String> =
+        top.keys().filter(|k| !TOP_KEYS.contains(&k.as_str())).map(|k| noted(k, TOP_KEYS)).collect();
     let root = match top.get("archive_dir") {
         Some(v) => PathBuf::from(string(v, "archive_dir")?),
         None => default_root.to_path_buf(),
@@ -104,7 +106,11 @@ pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
         let obj = entry.as_object().ok_or_else(|| Error::usage(format!("account {} is not an object", i + 1)))?;
         let label =
             obj.get("user").and_then(Value::as_str).map_or(format!("account {}", i + 1), |u| format!("account {u}"));
-        unknown.extend(obj.keys().filter(|k| !ACCOUNT_KEYS.contains(&k.as_str())).map(|k| format!("{label}: {k}")));
+        unknown.extend(
+            obj.keys()
+                .filter(|k| !ACCOUNT_KEYS.contains(&k.as_str()))
+                .map(|k| format!("{label}: {}", noted(k, ACCOUNT_KEYS))),
+        );
         accounts.push(account(obj, &root).map_err(|e| Error::usage(format!("{label}: {}", e.message())))?);
     }
     if accounts.is_empty() {
@@ -117,6 +123,41 @@ pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
         sandbox: top.get("sandbox").map(|v| string(v, "sandbox")).transpose()?,
         unknown,
     })
+}
+
+/// The known key an unknown one is a slip of (`"folders"` for `"folder"`): within two
+/// edits, and fewer than half its letters.
+fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|k| (edits(key, k), *k))
+        .filter(|&(d, _)| d <= 2 && 2 * d < key.chars().count())
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// An unknown key for the warning, with the known key it may be a slip of.
+fn noted(key: &str, known: &[&'static str]) -> String {
+    match near_miss(key, known) {
+        Some(k) => format!("{key} (did you mean \"{k}\"?)"),
+        None => key.to_string(),
+    }
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions of characters.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let replaced = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = replaced.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn string(v: &Value, key: &str) -> Result<String> {
@@ -139,7 +180,17 @@ fn number(v: &Value, key: &str, range: RangeInclusive<u64>) -> Result<u64> {
 
 fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     let get = |k: &str| obj.get(k);
-    let required = |k: &str| get(k).ok_or_else(|| Error::usage(format!("missing key \"{k}\"")));
+    let required = |k: &str| {
+        get(k).ok_or_else(|| {
+            // A slip of the missing key explains it better than its absence.
+            let slip =
+                obj.keys().find(|u| !ACCOUNT_KEYS.contains(&u.as_str()) && near_miss(u, ACCOUNT_KEYS) == Some(k));
+            match slip {
+                Some(u) => Error::usage(format!("unknown key \"{u}\" (did you mean \"{k}\"?)")),
+                None => Error::usage(format!("missing key \"{k}\"")),
+            }
+        })
+    };
     let flag = |k: &str| get(k).is_some_and(truthy);
     let has_login_source = get("passwd_cmd").is_some() || get("oauth2_token_cmd").is_some();
     let user = string(required("user")?, "user")?;
@@ -168,13 +219,17 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     } else {
         None
     };
+    let ca_file = get("ca_file").map(|v| string(v, "ca_file")).transpose()?.map(PathBuf::from);
+    let pin_sha256 = get("pin_sha256").map(|v| string(v, "pin_sha256")).transpose()?;
+    // Checked now, so a bad one is named by its key here rather than as a flag later.
+    crate::imap::tls::Trust::load_as(ca_file.as_deref(), pin_sha256.as_deref(), &crate::imap::tls::CONFIG_NAMES)?;
     Ok(Account {
         user,
         host,
         port: get("port").map(|v| number(v, "port", 0..=65535)).transpose()?.map(|p| p as u16),
         starttls: flag("starttls"),
-        ca_file: get("ca_file").map(|v| string(v, "ca_file")).transpose()?.map(PathBuf::from),
-        pin_sha256: get("pin_sha256").map(|v| string(v, "pin_sha256")).transpose()?,
+        ca_file,
+        pin_sha256,
         password,
         passwd_command: get("passwd_cmd").map(|v| string(v, "passwd_cmd")).transpose()?,
         oauth2_command: get("oauth2_token_cmd").map(|v| string(v, "oauth2_token_cmd")).transpose()?,
@@ -201,6 +256,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .map(|v| number(v, "connections", 1..=MAX_CONNECTIONS as u64))
             .transpose()?
             .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
+        since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
     })
 }
 
@@ -300,6 +356,24 @@ mod tests {
         assert_eq!(a.folders, Folders::All { exclude: vec!["Trash".into(), "Junk*".into()] });
         assert!(a.form.compressed && a.starttls && a.password.is_none());
         assert_eq!((a.level, a.port, a.root.as_path()), (1, Some(1993), Path::new("/a")));
-        assert_eq!(c.unknown, vec!["quit".to_string(), "account u: colour".to_string()]);
+        assert_eq!(c.unknown, vec!["quit (did you mean \"quiet\"?)".to_string(), "account u: colour".to_string()]);
+    }
+
+    #[test]
+    fn slips_of_known_keys_are_pointed_out() {
+        assert_eq!(near_miss("folders", ACCOUNT_KEYS), Some("folder"));
+        assert_eq!(near_miss("ca-file", ACCOUNT_KEYS), Some("ca_file"));
+        assert_eq!(near_miss("colour", ACCOUNT_KEYS), None);
+        assert_eq!(near_miss("x", TOP_KEYS), None);
+        assert_eq!(edits("kitten", "sitting"), 3);
+        let text =
+            r#"{"list": [{"user": "u", "imap": "x", "passwd": "p", "folders": "I", "encrypt": 0, "compress": 0}]}"#;
+        let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.to_string(), "account u: unknown key \"folders\" (did you mean \"folder\"?)");
+        let text = text.replace(r#""folders": "I""#, r#""folder": "I", "ca_file": "/nonexistent/ca.pem""#);
+        let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().starts_with("account u: \"ca_file\" /nonexistent/ca.pem: "), "{e}");
     }
 }

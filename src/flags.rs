@@ -39,6 +39,8 @@ pub struct LowArgs {
     pub buffer_size: Option<usize>,
     pub timeout: Option<u64>,
     pub connections: Option<usize>,
+    pub since: Option<String>,
+    pub dry_run: bool,
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
@@ -177,6 +179,14 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "list-folders", None, Account, "List the account's folders (name, wire name, archive directory, messages, excluded or not) and exit; writes nothing.", |a, _| {
         a.list_folders = true;
+        Ok(())
+    }),
+    flag!(None, "since", Some("DATE"), Account, "Archive only messages the server received on or after DATE (YYYY-MM-DD): for a first run of a huge mailbox; a later run without it fetches the older ones.", |a, v| {
+        a.since = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "dry-run", None, Account, "Connect and count, per folder, the messages and bytes a backup would fetch; writes nothing.", |a, _| {
+        a.dry_run = true;
         Ok(())
     }),
     flag!(None, "all-folders", None, Account, "Back up every selectable folder the server lists.", |a, _| {

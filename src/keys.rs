@@ -185,6 +185,7 @@ impl PasswordSpec {
             env: Some("SMAILARCHIVER_KEY_PASSWORD"),
             confirm,
             stdin_line: true,
+            hint: ": give --key-password-file, --key-password-command (config \"key_password_file\", \"key_password_cmd\"), SMAILARCHIVER_KEY_PASSWORD, or one line on standard input",
         }
         .obtain()
     }

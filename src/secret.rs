@@ -56,6 +56,8 @@ pub struct Sources<'a> {
     pub confirm: bool,
     /// Without a terminal, read one line of standard input (else: an error).
     pub stdin_line: bool,
+    /// The ways to give the secret, for the error when none did (", or ...").
+    pub hint: &'a str,
 }
 
 impl Sources<'_> {
@@ -73,16 +75,23 @@ impl Sources<'_> {
         } else if io::stdin().is_terminal() {
             (self.prompt()?, "terminal".to_string())
         } else if !self.stdin_line {
-            return Err(Error::runtime(format!("no {} given, and no terminal to ask for it", self.what)));
+            return Err(self.none_given("no terminal to ask for it"));
         } else {
             let line = read_text_line(&mut io::stdin().lock())
                 .map_err(|e| self.line_error(&format!("{} from standard input", self.what), &e))?;
+            // Standard input at its end (cron's /dev/null) gave nothing: say what would.
+            let Some(line) = line else { return Err(self.none_given("standard input is empty")) };
             (trim_newline(line), "standard input".to_string())
         };
         if secret.is_empty() {
             return Err(Error::runtime(format!("empty {} (from {origin})", self.what)));
         }
         Ok(Secret(secret))
+    }
+
+    /// No source gave the secret: the error names the ways to give it.
+    fn none_given(&self, why: &str) -> Error {
+        Error::runtime(format!("no {} given, and {why}{}", self.what, self.hint))
     }
 
     fn prompt(&self) -> Result<String> {
@@ -94,7 +103,7 @@ impl Sources<'_> {
             let _guard = crate::os::EchoOff::new(&stdin).doing("switching terminal echo off")?;
             let line = read_text_line(&mut stdin.lock())
                 .map_err(|e| self.line_error(&format!("{} from the terminal", self.what), &e))?;
-            Ok(trim_newline(line))
+            Ok(trim_newline(line.unwrap_or_default()))
         };
         let first = ask(&capitalise(self.what))?;
         if self.confirm && !first.is_empty() && ask(&format!("{} again", capitalise(self.what)))? != first {
@@ -115,12 +124,12 @@ impl Sources<'_> {
     }
 }
 
-/// One line of UTF-8 text, at most [`bounded::SECRET`] bytes; empty at the end of input.
+/// One line of UTF-8 text, at most [`bounded::SECRET`] bytes; `None` at the end of input.
 /// The buffer becomes the string without a copy, so the [`Secret`] holding it wipes the
 /// only copy.
-fn read_text_line(input: &mut impl BufRead) -> io::Result<String> {
-    let line = bounded::read_line(input, bounded::SECRET)?.unwrap_or_default();
-    String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8"))
+fn read_text_line(input: &mut impl BufRead) -> io::Result<Option<String>> {
+    let Some(line) = bounded::read_line(input, bounded::SECRET)? else { return Ok(None) };
+    String::from_utf8(line).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
 /// Runs `cmd` with `sh -c` and returns the first line of its output. The whole output

@@ -90,6 +90,7 @@ pub fn ask_account() -> Result<Account> {
         buffer_size: DEFAULT_BUFFER,
         timeout: DEFAULT_TIMEOUT,
         connections: crate::account::DEFAULT_CONNECTIONS,
+        since: None,
     })
 }
 

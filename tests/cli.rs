@@ -8,6 +8,9 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
+use std::path::Path;
+
+use util::fake_imap::{FakeImap, Folder, Script};
 use util::*;
 
 /// A folder holding the pbkdf2 vectors (encrypted with `correct horse battery staple`).
@@ -22,6 +25,21 @@ fn pbkdf2_folder(tmp: &TempDir) -> (String, String) {
     fs::copy(vectors().join("keys/pbkdf2.key"), &key).unwrap();
     fs::copy(vectors().join("keys/pbkdf2.key.sha"), tmp.join("pw.key.sha")).unwrap();
     (folder.to_string_lossy().into(), key.to_string_lossy().into())
+}
+
+/// Runs the binary with `input` piped to its standard input, no password in the environment.
+fn with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
+        .env_remove("SMAILARCHIVER_PASSWD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -114,14 +132,12 @@ fn key_problems_are_one_line_and_write_nothing() {
             assert!(!mbox.exists(), "{args:?} wrote an output file");
         }
     }
-    // An empty line on standard input is an empty password too.
-    let o = Command::new(bin())
-        .args(["-r", &folder, "-k", &key, "-P"])
-        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
-        .stdin(Stdio::from(fs::File::open("/dev/null").unwrap()))
-        .output()
-        .unwrap();
-    assert_one_line_error(&o, 1, "empty key password");
+    // An empty line on standard input is an empty password too; no line at all names
+    // the ways to give one.
+    let o = with_stdin(&["-r", &folder, "-k", &key, "-P"], b"\n");
+    assert_one_line_error(&o, 1, "empty key password (from standard input)");
+    let o = run(&["-r", &folder, "-k", &key, "-P"], &[]);
+    assert_one_line_error(&o, 1, "no key password given, and standard input is empty: give --key-password-file");
     let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 3, "only the inputs remain: {leftovers:?}");
 }
@@ -236,4 +252,211 @@ fn no_new_key_for_an_archive_with_encrypted_messages() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains(&format!("created the key file {}", keys.display())), "{}", stderr(&o));
     assert!(keys.exists());
+}
+
+// ---- issue 13, item 7: the messages a new user meets ----
+
+/// A config file in `tmp` of `accounts` (JSON objects), `extra` top-level keys.
+fn config_file(tmp: &TempDir, accounts: &[String], extra: &str) -> String {
+    let path = tmp.join("config.json");
+    fs::write(&path, format!(r#"{{"list": [{}]{extra}}}"#, accounts.join(","))).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// An account entry for the config on 127.0.0.1 at `port`, archived in `dir`.
+fn account_entry(user: &str, port: u16, dir: &Path, more: &str) -> String {
+    format!(
+        r#"{{"user": "{user}", "imap": "127.0.0.1", "port": {port}, "passwd": "pw", "folder": "INBOX",
+            "encrypt": 0, "compress": 0, "archive_dir": "{}"{more}}}"#,
+        dir.display()
+    )
+}
+
+#[test]
+fn a_missing_mail_password_is_named_once_with_the_ways_to_give_it() {
+    let tmp = TempDir::new("cli-mail-pw");
+    let root = tmp.join("archive");
+    let o = run(&["-u", "alice", "-i", "127.0.0.1", "--port", "1", "--dir", root.to_str().unwrap()], &[]);
+    assert_one_line_error(
+        &o,
+        1,
+        "alice@127.0.0.1: no email password given, and standard input is empty: give --passwd-command \
+         (config \"passwd_cmd\"), SMAILARCHIVER_PASSWD, or one line on standard input",
+    );
+    assert_eq!(stderr(&o).matches("alice@127.0.0.1").count(), 1, "{}", stderr(&o));
+    assert!(!root.exists(), "the archive root was made");
+}
+
+#[test]
+fn the_mail_password_is_read_from_piped_input() {
+    let message = b"From: a@example.org\r\nSubject: piped\r\n\r\nbody\r\n".to_vec();
+    let server = FakeImap::start(
+        "alice",
+        "piped pw",
+        vec![Folder::new("INBOX", 3, vec![(4, message)])],
+        vec![Script::healthy()],
+    );
+    let tmp = TempDir::new("cli-mail-stdin");
+    let root = tmp.join("archive");
+    let (port, ca) = (server.port().to_string(), server.ca_file());
+    let args = ["-u", "alice", "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "--dir", root.to_str().unwrap()];
+    let o = with_stdin(&args, b"piped pw\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(root.join("alice/INBOX/4.mbox").is_file(), "{}", stdout(&o));
+}
+
+#[test]
+fn an_archive_directory_that_is_a_file_is_named_as_such() {
+    let tmp = TempDir::new("cli-dir-file");
+    let file = tmp.join("not-a-dir");
+    fs::write(&file, "x").unwrap();
+    let pw = [("SMAILARCHIVER_PASSWD", "pw")];
+    let o = run(&["-u", "alice", "-i", "127.0.0.1", "--port", "1", "--dir", file.to_str().unwrap()], &pw);
+    assert_one_line_error(&o, 1, &format!("the archive directory {} is a file, not a directory", file.display()));
+    let below = file.join("sub");
+    let o = run(&["-u", "alice", "-i", "127.0.0.1", "--port", "1", "--dir", below.to_str().unwrap()], &pw);
+    assert_one_line_error(&o, 1, "cannot be made: part of its path is a file");
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn config_slips_are_pointed_out() {
+    let tmp = TempDir::new("cli-config-slips");
+    let root = tmp.join("archive");
+    let entry = account_entry("alice", 1, &root, "").replace(r#""folder""#, r#""folders""#);
+    let config = config_file(&tmp, &[entry], "");
+    assert_one_line_error(
+        &run(&["-c", &config], &[]),
+        2,
+        "account alice: unknown key \"folders\" (did you mean \"folder\"?)",
+    );
+    // An unknown key that is not needed is a warning, with its likely meaning.
+    let config = config_file(&tmp, &[account_entry("alice", 1, &root, r#", "timout": 5"#)], "");
+    let o = run(&["-c", &config], &[]);
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    assert_eq!(
+        first,
+        format!(
+            "smailarchiver: warning: config {config}: unknown keys ignored: account alice: timout (did you mean \"timeout\"?)"
+        )
+    );
+    // A bad CA file is named by its config key.
+    let config = config_file(&tmp, &[account_entry("alice", 1, &root, r#", "ca_file": "/nonexistent/ca.pem""#)], "");
+    assert_one_line_error(&run(&["-c", &config], &[]), 2, "account alice: \"ca_file\" /nonexistent/ca.pem: ");
+}
+
+#[test]
+fn several_accounts_end_with_a_summary_line() {
+    let tmp = TempDir::new("cli-summary");
+    let message = b"From: a@example.org\r\nSubject: one\r\n\r\nbody\r\n".to_vec();
+    let size = message.len();
+    let server =
+        FakeImap::start("pw", "pw", vec![Folder::new("INBOX", 3, vec![(1, message)])], vec![Script::healthy()]);
+    let ca = format!(r#", "ca_file": "{}""#, server.ca_file());
+    let good = |n: &str| account_entry("pw", server.port(), &tmp.join(n), &ca);
+    // All good: a result line, which -q keeps quiet.
+    let config = config_file(&tmp, &[good("a"), good("b")], "");
+    let o = run(&["-c", &config], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).lines().last(),
+        Some(format!("2 accounts: 2 ok, 0 failed; 2 new messages, {} bytes", 2 * size).as_str())
+    );
+    let o = run(&["-c", &config, "-q"], &[]);
+    assert_eq!((o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()), (Some(0), "", ""));
+    // One failing: the line goes to standard error, even with -q, for the cron mail.
+    let config = config_file(&tmp, &[good("c"), account_entry("pw", 1, &tmp.join("d"), "")], "");
+    let o = run(&["-c", &config, "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o).lines().last(),
+        Some(format!("smailarchiver: 2 accounts: 1 ok, 1 failed; 1 new message, {size} bytes").as_str()),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn starttls_on_an_implicit_tls_port_says_so_at_once() {
+    let server = FakeImap::start("alice", "pw", vec![Folder::new("INBOX", 3, Vec::new())], vec![Script::healthy()]);
+    let tmp = TempDir::new("cli-starttls");
+    let (port, ca) = (server.port().to_string(), server.ca_file());
+    // With the default 60 s timeout, only recognising the port ends this run with this message.
+    let o = run(
+        &[
+            "-u",
+            "alice",
+            "-i",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--starttls",
+            "--ca-file",
+            &ca,
+            "--dir",
+            tmp.join("a").to_str().unwrap(),
+        ],
+        &[("SMAILARCHIVER_PASSWD", "pw")],
+    );
+    assert_one_line_error(
+        &o,
+        1,
+        &format!(
+            "no IMAP greeting from 127.0.0.1:{port}: it speaks TLS at once, an implicit-TLS port: leave out --starttls"
+        ),
+    );
+    // The run's connection and its probe both ended before TLS: what the server saw
+    // (each is recorded when the server's thread for it notices; the run is over).
+    let mut errors = Vec::new();
+    for _ in 0..600 {
+        errors.extend(server.take_errors());
+        if errors.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
+fn a_bad_since_date_is_a_usage_error() {
+    for date in ["2024-13-01", "01/02/2024", "2023-02-29"] {
+        let o = run(&["-u", "a", "-i", "127.0.0.1", "--since", date], &[]);
+        assert_one_line_error(&o, 2, &format!("--since '{date}': "));
+    }
+    let tmp = TempDir::new("cli-since-config");
+    let config = config_file(&tmp, &[account_entry("alice", 1, &tmp.join("a"), r#", "since": "2024-02-30""#)], "");
+    assert_one_line_error(&run(&["-c", &config], &[]), 2, "account alice: \"since\" '2024-02-30': no such day");
+}
+
+// ---- issue 13, item 6: a wrong key is said once ----
+
+#[test]
+fn a_wrong_key_stops_verify_and_restore_with_one_line() {
+    let tmp = TempDir::new("cli-wrong-key");
+    // Three files encrypted with the pbkdf2 key, tried with another (valid) key.
+    let (folder, _) = pbkdf2_folder(&tmp);
+    let wrong = vectors().join("keys/random.key");
+    let wrong = wrong.to_str().unwrap();
+    let needle = format!(
+        "the key {wrong} does not match: none of the first 3 encrypted files authenticates with it \
+         (wrong key file or password?)"
+    );
+    for args in [
+        vec!["--verify", folder.as_str(), "-k", wrong],
+        vec!["-r", folder.as_str(), "-k", wrong],
+        vec!["-r", folder.as_str(), "-k", wrong, "--to-maildir", tmp.join("md").to_str().unwrap()],
+    ] {
+        let o = run(&args, &[]);
+        assert_one_line_error(&o, 1, &needle);
+        assert_eq!(stdout(&o), "", "{args:?}");
+    }
+    assert!(!tmp.join("INBOX.mbox").exists() && !tmp.join("md").exists(), "an output was written");
+    // Real damage (one good file among bad ones) keeps the list of bad files.
+    fs::copy(vectors().join("random/1.mbox.gz.enc"), Path::new(&folder).join("2.mbox.gz.enc")).unwrap();
+    let o = run(&["--verify", &folder, "-k", wrong], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).matches("MAC check failed").count(), 3, "{}", stdout(&o));
+    assert!(stdout(&o).contains("verified 4 files: 1 good, 3 bad"), "{}", stdout(&o));
 }

@@ -173,20 +173,38 @@ fn nothing_listening_is_a_clear_error() {
 }
 
 #[test]
-fn starttls_against_the_implicit_tls_port_times_out_with_a_hint() {
+fn starttls_against_the_implicit_tls_port_is_recognised_with_a_hint() {
     let server = Dovecot::start();
     let mut spec = server_spec(server.imaps_port(), true, Some(&server.cert_pem_path()), None);
-    spec.timeout = SHORT;
-    // The message names the timeout that fired: nothing else ends the wait for a greeting.
+    // Longer than the guard: only recognising the TLS port, not the timeout, ends the wait.
+    spec.timeout = HANG_GUARD * 2;
     let error = connect_error_within_guard(&spec, &password(USER, PASS));
     assert_eq!(
         error,
         format!(
-            "no IMAP greeting from 127.0.0.1:{}: nothing received within 2 s \
-             (an implicit-TLS port? then leave out --starttls)",
+            "no IMAP greeting from 127.0.0.1:{}: it speaks TLS at once, an implicit-TLS port: \
+             leave out --starttls (or give the STARTTLS port, usually 143)",
             server.imaps_port()
         )
     );
+}
+
+#[test]
+fn starttls_against_a_silent_plain_port_times_out_with_a_hint() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut spec = server_spec(port, true, None, None);
+    spec.timeout = SHORT;
+    // The message names the timeout that fired: the port said nothing, not even to TLS.
+    let error = connect_error_within_guard(&spec, &password(USER, PASS));
+    assert_eq!(
+        error,
+        format!(
+            "no IMAP greeting from 127.0.0.1:{port}: nothing received within 2 s \
+             (an implicit-TLS port? then leave out --starttls)"
+        )
+    );
+    drop(listener);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use super::writer::{MessageWriter, Outcome, Settings};
 use crate::account::Account;
 use crate::archive::ArchiveFile;
 use crate::dir::Dir;
+use crate::date::Day;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::Fetched;
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
@@ -207,11 +208,20 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
     Ok(Some(archived_uids(&dir)?.len()))
 }
 
-/// Opens the folder and learns what is on the server, in one round trip: after a complete
-/// backup, the UIDs and sizes of the messages that arrived since; otherwise every UID.
-fn open(session: &mut Session, place: &Place<'_>, mailbox: &Mailbox) -> std::result::Result<(Examined, Found), Stop> {
-    let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| r.complete_at());
+/// Opens the folder and learns what is on the server, in one round trip: with `--since`,
+/// the UIDs of the messages from that day on; after a complete backup, the UIDs and sizes
+/// of the messages that arrived since; otherwise every UID.
+fn open(
+    session: &mut Session,
+    place: &Place<'_>,
+    mailbox: &Mailbox,
+    from_day: Option<Day>,
+) -> std::result::Result<(Examined, Found), Stop> {
     let spec = session.spec().clone();
+    if let Some(day) = from_day {
+        return session.examine_and(&mailbox.wire, Then::UidsSince(day)).map_err(imap_stop(&spec, "EXAMINE"));
+    }
+    let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| r.complete_at());
     if let Some((uidvalidity, uidnext)) = since {
         let (examined, found) =
             session.examine_and(&mailbox.wire, Then::SizesFrom(uidnext)).map_err(imap_stop(&spec, "EXAMINE"))?;
@@ -233,7 +243,7 @@ fn pass(
     // Each pass retries every missing message but those given up: only its own failures
     // count besides those.
     report.failed = lessons.left_out.len();
-    let (examined, found) = open(session, place, mailbox)?;
+    let (examined, found) = open(session, place, mailbox, ctx.account.since)?;
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
@@ -337,8 +347,9 @@ fn pass(
     fetched?;
     // Everything below UIDNEXT is now archived: the next run starts there. Not after a
     // message went missing: the next run looks at every UID again, in case it was not
-    // really gone.
-    if let (0, 0, Some(uidnext)) = (report.failed, report.vanished, examined.uid_next) {
+    // really gone. Nor with `--since`: the older messages are still to come, and a run
+    // without it must look at every UID to find them.
+    if let (0, 0, Some(uidnext), None) = (report.failed, report.vanished, examined.uid_next, ctx.account.since) {
         place.records().set_complete(place.account_dir, mailbox, uidnext);
     }
     Ok(())

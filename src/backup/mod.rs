@@ -1,6 +1,7 @@
 //! Backup: each account's folders into the archive, incrementally by UID, one crash-safe
 //! file per message. One failing account never stops the others.
 
+pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
 pub mod plan;
@@ -44,6 +45,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
         }
     }
     if ready.is_empty() {
+        Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0 }.say(sink);
         return code;
     }
     let rules = Rules {
@@ -61,21 +63,60 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
             return EXIT_FAILURE;
         }
     }
+    let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0 };
     for p in ready {
         let label = p.account.label();
         match backup_account(p, out, sink) {
             Ok(reports) => {
+                tally.new += reports.iter().map(|r| r.new).sum::<usize>();
+                tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
                 if reports.iter().any(|r| r.failed > 0) {
+                    tally.failed += 1;
                     code = EXIT_FAILURE;
                 }
             }
             Err(e) => {
                 sink.error(&format!("{label}: {e}"));
+                tally.failed += 1;
                 code = EXIT_FAILURE;
             }
         }
     }
+    tally.say(sink);
     code
+}
+
+/// What became of the accounts of a run, for its last line.
+struct Tally {
+    accounts: usize,
+    failed: usize,
+    new: usize,
+    bytes: u64,
+}
+
+impl Tally {
+    /// With several accounts, one line to end the run (`2 accounts: 1 ok, 1 failed; 35 new
+    /// messages, B bytes`): a result, so `--quiet` keeps a good run silent as cron wants,
+    /// but a warning when an account failed, so the mail cron sends has the whole count.
+    fn say(&self, sink: &dyn Sink) {
+        if self.accounts < 2 {
+            return;
+        }
+        let line = format!(
+            "{} accounts: {} ok, {} failed; {} new message{}, {} bytes",
+            self.accounts,
+            self.accounts - self.failed,
+            self.failed,
+            self.new,
+            if self.new == 1 { "" } else { "s" },
+            self.bytes
+        );
+        if self.failed > 0 {
+            sink.warning(&line);
+        } else {
+            sink.result(&line);
+        }
+    }
 }
 
 /// An account with everything it needs from outside the archive already in hand.
@@ -156,6 +197,17 @@ pub struct Listing {
 /// Lists every account's folders with the directory a backup uses for each. Writes
 /// nothing: the process is confined to reading the archive roots before it connects.
 pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<Vec<Listing>>)> {
+    read_only(accounts, sandbox, list_account)
+}
+
+/// Runs `each` on a session with every account's server, the process confined to reading
+/// the archive roots (nothing is created, not even the root); each account's label with
+/// what came of it.
+fn read_only<T>(
+    accounts: &[Account],
+    sandbox: Mode,
+    each: impl Fn(&Account, &mut Session) -> Result<T>,
+) -> Vec<(String, Result<T>)> {
     let mut ready = Vec::new();
     let mut results = Vec::new();
     for account in accounts {
@@ -179,7 +231,7 @@ pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<
     for (account, (auth, spec, addrs)) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth);
-        let listed = session.connect().and_then(|()| list_account(account, &mut session));
+        let listed = session.connect().and_then(|()| each(account, &mut session));
         let _ = session.logout();
         results.push((label.clone(), listed));
     }
@@ -259,7 +311,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
         let since = place.records().folder_of(&account_dir, mailbox).and_then(|r| r.complete_at());
         match (since, status) {
-            (Some((uidvalidity, from)), Some(s)) if s.uidvalidity == Some(uidvalidity) => {
+            // New mail is new by UID, not by date: `--since` takes the ordinary pass.
+            (Some((uidvalidity, from)), Some(s)) if s.uidvalidity == Some(uidvalidity) && account.since.is_none() => {
                 changed.push(new_mail::Changed { mailbox, uidvalidity, from });
             }
             _ => ordinary.push_back((mailbox, None)),
@@ -406,5 +459,21 @@ fn make_root(root: &std::path::Path) -> Result<()> {
     if root.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).at(root)
+    // "File exists" / "Not a directory" would not say which setting is wrong.
+    let not_dir = |what: &str| {
+        crate::error::Error::runtime(format!(
+            "the archive directory {} {what} (see --dir, or \"archive_dir\" in the config)",
+            root.display()
+        ))
+    };
+    if root.exists() {
+        return Err(not_dir("is a file, not a directory"));
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotADirectory {
+            not_dir("cannot be made: part of its path is a file")
+        } else {
+            crate::error::Error::runtime(format!("{}: {}", root.display(), crate::error::describe_io(&e)))
+        }
+    })
 }

@@ -97,6 +97,23 @@ pub struct Checked {
     tag: [u8; TAG_LEN],
 }
 
+/// A file whose HMAC does not match the key: the one failure a wrong key causes.
+#[derive(Debug)]
+pub struct MacMismatch;
+
+impl std::fmt::Display for MacMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MAC check failed: wrong key, or the file was changed")
+    }
+}
+
+impl std::error::Error for MacMismatch {}
+
+/// Whether `e` is a file's failed MAC check ([`MacMismatch`]).
+pub fn is_mac_mismatch(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<MacMismatch>())
+}
+
 /// First pass: reads the decoded file to its end and checks its HMAC in constant time.
 pub fn check_mac(keys: &Keys, mut r: impl Read) -> io::Result<Checked> {
     let mut mac = new_mac(keys);
@@ -122,7 +139,7 @@ pub fn check_mac(keys: &Keys, mut r: impl Read) -> io::Result<Checked> {
     if total < (IV_LEN + TAG_LEN) as u64 {
         return Err(invalid(format!("too short for an encrypted message ({total} bytes)")));
     }
-    mac.verify_slice(&buf[..TAG_LEN]).map_err(|_| invalid("MAC check failed: wrong key, or the file was changed"))?;
+    mac.verify_slice(&buf[..TAG_LEN]).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, MacMismatch))?;
     let cipher_len = total - (IV_LEN + TAG_LEN) as u64;
     if cipher_len == 0 || !cipher_len.is_multiple_of(BLOCK as u64) {
         return Err(invalid(format!("ciphertext of {cipher_len} bytes is not a whole number of AES blocks")));

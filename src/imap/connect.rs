@@ -26,6 +26,9 @@ pub const IMAP_PORT: u16 = 143;
 const MAX_LINE: u64 = 8192;
 /// Most untagged lines accepted while waiting for the answer to STARTTLS.
 const MAX_UNTAGGED: usize = 64;
+/// How long STARTTLS waits for the greeting before it asks, on a second connection,
+/// whether the port is an implicit-TLS one (which waits for the client: silence).
+const GREETING_PROBE: Duration = Duration::from_secs(2);
 
 /// Where the server is and how to talk to it.
 #[derive(Clone, Debug)]
@@ -102,7 +105,7 @@ pub fn open(spec: &ServerSpec, addrs: &[SocketAddr]) -> Result<Stream> {
     let endpoint = spec.endpoint();
     let tcp = open_tcp(addrs, &endpoint, spec.timeout)?;
     if spec.starttls {
-        starttls(&tcp, &endpoint, spec.timeout)?;
+        starttls(&tcp, spec, &endpoint)?;
     }
     tls::handshake(&spec.trust, &spec.host, &endpoint, tcp, spec.timeout)
 }
@@ -150,13 +153,24 @@ fn io_timeout(e: &io::Error) -> bool {
 }
 
 /// The clear-text part of STARTTLS: the greeting, then `a0 STARTTLS` and its tagged OK.
-fn starttls(tcp: &TcpStream, endpoint: &str, timeout: Duration) -> Result<()> {
+fn starttls(tcp: &TcpStream, spec: &ServerSpec, endpoint: &str) -> Result<()> {
+    let timeout = spec.timeout;
     let mut reader = BufReader::new(tcp);
     let no_greeting = |why: String| {
         Error::runtime(format!(
             "no IMAP greeting from {endpoint}: {why} (an implicit-TLS port? then leave out --starttls)"
         ))
     };
+    let implicit_tls = || {
+        Error::runtime(format!(
+            "no IMAP greeting from {endpoint}: it speaks TLS at once, an implicit-TLS port: \
+             leave out --starttls (or give the STARTTLS port, usually {IMAP_PORT})"
+        ))
+    };
+    wait_for_greeting(tcp, &mut reader, spec).map_err(|e| match e {
+        Greeting::Tls => implicit_tls(),
+        Greeting::Failed(why) => no_greeting(why),
+    })?;
     let greeting = read_line(&mut reader, timeout).map_err(no_greeting)?;
     check_greeting(greeting.as_bytes(), endpoint)?;
     let mut writer = tcp;
@@ -174,6 +188,54 @@ fn starttls(tcp: &TcpStream, endpoint: &str, timeout: Duration) -> Result<()> {
         return Err(Error::runtime(format!("{endpoint} sent unexpected data after agreeing to STARTTLS")));
     }
     Ok(())
+}
+
+/// Why no greeting came.
+enum Greeting {
+    /// The server speaks TLS: an implicit-TLS port.
+    Tls,
+    /// Anything else, as a phrase.
+    Failed(String),
+}
+
+/// Waits until the server has sent something, within the timeout. An implicit-TLS server
+/// sends nothing until the client speaks, which would cost the whole timeout: after
+/// [`GREETING_PROBE`] of silence, a second connection asks the port whether it speaks TLS.
+fn wait_for_greeting(
+    tcp: &TcpStream,
+    reader: &mut BufReader<&TcpStream>,
+    spec: &ServerSpec,
+) -> std::result::Result<(), Greeting> {
+    let first_wait = GREETING_PROBE.min(spec.timeout);
+    let rest = spec.timeout.saturating_sub(first_wait);
+    let set = |d: Duration| tcp.set_read_timeout(Some(d)).map_err(|e| Greeting::Failed(describe_io(&e)));
+    let silence = || Greeting::Failed(format!("nothing received within {}", seconds(spec.timeout)));
+    set(first_wait)?;
+    let mut probed = false;
+    let first = loop {
+        match reader.fill_buf() {
+            Ok([]) => break Err(Greeting::Failed("the server closed the connection".into())),
+            Ok(buf) => break Ok(buf[0]),
+            Err(e) if io_timeout(&e) && !probed => {
+                probed = true;
+                let addr = tcp.peer_addr().map_err(|e| Greeting::Failed(describe_io(&e)))?;
+                if tls::speaks_tls(&spec.trust, &spec.host, addr, first_wait) {
+                    break Err(Greeting::Tls);
+                }
+                if rest.is_zero() {
+                    break Err(silence());
+                }
+                set(rest)?;
+            }
+            Err(e) if io_timeout(&e) => break Err(silence()),
+            Err(e) => break Err(Greeting::Failed(describe_io(&e))),
+        }
+    };
+    set(spec.timeout)?;
+    match first? {
+        b if tls::is_tls_record(b) => Err(Greeting::Tls),
+        _ => Ok(()),
+    }
 }
 
 /// The tagged `a0` reply without its tag, skipping untagged lines.

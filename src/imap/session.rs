@@ -66,6 +66,9 @@ pub enum Then {
     AllUids,
     /// The UID and size of every message from this UID on (`UID FETCH N:* (UID RFC822.SIZE)`).
     SizesFrom(u32),
+    /// The UIDs of the messages whose INTERNALDATE is on or after this day
+    /// (`UID SEARCH SINCE`).
+    UidsSince(crate::date::Day),
 }
 
 /// The answer to [`Then`].
@@ -388,6 +391,7 @@ impl Session {
             let second = match then {
                 Then::AllUids => "UID SEARCH ALL".to_string(),
                 Then::SizesFrom(uid) => format!("UID FETCH {uid}:* (UID RFC822.SIZE)"),
+                Then::UidsSince(day) => format!("UID SEARCH SINCE {day}"),
             };
             let tags = link.send(&[format!("EXAMINE {}", quoted(wire)?), second])?;
             let mut examined = Examined::default();
@@ -411,7 +415,7 @@ impl Session {
             Ok((
                 examined,
                 match then {
-                    Then::AllUids => {
+                    Then::AllUids | Then::UidsSince(_) => {
                         uids.sort_unstable();
                         uids.dedup();
                         Found::Uids(uids)

@@ -10,8 +10,8 @@
 //! because rustls only reports an error kind: the user needs the fingerprint to decide
 //! whether to pin it.
 
-use std::io;
-use std::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,23 +54,45 @@ impl Trust {
     /// Reads the `--ca-file` certificates or parses the `--pin-sha256` fingerprint; bad
     /// input is a usage error. With neither, only the web PKI roots are trusted.
     pub fn load(ca_file: Option<&Path>, pin_sha256: Option<&str>) -> Result<Trust> {
+        Trust::load_as(ca_file, pin_sha256, &FLAG_NAMES)
+    }
+
+    /// [`Trust::load`], naming the settings in errors as `names` says (the config file's
+    /// keys are not the flags).
+    pub fn load_as(ca_file: Option<&Path>, pin_sha256: Option<&str>, names: &Names) -> Result<Trust> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mode = match (ca_file, pin_sha256) {
             (Some(_), Some(_)) => {
-                return Err(Error::usage(
-                    "--ca-file and --pin-sha256 exclude each other (a pin accepts exactly one certificate)",
-                ))
+                return Err(Error::usage(format!(
+                    "{} and {} exclude each other (a pin accepts exactly one certificate)",
+                    names.ca_file, names.pin
+                )))
             }
-            (None, Some(pin)) => Mode::Pin(parse_pin(pin)?),
-            (ca_file, None) => roots_mode(ca_file, &provider)?,
+            (None, Some(pin)) => Mode::Pin(parse_pin(pin).map_err(|e| e.context(names.pin))?),
+            (ca_file, None) => roots_mode(ca_file, &provider, names)?,
         };
         Ok(Trust { provider, mode })
     }
 }
 
-fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>) -> Result<Mode> {
+/// What the trust settings are called where they were given.
+pub struct Names {
+    /// The CA file's name.
+    pub ca_file: &'static str,
+    /// The pin's name.
+    pub pin: &'static str,
+}
+
+/// The command line's names.
+pub const FLAG_NAMES: Names = Names { ca_file: "--ca-file", pin: "--pin-sha256" };
+/// The config file's names.
+pub const CONFIG_NAMES: Names = Names { ca_file: "\"ca_file\"", pin: "\"pin_sha256\"" };
+
+fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>, names: &Names) -> Result<Mode> {
     let exact = match ca_file {
-        Some(path) => read_pem_certificates(path)?,
+        Some(path) => {
+            read_pem_certificates(path).map_err(|e| e.context(format!("{} {}", names.ca_file, path.display())))?
+        }
         None => Vec::new(),
     };
     let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
@@ -82,9 +104,9 @@ fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>) -> Result<
     Ok(Mode::Roots { webpki, exact: Arc::new(exact) })
 }
 
-/// The certificates of a PEM file, in order.
+/// The certificates of a PEM file, in order; errors say why, the caller names the file.
 pub fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let bad = |why: String| Error::usage(format!("--ca-file {}: {why}", path.display()));
+    let bad = Error::usage;
     let bytes = bounded::read_file(path, bounded::CA_FILE).map_err(|e| {
         if bounded::is_too_large(&e) {
             bad(format!("{}, not a PEM certificate file", describe_io(&e)))
@@ -101,10 +123,11 @@ pub fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-/// Parses a `--pin-sha256` value: 64 hex digits, any case, colons allowed anywhere.
+/// Parses a `--pin-sha256` value: 64 hex digits, any case, colons allowed anywhere;
+/// errors say why, the caller names the setting.
 pub fn parse_pin(text: &str) -> Result<[u8; 32]> {
     let digits: Vec<u8> = text.trim().bytes().filter(|&b| b != b':').collect();
-    let bad = |why: &str| Error::usage(format!("--pin-sha256: {why} (expected 64 hex digits, colons allowed)"));
+    let bad = |why: &str| Error::usage(format!("{why} (expected 64 hex digits, colons allowed)"));
     if let Some(&b) = digits.iter().find(|b| !b.is_ascii_hexdigit()) {
         return Err(bad(&format!("{:?} is not a hex digit", char::from(b))));
     }
@@ -243,19 +266,54 @@ fn describe_rejection(error: &rustls::Error) -> String {
     }
 }
 
-/// Performs the TLS handshake on a connected socket (whose timeouts are already set);
-/// `endpoint` (`host:port`) names the server in errors.
-pub fn handshake(trust: &Trust, host: &str, endpoint: &str, mut tcp: TcpStream, timeout: Duration) -> Result<Stream> {
-    let rejection = Arc::new(Mutex::new(None));
-    let verifier = Arc::new(Verifier { trust: trust.clone(), rejection: rejection.clone() });
+/// A client connection that records why it rejected a certificate in `rejection`.
+fn client(
+    trust: &Trust,
+    host: &str,
+    endpoint: &str,
+    rejection: Arc<Mutex<Option<Rejection>>>,
+) -> Result<ClientConnection> {
+    let verifier = Arc::new(Verifier { trust: trust.clone(), rejection });
     let config = ClientConfig::builder_with_provider(trust.provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::runtime(format!("cannot set up TLS: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let mut conn = ClientConnection::new(Arc::new(config), server_name(host)?)
-        .map_err(|e| Error::runtime(format!("cannot set up TLS for {endpoint}: {e}")))?;
+    ClientConnection::new(Arc::new(config), server_name(host)?)
+        .map_err(|e| Error::runtime(format!("cannot set up TLS for {endpoint}: {e}")))
+}
+
+/// Whether the server at `addr` answers a TLS ClientHello with a TLS record (a handshake
+/// or an alert) within `wait`: asked on a connection of its own, closed at once. It tells
+/// an implicit-TLS port, which waits for the client to speak, from a silent plain one.
+pub fn speaks_tls(trust: &Trust, host: &str, addr: SocketAddr, wait: Duration) -> bool {
+    let probe = || -> std::result::Result<bool, Box<dyn std::error::Error>> {
+        let mut conn = client(trust, host, "", Arc::new(Mutex::new(None)))?;
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello)?;
+        let mut tcp = TcpStream::connect_timeout(&addr, wait)?;
+        tcp.set_read_timeout(Some(wait))?;
+        tcp.set_write_timeout(Some(wait))?;
+        tcp.write_all(&hello)?;
+        let mut first = [0u8; 1];
+        tcp.read_exact(&mut first)?;
+        Ok(is_tls_record(first[0]))
+    };
+    probe().unwrap_or(false)
+}
+
+/// Whether a first byte from the server starts a TLS record: a handshake (22) or an
+/// alert (21); no IMAP answer starts with either.
+pub fn is_tls_record(byte: u8) -> bool {
+    byte == 0x16 || byte == 0x15
+}
+
+/// Performs the TLS handshake on a connected socket (whose timeouts are already set);
+/// `endpoint` (`host:port`) names the server in errors.
+pub fn handshake(trust: &Trust, host: &str, endpoint: &str, mut tcp: TcpStream, timeout: Duration) -> Result<Stream> {
+    let rejection = Arc::new(Mutex::new(None));
+    let mut conn = client(trust, host, endpoint, rejection.clone())?;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut tcp) {
             let recorded = rejection.lock().ok().and_then(|slot| slot.clone());
@@ -328,9 +386,11 @@ mod tests {
     #[test]
     fn bad_pins_are_usage_errors() {
         for bad in ["", "ab12", &HEX[..63], &format!("{HEX}00"), &format!("{}g", &HEX[..63])] {
-            let e = parse_pin(bad).unwrap_err();
+            let e = Trust::load(None, Some(bad)).unwrap_err();
             assert_eq!(e.exit_code(), crate::error::EXIT_USAGE, "{bad:?}");
             assert!(e.message().starts_with("--pin-sha256: "), "{e}");
+            let e = Trust::load_as(None, Some(bad), &CONFIG_NAMES).unwrap_err();
+            assert!(e.message().starts_with("\"pin_sha256\": "), "{e}");
         }
     }
 
@@ -358,6 +418,8 @@ mod tests {
         assert!(e.message().contains("no certificate"), "{e}");
         let e = Trust::load(Some(Path::new("/dev/zero")), None).unwrap_err();
         assert_eq!(e.message(), "--ca-file /dev/zero: larger than 1048576 bytes, not a PEM certificate file");
+        let e = Trust::load_as(Some(&missing), None, &CONFIG_NAMES).unwrap_err();
+        assert!(e.message().starts_with(&format!("\"ca_file\" {}: ", missing.display())), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -25,6 +25,34 @@ const MAILDIR_BATCH: usize = 256;
 /// How much of a message's start is read to build its mbox separator line.
 const HEAD_LEN: usize = 64 * 1024;
 
+/// Encrypted files tried before a key that authenticates none of them is called wrong.
+pub const KEY_PROBES: usize = 3;
+
+/// Checks `keys` (from `key_path`) against the first encrypted `files`: when
+/// [`KEY_PROBES`] of them in a row fail their MAC check and none passes, the key is
+/// wrong (every file changed is far less likely), and one line says so instead of one
+/// per file. Fewer encrypted files, or one that passes, leave it to the per-file report;
+/// files damaged in other ways are skipped (a few at most).
+pub fn check_key(files: &[ArchiveFile], keys: &Keys, key_path: &Path) -> Result<()> {
+    let mut mismatches = 0;
+    for f in files.iter().filter(|f| f.form.encrypted).take(2 * KEY_PROBES) {
+        let Ok(file) = fs::File::open(&f.path) else { continue };
+        match codec::open_sealed(file, f.form, Some(keys)) {
+            Ok(_) => return Ok(()),
+            Err(e) if codec::cipher::is_mac_mismatch(&e) => mismatches += 1,
+            Err(_) => continue,
+        }
+        if mismatches == KEY_PROBES {
+            return Err(Error::runtime(format!(
+                "the key {} does not match: none of the first {KEY_PROBES} encrypted files authenticates with it \
+                 (wrong key file or password?)",
+                key_path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Where restored messages go.
 #[derive(Clone, Debug)]
 pub enum Target {

@@ -282,6 +282,11 @@ impl FakeImap {
         lock(&self.times).clone()
     }
 
+    /// The serving failures so far, forgotten: for a test whose client fails on purpose.
+    pub fn take_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.errors))
+    }
+
     /// Fails the test if serving went wrong so far (see the module documentation).
     #[track_caller]
     pub fn assert_no_errors(&self) {

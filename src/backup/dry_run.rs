@@ -1,0 +1,120 @@
+//! `--dry-run`: what a backup would fetch, folder by folder (messages and bytes), found
+//! the way a backup finds it (the server's UIDs, or those since `--since`, less the ones
+//! archived, then their sizes) by a process that can only read the archive: no root, no
+//! records, no lock and no key file is made.
+
+use std::collections::HashSet;
+
+use super::folder::archived_uids;
+use super::{choose_folders, read_only};
+use crate::account::Account;
+use crate::error::{Result, EXIT_FAILURE};
+use crate::imap::{Found, Session, Then};
+use crate::mailbox_name::Mailbox;
+use crate::registry::Registry;
+use crate::report::Sink;
+use crate::sandbox::Mode;
+
+/// What a backup of one folder would fetch.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// The folder's name.
+    pub folder: String,
+    /// Messages to fetch.
+    pub messages: usize,
+    /// Their size, as the server announces it.
+    pub bytes: u64,
+    /// Messages already in the archive.
+    pub archived: usize,
+}
+
+/// Counts what a backup of `accounts` would fetch, one line per folder and one per
+/// account; returns the exit code (1 when an account or a folder could not be counted).
+pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
+    let mut code = 0;
+    for (label, counted) in read_only(accounts, sandbox, |a, s| count_account(a, s, sink)) {
+        let folders = match counted {
+            Ok(f) => f,
+            Err(e) => {
+                sink.error(&format!("{label}: {e}"));
+                code = EXIT_FAILURE;
+                continue;
+            }
+        };
+        let (mut messages, mut bytes, mut failed) = (0, 0, 0);
+        for (name, planned) in folders {
+            match planned {
+                Ok(p) => {
+                    sink.result(&format!(
+                        "{label} {}: would fetch {} message{}, {} bytes ({} already archived)",
+                        p.folder,
+                        p.messages,
+                        if p.messages == 1 { "" } else { "s" },
+                        p.bytes,
+                        p.archived
+                    ));
+                    messages += p.messages;
+                    bytes += p.bytes;
+                }
+                Err(e) => {
+                    sink.error(&format!("{label} {name}: {e}"));
+                    failed += 1;
+                    code = EXIT_FAILURE;
+                }
+            }
+        }
+        let failed = if failed > 0 { format!(" ({failed} folder(s) could not be counted)") } else { String::new() };
+        sink.result(&format!("{label}: would fetch {messages} messages, {bytes} bytes{failed}; nothing was written"));
+    }
+    code
+}
+
+/// Each folder a backup would go through, with what it would fetch from it.
+fn count_account(account: &Account, session: &mut Session, sink: &dyn Sink) -> Result<Vec<(String, Result<Planned>)>> {
+    let registry = Registry::read(&account.root)?;
+    let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
+    let chosen = choose_folders(account, session, sink)?;
+    let mut out = Vec::new();
+    for mailbox in &chosen.folders {
+        out.push((mailbox.shown(), count_folder(account, session, &registry, &account_dir, mailbox)));
+    }
+    Ok(out)
+}
+
+fn count_folder(
+    account: &Account,
+    session: &mut Session,
+    registry: &Registry,
+    account_dir: &str,
+    mailbox: &Mailbox,
+) -> Result<Planned> {
+    let spec = session.spec().clone();
+    let then = account.since.map_or(Then::AllUids, Then::UidsSince);
+    let (examined, found) = session.examine_and(&mailbox.wire, then).map_err(|e| spec.imap_error("EXAMINE", &e))?;
+    let on_server: Vec<u32> = match found {
+        Found::Uids(uids) => uids,
+        Found::Sizes(sizes) => sizes.into_iter().map(|(u, _)| u).collect(),
+    };
+    // The files count only for the UIDVALIDITY they were archived under: after a change
+    // a backup moves them aside and fetches everything.
+    let recorded = registry.folder_of(account_dir, mailbox).and_then(|r| r.uidvalidity);
+    let rel = std::path::Path::new(account_dir).join(registry.folder_dir(account_dir, mailbox));
+    // Opened from the root without following a symlink, as a backup would.
+    let dir = crate::dir::Dir::open(registry.root()).and_then(|root| root.open_beneath(&rel));
+    let archived = match dir {
+        Ok(dir) if recorded.is_none() || recorded == examined.uid_validity => archived_uids(&dir)?,
+        _ => HashSet::new(),
+    };
+    let missing: Vec<u32> = on_server.iter().copied().filter(|u| !archived.contains(u)).collect();
+    let sizes = if missing.is_empty() {
+        Vec::new()
+    } else {
+        session.sizes(&missing).map_err(|e| spec.imap_error("UID FETCH", &e))?
+    };
+    Ok(Planned {
+        folder: mailbox.shown(),
+        messages: sizes.len(),
+        bytes: sizes.iter().map(|&(_, s)| u64::from(s)).sum(),
+        archived: on_server.len() - missing.len(),
+    })
+}
