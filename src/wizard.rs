@@ -3,12 +3,17 @@
 //! input, so it also works (and is tested) with piped input.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
 
 use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_TIMEOUT};
+use crate::atomic::TempFile;
 use crate::bounded;
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, IoContext, Result};
+use crate::imap::tls::Trust;
+use crate::imap::IMAP_PORT;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::secret::{Secret, Sources};
 
@@ -42,16 +47,38 @@ fn yes(input: &mut dyn BufRead, question: &str) -> Result<bool> {
     Ok(a == "y" || a == "yes" || a == "o" || a == "oui")
 }
 
-/// Asks for an account on standard error / standard input.
+/// A question whose default is yes: true only for an explicit no.
+fn no(input: &mut dyn BufRead, question: &str) -> Result<bool> {
+    let a = ask(input, question, Some("y"))?.to_ascii_lowercase();
+    Ok(a == "n" || a == "no" || a == "non")
+}
+
+/// Asks for an account on standard error / standard input; on request, saves the answers
+/// as a config file for `-c` (and says so).
 pub fn ask_account() -> Result<Account> {
     let stdin = io::stdin();
     let mut input = stdin.lock();
     eprintln!("smailarchiver {}: back up an IMAP mailbox (Ctrl-C to stop)", env!("CARGO_PKG_VERSION"));
     let user = ask(&mut input, "Email user name", None)?;
     let host = ask(&mut input, "IMAP server", None)?;
-    let port = ask(&mut input, "IMAP port (implicit TLS)", Some("993"))?;
+    let port = ask(&mut input, "IMAP port (993: TLS from the start; 143: plain, then STARTTLS)", Some("993"))?;
     let port: u16 = port.parse().map_err(|_| Error::usage(format!("wizard: '{port}' is not a port number")))?;
+    // Port 143 speaks plain text first: STARTTLS is then the only safe way, so it is the default.
+    let starttls = if port == IMAP_PORT {
+        !no(&mut input, "Upgrade the connection with STARTTLS? (Y/n)")?
+    } else {
+        yes(&mut input, "Upgrade a plain connection with STARTTLS? (y/n)")?
+    };
     let ca_file = ask(&mut input, "Extra CA certificate file, for a self-signed server (empty: none)", Some(""))?;
+    let pin_sha256 = if ca_file.is_empty() {
+        ask(&mut input, "Or: SHA-256 fingerprint of the server's certificate, to pin it (empty: none)", Some(""))?
+    } else {
+        String::new()
+    };
+    let ca_file = (!ca_file.is_empty()).then(|| PathBuf::from(ca_file));
+    let pin_sha256 = (!pin_sha256.is_empty()).then_some(pin_sha256);
+    // Checked now rather than after every other question.
+    Trust::load(ca_file.as_deref(), pin_sha256.as_deref()).map_err(|e| e.context("wizard"))?;
     let password = if io::stdin().is_terminal() {
         drop(input);
         let pw = Sources { what: "email password", ..Sources::default() }.obtain()?;
@@ -60,8 +87,10 @@ pub fn ask_account() -> Result<Account> {
     } else {
         Secret::new(ask(&mut input, "Email password", None)?)
     };
-    let folders = ask(&mut input, "Folders, separated by commas", Some("INBOX"))?;
+    let folders = ask(&mut input, "Folders, separated by commas (* for all of them)", Some("INBOX"))?;
     let folders: Vec<String> = folders.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
+    let folders =
+        if folders.iter().any(|f| f == "*") { Folders::All { exclude: Vec::new() } } else { Folders::Named(folders) };
     let compressed = yes(&mut input, "Compress the messages? (y/n)")?;
     let encrypted = yes(&mut input, "Encrypt the messages? (y/n)")?;
     let keys = if encrypted {
@@ -72,17 +101,17 @@ pub fn ask_account() -> Result<Account> {
         None
     };
     let root = PathBuf::from(ask(&mut input, "Archive directory", Some("."))?);
-    Ok(Account {
+    let account = Account {
         user,
         host,
         port: Some(port),
-        starttls: false,
-        ca_file: (!ca_file.is_empty()).then(|| PathBuf::from(ca_file)),
-        pin_sha256: None,
+        starttls,
+        ca_file,
+        pin_sha256,
         password: Some(password),
         passwd_command: None,
         oauth2_command: None,
-        folders: Folders::Named(folders),
+        folders,
         root,
         form: Form { compressed, encrypted },
         level: DEFAULT_LEVEL,
@@ -91,12 +120,136 @@ pub fn ask_account() -> Result<Account> {
         timeout: DEFAULT_TIMEOUT,
         connections: crate::account::DEFAULT_CONNECTIONS,
         since: None,
+    };
+    let save = ask(&mut input, "Save these settings as a config file for -c (empty: do not save)", Some(""))?;
+    if Path::new(&save).exists() && !save.is_empty() {
+        return Err(Error::usage(format!("wizard: {save} exists: not overwritten")));
+    }
+    if !save.is_empty() {
+        let command = ask(
+            &mut input,
+            "Command that prints the email password, e.g. pass show mail (empty: store the password in the file)",
+            Some(""),
+        )?;
+        let path = PathBuf::from(save);
+        save_config(&account, (!command.is_empty()).then_some(command.as_str()), &path)?;
+        eprintln!(
+            "smailarchiver: saved {} (mode 0600); next time run: smailarchiver -c {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(account)
+}
+
+/// The config file (`-c`) that backs up `account` as the wizard set it up; the password
+/// is `passwd_cmd` when given, else stored. Paths are made absolute, so the file works
+/// from any directory (cron's is not this one).
+fn config_text(account: &Account, passwd_cmd: Option<&str>) -> Result<String> {
+    let absolute = |p: &Path| -> Result<String> {
+        Ok(std::path::absolute(p).doing("making the path absolute")?.to_string_lossy().into_owned())
+    };
+    let mut entry = Map::new();
+    entry.insert("user".into(), account.user.clone().into());
+    entry.insert("imap".into(), account.host.clone().into());
+    entry.insert("port".into(), account.port().into());
+    entry.insert("starttls".into(), account.starttls.into());
+    if let Some(ca) = &account.ca_file {
+        entry.insert("ca_file".into(), absolute(ca)?.into());
+    }
+    if let Some(pin) = &account.pin_sha256 {
+        entry.insert("pin_sha256".into(), pin.clone().into());
+    }
+    match (passwd_cmd, &account.password) {
+        (Some(cmd), _) => entry.insert("passwd_cmd".into(), cmd.into()),
+        (None, Some(pw)) => entry.insert("passwd".into(), pw.expose().into()),
+        (None, None) => None,
+    };
+    match &account.folders {
+        Folders::All { .. } => entry.insert("all_folders".into(), true.into()),
+        Folders::Named(names) => entry.insert("folder".into(), names.clone().into()),
+    };
+    entry.insert("compress".into(), account.form.compressed.into());
+    entry.insert("encrypt".into(), account.form.encrypted.into());
+    if let Some(keys) = &account.keys {
+        entry.insert("keys".into(), absolute(&keys.path)?.into());
+        entry.insert("promp".into(), keys.password.is_some().into());
+    }
+    let mut top = Map::new();
+    top.insert("list".into(), Value::Array(vec![Value::Object(entry)]));
+    top.insert("archive_dir".into(), absolute(&account.root)?.into());
+    let text = serde_json::to_string_pretty(&Value::Object(top))
+        .map_err(|e| Error::runtime(format!("writing the config: {e}")))?;
+    Ok(text + "\n")
+}
+
+/// Writes the config file: complete or not at all, readable by its owner only (it may
+/// hold the password), never over an existing file.
+fn save_config(account: &Account, passwd_cmd: Option<&str>, path: &Path) -> Result<()> {
+    let text = config_text(account, passwd_cmd)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = crate::restore::parent_of(path);
+    let tmp = TempFile::create_in(parent, &name, 0o600).at(parent)?;
+    let mut file = tmp.file();
+    file.write_all(text.as_bytes()).at(tmp.path())?;
+    tmp.commit(path, false).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Error::usage(format!("wizard: {} exists: not overwritten, nothing saved", path.display()))
+        } else {
+            Error::runtime(format!("{}: {}", path.display(), crate::error::describe_io(&e)))
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_config_reads_back_as_the_same_account() {
+        let account = Account {
+            user: "ann".into(),
+            host: "imap.example.org".into(),
+            port: Some(143),
+            starttls: true,
+            ca_file: None,
+            pin_sha256: Some("ab".repeat(32)),
+            password: Some(Secret::new("pw \" quoted".into())),
+            passwd_command: None,
+            oauth2_command: None,
+            folders: Folders::All { exclude: Vec::new() },
+            root: PathBuf::from("arch"),
+            form: Form { compressed: true, encrypted: true },
+            level: DEFAULT_LEVEL,
+            keys: Some(KeySpec { path: PathBuf::from("ann.keys"), password: Some(PasswordSpec::default()) }),
+            buffer_size: DEFAULT_BUFFER,
+            timeout: DEFAULT_TIMEOUT,
+            connections: 1,
+            since: None,
+        };
+        let here = std::env::current_dir().unwrap();
+        for cmd in [None, Some("pass show mail")] {
+            let text = config_text(&account, cmd).unwrap();
+            let c = crate::config::parse(text.as_bytes(), Path::new("/elsewhere")).unwrap();
+            assert!(c.unknown.is_empty(), "{:?}", c.unknown);
+            let a = &c.accounts[0];
+            assert_eq!(
+                (a.user.as_str(), a.host.as_str(), a.port(), a.starttls),
+                ("ann", "imap.example.org", 143, true)
+            );
+            assert_eq!(a.pin_sha256, account.pin_sha256);
+            assert_eq!(a.folders, Folders::All { exclude: Vec::new() });
+            assert_eq!(a.form, account.form);
+            assert_eq!(a.root, here.join("arch"));
+            let keys = a.keys.as_ref().unwrap();
+            assert_eq!((keys.path.clone(), keys.password.is_some()), (here.join("ann.keys"), true));
+            assert_eq!(
+                a.password.as_ref().map(|p| p.expose().to_string()),
+                cmd.is_none().then(|| "pw \" quoted".into())
+            );
+            assert_eq!(a.passwd_command.as_deref(), cmd);
+        }
+    }
 
     #[test]
     fn answers_are_lines_up_to_the_cap() {
