@@ -153,7 +153,7 @@ pub static FLAGS: &[Flag] = &[
         a.passwd = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "passwd-command", Some("CMD"), Account, "Run CMD (with sh -c) and use the first line it prints as the email password. Also: environment SMAILARCHIVER_PASSWD.", |a, v| {
+    flag!(None, "passwd-command", Some("CMD"), Account, "Run CMD (with sh -c) and use the first line it prints as the email password. Otherwise: environment SMAILARCHIVER_PASSWD, then the terminal, or one line of standard input.", |a, v| {
         a.passwd_command = Some(val(v)?);
         Ok(())
     }),
