@@ -399,16 +399,7 @@ fn wizard_with_piped_answers() {
         d.cert_pem_path().display(),
         tmp.path().display()
     );
-    let mut child = Command::new(bin())
-        .env_remove("SMAILARCHIVER_PASSWD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_input(&mut Command::new(bin()), answers.as_bytes());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("Email user name"), "the wizard asks: {}", stderr(&o));
     assert!(!stderr(&o).contains(PW) && !stdout(&o).contains(PW), "password echoed");

@@ -4,7 +4,6 @@
 mod util;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
@@ -29,17 +28,7 @@ fn pbkdf2_folder(tmp: &TempDir) -> (String, String) {
 
 /// Runs the binary with `input` piped to its standard input, no password in the environment.
 fn with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(bin())
-        .args(args)
-        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
-        .env_remove("SMAILARCHIVER_PASSWD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    run_with_input(Command::new(bin()).args(args), input)
 }
 
 #[test]
@@ -94,16 +83,7 @@ fn password_sources_in_order() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("restored 3 messages"), "{}", stdout(&o));
     // Standard input that is not a terminal: one line.
-    let mut child = Command::new(bin())
-        .args(["-r", &folder, "-k", &key, "-P"])
-        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{right}\n").as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(&["-r", &folder, "-k", &key, "-P"], format!("{right}\n").as_bytes());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 

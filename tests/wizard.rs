@@ -6,7 +6,6 @@ mod common;
 mod util;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 
@@ -17,17 +16,7 @@ const PW: &str = "s3cret pass";
 
 /// Runs the wizard with `answers` piped in, in directory `cwd`.
 fn wizard(answers: &str, cwd: &std::path::Path) -> Output {
-    let mut child = Command::new(bin())
-        .current_dir(cwd)
-        .env_remove("SMAILARCHIVER_PASSWD")
-        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    run_with_input(Command::new(bin()).current_dir(cwd), answers.as_bytes())
 }
 
 #[test]

@@ -70,6 +70,23 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run smailarchiver")
 }
 
+/// Runs `cmd` (the binary, with its arguments) with `input` piped to its standard input
+/// and no password in the environment.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .env_remove("SMAILARCHIVER_KEY_PASSWORD")
+        .env_remove("SMAILARCHIVER_PASSWD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run smailarchiver");
+    let mut stdin = child.stdin.take().expect("a pipe to its standard input");
+    std::io::Write::write_all(&mut stdin, input).expect("writing its standard input");
+    drop(stdin);
+    child.wait_with_output().expect("run smailarchiver")
+}
+
 /// Asserts the run failed with `code` and one line `smailarchiver: error: ...` holding `needle`.
 #[track_caller]
 pub fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
