@@ -283,7 +283,7 @@ fn one_user_name_on_two_servers_in_one_root() {
     let before = (entries(&root), entries(&root.join(&users[2])), entries(&root.join(&users[3])));
     let o = run(&["-c", config.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o).matches("0 new").count(), 2, "{}", stdout(&o));
+    assert_eq!(stdout(&o).matches("INBOX: 0 new").count(), 2, "{}", stdout(&o));
     assert_eq!(before, (entries(&root), entries(&root.join(&users[2])), entries(&root.join(&users[3]))));
 }
 
