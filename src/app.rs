@@ -147,11 +147,18 @@ impl LowArgs {
             || self.imap.is_some()
             || self.config.is_some()
             || self.all_folders
-            || !self.folders.is_empty();
+            || !self.folders.is_empty()
+            || self.since.is_some()
+            || self.dry_run;
+        if self.dry_run && self.list_folders {
+            return Err(Error::usage("--dry-run and --list-folders cannot be combined"));
+        }
         let mode = match (&self.restore, &self.verify) {
             (Some(_), Some(_)) => return Err(Error::usage("-r and --verify cannot be combined")),
             (Some(_), None) | (None, Some(_)) if backup_flags => {
-                return Err(Error::usage("-r/--verify cannot be combined with backup options (-u, -i, -f, -c)"))
+                return Err(Error::usage(
+                    "-r/--verify cannot be combined with backup options (-u, -i, -f, -c, --since, --dry-run)",
+                ))
             }
             (Some(dir), None) => Mode::Restore {
                 dir: dir.clone(),

@@ -15,9 +15,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::imap::tls::Trust;
 use crate::imap::IMAP_PORT;
 use crate::keys::{KeySpec, PasswordSpec};
-use crate::secret::{Secret, Sources};
+use crate::os::EchoOff;
+use crate::secret::Secret;
 
 fn ask(input: &mut dyn BufRead, question: &str, default: Option<&str>) -> Result<String> {
+    answer(input, question, default, true)
+}
+
+/// Asks `question`; the answer's spaces are kept unless `trim` (a password's are its own).
+fn answer(input: &mut dyn BufRead, question: &str, default: Option<&str>, trim: bool) -> Result<String> {
     let mut err = io::stderr();
     match default {
         Some(d) if !d.is_empty() => write!(err, "{question} [{d}]: "),
@@ -31,10 +37,9 @@ fn ask(input: &mut dyn BufRead, question: &str, default: Option<&str>) -> Result
     let Some(line) = line else {
         return Err(Error::usage(format!("wizard: no answer to \"{question}\" (end of input)")));
     };
-    let answer = String::from_utf8(line)
-        .map_err(|_| Error::usage(format!("wizard: the answer to \"{question}\" is not valid UTF-8")))?
-        .trim()
-        .to_string();
+    let line = String::from_utf8(line)
+        .map_err(|_| Error::usage(format!("wizard: the answer to \"{question}\" is not valid UTF-8")))?;
+    let answer = if trim { line.trim() } else { line.trim_end_matches(['\n', '\r']) }.to_string();
     match (answer.is_empty(), default) {
         (true, Some(d)) => Ok(d.to_string()),
         (true, None) => Err(Error::usage(format!("wizard: \"{question}\" needs an answer"))),
@@ -57,7 +62,13 @@ fn no(input: &mut dyn BufRead, question: &str) -> Result<bool> {
 /// as a config file for `-c` (and says so).
 pub fn ask_account() -> Result<Account> {
     let stdin = io::stdin();
-    let mut input = stdin.lock();
+    let terminal = stdin.is_terminal();
+    ask_from(&mut stdin.lock(), terminal)
+}
+
+/// The wizard's questions, answered from `input`; on a `terminal` the password is typed
+/// without echo.
+fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
     eprintln!("smailarchiver {}: back up an IMAP mailbox (Ctrl-C to stop)", env!("CARGO_PKG_VERSION"));
     let user = ask(&mut input, "Email user name", None)?;
     let host = ask(&mut input, "IMAP server", None)?;
@@ -79,13 +90,10 @@ pub fn ask_account() -> Result<Account> {
     let pin_sha256 = (!pin_sha256.is_empty()).then_some(pin_sha256);
     // Checked now rather than after every other question.
     Trust::load(ca_file.as_deref(), pin_sha256.as_deref()).map_err(|e| e.context("wizard"))?;
-    let password = if io::stdin().is_terminal() {
-        drop(input);
-        let pw = Sources { what: "email password", ..Sources::default() }.obtain()?;
-        input = stdin.lock();
-        pw
-    } else {
-        Secret::new(ask(&mut input, "Email password", None)?)
+    let password = {
+        let stdin = io::stdin();
+        let _echo_off = terminal.then(|| EchoOff::new(&stdin)).transpose().doing("switching terminal echo off")?;
+        Secret::new(answer(&mut input, "Email password", None, false)?)
     };
     let folders = ask(&mut input, "Folders, separated by commas (* for all of them)", Some("INBOX"))?;
     let folders: Vec<String> = folders.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
@@ -204,6 +212,26 @@ fn save_config(account: &Account, passwd_cmd: Option<&str>, path: &Path) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_143_offers_starttls_and_a_star_means_every_folder() {
+        let answers = "ann\nimap.x\n143\n\n\n\n pw \n*\nn\nn\narch\n\n";
+        let a = ask_from(&mut answers.as_bytes(), false).unwrap();
+        assert_eq!((a.port(), a.starttls, a.ca_file.clone(), a.pin_sha256.clone()), (143, true, None, None));
+        assert_eq!(a.password.as_ref().map(Secret::expose), Some(" pw "));
+        assert_eq!(a.folders, Folders::All { exclude: Vec::new() });
+        assert_eq!((a.form, a.root.clone()), (Form { compressed: false, encrypted: false }, PathBuf::from("arch")));
+        // No on port 143; on 993 the default is no, and folders are names.
+        let a = ask_from(&mut "ann\nimap.x\n143\nn\n\n\npw\nINBOX, Sent\nn\nn\n.\n\n".as_bytes(), false).unwrap();
+        assert!(!a.starttls);
+        assert_eq!(a.folders, Folders::Named(vec!["INBOX".into(), "Sent".into()]));
+        let a = ask_from(&mut "ann\nimap.x\n\n\n\n\npw\n\nn\nn\n.\n\n".as_bytes(), false).unwrap();
+        assert_eq!((a.port(), a.starttls), (993, false));
+        // A bad pin is refused at once, before the password is asked.
+        let e = ask_from(&mut "ann\nimap.x\n\n\n\nzz\n".as_bytes(), false).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().starts_with("wizard: --pin-sha256: "), "{e}");
+    }
 
     #[test]
     fn a_saved_config_reads_back_as_the_same_account() {

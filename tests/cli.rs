@@ -49,6 +49,9 @@ fn usage_errors_exit_2() {
     assert_one_line_error(&run(&["-o", "x"], &[]), 2, "go with -r");
     assert_one_line_error(&run(&["-r", "d", "-o", "x", "--to-maildir", "y"], &[]), 2, "cannot be combined");
     assert_one_line_error(&run(&["-q", "--verbose", "-r", "x"], &[]), 2, "contradict");
+    assert_one_line_error(&run(&["-r", "x", "--since", "2024-01-01"], &[]), 2, "cannot be combined with backup");
+    assert_one_line_error(&run(&["--verify", "x", "--dry-run"], &[]), 2, "cannot be combined with backup");
+    assert_one_line_error(&run(&["-u", "a", "-i", "b", "--dry-run", "--list-folders"], &[]), 2, "cannot be combined");
 }
 
 #[test]
