@@ -118,6 +118,16 @@ fn dry_run_counts_and_writes_nothing() {
     assert!(stdout(&o).contains(&line("INBOX", 1, new_bytes, 3)), "{}", stdout(&o));
     assert!(stdout(&o).contains(&line("Sent", 0, 0, 1)), "{}", stdout(&o));
     assert_eq!(snapshot(&root), before, "the dry run changed the archive");
+    // A folder that cannot be counted is an error of its own; the others are counted.
+    let mut args = d.client_args(user, &root);
+    args.extend(["--dry-run", "-f", "INBOX", "-f", "Nowhere"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&args, &[("SMAILARCHIVER_PASSWD", PW)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&line("INBOX", 1, new_bytes, 3)), "{}", stdout(&o));
+    assert!(stdout(&o).contains("(1 folder(s) could not be counted); nothing was written"), "{}", stdout(&o));
+    assert!(stderr(&o).contains(&format!("error: {user}@127.0.0.1 Nowhere: ")), "{}", stderr(&o));
+    assert_eq!(snapshot(&root), before, "the dry run changed the archive");
     assert_eq!(archived(&root.join(user).join("INBOX")), inbox);
 }
 

@@ -190,6 +190,25 @@ fn starttls_against_the_implicit_tls_port_is_recognised_with_a_hint() {
 }
 
 #[test]
+fn starttls_against_a_port_that_sends_tls_first_is_recognised() {
+    // A TLS alert record where the greeting should be (some TLS front ends send one).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]).unwrap();
+        // Held open until the client gives up: only the first byte can have told it.
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest);
+    });
+    let mut spec = server_spec(port, true, None, None);
+    spec.timeout = HANG_GUARD * 2;
+    let error = connect_error_within_guard(&spec, &password(USER, PASS));
+    assert!(error.contains("it speaks TLS at once, an implicit-TLS port: leave out --starttls"), "{error}");
+    server.join().unwrap();
+}
+
+#[test]
 fn starttls_against_a_silent_plain_port_times_out_with_a_hint() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
