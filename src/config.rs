@@ -92,7 +92,7 @@ pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
         Some(v) => PathBuf::from(string(v, "archive_dir")?),
         None => default_root.to_path_buf(),
     };
-    let list = top.get("list").ok_or_else(|| Error::usage("missing key \"list\""))?;
+    let list = top.get("list").ok_or_else(|| missing(top, "list", TOP_KEYS))?;
     let list = list.as_array().ok_or_else(|| Error::usage("\"list\" must be a list of accounts"))?;
     if list.len() > bounded::ACCOUNTS {
         return Err(Error::usage(format!(
@@ -134,6 +134,15 @@ fn near_miss(key: &str, known: &[&'static str]) -> Option<&'static str> {
         .filter(|&(d, _)| d <= 2 && 2 * d < key.chars().count())
         .min_by_key(|&(d, _)| d)
         .map(|(_, k)| k)
+}
+
+/// The error for the required key `key` missing from `obj`: a slip of it in `obj`
+/// explains it better than its absence.
+fn missing(obj: &Map<String, Value>, key: &str, known: &[&'static str]) -> Error {
+    match obj.keys().find(|u| !known.contains(&u.as_str()) && near_miss(u, known) == Some(key)) {
+        Some(u) => Error::usage(format!("unknown key \"{u}\" (did you mean \"{key}\"?)")),
+        None => Error::usage(format!("missing key \"{key}\"")),
+    }
 }
 
 /// An unknown key for the warning, with the known key it may be a slip of.
@@ -180,17 +189,7 @@ fn number(v: &Value, key: &str, range: RangeInclusive<u64>) -> Result<u64> {
 
 fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     let get = |k: &str| obj.get(k);
-    let required = |k: &str| {
-        get(k).ok_or_else(|| {
-            // A slip of the missing key explains it better than its absence.
-            let slip =
-                obj.keys().find(|u| !ACCOUNT_KEYS.contains(&u.as_str()) && near_miss(u, ACCOUNT_KEYS) == Some(k));
-            match slip {
-                Some(u) => Error::usage(format!("unknown key \"{u}\" (did you mean \"{k}\"?)")),
-                None => Error::usage(format!("missing key \"{k}\"")),
-            }
-        })
-    };
+    let required = |k: &str| get(k).ok_or_else(|| missing(obj, k, ACCOUNT_KEYS));
     let flag = |k: &str| get(k).is_some_and(truthy);
     let has_login_source = get("passwd_cmd").is_some() || get("oauth2_token_cmd").is_some();
     let user = string(required("user")?, "user")?;
@@ -371,6 +370,8 @@ mod tests {
         let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert_eq!(e.to_string(), "account u: unknown key \"folders\" (did you mean \"folder\"?)");
+        let e = parse(br#"{"lists": []}"#, Path::new(".")).unwrap_err();
+        assert_eq!(e.to_string(), "unknown key \"lists\" (did you mean \"list\"?)");
         let text = text.replace(r#""folders": "I""#, r#""folder": "I", "ca_file": "/nonexistent/ca.pem""#);
         let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();
         assert_eq!(e.exit_code(), 2);
