@@ -104,7 +104,14 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
     let keys = if encrypted {
         let path = PathBuf::from(ask(&mut input, "Key file", Some("keys"))?);
         let protect = yes(&mut input, "Protect the key file with a password? (y/n)")?;
-        Some(KeySpec { path, password: protect.then(PasswordSpec::default) })
+        let password = if protect {
+            // Unattended runs (a saved config under cron) have no terminal to type it in.
+            let cmd = ask(&mut input, "Command that prints the key password (empty: type it in)", Some(""))?;
+            Some(PasswordSpec { file: None, command: (!cmd.is_empty()).then_some(cmd) })
+        } else {
+            None
+        };
+        Some(KeySpec { path, password })
     } else {
         None
     };
@@ -182,6 +189,9 @@ fn config_text(account: &Account, passwd_cmd: Option<&str>) -> Result<String> {
     if let Some(keys) = &account.keys {
         entry.insert("keys".into(), absolute(&keys.path)?.into());
         entry.insert("promp".into(), keys.password.is_some().into());
+        if let Some(cmd) = keys.password.as_ref().and_then(|p| p.command.as_ref()) {
+            entry.insert("key_password_cmd".into(), cmd.clone().into());
+        }
     }
     let mut top = Map::new();
     top.insert("list".into(), Value::Array(vec![Value::Object(entry)]));
@@ -249,7 +259,10 @@ mod tests {
             root: PathBuf::from("arch"),
             form: Form { compressed: true, encrypted: true },
             level: DEFAULT_LEVEL,
-            keys: Some(KeySpec { path: PathBuf::from("ann.keys"), password: Some(PasswordSpec::default()) }),
+            keys: Some(KeySpec {
+                path: PathBuf::from("ann.keys"),
+                password: Some(PasswordSpec { file: None, command: Some("pass show key".into()) }),
+            }),
             buffer_size: DEFAULT_BUFFER,
             timeout: DEFAULT_TIMEOUT,
             connections: 1,
@@ -270,7 +283,8 @@ mod tests {
             assert_eq!(a.form, account.form);
             assert_eq!(a.root, here.join("arch"));
             let keys = a.keys.as_ref().unwrap();
-            assert_eq!((keys.path.clone(), keys.password.is_some()), (here.join("ann.keys"), true));
+            assert_eq!(keys.path, here.join("ann.keys"));
+            assert_eq!(keys.password.as_ref().and_then(|p| p.command.as_deref()), Some("pass show key"));
             assert_eq!(
                 a.password.as_ref().map(|p| p.expose().to_string()),
                 cmd.is_none().then(|| "pw \" quoted".into())

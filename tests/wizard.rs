@@ -30,10 +30,11 @@ fn wizard_offers_starttls_takes_every_folder_and_saves_a_config_that_runs() {
     let tmp = TempDir::new("wizard-config");
     let work = tmp.dir("work");
     // The plain port (143 would make STARTTLS the default; the test server's is another),
-    // STARTTLS; the CA file; all folders; compressed and encrypted;
+    // STARTTLS; the CA file; all folders; compressed and encrypted with a password-protected
+    // key whose password a command prints;
     // archive and key file relative to the wizard's directory; saved with a password command.
     let answers = format!(
-        "{user}\n127.0.0.1\n{}\ny\n{}\n{PW}\n*\ny\ny\nmy.keys\nn\narchive\nbackup.json\necho '{PW}'\n",
+        "{user}\n127.0.0.1\n{}\ny\n{}\n{PW}\n*\ny\ny\nmy.keys\ny\necho 'key pass'\narchive\nbackup.json\necho '{PW}'\n",
         d.imap_port(),
         d.cert_pem_path().display(),
     );
@@ -63,8 +64,10 @@ fn wizard_offers_starttls_takes_every_folder_and_saves_a_config_that_runs() {
     assert!(stdout(&o).contains("INBOX: 1 new, 1 already archived"), "{}", stdout(&o));
     assert!(archive.join(format!("INBOX/{later}.mbox.gz.enc")).is_file());
     assert!(!tmp.join("my.keys").exists() && !tmp.join("archive").exists(), "paths followed the directory");
-    let o =
-        run(&["--verify", work.join("archive").to_str().unwrap(), "-k", work.join("my.keys").to_str().unwrap()], &[]);
+    assert!(text.contains("\"key_password_cmd\": \"echo 'key pass'\""), "{text}");
+    let (archive_dir, keys) = (work.join("archive"), work.join("my.keys"));
+    let verify = ["--verify", archive_dir.to_str().unwrap(), "-k", keys.to_str().unwrap(), "-P"];
+    let o = run(&verify, &[("SMAILARCHIVER_KEY_PASSWORD", "key pass")]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     // A second wizard never overwrites the file.
     let o = wizard(&answers, &work);
