@@ -163,7 +163,13 @@ fn drop_on_every_connection_gives_up_and_keeps_finished_messages() {
     let errors = error_lines(&o);
     assert_eq!(errors.len(), 1, "{}", stderr(&o));
     assert!(errors[0].contains("INBOX") && errors[0].contains("giving up"), "{}", errors[0]);
-    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1]);
+    assert_eq!(
+        archived(&folder_dir(root.path(), "INBOX"), &served),
+        vec![1],
+        "{}\n{:?}",
+        stderr(&o),
+        server.commands()
+    );
 }
 
 #[test]

@@ -297,8 +297,12 @@ fn pass(
                     sent = sent.max(i);
                     while sent < batches.len() && sent < i + FETCHES_IN_FLIGHT {
                         let Batch::Whole(ahead) = &batches[sent] else { break };
-                        send_fetch(session, &crate::imap::uid_set(ahead), WHOLE)?;
-                        sent += 1;
+                        match session.send_fetch(&crate::imap::uid_set(ahead), WHOLE) {
+                            Ok(()) => sent += 1,
+                            // The answers asked for already may have come: read them first.
+                            Err(_) if session.awaiting_fetch() => break,
+                            Err(e) => return Err(fetch_lost(session, &e)),
+                        }
                     }
                     let in_flight = |uid: u32| {
                         batches[i + 1..sent]

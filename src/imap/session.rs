@@ -512,6 +512,9 @@ impl Session {
     /// Sends a `UID FETCH` whose answers [`Session::read_fetch`] reads later: the server
     /// works on it while the answers before it are stored.
     pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<(), ImapError> {
+        // A server that hung up may have answered the fetches sent before: those answers
+        // are still read (the failure shows when they run out), not thrown away.
+        let answers_pending = self.awaiting_fetch();
         let result = (|| {
             // Behind other fetches in flight is fine: their answers come first.
             if self.link.is_none() {
@@ -522,6 +525,9 @@ impl Session {
             link.fetches.extend(tags);
             Ok(())
         })();
+        if answers_pending && result.is_err() {
+            return result;
+        }
         self.checked(result)
     }
 

@@ -630,7 +630,16 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
         Fault::DropMidLiteral(n) => {
             let cut = literals.first().map_or(reply.len(), |start| (start + n).min(reply.len()));
             // Dropping the stream without close_notify is how a dead connection looks.
-            return send(s, &reply[..cut]).map(|()| false);
+            send(s, &reply[..cut])?;
+            // Closed with the client's pipelined commands unread, the socket would send a
+            // reset, and the client's kernel would drop the answers it has not read yet: a
+            // hang-up that loses more than a real one does, some of the time. Stop sending,
+            // then take what the client sends until it leaves.
+            let tcp = &mut s.get_mut().sock;
+            let _ = tcp.shutdown(std::net::Shutdown::Write);
+            let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = io::copy(tcp, &mut io::sink());
+            return Ok(false);
         }
         Fault::Stall => {
             // Drain what the client sends until it gives up, answering nothing.
