@@ -80,7 +80,39 @@ pub enum Credential {
     OAuth2(Secret),
 }
 
+/// The command an account's credential comes from (see [`Account::credential_command`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CredentialCommand<'a> {
+    /// The shell command.
+    pub command: &'a str,
+    /// It prints an OAuth2 access token, not a password.
+    pub oauth2: bool,
+}
+
+impl CredentialCommand<'_> {
+    /// What it prints, for messages.
+    pub fn what(&self) -> &'static str {
+        if self.oauth2 {
+            "OAuth2 token"
+        } else {
+            "email password"
+        }
+    }
+}
+
 impl Account {
+    /// The command [`Account::credential`] gets the credential from, if it does (the
+    /// same order): a backup runs it again for a fresh one during the run.
+    pub fn credential_command(&self) -> Option<CredentialCommand<'_>> {
+        if let Some(command) = &self.oauth2_command {
+            return Some(CredentialCommand { command, oauth2: true });
+        }
+        if self.password.is_some() {
+            return None;
+        }
+        self.passwd_command.as_deref().map(|command| CredentialCommand { command, oauth2: false })
+    }
+
     /// `user@host` for messages.
     pub fn label(&self) -> String {
         format!("{}@{}", self.user, self.host)

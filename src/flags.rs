@@ -157,7 +157,7 @@ pub static FLAGS: &[Flag] = &[
         a.passwd_command = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "oauth2-token-command", Some("CMD"), Account, "Log in with XOAUTH2, using the access token that CMD prints (Gmail, Microsoft 365).", |a, v| {
+    flag!(None, "oauth2-token-command", Some("CMD"), Account, "Log in with XOAUTH2, using the access token that CMD prints (Gmail, Microsoft 365); run again for a fresh token at every reconnect.", |a, v| {
         a.oauth2_token_command = Some(val(v)?);
         Ok(())
     }),

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod bounded;
 pub mod codec;
 pub mod config;
+pub mod credential_helper;
 pub mod date;
 pub mod dir;
 pub mod error;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use crate::bounded;
 use crate::error::{Error, IoContext, Result};
@@ -132,6 +132,36 @@ fn read_text_line(input: &mut impl BufRead) -> io::Result<Option<String>> {
     String::from_utf8(line).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
+/// How a secret's command went wrong, wherever it ran: here, or in the credential helper
+/// (`crate::credential_helper`); one wording for both.
+#[derive(Debug)]
+pub enum CommandError {
+    /// It could not be started.
+    Start(io::Error),
+    /// Its output could not be read; it was stopped.
+    Read(io::Error),
+    /// It printed more than [`bounded::SECRET`] bytes; it was stopped.
+    TooLarge,
+    /// It ended unsuccessfully.
+    Failed(ExitStatus),
+}
+
+impl CommandError {
+    /// The one-line error, `what` naming the secret ("OAuth2 token").
+    pub fn error(&self, what: &str) -> Error {
+        Error::runtime(match self {
+            CommandError::Start(e) => format!("running the {what} command: {}", crate::error::describe_io(e)),
+            CommandError::Read(e) => {
+                format!("the {what} command reading its output: {}", crate::error::describe_io(e))
+            }
+            CommandError::TooLarge => {
+                format!("the {what} command printed more than {} bytes, not {}; stopped it", bounded::SECRET, a(what))
+            }
+            CommandError::Failed(status) => format!("the {what} command failed ({status})"),
+        })
+    }
+}
+
 /// Runs `cmd` with `sh -c` and returns the first line of its output. The whole output
 /// is read (a command may print more lines, and must not die of a closed pipe before it
 /// exits) but only up to [`bounded::SECRET`] bytes: past that the command is killed.
@@ -143,7 +173,7 @@ pub fn run_command(cmd: &str, what: &str) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .doing(&format!("running the {what} command"))?;
+        .map_err(|e| CommandError::Start(e).error(what))?;
     let output = match child.stdout.take() {
         // Dropping the pipe here lets anything still writing to it fail with EPIPE.
         Some(stdout) => bounded::read_to_end(stdout, bounded::SECRET),
@@ -156,23 +186,20 @@ pub fn run_command(cmd: &str, what: &str) -> Result<String> {
             // closed pipe. The result of kill does not matter, the command may have ended.
             let _ = child.kill();
             let _ = child.wait();
-            let why = if bounded::is_too_large(&e) {
-                format!("printed more than {} bytes, not {}; stopped it", bounded::SECRET, a(what))
-            } else {
-                format!("reading its output: {}", crate::error::describe_io(&e))
-            };
-            return Err(Error::runtime(format!("the {what} command {why}")));
+            let failure = if bounded::is_too_large(&e) { CommandError::TooLarge } else { CommandError::Read(e) };
+            return Err(failure.error(what));
         }
     };
     let status = child.wait().doing(&format!("waiting for the {what} command"))?;
     if !status.success() {
-        return Err(Error::runtime(format!("the {what} command failed ({status})")));
+        return Err(CommandError::Failed(status).error(what));
     }
-    Ok(first_line(output))
+    Ok(first_line(&output))
 }
 
-fn first_line(bytes: Vec<u8>) -> String {
-    let text = String::from_utf8_lossy(&bytes);
+/// The first line of a command's output, without its line end; invalid UTF-8 replaced.
+pub fn first_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
     trim_newline(text.lines().next().unwrap_or("").to_string())
 }
 

@@ -14,7 +14,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
+use crate::credential_helper;
 use crate::error::{IoContext, Result, EXIT_FAILURE};
+use crate::imap::auth::Renewal;
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::lock::RootLock;
@@ -28,16 +30,25 @@ pub use folder::FolderReport;
 /// Backs up every account; returns the exit code (0 only when everything worked).
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
-/// system (password commands, key files, CA files, DNS) happens first for every account;
-/// then the process confines itself to the archive roots and the IMAP ports; then the
-/// accounts are backed up. One failing account never stops the others.
+/// system (password commands, key files, CA files, DNS) happens first for every account,
+/// and the credential helper that runs the commands again later is forked; then the
+/// process confines itself to the archive roots and the IMAP ports; then the accounts are
+/// backed up. One failing account never stops the others.
 pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) -> i32 {
+    // First of all, while the process holds the least: the helper gets a copy of it.
+    let renewals = match credential_helper::renewals(accounts) {
+        Ok(r) => r,
+        Err(e) => {
+            sink.error(&e.to_string());
+            return EXIT_FAILURE;
+        }
+    };
     let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
     let mut code = 0;
     let mut ready = Vec::new();
-    for account in accounts {
+    for (account, renewal) in accounts.iter().zip(renewals) {
         match prepare(account, sink, &mut locks) {
-            Ok(p) => ready.push(p),
+            Ok(p) => ready.push(Prepared { renewal, ..p }),
             Err(e) => {
                 sink.error(&format!("{}: {e}", account.label()));
                 code = EXIT_FAILURE;
@@ -126,6 +137,8 @@ struct Prepared<'a> {
     root: PathBuf,
     keys: Option<Keys>,
     auth: Auth,
+    /// Where a fresh credential comes from during the run (the credential helper).
+    renewal: Option<Renewal>,
     spec: ServerSpec,
     addrs: Vec<SocketAddr>,
 }
@@ -145,7 +158,7 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBu
     }
     let user_dir = root.join(Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user));
     let keys = load_keys(account, &user_dir, sink)?;
-    Ok(Prepared { account, root, keys, auth, spec, addrs })
+    Ok(Prepared { account, root, keys, auth, renewal: None, spec, addrs })
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
@@ -277,12 +290,12 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<FolderReport>> {
-    let Prepared { account, root, keys, auth, spec, addrs } = p;
+    let Prepared { account, root, keys, auth, renewal, spec, addrs } = p;
     let label = account.label();
     let mut registry = Registry::open(&root)?;
     let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
     let registry = Mutex::new(registry);
-    let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone());
+    let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
     session.connect()?;
     let Chosen { folders, statuses, unusable } = choose_folders(account, &mut session, sink)?;
     let connections = account.connections.max(1);
@@ -345,10 +358,10 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     };
     std::thread::scope(|scope| {
         for n in 0..extra {
-            let (spec, addrs, auth) = (spec.clone(), addrs.clone(), auth.clone());
+            let (spec, addrs, auth, renewal) = (spec.clone(), addrs.clone(), auth.clone(), renewal.clone());
             let (work, label) = (&work, &label);
             scope.spawn(move || {
-                let mut more = Session::new(spec, addrs, auth);
+                let mut more = Session::new(spec, addrs, auth).renewing(renewal);
                 // A server that limits connections refuses this one: the others carry on.
                 if let Err(e) = more.connect() {
                     sink.remark(&format!("{label}: connection {} refused ({e}); carrying on with fewer", n + 2));

@@ -3,10 +3,12 @@
 //! a credential is ours and is wiped when dropped.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use crate::error::Result;
 use crate::secret::Secret;
 
 /// How to log in.
@@ -35,6 +37,32 @@ impl Auth {
             Auth::Login { user, .. } | Auth::OAuth2 { user, .. } => user,
         }
     }
+
+    /// The same login with a fresh password or token.
+    pub fn renewed(&self, secret: Secret) -> Auth {
+        match self {
+            Auth::Login { user, .. } => Auth::Login { user: user.clone(), password: secret },
+            Auth::OAuth2 { user, .. } => Auth::OAuth2 { user: user.clone(), token: secret },
+        }
+    }
+}
+
+/// Where a fresh credential comes from while a run goes on (the credential helper, which
+/// runs the account's token or password command again).
+#[derive(Clone)]
+pub struct Renewal {
+    /// Renew before every login of a session after its first, not only when the server
+    /// refuses the credential: an access token expires (after about an hour), a password
+    /// rarely changes, and its command may ask someone for it.
+    pub on_reconnect: bool,
+    /// Gets the fresh password or token.
+    pub fetch: Arc<dyn Fn() -> Result<Secret> + Send + Sync>,
+}
+
+impl fmt::Debug for Renewal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renewal").field("on_reconnect", &self.on_reconnect).finish_non_exhaustive()
+    }
 }
 
 /// Bytes that carry a credential, wiped when dropped. Built at their final size, so no
@@ -45,6 +73,16 @@ impl Wiped {
     /// An empty buffer of `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Wiped {
         Wiped(Vec::with_capacity(capacity))
+    }
+
+    /// `len` zero bytes, to be filled in place (see [`Wiped::bytes_mut`]).
+    pub fn zeroed(len: usize) -> Wiped {
+        Wiped(vec![0; len])
+    }
+
+    /// The bytes, to fill in place.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
     }
 
     /// Appends `bytes` (within the capacity given).

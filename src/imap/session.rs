@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::auth::{self, Auth, Wiped};
+use super::auth::{self, Auth, Renewal, Wiped};
 use super::connect::{self, ServerSpec};
 use super::error::{quote, ImapError};
 use super::tls::Stream;
@@ -238,6 +238,12 @@ pub struct Session {
     spec: ServerSpec,
     addrs: Vec<SocketAddr>,
     auth: Auth,
+    /// Where a fresh credential comes from, when the account's comes from a command.
+    renewal: Option<Renewal>,
+    /// A login succeeded before: the next one is a reconnect.
+    logged_in: bool,
+    /// Why a fresh credential could not be had: reconnecting cannot help then.
+    unrenewable: Option<String>,
     link: Option<Link>,
     reconnects: u32,
 }
@@ -245,7 +251,13 @@ pub struct Session {
 impl Session {
     /// A session that connects on first use.
     pub fn new(spec: ServerSpec, addrs: Vec<SocketAddr>, auth: Auth) -> Session {
-        Session { spec, addrs, auth, link: None, reconnects: 0 }
+        Session { spec, addrs, auth, renewal: None, logged_in: false, unrenewable: None, link: None, reconnects: 0 }
+    }
+
+    /// The same session, renewing its credential through `renewal` (see [`Renewal`]).
+    pub fn renewing(mut self, renewal: Option<Renewal>) -> Session {
+        self.renewal = renewal;
+        self
     }
 
     /// How to reach the server.
@@ -257,9 +269,37 @@ impl Session {
     /// untrusted certificate, a wrong password) are the account's.
     pub fn connect(&mut self) -> Result<()> {
         if self.link.is_none() {
-            self.link = Some(open(&self.spec, &self.addrs, &self.auth)?);
+            self.link = Some(self.open_link()?);
         }
         Ok(())
+    }
+
+    /// Connects and logs in. A reconnect first renews a token (it may have expired since
+    /// the last login); a credential the server refuses is renewed once and tried again,
+    /// unless it was renewed for this very login.
+    fn open_link(&mut self) -> Result<Link> {
+        let Session { spec, addrs, auth, renewal, logged_in, unrenewable, .. } = self;
+        let mut renew = |auth: &mut Auth| -> Result<()> {
+            let Some(r) = renewal.as_ref() else { return Ok(()) };
+            match (r.fetch)() {
+                Ok(secret) => {
+                    *auth = auth.renewed(secret);
+                    Ok(())
+                }
+                Err(e) => {
+                    *unrenewable = Some(e.to_string());
+                    Err(e)
+                }
+            }
+        };
+        let renewed = renewal.as_ref().is_some_and(|r| r.on_reconnect && *logged_in);
+        if renewed {
+            renew(auth)?;
+        }
+        let retry = renewal.is_some() && !renewed;
+        let link = open(spec, addrs, auth, if retry { Some(&mut renew) } else { None })?;
+        *logged_in = true;
+        Ok(link)
     }
 
     /// Whether the connection was lost more often than allowed.
@@ -271,6 +311,11 @@ impl Session {
     /// to tell the user, or an error once [`RECONNECTS`] are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
         self.link = None;
+        if let Some(e) = self.unrenewable.take() {
+            // The account's credential command failed: the next attempt would only run it again.
+            self.reconnects = RECONNECTS + 1;
+            return Err(Error::runtime(e));
+        }
         self.reconnects += 1;
         if self.given_up() {
             return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
@@ -287,7 +332,7 @@ impl Session {
             self.link = None;
         }
         if self.link.is_none() {
-            let link = open(&self.spec, &self.addrs, &self.auth).map_err(|e| ImapError::Lost(e.to_string()))?;
+            let link = self.open_link().map_err(|e| ImapError::Lost(e.to_string()))?;
             self.link = Some(link);
         }
         self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))
@@ -798,8 +843,12 @@ fn sorted_sizes(mut sizes: Vec<(u32, u32)>, wanted: impl Fn(u32) -> bool) -> Vec
 /// Longest greeting line.
 const MAX_GREETING: u64 = 8192;
 
-/// Connects, reads the greeting, logs in and introduces the client (ID, where offered).
-fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Link> {
+/// Replaces a login's credential by a fresh one.
+type Renew<'a> = &'a mut dyn FnMut(&mut Auth) -> Result<()>;
+
+/// Connects, reads the greeting, logs in and introduces the client (ID, where offered). A
+/// refused login is tried once more after `renew` (when given) replaced the credential.
+fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<Renew<'_>>) -> Result<Link> {
     let endpoint = spec.endpoint();
     let stream = connect::open(spec, addrs)?;
     let mut link = Link {
@@ -835,7 +884,15 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &Auth) -> Result<Link> {
     if link.caps.is_empty() {
         link.caps = ask_capabilities(&mut link).map_err(|e| failed("CAPABILITY", &e))?;
     }
-    let text = log_in(&mut link, auth, spec)?;
+    let text = match (log_in(&mut link, auth, spec), renew) {
+        (Ok(text), _) => text,
+        // Not authenticated yet after a NO (RFC 3501, 6.2.2): the same connection may try again.
+        (Err(LoginFailure::Refused(_)), Some(renew)) => {
+            renew(auth)?;
+            log_in(&mut link, auth, spec)?
+        }
+        (Err(LoginFailure::Refused(e) | LoginFailure::Other(e)), _) => return Err(e),
+    };
     // Servers often announce the capabilities that hold after login with its answer.
     match text.strip_prefix("[CAPABILITY ").and_then(|t| t.split_once(']')) {
         Some((caps, _)) => link.caps = caps.split_whitespace().map(str::to_ascii_uppercase).collect(),
@@ -870,22 +927,48 @@ fn ask_capabilities(link: &mut Link) -> std::result::Result<Vec<String>, ImapErr
     Ok(caps)
 }
 
+/// Why a login failed.
+enum LoginFailure {
+    /// The server refused the credential: a fresh one may do.
+    Refused(Error),
+    /// Anything else.
+    Other(Error),
+}
+
+impl From<Error> for LoginFailure {
+    fn from(e: Error) -> LoginFailure {
+        LoginFailure::Other(e)
+    }
+}
+
+impl From<LoginFailure> for Error {
+    fn from(f: LoginFailure) -> Error {
+        match f {
+            LoginFailure::Refused(e) | LoginFailure::Other(e) => e,
+        }
+    }
+}
+
 /// Logs in; returns the text of the server's OK.
-fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> Result<String> {
+fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Result<String, LoginFailure> {
     let endpoint = spec.endpoint();
     let user = auth.user();
     let failure = |e: ImapError| match e {
-        ImapError::Refused(text) => Error::runtime(format!("login failed for {user} on {endpoint}: {}", quote(&text))),
-        other => spec.imap_error("login", &other),
+        ImapError::Refused(text) => {
+            LoginFailure::Refused(Error::runtime(format!("login failed for {user} on {endpoint}: {}", quote(&text))))
+        }
+        other => LoginFailure::Other(spec.imap_error("login", &other)),
     };
     match auth {
         Auth::Login { user, password } => {
             let password = password.expose();
             if [user.as_str(), password].iter().any(|s| s.contains(['\r', '\n', '\0'])) {
-                return Err(Error::usage(format!("the user name or password for {user} contains a line break or NUL")));
+                return Err(
+                    Error::usage(format!("the user name or password for {user} contains a line break or NUL")).into()
+                );
             }
             let plain = auth::use_plain(|c| link.has(c), user, password)
-                .map_err(|why| Error::runtime(format!("{endpoint} {why}")))?;
+                .map_err(|why| LoginFailure::Other(Error::runtime(format!("{endpoint} {why}"))))?;
             if plain {
                 sasl(link, "PLAIN", &auth::plain(user, password)).map_err(|(e, _)| failure(e))
             } else {
@@ -897,13 +980,16 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> Result<String> {
         }
         Auth::OAuth2 { user, token } => {
             if !link.has("AUTH=XOAUTH2") {
-                return Err(Error::runtime(format!("{endpoint} does not offer OAuth2 login (AUTH=XOAUTH2)")));
+                return Err(Error::runtime(format!("{endpoint} does not offer OAuth2 login (AUTH=XOAUTH2)")).into());
             }
             sasl(link, "XOAUTH2", &auth::xoauth2(user, token.expose())).map_err(|(e, detail)| {
-                let error = failure(e);
-                match detail {
+                let with_detail = |error: Error| match &detail {
                     Some(detail) => Error::runtime(format!("{error} ({detail})")),
                     None => error,
+                };
+                match failure(e) {
+                    LoginFailure::Refused(e) => LoginFailure::Refused(with_detail(e)),
+                    LoginFailure::Other(e) => LoginFailure::Other(with_detail(e)),
                 }
             })
         }

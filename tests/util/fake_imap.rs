@@ -1,6 +1,6 @@
 //! A scripted IMAP server for fault tests: implicit TLS on a free local port, just enough
 //! of IMAP4rev1 for a backup (CAPABILITY, LOGIN, AUTHENTICATE XOAUTH2 when started with
-//! [`FakeImap::start_oauth2`], EXAMINE, UID SEARCH, UID FETCH of sizes and of whole or
+//! [`FakeImap::start_oauth2`] or with tokens that expire, [`FakeImap::start_oauth2_expiring`], EXAMINE, UID SEARCH, UID FETCH of sizes and of whole or
 //! partial bodies, LIST, NOOP, LOGOUT), and faults injected at chosen points, which is
 //! what a real Dovecot cannot be made to do.
 //!
@@ -175,6 +175,8 @@ impl FakeImap {
             user: user.to_string(),
             password: password.to_string(),
             token: None,
+            token_logins: None,
+            token_uses: Mutex::default(),
             folders: Arc::new(Mutex::new(folders)),
             offer,
         };
@@ -184,14 +186,21 @@ impl FakeImap {
     /// Starts a server that also offers `AUTH=XOAUTH2` and takes `user` with the access
     /// token `token` (LOGIN is refused: there is no password).
     pub fn start_oauth2(user: &str, token: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
-        let account = Account {
-            user: user.to_string(),
-            password: String::new(),
-            token: Some(token.to_string()),
-            folders: Arc::new(Mutex::new(folders)),
-            offer: Offer::default(),
-        };
-        FakeImap::start_with(account, scripts)
+        FakeImap::start_with(Account::oauth2(user, token, None, folders), scripts)
+    }
+
+    /// Starts a server that offers `AUTH=XOAUTH2` and takes `user` with any access token
+    /// that starts with `prefix`, each one for `logins` logins only: then it has expired
+    /// and a login with it is refused, as Google and Microsoft refuse a token after its
+    /// hour. (The connection it opened stays up, unless a script's fault ends it.)
+    pub fn start_oauth2_expiring(
+        user: &str,
+        prefix: &str,
+        logins: usize,
+        folders: Vec<Folder>,
+        scripts: Vec<Script>,
+    ) -> FakeImap {
+        FakeImap::start_with(Account::oauth2(user, prefix, Some(logins), folders), scripts)
     }
 
     fn start_with(account: Account, scripts: Vec<Script>) -> FakeImap {
@@ -389,13 +398,31 @@ fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
 struct Account {
     user: String,
     password: String,
-    /// The OAuth2 access token AUTHENTICATE XOAUTH2 takes; `None`: XOAUTH2 not offered.
+    /// The OAuth2 access token AUTHENTICATE XOAUTH2 takes (with `token_logins`, the prefix
+    /// of those it takes); `None`: XOAUTH2 not offered.
     token: Option<String>,
+    /// Logins each token is good for; `None`: any number.
+    token_logins: Option<usize>,
+    /// Logins tried with each token.
+    token_uses: Mutex<HashMap<String, usize>>,
     folders: Arc<Mutex<Vec<Folder>>>,
     offer: Offer,
 }
 
 impl Account {
+    /// An account with no password that logs in with XOAUTH2 only.
+    fn oauth2(user: &str, token: &str, token_logins: Option<usize>, folders: Vec<Folder>) -> Account {
+        Account {
+            user: user.to_string(),
+            password: String::new(),
+            token: Some(token.to_string()),
+            token_logins,
+            token_uses: Mutex::default(),
+            folders: Arc::new(Mutex::new(folders)),
+            offer: Offer::default(),
+        }
+    }
+
     fn capabilities(&self) -> String {
         let base = if self.token.is_some() { "IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2" } else { "IMAP4rev1 AUTH=PLAIN" };
         format!("{base} {}", self.offer.capabilities).trim_end().to_string()
@@ -512,7 +539,20 @@ impl Conn<'_> {
         let response = base64::engine::general_purpose::STANDARD.decode(&line).unwrap_or_default();
         let response = String::from_utf8_lossy(&response).into_owned();
         lock(self.log)[self.n].push(format!("XOAUTH2 RESPONSE {response:?}"));
-        if response == format!("user={}\x01auth=Bearer {token}\x01\x01", self.account.user) {
+        let bearer = response
+            .strip_prefix(&format!("user={}\x01auth=Bearer ", self.account.user))
+            .and_then(|rest| rest.strip_suffix("\x01\x01"));
+        let accepted = match (bearer, self.account.token_logins) {
+            (Some(bearer), None) => bearer == token,
+            (Some(bearer), Some(logins)) => {
+                let mut uses = lock(&self.account.token_uses);
+                let used = uses.entry(bearer.to_string()).or_default();
+                *used += 1;
+                bearer.starts_with(token) && *used <= logins
+            }
+            (None, _) => false,
+        };
+        if accepted {
             return send(s, format!("{tag} OK authenticated\r\n").as_bytes());
         }
         let error = base64::engine::general_purpose::STANDARD.encode(r#"{"status":"401","schemes":"bearer"}"#);
