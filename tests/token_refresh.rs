@@ -1,10 +1,10 @@
-//! Long runs with an OAuth2 token command: the token expires mid-run, and the confined
-//! backup gets a fresh one through the credential helper, a process forked before the
-//! sandbox closed. Against a scripted server whose tokens are each good for one login
-//! (`FakeImap::start_oauth2_expiring`); the token command prints `tok-N`, N counting its
-//! runs in a file outside the archive (which the confined backup could neither write nor
-//! run a program to write). Also: the sandboxed process itself cannot execute anything,
-//! while the helper it started before still can.
+//! Long runs with a token or password command: the token expires mid-run, and the
+//! confined backup gets a fresh one through the credential helper, a process forked
+//! before the sandbox closed. Against a scripted server whose tokens (or passwords) are
+//! each good for one login (`FakeImap::start_expiring`); the command prints `tok-N` (or
+//! `pw-N`), N counting its runs in a file outside the archive (which the confined backup
+//! could neither write nor run a program to write). Also: the sandboxed process itself
+//! cannot execute anything, while the helper it started before still can.
 
 mod util;
 
@@ -14,7 +14,7 @@ use std::process::Output;
 
 use smailarchiver::credential_helper::CredentialHelper;
 use smailarchiver::sandbox::{self, Mode, Rules, Support};
-use util::fake_imap::{FakeImap, Fault, Folder, Script};
+use util::fake_imap::{Expiring, FakeImap, Fault, Folder, Script};
 use util::*;
 
 const USER: &str = "alice";
@@ -32,14 +32,19 @@ fn messages(uids: &[u32], size: usize) -> Vec<(u32, Vec<u8>)> {
     uids.iter().map(|&u| (u, message(u, size))).collect()
 }
 
-/// A token command printing `tok-N` on its Nth run (counted in `count`); from run
-/// `fail_from` on (if given) it fails instead, saying so on its error output.
+/// A command printing `tok-N` on its Nth run (counted in `count`); from run `fail_from`
+/// on (if given) it fails instead, saying so on its error output.
 fn token_command(count: &Path, fail_from: Option<u32>) -> String {
+    secret_command(count, "tok-", fail_from)
+}
+
+/// A command printing `PREFIX-N` on its Nth run; see [`token_command`].
+fn secret_command(count: &Path, prefix: &str, fail_from: Option<u32>) -> String {
     let count = count.display();
     let fail = fail_from.map_or(String::new(), |n| {
         format!("if [ $n -ge {n} ]; then echo 'token endpoint unreachable' >&2; exit 3; fi; ")
     });
-    format!("n=$(( $(cat '{count}' 2>/dev/null || echo 0) + 1 )); echo $n > '{count}'; {fail}echo tok-$n")
+    format!("n=$(( $(cat '{count}' 2>/dev/null || echo 0) + 1 )); echo $n > '{count}'; {fail}echo {prefix}$n")
 }
 
 /// How often the token command ran.
@@ -49,21 +54,27 @@ fn runs(count: &Path) -> u32 {
 
 /// Backs up from `server` into `root` with `--oauth2-token-command command`.
 fn backup(server: &FakeImap, root: &Path, command: &str, extra: &[&str]) -> Output {
+    backup_with(server, root, &["--oauth2-token-command", command], extra)
+}
+
+fn backup_with(server: &FakeImap, root: &Path, login: &[&str], extra: &[&str]) -> Output {
     let (port, ca) = (server.port().to_string(), server.ca_file());
     let mut args = vec!["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca];
-    args.extend(["--dir", root.to_str().unwrap(), "--oauth2-token-command", command]);
+    args.extend(["--dir", root.to_str().unwrap()]);
+    args.extend(login);
     args.extend(extra);
     run(&args, &[])
 }
 
-/// The tokens each connection logged in with, in order.
+/// The tokens (XOAUTH2) or passwords (LOGIN) each connection logged in with, in order.
 fn tokens(server: &FakeImap) -> Vec<Vec<String>> {
-    let prefix = format!("XOAUTH2 RESPONSE \"user={USER}\\u{{1}}auth=Bearer ");
-    server
-        .commands()
-        .iter()
-        .map(|c| c.iter().filter_map(|c| c.strip_prefix(&prefix)?.split('\\').next().map(String::from)).collect())
-        .collect()
+    let bearer = format!("XOAUTH2 RESPONSE \"user={USER}\\u{{1}}auth=Bearer ");
+    let login = format!("LOGIN \"{USER}\" \"");
+    let secret = |c: &String| {
+        let rest = c.strip_prefix(&bearer).or_else(|| c.strip_prefix(&login))?;
+        rest.split(['\\', '"']).next().map(String::from)
+    };
+    server.commands().iter().map(|c| c.iter().filter_map(secret).collect()).collect()
 }
 
 /// The UIDs archived in folder `folder` of `root`, each checked to restore to exactly the
@@ -93,15 +104,23 @@ fn error_lines(o: &Output) -> Vec<String> {
     stderr(o).lines().filter(|l| l.starts_with("smailarchiver: error:")).map(String::from).collect()
 }
 
-/// Four messages fetched a few at a time (64 KiB budget); the server hangs up at the
-/// second fetch, as it does when the token's hour is up, and refuses the old token at the
-/// next login. The reconnect logs in with a fresh token at once: no refused login.
+/// Four messages to fetch a few at a time (with a 64 KiB budget) from a server whose
+/// passwords or tokens are good for one login each and whose first connection hangs up at
+/// the second fetch.
+fn hanging_up_at_the_second_fetch(credentials: Expiring) -> (Vec<(u32, Vec<u8>)>, FakeImap) {
+    let served = messages(&[1, 2, 3, 4], 40_000);
+    let hang_up = Script::healthy().at("BODY.PEEK", 2, Fault::Bye);
+    let folders = vec![Folder::new("INBOX", 7, served.clone())];
+    let server = FakeImap::start_expiring(USER, credentials, 1, folders, vec![hang_up, Script::healthy()]);
+    (served, server)
+}
+
+/// The server hangs up mid-run, as it does when the token's hour is up, and refuses the
+/// old token at the next login. The reconnect logs in with a fresh token at once: no
+/// refused login.
 #[test]
 fn a_token_that_expires_mid_run_is_renewed_on_reconnect() {
-    let served = messages(&[1, 2, 3, 4], 40_000);
-    let expired = Script::healthy().at("BODY.PEEK", 2, Fault::Bye);
-    let folders = vec![Folder::new("INBOX", 7, served.clone())];
-    let server = FakeImap::start_oauth2_expiring(USER, "tok-", 1, folders, vec![expired, Script::healthy()]);
+    let (served, server) = hanging_up_at_the_second_fetch(Expiring::Tokens("tok-"));
     let (root, state) = (TempDir::new("token-expiry"), TempDir::new("token-expiry-state"));
     let count = state.join("count");
     let o = backup(&server, root.path(), &token_command(&count, None), &["--buffer-size", "64K"]);
@@ -119,7 +138,7 @@ fn a_token_that_expires_mid_run_is_renewed_on_reconnect() {
 fn a_refused_token_is_renewed_once_and_tried_again() {
     let (a, b) = (messages(&[1, 2], 2000), messages(&[5, 6, 7], 2000));
     let folders = vec![Folder::new("A", 1, a.clone()), Folder::new("B", 2, b.clone())];
-    let server = FakeImap::start_oauth2_expiring(USER, "tok-", 1, folders, vec![Script::healthy()]);
+    let server = FakeImap::start_expiring(USER, Expiring::Tokens("tok-"), 1, folders, vec![Script::healthy()]);
     let (root, state) = (TempDir::new("token-refused"), TempDir::new("token-refused-state"));
     let count = state.join("count");
     let o = backup(&server, root.path(), &token_command(&count, None), &["-f", "A", "-f", "B", "--connections", "2"]);
@@ -129,6 +148,21 @@ fn a_refused_token_is_renewed_once_and_tried_again() {
     assert_eq!(runs(&count), 2);
     assert_eq!(archived(root.path(), "A", &a), [1, 2]);
     assert_eq!(archived(root.path(), "B", &b), [5, 6, 7]);
+}
+
+/// A password command runs again only when the server refuses the password: the
+/// reconnect after a hang-up tries the password in hand first.
+#[test]
+fn a_password_is_renewed_when_refused_and_only_then() {
+    let (served, server) = hanging_up_at_the_second_fetch(Expiring::Passwords("pw-"));
+    let (root, state) = (TempDir::new("password-renewal"), TempDir::new("password-renewal-state"));
+    let count = state.join("count");
+    let command = secret_command(&count, "pw-", None);
+    let o = backup_with(&server, root.path(), &["--passwd-command", &command], &["--buffer-size", "64K"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(tokens(&server), [vec!["pw-1"], vec!["pw-1", "pw-2"]], "{:?}", server.commands());
+    assert_eq!(runs(&count), 2);
+    assert_eq!(archived(root.path(), "INBOX", &served), [1, 2, 3, 4]);
 }
 
 /// The token command fails when asked again: one error line naming it, exit 1, the
@@ -141,7 +175,7 @@ fn a_token_command_failing_on_renewal_is_one_error_and_keeps_what_was_archived()
     let (a, b) = (messages(&[1, 2, 3], 2000), messages(&[5, 6], 2000));
     let expired = Script::healthy().at("EXAMINE", 2, Fault::Bye);
     let folders = vec![Folder::new("A", 1, a.clone()), Folder::new("B", 2, b.clone())];
-    let server = FakeImap::start_oauth2_expiring(USER, "tok-", 1, folders, vec![expired, Script::healthy()]);
+    let server = FakeImap::start_expiring(USER, Expiring::Tokens("tok-"), 1, folders, vec![expired, Script::healthy()]);
     let (root, state) = (TempDir::new("token-fails"), TempDir::new("token-fails-state"));
     let count = state.join("count");
     let o = backup(&server, root.path(), &token_command(&count, Some(2)), &["-f", "A", "-f", "B"]);

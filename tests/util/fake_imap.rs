@@ -1,6 +1,6 @@
 //! A scripted IMAP server for fault tests: implicit TLS on a free local port, just enough
 //! of IMAP4rev1 for a backup (CAPABILITY, LOGIN, AUTHENTICATE XOAUTH2 when started with
-//! [`FakeImap::start_oauth2`] or with tokens that expire, [`FakeImap::start_oauth2_expiring`], EXAMINE, UID SEARCH, UID FETCH of sizes and of whole or
+//! [`FakeImap::start_oauth2`], EXAMINE, UID SEARCH, UID FETCH of sizes and of whole or
 //! partial bodies, LIST, NOOP, LOGOUT), and faults injected at chosen points, which is
 //! what a real Dovecot cannot be made to do.
 //!
@@ -128,6 +128,15 @@ impl Script {
     }
 }
 
+/// What a server started with [`FakeImap::start_expiring`] takes.
+#[derive(Clone, Copy, Debug)]
+pub enum Expiring {
+    /// AUTHENTICATE XOAUTH2 with access tokens that start with this (no LOGIN).
+    Tokens(&'static str),
+    /// LOGIN with passwords that start with this.
+    Passwords(&'static str),
+}
+
 /// When a connection was accepted, and when the server closed it (`None` while served).
 pub type ConnectionTimes = (Instant, Option<Instant>);
 
@@ -171,36 +180,31 @@ impl FakeImap {
         scripts: Vec<Script>,
         offer: Offer,
     ) -> FakeImap {
-        let account = Account {
-            user: user.to_string(),
-            password: password.to_string(),
-            token: None,
-            token_logins: None,
-            token_uses: Mutex::default(),
-            folders: Arc::new(Mutex::new(folders)),
-            offer,
-        };
-        FakeImap::start_with(account, scripts)
+        FakeImap::start_with(Account::new(user, password, None, None, folders, offer), scripts)
     }
 
     /// Starts a server that also offers `AUTH=XOAUTH2` and takes `user` with the access
     /// token `token` (LOGIN is refused: there is no password).
     pub fn start_oauth2(user: &str, token: &str, folders: Vec<Folder>, scripts: Vec<Script>) -> FakeImap {
-        FakeImap::start_with(Account::oauth2(user, token, None, folders), scripts)
+        FakeImap::start_with(Account::new(user, "", Some(token), None, folders, Offer::default()), scripts)
     }
 
-    /// Starts a server that offers `AUTH=XOAUTH2` and takes `user` with any access token
-    /// that starts with `prefix`, each one for `logins` logins only: then it has expired
-    /// and a login with it is refused, as Google and Microsoft refuse a token after its
-    /// hour. (The connection it opened stays up, unless a script's fault ends it.)
-    pub fn start_oauth2_expiring(
+    /// Starts a server whose passwords or tokens expire: it takes `user` with any that
+    /// starts with the prefix `credentials` gives, each one for `logins` logins only; then
+    /// a login with it is refused, as Google and Microsoft refuse a token after its hour.
+    /// (The connection it opened stays up, unless a script's fault ends it.)
+    pub fn start_expiring(
         user: &str,
-        prefix: &str,
+        credentials: Expiring,
         logins: usize,
         folders: Vec<Folder>,
         scripts: Vec<Script>,
     ) -> FakeImap {
-        FakeImap::start_with(Account::oauth2(user, prefix, Some(logins), folders), scripts)
+        let (password, token) = match credentials {
+            Expiring::Tokens(prefix) => ("", Some(prefix)),
+            Expiring::Passwords(prefix) => (prefix, None),
+        };
+        FakeImap::start_with(Account::new(user, password, token, Some(logins), folders, Offer::default()), scripts)
     }
 
     fn start_with(account: Account, scripts: Vec<Script>) -> FakeImap {
@@ -398,29 +402,45 @@ fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
 struct Account {
     user: String,
     password: String,
-    /// The OAuth2 access token AUTHENTICATE XOAUTH2 takes (with `token_logins`, the prefix
-    /// of those it takes); `None`: XOAUTH2 not offered.
+    /// The OAuth2 access token AUTHENTICATE XOAUTH2 takes; `None`: XOAUTH2 not offered.
     token: Option<String>,
-    /// Logins each token is good for; `None`: any number.
-    token_logins: Option<usize>,
-    /// Logins tried with each token.
-    token_uses: Mutex<HashMap<String, usize>>,
+    /// Logins each password or token is good for, `password` and `token` then being the
+    /// prefixes of those taken; `None`: the one password or token, any number of times.
+    logins: Option<usize>,
+    /// Logins tried with each password or token.
+    uses: Mutex<HashMap<String, usize>>,
     folders: Arc<Mutex<Vec<Folder>>>,
     offer: Offer,
 }
 
 impl Account {
-    /// An account with no password that logs in with XOAUTH2 only.
-    fn oauth2(user: &str, token: &str, token_logins: Option<usize>, folders: Vec<Folder>) -> Account {
+    fn new(
+        user: &str,
+        password: &str,
+        token: Option<&str>,
+        logins: Option<usize>,
+        folders: Vec<Folder>,
+        offer: Offer,
+    ) -> Account {
         Account {
             user: user.to_string(),
-            password: String::new(),
-            token: Some(token.to_string()),
-            token_logins,
-            token_uses: Mutex::default(),
+            password: password.to_string(),
+            token: token.map(String::from),
+            logins,
+            uses: Mutex::default(),
             folders: Arc::new(Mutex::new(folders)),
-            offer: Offer::default(),
+            offer,
         }
+    }
+
+    /// Whether a login with `given` works where `expected` is the password or token
+    /// (counting the login, when each is good for a number of them only).
+    fn takes(&self, expected: &str, given: &str) -> bool {
+        let Some(logins) = self.logins else { return given == expected };
+        let mut uses = lock(&self.uses);
+        let used = uses.entry(given.to_string()).or_default();
+        *used += 1;
+        given.starts_with(expected) && *used <= logins
     }
 
     fn capabilities(&self) -> String {
@@ -542,17 +562,7 @@ impl Conn<'_> {
         let bearer = response
             .strip_prefix(&format!("user={}\x01auth=Bearer ", self.account.user))
             .and_then(|rest| rest.strip_suffix("\x01\x01"));
-        let accepted = match (bearer, self.account.token_logins) {
-            (Some(bearer), None) => bearer == token,
-            (Some(bearer), Some(logins)) => {
-                let mut uses = lock(&self.account.token_uses);
-                let used = uses.entry(bearer.to_string()).or_default();
-                *used += 1;
-                bearer.starts_with(token) && *used <= logins
-            }
-            (None, _) => false,
-        };
-        if accepted {
+        if bearer.is_some_and(|b| self.account.takes(token, b)) {
             return send(s, format!("{tag} OK authenticated\r\n").as_bytes());
         }
         let error = base64::engine::general_purpose::STANDARD.encode(r#"{"status":"401","schemes":"bearer"}"#);
@@ -731,7 +741,7 @@ fn answer(
             ok(&mut out, "done");
         }
         "LOGIN" => match args(rest).as_slice() {
-            [u, p] if *u == account.user && *p == account.password && account.token.is_none() => {
+            [u, p] if *u == account.user && account.token.is_none() && account.takes(&account.password, p) => {
                 ok(&mut out, "logged in")
             }
             _ => {
