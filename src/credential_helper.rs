@@ -3,8 +3,9 @@
 //! token lasts about an hour; a first backup of a big mailbox takes longer, and its
 //! reconnects need a fresh token, which the confined process cannot get itself: it may not
 //! execute anything. A landlock domain applies to the thread that asks for it and to what
-//! that thread starts afterwards, so the helper, forked before, is not confined; it holds
-//! nothing but the commands, and does nothing but run one of them when asked.
+//! that thread starts afterwards, so the helper, forked before, is not confined. It is
+//! forked first, before any key file, command or password prompt, and does nothing but run
+//! one of the commands when asked.
 //!
 //! One helper serves the whole run (every account whose credential comes from a command);
 //! a request names the account's slot. The run's threads share it, one request at a time.
