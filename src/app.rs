@@ -12,9 +12,11 @@ use crate::flags::{self, LowArgs};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
+use crate::run_report::RunRecord;
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backup, config, restore, upload, verify, wizard};
+use crate::{archive, backup, config, interrupt, progress, restore, upload, verify, wizard};
+use std::sync::Arc;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -31,8 +33,8 @@ pub enum Mode {
     Verify { path: PathBuf, keys: KeySpec },
     /// Report and prove what the sandbox confines.
     SandboxCheck { root: PathBuf, port: u16 },
-    /// Back up these accounts.
-    Backup { accounts: Vec<Account> },
+    /// Back up these accounts; write what happened to `report` (`--report`).
+    Backup { accounts: Vec<Account>, report: Option<PathBuf> },
     /// List these accounts' folders.
     ListFolders { accounts: Vec<Account> },
     /// Count what a backup of these accounts would fetch.
@@ -61,31 +63,85 @@ pub struct Printer {
     pub out: Output,
 }
 
+impl crate::report::Events for Printer {}
+
+/// After SIGINT or SIGTERM the run says one line, at its end: nothing else is printed.
 impl crate::report::Sink for Printer {
     fn result(&self, text: &str) {
-        if !self.out.quiet {
+        if !self.out.quiet && !interrupt::requested() {
             println!("{text}");
         }
     }
 
     fn detail(&self, text: &str) {
-        if self.out.verbose {
+        if self.out.verbose && !interrupt::requested() {
             println!("{text}");
         }
     }
 
     fn warning(&self, text: &str) {
-        warn(text);
+        if !interrupt::requested() {
+            warn(text);
+        }
     }
 
     fn remark(&self, text: &str) {
-        if self.out.verbose {
+        if self.out.verbose && !interrupt::requested() {
             warn(text);
         }
     }
 
     fn error(&self, text: &str) {
-        eprintln!("smailarchiver: error: {text}");
+        if !interrupt::requested() {
+            eprintln!("smailarchiver: error: {text}");
+        }
+    }
+}
+
+/// A backup's sink: printed by the printer, recorded for `--report` and the line an
+/// interrupted run ends with.
+struct BackupSink<'a> {
+    printer: Printer,
+    record: &'a RunRecord,
+}
+
+impl crate::report::Events for BackupSink<'_> {
+    fn account_started(&self, user: &str, server: &str) {
+        self.record.account_started(user, server);
+    }
+
+    fn folder_done(&self, user: &str, server: &str, figures: crate::report::FolderFigures) {
+        self.record.folder_done(user, server, figures);
+    }
+
+    fn account_failed(&self, user: &str, server: &str, error: &str) {
+        self.record.account_failed(user, server, error);
+    }
+
+    fn message_stored(&self, bytes: u64) {
+        self.record.message_stored(bytes);
+    }
+}
+
+impl crate::report::Sink for BackupSink<'_> {
+    fn result(&self, text: &str) {
+        self.printer.result(text);
+    }
+
+    fn detail(&self, text: &str) {
+        self.printer.detail(text);
+    }
+
+    fn warning(&self, text: &str) {
+        self.printer.warning(text);
+    }
+
+    fn remark(&self, text: &str) {
+        self.printer.remark(text);
+    }
+
+    fn error(&self, text: &str) {
+        self.printer.error(text);
     }
 }
 
@@ -131,6 +187,9 @@ impl LowArgs {
             let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
             return Ok((Mode::SandboxCheck { root, port: self.port.unwrap_or(993) }, out, None));
         }
+        if self.report.is_some() && (self.restore.is_some() || self.verify.is_some() || self.list_folders) {
+            return Err(Error::usage("--report goes with a backup"));
+        }
         if (self.to_maildir.is_some() || self.output.is_some() || self.to_imap) && self.restore.is_none() {
             return Err(Error::usage("-o, --to-maildir and --to-imap go with -r DIR"));
         }
@@ -174,8 +233,10 @@ impl LowArgs {
             (None, None) => {
                 let (mode, out, sandbox) = self.backup(out)?;
                 return Ok(match mode {
-                    Mode::Backup { accounts } if self.list_folders => (Mode::ListFolders { accounts }, out, sandbox),
-                    Mode::Backup { accounts } if self.dry_run => (Mode::DryRun { accounts }, out, sandbox),
+                    Mode::Backup { accounts, .. } if self.list_folders => {
+                        (Mode::ListFolders { accounts }, out, sandbox)
+                    }
+                    Mode::Backup { accounts, .. } if self.dry_run => (Mode::DryRun { accounts }, out, sandbox),
                     mode => (mode, out, sandbox),
                 });
             }
@@ -195,7 +256,7 @@ impl LowArgs {
         }
         let path = self.restore.clone().ok_or_else(|| Error::usage("--to-imap goes with -r DIR"))?;
         let (mode, out, sandbox) = self.backup(out)?;
-        let Mode::Backup { mut accounts } = mode else { return Err(Error::usage("--to-imap needs an account")) };
+        let Mode::Backup { mut accounts, .. } = mode else { return Err(Error::usage("--to-imap needs an account")) };
         if accounts.len() != 1 {
             return Err(Error::usage(format!(
                 "--to-imap uploads to one account; the config file has {}",
@@ -217,6 +278,7 @@ impl LowArgs {
             return Err(Error::usage("-f and --all-folders cannot be combined"));
         }
         let mut config_sandbox = None;
+        let mut config_report = None;
         let mut accounts = if let Some(path) = &self.config {
             let account_flags = self.user.is_some()
                 || self.imap.is_some()
@@ -241,6 +303,7 @@ impl LowArgs {
             out.verbose |= config.verbose && !out.quiet;
             out.quiet |= config.quiet;
             config_sandbox = config.sandbox;
+            config_report = config.report;
             config.accounts
         } else {
             let (Some(user), Some(host)) = (&self.user, &self.imap) else {
@@ -294,7 +357,8 @@ impl LowArgs {
             }
             a.validate()?;
         }
-        Ok((Mode::Backup { accounts }, out, config_sandbox))
+        let report = self.report.clone().or(config_report);
+        Ok((Mode::Backup { accounts, report }, out, config_sandbox))
     }
 }
 
@@ -317,26 +381,124 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     let low = flags::parse(args)?;
     let (mode, settings) = low.resolve()?;
-    let out = settings.out;
     match mode {
         Mode::Help => print!("{}", flags::help()),
         Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
-        Mode::Restore { dir, output, keys } => return run_restore(&dir, &output, &keys, settings),
-        Mode::Verify { path, keys } => return run_verify(&path, &keys, settings),
+        Mode::Restore { dir, output, keys } => {
+            let what = match &output {
+                RestoreOutput::Maildir(out) => format!(
+                    "the Maildir {} holds only part of the messages (each of them whole); run the restore again",
+                    out.display()
+                ),
+                _ => "the mbox file being written was removed (one appears only when complete); run the restore again"
+                    .to_string(),
+            };
+            return interruptible(what, || run_restore(&dir, &output, &keys, settings));
+        }
+        Mode::Verify { path, keys } => {
+            let what = "the verification stopped before the end (it writes nothing); run it again".to_string();
+            return interruptible(what, || run_verify(&path, &keys, settings));
+        }
         Mode::Upload { path, account, to_folder, keys } => {
-            return run_upload(&path, &account, to_folder.as_deref(), &keys, settings)
+            let what = "what was uploaded stays on the server; run it again (nothing is sent twice)".to_string();
+            return interruptible(what, || run_upload(&path, &account, to_folder.as_deref(), &keys, settings));
         }
         Mode::SandboxCheck { root, port } => {
             let report = sandbox::check(&root, port)?;
             println!("{report}");
             return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
         }
-        Mode::Backup { accounts } => return Ok(backup::run(&accounts, out, settings.sandbox, &Printer { out })),
+        Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
-        Mode::DryRun { accounts } => return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out })),
-        Mode::Wizard => return Ok(backup::run(&[wizard::ask_account()?], out, settings.sandbox, &Printer { out })),
+        Mode::DryRun { accounts } => return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out })),
+        Mode::Wizard => return run_backup(&[wizard::ask_account()?], None, settings),
     }
     Ok(0)
+}
+
+/// Backs up `accounts`; writes `report` at the end, also after a failure or an interrupt.
+fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -> Result<i32> {
+    let writable = match report {
+        Some(path) => {
+            let dir = restore::parent_of(path);
+            if !dir.is_dir() {
+                return Err(Error::usage(format!("--report {}: no directory {}", path.display(), dir.display())));
+            }
+            vec![dir.to_path_buf()]
+        }
+        None => Vec::new(),
+    };
+    let record = Arc::new(RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))));
+    let last_words = {
+        let (record, report) = (Arc::clone(&record), report.map(Path::to_path_buf));
+        move |code: i32| {
+            if interrupt::requested() {
+                let (messages, bytes) = record.stored();
+                say_interrupted(&format!(
+                    "{messages} message{} ({} KiB) archived by this run are kept; run it again to continue",
+                    if messages == 1 { "" } else { "s" },
+                    bytes / 1024
+                ));
+            }
+            match report.as_deref().map(|path| record.write(path, code, interrupt::requested())) {
+                Some(Err(e)) => {
+                    eprintln!("smailarchiver: error: {e}");
+                    EXIT_FAILURE.max(code)
+                }
+                _ => code,
+            }
+        }
+    };
+    let last_words = Arc::new(last_words);
+    {
+        let last_words = Arc::clone(&last_words);
+        interrupt::install(Box::new(move || {
+            last_words(interrupt::exit_code());
+        }))
+        .doing("setting up signal handling")?;
+    }
+    let out = settings.out;
+    let code = backup::run(
+        accounts,
+        out,
+        settings.sandbox,
+        &writable,
+        &BackupSink { printer: Printer { out }, record: &record },
+    );
+    let code = if interrupt::requested() { interrupt::exit_code() } else { code };
+    take_last_word();
+    Ok(last_words(code))
+}
+
+/// Claims the run's last words from a forced exit; when that is already under way, waits
+/// for it to end the process.
+fn take_last_word() {
+    if !interrupt::claim() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// The line an interrupted run ends with; `what` says what it leaves.
+fn say_interrupted(what: &str) {
+    progress::clear_line();
+    warn(format!("interrupted by {}: {what}", interrupt::signal_name()));
+}
+
+/// Runs a restore or verify that SIGINT and SIGTERM stop; `what` is what the stop leaves.
+fn interruptible(what: String, work: impl FnOnce() -> Result<i32>) -> Result<i32> {
+    let shared = Arc::new(what);
+    let said = Arc::clone(&shared);
+    interrupt::install(Box::new(move || say_interrupted(&said))).doing("setting up signal handling")?;
+    match work() {
+        Err(e) if e.is_interrupted() => {
+            take_last_word();
+            say_interrupted(&shared);
+            Ok(e.exit_code())
+        }
+        other => other,
+    }
 }
 
 /// Loads the keys now if any of `files` is encrypted: before the sandbox closes, so a

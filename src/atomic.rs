@@ -39,6 +39,8 @@ impl TempFile {
         let name = format!("{TEMP_PREFIX}{}.{n}.{target_name}", std::process::id());
         let file = dir.create_new(&name, mode)?;
         let path = dir.path().join(&name);
+        // A run ended by a signal removes it too.
+        crate::interrupt::track(&path);
         Ok(TempFile { dir: dir.clone(), name, path, file, committed: false })
     }
 
@@ -85,6 +87,7 @@ impl Drop for TempFile {
         if !self.committed {
             let _ = self.dir.remove_file(&self.name);
         }
+        crate::interrupt::untrack(&self.path);
     }
 }
 

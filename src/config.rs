@@ -43,7 +43,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "since",
 ];
 /// Keys the top level may have.
-const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox"];
+const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox", "report"];
 
 /// A parsed configuration file.
 #[derive(Debug)]
@@ -56,6 +56,8 @@ pub struct Config {
     pub quiet: bool,
     /// `"sandbox"`: auto, require or off.
     pub sandbox: Option<String>,
+    /// `"report"`: the file `--report` names.
+    pub report: Option<PathBuf>,
     /// Unknown keys, for one warning.
     pub unknown: Vec<String>,
 }
@@ -121,6 +123,7 @@ pub fn parse(text: &[u8], default_root: &Path) -> Result<Config> {
         verbose: top.get("verbose").is_some_and(truthy),
         quiet: top.get("quiet").is_some_and(truthy),
         sandbox: top.get("sandbox").map(|v| string(v, "sandbox")).transpose()?,
+        report: top.get("report").map(|v| string(v, "report")).transpose()?.map(PathBuf::from),
         unknown,
     })
 }

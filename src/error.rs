@@ -14,6 +14,7 @@ pub const EXIT_USAGE: i32 = 2;
 pub struct Error {
     msg: String,
     usage: bool,
+    interrupted: bool,
 }
 
 /// Shorthand for results carrying [`Error`].
@@ -22,17 +23,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A runtime failure (exit code 1).
     pub fn runtime(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into(), usage: false }
+        Error { msg: msg.into(), usage: false, interrupted: false }
     }
 
     /// A usage or configuration error (exit code 2).
     pub fn usage(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into(), usage: true }
+        Error { msg: msg.into(), usage: true, interrupted: false }
+    }
+
+    /// The run was stopped by SIGINT or SIGTERM (exit code 130 or 143).
+    pub fn interrupted() -> Error {
+        Error { msg: "interrupted".into(), usage: false, interrupted: true }
+    }
+
+    /// Whether this is the stop a signal asked for, not a failure.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted
     }
 
     /// The exit code this error maps to.
     pub fn exit_code(&self) -> i32 {
-        if self.usage {
+        if self.interrupted {
+            crate::interrupt::exit_code()
+        } else if self.usage {
             EXIT_USAGE
         } else {
             EXIT_FAILURE
@@ -46,7 +59,7 @@ impl Error {
 
     /// The same error with `what: ` in front of its message.
     pub fn context(self, what: impl fmt::Display) -> Error {
-        Error { msg: format!("{what}: {}", self.msg), usage: self.usage }
+        Error { msg: format!("{what}: {}", self.msg), ..self }
     }
 }
 

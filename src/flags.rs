@@ -51,6 +51,7 @@ pub struct LowArgs {
     pub verify: Option<PathBuf>,
     pub sandbox: Option<String>,
     pub sandbox_check: bool,
+    pub report: Option<PathBuf>,
     pub verbose: bool,
     pub quiet: bool,
 }
@@ -271,6 +272,10 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "sandbox-check", None, Output, "Report what the kernel's landlock can confine, and prove it (with --dir).", |a, _| {
         a.sandbox_check = true;
+        Ok(())
+    }),
+    flag!(None, "report", Some("FILE"), Output, "After a backup (also a failed or interrupted one), write what it did to FILE as JSON, atomically.", |a, v| {
+        a.report = Some(val(v)?.into());
         Ok(())
     }),
     flag!(Some('v'), "verbose", None, Output, "Say more: one line per message.", |a, _| {

@@ -42,6 +42,8 @@ impl<'a, F: AsRawFd> EchoOff<'a, F> {
         if unsafe { libc::tcsetattr(file.as_raw_fd(), libc::TCSANOW, &quiet) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // A run ended by a signal puts the echo back too.
+        crate::interrupt::echo_off(file.as_raw_fd(), saved);
         Ok(EchoOff { file, saved })
     }
 }
@@ -50,5 +52,6 @@ impl<F: AsRawFd> Drop for EchoOff<'_, F> {
     fn drop(&mut self) {
         // SAFETY: restores the settings read in `new` on the same descriptor.
         unsafe { libc::tcsetattr(self.file.as_raw_fd(), libc::TCSANOW, &self.saved) };
+        crate::interrupt::echo_on();
     }
 }

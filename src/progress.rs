@@ -51,6 +51,14 @@ impl Progress {
     }
 }
 
+/// Clears whatever progress line a terminal shows, before a last line is printed over it.
+pub fn clear_line() {
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[K");
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         self.clear();

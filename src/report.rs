@@ -11,7 +11,7 @@ pub struct Output {
 }
 
 /// Where a run's messages go. Called from several threads at once (one per connection).
-pub trait Sink: Sync {
+pub trait Sink: Events {
     /// A result line, such as a folder's summary (left out with `--quiet`).
     fn result(&self, text: &str);
     /// A detail, such as one line per message (only with `--verbose`).
@@ -23,4 +23,37 @@ pub trait Sink: Sync {
     fn remark(&self, text: &str);
     /// Something failed (always shown).
     fn error(&self, text: &str);
+}
+
+/// One folder's figures once it is done (or stopped), for `--report`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FolderFigures {
+    /// The folder's name, printable.
+    pub name: String,
+    /// Messages archived by this run.
+    pub new: usize,
+    /// Messages its archive holds now (this run's and earlier runs').
+    pub archived: usize,
+    /// Messages that could not be archived (the next run tries them again).
+    pub failed: usize,
+    /// Message bytes archived by this run.
+    pub bytes: u64,
+    /// How long it took.
+    pub seconds: f64,
+    /// What went wrong with it, one line each.
+    pub errors: Vec<String>,
+}
+
+/// What a backup tells about its progress beyond text, for `--report` and the line an
+/// interrupted run ends with. Called from several threads at once; the default is to
+/// ignore it.
+pub trait Events: Sync {
+    /// The backup of an account (`user` at `server`, as configured) begins.
+    fn account_started(&self, _user: &str, _server: &str) {}
+    /// A folder of the account is done.
+    fn folder_done(&self, _user: &str, _server: &str, _figures: FolderFigures) {}
+    /// The account could not be backed up (or not to the end).
+    fn account_failed(&self, _user: &str, _server: &str, _error: &str) {}
+    /// A message of `bytes` bytes was archived.
+    fn message_stored(&self, _bytes: u64) {}
 }

@@ -31,6 +31,9 @@ pub fn verify(root: &Path, keys: impl FnOnce() -> Result<Keys>, on_bad: &mut dyn
     let mut report = Report::default();
     let mut ahead = ReadAhead::spawn(files.clone(), keys)?;
     for f in &files {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
         report.checked += 1;
         match ahead.next_message().and_then(|(_, mut msg)| drain(&mut msg)) {
             Ok(n) => report.bytes += n,

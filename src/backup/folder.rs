@@ -21,7 +21,7 @@ use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::progress::Progress;
 use crate::registry::{OpenFolder, Registry};
-use crate::report::Sink;
+use crate::report::{FolderFigures, Sink};
 
 /// What does not change while the folders of an account are backed up.
 pub struct Context<'a> {
@@ -44,6 +44,8 @@ pub struct FolderReport {
     pub vanished: usize,
     pub bytes: u64,
     pub started: Instant,
+    /// What went wrong, for `--report`.
+    pub errors: Vec<String>,
     /// The terminal's progress line.
     pub progress: Progress,
 }
@@ -59,7 +61,21 @@ impl FolderReport {
             vanished: 0,
             bytes: 0,
             started: Instant::now(),
+            errors: Vec::new(),
             progress: Progress::new(folder.to_string(), false),
+        }
+    }
+
+    /// The figures `--report` gives.
+    pub fn figures(&self) -> FolderFigures {
+        FolderFigures {
+            name: self.folder.clone(),
+            new: self.new,
+            archived: self.new + self.existing,
+            failed: self.failed,
+            bytes: self.bytes,
+            seconds: self.started.elapsed().as_secs_f64(),
+            errors: self.errors.clone(),
         }
     }
 
@@ -122,10 +138,12 @@ struct Lessons {
 impl Lessons {
     /// Gives up `uid` for this run, saying why.
     fn leave_out(&mut self, ctx: &Context<'_>, report: &mut FolderReport, uid: u32, why: &str) {
+        let why = format!("UID {uid} left out: {why}");
         if self.left_out.insert(uid) {
             report.failed += 1;
+            report.errors.push(why.clone());
         }
-        ctx.sink.warning(&format!("{} {}: UID {uid} left out: {why}", ctx.account.label(), report.folder));
+        ctx.sink.warning(&format!("{} {}: {why}", ctx.account.label(), report.folder));
     }
 }
 
@@ -175,6 +193,9 @@ pub fn backup(
                 report.progress.clear();
                 return Ok(report);
             }
+            // Stopped by a signal: what is archived so far is this folder's result.
+            Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(report)),
+            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(report)),
             Err(Stop::Connection(why)) => {
                 report.progress.clear();
                 let notice = session.lost(&why)?;
@@ -185,6 +206,12 @@ pub fn backup(
             Err(Stop::Fatal(e)) => return Err(e),
         }
     }
+}
+
+fn interrupted(mut report: FolderReport) -> FolderReport {
+    report.progress.clear();
+    report.errors.push("interrupted".into());
+    report
 }
 
 /// When the folder's UIDVALIDITY and UIDNEXT are what the last complete backup recorded,
@@ -292,6 +319,9 @@ fn pass(
         // the budget).
         let mut early: HashMap<u32, Vec<u8>> = HashMap::new();
         for (i, batch) in batches.iter().enumerate() {
+            if crate::interrupt::requested() {
+                return Err(Stop::Fatal(Error::interrupted()));
+            }
             match batch {
                 Batch::Whole(uids) => {
                     sent = sent.max(i);
@@ -367,6 +397,7 @@ pub(super) fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<
                 report.new += 1;
                 report.bytes += size;
                 report.progress.tick(size);
+                ctx.sink.message_stored(size);
                 ctx.sink.detail(&format!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder));
             }
             Outcome::Existing(_) => report.existing += 1,
@@ -433,12 +464,9 @@ fn store_whole(
         Ok(a) => a,
         Err(Ok(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
-            ctx.sink.warning(&format!(
-                "{} {}: UID FETCH refused: {}",
-                ctx.account.label(),
-                report.folder,
-                crate::imap::error::quote(&text)
-            ));
+            let why = format!("UID FETCH refused: {}", crate::imap::error::quote(&text));
+            ctx.sink.warning(&format!("{} {}: {why}", ctx.account.label(), report.folder));
+            report.errors.push(why);
             report.failed += uids.iter().filter(|u| early.remove(u).is_none()).count();
             return Ok(());
         }

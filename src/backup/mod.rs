@@ -34,7 +34,10 @@ pub use folder::FolderReport;
 /// and the credential helper that runs the commands again later is forked; then the
 /// process confines itself to the archive roots and the IMAP ports; then the accounts are
 /// backed up. One failing account never stops the others.
-pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) -> i32 {
+///
+/// `writable` are more directories the run may write in once confined (where `--report`
+/// goes). After SIGINT or SIGTERM no further account is begun.
+pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> i32 {
     // First of all, while the process holds the least: the helper gets a copy of it.
     let renewals = match credential_helper::renewals(accounts) {
         Ok(r) => r,
@@ -46,11 +49,18 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
     let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
     let mut code = 0;
     let mut ready = Vec::new();
+    let failed = |account: &Account, e: &crate::error::Error| {
+        sink.error(&format!("{}: {e}", account.label()));
+        sink.account_failed(&account.user, &account.host, &e.to_string());
+    };
     for (account, renewal) in accounts.iter().zip(renewals) {
+        if crate::interrupt::requested() {
+            return crate::interrupt::exit_code();
+        }
         match prepare(account, sink, &mut locks) {
             Ok(p) => ready.push(Prepared { renewal, ..p }),
             Err(e) => {
-                sink.error(&format!("{}: {e}", account.label()));
+                failed(account, &e);
                 code = EXIT_FAILURE;
             }
         }
@@ -60,7 +70,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
         return code;
     }
     let rules = Rules {
-        read_write: locks.keys().cloned().collect(),
+        read_write: locks.keys().cloned().chain(writable.iter().cloned()).collect(),
         connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
@@ -71,12 +81,19 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
         Ok(_) => {}
         Err(e) => {
             sink.error(&e.to_string());
+            for p in &ready {
+                sink.account_failed(&p.account.user, &p.account.host, &e.to_string());
+            }
             return EXIT_FAILURE;
         }
     }
     let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0 };
     for p in ready {
-        let label = p.account.label();
+        if crate::interrupt::requested() {
+            break;
+        }
+        let account = p.account;
+        sink.account_started(&account.user, &account.host);
         match backup_account(p, out, sink) {
             Ok(reports) => {
                 tally.new += reports.iter().map(|r| r.new).sum::<usize>();
@@ -87,11 +104,14 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, sink: &dyn Sink) ->
                 }
             }
             Err(e) => {
-                sink.error(&format!("{label}: {e}"));
+                failed(account, &e);
                 tally.failed += 1;
                 code = EXIT_FAILURE;
             }
         }
+    }
+    if crate::interrupt::requested() {
+        return crate::interrupt::exit_code();
     }
     tally.say(sink);
     code
@@ -302,16 +322,21 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     let reports = Mutex::new(Vec::new());
-    for name in unusable {
-        sink.error(&format!(
-            "{label} {name}: the server lists this folder under a name that is not text: it cannot be asked for"
-        ));
-        lock(&reports).push(FolderReport { failed: 1, ..FolderReport::new(&name) });
-    }
     let done = |r: FolderReport| {
         sink.result(&format!("{} {}", account.user, r.summary()));
+        sink.folder_done(&account.user, &account.host, r.figures());
         lock(&reports).push(r);
     };
+    // A folder that failed as a whole: said, and counted as one failure.
+    let failed = |name: &str, why: String| {
+        sink.error(&format!("{label} {name}: {why}"));
+        let r = FolderReport { failed: 1, errors: vec![why], ..FolderReport::new(name) };
+        sink.folder_done(&account.user, &account.host, r.figures());
+        lock(&reports).push(r);
+    };
+    for name in unusable {
+        failed(&name, "the server lists this folder under a name that is not text: it cannot be asked for".to_string());
+    }
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
@@ -343,12 +368,20 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let queue = Mutex::new(ordinary);
     // One connection's share: folders from the queue until it is empty.
     let work = |session: &mut Session| {
-        while let Some((mailbox, prior)) = lock(&queue).pop_front() {
+        loop {
+            // Not `while let`: its lock would be held for the whole folder, and the other
+            // connections would wait for it.
+            let next = lock(&queue).pop_front();
+            let Some((mailbox, prior)) = next else { return };
+            if crate::interrupt::requested() {
+                // Put back for the reckoning below.
+                lock(&queue).push_front((mailbox, prior));
+                return;
+            }
             match folder::backup(&ctx, session, &place, mailbox, prior) {
                 Ok(r) => done(r),
                 Err(e) => {
-                    sink.error(&format!("{label} {}: {e}", mailbox.shown()));
-                    lock(&reports).push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
+                    failed(&mailbox.shown(), e.to_string());
                     if session.given_up() {
                         return;
                     }
@@ -373,6 +406,15 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
         work(&mut session);
     });
+    // Folders an interrupt left untouched; those the new-mail step began keep what it stored.
+    for (_, prior) in std::mem::take(&mut *lock(&queue)) {
+        if let Some(mut r) = prior {
+            if crate::interrupt::requested() {
+                r.errors.push("interrupted".into());
+            }
+            done(r);
+        }
+    }
     let _ = session.logout();
     lock(&registry).flush()?;
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))

@@ -130,9 +130,14 @@ pub fn fetch(
     if let Some(e) = failure {
         return Err(e);
     }
-    if let Err(e) = outcome {
-        let notice = session.lost(&e.describe(session.spec().timeout))?;
-        ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
+    match outcome {
+        // Stopped by a signal: no reconnect, the folders keep what they have.
+        Err(_) if crate::interrupt::requested() => {}
+        Err(e) => {
+            let notice = session.lost(&e.describe(session.spec().timeout))?;
+            ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
+        }
+        Ok(_) => {}
     }
     Ok(results
         .into_iter()

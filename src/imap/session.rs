@@ -14,7 +14,7 @@ use super::connect::{self, ServerSpec};
 use super::error::{quote, ImapError};
 use super::tls::Stream;
 use super::wire::{self, Data, Fetched, ListEntry, Response, Status, MAX_SMALL_LITERAL};
-use crate::error::{describe_io, Error, Result};
+use crate::error::{describe_io, Error, IoContext, Result};
 use crate::mailbox_name;
 
 /// How often a lost connection is re-established before the account is given up.
@@ -119,9 +119,24 @@ impl Read for Paced {
         if self.since.elapsed() > allowed {
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, super::wire::TOO_SLOW));
         }
-        let n = self.inner.read(buf)?;
-        self.received += n as u64;
-        Ok(n)
+        // The socket wakes every tick (see `open`), so SIGINT is heard while the server is
+        // silent; the server has the whole timeout to say something.
+        let waiting = std::time::Instant::now();
+        loop {
+            if crate::interrupt::requested() {
+                return Err(std::io::Error::other("interrupted"));
+            }
+            match self.inner.read(buf) {
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                        && waiting.elapsed() < self.grace => {}
+                Err(e) => return Err(e),
+                Ok(n) => {
+                    self.received += n as u64;
+                    return Ok(n);
+                }
+            }
+        }
     }
 }
 
@@ -311,6 +326,9 @@ impl Session {
     /// to tell the user, or an error once [`RECONNECTS`] are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
         self.link = None;
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
         if let Some(e) = self.unrenewable.take() {
             // The account's credential command failed: the next attempt would only run it again.
             self.reconnects = RECONNECTS + 1;
@@ -849,8 +867,12 @@ type Renew<'a> = &'a mut dyn FnMut(&mut Auth) -> Result<()>;
 /// Connects, reads the greeting, logs in and introduces the client (ID, where offered). A
 /// refused login is tried once more after `renew` (when given) replaced the credential.
 fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<Renew<'_>>) -> Result<Link> {
+    if crate::interrupt::requested() {
+        return Err(Error::interrupted());
+    }
     let endpoint = spec.endpoint();
     let stream = connect::open(spec, addrs)?;
+    stream.sock.set_read_timeout(Some(crate::interrupt::TICK.min(spec.timeout))).doing("setting the socket timeout")?;
     let mut link = Link {
         io: BufReader::with_capacity(
             64 * 1024,

@@ -133,6 +133,10 @@ fn to_mbox(
     let mut report = Report { output: output.to_path_buf(), ..Report::default() };
     let mut good_len = 0u64;
     for f in files {
+        // The temporary file goes with `tmp`: no half-written output.
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
         let mut out = BufWriter::with_capacity(BUF_SIZE, tmp.file());
         match ahead.next_message().and_then(|(_, mut msg)| append_mbox(f, &mut msg, &mut out)) {
             Ok(n) => {
@@ -223,6 +227,9 @@ fn to_maildir(
         batch.commit(true).map_err(|e| Error::runtime(format!("{}: {}", out.display(), describe_io(&e))))
     };
     for f in files {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
         if batch.len() >= MAILDIR_BATCH {
             commit(&mut batch)?;
         }

@@ -1,0 +1,223 @@
+//! SIGINT and SIGTERM in the middle of a run: the run ends with one line and exit code
+//! 130 or 143, leaves no temporary file, keeps what it finished (and says so in its
+//! `--report`), and the next run fetches only what is missing. The backups block in a
+//! network read of a server that stopped answering, the hardest place to stop from.
+
+mod util;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use smailarchiver::registry::{META_DIR, TMP_DIR};
+use util::fake_imap::{FakeImap, Fault, Folder, Script};
+use util::*;
+
+const USER: &str = "alice";
+const PW: &str = "s3cret pass";
+
+/// 20 messages of 10 kB: with a 64 KiB budget, batches of 6, 6, 6 and 2.
+fn served() -> Vec<(u32, Vec<u8>)> {
+    (1..=20)
+        .map(|uid| {
+            let mut m = format!("Subject: message {uid}\r\n\r\n").into_bytes();
+            m.resize(10_000, b'a' + (uid % 26) as u8);
+            m.extend_from_slice(b"\r\n");
+            (uid, m)
+        })
+        .collect()
+}
+
+/// The first `stalling` connections answer the first body fetch, then nothing more.
+fn server(folders: Vec<Folder>, stalling: usize) -> FakeImap {
+    let stall = Script::healthy().at("BODY.PEEK", 2, Fault::Stall);
+    let mut scripts = vec![stall; stalling];
+    scripts.push(Script::healthy());
+    FakeImap::start(USER, PW, folders, scripts)
+}
+
+fn args(server: &FakeImap, root: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["-u", USER, "-i", "127.0.0.1", "--port"].iter().map(|s| s.to_string()).collect();
+    a.push(server.port().to_string());
+    a.extend(["--ca-file".into(), server.ca_file(), "--dir".into(), root.display().to_string()]);
+    a.extend(["--buffer-size", "64K", "--timeout", "120"].iter().map(|s| s.to_string()));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn spawn(args: &[String], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start smailarchiver")
+}
+
+/// Archive files (`UID.mbox...`) in `dir`.
+fn files_in(dir: &Path) -> usize {
+    fs::read_dir(dir).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file())).count())
+}
+
+/// Waits until `ready` holds, while the child runs; a child that ended first fails the test.
+fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {what}");
+        }
+        if Instant::now() > limit {
+            signal(child, libc::SIGTERM);
+            panic!("never saw {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill() on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+/// The run's one line (asserted to be the only thing on stderr).
+#[track_caller]
+fn one_line(o: &Output, code: i32, signal: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with(&format!("smailarchiver: interrupted by {signal}: ")), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "no progress debris: {err:?}");
+    err
+}
+
+#[track_caller]
+fn no_temporary_files(root: &Path) {
+    let tmp = root.join(META_DIR).join(TMP_DIR);
+    let left: Vec<_> = fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "temporary files left in {}: {left:?}", tmp.display());
+}
+
+/// The UIDs a `UID FETCH` command names (`1:6`, `7,9`).
+fn fetched_uids(command: &str) -> Vec<u32> {
+    let set = command.split_whitespace().nth(2).unwrap_or("");
+    let mut uids = Vec::new();
+    for part in set.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => uids.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap()),
+            None => uids.extend(part.parse::<u32>()),
+        }
+    }
+    uids
+}
+
+/// Interrupts a backup blocked in a read after its first batch, then reruns it.
+fn interrupt_then_rerun(sig: i32, name: &str) {
+    let served = served();
+    let server = server(vec![Folder::new("INBOX", 7, served.clone())], 1);
+    let root = TempDir::new("interrupt");
+    let report = root.join("report.json");
+    let inbox = root.join(USER).join("INBOX");
+    let mut child =
+        spawn(&args(&server, root.path(), &["--report", report.to_str().unwrap()]), &[("SMAILARCHIVER_PASSWD", PW)]);
+    wait_until(&mut child, "the first batch archived", || files_in(&inbox) == 6);
+    signal(&child, sig);
+    let o = child.wait_with_output().unwrap();
+    let line = one_line(&o, 128 + sig, name);
+    assert!(line.contains("6 messages") && line.contains("run it again"), "{line}");
+    no_temporary_files(root.path());
+    assert_eq!(files_in(&inbox), 6);
+
+    let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["exit"], 128 + sig);
+    let folder = &r["accounts"][0]["folders"][0];
+    assert_eq!(folder["name"], "INBOX");
+    assert_eq!((folder["new"].as_u64(), folder["archived"].as_u64()), (Some(6), Some(6)));
+    assert!(folder["errors"].as_array().unwrap().iter().any(|e| e == "interrupted"), "{r}");
+
+    let before = server.connections();
+    let o = run(
+        &args(&server, root.path(), &[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("SMAILARCHIVER_PASSWD", PW)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(files_in(&inbox), 20);
+    let asked: Vec<u32> = server.commands()[before..]
+        .iter()
+        .flatten()
+        .filter(|c| c.contains("BODY.PEEK"))
+        .flat_map(|c| fetched_uids(c))
+        .collect();
+    assert_eq!(asked, (7..=20).collect::<Vec<_>>(), "the rerun fetches only what is missing");
+}
+
+#[test]
+fn sigint_mid_backup_then_rerun() {
+    interrupt_then_rerun(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_mid_backup_then_rerun() {
+    interrupt_then_rerun(libc::SIGTERM, "SIGTERM");
+}
+
+/// Two connections, each blocked in its own folder: both stop, both folders keep their
+/// first batch.
+#[test]
+fn sigint_with_two_connections() {
+    let served = served();
+    let folders = vec![Folder::new("INBOX", 7, served.clone()), Folder::new("Sent", 8, served.clone())];
+    let server = server(folders, 2);
+    let root = TempDir::new("interrupt-two");
+    let dirs = [root.join(USER).join("INBOX"), root.join(USER).join("Sent")];
+    let mut child =
+        spawn(&args(&server, root.path(), &["--all-folders", "--connections", "2"]), &[("SMAILARCHIVER_PASSWD", PW)]);
+
+    wait_until(&mut child, "a batch archived in each folder", || dirs.iter().all(|d| files_in(d) == 6));
+    signal(&child, libc::SIGINT);
+    let o = child.wait_with_output().unwrap();
+    let line = one_line(&o, 130, "SIGINT");
+    assert!(line.contains("12 messages"), "{line}");
+    no_temporary_files(root.path());
+    let o = run(
+        &args(&server, root.path(), &["--all-folders"]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("SMAILARCHIVER_PASSWD", PW)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(dirs.iter().all(|d| files_in(d) == 20));
+}
+
+/// A restore to an mbox file stopped half way leaves no output file (nor its temporary
+/// file); a Maildir restore keeps whole messages only.
+#[test]
+fn sigint_mid_restore() {
+    let root = TempDir::new("interrupt-restore");
+    let folder = root.dir("INBOX");
+    // Enough data that the restore is still writing when it is frozen below.
+    for uid in 1..=300u32 {
+        // As the archive stores it: the original's From line, then the message.
+        let mut m = format!("From a@example.org\nFrom: a@example.org\r\nSubject: {uid}\r\n\r\n").into_bytes();
+        m.resize(200_000, b'x');
+        m.extend_from_slice(b"\r\n");
+        fs::write(folder.join(format!("{uid}.mbox")), m).unwrap();
+    }
+    let out = root.join("out.mbox");
+    let mut child = spawn(&["-r".into(), folder.display().to_string(), "-o".into(), out.display().to_string()], &[]);
+    let temporary = || {
+        fs::read_dir(root.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".smailarchiver-tmp-"))
+    };
+    wait_until(&mut child, "the restore's temporary file", temporary);
+    // Frozen while it writes, so the signal surely comes before the end.
+    signal(&child, libc::SIGSTOP);
+    assert!(!out.exists(), "the restore ended before it could be interrupted: make the folder bigger");
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGCONT);
+    let o = child.wait_with_output().unwrap();
+    let line = one_line(&o, 130, "SIGINT");
+    assert!(line.contains("removed") && line.contains("run the restore again"), "{line}");
+    assert!(!out.exists(), "no output presented as complete");
+    assert!(!temporary(), "temporary file left");
+}
