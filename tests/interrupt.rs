@@ -221,3 +221,25 @@ fn sigint_mid_restore() {
     assert!(!out.exists(), "no output presented as complete");
     assert!(!temporary(), "temporary file left");
 }
+
+/// A run that cannot wind down by itself (here: waiting for a password command) is
+/// ended for it a second after the signal, with the same line and its report.
+#[test]
+fn sigterm_while_waiting_for_a_password_command() {
+    let server = server(vec![Folder::new("INBOX", 7, served())], 0);
+    let root = TempDir::new("interrupt-forced");
+    let report = root.join("report.json");
+    let started = root.join("started");
+    let command = format!("touch {}; sleep 5; echo '{PW}'", started.display());
+    let mut child =
+        spawn(&args(&server, root.path(), &["--passwd-command", &command, "--report", report.to_str().unwrap()]), &[]);
+    wait_until(&mut child, "the password command", || started.exists());
+    signal(&child, libc::SIGTERM);
+    let o = child.wait_with_output().unwrap();
+    let line = one_line(&o, 143, "SIGTERM");
+    assert!(line.contains("0 messages"), "{line}");
+    let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["exit"], 143);
+    assert_eq!(r["accounts"][0]["error"], "not backed up: the run was interrupted", "{r}");
+    assert_eq!(server.connections(), 0);
+}
