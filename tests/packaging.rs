@@ -33,29 +33,128 @@ fn output(cmd: &mut Command, install_hint: &str) -> Output {
 
 const SYSTEMD_HINT: &str = "systemd-analyze comes with Debian's systemd package: run .ci/install-test-deps";
 
-/// The units in a temp dir, with ExecStart= pointing at a binary that exists here, since
+/// A unit file of packaging/systemd in `tmp` under `name` (a template under an instance
+/// name), with ExecStart= pointing at a binary that exists here, since
 /// `systemd-analyze verify` checks that the command is executable.
+fn unit_for_verify(tmp: &TempDir, file: &str, name: &str) -> PathBuf {
+    let unit = fs::read_to_string(repo().join("packaging/systemd").join(file)).unwrap();
+    let unit = unit.replace("ExecStart=/usr/local/bin/smailarchiver ", &format!("ExecStart={} ", bin()));
+    let path = tmp.join(name);
+    fs::write(&path, unit).unwrap();
+    path
+}
+
+/// The plain units in a temp dir, with the failure handler they name.
 fn units_for_verify(tmp: &TempDir) -> (PathBuf, PathBuf) {
     let service = fs::read_to_string(repo().join("packaging/systemd/smailarchiver.service")).unwrap();
-    assert!(service.contains("ExecStart=/usr/local/bin/smailarchiver -q -c /etc/smailarchiver/config.json\n"));
-    let service = service.replace("ExecStart=/usr/local/bin/smailarchiver", &format!("ExecStart={}", bin()));
-    let (s, t) = (tmp.join("smailarchiver.service"), tmp.join("smailarchiver.timer"));
-    fs::write(&s, service).unwrap();
-    fs::copy(repo().join("packaging/systemd/smailarchiver.timer"), &t).unwrap();
-    (s, t)
+    assert!(service.contains(
+        "ExecStart=/usr/local/bin/smailarchiver -q -c /etc/smailarchiver/config.json --report /var/lib/smailarchiver/report.json\n"
+    ));
+    unit_for_verify(tmp, "smailarchiver-failure@.service", "smailarchiver-failure@.service");
+    (
+        unit_for_verify(tmp, "smailarchiver.service", "smailarchiver.service"),
+        unit_for_verify(tmp, "smailarchiver.timer", "smailarchiver.timer"),
+    )
+}
+
+/// The template units as instance `ann`, with the failure handler's instance.
+fn template_units_for_verify(tmp: &TempDir) -> Vec<PathBuf> {
+    vec![
+        unit_for_verify(tmp, "smailarchiver@.service", "smailarchiver@ann.service"),
+        unit_for_verify(tmp, "smailarchiver@.timer", "smailarchiver@ann.timer"),
+        unit_for_verify(
+            tmp,
+            "smailarchiver-failure@.service",
+            "smailarchiver-failure@smailarchiver@ann.service.service",
+        ),
+    ]
+}
+
+/// `systemd-analyze verify` with no complaint.
+#[track_caller]
+fn assert_verifies(units: &[PathBuf]) {
+    // --man=no: Documentation= points at a file, not a man page to look up.
+    let o = output(Command::new("systemd-analyze").args(["verify", "--man=no"]).args(units), SYSTEMD_HINT);
+    // verify works offline (no systemd as PID 1 is needed; it is not one in CI's
+    // container). Any output is a warning about the units: none is accepted.
+    assert!(o.status.success(), "systemd-analyze verify failed:\n{}", text(&o));
+    assert_eq!(stderr(&o).trim(), "", "systemd-analyze verify warned:\n{}", text(&o));
 }
 
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     let tmp = TempDir::new("pkg-verify");
     let (service, timer) = units_for_verify(&tmp);
-    // --man=no: Documentation= points at a file, not a man page to look up.
-    let o =
-        output(Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&service).arg(&timer), SYSTEMD_HINT);
-    // verify works offline (no systemd as PID 1 is needed; it is not one in CI's
-    // container). Any output is a warning about the units: none is accepted.
-    assert!(o.status.success(), "systemd-analyze verify failed:\n{}", text(&o));
-    assert_eq!(stderr(&o).trim(), "", "systemd-analyze verify warned:\n{}", text(&o));
+    assert_verifies(&[service, timer, tmp.join("smailarchiver-failure@.service")]);
+}
+
+#[test]
+fn template_units_pass_systemd_analyze_verify() {
+    let tmp = TempDir::new("pkg-verify-template");
+    assert_verifies(&template_units_for_verify(&tmp));
+}
+
+/// The hardening of a unit: its lines from the "Hardening" comment on.
+fn hardening(unit: &str) -> Vec<&str> {
+    let start = unit.find("# --- Hardening").expect("a hardening section");
+    unit[start..].lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+/// The template unit is the plain one per instance: the same hardening, the same run,
+/// every path of its own.
+#[test]
+fn template_unit_keeps_the_hardening() {
+    let plain = fs::read_to_string(repo().join("packaging/systemd/smailarchiver.service")).unwrap();
+    let template = fs::read_to_string(repo().join("packaging/systemd/smailarchiver@.service")).unwrap();
+    let per_instance = plain
+        .replace("/etc/smailarchiver/config.json", "/etc/smailarchiver/%i.json")
+        .replace("/var/lib/smailarchiver/report.json", "/var/lib/smailarchiver/%i/report.json")
+        .replace("ReadWritePaths=/var/lib/smailarchiver", "ReadWritePaths=/var/lib/smailarchiver/%i");
+    assert_eq!(hardening(&template), hardening(&per_instance));
+    for line in
+        ["StateDirectory=smailarchiver/%i", "WorkingDirectory=/var/lib/smailarchiver/%i", "SuccessExitStatus=143"]
+    {
+        assert!(template.lines().any(|l| l == line), "{line} missing");
+    }
+    let exec = |unit: &str| unit.lines().find(|l| l.starts_with("ExecStart=")).map(str::to_string);
+    assert_eq!(exec(&template), exec(&per_instance));
+    for unit in [&plain, &template] {
+        assert!(unit.lines().any(|l| l == "OnFailure=smailarchiver-failure@%n.service"), "OnFailure= missing");
+    }
+}
+
+/// The cron line for a health check pings only when the run exits 0: not after a failed
+/// account (1), a config error (2) or an interrupt (130).
+#[test]
+fn cron_health_check_pings_only_on_success() {
+    let cron = fs::read_to_string(repo().join("packaging/cron.example")).unwrap();
+    let line = cron.lines().find(|l| l.contains("hc-ping.com")).expect("a health-check line in cron.example");
+    let line = line.trim_start_matches(['#', ' ']);
+    // Five time fields and a user, then the command (the rest of the line).
+    let mut rest = Some(line);
+    for _ in 0..6 {
+        rest = rest.and_then(|r| r.trim_start().split_once(char::is_whitespace)).map(|(_, r)| r);
+    }
+    let command = rest;
+    let command = command.expect("five time fields, a user, then the command").trim();
+    assert!(command.starts_with("/usr/local/bin/smailarchiver ") && command.contains(" --report "), "{command}");
+    let tmp = TempDir::new("pkg-cron");
+    let pinged = tmp.join("pinged");
+    let curl = tmp.join("curl");
+    fs::write(&curl, format!("#!/bin/sh\necho \"$@\" >> {}\n", pinged.display())).unwrap();
+    fs::set_permissions(&curl, fs::Permissions::from_mode(0o755)).unwrap();
+    for code in [0, 1, 2, 130] {
+        let tool = tmp.join(format!("smailarchiver-{code}"));
+        fs::write(&tool, format!("#!/bin/sh\nexit {code}\n")).unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        let _ = fs::remove_file(&pinged);
+        let script = command
+            .replace("/usr/local/bin/smailarchiver", tool.to_str().unwrap())
+            .replace(" curl ", &format!(" {} ", curl.display()));
+        let o = output(Command::new("sh").arg("-c").arg(&script), "sh");
+        assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+        assert_eq!(pinged.exists(), code == 0, "exit {code}: pinged {}", pinged.exists());
+    }
 }
 
 #[test]
@@ -223,6 +322,9 @@ fn localised(config: &Value, dir: &Path, ca: &Path) -> Value {
     let top = c.as_object_mut().expect("the config is an object");
     if top.contains_key("archive_dir") {
         top.insert("archive_dir".into(), dir.join("archive").display().to_string().into());
+    }
+    if top.contains_key("report") {
+        top.insert("report".into(), dir.join("report.json").display().to_string().into());
     }
     for (i, account) in top["list"].as_array_mut().expect("list").iter_mut().enumerate() {
         let a = account.as_object_mut().expect("account");
