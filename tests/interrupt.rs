@@ -222,19 +222,33 @@ fn sigint_mid_restore() {
     assert!(!temporary(), "temporary file left");
 }
 
-/// A run that cannot wind down by itself (here: waiting for a password command) is
-/// ended for it a second after the signal, with the same line and its report.
+/// A run that cannot wind down by itself (here: waiting for a password command that
+/// never ends) is ended for it a second after the signal, with the same line and its
+/// report.
 #[test]
 fn sigterm_while_waiting_for_a_password_command() {
     let server = server(vec![Folder::new("INBOX", 7, served())], 0);
     let root = TempDir::new("interrupt-forced");
     let report = root.join("report.json");
-    let started = root.join("started");
-    let command = format!("touch {}; sleep 5; echo '{PW}'", started.display());
+    let pid_file = root.join("command.pid");
+    // Its output goes elsewhere, so that the pipes of the run close when the run ends.
+    let command = format!("echo $$ > {}; exec sleep 600 >/dev/null 2>&1 </dev/null", pid_file.display());
     let mut child =
         spawn(&args(&server, root.path(), &["--passwd-command", &command, "--report", report.to_str().unwrap()]), &[]);
-    wait_until(&mut child, "the password command", || started.exists());
+    wait_until(&mut child, "the password command", || fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n')));
     signal(&child, libc::SIGTERM);
+    // Without the forced end the run would wait for the command: ten minutes.
+    let limit = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let command_pid: libc::pid_t = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // SAFETY: kill() of the command's process, which the test started through the run.
+    unsafe { libc::kill(command_pid, libc::SIGKILL) };
     let o = child.wait_with_output().unwrap();
     let line = one_line(&o, 143, "SIGTERM");
     assert!(line.contains("0 messages"), "{line}");
