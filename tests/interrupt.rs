@@ -257,3 +257,37 @@ fn sigterm_while_waiting_for_a_password_command() {
     assert_eq!(r["accounts"][0]["error"], "not backed up: the run was interrupted", "{r}");
     assert_eq!(server.connections(), 0);
 }
+
+/// Ctrl-C on a terminal (through a pseudo-terminal made by util-linux's `script`): the
+/// progress line is cleared before the one line, which stands alone on its row.
+#[test]
+fn ctrl_c_on_a_terminal_clears_the_progress_line() {
+    use std::io::{Read, Write};
+    let server = server(vec![Folder::new("INBOX", 7, served())], 1);
+    let root = TempDir::new("interrupt-tty");
+    let inbox = root.join(USER).join("INBOX");
+    let quoted: Vec<String> =
+        std::iter::once(bin().to_string()).chain(args(&server, root.path(), &[])).map(|a| format!("'{a}'")).collect();
+    let command = format!("SMAILARCHIVER_PASSWD='{PW}' exec {}", quoted.join(" "));
+    let mut script = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux's script (apt-get install bsdutils)");
+    wait_until(&mut script, "the first batch archived", || files_in(&inbox) == 6);
+    // What the terminal's line discipline turns into SIGINT for the foreground job.
+    script.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    let mut shown = Vec::new();
+    script.stdout.take().unwrap().read_to_end(&mut shown).unwrap();
+    let status = script.wait().unwrap();
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    assert_eq!(status.code(), Some(130), "{shown:?}");
+    assert!(shown.contains("alice INBOX: "), "a progress line was drawn: {shown:?}");
+    let line = shown.find("smailarchiver: interrupted by SIGINT: ").unwrap_or_else(|| panic!("{shown:?}"));
+    assert!(shown[..line].ends_with("\r\x1b[K"), "the progress line is cleared first: {shown:?}");
+    assert_eq!(shown[line..].trim_end().lines().count(), 1, "{shown:?}");
+    assert!(!shown[line..].contains('\x1b'), "{shown:?}");
+    no_temporary_files(root.path());
+}
