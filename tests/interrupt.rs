@@ -2,6 +2,7 @@
 //! 130 or 143, leaves no temporary file, keeps what it finished (and says so in its
 //! `--report`), and the next run fetches only what is missing. The backups block in a
 //! network read of a server that stopped answering, the hardest place to stop from.
+//! Restores stopped half way leave no half-written output.
 
 mod util;
 
@@ -188,13 +189,10 @@ fn sigint_with_two_connections() {
     assert!(dirs.iter().all(|d| files_in(d) == 20));
 }
 
-/// A restore to an mbox file stopped half way leaves no output file (nor its temporary
-/// file); a Maildir restore keeps whole messages only.
-#[test]
-fn sigint_mid_restore() {
-    let root = TempDir::new("interrupt-restore");
+/// A folder directory of 300 stored messages of 200 kB: enough that a restore is still
+/// writing when it is frozen.
+fn big_folder(root: &TempDir) -> std::path::PathBuf {
     let folder = root.dir("INBOX");
-    // Enough data that the restore is still writing when it is frozen below.
     for uid in 1..=300u32 {
         // As the archive stores it: the original's From line, then the message.
         let mut m = format!("From a@example.org\nFrom: a@example.org\r\nSubject: {uid}\r\n\r\n").into_bytes();
@@ -202,24 +200,57 @@ fn sigint_mid_restore() {
         m.extend_from_slice(b"\r\n");
         fs::write(folder.join(format!("{uid}.mbox")), m).unwrap();
     }
-    let out = root.join("out.mbox");
-    let mut child = spawn(&["-r".into(), folder.display().to_string(), "-o".into(), out.display().to_string()], &[]);
-    let temporary = || {
-        fs::read_dir(root.path())
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".smailarchiver-tmp-"))
-    };
-    wait_until(&mut child, "the restore's temporary file", temporary);
-    // Frozen while it writes, so the signal surely comes before the end.
+    folder
+}
+
+/// Whether `dir` holds a temporary file.
+fn has_temporary(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .is_ok_and(|mut d| d.any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".smailarchiver-tmp-")))
+}
+
+/// Interrupts a restore once `writing` holds (frozen meanwhile with SIGSTOP, so the
+/// signal surely comes before the end, unless `done` already holds); its one line.
+fn interrupt_restore(args: &[String], writing: impl Fn() -> bool, done: impl Fn() -> bool) -> String {
+    let mut child = spawn(args, &[]);
+    wait_until(&mut child, "the restore writing", writing);
     signal(&child, libc::SIGSTOP);
-    assert!(!out.exists(), "the restore ended before it could be interrupted: make the folder bigger");
+    assert!(!done(), "the restore ended before it could be interrupted: make the folder bigger");
     signal(&child, libc::SIGINT);
     signal(&child, libc::SIGCONT);
-    let o = child.wait_with_output().unwrap();
-    let line = one_line(&o, 130, "SIGINT");
+    one_line(&child.wait_with_output().unwrap(), 130, "SIGINT")
+}
+
+/// A restore to an mbox file stopped half way leaves no output file (nor its temporary
+/// file).
+#[test]
+fn sigint_mid_restore_to_mbox() {
+    let root = TempDir::new("interrupt-restore");
+    let folder = big_folder(&root);
+    let out = root.join("out.mbox");
+    let args = ["-r".into(), folder.display().to_string(), "-o".into(), out.display().to_string()];
+    let line = interrupt_restore(&args, || has_temporary(root.path()), || out.exists());
     assert!(line.contains("removed") && line.contains("run the restore again"), "{line}");
     assert!(!out.exists(), "no output presented as complete");
-    assert!(!temporary(), "temporary file left");
+    assert!(!has_temporary(root.path()), "temporary file left");
+}
+
+/// A Maildir restore stopped half way holds whole messages only, and nothing in its tmp/.
+#[test]
+fn sigint_mid_restore_to_maildir() {
+    let root = TempDir::new("interrupt-restore-md");
+    let folder = big_folder(&root);
+    let out = root.join("md");
+    let args = ["-r".into(), folder.display().to_string(), "--to-maildir".into(), out.display().to_string()];
+    let line = interrupt_restore(&args, || has_temporary(&out.join("tmp")), || files_in(&out.join("cur")) == 300);
+    assert!(line.contains("only part of the messages") && line.contains("run the restore again"), "{line}");
+    assert_eq!(fs::read_dir(out.join("tmp")).unwrap().count(), 0, "tmp/ is empty");
+    for entry in fs::read_dir(out.join("cur")).unwrap() {
+        let path = entry.unwrap().path();
+        let uid = path.file_name().unwrap().to_string_lossy().split('.').next().unwrap().to_string();
+        let stored = fs::read(folder.join(format!("{uid}.mbox"))).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), stored["From a@example.org\n".len()..], "{} is whole", path.display());
+    }
 }
 
 /// A run that cannot wind down by itself (here: waiting for a password command that
