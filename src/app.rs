@@ -491,9 +491,10 @@ fn interruptible(what: String, work: impl FnOnce() -> Result<i32>) -> Result<i32
     let shared = Arc::new(what);
     let said = Arc::clone(&shared);
     interrupt::install(Box::new(move || say_interrupted(&said))).doing("setting up signal handling")?;
-    match work() {
+    let result = work();
+    take_last_word();
+    match result {
         Err(e) if e.is_interrupted() => {
-            take_last_word();
             say_interrupted(&shared);
             Ok(e.exit_code())
         }
