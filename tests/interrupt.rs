@@ -253,6 +253,28 @@ fn sigint_mid_restore_to_maildir() {
     }
 }
 
+/// Verify stopped half way: the one line, exit 130.
+#[test]
+fn sigint_mid_verify() {
+    let root = TempDir::new("interrupt-verify");
+    let folder = big_folder(&root);
+    let mut child = spawn(&["--verify".into(), folder.display().to_string()], &[]);
+    // Some megabytes read: it is under way.
+    let io = format!("/proc/{}/io", child.id());
+    let read = || {
+        fs::read_to_string(&io)
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|n| n.trim().parse::<u64>().ok()))
+    };
+    wait_until(&mut child, "the verification reading", || read().is_some_and(|n| n > 4_000_000));
+    signal(&child, libc::SIGSTOP);
+    assert!(child.try_wait().unwrap().is_none(), "the verification ended before it could be interrupted");
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGCONT);
+    let line = one_line(&child.wait_with_output().unwrap(), 130, "SIGINT");
+    assert!(line.contains("verification stopped") && line.contains("run it again"), "{line}");
+}
+
 /// A run that cannot wind down by itself (here: waiting for a password command that
 /// never ends) is ended for it a second after the signal, with the same line and its
 /// report.
