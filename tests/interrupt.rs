@@ -209,13 +209,16 @@ fn has_temporary(dir: &Path) -> bool {
         .is_ok_and(|mut d| d.any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".smailarchiver-tmp-")))
 }
 
-/// Interrupts a restore once `writing` holds (frozen meanwhile with SIGSTOP, so the
-/// signal surely comes before the end, unless `done` already holds); its one line.
-fn interrupt_restore(args: &[String], writing: impl Fn() -> bool, done: impl Fn() -> bool) -> String {
+/// Interrupts a run of `args` once `under_way` holds (frozen meanwhile with SIGSTOP, so
+/// the signal surely comes before the end, unless it ended or `done` holds already); its
+/// one line.
+fn interrupt_midway(args: &[String], under_way: impl Fn(u32) -> bool, done: impl Fn() -> bool) -> String {
     let mut child = spawn(args, &[]);
-    wait_until(&mut child, "the restore writing", writing);
+    let pid = child.id();
+    wait_until(&mut child, "the run under way", || under_way(pid));
     signal(&child, libc::SIGSTOP);
-    assert!(!done(), "the restore ended before it could be interrupted: make the folder bigger");
+    let ended = child.try_wait().unwrap().is_some() || done();
+    assert!(!ended, "the run ended before it could be interrupted: make the folder bigger");
     signal(&child, libc::SIGINT);
     signal(&child, libc::SIGCONT);
     one_line(&child.wait_with_output().unwrap(), 130, "SIGINT")
@@ -229,7 +232,7 @@ fn sigint_mid_restore_to_mbox() {
     let folder = big_folder(&root);
     let out = root.join("out.mbox");
     let args = ["-r".into(), folder.display().to_string(), "-o".into(), out.display().to_string()];
-    let line = interrupt_restore(&args, || has_temporary(root.path()), || out.exists());
+    let line = interrupt_midway(&args, |_| has_temporary(root.path()), || out.exists());
     assert!(line.contains("removed") && line.contains("run the restore again"), "{line}");
     assert!(!out.exists(), "no output presented as complete");
     assert!(!has_temporary(root.path()), "temporary file left");
@@ -242,7 +245,7 @@ fn sigint_mid_restore_to_maildir() {
     let folder = big_folder(&root);
     let out = root.join("md");
     let args = ["-r".into(), folder.display().to_string(), "--to-maildir".into(), out.display().to_string()];
-    let line = interrupt_restore(&args, || has_temporary(&out.join("tmp")), || files_in(&out.join("cur")) == 300);
+    let line = interrupt_midway(&args, |_| has_temporary(&out.join("tmp")), || files_in(&out.join("cur")) == 300);
     assert!(line.contains("only part of the messages") && line.contains("run the restore again"), "{line}");
     assert_eq!(fs::read_dir(out.join("tmp")).unwrap().count(), 0, "tmp/ is empty");
     for entry in fs::read_dir(out.join("cur")).unwrap() {
@@ -258,20 +261,13 @@ fn sigint_mid_restore_to_maildir() {
 fn sigint_mid_verify() {
     let root = TempDir::new("interrupt-verify");
     let folder = big_folder(&root);
-    let mut child = spawn(&["--verify".into(), folder.display().to_string()], &[]);
-    // Some megabytes read: it is under way.
-    let io = format!("/proc/{}/io", child.id());
-    let read = || {
-        fs::read_to_string(&io)
-            .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|n| n.trim().parse::<u64>().ok()))
+    let args = ["--verify".into(), folder.display().to_string()];
+    // Under way: some megabytes read.
+    let read = |pid: u32| {
+        let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|n| n.trim().parse::<u64>().ok())
     };
-    wait_until(&mut child, "the verification reading", || read().is_some_and(|n| n > 4_000_000));
-    signal(&child, libc::SIGSTOP);
-    assert!(child.try_wait().unwrap().is_none(), "the verification ended before it could be interrupted");
-    signal(&child, libc::SIGINT);
-    signal(&child, libc::SIGCONT);
-    let line = one_line(&child.wait_with_output().unwrap(), 130, "SIGINT");
+    let line = interrupt_midway(&args, |pid| read(pid).is_some_and(|n| n > 4_000_000), || false);
     assert!(line.contains("verification stopped") && line.contains("run it again"), "{line}");
 }
 
