@@ -410,7 +410,9 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         }
         Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
-        Mode::DryRun { accounts } => return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out })),
+        Mode::DryRun { accounts } => {
+            return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
+        }
         Mode::Wizard => return run_backup(&[wizard::ask_account()?], None, settings),
     }
     Ok(0)
