@@ -487,8 +487,11 @@ fn release_packs_every_built_target_reproducibly() {
             ("/openwrt/smailarchiver.init", "-rwxr-xr-x"),
             ("/smailarchiver", "-rwxr-xr-x"),
             ("/systemd/", "drwxr-xr-x"),
+            ("/systemd/smailarchiver-failure@.service", "-rw-r--r--"),
             ("/systemd/smailarchiver.service", "-rw-r--r--"),
             ("/systemd/smailarchiver.timer", "-rw-r--r--"),
+            ("/systemd/smailarchiver@.service", "-rw-r--r--"),
+            ("/systemd/smailarchiver@.timer", "-rw-r--r--"),
         ]
         .iter()
         .map(|(p, mode)| {
