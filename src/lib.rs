@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lock;
 pub mod mailbox_name;
 pub mod mbox;
+pub mod metadata;
 pub mod os;
 pub mod printable;
 pub mod progress;

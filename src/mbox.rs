@@ -75,7 +75,7 @@ pub fn separator_line(head: &[u8], fallback_time: i64) -> Vec<u8> {
 
 /// Unfolded value of the first header field called `name`, searched only
 /// before the first empty line; `head` may end mid-field.
-fn header_field(head: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn header_field(head: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     let mut value: Option<Vec<u8>> = None;
     for line in head.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -125,7 +125,7 @@ fn sender_address(value: &[u8]) -> Option<Vec<u8>> {
     Some(safe)
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+pub(crate) const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// Replaces (possibly nested) RFC 5322 comments with a space.
@@ -192,7 +192,7 @@ fn zone_offset(tok: &[u8]) -> Option<i64> {
 }
 
 /// Unix time of an RFC 5322 date (obsolete forms included); `None` if invalid.
-fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
+pub(crate) fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
     let text = strip_comments(value);
     let mut tokens = text.split(|&b| b.is_ascii_whitespace() || b == b',').filter(|t| !t.is_empty());
     let mut tok = tokens.next()?;
@@ -229,7 +229,7 @@ fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
     Some(local - offset)
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     match month {
         2 if leap => 29,
@@ -240,7 +240,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -250,7 +250,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// Inverse of [`days_from_civil`]: `(year, month, day)`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719468;
     let era = z.div_euclid(146097);
     let doe = z.rem_euclid(146097);
