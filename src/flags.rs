@@ -45,6 +45,8 @@ pub struct LowArgs {
     pub output: Option<PathBuf>,
     pub list_folders: bool,
     pub verify: Option<PathBuf>,
+    pub list: Option<PathBuf>,
+    pub uid: Option<String>,
     pub sandbox: Option<String>,
     pub sandbox_check: bool,
     pub verbose: bool,
@@ -237,6 +239,14 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "to-maildir", Some("OUT"), Restore, "With -r, write a Maildir OUT instead: one file per message, the bytes the server sent; for a user directory, one Maildir++ tree with every folder.", |a, v| {
         a.to_maildir = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "uid", Some("N[,M-K]"), Restore, "With -r on a folder directory, restore only the messages with these UIDs (7, 7,9-12).", |a, v| {
+        a.uid = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder or user directory, one line each: UID, date, From, Subject, size, flags (only the headers are decoded).", |a, v| {
+        a.list = Some(val(v)?.into());
         Ok(())
     }),
     flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod flags;
 pub mod imap;
 pub mod keys;
+pub mod listing;
 pub mod lock;
 pub mod mailbox_name;
 pub mod mbox;

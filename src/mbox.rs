@@ -62,9 +62,14 @@ pub fn stored_from_line(head: &[u8]) -> Vec<u8> {
 /// `Date:`, or from `fallback_time` (Unix seconds) when that is absent or not
 /// a valid RFC 5322 date.
 pub fn separator_line(head: &[u8], fallback_time: i64) -> Vec<u8> {
+    let time = header_field(head, b"date").and_then(|v| parse_rfc5322_date(&v)).unwrap_or(fallback_time);
+    separator_line_at(head, time)
+}
+
+/// A separator as [`separator_line`] makes, dated `time` (the arrival time, when known).
+pub fn separator_line_at(head: &[u8], time: i64) -> Vec<u8> {
     let addr =
         header_field(head, b"from").and_then(|v| sender_address(&v)).unwrap_or_else(|| b"MAILER-DAEMON".to_vec());
-    let time = header_field(head, b"date").and_then(|v| parse_rfc5322_date(&v)).unwrap_or(fallback_time);
     let mut out = FROM_SPACE.to_vec();
     out.extend_from_slice(&addr);
     out.push(b' ');
@@ -125,7 +130,8 @@ fn sender_address(value: &[u8]) -> Option<Vec<u8>> {
     Some(safe)
 }
 
-pub(crate) const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+pub(crate) const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// Replaces (possibly nested) RFC 5322 comments with a space.

@@ -265,7 +265,8 @@ fn header(encrypted: bool) -> String {
 
 /// The name frames carry: the journal's file name and its user directory.
 fn frame_name(path: &Path) -> String {
-    let part = |p: Option<&Path>| p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let part =
+        |p: Option<&Path>| p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     format!("folder {}/{}\n", part(path.parent()), part(Some(path)))
 }
 
@@ -288,7 +289,9 @@ fn read_journal(path: &Path, keys: Option<&Keys>, on: &mut dyn FnMut(Line)) -> R
         return Err(damaged(path, "not a metadata journal of format 1"));
     };
     let keys = match (encrypted, keys) {
-        (true, None) => return Err(Error::runtime(format!("{}: the metadata is encrypted: give the key file", path.display()))),
+        (true, None) => {
+            return Err(Error::runtime(format!("{}: the metadata is encrypted: give the key file", path.display())))
+        }
         (true, Some(k)) => Some(k),
         (false, _) => None,
     };
@@ -346,7 +349,8 @@ impl Index {
             seq = seq.wrapping_add(1);
             match line {
                 Line::Message(e) => {
-                    let (arrived, zone) = e.internal_date.as_deref().and_then(parse_internal_date).unwrap_or((i64::MIN, 0));
+                    let (arrived, zone) =
+                        e.internal_date.as_deref().and_then(parse_internal_date).unwrap_or((i64::MIN, 0));
                     let flags = intern(e.flags, &mut index.flag_sets);
                     let size = u32::try_from(e.size).unwrap_or(u32::MAX);
                     let digest = if digests { e.digest } else { [0; 32] };
@@ -462,8 +466,14 @@ impl Journal {
                 use std::os::unix::fs::DirBuilderExt;
                 fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).at(dir)?;
             }
-            let mut file =
-                OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path).at(path)?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .at(path)?;
             let len = file.metadata().at(path)?.len();
             let want = header(self.keys.is_some());
             if len == 0 {
@@ -613,11 +623,18 @@ impl<R: Read> Read for HashingReader<R> {
 /// Maildir info letters for `flags` (`D F P R S T`, in that order), as `:2,` expects.
 pub fn maildir_letters(flags: &[String]) -> String {
     let has = |name: &str| flags.iter().any(|f| f.eq_ignore_ascii_case(name));
-    [("\\Draft", 'D'), ("\\Flagged", 'F'), ("$Forwarded", 'P'), ("\\Answered", 'R'), ("\\Seen", 'S'), ("\\Deleted", 'T')]
-        .iter()
-        .filter(|(f, _)| has(f))
-        .map(|(_, c)| *c)
-        .collect()
+    [
+        ("\\Draft", 'D'),
+        ("\\Flagged", 'F'),
+        ("$Forwarded", 'P'),
+        ("\\Answered", 'R'),
+        ("\\Seen", 'S'),
+        ("\\Deleted", 'T'),
+    ]
+    .iter()
+    .filter(|(f, _)| has(f))
+    .map(|(_, c)| *c)
+    .collect()
 }
 
 #[cfg(test)]

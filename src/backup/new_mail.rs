@@ -8,8 +8,8 @@
 
 use std::collections::HashSet;
 
-use super::folder::{archived_uids, tally, Context, FolderReport, Place};
-use super::writer::{MessageWriter, Settings};
+use super::folder::{archived_uids, sync_journal, tally, Context, FolderReport, Place};
+use super::writer::{MessageWriter, Settings, Stamp};
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};
 use crate::mailbox_name::Mailbox;
@@ -37,6 +37,7 @@ pub enum Outcome {
 struct Open {
     index: usize,
     writer: MessageWriter,
+    journal: Option<crate::metadata::Journal>,
     report: FolderReport,
     archived: HashSet<u32>,
     uidnext: Option<u32>,
@@ -58,10 +59,11 @@ pub fn fetch(
     let mut open: Option<Open> = None;
     let mut failure: Option<Error> = None;
     let close = |open: Open, place: &Place<'_>, results: &mut Vec<_>, refused: bool| -> Result<()> {
-        let Open { index, writer, mut report, uidnext, unfinished, .. } = open;
+        let Open { index, writer, mut journal, mut report, uidnext, unfinished, .. } = open;
         let finished = writer.finish();
         report.progress.clear();
-        tally(ctx, &mut report, finished?);
+        tally(ctx, &mut report, &mut journal, finished?);
+        sync_journal(ctx, &report, &mut journal);
         let complete = !unfinished && !refused && report.failed == 0;
         if let (true, Some(uidnext)) = (complete, uidnext) {
             place.records().set_complete(place.account_dir, folders[index].mailbox, uidnext);
@@ -86,8 +88,16 @@ pub fn fetch(
                         level: ctx.account.level,
                         keys: ctx.keys.cloned(),
                     })?;
-                    open =
-                        Some(Open { index, writer, report, archived, uidnext: examined.uid_next, unfinished: false });
+                    let journal = Some(place.journal(ctx, folder.mailbox, folder.uidvalidity));
+                    open = Some(Open {
+                        index,
+                        writer,
+                        journal,
+                        report,
+                        archived,
+                        uidnext: examined.uid_next,
+                        unfinished: false,
+                    });
                 }
                 // A changed UIDVALIDITY or a refusal: the ordinary pass deals with it.
                 NewMail::Opened(index, _) => {
@@ -95,6 +105,7 @@ pub fn fetch(
                 }
                 NewMail::Message(index, f) => {
                     let Some(o) = open.as_mut().filter(|o| o.index == index) else { return Ok(()) };
+                    let stamp = Stamp::of(&f);
                     let (Some(uid), Some(body)) = (f.uid, f.body) else { return Ok(()) };
                     // `N:*` also names the highest message when nothing is newer than N.
                     if uid < folders[index].from || o.archived.contains(&uid) {
@@ -107,11 +118,11 @@ pub fn fetch(
                     }
                     o.writer.begin(uid)?;
                     o.writer.data(&body)?;
-                    o.writer.end()?;
+                    o.writer.end(stamp)?;
                     // A server that sends the same message again gets it ignored.
                     o.archived.insert(uid);
                     let ready = o.writer.ready()?;
-                    tally(ctx, &mut o.report, ready);
+                    tally(ctx, &mut o.report, &mut o.journal, ready);
                 }
                 NewMail::Done(index, refused) => {
                     if let Some(o) = open.take().filter(|o| o.index == index) {

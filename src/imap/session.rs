@@ -461,7 +461,7 @@ impl Session {
             let mut commands = Vec::new();
             for (wire, from) in folders {
                 commands.push(format!("EXAMINE {}", quoted(wire)?));
-                commands.push(format!("UID FETCH {from}:* (UID RFC822.SIZE BODY.PEEK[]<0.{head}>)"));
+                commands.push(format!("UID FETCH {from}:* (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[]<0.{head}>)"));
             }
             let tags = link.send(&commands)?;
             for (index, pair) in tags.chunks(2).enumerate() {

@@ -557,7 +557,9 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
 /// A FETCH answer's flag list, bounded; a name that is not a flag atom (it could not be
 /// stored again with APPEND) is left out.
 fn flags(v: Value) -> Result<Vec<String>, ImapError> {
-    let Value::List(items) = v else { return Err(ImapError::Protocol("FLAGS without a list in a FETCH answer".into())) };
+    let Value::List(items) = v else {
+        return Err(ImapError::Protocol("FLAGS without a list in a FETCH answer".into()));
+    };
     if items.len() > MAX_FLAGS {
         return Err(ImapError::Protocol(format!("a message with more than {MAX_FLAGS} flags")));
     }
@@ -678,8 +680,15 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!(f.flags.unwrap(), ["\\Seen", "\\Answered", "$Forwarded"], "a quoted name and a bare backslash are left out");
-        assert_eq!((f.internal_date.as_deref(), f.body.as_deref()), (Some(" 7-Jul-2019 02:44:25 -0700"), Some(&b"hi"[..])));
+        assert_eq!(
+            f.flags.unwrap(),
+            ["\\Seen", "\\Answered", "$Forwarded"],
+            "a quoted name and a bare backslash are left out"
+        );
+        assert_eq!(
+            (f.internal_date.as_deref(), f.body.as_deref()),
+            (Some(" 7-Jul-2019 02:44:25 -0700"), Some(&b"hi"[..]))
+        );
         let Data::Fetch(f) = data(b"* 4 FETCH (UID 9 INTERNALDATE \"yesterday\")\r\n") else { panic!() };
         assert_eq!(f.internal_date, None);
         let many = format!("* 1 FETCH (UID 2 FLAGS ({}))\r\n", vec!["k"; MAX_FLAGS + 1].join(" "));
