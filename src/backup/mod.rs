@@ -4,6 +4,7 @@
 pub mod folder;
 pub mod new_mail;
 pub mod plan;
+pub mod refresh;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -239,13 +240,26 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         sink.result(&format!("{} {}", account.user, r.summary()));
         lock(&reports).push(r);
     };
+    // Flags are refreshed after the mail: the marks are read before this run appends.
+    let condstore = session.has("CONDSTORE").unwrap_or(false);
+    let mut flagged: Vec<refresh::Folder<'_>> = folders
+        .iter()
+        .map(|mailbox| refresh::Folder {
+            mailbox,
+            status: statuses.get(&mailbox.wire).copied(),
+            mark: refresh::mark(&ctx, &place, mailbox),
+            opened: true,
+        })
+        .collect();
+    let failed_folders: Mutex<Vec<String>> = Mutex::new(Vec::new());
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
     let mut ordinary: VecDeque<(&Mailbox, Option<FolderReport>)> = VecDeque::new();
-    for mailbox in &folders {
+    for (i, mailbox) in folders.iter().enumerate() {
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
+            flagged[i].opened = false;
             done(r);
             continue;
         }
@@ -274,6 +288,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
                 Ok(r) => done(r),
                 Err(e) => {
                     sink.error(&format!("{label} {}: {e}", mailbox.shown()));
+                    lock(&failed_folders).push(mailbox.wire.clone());
                     lock(&reports).push(FolderReport { failed: 1, ..FolderReport::new(&mailbox.shown()) });
                     if session.given_up() {
                         return;
@@ -299,6 +314,15 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
         work(&mut session);
     });
+    let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
+    for f in flagged.iter().filter(|f| refresh::needed(f, condstore) && !failed_folders.contains(&f.mailbox.wire)) {
+        if session.given_up() {
+            break;
+        }
+        if let Err(e) = refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+            sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
+        }
+    }
     let _ = session.logout();
     lock(&registry).flush()?;
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))

@@ -35,6 +35,8 @@ pub struct FolderStatus {
     pub uidnext: Option<u32>,
     /// Messages in the folder.
     pub messages: Option<u32>,
+    /// HIGHESTMODSEQ (CONDSTORE, RFC 7162), where the server offers it.
+    pub highestmodseq: Option<u64>,
 }
 
 /// What LIST reports.
@@ -57,6 +59,8 @@ pub struct Examined {
     pub uid_validity: Option<u32>,
     /// The UID the next message will get.
     pub uid_next: Option<u32>,
+    /// HIGHESTMODSEQ, when the server reports it (CONDSTORE).
+    pub highest_modseq: Option<u64>,
 }
 
 /// What to ask for together with EXAMINE, in the same round trip.
@@ -307,11 +311,11 @@ impl Session {
         let result = (|| {
             let link = self.link()?;
             let command = if with_status && link.has("LIST-STATUS") {
-                "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES))"
+                format!("LIST \"\" \"*\" RETURN (STATUS ({}))", status_items(link))
             } else {
-                "LIST \"\" \"*\""
+                "LIST \"\" \"*\"".to_string()
             };
-            let tags = link.send(&[command.to_string()])?;
+            let tags = link.send(&[command])?;
             let mut listed = Listed::default();
             link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
                 match d {
@@ -343,7 +347,7 @@ impl Session {
             let link = self.link()?;
             let mut commands = Vec::new();
             for w in wires {
-                commands.push(format!("STATUS {} (UIDVALIDITY UIDNEXT MESSAGES)", quoted(w)?));
+                commands.push(format!("STATUS {} ({})", quoted(w)?, status_items(link)));
             }
             let tags = link.send(&commands)?;
             let mut statuses = HashMap::new();
@@ -503,6 +507,47 @@ impl Session {
         self.checked(result)
     }
 
+    /// Opens `wire` read-only and hands the flags of its messages to `on`, one message at a
+    /// time as they stream in: of every message, or with `changed_since` (CONDSTORE, RFC
+    /// 7162) only of those whose flags changed since that modification sequence. With
+    /// `condstore` the folder is opened with CONDSTORE, so EXAMINE reports HIGHESTMODSEQ.
+    /// Nothing reaches `on` unless the folder's UIDVALIDITY is `uidvalidity` (otherwise the
+    /// UIDs name other messages). One round trip.
+    pub fn flags(
+        &mut self,
+        wire: &str,
+        uidvalidity: u32,
+        condstore: bool,
+        changed_since: Option<u64>,
+        on: &mut dyn FnMut(u32, Vec<String>),
+    ) -> std::result::Result<Examined, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let examine = format!("EXAMINE {}{}", quoted(wire)?, if condstore { " (CONDSTORE)" } else { "" });
+            let fetch = match changed_since {
+                Some(m) => format!("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE {m})"),
+                None => "UID FETCH 1:* (UID FLAGS)".to_string(),
+            };
+            let tags = link.send(&[examine, fetch])?;
+            let mut examined = Examined::default();
+            let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                note_examined(&mut examined, d);
+                Ok(())
+            });
+            let same = examined.uid_validity == Some(uidvalidity);
+            let fetched = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
+                if let (true, Data::Fetch(Fetched { uid: Some(uid), flags: Some(flags), .. })) = (same, d) {
+                    on(uid, flags);
+                }
+                Ok(())
+            });
+            opened?;
+            fetched?;
+            Ok(examined)
+        })();
+        self.checked(result)
+    }
+
     /// Sends a `UID FETCH` whose answers [`Session::read_fetch`] reads later: the server
     /// works on it while the answers before it are stored.
     pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<(), ImapError> {
@@ -585,6 +630,16 @@ impl Session {
     }
 }
 
+/// The STATUS items asked: HIGHESTMODSEQ too where the server offers CONDSTORE, so a
+/// folder whose flags changed is told from one that did not without opening it.
+fn status_items(link: &Link) -> &'static str {
+    if link.has("CONDSTORE") {
+        "UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ"
+    } else {
+        "UIDVALIDITY UIDNEXT MESSAGES"
+    }
+}
+
 /// A mailbox name as a quoted string; a name that cannot be sent fails its command only.
 fn quoted(wire: &str) -> std::result::Result<String, ImapError> {
     mailbox_name::quote(wire).map_err(|e| ImapError::Refused(e.to_string()))
@@ -592,7 +647,13 @@ fn quoted(wire: &str) -> std::result::Result<String, ImapError> {
 
 fn folder_status(items: &[(String, u64)]) -> FolderStatus {
     let get = |name: &str| items.iter().find(|(n, _)| n == name).and_then(|(_, v)| u32::try_from(*v).ok());
-    FolderStatus { uidvalidity: get("UIDVALIDITY"), uidnext: get("UIDNEXT"), messages: get("MESSAGES") }
+    let modseq = items.iter().find(|(n, _)| n == "HIGHESTMODSEQ").map(|(_, v)| *v);
+    FolderStatus {
+        uidvalidity: get("UIDVALIDITY"),
+        uidnext: get("UIDNEXT"),
+        messages: get("MESSAGES"),
+        highestmodseq: modseq,
+    }
 }
 
 fn note_examined(examined: &mut Examined, d: Data) {
@@ -603,6 +664,7 @@ fn note_examined(examined: &mut Examined, d: Data) {
             match code.as_str() {
                 "UIDVALIDITY" => examined.uid_validity = n,
                 "UIDNEXT" => examined.uid_next = n,
+                "HIGHESTMODSEQ" => examined.highest_modseq = args.trim().parse().ok(),
                 _ => {}
             }
         }

@@ -554,8 +554,8 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
     Ok(out)
 }
 
-/// A FETCH answer's flag list, bounded; a name that is not a flag atom (it could not be
-/// stored again with APPEND) is left out.
+/// A FETCH answer's flag list, bounded and sorted; a name that is not a flag atom (it could
+/// not be stored again with APPEND) is left out.
 fn flags(v: Value) -> Result<Vec<String>, ImapError> {
     let Value::List(items) = v else {
         return Err(ImapError::Protocol("FLAGS without a list in a FETCH answer".into()));
@@ -569,10 +569,14 @@ fn flags(v: Value) -> Result<Vec<String>, ImapError> {
         if a.len() > MAX_FLAG_LEN {
             return Err(ImapError::Protocol(format!("a flag name of more than {MAX_FLAG_LEN} bytes")));
         }
-        if flag_ok(&a) {
+        // \Recent belongs to a session, not to the message (and APPEND cannot set it).
+        if flag_ok(&a) && !a.eq_ignore_ascii_case(b"\\Recent") {
             out.extend(String::from_utf8(a).ok());
         }
     }
+    // In one order, so a refresh compares sets, not the server's whims.
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 
@@ -676,7 +680,7 @@ mod tests {
         let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 FLAGS (\\Seen))\r\n") else { panic!() };
         assert_eq!((f.uid, f.body, f.flags), (Some(2), None, Some(vec!["\\Seen".to_string()])));
         let Data::Fetch(f) = data(
-            b"* 4 FETCH (UID 9 FLAGS (\\Seen \\Answered $Forwarded \"q x\" \\) INTERNALDATE \" 7-Jul-2019 02:44:25 -0700\" MODSEQ (12) BODY[] {2}\r\nhi)\r\n",
+            b"* 4 FETCH (UID 9 FLAGS (\\Seen \\Recent \\Answered $Forwarded \"q x\" \\) INTERNALDATE \" 7-Jul-2019 02:44:25 -0700\" MODSEQ (12) BODY[] {2}\r\nhi)\r\n",
         ) else {
             panic!()
         };

@@ -126,7 +126,7 @@ pub fn restore(
     if files.iter().any(|f| f.form.encrypted) && keys.is_none() {
         return Err(Error::runtime(format!("{}: encrypted files, but no keys loaded", dir.display())));
     }
-    let (index, problem) = match journal.as_deref().map(|j| Index::load(j, keys, false)) {
+    let (index, problem) = match journal.map(|j| Index::load(j, keys, false)) {
         None => (None, None),
         Some(Ok(i)) => (Some(i), None),
         Some(Err(e)) => (None, Some(e.to_string())),

@@ -852,8 +852,15 @@ impl ImapSession {
 
     /// APPENDs with the given flags (e.g. `&["\\Seen"]`); returns (UIDVALIDITY, UID).
     pub fn append(&mut self, mailbox: &str, flags: &[&str], message: &[u8]) -> (u32, u32) {
+        self.append_dated(mailbox, flags, None, message)
+    }
+
+    /// APPENDs with flags and, when given, an INTERNALDATE (`"02-Jan-2020 10:00:00 +0100"`);
+    /// returns (UIDVALIDITY, UID).
+    pub fn append_dated(&mut self, mailbox: &str, flags: &[&str], date: Option<&str>, message: &[u8]) -> (u32, u32) {
         let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(" ")) };
-        let head = format!("APPEND {}{flags} ", quote(mailbox));
+        let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+        let head = format!("APPEND {}{flags}{date} ", quote(mailbox));
         let summary = format!("{head}{{{}}}", message.len());
         let response = self.send(&[Piece::Text(head), Piece::Literal(message)], &summary);
         if !response.is_ok() {
