@@ -306,6 +306,14 @@ fn pass(
         Err(e) if fetched.is_ok() => return Err(Stop::Fatal(e)),
         Err(_) => {}
     }
+    let whole = fetched.is_ok() && archived.is_empty() && report.failed == 0 && report.vanished == 0;
+    if let (true, Some(modseq), Some(j)) = (whole, examined.highest_modseq, journal.as_mut()) {
+        // Every message of the folder came in this pass, with flags at least as new as
+        // the EXAMINE: the flags need no asking until HIGHESTMODSEQ moves.
+        if let Err(e) = j.modseq(modseq) {
+            metadata_lost(ctx, report, &mut journal, &e);
+        }
+    }
     sync_journal(ctx, report, &mut journal);
     fetched?;
     // Everything below UIDNEXT is now archived: the next run starts there. Not after a

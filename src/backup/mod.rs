@@ -319,6 +319,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         if session.given_up() {
             break;
         }
+        if condstore
+            && f.status.and_then(|s| s.highestmodseq).is_some_and(|m| refresh::mark(&ctx, &place, f.mailbox) == Some(m))
+        {
+            // This run fetched the whole folder and marked it up to date.
+            continue;
+        }
         if let Err(e) = refresh::refresh(&ctx, &mut session, &place, f, condstore) {
             sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
         }

@@ -89,7 +89,7 @@ pub fn refresh(
     journal.sync()
 }
 
-/// The journal that a refresh writes to, for reading its mark before the run appends.
+/// The HIGHESTMODSEQ mark at the end of `mailbox`'s journal, if it ends with one.
 pub fn mark(ctx: &Context<'_>, place: &Place<'_>, mailbox: &Mailbox) -> Option<u64> {
     let uidvalidity = place.records().folder_of(place.account_dir, mailbox)?.uidvalidity?;
     let journal: Journal = place.journal(ctx, mailbox, uidvalidity);
