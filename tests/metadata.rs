@@ -157,6 +157,13 @@ fn round_trip(mode: &str, options: &[&str]) {
         let want = if flags.is_empty() { "-".to_string() } else { flags.join(" ") };
         assert_eq!(line[5], want, "{mode}: flags of UID {}", uids[i]);
     }
+    // A user directory lists every folder under its name.
+    let user_dir = root.join(&user);
+    let mut args = vec!["--list", user_dir.to_str().unwrap()];
+    args.extend(&keys);
+    let o = tool(&args);
+    assert_eq!(stdout(&o).lines().next(), Some("# INBOX"), "{mode}: {}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 4, "{mode}: {}", stdout(&o));
     let files = maildir(&folder, &keys, &[]);
     for (i, (_, _, time, _, letters)) in MESSAGES.iter().enumerate() {
         assert_eq!(files[i], (uids[i], letters.to_string(), *time), "{mode}: Maildir name and time of message {i}");
@@ -225,4 +232,41 @@ fn compressed_encrypted_archive_keeps_flags_and_dates() {
 #[test]
 fn password_encrypted_archive_keeps_flags_and_dates() {
     round_trip("e P", &["-e", "-P"]);
+}
+
+/// A server without CONDSTORE: a folder opened for new mail gets one `UID FETCH 1:* (UID
+/// FLAGS)` and the changed flags are written; one without new mail is not opened.
+#[test]
+fn without_condstore_flags_are_refreshed_when_the_folder_is_opened() {
+    let d = Dovecot::builder()
+        .extra_config("imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS")
+        .start();
+    let user = "nocondstore";
+    d.add_user(user, PW);
+    let tmp = TempDir::new("meta-nocondstore");
+    let root = tmp.dir("root");
+    let mut s = d.session(user, PW);
+    let (_, first) = s.append_dated("INBOX", &["\\Seen"], Some(MESSAGES[0].1), &message(0, None));
+    s.logout();
+    backup(&d, user, &root, &[]);
+    let folder = root.join(user).join("INBOX");
+    assert_eq!(listing(&folder, &[])[0][5], "\\Seen");
+    let mut s = d.session(user, PW);
+    s.ok("SELECT INBOX");
+    s.ok(&format!("UID STORE {first} +FLAGS (\\Flagged)"));
+    s.logout();
+    // No new mail: the folder is not opened, its flags wait.
+    let before = d.commands_log(user).len();
+    backup(&d, user, &root, &[]);
+    let log = d.commands_log(user)[before..].to_string();
+    assert!(!log.contains("EXAMINE") && !log.contains("HIGHESTMODSEQ"), "{log}");
+    assert_eq!(listing(&folder, &[])[0][5], "\\Seen");
+    // New mail: opened, and every message's flags asked in one command.
+    d.append(user, PW, "INBOX", &message(1, None));
+    let before = d.commands_log(user).len();
+    backup(&d, user, &root, &[]);
+    let log = d.commands_log(user)[before..].to_string();
+    assert!(log.contains("UID FETCH 1:* (UID FLAGS)") && !log.contains("CHANGEDSINCE"), "{log}");
+    let listed = listing(&folder, &[]);
+    assert_eq!((listed[0][5].as_str(), listed.len()), ("\\Flagged \\Seen", 2));
 }
