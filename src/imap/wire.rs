@@ -686,8 +686,8 @@ mod tests {
         };
         assert_eq!(
             f.flags.unwrap(),
-            ["\\Seen", "\\Answered", "$Forwarded"],
-            "a quoted name and a bare backslash are left out"
+            ["$Forwarded", "\\Answered", "\\Seen"],
+            "sorted; \\Recent, a quoted name and a bare backslash are left out"
         );
         assert_eq!(
             (f.internal_date.as_deref(), f.body.as_deref()),
