@@ -2,6 +2,7 @@
 //! flags, and running them with honest exit codes.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT};
@@ -477,11 +478,20 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let read = std::iter::once(path.to_path_buf()).chain(folders.iter().filter_map(|f| f.2.clone())).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
     let mut code = 0;
+    // `--list ... | head` closes the pipe early: stop quietly then.
+    let mut stdout = std::io::stdout().lock();
+    let mut gone = false;
     for (name, dir, journal) in folders {
         if let Some(name) = name {
-            println!("# {name}");
+            gone |= writeln!(stdout, "# {name}").is_err();
         }
-        let listed = crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &mut |line| println!("{line}"))?;
+        if gone {
+            break;
+        }
+        let listed = crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &mut |line| {
+            gone |= writeln!(stdout, "{line}").is_err();
+            !gone
+        })?;
         if let Some(p) = listed.metadata_problem {
             warn(format!("warning: {}: no flags and arrival times: {p}", dir.display()));
         }

@@ -26,11 +26,17 @@ pub struct Listed {
     pub metadata_problem: Option<String>,
 }
 
-/// Lists the messages of the folder directory `dir` in UID order, handing each line to `out`:
+/// Lists the messages of the folder directory `dir` in UID order, handing each line to `out`
+/// (which returns false to stop: the reader went away):
 /// `UID<TAB>date<TAB>From<TAB>Subject<TAB>size<TAB>flags`. The date is the arrival time
 /// (INTERNALDATE) when the folder's metadata (`journal`) has it, else the `Date:` header;
 /// `-` stands for what is unknown.
-pub fn list(dir: &Path, keys: Option<&Keys>, journal: Option<&Path>, out: &mut dyn FnMut(String)) -> Result<Listed> {
+pub fn list(
+    dir: &Path,
+    keys: Option<&Keys>,
+    journal: Option<&Path>,
+    out: &mut dyn FnMut(String) -> bool,
+) -> Result<Listed> {
     let mut listed = Listed::default();
     let index = match journal.map(|j| Index::load(j, keys, false)) {
         Some(Ok(i)) => Some(i),
@@ -54,7 +60,7 @@ pub fn list(dir: &Path, keys: Option<&Keys>, journal: Option<&Path>, out: &mut d
         let size = meta.as_ref().and_then(|m| m.size).or(head.0);
         let flags = meta.as_ref().map(|m| m.flags.join(" "));
         let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
-        out(format!(
+        let more = out(format!(
             "{}\t{}\t{}\t{}\t{}\t{}",
             f.uid,
             dash(date),
@@ -63,6 +69,9 @@ pub fn list(dir: &Path, keys: Option<&Keys>, journal: Option<&Path>, out: &mut d
             dash(size.map(|s| s.to_string())),
             dash(flags)
         ));
+        if !more {
+            break;
+        }
     }
     Ok(listed)
 }

@@ -270,3 +270,45 @@ fn without_condstore_flags_are_refreshed_when_the_folder_is_opened() {
     let listed = listing(&folder, &[]);
     assert_eq!((listed[0][5].as_str(), listed.len()), ("\\Flagged \\Seen", 2));
 }
+
+/// Archives without metadata (the original's own files) list with `-` for flags; `--uid`
+/// and `--list` refuse what makes no sense in one line; a reader that goes away (`| head`)
+/// ends the listing quietly.
+#[test]
+fn original_archives_list_and_options_are_checked() {
+    let tmp = TempDir::new("meta-cli");
+    let folder = tmp.join("random");
+    let o = std::process::Command::new("cp").arg("-r").arg(vectors().join("random")).arg(&folder).output().unwrap();
+    assert!(o.status.success());
+    let key = vectors().join("keys/random.key");
+    let keys = ["-k", key.to_str().unwrap()];
+    let lines = listing(&folder, &keys);
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.len() == 6 && l[5] == "-"), "{lines:?}");
+    assert!(lines.iter().any(|l| l[1].contains("2013") && l[2].contains('@')), "{lines:?}");
+    assert_one_line_error(&tool(&["--uid", "5"]), 2, "go with -r");
+    assert_one_line_error(&tool(&["-r", folder.to_str().unwrap(), "--uid", "3-1"]), 2, "expected UIDs");
+    let none = tool(&["-r", folder.to_str().unwrap(), "--uid", "999999", "-k", key.to_str().unwrap()]);
+    assert_one_line_error(&none, 1, "no archive file has one of the UIDs");
+    // More lines than a pipe holds, so the listing outlives its reader.
+    let plain = fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "mbox"))
+        .unwrap();
+    for uid in 100_000..103_000 {
+        fs::copy(&plain, folder.join(format!("{uid}.mbox"))).unwrap();
+    }
+    let mut child = std::process::Command::new(bin())
+        .args(["--list", folder.to_str().unwrap(), "-k", key.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+}
