@@ -493,9 +493,6 @@ fn fetch_chunked(
         // A server may send a flags-only FETCH for the UID before the data: look for
         // the one that carries the body.
         let mut mine = answers.into_iter().filter(|f| f.uid == Some(uid)).peekable();
-        if stamp.is_none() {
-            stamp = mine.peek().map(Stamp::of);
-        }
         if mine.peek().is_none() {
             // Expunged while we were reading it: nothing is kept.
             report.vanished += 1;

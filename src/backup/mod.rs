@@ -247,7 +247,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         .map(|mailbox| refresh::Folder {
             mailbox,
             status: statuses.get(&mailbox.wire).copied(),
-            mark: refresh::mark(&ctx, &place, mailbox),
+            mark: if condstore { refresh::mark(&ctx, &place, mailbox) } else { None },
             opened: true,
         })
         .collect();

@@ -1,176 +1,24 @@
-//! Each archived message's flags, arrival time (INTERNALDATE), size and digest (SHA-256 of
-//! the message as fetched), kept per folder in `ROOT/.smailarchiver/meta/USERDIR/`, outside
-//! the folder directories (the original's restore loop reads every file in those).
-//!
-//! A folder's file is a journal: a header line, then lines appended after the messages they
-//! describe are committed, so a crash leaves at worst a message without its line (no
-//! metadata) or a torn last line (ignored, and cut off by the next writer). A later line
-//! for a UID wins. When the account encrypts, every line after the header is one sealed
-//! frame in the archive's own framing (base64 of IV, AES-256-CBC, HMAC-SHA256) naming its
-//! folder, so frames cannot be moved between folders unnoticed.
-//!
-//! Reading builds a compact index (about 24 bytes a message, 56 with digests), never a
-//! map of strings per message.
+//! The journal file: its lines, sealed frames, reading with a torn last line ignored, and
+//! appending after a crash's torn line is cut off.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use super::{hex, unhex32, Entry};
 use crate::codec::{base64::Base64Writer, cipher, Finish};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
-use crate::mbox::{civil_from_days, days_from_civil, days_in_month, MONTHS};
-use crate::registry::{self, Registry};
 
-/// The directory of the journals in [`registry::META_DIR`].
-pub const METADATA_DIR: &str = "meta";
 const MAGIC: &str = "smailarchiver-metadata 1";
 /// Longest line read: a frame of [`FRAME_ENTRIES`] entries with flags, sealed.
 const MAX_LINE: usize = 8 << 20;
 /// Entries per appended line at most.
 const FRAME_ENTRIES: usize = 1000;
 
-/// What is kept of one message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageMeta {
-    /// Its flags, as the server names them (`\Seen`, `$Forwarded`, keywords).
-    pub flags: Vec<String>,
-    /// INTERNALDATE in IMAP form (`07-Jul-2019 02:44:25 -0700`), when known.
-    pub internal_date: Option<String>,
-    /// INTERNALDATE as Unix time.
-    pub arrived: Option<i64>,
-    /// Message size in bytes, when known.
-    pub size: Option<u64>,
-    /// SHA-256 of the message as fetched, when known (and asked for).
-    pub digest: Option<[u8; 32]>,
-}
-
-/// One message's line, written once it is committed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// UID.
-    pub uid: u32,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256 of the message bytes.
-    pub digest: [u8; 32],
-    /// INTERNALDATE as the server sent it (checked form), if it did.
-    pub internal_date: Option<String>,
-    /// Flags as fetched with the body.
-    pub flags: Vec<String>,
-}
-
-/// The journal of one folder: `META/USERDIR/HASH-UIDVALIDITY` where HASH is the first 16
-/// hex digits of SHA-256 of the mailbox's wire name. Keyed by mailbox and UIDVALIDITY,
-/// so a folder directory moved aside after a UIDVALIDITY change keeps its journal.
-pub fn journal_path(root: &Path, account_dir: &str, wire: &str, uidvalidity: u32) -> PathBuf {
-    root.join(registry::META_DIR).join(METADATA_DIR).join(account_dir).join(journal_name(wire, uidvalidity))
-}
-
-fn journal_name(wire: &str, uidvalidity: u32) -> String {
-    let hash = Sha256::digest(wire.as_bytes());
-    format!("{}-{uidvalidity}", hex(&hash[..8]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// The journal of the folder directory `dir` (`ROOT/USERDIR/FOLDERDIR`), found through the
-/// root's records: `None` for archives without records or metadata (the original's, 0.6's).
-pub fn journal_of_dir(dir: &Path) -> Option<PathBuf> {
-    let dir = dir.canonicalize().ok()?;
-    let user_dir = dir.parent()?;
-    let root = user_dir.parent()?;
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-    let (account, folder) = (name(user_dir)?, name(&dir)?);
-    let records = Registry::read(root).ok()?;
-    let record = records.folder_at(&account, &folder)?;
-    let path = journal_path(root, &account, &record.mailbox.wire, record.uidvalidity?);
-    path.is_file().then_some(path)
-}
-
-/// Parses an IMAP date-time into Unix time and the zone offset in minutes.
-pub fn parse_internal_date(d: &str) -> Option<(i64, i16)> {
-    if !crate::imap::wire::internal_date_ok(d) {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| d.get(r)?.trim_start().parse::<i64>().ok();
-    let day = num(0..2)?;
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(&d[3..6]))? as i64 + 1;
-    let year = num(7..11)?;
-    let (h, m, s) = (num(12..14)?, num(15..17)?, num(18..20)?);
-    let (zh, zm) = (num(22..24)?, num(24..26)?);
-    if day < 1 || day > days_in_month(year, month) || h > 23 || m > 59 || s > 60 || zm > 59 {
-        return None;
-    }
-    let zone = (zh * 60 + zm) * if &d[21..22] == "-" { -1 } else { 1 };
-    let local = days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + s;
-    Some((local - zone * 60, zone as i16))
-}
-
-/// The IMAP date-time of Unix time `t` in zone `zone` (minutes east).
-pub fn format_internal_date(t: i64, zone: i16) -> String {
-    let local = t + i64::from(zone) * 60;
-    let (days, secs) = (local.div_euclid(86400), local.rem_euclid(86400));
-    let (year, month, day) = civil_from_days(days);
-    let (sign, z) = if zone < 0 { ('-', -i64::from(zone)) } else { ('+', i64::from(zone)) };
-    format!(
-        "{day:02}-{}-{year:04} {:02}:{:02}:{:02} {sign}{:02}{:02}",
-        MONTHS[(month - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        z / 60,
-        z % 60
-    )
-}
-
-/// The size field of a flags line while the journal is read.
-const FLAGS_ONLY: u32 = u32::MAX - 1;
-
-/// One message in the index.
-#[derive(Clone, Copy, Debug)]
-struct Packed {
-    uid: u32,
-    /// Index into the flag sets; `u32::MAX` for none known.
-    flags: u32,
-    /// `u32::MAX` when unknown (a bigger message keeps no size here).
-    size: u32,
-    zone: i16,
-    /// Unix time of arrival; `i64::MIN` when unknown.
-    arrived: i64,
-}
-
-/// A folder's metadata, read whole into a compact index sorted by UID.
-#[derive(Debug, Default)]
-pub struct Index {
-    messages: Vec<Packed>,
-    /// Instead of `messages` when digests were asked for (all zero where unknown): one
-    /// vector either way, so loading never holds two copies.
-    digested: Vec<(Packed, [u8; 32])>,
-    flag_sets: Vec<Vec<String>>,
-    /// HIGHESTMODSEQ the flags were last brought up to, when the last line says so.
-    pub modseq: Option<u64>,
-}
-
 /// A line's parsed content.
-enum Line {
+pub(super) enum Line {
     Message(Entry),
     Flags(u32, Vec<String>),
     Modseq(u64),
@@ -280,7 +128,7 @@ fn damaged(path: &Path, why: impl std::fmt::Display) -> Error {
 
 /// Reads a journal, handing each line's content to `on`. A torn last line (no line break:
 /// a crash while appending) is ignored; any other bad line is an error.
-fn read_journal(path: &Path, keys: Option<&Keys>, on: &mut dyn FnMut(Line)) -> Result<()> {
+pub(super) fn read_journal(path: &Path, keys: Option<&Keys>, on: &mut dyn FnMut(Line)) -> Result<()> {
     let file = File::open(path).at(path)?;
     let mut r = BufReader::with_capacity(64 * 1024, file);
     let mut first = Vec::new();
@@ -328,138 +176,6 @@ fn read_journal(path: &Path, keys: Option<&Keys>, on: &mut dyn FnMut(Line)) -> R
         for l in text.lines() {
             on(parse_line(l).ok_or_else(|| damaged(path, format!("cannot read line {:?}", l)))?);
         }
-    }
-}
-
-impl Index {
-    /// Reads the journal at `path` (keys when it is encrypted); `digests` keeps each
-    /// message's digest too (for `--verify`).
-    pub fn load(path: &Path, keys: Option<&Keys>, digests: bool) -> Result<Index> {
-        let mut index = Index::default();
-        if digests {
-            index.digested = index.read(path, keys, |e| e.map_or([0; 32], |e| e.digest))?;
-        } else {
-            index.messages = index.read(path, keys, |_| ())?.into_iter().map(|(p, ())| p).collect();
-        }
-        Ok(index)
-    }
-
-    /// Reads the journal's lines (each with what `extra` keeps of a message line) into one
-    /// per UID, in UID order: a later message line replaces an earlier one, a flags line
-    /// changes the flags only. In place, so memory holds one element per line read.
-    fn read<D>(
-        &mut self,
-        path: &Path,
-        keys: Option<&Keys>,
-        extra: impl Fn(Option<&Entry>) -> D,
-    ) -> Result<Vec<(Packed, D)>> {
-        let mut lines: Vec<(Packed, D)> = Vec::new();
-        let mut interned: HashMap<Vec<String>, u32> = HashMap::new();
-        let sets = &mut self.flag_sets;
-        let mut intern = |flags: Vec<String>| -> u32 {
-            let next = sets.len() as u32;
-            *interned.entry(flags.clone()).or_insert_with(|| {
-                sets.push(flags);
-                next
-            })
-        };
-        let mut modseq = None;
-        read_journal(path, keys, &mut |line| match line {
-            Line::Message(e) => {
-                let (arrived, zone) = e.internal_date.as_deref().and_then(parse_internal_date).unwrap_or((i64::MIN, 0));
-                let size = u32::try_from(e.size).unwrap_or(u32::MAX);
-                let d = extra(Some(&e));
-                lines.push((Packed { uid: e.uid, flags: intern(e.flags), size, zone, arrived }, d));
-                modseq = None;
-            }
-            Line::Flags(uid, flags) => {
-                let p = Packed { uid, flags: intern(flags), size: FLAGS_ONLY, zone: 0, arrived: i64::MIN };
-                lines.push((p, extra(None)));
-            }
-            Line::Modseq(m) => modseq = Some(m),
-        })?;
-        self.modseq = modseq;
-        // Stable: lines of one UID stay in journal order.
-        lines.sort_by_key(|l| l.0.uid);
-        lines.dedup_by(|later, kept| {
-            if later.0.uid != kept.0.uid {
-                return false;
-            }
-            if later.0.size == FLAGS_ONLY {
-                kept.0.flags = later.0.flags;
-            } else {
-                std::mem::swap(later, kept);
-            }
-            true
-        });
-        for l in lines.iter_mut().filter(|l| l.0.size == FLAGS_ONLY) {
-            l.0.size = u32::MAX;
-        }
-        Ok(lines)
-    }
-
-    /// The metadata of a recorded folder (`root`'s records name its user directory,
-    /// mailbox and UIDVALIDITY), if it has any: what an upload reads each message's flags
-    /// and INTERNALDATE from.
-    pub fn of_folder(root: &Path, folder: &registry::FolderRecord, keys: Option<&Keys>) -> Result<Option<Index>> {
-        let Some(uidvalidity) = folder.uidvalidity else { return Ok(None) };
-        let path = journal_path(root, &folder.account, &folder.mailbox.wire, uidvalidity);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        Index::load(&path, keys, false).map(Some)
-    }
-
-    /// The metadata of the folder directory `dir`, if it has any (see [`journal_of_dir`]).
-    pub fn of_dir(dir: &Path, keys: Option<&Keys>, digests: bool) -> Result<Option<Index>> {
-        match journal_of_dir(dir) {
-            Some(path) => Index::load(&path, keys, digests).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The entry of `uid` and its digest, if one is known.
-    fn find(&self, uid: u32) -> Option<(Packed, Option<[u8; 32]>)> {
-        if self.digested.is_empty() {
-            let i = self.messages.binary_search_by_key(&uid, |p| p.uid).ok()?;
-            return Some((self.messages[i], None));
-        }
-        let i = self.digested.binary_search_by_key(&uid, |(p, _)| p.uid).ok()?;
-        let (p, d) = self.digested[i];
-        Some((p, Some(d).filter(|d| d != &[0; 32])))
-    }
-
-    /// What is known of `uid`.
-    pub fn lookup(&self, uid: u32) -> Option<MessageMeta> {
-        let (p, digest) = self.find(uid)?;
-        let known = p.arrived != i64::MIN;
-        Some(MessageMeta {
-            flags: self.flag_sets.get(p.flags as usize).cloned().unwrap_or_default(),
-            internal_date: known.then(|| format_internal_date(p.arrived, p.zone)),
-            arrived: known.then_some(p.arrived),
-            size: (p.size != u32::MAX).then_some(u64::from(p.size)),
-            digest,
-        })
-    }
-
-    /// The flags known for `uid`, if any, without copying them.
-    pub fn flags_of(&self, uid: u32) -> Option<&[String]> {
-        self.flag_sets.get(self.find(uid)?.0.flags as usize).map(Vec::as_slice)
-    }
-
-    /// UIDs with a digest recorded (messages archived by this version), ascending.
-    pub fn archived_uids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.digested.iter().filter(|(_, d)| d != &[0; 32]).map(|(p, _)| p.uid)
-    }
-
-    /// Messages known.
-    pub fn len(&self) -> usize {
-        self.messages.len() + self.digested.len()
-    }
-
-    /// Whether nothing is known.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -613,57 +329,9 @@ pub fn last_modseq(path: &Path, keys: Option<&Keys>) -> Option<u64> {
     }
 }
 
-/// Digests a message while it is written.
-#[derive(Clone, Default)]
-pub struct Hasher(Sha256);
-
-impl Hasher {
-    /// Adds message bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    /// The SHA-256.
-    pub fn finish(self) -> [u8; 32] {
-        self.0.finalize().into()
-    }
-}
-
-/// SHA-256 of everything read through it.
-pub struct HashingReader<R> {
-    /// The reader.
-    pub inner: R,
-    /// The digest so far.
-    pub hasher: Hasher,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Maildir info letters for `flags` (`D F P R S T`, in that order), as `:2,` expects.
-pub fn maildir_letters(flags: &[String]) -> String {
-    let has = |name: &str| flags.iter().any(|f| f.eq_ignore_ascii_case(name));
-    [
-        ("\\Draft", 'D'),
-        ("\\Flagged", 'F'),
-        ("$Forwarded", 'P'),
-        ("\\Answered", 'R'),
-        ("\\Seen", 'S'),
-        ("\\Deleted", 'T'),
-    ]
-    .iter()
-    .filter(|(f, _)| has(f))
-    .map(|(_, c)| *c)
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{journal_path, Index};
     use super::*;
 
     fn entry(uid: u32, flags: &[&str]) -> Entry {
@@ -674,16 +342,6 @@ mod tests {
             internal_date: Some("07-Jul-2019 02:44:25 -0700".into()),
             flags: flags.iter().map(|s| s.to_string()).collect(),
         }
-    }
-
-    #[test]
-    fn dates_round_trip() {
-        let (t, z) = parse_internal_date(" 7-Jul-2019 02:44:25 -0700").unwrap();
-        assert_eq!((t, z), (1562492665, -420));
-        assert_eq!(format_internal_date(t, z), "07-Jul-2019 02:44:25 -0700");
-        assert_eq!(parse_internal_date("01-Jan-1970 00:00:00 +0000"), Some((0, 0)));
-        assert!(parse_internal_date("31-Feb-2019 02:44:25 -0700").is_none());
-        assert!(parse_internal_date("07-Jux-2019 02:44:25 -0700").is_none());
     }
 
     fn journal_round_trip(keys: Option<Keys>) {
@@ -738,15 +396,5 @@ mod tests {
         let text = b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
         let keys = crate::keys::from_texts(Path::new("k"), text, None, None).unwrap();
         journal_round_trip(Some(keys));
-    }
-
-    #[test]
-    fn maildir_flags() {
-        let f: Vec<String> = ["\\Seen", "\\Answered", "\\Flagged", "$Forwarded", "\\Deleted", "\\Draft", "$Junk"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(maildir_letters(&f), "DFPRST");
-        assert_eq!(maildir_letters(&[]), "");
     }
 }
