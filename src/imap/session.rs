@@ -535,8 +535,19 @@ impl Session {
                 Ok(())
             });
             let same = examined.uid_validity == Some(uidvalidity);
+            // One answer per message, and some to spare for changes while it runs: a server
+            // that sends more would have its answers fill the journal.
+            let cap = examined.exists as usize + 1000;
+            let mut answers = 0usize;
             let fetched = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
                 if let (true, Data::Fetch(Fetched { uid: Some(uid), flags: Some(flags), .. })) = (same, d) {
+                    answers += 1;
+                    if answers > cap {
+                        return Err(ImapError::Protocol(format!(
+                            "more than {cap} FLAGS answers for a folder of {} messages",
+                            examined.exists
+                        )));
+                    }
                     on(uid, flags);
                 }
                 Ok(())
