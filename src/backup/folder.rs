@@ -244,6 +244,11 @@ fn pass(
             sized
         }
     };
+    if !sized.is_empty() {
+        if let Some(Err(e)) = journal.as_mut().map(Journal::begin) {
+            metadata_lost(ctx, report, &mut journal, &e);
+        }
+    }
     let budget = ctx.account.buffer_size;
     report.progress.start(sized.len());
     let mut writer = MessageWriter::spawn(Settings {
@@ -362,7 +367,7 @@ pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, journal: &m
     }
 }
 
-fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>, e: &Error) {
+pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>, e: &Error) {
     ctx.sink.warning(&format!("{} {}: metadata not kept: {e}", ctx.account.label(), report.folder));
     *journal = None;
 }

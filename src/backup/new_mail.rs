@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::folder::{archived_uids, sync_journal, tally, Context, FolderReport, Place};
+use super::folder::{archived_uids, metadata_lost, sync_journal, tally, Context, FolderReport, Place};
 use super::writer::{MessageWriter, Settings, Stamp};
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};
@@ -43,6 +43,8 @@ struct Open {
     uidnext: Option<u32>,
     /// Something is left for the ordinary pass.
     unfinished: bool,
+    /// The journal was told a run began committing.
+    begun: bool,
 }
 
 /// Fetches the new mail of `folders` together; returns what became of each. A lost
@@ -97,6 +99,7 @@ pub fn fetch(
                         archived,
                         uidnext: examined.uid_next,
                         unfinished: false,
+                        begun: false,
                     });
                 }
                 // A changed UIDVALIDITY or a refusal: the ordinary pass deals with it.
@@ -115,6 +118,12 @@ pub fn fetch(
                         // Bigger than one piece (or of unknown size): fetched in chunks later.
                         o.unfinished = true;
                         return Ok(());
+                    }
+                    if !o.begun {
+                        o.begun = true;
+                        if let Some(Err(e)) = o.journal.as_mut().map(crate::metadata::Journal::begin) {
+                            metadata_lost(ctx, &o.report, &mut o.journal, &e);
+                        }
                     }
                     o.writer.begin(uid)?;
                     o.writer.data(&body)?;

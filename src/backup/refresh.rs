@@ -58,7 +58,7 @@ pub fn refresh(
     let index = match since {
         Some(_) => None,
         None if journal.path().is_file() => Some(Index::load(journal.path(), ctx.keys, false)?),
-        None => None,
+        None => Some(Index::default()),
     };
     let mut pending: Vec<(u32, Vec<String>)> = Vec::new();
     let mut failure: Option<Error> = None;
@@ -83,10 +83,51 @@ pub fn refresh(
         return Ok(());
     }
     journal.flags(&pending)?;
+    if let Some(index) = &index {
+        learn_dates(session, place, folder, index, &mut journal)?;
+    }
     if let (true, Some(m)) = (condstore, examined.highest_modseq) {
         journal.modseq(m)?;
     }
     journal.sync()
+}
+
+/// Asks the arrival times the journal lacks for archived messages: those whose line a
+/// killed run never wrote, or archived before metadata was kept. Only with a full refresh
+/// (which follows any killed run: its journal does not end with a mark).
+fn learn_dates(
+    session: &mut Session,
+    place: &Place<'_>,
+    folder: &Folder<'_>,
+    index: &Index,
+    journal: &mut Journal,
+) -> Result<()> {
+    let Some(dir) = place.records().folder_of(place.account_dir, folder.mailbox).map(|r| r.dir.clone()) else {
+        return Ok(());
+    };
+    let dir = place.records().root().join(place.account_dir).join(dir);
+    let mut lacking: Vec<u32> =
+        super::folder::archived_uids(&dir)?.into_iter().filter(|&u| !index.has_date(u)).collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    lacking.sort_unstable();
+    let mut dates: Vec<(u32, String)> = Vec::new();
+    let mut failure: Option<Error> = None;
+    let spec = session.spec().clone();
+    session
+        .internal_dates(&lacking, &mut |uid, date| {
+            dates.push((uid, date));
+            if dates.len() >= PENDING && failure.is_none() {
+                failure = journal.dates(&dates).err();
+                dates.clear();
+            }
+        })
+        .map_err(|e| spec.imap_error("INTERNALDATE UID FETCH", &e))?;
+    match failure {
+        Some(e) => Err(e),
+        None => journal.dates(&dates),
+    }
 }
 
 /// The HIGHESTMODSEQ mark at the end of `mailbox`'s journal, if it ends with one.

@@ -559,6 +559,35 @@ impl Session {
         self.checked(result)
     }
 
+    /// The INTERNALDATE of each of `uids` (ascending) in the folder opened last (by
+    /// [`Session::flags`]), handed to `on`; commands of a few thousand UIDs sent at once.
+    pub fn internal_dates(
+        &mut self,
+        uids: &[u32],
+        on: &mut dyn FnMut(u32, String),
+    ) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let commands: Vec<String> = uids
+                .chunks(SIZES_PER_COMMAND)
+                .map(|c| format!("UID FETCH {} (UID INTERNALDATE)", super::uid_set(c)))
+                .collect();
+            let tags = link.send(&commands)?;
+            for tag in &tags {
+                link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
+                    if let Data::Fetch(Fetched { uid: Some(uid), internal_date: Some(date), .. }) = d {
+                        if uids.binary_search(&uid).is_ok() {
+                            on(uid, date);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
     /// Sends a `UID FETCH` whose answers [`Session::read_fetch`] reads later: the server
     /// works on it while the answers before it are stored.
     pub fn send_fetch(&mut self, set: &str, query: &str) -> std::result::Result<(), ImapError> {

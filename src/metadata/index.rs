@@ -11,6 +11,8 @@ use crate::registry;
 
 /// The size field of a flags line while the journal is read.
 const FLAGS_ONLY: u32 = u32::MAX - 1;
+/// The size field of a date line while the journal is read.
+const DATE_ONLY: u32 = u32::MAX - 2;
 
 /// One message in the index.
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +84,14 @@ impl Index {
                 let p = Packed { uid, flags: intern(flags), size: FLAGS_ONLY, zone: 0, arrived: i64::MIN };
                 lines.push((p, extra(None)));
             }
+            Line::Date(uid, date) => {
+                if let Some((arrived, zone)) = parse_internal_date(&date) {
+                    let p = Packed { uid, flags: u32::MAX, size: DATE_ONLY, zone, arrived };
+                    lines.push((p, extra(None)));
+                }
+            }
             Line::Modseq(m) => modseq = Some(m),
+            Line::Begin => modseq = None,
         })?;
         self.modseq = modseq;
         // Stable: lines of one UID stay in journal order.
@@ -93,12 +102,14 @@ impl Index {
             }
             if later.0.size == FLAGS_ONLY {
                 kept.0.flags = later.0.flags;
+            } else if later.0.size == DATE_ONLY {
+                (kept.0.arrived, kept.0.zone) = (later.0.arrived, later.0.zone);
             } else {
                 std::mem::swap(later, kept);
             }
             true
         });
-        for l in lines.iter_mut().filter(|l| l.0.size == FLAGS_ONLY) {
+        for l in lines.iter_mut().filter(|l| l.0.size == FLAGS_ONLY || l.0.size == DATE_ONLY) {
             l.0.size = u32::MAX;
         }
         Ok(lines)
@@ -138,6 +149,11 @@ impl Index {
             size: (p.size != u32::MAX).then_some(u64::from(p.size)),
             digest,
         })
+    }
+
+    /// Whether the arrival time of `uid` is known.
+    pub fn has_date(&self, uid: u32) -> bool {
+        self.find(uid).is_some_and(|(p, _)| p.arrived != i64::MIN)
     }
 
     /// The flags known for `uid`, if any, without copying them.

@@ -21,7 +21,12 @@ const FRAME_ENTRIES: usize = 1000;
 pub(super) enum Line {
     Message(Entry),
     Flags(u32, Vec<String>),
+    /// An INTERNALDATE learnt later (for a message whose line a crash lost, or archived
+    /// before metadata was kept).
+    Date(u32, String),
     Modseq(u64),
+    /// A run began writing: until its mark, flags are not known to be up to date.
+    Begin,
 }
 
 fn parse_flags(text: &str) -> Vec<String> {
@@ -41,7 +46,13 @@ fn parse_line(line: &str) -> Option<Line> {
             Some(Line::Message(Entry { uid, size, digest, internal_date, flags }))
         }
         "F" => Some(Line::Flags(f.next()?.parse().ok()?, parse_flags(f.next()?))),
+        "D" => {
+            let uid = f.next()?.parse().ok()?;
+            let date = f.next().filter(|d| crate::imap::wire::internal_date_ok(d))?;
+            Some(Line::Date(uid, date.to_string()))
+        }
         "S" => Some(Line::Modseq(f.next()?.parse().ok()?)),
+        "B" => Some(Line::Begin),
         _ => None,
     }
 }
@@ -274,6 +285,18 @@ impl Journal {
         self.append_lines(&changed.iter().map(|(u, f)| flags_line(*u, f)).collect::<Vec<_>>())
     }
 
+    /// Records INTERNALDATEs learnt after the messages were archived.
+    pub fn dates(&mut self, dates: &[(u32, String)]) -> Result<()> {
+        self.append_lines(&dates.iter().map(|(u, d)| format!("D\t{u}\t{d}\n")).collect::<Vec<_>>())
+    }
+
+    /// Records that a run starts committing messages: should it be killed before their
+    /// lines are written, the journal no longer ends with a mark, and the next run asks
+    /// every message's flags (and the dates it lacks) instead of only the changes.
+    pub fn begin(&mut self) -> Result<()> {
+        self.append_lines(&["B\n".to_string()])
+    }
+
     /// Records that the flags are up to date with the server's HIGHESTMODSEQ `modseq`.
     pub fn modseq(&mut self, modseq: u64) -> Result<()> {
         self.append_lines(&[format!("S\t{modseq}\n")])
@@ -372,6 +395,16 @@ mod tests {
         let index = Index::load(&path, keys.as_ref(), false).unwrap();
         assert_eq!(index.lookup(5).unwrap().flags, ["\\Answered"]);
         assert_eq!(index.lookup(5).unwrap().digest, None, "not asked for");
+        // A run that began (and was killed) leaves no mark; dates learnt later fill in.
+        j.modseq(43).unwrap();
+        j.begin().unwrap();
+        assert_eq!(last_modseq(&path, keys.as_ref()), None);
+        j.dates(&[(9, "01-Feb-2018 00:00:00 +0000".into())]).unwrap();
+        let index = Index::load(&path, keys.as_ref(), false).unwrap();
+        assert_eq!(index.modseq, None);
+        let nine = index.lookup(9).unwrap();
+        assert_eq!((nine.flags, nine.arrived), (vec!["\\Seen".to_string()], Some(1517443200)));
+        assert!(index.has_date(9) && !index.has_date(4));
         if keys.is_some() {
             let text = fs::read_to_string(&path).unwrap();
             assert!(!text.contains("Answered") && !text.contains("Jul"), "sealed");
