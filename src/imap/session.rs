@@ -428,23 +428,37 @@ impl Session {
     /// The sizes of `uids` (ascending), asked in commands of a few thousand sent at once;
     /// a UID missing from the answers was expunged meanwhile.
     pub fn sizes(&mut self, uids: &[u32]) -> std::result::Result<Vec<(u32, u32)>, ImapError> {
+        let mut sizes = Vec::new();
+        self.fetch_each(uids, "UID RFC822.SIZE", &mut |f| {
+            if let Fetched { uid: Some(uid), size: Some(size), .. } = f {
+                sizes.push((uid, size));
+            }
+        })?;
+        Ok(sorted_sizes(sizes, |u| uids.binary_search(&u).is_ok()))
+    }
+
+    /// `UID FETCH` of `items` for `uids` in commands of a few thousand UIDs, sent at once;
+    /// each answer goes to `on`.
+    fn fetch_each(
+        &mut self,
+        uids: &[u32],
+        items: &str,
+        on: &mut dyn FnMut(Fetched),
+    ) -> std::result::Result<(), ImapError> {
         let result = (|| {
             let link = self.link()?;
-            let commands: Vec<String> = uids
-                .chunks(SIZES_PER_COMMAND)
-                .map(|c| format!("UID FETCH {} (UID RFC822.SIZE)", super::uid_set(c)))
-                .collect();
+            let commands: Vec<String> =
+                uids.chunks(SIZES_PER_COMMAND).map(|c| format!("UID FETCH {} ({items})", super::uid_set(c))).collect();
             let tags = link.send(&commands)?;
-            let mut sizes = Vec::new();
             for tag in &tags {
                 link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
-                    if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), .. }) = d {
-                        sizes.push((uid, size));
+                    if let Data::Fetch(f) = d {
+                        on(f);
                     }
                     Ok(())
                 })?;
             }
-            Ok(sorted_sizes(sizes, |u| uids.binary_search(&u).is_ok()))
+            Ok(())
         })();
         self.checked(result)
     }
@@ -566,26 +580,13 @@ impl Session {
         uids: &[u32],
         on: &mut dyn FnMut(u32, String),
     ) -> std::result::Result<(), ImapError> {
-        let result = (|| {
-            let link = self.link()?;
-            let commands: Vec<String> = uids
-                .chunks(SIZES_PER_COMMAND)
-                .map(|c| format!("UID FETCH {} (UID INTERNALDATE)", super::uid_set(c)))
-                .collect();
-            let tags = link.send(&commands)?;
-            for tag in &tags {
-                link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
-                    if let Data::Fetch(Fetched { uid: Some(uid), internal_date: Some(date), .. }) = d {
-                        if uids.binary_search(&uid).is_ok() {
-                            on(uid, date);
-                        }
-                    }
-                    Ok(())
-                })?;
+        self.fetch_each(uids, "UID INTERNALDATE", &mut |f| {
+            if let Fetched { uid: Some(uid), internal_date: Some(date), .. } = f {
+                if uids.binary_search(&uid).is_ok() {
+                    on(uid, date);
+                }
             }
-            Ok(())
-        })();
-        self.checked(result)
+        })
     }
 
     /// Sends a `UID FETCH` whose answers [`Session::read_fetch`] reads later: the server

@@ -74,8 +74,8 @@ fn flags_line(uid: u32, flags: &[String]) -> String {
 
 /// Seals `plain` into one frame line (without its line break).
 fn seal(keys: &Keys, plain: &[u8]) -> io::Result<Vec<u8>> {
-    let (sink, out) = SharedVec::new();
-    let mut w = cipher::EncryptWriter::new(keys, Box::new(Base64Writer::new(Box::new(sink))))?;
+    let (sink, out) = crate::codec::shared_sink();
+    let mut w = cipher::EncryptWriter::new(keys, Box::new(Base64Writer::new(sink)))?;
     w.write_all(plain)?;
     Box::new(w).finish()?;
     let sealed = out.lock().map_err(|_| io::Error::other("poisoned"))?.clone();
@@ -92,33 +92,6 @@ fn unseal(keys: &Keys, line: &[u8]) -> io::Result<Vec<u8>> {
     let mut plain = Vec::new();
     cipher::DecryptReader::new(keys, checked, &raw[..]).read_to_end(&mut plain)?;
     Ok(plain)
-}
-
-/// A `Vec` the encrypting chain can own while we keep a handle on it.
-struct SharedVec(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl SharedVec {
-    fn new() -> (SharedVec, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        (SharedVec(out.clone()), out)
-    }
-}
-
-impl Write for SharedVec {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Finish for SharedVec {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The header line, naming the journal's mode.
