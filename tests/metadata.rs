@@ -190,6 +190,15 @@ fn round_trip(mode: &str, options: &[&str]) {
     let log = d.commands_log(&user)[before..].to_string();
     assert!(!log.contains("EXAMINE") && !log.contains("FETCH"), "{mode}: a no-op rerun opened a folder:\n{log}");
 
+    // mbox separators carry the arrival time, not the Date header's (message 0: 2014).
+    let mbox = tmp.join("inbox.mbox");
+    let mut args = vec!["-r", folder.to_str().unwrap(), "-o", mbox.to_str().unwrap()];
+    args.extend(&keys);
+    let o = tool(&args);
+    assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&fs::read(&mbox).unwrap()).into_owned();
+    assert!(text.starts_with("From ann@example.org Thu Jan  2 09:00:00 2020\n"), "{mode}: {}", &text[..80]);
+
     // One message by UID.
     let uid = uids[1].to_string();
     let one = maildir(&folder, &keys, &["--uid", &uid]);

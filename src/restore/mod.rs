@@ -46,8 +46,6 @@ pub struct Report {
     pub bytes: u64,
     /// Files left out, with the reason.
     pub failed: Vec<(PathBuf, String)>,
-    /// Whether the folder's metadata (flags, arrival times) was used.
-    pub metadata: bool,
     /// Why the folder's metadata could not be used, when it could not.
     pub metadata_problem: Option<String>,
 }
@@ -136,7 +134,6 @@ pub fn restore(
         Target::Mbox(output) => to_mbox(&files, output, index.as_ref(), &mut ahead, on_failure),
         Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, on_failure),
     }?;
-    report.metadata = index.is_some();
     report.metadata_problem = problem;
     Ok(report)
 }
