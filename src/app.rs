@@ -2,6 +2,7 @@
 //! flags, and running them with honest exit codes.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT};
@@ -26,7 +27,9 @@ pub enum Mode {
     /// Print the version.
     Version,
     /// Restore a folder directory, or every folder of a user directory.
-    Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec },
+    Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec, uids: Option<restore::UidSet> },
+    /// List the messages of a folder or user directory.
+    List { path: PathBuf, keys: KeySpec },
     /// Upload a folder directory, or every folder of a user directory, to a server.
     Upload { path: PathBuf, account: Box<Account>, to_folder: Option<String>, keys: KeySpec },
     /// Verify an archive.
@@ -190,13 +193,23 @@ impl LowArgs {
         if self.report.is_some() && (self.restore.is_some() || self.verify.is_some() || self.list_folders) {
             return Err(Error::usage("--report goes with a backup"));
         }
-        if (self.to_maildir.is_some() || self.output.is_some() || self.to_imap) && self.restore.is_none() {
-            return Err(Error::usage("-o, --to-maildir and --to-imap go with -r DIR"));
+        let restore_only = self.to_maildir.is_some() || self.output.is_some() || self.to_imap || self.uid.is_some();
+        if restore_only && self.restore.is_none() {
+            return Err(Error::usage("-o, --to-maildir, --to-imap and --uid go with -r DIR"));
         }
         if self.to_folder.is_some() && !self.to_imap {
             return Err(Error::usage("--to-folder goes with -r DIR --to-imap"));
         }
+        if let Some(path) = &self.list {
+            if self.restore.is_some() || self.verify.is_some() {
+                return Err(Error::usage("--list cannot be combined with -r or --verify"));
+            }
+            return Ok((Mode::List { path: path.clone(), keys: self.key_spec() }, out, None));
+        }
         if self.to_imap {
+            if self.uid.is_some() {
+                return Err(Error::usage("--uid goes with a restore to mbox or Maildir, not with --to-imap"));
+            }
             return self.upload(out);
         }
         if self.to_maildir.is_some() && self.output.is_some() {
@@ -227,6 +240,7 @@ impl LowArgs {
                     (None, None) => RestoreOutput::Default,
                 },
                 keys: self.key_spec(),
+                uids: self.uid.as_deref().map(restore::UidSet::parse).transpose()?,
             },
             (None, Some(path)) => Mode::Verify { path: path.clone(), keys: self.key_spec() },
             (None, None) if self.count == 0 => Mode::Wizard,
@@ -384,7 +398,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     match mode {
         Mode::Help => print!("{}", flags::help()),
         Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
-        Mode::Restore { dir, output, keys } => {
+        Mode::Restore { dir, output, keys, uids } => {
             let what = match &output {
                 RestoreOutput::Maildir(out) => format!(
                     "the Maildir {} holds only part of the messages (each of them whole); run the restore again",
@@ -393,8 +407,9 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
                 _ => "the mbox file being written was removed (one appears only when complete); run the restore again"
                     .to_string(),
             };
-            return interruptible(what, || run_restore(&dir, &output, &keys, settings));
+            return interruptible(what, || run_restore(&dir, &output, &keys, uids.as_ref(), settings));
         }
+        Mode::List { path, keys } => return run_list(&path, &keys, settings),
         Mode::Verify { path, keys } => {
             let what = "the verification stopped before the end (it writes nothing); run it again".to_string();
             return interruptible(what, || run_verify(&path, &keys, settings));
@@ -529,43 +544,55 @@ fn loaded(keys: Option<Keys>) -> impl FnOnce() -> Result<Keys> {
     move || keys.ok_or_else(|| Error::runtime("no keys loaded"))
 }
 
-fn run_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, settings: Settings) -> Result<i32> {
+fn run_restore(
+    dir: &Path,
+    output: &RestoreOutput,
+    keys: &KeySpec,
+    uids: Option<&restore::UidSet>,
+    settings: Settings,
+) -> Result<i32> {
     if restore::account::is_account_dir(dir)? {
+        if uids.is_some() {
+            return Err(Error::usage("--uid needs a folder directory: UIDs are per folder"));
+        }
         return run_account_restore(dir, output, keys, settings);
     }
     let out = settings.out;
     let keys = keys_if_needed(&archive::list_folder(dir)?, keys)?;
-    // Read before confinement: the records are outside the folder directory.
+    // Read before confinement: the records and metadata are outside the folder directory.
     let name = restore::account::folder_name(dir);
+    let journal = crate::metadata::journal_of_dir(dir);
     let target = match output {
         RestoreOutput::Default => restore::Target::Mbox(restore::mbox_path(dir)?),
         RestoreOutput::Mbox(path) => restore::Target::Mbox(path.clone()),
         RestoreOutput::Maildir(path) => restore::Target::Maildir(path.clone()),
     };
+    let read: Vec<PathBuf> = std::iter::once(dir.to_path_buf()).chain(journal.clone()).collect();
     let rules = match &target {
-        restore::Target::Mbox(output) => Rules {
-            read_write: vec![restore::parent_of(output).to_path_buf()],
-            read: vec![dir.to_path_buf()],
-            ..Rules::default()
-        },
+        restore::Target::Mbox(output) => {
+            Rules { read_write: vec![restore::parent_of(output).to_path_buf()], read, ..Rules::default() }
+        }
         restore::Target::Maildir(maildir) => {
             std::fs::create_dir_all(maildir).at(maildir)?;
-            Rules {
-                read_write: vec![maildir.clone()],
-                read: vec![dir.to_path_buf()],
-                cross_dir_renames: true,
-                ..Rules::default()
-            }
+            Rules { read_write: vec![maildir.clone()], read, cross_dir_renames: true, ..Rules::default() }
         }
     };
     confine(&rules, settings)?;
-    let report = restore::restore(dir, &target, keys.as_ref(), &mut |path, why| {
-        warn(format!("left out {}: {why}", path.display()))
-    })?;
+    let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref() };
+    let report =
+        restore::restore(dir, &target, &opts, &mut |path, why| warn(format!("left out {}: {why}", path.display())))?;
+    metadata_warning(&report);
     if !out.quiet {
         println!("{}", restored_line(&report, name.as_deref()));
     }
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
+}
+
+/// Says why a folder's metadata (flags, arrival times) was not used, when it was not.
+fn metadata_warning(report: &restore::Report) {
+    if let Some(p) = &report.metadata_problem {
+        warn(format!("warning: restored without flags and arrival times: {p}"));
+    }
 }
 
 /// `restored N messages (B bytes) [of NAME] to PATH[; K file(s) failed]`.
@@ -604,24 +631,20 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
         AccountTarget::MboxDir(p) | AccountTarget::Maildir(p) => p.clone(),
     };
     std::fs::create_dir_all(&out_dir).at(&out_dir)?;
-    confine(
-        &Rules {
-            read_write: vec![out_dir],
-            read: vec![dir.to_path_buf()],
-            cross_dir_renames: true,
-            ..Rules::default()
-        },
-        settings,
-    )?;
+    let read: Vec<PathBuf> =
+        std::iter::once(dir.to_path_buf()).chain(folders.iter().filter_map(|f| f.journal.clone())).collect();
+    confine(&Rules { read_write: vec![out_dir], read, cross_dir_renames: true, ..Rules::default() }, settings)?;
     let mut taken = Vec::new();
     let mut failed = 0;
     for folder in &folders {
         let folder_target = account::output_for(folder, &target, &taken);
         let (restore::Target::Mbox(p) | restore::Target::Maildir(p)) = &folder_target;
         taken.push(p.clone());
-        let report = account::restore_folder(folder, &folder_target, keys.as_ref(), &mut |path, why| {
+        let opts = restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref() };
+        let report = account::restore_folder(folder, &folder_target, &opts, &mut |path, why| {
             warn(format!("left out {}: {why}", path.display()))
         })?;
+        metadata_warning(&report);
         failed += report.failed.len();
         if !settings.out.quiet {
             println!("{}", restored_line(&report, Some(&folder.name())));
@@ -704,11 +727,58 @@ fn run_list_folders(accounts: &[Account], settings: Settings) -> i32 {
     code
 }
 
+/// `--list PATH`: one line per message of a folder directory, or of every folder of a
+/// user directory (each under a `# NAME` line).
+fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    use restore::account;
+    let folders = if account::is_account_dir(path)? {
+        let (folders, problem) = account::folders(path)?;
+        if let Some(p) = problem {
+            warn(format!("warning: {p}; folders are named after their directories"));
+        }
+        folders.into_iter().map(|f| (Some(f.shown()), f.dir, f.journal)).collect()
+    } else {
+        vec![(None, path.to_path_buf(), crate::metadata::journal_of_dir(path))]
+    };
+    let keys = keys_if_needed(&archive::walk(path)?, keys)?;
+    let read = std::iter::once(path.to_path_buf()).chain(folders.iter().filter_map(|f| f.2.clone())).collect();
+    confine(&Rules { read, ..Rules::default() }, settings)?;
+    let mut code = 0;
+    // `--list ... | head` closes the pipe early: stop quietly then.
+    let mut stdout = std::io::stdout().lock();
+    let mut gone = false;
+    for (name, dir, journal) in folders {
+        if let Some(name) = name {
+            gone |= writeln!(stdout, "# {name}").is_err();
+        }
+        if gone {
+            break;
+        }
+        let listed = crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &mut |line| {
+            gone |= writeln!(stdout, "{line}").is_err();
+            !gone
+        })?;
+        if let Some(p) = listed.metadata_problem {
+            warn(format!("warning: {}: no flags and arrival times: {p}", dir.display()));
+        }
+        for (file, why) in &listed.failed {
+            warn(format!("{}: {why}", file.display()));
+            code = EXIT_FAILURE;
+        }
+    }
+    Ok(code)
+}
+
 fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let out = settings.out;
-    let keys = keys_if_needed(&archive::walk(path)?, keys)?;
-    confine(&Rules { read: vec![path.to_path_buf()], ..Rules::default() }, settings)?;
-    let report = verify::verify(path, loaded(keys), &mut |path, why| println!("BAD {}: {why}", path.display()))?;
+    let files = archive::walk(path)?;
+    let keys = keys_if_needed(&files, keys)?;
+    // Found before confinement: the records and journals may be outside PATH.
+    let journals = verify::journals(&files);
+    let read = std::iter::once(path.to_path_buf()).chain(journals.values().cloned()).collect();
+    confine(&Rules { read, ..Rules::default() }, settings)?;
+    let report =
+        verify::verify(path, loaded(keys), &journals, &mut |path, why| println!("BAD {}: {why}", path.display()))?;
     if !out.quiet || !report.bad.is_empty() {
         println!(
             "verified {} file{}: {} good, {} bad ({} message bytes)",

@@ -49,6 +49,8 @@ pub struct LowArgs {
     pub output: Option<PathBuf>,
     pub list_folders: bool,
     pub verify: Option<PathBuf>,
+    pub list: Option<PathBuf>,
+    pub uid: Option<String>,
     pub sandbox: Option<String>,
     pub sandbox_check: bool,
     pub report: Option<PathBuf>,
@@ -258,6 +260,14 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "to-folder", Some("NAME"), Restore, "With -r DIR --to-imap, upload the folder directory DIR into the mailbox NAME (default: the name it was backed up from).", |a, v| {
         a.to_folder = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "uid", Some("N[,M-K]"), Restore, "With -r on a folder directory, restore only the messages with these UIDs (7, 7,9-12).", |a, v| {
+        a.uid = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder or user directory, one line each: UID, date, From, Subject, size, flags (only the headers are decoded).", |a, v| {
+        a.list = Some(val(v)?.into());
         Ok(())
     }),
     flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {

@@ -62,9 +62,14 @@ pub fn stored_from_line(head: &[u8]) -> Vec<u8> {
 /// `Date:`, or from `fallback_time` (Unix seconds) when that is absent or not
 /// a valid RFC 5322 date.
 pub fn separator_line(head: &[u8], fallback_time: i64) -> Vec<u8> {
+    let time = header_field(head, b"date").and_then(|v| parse_rfc5322_date(&v)).unwrap_or(fallback_time);
+    separator_line_at(head, time)
+}
+
+/// A separator as [`separator_line`] makes, dated `time` (the arrival time, when known).
+pub fn separator_line_at(head: &[u8], time: i64) -> Vec<u8> {
     let addr =
         header_field(head, b"from").and_then(|v| sender_address(&v)).unwrap_or_else(|| b"MAILER-DAEMON".to_vec());
-    let time = header_field(head, b"date").and_then(|v| parse_rfc5322_date(&v)).unwrap_or(fallback_time);
     let mut out = FROM_SPACE.to_vec();
     out.extend_from_slice(&addr);
     out.push(b' ');
@@ -75,7 +80,7 @@ pub fn separator_line(head: &[u8], fallback_time: i64) -> Vec<u8> {
 
 /// Unfolded value of the first header field called `name`, searched only
 /// before the first empty line; `head` may end mid-field.
-fn header_field(head: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn header_field(head: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     let mut value: Option<Vec<u8>> = None;
     for line in head.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -125,7 +130,8 @@ fn sender_address(value: &[u8]) -> Option<Vec<u8>> {
     Some(safe)
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+pub(crate) const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// Replaces (possibly nested) RFC 5322 comments with a space.
@@ -192,7 +198,7 @@ fn zone_offset(tok: &[u8]) -> Option<i64> {
 }
 
 /// Unix time of an RFC 5322 date (obsolete forms included); `None` if invalid.
-fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
+pub(crate) fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
     let text = strip_comments(value);
     let mut tokens = text.split(|&b| b.is_ascii_whitespace() || b == b',').filter(|t| !t.is_empty());
     let mut tok = tokens.next()?;
@@ -229,7 +235,7 @@ fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
     Some(local - offset)
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     match month {
         2 if leap => 29,
@@ -240,7 +246,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

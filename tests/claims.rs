@@ -276,7 +276,8 @@ fn partial_fetches_at_the_budget_edges() {
     for ((uid, n), want) in uids.iter().zip(sizes).zip(&expected) {
         assert_eq!(&partial_fetches(&log, *uid), want, "partial fetches of the {n}-byte UID {uid}:\n{log}");
         if want.is_empty() {
-            let whole = log.lines().any(|l| l.contains(&format!("UID FETCH {uid} (UID BODY.PEEK[])")));
+            let whole =
+                log.lines().any(|l| l.contains(&format!("UID FETCH {uid} (UID FLAGS INTERNALDATE BODY.PEEK[])")));
             assert!(whole, "the {n}-byte UID {uid} was not fetched whole:\n{log}");
         }
     }

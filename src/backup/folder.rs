@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::plan::{self, Batch};
-use super::writer::{MessageWriter, Outcome, Settings};
+use super::writer::{MessageWriter, Outcome, Settings, Stamp};
 use crate::account::Account;
 use crate::archive::ArchiveFile;
 use crate::date::Day;
@@ -19,6 +19,7 @@ use crate::imap::wire::Fetched;
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
+use crate::metadata::{self, Journal};
 use crate::progress::Progress;
 use crate::registry::{OpenFolder, Registry};
 use crate::report::{FolderFigures, Sink};
@@ -161,6 +162,12 @@ impl Place<'_> {
     pub fn records(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The metadata journal of `mailbox` at `uidvalidity` (opened when first written).
+    pub fn journal(&self, ctx: &Context<'_>, mailbox: &Mailbox, uidvalidity: u32) -> Journal {
+        let root = self.records().root().to_path_buf();
+        Journal::new(metadata::journal_path(&root, self.account_dir, &mailbox.wire, uidvalidity), ctx.keys.cloned())
+    }
 }
 
 /// The report of a folder that has no new mail (see [`unchanged`]), if it has none.
@@ -281,6 +288,7 @@ fn pass(
             aside.display()
         ));
     }
+    let mut journal = Some(place.journal(ctx, mailbox, uidvalidity));
     let archived = archived_uids(&opened.dir)?;
     let sized = match found {
         Found::Sizes(sizes) => {
@@ -304,6 +312,11 @@ fn pass(
             sized
         }
     };
+    if !sized.is_empty() {
+        if let Some(Err(e)) = journal.as_mut().map(Journal::begin) {
+            metadata_lost(ctx, report, &mut journal, &e);
+        }
+    }
     let budget = ctx.account.buffer_size;
     report.progress.start(sized.len());
     let mut writer = writer_for(ctx, place, &opened)?;
@@ -317,7 +330,7 @@ fn pass(
         // command: a message of a batch still in flight can come with an earlier batch's
         // answers. It waits here for its batch (at most the batches in flight, each within
         // the budget).
-        let mut early: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut early: HashMap<u32, (Vec<u8>, Stamp)> = HashMap::new();
         for (i, batch) in batches.iter().enumerate() {
             if crate::interrupt::requested() {
                 return Err(Stop::Fatal(Error::interrupted()));
@@ -367,17 +380,26 @@ fn pass(
                 }
             }
             writer.flush()?;
-            tally(ctx, report, writer.ready()?);
+            tally(ctx, report, &mut journal, writer.ready()?);
         }
         Ok(())
     })();
     // Whatever happened, count what the writer finished (a message cut short by a lost
     // connection is dropped by it, temporary file and all).
     match writer.finish() {
-        Ok(done) => tally(ctx, report, done),
+        Ok(done) => tally(ctx, report, &mut journal, done),
         Err(e) if fetched.is_ok() => return Err(Stop::Fatal(e)),
         Err(_) => {}
     }
+    let whole = fetched.is_ok() && archived.is_empty() && report.failed == 0 && report.vanished == 0;
+    if let (true, Some(modseq), Some(j)) = (whole, examined.highest_modseq, journal.as_mut()) {
+        // Every message of the folder came in this pass, with flags at least as new as
+        // the EXAMINE: the flags need no asking until HIGHESTMODSEQ moves.
+        if let Err(e) = j.modseq(modseq) {
+            metadata_lost(ctx, report, &mut journal, &e);
+        }
+    }
+    sync_journal(ctx, report, &mut journal);
     fetched?;
     // Everything below UIDNEXT is now archived: the next run starts there. Not after a
     // message went missing: the next run looks at every UID again, in case it was not
@@ -389,20 +411,47 @@ fn pass(
     Ok(())
 }
 
-/// Counts the writer's outcomes in the report.
-pub(super) fn tally(ctx: &Context<'_>, report: &mut FolderReport, outcomes: Vec<Outcome>) {
+/// Counts the writer's outcomes in the report and records the stored messages' metadata
+/// (their files are committed by now). Metadata that cannot be written is said once and
+/// left out for the rest of the folder: the messages are safe, restore does without it.
+pub(super) fn tally(
+    ctx: &Context<'_>,
+    report: &mut FolderReport,
+    journal: &mut Option<Journal>,
+    outcomes: Vec<Outcome>,
+) {
+    let mut entries = Vec::new();
     for o in outcomes {
         match o {
-            Outcome::Stored(uid, size) => {
+            Outcome::Stored(entry) => {
+                let (uid, size) = (entry.uid, entry.size);
                 report.new += 1;
                 report.bytes += size;
                 report.progress.tick(size);
                 ctx.sink.message_stored(size);
                 ctx.sink.detail(&format!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder));
+                entries.push(entry);
             }
             Outcome::Existing(_) => report.existing += 1,
         }
     }
+    if let (false, Some(j)) = (entries.is_empty(), journal.as_mut()) {
+        if let Err(e) = j.messages(&entries) {
+            metadata_lost(ctx, report, journal, &e);
+        }
+    }
+}
+
+/// Makes the folder's new metadata durable (before the folder is marked complete).
+pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>) {
+    if let Some(Err(e)) = journal.as_mut().map(Journal::sync) {
+        metadata_lost(ctx, report, journal, &e);
+    }
+}
+
+pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>, e: &Error) {
+    ctx.sink.warning(&format!("{} {}: metadata not kept: {e}", ctx.account.label(), report.folder));
+    *journal = None;
 }
 
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
@@ -438,7 +487,7 @@ fn max_literal(ctx: &Context<'_>) -> usize {
 const FETCHES_IN_FLIGHT: usize = 4;
 
 /// The query of a whole-message fetch.
-const WHOLE: &str = "(UID BODY.PEEK[])";
+const WHOLE: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
 
 /// Sends a `UID FETCH` for [`Session::read_fetch`]; sending can only fail with the stream.
 fn send_fetch(session: &mut Session, set: &str, query: &str) -> std::result::Result<(), Stop> {
@@ -455,7 +504,7 @@ fn store_whole(
     ctx: &Context<'_>,
     answers: std::result::Result<Vec<Fetched>, std::result::Result<String, Stop>>,
     uids: &[u32],
-    early: &mut HashMap<u32, Vec<u8>>,
+    early: &mut HashMap<u32, (Vec<u8>, Stamp)>,
     in_flight: &dyn Fn(u32) -> bool,
     writer: &mut MessageWriter,
     report: &mut FolderReport,
@@ -473,25 +522,26 @@ fn store_whole(
         Err(Err(stop)) => return Err(stop),
     };
     let mut pending: HashSet<u32> = uids.iter().copied().collect();
-    let store = |uid: u32, body: &[u8], writer: &mut MessageWriter| -> std::result::Result<(), Stop> {
+    let store = |uid: u32, body: &[u8], stamp: Stamp, writer: &mut MessageWriter| -> std::result::Result<(), Stop> {
         writer.begin(uid)?;
         writer.data(body)?;
-        writer.end()?;
+        writer.end(stamp)?;
         Ok(())
     };
     for uid in uids {
-        if let Some(body) = early.remove(uid) {
+        if let Some((body, stamp)) = early.remove(uid) {
             pending.remove(uid);
-            store(*uid, &body, writer)?;
+            store(*uid, &body, stamp, writer)?;
         }
     }
     for f in answers {
+        let stamp = Stamp::of(&f);
         let (Some(uid), Some(body)) = (f.uid, f.body) else { continue };
         // Answers may come in any order, and unasked ones may come too: match by UID.
         if pending.remove(&uid) {
-            store(uid, &body, writer)?;
+            store(uid, &body, stamp, writer)?;
         } else if in_flight(uid) {
-            early.insert(uid, body);
+            early.insert(uid, (body, stamp));
         }
     }
     report.vanished += pending.len();
@@ -516,9 +566,12 @@ fn fetch_chunked(
     lessons: &mut Lessons,
 ) -> std::result::Result<(), Stop> {
     writer.begin(uid)?;
+    // Flags and arrival time come with the first piece.
     let send = |session: &mut Session, offset: u64| {
-        send_fetch(session, &uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{chunk}>)"))
+        let extra = if offset == 0 { "FLAGS INTERNALDATE " } else { "" };
+        send_fetch(session, &uid.to_string(), &format!("(UID {extra}BODY.PEEK[]<{offset}.{chunk}>)"))
     };
+    let mut stamp = None;
     let mut offset = 0u64;
     send(session, offset)?;
     loop {
@@ -548,7 +601,12 @@ fn fetch_chunked(
             writer.abort()?;
             return Ok(());
         }
-        let Some(data) = mine.find_map(|f| f.body) else {
+        let Some(data) = mine.find_map(|f| {
+            if offset == 0 && f.body.is_some() {
+                stamp = Some(Stamp::of(&f));
+            }
+            f.body
+        }) else {
             // Answered without data (Dovecot's `BODY[] NIL`): expunged while we read it.
             report.vanished += 1;
             writer.abort()?;
@@ -581,6 +639,6 @@ fn fetch_chunked(
             break;
         }
     }
-    writer.end()?;
+    writer.end(stamp.unwrap_or_default())?;
     Ok(())
 }

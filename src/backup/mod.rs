@@ -5,6 +5,7 @@ pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
 pub mod plan;
+pub mod refresh;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -337,13 +338,26 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     for name in unusable {
         failed(&name, "the server lists this folder under a name that is not text: it cannot be asked for".to_string());
     }
+    // Flags are refreshed after the mail: the marks are read before this run appends.
+    let condstore = session.has("CONDSTORE").unwrap_or(false);
+    let mut flagged: Vec<refresh::Folder<'_>> = folders
+        .iter()
+        .map(|mailbox| refresh::Folder {
+            mailbox,
+            status: statuses.get(&mailbox.wire).copied(),
+            mark: if condstore { refresh::mark(&ctx, &place, mailbox) } else { None },
+            opened: true,
+        })
+        .collect();
+    let failed_folders: Mutex<Vec<String>> = Mutex::new(Vec::new());
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
     let mut ordinary: VecDeque<(&Mailbox, Option<FolderReport>)> = VecDeque::new();
-    for mailbox in &folders {
+    for (i, mailbox) in folders.iter().enumerate() {
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
+            flagged[i].opened = false;
             done(r);
             continue;
         }
@@ -382,6 +396,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
                 Ok(r) => done(r),
                 Err(e) => {
                     failed(&mailbox.shown(), e.to_string());
+                    lock(&failed_folders).push(mailbox.wire.clone());
                     if session.given_up() {
                         return;
                     }
@@ -413,6 +428,21 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
                 r.errors.push("interrupted".into());
             }
             done(r);
+        }
+    }
+    let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
+    for f in flagged.iter().filter(|f| refresh::needed(f, condstore) && !failed_folders.contains(&f.mailbox.wire)) {
+        if session.given_up() || crate::interrupt::requested() {
+            break;
+        }
+        if condstore
+            && f.status.and_then(|s| s.highestmodseq).is_some_and(|m| refresh::mark(&ctx, &place, f.mailbox) == Some(m))
+        {
+            // This run fetched the whole folder and marked it up to date.
+            continue;
+        }
+        if let Err(e) = refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+            sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
         }
     }
     let _ = session.logout();

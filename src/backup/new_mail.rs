@@ -8,8 +8,8 @@
 
 use std::collections::HashSet;
 
-use super::folder::{archived_uids, tally, writer_for, Context, FolderReport, Place};
-use super::writer::MessageWriter;
+use super::folder::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
+use super::writer::{MessageWriter, Stamp};
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};
 use crate::mailbox_name::Mailbox;
@@ -37,11 +37,14 @@ pub enum Outcome {
 struct Open {
     index: usize,
     writer: MessageWriter,
+    journal: Option<crate::metadata::Journal>,
     report: FolderReport,
     archived: HashSet<u32>,
     uidnext: Option<u32>,
     /// Something is left for the ordinary pass.
     unfinished: bool,
+    /// The journal was told a run began committing.
+    begun: bool,
 }
 
 /// Fetches the new mail of `folders` together; returns what became of each. A lost
@@ -58,10 +61,11 @@ pub fn fetch(
     let mut open: Option<Open> = None;
     let mut failure: Option<Error> = None;
     let close = |open: Open, place: &Place<'_>, results: &mut Vec<_>, refused: bool| -> Result<()> {
-        let Open { index, writer, mut report, uidnext, unfinished, .. } = open;
+        let Open { index, writer, mut journal, mut report, uidnext, unfinished, .. } = open;
         let finished = writer.finish();
         report.progress.clear();
-        tally(ctx, &mut report, finished?);
+        tally(ctx, &mut report, &mut journal, finished?);
+        sync_journal(ctx, &report, &mut journal);
         let complete = !unfinished && !refused && report.failed == 0;
         if let (true, Some(uidnext)) = (complete, uidnext) {
             place.records().set_complete(place.account_dir, folders[index].mailbox, uidnext);
@@ -80,8 +84,17 @@ pub fn fetch(
                     let archived = archived_uids(&opened.dir)?;
                     report.existing = archived.len();
                     let writer = writer_for(ctx, place, &opened)?;
-                    open =
-                        Some(Open { index, writer, report, archived, uidnext: examined.uid_next, unfinished: false });
+                    let journal = Some(place.journal(ctx, folder.mailbox, folder.uidvalidity));
+                    open = Some(Open {
+                        index,
+                        writer,
+                        journal,
+                        report,
+                        archived,
+                        uidnext: examined.uid_next,
+                        unfinished: false,
+                        begun: false,
+                    });
                 }
                 // A changed UIDVALIDITY or a refusal: the ordinary pass deals with it.
                 NewMail::Opened(index, _) => {
@@ -89,6 +102,7 @@ pub fn fetch(
                 }
                 NewMail::Message(index, f) => {
                     let Some(o) = open.as_mut().filter(|o| o.index == index) else { return Ok(()) };
+                    let stamp = Stamp::of(&f);
                     let (Some(uid), Some(body)) = (f.uid, f.body) else { return Ok(()) };
                     // `N:*` also names the highest message when nothing is newer than N.
                     if uid < folders[index].from || o.archived.contains(&uid) {
@@ -99,13 +113,19 @@ pub fn fetch(
                         o.unfinished = true;
                         return Ok(());
                     }
+                    if !o.begun {
+                        o.begun = true;
+                        if let Some(Err(e)) = o.journal.as_mut().map(crate::metadata::Journal::begin) {
+                            metadata_lost(ctx, &o.report, &mut o.journal, &e);
+                        }
+                    }
                     o.writer.begin(uid)?;
                     o.writer.data(&body)?;
-                    o.writer.end()?;
+                    o.writer.end(stamp)?;
                     // A server that sends the same message again gets it ignored.
                     o.archived.insert(uid);
                     let ready = o.writer.ready()?;
-                    tally(ctx, &mut o.report, ready);
+                    tally(ctx, &mut o.report, &mut o.journal, ready);
                 }
                 NewMail::Done(index, refused) => {
                     if let Some(o) = open.take().filter(|o| o.index == index) {

@@ -13,6 +13,7 @@ use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
 use crate::dir::Dir;
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
+use crate::metadata::{Entry, Hasher};
 
 /// Largest piece of message data in the queue.
 const PIECE: usize = 256 * 1024;
@@ -34,10 +35,26 @@ pub struct Settings {
     pub keys: Option<Keys>,
 }
 
+/// What the server said of a message besides its bytes, fetched with them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// FLAGS.
+    pub flags: Vec<String>,
+    /// INTERNALDATE, when sent.
+    pub internal_date: Option<String>,
+}
+
+impl Stamp {
+    /// The stamp of a FETCH answer.
+    pub fn of(f: &crate::imap::wire::Fetched) -> Stamp {
+        Stamp { flags: f.flags.clone().unwrap_or_default(), internal_date: f.internal_date.clone() }
+    }
+}
+
 enum Job {
     Begin(u32),
     Data(Vec<u8>),
-    End,
+    End(Stamp),
     Abort,
     Flush,
 }
@@ -48,8 +65,8 @@ const BATCH: usize = 500;
 /// What became of a message handed to the writer.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Stored under its final name: UID and message size.
-    Stored(u32, u64),
+    /// Stored under its final name: its metadata (UID, size, digest, flags, date).
+    Stored(Entry),
     /// Another run stored it first.
     Existing(u32),
 }
@@ -123,9 +140,9 @@ impl MessageWriter {
         Ok(())
     }
 
-    /// Ends the message: it is committed to its final name.
-    pub fn end(&mut self) -> Result<()> {
-        self.send_to(self.current, Job::End)
+    /// Ends the message: it is committed to its final name; `stamp` goes into its metadata.
+    pub fn end(&mut self, stamp: Stamp) -> Result<()> {
+        self.send_to(self.current, Job::End(stamp))
     }
 
     /// Drops the message begun (it vanished from the server); nothing is kept.
@@ -185,8 +202,8 @@ fn work(settings: &Settings, jobs: Receiver<Job>, outcomes: mpsc::Sender<Result<
                 Some(p) => p.write(&bytes),
                 None => Ok(()),
             },
-            Job::End => match current.take() {
-                Some(p) => p.finish(&mut done).and_then(|()| {
+            Job::End(stamp) => match current.take() {
+                Some(p) => p.finish(stamp, &mut done).and_then(|()| {
                     if done.batch.len() >= BATCH {
                         done.commit(&outcomes)
                     } else {
@@ -219,7 +236,7 @@ fn work(settings: &Settings, jobs: Receiver<Job>, outcomes: mpsc::Sender<Result<
 struct Done {
     dir: Arc<Dir>,
     batch: Batch,
-    messages: Vec<(u32, u64)>,
+    messages: Vec<Entry>,
 }
 
 impl Done {
@@ -230,8 +247,8 @@ impl Done {
         let stored = self.batch.commit(false).map_err(|e| {
             Error::runtime(format!("committing messages in {}: {}", self.dir.path().display(), describe_io(&e)))
         })?;
-        for ((_, was_stored), (uid, size)) in stored.into_iter().zip(self.messages.drain(..)) {
-            let _ = outcomes.send(Ok(if was_stored { Outcome::Stored(uid, size) } else { Outcome::Existing(uid) }));
+        for ((_, was_stored), entry) in stored.into_iter().zip(self.messages.drain(..)) {
+            let _ = outcomes.send(Ok(if was_stored { Outcome::Stored(entry) } else { Outcome::Existing(entry.uid) }));
         }
         Ok(())
     }
@@ -245,6 +262,7 @@ struct Pending {
     target: PathBuf,
     uid: u32,
     size: u64,
+    hasher: Hasher,
 }
 
 impl Pending {
@@ -258,20 +276,22 @@ impl Pending {
             Box::new(BufWriter::with_capacity(BUF_SIZE, file)),
         )
         .map_err(|e| write_error(&target, e))?;
-        Ok(Pending { tmp, chain, name, target, uid, size: 0 })
+        Ok(Pending { tmp, chain, name, target, uid, size: 0, hasher: Hasher::default() })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.size += data.len() as u64;
+        self.hasher.update(data);
         self.chain.write_all(data).map_err(|e| write_error(&self.target, e))
     }
 
     /// Finishes the file; it waits in `done` for the batch commit that names it.
-    fn finish(self, done: &mut Done) -> Result<()> {
-        let Pending { tmp, chain, name, target, uid, size } = self;
+    fn finish(self, stamp: Stamp, done: &mut Done) -> Result<()> {
+        let Pending { tmp, chain, name, target, uid, size, hasher } = self;
         chain.finish().map_err(|e| write_error(&target, e))?;
         done.batch.push_at(tmp, done.dir.clone(), name);
-        done.messages.push((uid, size));
+        let Stamp { flags, internal_date } = stamp;
+        done.messages.push(Entry { uid, size, digest: hasher.finish(), internal_date, flags });
         Ok(())
     }
 }

@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn writer_is_one_line_with_padding() {
-        let (sink, out) = crate::codec::test_sink();
+        let (sink, out) = crate::codec::shared_sink();
         let mut w = Box::new(Base64Writer::new(sink));
         w.write_all(b"hello world").unwrap();
         w.finish().unwrap();

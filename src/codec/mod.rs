@@ -172,9 +172,9 @@ pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// A sink whose bytes the test can read after the chain consumed it.
-#[cfg(test)]
-pub(crate) fn test_sink() -> (Box<dyn Finish>, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+/// A sink whose bytes can be read after a chain consumed it (tests; the metadata's
+/// sealed frames).
+pub(crate) fn shared_sink() -> (Box<dyn Finish>, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
     struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

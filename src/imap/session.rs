@@ -35,6 +35,8 @@ pub struct FolderStatus {
     pub uidnext: Option<u32>,
     /// Messages in the folder.
     pub messages: Option<u32>,
+    /// HIGHESTMODSEQ (CONDSTORE, RFC 7162), where the server offers it.
+    pub highestmodseq: Option<u64>,
 }
 
 /// What LIST reports.
@@ -57,6 +59,8 @@ pub struct Examined {
     pub uid_validity: Option<u32>,
     /// The UID the next message will get.
     pub uid_next: Option<u32>,
+    /// HIGHESTMODSEQ, when the server reports it (CONDSTORE).
+    pub highest_modseq: Option<u64>,
 }
 
 /// What to ask for together with EXAMINE, in the same round trip.
@@ -375,11 +379,11 @@ impl Session {
         let result = (|| {
             let link = self.link()?;
             let command = if with_status && link.has("LIST-STATUS") {
-                "LIST \"\" \"*\" RETURN (STATUS (UIDVALIDITY UIDNEXT MESSAGES))"
+                format!("LIST \"\" \"*\" RETURN (STATUS ({}))", status_items(link))
             } else {
-                "LIST \"\" \"*\""
+                "LIST \"\" \"*\"".to_string()
             };
-            let tags = link.send(&[command.to_string()])?;
+            let tags = link.send(&[command])?;
             let mut listed = Listed::default();
             link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
                 match d {
@@ -411,7 +415,7 @@ impl Session {
             let link = self.link()?;
             let mut commands = Vec::new();
             for w in wires {
-                commands.push(format!("STATUS {} (UIDVALIDITY UIDNEXT MESSAGES)", quoted(w)?));
+                commands.push(format!("STATUS {} ({})", quoted(w)?, status_items(link)));
             }
             let tags = link.send(&commands)?;
             let mut statuses = HashMap::new();
@@ -493,23 +497,37 @@ impl Session {
     /// The sizes of `uids` (ascending), asked in commands of a few thousand sent at once;
     /// a UID missing from the answers was expunged meanwhile.
     pub fn sizes(&mut self, uids: &[u32]) -> std::result::Result<Vec<(u32, u32)>, ImapError> {
+        let mut sizes = Vec::new();
+        self.fetch_each(uids, "UID RFC822.SIZE", &mut |f| {
+            if let Fetched { uid: Some(uid), size: Some(size), .. } = f {
+                sizes.push((uid, size));
+            }
+        })?;
+        Ok(sorted_sizes(sizes, |u| uids.binary_search(&u).is_ok()))
+    }
+
+    /// `UID FETCH` of `items` for `uids` in commands of a few thousand UIDs, sent at once;
+    /// each answer goes to `on`.
+    fn fetch_each(
+        &mut self,
+        uids: &[u32],
+        items: &str,
+        on: &mut dyn FnMut(Fetched),
+    ) -> std::result::Result<(), ImapError> {
         let result = (|| {
             let link = self.link()?;
-            let commands: Vec<String> = uids
-                .chunks(SIZES_PER_COMMAND)
-                .map(|c| format!("UID FETCH {} (UID RFC822.SIZE)", super::uid_set(c)))
-                .collect();
+            let commands: Vec<String> =
+                uids.chunks(SIZES_PER_COMMAND).map(|c| format!("UID FETCH {} ({items})", super::uid_set(c))).collect();
             let tags = link.send(&commands)?;
-            let mut sizes = Vec::new();
             for tag in &tags {
                 link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
-                    if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), .. }) = d {
-                        sizes.push((uid, size));
+                    if let Data::Fetch(f) = d {
+                        on(f);
                     }
                     Ok(())
                 })?;
             }
-            Ok(sorted_sizes(sizes, |u| uids.binary_search(&u).is_ok()))
+            Ok(())
         })();
         self.checked(result)
     }
@@ -530,7 +548,7 @@ impl Session {
             let mut commands = Vec::new();
             for (wire, from) in folders {
                 commands.push(format!("EXAMINE {}", quoted(wire)?));
-                commands.push(format!("UID FETCH {from}:* (UID RFC822.SIZE BODY.PEEK[]<0.{head}>)"));
+                commands.push(format!("UID FETCH {from}:* (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[]<0.{head}>)"));
             }
             let tags = link.send(&commands)?;
             for (index, pair) in tags.chunks(2).enumerate() {
@@ -570,6 +588,74 @@ impl Session {
             self.link = None;
         }
         self.checked(result)
+    }
+
+    /// Opens `wire` read-only and hands the flags of its messages to `on`, one message at a
+    /// time as they stream in: of every message, or with `changed_since` (CONDSTORE, RFC
+    /// 7162) only of those whose flags changed since that modification sequence. With
+    /// `condstore` the folder is opened with CONDSTORE, so EXAMINE reports HIGHESTMODSEQ.
+    /// Nothing reaches `on` unless the folder's UIDVALIDITY is `uidvalidity` (otherwise the
+    /// UIDs name other messages). One round trip.
+    pub fn flags(
+        &mut self,
+        wire: &str,
+        uidvalidity: u32,
+        condstore: bool,
+        changed_since: Option<u64>,
+        on: &mut dyn FnMut(u32, Vec<String>),
+    ) -> std::result::Result<Examined, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let examine = format!("EXAMINE {}{}", quoted(wire)?, if condstore { " (CONDSTORE)" } else { "" });
+            let fetch = match changed_since {
+                Some(m) => format!("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE {m})"),
+                None => "UID FETCH 1:* (UID FLAGS)".to_string(),
+            };
+            let tags = link.send(&[examine, fetch])?;
+            let mut examined = Examined::default();
+            let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                note_examined(&mut examined, d);
+                Ok(())
+            });
+            let same = examined.uid_validity == Some(uidvalidity);
+            // One answer per message, and some to spare for changes while it runs: a server
+            // that sends more would have its answers fill the journal.
+            let cap = examined.exists as usize + 1000;
+            let mut answers = 0usize;
+            let fetched = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
+                if let (true, Data::Fetch(Fetched { uid: Some(uid), flags: Some(flags), .. })) = (same, d) {
+                    answers += 1;
+                    if answers > cap {
+                        return Err(ImapError::Protocol(format!(
+                            "more than {cap} FLAGS answers for a folder of {} messages",
+                            examined.exists
+                        )));
+                    }
+                    on(uid, flags);
+                }
+                Ok(())
+            });
+            opened?;
+            fetched?;
+            Ok(examined)
+        })();
+        self.checked(result)
+    }
+
+    /// The INTERNALDATE of each of `uids` (ascending) in the folder opened last (by
+    /// [`Session::flags`]), handed to `on`; commands of a few thousand UIDs sent at once.
+    pub fn internal_dates(
+        &mut self,
+        uids: &[u32],
+        on: &mut dyn FnMut(u32, String),
+    ) -> std::result::Result<(), ImapError> {
+        self.fetch_each(uids, "UID INTERNALDATE", &mut |f| {
+            if let Fetched { uid: Some(uid), internal_date: Some(date), .. } = f {
+                if uids.binary_search(&uid).is_ok() {
+                    on(uid, date);
+                }
+            }
+        })
     }
 
     /// Sends a `UID FETCH` whose answers [`Session::read_fetch`] reads later: the server
@@ -812,6 +898,16 @@ impl Session {
     }
 }
 
+/// The STATUS items asked: HIGHESTMODSEQ too where the server offers CONDSTORE, so a
+/// folder whose flags changed is told from one that did not without opening it.
+fn status_items(link: &Link) -> &'static str {
+    if link.has("CONDSTORE") {
+        "UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ"
+    } else {
+        "UIDVALIDITY UIDNEXT MESSAGES"
+    }
+}
+
 /// A mailbox name as a quoted string; a name that cannot be sent fails its command only.
 fn quoted(wire: &str) -> std::result::Result<String, ImapError> {
     mailbox_name::quote(wire).map_err(|e| ImapError::Refused(e.to_string()))
@@ -819,7 +915,13 @@ fn quoted(wire: &str) -> std::result::Result<String, ImapError> {
 
 fn folder_status(items: &[(String, u64)]) -> FolderStatus {
     let get = |name: &str| items.iter().find(|(n, _)| n == name).and_then(|(_, v)| u32::try_from(*v).ok());
-    FolderStatus { uidvalidity: get("UIDVALIDITY"), uidnext: get("UIDNEXT"), messages: get("MESSAGES") }
+    let modseq = items.iter().find(|(n, _)| n == "HIGHESTMODSEQ").map(|(_, v)| *v);
+    FolderStatus {
+        uidvalidity: get("UIDVALIDITY"),
+        uidnext: get("UIDNEXT"),
+        messages: get("MESSAGES"),
+        highestmodseq: modseq,
+    }
 }
 
 fn note_examined(examined: &mut Examined, d: Data) {
@@ -830,6 +932,7 @@ fn note_examined(examined: &mut Examined, d: Data) {
             match code.as_str() {
                 "UIDVALIDITY" => examined.uid_validity = n,
                 "UIDNEXT" => examined.uid_next = n,
+                "HIGHESTMODSEQ" => examined.highest_modseq = args.trim().parse().ok(),
                 _ => {}
             }
         }

@@ -118,7 +118,17 @@ pub struct Fetched {
     /// The body section's data (`BODY[]`, `BODY[]<offset>` or `BODY[HEADER]`); `None` when
     /// absent.
     pub body: Option<Vec<u8>>,
+    /// `FLAGS`, as sent; at most [`MAX_FLAGS`] of at most [`MAX_FLAG_LEN`] bytes each
+    /// (more fails the answer), names that are not IMAP atoms left out.
+    pub flags: Option<Vec<String>>,
+    /// `INTERNALDATE` (`"17-Jul-1996 02:44:25 -0700"`), when it had that form.
+    pub internal_date: Option<String>,
 }
+
+/// Most flags one message may carry in an answer: far above any real mailbox's keywords.
+pub const MAX_FLAGS: usize = 64;
+/// Longest flag name accepted.
+pub const MAX_FLAG_LEN: usize = 128;
 
 /// Reads one response, with literals of up to `max_literal` bytes.
 pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Response, ImapError> {
@@ -528,6 +538,10 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
             out.uid = value.number().and_then(|n| u32::try_from(n).ok());
         } else if upper == "RFC822.SIZE" {
             out.size = value.number().and_then(|n| u32::try_from(n).ok());
+        } else if upper == "FLAGS" {
+            out.flags = Some(flags(value)?);
+        } else if upper == "INTERNALDATE" {
+            out.internal_date = value.text().filter(|d| internal_date_ok(d));
         } else if upper == "BODY[]" || upper == "BODY[HEADER]" || (upper.starts_with("BODY[]<") && upper.ends_with('>'))
         {
             // NIL is how Dovecot answers for a message expunged meanwhile: no body at all,
@@ -540,6 +554,63 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
         }
     }
     Ok(out)
+}
+
+/// A FETCH answer's flag list, bounded and sorted; a name that is not a flag atom (it could
+/// not be stored again with APPEND) is left out.
+fn flags(v: Value) -> Result<Vec<String>, ImapError> {
+    let Value::List(items) = v else {
+        return Err(ImapError::Protocol("FLAGS without a list in a FETCH answer".into()));
+    };
+    if items.len() > MAX_FLAGS {
+        return Err(ImapError::Protocol(format!("a message with more than {MAX_FLAGS} flags")));
+    }
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Atom(a) = item else { continue };
+        if a.len() > MAX_FLAG_LEN {
+            return Err(ImapError::Protocol(format!("a flag name of more than {MAX_FLAG_LEN} bytes")));
+        }
+        // \Recent belongs to a session, not to the message (and APPEND cannot set it).
+        if flag_ok(&a) && !a.eq_ignore_ascii_case(b"\\Recent") {
+            out.extend(String::from_utf8(a).ok());
+        }
+    }
+    // In one order, so a refresh compares sets, not the server's whims.
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Whether `name` is a flag as IMAP writes them: `\` then an atom, or a keyword atom.
+pub fn flag_ok(name: &[u8]) -> bool {
+    let atom = name.strip_prefix(b"\\").unwrap_or(name);
+    !atom.is_empty()
+        && atom.len() <= MAX_FLAG_LEN
+        && atom.iter().all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
+}
+
+/// Whether `d` has the form of an IMAP date-time, `dd-Mon-yyyy hh:mm:ss +zzzz` (the day
+/// may be space-padded).
+pub fn internal_date_ok(d: &str) -> bool {
+    let b = d.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    b.len() == 26
+        && (b[0] == b' ' || b[0].is_ascii_digit())
+        && b[1].is_ascii_digit()
+        && b[2] == b'-'
+        && b[3..6].iter().all(u8::is_ascii_alphabetic)
+        && b[6] == b'-'
+        && digits(7..11)
+        && b[11] == b' '
+        && digits(12..14)
+        && b[14] == b':'
+        && digits(15..17)
+        && b[17] == b':'
+        && digits(18..20)
+        && b[20] == b' '
+        && matches!(b[21], b'+' | b'-')
+        && digits(22..26)
 }
 
 #[cfg(test)]
@@ -605,11 +676,31 @@ mod tests {
     #[test]
     fn fetch_answers() {
         let Data::Fetch(f) = data(b"* 3 FETCH (UID 7 RFC822.SIZE 5 BODY[] {5}\r\nhello)\r\n") else { panic!() };
-        assert_eq!(f, Fetched { uid: Some(7), size: Some(5), body: Some(b"hello".to_vec()) });
+        assert_eq!(f, Fetched { uid: Some(7), size: Some(5), body: Some(b"hello".to_vec()), ..Fetched::default() });
         let Data::Fetch(f) = data(b"* 3 FETCH (BODY[]<4096> {3}\r\nabc UID 8)\r\n") else { panic!() };
         assert_eq!((f.uid, f.body.as_deref()), (Some(8), Some(&b"abc"[..])));
         let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 FLAGS (\\Seen))\r\n") else { panic!() };
-        assert_eq!((f.uid, f.body), (Some(2), None));
+        assert_eq!((f.uid, f.body, f.flags), (Some(2), None, Some(vec!["\\Seen".to_string()])));
+        let Data::Fetch(f) = data(
+            b"* 4 FETCH (UID 9 FLAGS (\\Seen \\Recent \\Answered $Forwarded \"q x\" \\) INTERNALDATE \" 7-Jul-2019 02:44:25 -0700\" MODSEQ (12) BODY[] {2}\r\nhi)\r\n",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            f.flags.unwrap(),
+            ["$Forwarded", "\\Answered", "\\Seen"],
+            "sorted; \\Recent, a quoted name and a bare backslash are left out"
+        );
+        assert_eq!(
+            (f.internal_date.as_deref(), f.body.as_deref()),
+            (Some(" 7-Jul-2019 02:44:25 -0700"), Some(&b"hi"[..]))
+        );
+        let Data::Fetch(f) = data(b"* 4 FETCH (UID 9 INTERNALDATE \"yesterday\")\r\n") else { panic!() };
+        assert_eq!(f.internal_date, None);
+        let many = format!("* 1 FETCH (UID 2 FLAGS ({}))\r\n", vec!["k"; MAX_FLAGS + 1].join(" "));
+        assert!(read(many.as_bytes(), 0).unwrap_err().to_string().contains("flags"));
+        let long = format!("* 1 FETCH (UID 2 FLAGS ({}))\r\n", "k".repeat(MAX_FLAG_LEN + 1));
+        assert!(read(long.as_bytes(), 0).unwrap_err().to_string().contains("flag name"));
         let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 BODY[] \"\")\r\n") else { panic!() };
         assert_eq!(f.body, Some(Vec::new()));
         let Data::Fetch(f) = data(b"* 298 FETCH (UID 298 BODY[] NIL)\r\n") else { panic!() };

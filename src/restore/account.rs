@@ -5,10 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{restore, Report, Target};
+use super::{restore, Options, Report, Target};
 use crate::archive;
 use crate::error::{IoContext, Result};
-use crate::keys::Keys;
 use crate::mailbox_name::{encode_utf7, Mailbox};
 use crate::registry::{self, Registry};
 
@@ -21,6 +20,8 @@ pub struct Folder {
     pub mailbox: Option<Mailbox>,
     /// The UIDVALIDITY of a directory moved aside when its mailbox's changed.
     pub retired: Option<u32>,
+    /// Its metadata journal, when it has one.
+    pub journal: Option<PathBuf>,
 }
 
 impl Folder {
@@ -76,10 +77,14 @@ pub fn folders(user_dir: &Path) -> Result<(Vec<Folder>, Option<String>)> {
         .map(|dir| {
             let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let record = registry.as_ref().and_then(|r| r.folder_at(&account, &name));
+            let journal = record
+                .and_then(|r| Some(crate::metadata::journal_path(root, &account, &r.mailbox.wire, r.uidvalidity?)))
+                .filter(|p| p.is_file());
             Folder {
                 mailbox: record.map(|r| r.mailbox.clone()),
                 retired: record.filter(|r| r.retired).and_then(|r| r.uidvalidity),
                 dir,
+                journal,
             }
         })
         .collect();
@@ -98,6 +103,7 @@ pub fn folder_name(dir: &Path) -> Option<String> {
         mailbox: Some(record.mailbox.clone()),
         retired: record.uidvalidity.filter(|_| record.retired),
         dir: dir.clone(),
+        journal: None,
     };
     Some(folder.name())
 }
@@ -181,7 +187,7 @@ fn maildir_name(wire: &str) -> String {
 pub fn restore_folder(
     folder: &Folder,
     target: &Target,
-    keys: Option<&Keys>,
+    opts: &Options<'_>,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     match target {
@@ -198,7 +204,7 @@ pub fn restore_folder(
             }
         }
     }
-    restore(&folder.dir, target, keys, on_failure)
+    restore(&folder.dir, target, opts, on_failure)
 }
 
 #[cfg(test)]
@@ -206,7 +212,7 @@ mod tests {
     use super::*;
 
     fn folder(wire: &str) -> Folder {
-        Folder { dir: PathBuf::from("x"), mailbox: Some(Mailbox::from_wire(wire)), retired: None }
+        Folder { dir: PathBuf::from("x"), mailbox: Some(Mailbox::from_wire(wire)), retired: None, journal: None }
     }
 
     #[test]

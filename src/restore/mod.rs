@@ -16,7 +16,8 @@ use crate::atomic::{Batch, TempFile};
 use crate::codec::{self, base64::read_full, BUF_SIZE};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
-use crate::mbox::{separator_line, MboxrdWriter};
+use crate::mbox::{separator_line, separator_line_at, MboxrdWriter};
+use crate::metadata::{self, Index};
 use crate::readahead::ReadAhead;
 
 /// Maildir messages named per filesystem sync.
@@ -73,6 +74,47 @@ pub struct Report {
     pub bytes: u64,
     /// Files left out, with the reason.
     pub failed: Vec<(PathBuf, String)>,
+    /// Why the folder's metadata could not be used, when it could not.
+    pub metadata_problem: Option<String>,
+}
+
+/// How to restore a folder.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// Keys, needed when the folder holds encrypted files.
+    pub keys: Option<&'a Keys>,
+    /// Only these messages.
+    pub uids: Option<&'a UidSet>,
+    /// The folder's metadata journal, when it has one ([`metadata::journal_of_dir`]; found
+    /// before the process confines itself, as it is outside the folder directory).
+    pub journal: Option<&'a Path>,
+}
+
+/// UIDs chosen with `--uid N[,M-K]`: inclusive ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UidSet(Vec<(u32, u32)>);
+
+impl UidSet {
+    /// Parses `N[,M-K]...` (UIDs from 1; `M-K` with M <= K; at most 10,000 parts).
+    pub fn parse(text: &str) -> Result<UidSet> {
+        let bad = || Error::usage(format!("--uid {text:?}: expected UIDs like 7 or 7,9-12"));
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let num = |s: &str| s.trim().parse::<u32>().ok().filter(|&n| n > 0);
+            let (a, b) = (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?);
+            if a > b || ranges.len() >= 10_000 {
+                return Err(bad());
+            }
+            ranges.push((a, b));
+        }
+        Ok(UidSet(ranges))
+    }
+
+    /// Whether `uid` is in the set.
+    pub fn contains(&self, uid: u32) -> bool {
+        self.0.iter().any(|&(a, b)| (a..=b).contains(&uid))
+    }
 }
 
 /// The mbox path for a folder directory: the directory's path with `.mbox` appended.
@@ -90,21 +132,38 @@ pub fn mbox_path(dir: &Path) -> Result<PathBuf> {
 /// Restores the folder directory `dir`. `keys` are needed when it holds encrypted files
 /// (checked before anything is written). `on_failure` hears of each file left out as it
 /// happens.
+/// With `uids`, only those messages are restored. The folder's metadata, where there is
+/// some, gives Maildir files their flags and arrival time, and mbox separators the arrival
+/// time; without it (archives of the original) restore works as before.
 pub fn restore(
     dir: &Path,
     target: &Target,
-    keys: Option<&Keys>,
+    opts: &Options<'_>,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
-    let files = archive::list_folder(dir)?;
+    let Options { keys, uids, journal } = *opts;
+    let mut files = archive::list_folder(dir)?;
+    if let Some(set) = uids {
+        files.retain(|f| set.contains(f.uid));
+        if files.is_empty() {
+            return Err(Error::runtime(format!("{}: no archive file has one of the UIDs asked for", dir.display())));
+        }
+    }
     if files.iter().any(|f| f.form.encrypted) && keys.is_none() {
         return Err(Error::runtime(format!("{}: encrypted files, but no keys loaded", dir.display())));
     }
+    let (index, problem) = match journal.map(|j| Index::load(j, keys, false)) {
+        None => (None, None),
+        Some(Ok(i)) => (Some(i), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+    };
     let mut ahead = ReadAhead::spawn(files.clone(), keys.cloned())?;
-    match target {
-        Target::Mbox(output) => to_mbox(&files, output, &mut ahead, on_failure),
-        Target::Maildir(out) => to_maildir(&files, out, &mut ahead, on_failure),
-    }
+    let mut report = match target {
+        Target::Mbox(output) => to_mbox(&files, output, index.as_ref(), &mut ahead, on_failure),
+        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, on_failure),
+    }?;
+    report.metadata_problem = problem;
+    Ok(report)
 }
 
 /// The directory a file is in (`.` for a bare name).
@@ -118,6 +177,7 @@ pub fn parent_of(path: &Path) -> &Path {
 fn to_mbox(
     files: &[ArchiveFile],
     output: &Path,
+    index: Option<&Index>,
     ahead: &mut ReadAhead,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
@@ -138,7 +198,8 @@ fn to_mbox(
             return Err(Error::interrupted());
         }
         let mut out = BufWriter::with_capacity(BUF_SIZE, tmp.file());
-        match ahead.next_message().and_then(|(_, mut msg)| append_mbox(f, &mut msg, &mut out)) {
+        let arrived = index.and_then(|i| i.lookup(f.uid)).and_then(|m| m.arrived);
+        match ahead.next_message().and_then(|(_, mut msg)| append_mbox(f, arrived, &mut msg, &mut out)) {
             Ok(n) => {
                 out.flush().at(tmp.path())?;
                 good_len = tmp.file().stream_position().at(tmp.path())?;
@@ -169,16 +230,29 @@ fn is_output_error(e: &io::Error) -> bool {
 }
 
 /// Writes one message (`msg`, the message of `f`) as an mboxrd entry; returns its size.
-fn append_mbox(f: &ArchiveFile, mut msg: &mut impl Read, out: &mut impl Write) -> io::Result<u64> {
+/// The separator is dated with the arrival time when it is known, else with `Date:`, else
+/// with the file's time.
+fn append_mbox(
+    f: &ArchiveFile,
+    arrived: Option<i64>,
+    mut msg: &mut impl Read,
+    out: &mut impl Write,
+) -> io::Result<u64> {
     let mut head = vec![0u8; HEAD_LEN];
     let n = read_full(&mut msg, &mut head)?;
     head.truncate(n);
-    let mtime = fs::metadata(&f.path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64);
-    out.write_all(&separator_line(&head, mtime))?;
+    let separator = match arrived {
+        Some(t) => separator_line_at(&head, t),
+        None => {
+            let mtime = fs::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            separator_line(&head, mtime)
+        }
+    };
+    out.write_all(&separator)?;
     let mut body = Tracking { inner: MboxrdWriter::new(&mut *out), last: None, count: 0 };
     body.write_all(&head)?;
     codec::pump(&mut msg, &mut body)?;
@@ -214,6 +288,7 @@ impl<W: Write> Write for Tracking<W> {
 fn to_maildir(
     files: &[ArchiveFile],
     out: &Path,
+    index: Option<&Index>,
     ahead: &mut ReadAhead,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
@@ -234,13 +309,25 @@ fn to_maildir(
             commit(&mut batch)?;
         }
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let target = out.join("cur").join(format!("{name}:2,"));
+        // Flags in the name (`:2,` and the letters), arrival time as the file's time.
+        let meta = index.and_then(|i| i.lookup(f.uid));
+        let letters = meta.as_ref().map(|m| metadata::maildir_letters(&m.flags)).unwrap_or_default();
+        let target = out.join("cur").join(format!("{name}:2,{letters}"));
         let tmp = TempFile::create_in(&out.join("tmp"), &name, 0o600).at(&out.join("tmp"))?;
         let written = (|| -> io::Result<u64> {
             let (_, mut msg) = ahead.next_message()?;
             let mut w = BufWriter::with_capacity(BUF_SIZE, tmp.file());
             let n = codec::pump(&mut msg, &mut w)?;
             w.flush()?;
+            drop(w);
+            if let Some(t) = meta.as_ref().and_then(|m| m.arrived) {
+                let when = if t >= 0 {
+                    UNIX_EPOCH + std::time::Duration::from_secs(t as u64)
+                } else {
+                    UNIX_EPOCH - std::time::Duration::from_secs(t.unsigned_abs())
+                };
+                tmp.file().set_modified(when)?;
+            }
             Ok(n)
         })();
         match written {

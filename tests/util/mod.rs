@@ -294,3 +294,27 @@ pub fn assert_original_decodes(dir: &Path, keys: Option<&Path>, password: Option
         assert_same(&stored[from_line.len()..], raw, &format!("{} decoded by the original", path.display()));
     }
 }
+
+/// Runs the original program's own `restore_folder` loop on `dir`; returns how many
+/// messages it restored.
+#[track_caller]
+pub fn original_restore_loop(dir: &Path, keys: &Path, out: &Path) -> usize {
+    let o = original_py(&[
+        "restore",
+        dir.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let listing = original_py(&["listing", dir.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "the original's restore of {} failed: {}\nits listing: {}",
+        dir.display(),
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&listing.stdout)
+    );
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    text.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unexpected output: {text}"))
+}

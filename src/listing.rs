@@ -1,0 +1,112 @@
+//! `--list`: one line per message of a folder directory (UID, date, From, Subject, size,
+//! flags), decoding only the headers: each file is authenticated whole when encrypted (its
+//! MAC covers it all), but decrypted and inflated only up to the blank line that ends
+//! the header section.
+
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+
+use crate::archive;
+use crate::error::Result;
+use crate::keys::Keys;
+use crate::mbox::header_field;
+use crate::metadata::Index;
+
+/// Most header bytes read of a message.
+const MAX_HEADER: u64 = 256 * 1024;
+/// Longest From or Subject shown.
+const MAX_SHOWN: usize = 160;
+
+/// What a listing met besides its lines.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// Files that could not be read, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+    /// Why the folder's metadata could not be used, when it could not.
+    pub metadata_problem: Option<String>,
+}
+
+/// Lists the messages of the folder directory `dir` in UID order, handing each line to `out`
+/// (which returns false to stop: the reader went away):
+/// `UID<TAB>date<TAB>From<TAB>Subject<TAB>size<TAB>flags`. The date is the arrival time
+/// (INTERNALDATE) when the folder's metadata (`journal`) has it, else the `Date:` header;
+/// `-` stands for what is unknown.
+pub fn list(
+    dir: &Path,
+    keys: Option<&Keys>,
+    journal: Option<&Path>,
+    out: &mut dyn FnMut(String) -> bool,
+) -> Result<Listed> {
+    let mut listed = Listed::default();
+    let index = match journal.map(|j| Index::load(j, keys, false)) {
+        Some(Ok(i)) => Some(i),
+        Some(Err(e)) => {
+            listed.metadata_problem = Some(e.to_string());
+            None
+        }
+        None => None,
+    };
+    for f in archive::list_folder(dir)? {
+        let meta = index.as_ref().and_then(|i| i.lookup(f.uid));
+        let head = match read_header(&f, keys) {
+            Ok(h) => h,
+            Err(e) => {
+                listed.failed.push((f.path.clone(), crate::error::describe_io(&e)));
+                continue;
+            }
+        };
+        let field = |name: &[u8]| header_field(&head.1, name).map(|v| shown(&v));
+        let date = meta.as_ref().and_then(|m| m.internal_date.clone()).or_else(|| field(b"date"));
+        let size = meta.as_ref().and_then(|m| m.size).or(head.0);
+        let flags = meta.as_ref().map(|m| m.flags.join(" "));
+        let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+        let more = out(format!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            f.uid,
+            dash(date),
+            dash(field(b"from")),
+            dash(field(b"subject")),
+            dash(size.map(|s| s.to_string())),
+            dash(flags)
+        ));
+        if !more {
+            break;
+        }
+    }
+    Ok(listed)
+}
+
+/// The message's header section, and its size when the file's size tells it (a plain file).
+fn read_header(f: &archive::ArchiveFile, keys: Option<&Keys>) -> std::io::Result<(Option<u64>, Vec<u8>)> {
+    let (from_line, reader) = f.open(keys)?;
+    let size = if f.form.compressed || f.form.encrypted {
+        None
+    } else {
+        std::fs::metadata(&f.path)?.len().checked_sub(from_line.len() as u64)
+    };
+    let mut reader = reader.take(MAX_HEADER);
+    let mut head = Vec::new();
+    loop {
+        let start = head.len();
+        if reader.read_until(b'\n', &mut head)? == 0 {
+            break;
+        }
+        let line = &head[start..];
+        if line == b"\n" || line == b"\r\n" {
+            break;
+        }
+    }
+    Ok((size, head))
+}
+
+/// A header value on one line: unfolded, trimmed, control characters escaped, tabs as
+/// spaces, cut at [`MAX_SHOWN`] characters.
+fn shown(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut s = crate::printable::escape(&one);
+    if s.chars().count() > MAX_SHOWN {
+        s = s.chars().take(MAX_SHOWN).collect::<String>() + "...";
+    }
+    s
+}
