@@ -668,9 +668,11 @@ fn run_upload(
     let keys = keys_if_needed(&archive::walk(path)?, keys)?;
     let label = account.label();
     let (spec, auth, addrs) = backup::connection(account).map_err(|e| Error::runtime(format!("{label}: {e}")))?;
-    // The archive is only read; the one connection allowed is to the server's port.
-    let readable = path.canonicalize().at(path)?;
-    confine(&Rules { read: vec![readable], connect_tcp: vec![spec.port], ..Rules::default() }, settings)?;
+    // The archive (and its metadata) is only read; the one connection allowed is to the
+    // server's port.
+    let mut read = vec![path.canonicalize().at(path)?];
+    read.extend(dests.iter().filter_map(|d| d.journal.as_deref()?.parent()).map(Path::to_path_buf));
+    confine(&Rules { read, connect_tcp: vec![spec.port], ..Rules::default() }, settings)?;
     let sink = Printer { out: settings.out };
     let mut session = Session::new(spec, addrs, auth);
     session.connect().map_err(|e| Error::runtime(format!("{label}: {e}")))?;

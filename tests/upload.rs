@@ -1,7 +1,8 @@
 //! `-r PATH --to-imap` against a real Dovecot: an account backed up from one user is
 //! uploaded to another, and what the second user's server then serves is compared with
 //! what the first one's did; a rerun uploads nothing; a run killed mid-upload and rerun
-//! leaves every message there exactly once; a 100 MB message goes up in bounded memory.
+//! leaves every message there exactly once; a 100 MB message goes up in bounded memory;
+//! flags and arrival times kept by the backup go back with the messages.
 
 mod common;
 mod util;
@@ -133,14 +134,16 @@ fn an_account_goes_back_to_a_server_and_a_rerun_uploads_nothing() {
         }
     }
     let mut src = d.session("src", PW);
-    let want: BTreeMap<String, Vec<Vec<u8>>> = mail()
+    let src_served: BTreeMap<String, Vec<(Vec<u8>, String)>> = mail()
         .keys()
         .map(|m| {
             let wire = smailarchiver::mailbox_name::encode_utf7(m);
-            (wire.clone(), served(&mut src, &wire).into_iter().map(|(b, _)| b).collect())
+            (wire.clone(), served(&mut src, &wire))
         })
         .collect();
     src.logout();
+    let want: BTreeMap<String, Vec<Vec<u8>>> =
+        src_served.iter().map(|(w, msgs)| (w.clone(), msgs.iter().map(|(b, _)| b.clone()).collect())).collect();
     for (n, form) in [vec![], vec!["-z", "-e"]].into_iter().enumerate() {
         let tmp = TempDir::new("upload");
         let root = tmp.path().join("archive");
@@ -148,6 +151,11 @@ fn an_account_goes_back_to_a_server_and_a_rerun_uploads_nothing() {
         let mut extra = form.clone();
         extra.extend(["-k", keys.to_str().unwrap()]);
         backup(&d, "src", &root, &extra);
+        // The second time without the metadata, as in an archive of the original program.
+        let kept = n == 0;
+        if !kept {
+            std::fs::remove_dir_all(root.join(".smailarchiver/meta")).unwrap();
+        }
         let dst = format!("dst{n}");
         d.add_user(&dst, PW);
         let o = upload(&d, &dst, &root.join("src"), &["-k", keys.to_str().unwrap()]);
@@ -161,7 +169,11 @@ fn an_account_goes_back_to_a_server_and_a_rerun_uploads_nothing() {
             let got = served(&mut s, wire);
             let got_bodies: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
             assert_eq!(&got_bodies, bodies, "{form:?} {wire}: the same bytes, each message once");
-            if wire == "INBOX" {
+            if kept {
+                let src_dates: Vec<i64> = src_served[wire].iter().map(|(_, d)| epoch(d)).collect();
+                let dates: Vec<i64> = got.iter().map(|(_, d)| epoch(d)).collect();
+                assert_eq!(dates, src_dates, "{wire}: the arrival times the backup kept");
+            } else if wire == "INBOX" {
                 // No arrival time was kept: the Date header stands in for it.
                 let dated = got.iter().find(|(b, _)| b.starts_with(b"From: y@example.org")).unwrap();
                 assert_eq!(epoch(&dated.1), epoch("05-Jan-2019 08:00:00 -0500"), "{form:?}: {}", dated.1);
@@ -180,6 +192,70 @@ fn an_account_goes_back_to_a_server_and_a_rerun_uploads_nothing() {
             upload(&d, &dst, &root.join("src").join("INBOX"), &["--to-folder", "Copy", "-k", keys.to_str().unwrap()]);
         assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
         assert!(stdout(&one).contains("Copy: 9 uploaded"), "{}", stdout(&one));
+    }
+}
+
+/// Every message of `mailbox` with its flags (sorted, `\Recent` left out) and its
+/// INTERNALDATE as seconds since 1970.
+fn with_flags(s: &mut ImapSession, mailbox: &str) -> Vec<(Vec<u8>, Vec<String>, i64)> {
+    s.ok(&format!("EXAMINE {}", quote(mailbox)));
+    let r = s.ok("UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])");
+    let mut out: Vec<(Vec<u8>, Vec<String>, i64)> = r
+        .untagged
+        .iter()
+        .filter(|u| u.text.contains(" FETCH "))
+        .map(|u| {
+            let flags = u.text.split("FLAGS (").nth(1).and_then(|r| r.split(')').next()).unwrap_or("");
+            let mut flags: Vec<String> =
+                flags.split_whitespace().filter(|f| *f != "\\Recent").map(str::to_string).collect();
+            flags.sort();
+            let date = u.text.split("INTERNALDATE \"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+            (u.literals.first().cloned().unwrap_or_default(), flags, epoch(date))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Flags (system flags and keywords) and arrival times that differ from the Date header
+/// are backed up with the mail (plain, `-z -e`, `-e -P`) and go back with it.
+#[test]
+fn flags_and_arrival_times_make_the_round_trip() {
+    let d = Dovecot::start();
+    d.add_user("src", PW);
+    let mut s = d.session("src", PW);
+    let marked: [(&[&str], &str); 5] = [
+        (&["\\Seen"], "02-Jan-2020 09:00:00 +0000"),
+        (&["\\Flagged", "\\Answered", "\\Seen"], "15-Jun-2018 23:59:59 -0700"),
+        (&["$Forwarded", "project-x"], "01-Feb-2011 00:00:01 +0100"),
+        (&[], "29-Feb-2016 12:00:00 +0000"),
+        (&["\\Draft", "\\Deleted"], "31-Dec-1999 23:00:00 +0000"),
+    ];
+    for (n, (flags, date)) in marked.iter().enumerate() {
+        s.append_at("INBOX", flags, Some(date), &message(100 + n, 1500 + n * 100));
+    }
+    let want = with_flags(&mut s, "INBOX");
+    s.logout();
+    assert_eq!(want.len(), 5);
+    for (n, form) in [vec![], vec!["-z", "-e"], vec!["-e", "-P"]].into_iter().enumerate() {
+        let tmp = TempDir::new("upload-flags");
+        let root = tmp.path().join("archive");
+        let keys = tmp.path().join("keys");
+        let mut extra = form.clone();
+        extra.extend(["-k", keys.to_str().unwrap()]);
+        backup(&d, "src", &root, &extra);
+        let dst = format!("flagged{n}");
+        d.add_user(&dst, PW);
+        let mut args = vec!["-k", keys.to_str().unwrap()];
+        if form.contains(&"-P") {
+            args.push("-P");
+        }
+        let o = upload(&d, &dst, &root.join("src"), &args);
+        assert_eq!(o.status.code(), Some(0), "{form:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("INBOX: 5 uploaded"), "{form:?}: {}", stdout(&o));
+        let mut s = d.session(&dst, PW);
+        assert_eq!(with_flags(&mut s, "INBOX"), want, "{form:?}: bytes, flags and INTERNALDATE");
+        s.logout();
     }
 }
 

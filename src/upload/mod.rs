@@ -8,7 +8,6 @@
 //! there is skipped; a kill between the server storing a message and us hearing of it
 //! costs nothing on the rerun. The archive is only read.
 
-pub mod date;
 pub mod measure;
 
 use std::collections::HashMap;
@@ -22,6 +21,7 @@ use crate::imap::session::Appending;
 use crate::imap::{ImapError, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
+use crate::metadata::Index;
 use crate::report::Sink;
 use measure::{fingerprint, measure, Measured, MAX_HEADER};
 
@@ -38,6 +38,8 @@ pub struct Destination {
     pub dir: PathBuf,
     /// The mailbox on the target server.
     pub mailbox: Mailbox,
+    /// Its metadata journal (flags, arrival times), when the archive kept one.
+    pub journal: Option<PathBuf>,
 }
 
 /// What became of one folder's upload.
@@ -79,9 +81,19 @@ pub fn upload_folder(
 ) -> Result<FolderUpload> {
     let started = Instant::now();
     let files = archive::list_folder(&dest.dir)?;
+    let index = match &dest.journal {
+        Some(path) => match Index::load(path, keys, false) {
+            Ok(index) => Some(index),
+            Err(e) => {
+                sink.warning(&format!("{}: {e}; flags and arrival times not restored", dest.mailbox.shown()));
+                None
+            }
+        },
+        None => None,
+    };
     let mut report = FolderUpload::default();
     loop {
-        match pass(session, dest, &files, keys, sink, &mut report) {
+        match pass(session, dest, &files, keys, index.as_ref(), sink, &mut report) {
             Ok(()) => {
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
@@ -110,6 +122,7 @@ fn pass(
     dest: &Destination,
     files: &[ArchiveFile],
     keys: Option<&Keys>,
+    index: Option<&Index>,
     sink: &dyn Sink,
     report: &mut FolderUpload,
 ) -> std::result::Result<(), Stop> {
@@ -150,10 +163,10 @@ fn pass(
                 report.present += 1;
                 continue;
             }
-            let date = date::date_field(&m.header).and_then(|d| date::imap_date(&d));
+            let (flags, date) = stored(index, f.uid, &m.header);
             let mut body = read_message(f, keys).map_err(Stop::Fatal)?;
             let sent = session
-                .send_append(wire, Appending { flags: &[], date: date.as_deref(), size: m.bytes, body: &mut body });
+                .send_append(wire, Appending { flags: &flags, date: date.as_deref(), size: m.bytes, body: &mut body });
             match sent {
                 Ok(()) => in_flight.push_back((i, m.bytes)),
                 Err(ImapError::Refused(text)) => refused(sink, f, &text, report),
@@ -169,6 +182,22 @@ fn pass(
     }
     report.present = report.present.saturating_sub(uploaded_before);
     Ok(())
+}
+
+/// The flags and INTERNALDATE a message goes up with: those the metadata kept, else no
+/// flags and the date of its `Date:` header (the arrival time of archives without
+/// metadata is lost; the sender's date is closer to it than the time of the upload).
+fn stored(index: Option<&Index>, uid: u32, header: &[u8]) -> (Vec<String>, Option<String>) {
+    let meta = index.and_then(|i| i.lookup(uid));
+    // \Recent is the server's to set; APPEND refuses it.
+    let flags = meta
+        .as_ref()
+        .map_or_else(Vec::new, |m| m.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect());
+    let date = meta.and_then(|m| m.internal_date).or_else(|| {
+        let value = crate::mbox::header_field(header, b"date")?;
+        crate::mbox::parse_rfc5322_date(&value).map(|t| crate::metadata::format_internal_date(t, 0))
+    });
+    (flags, date)
 }
 
 /// Reads the answer of the oldest upload in flight.
@@ -263,7 +292,8 @@ pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destina
             .into_iter()
             .map(|f| {
                 let mailbox = f.mailbox.clone().unwrap_or_else(|| Mailbox::from_arg(&dir_name(&f.dir)));
-                Destination { dir: f.dir, mailbox }
+                let journal = crate::metadata::journal_of_dir(&f.dir);
+                Destination { dir: f.dir, mailbox, journal }
             })
             .collect();
         return Ok((dests, problem));
@@ -275,7 +305,8 @@ pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destina
         Some(name) => Mailbox::from_arg(name),
         None => recorded_mailbox(path).unwrap_or_else(|| Mailbox::from_arg(&dir_name(path))),
     };
-    Ok((vec![Destination { dir: path.to_path_buf(), mailbox }], None))
+    let journal = crate::metadata::journal_of_dir(path);
+    Ok((vec![Destination { dir: path.to_path_buf(), mailbox, journal }], None))
 }
 
 /// The mailbox the records of the archive root name for the folder directory `dir`.
