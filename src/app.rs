@@ -13,7 +13,7 @@ use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backup, config, restore, verify, wizard};
+use crate::{archive, backends, backup, config, restore, verify, wizard};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -270,7 +270,12 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     let out = settings.out;
     match mode {
         Mode::Help => print!("{}", flags::help()),
-        Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
+        Mode::Version => {
+            println!("smailarchiver {}", env!("CARGO_PKG_VERSION"));
+            if out.verbose {
+                backends::describe().iter().for_each(|(name, value)| println!("{name}: {value}"));
+            }
+        }
         Mode::Restore { dir, output, keys } => return run_restore(&dir, &output, &keys, settings),
         Mode::Verify { path, keys } => return run_verify(&path, &keys, settings),
         Mode::SandboxCheck { root, port } => {
