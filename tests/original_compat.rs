@@ -125,7 +125,7 @@ fn messages() -> Vec<(String, Vec<u8>)> {
         }
         i += 1;
     }
-    // Four deflate blocks of 256 KiB (src/codec/deflate.rs), compressed on two threads.
+    // Seven deflate blocks (src/codec/deflate.rs BLOCK), compressed on two threads.
     let four_blocks = big.repeat(3);
     out.push(("big-300k".into(), big));
     out.push(("big-900k".into(), four_blocks));

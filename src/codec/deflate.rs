@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -18,9 +19,14 @@ use super::{invalid, Finish, BUF_SIZE};
 
 /// Uncompressed bytes per block. Each block is compressed on its own (no window shared
 /// with the previous one), so two blocks can be compressed at once: a message bigger than
-/// a block uses two cores. At 256 KiB the ratio is the same to 0.1% (README, Benchmarks),
-/// resetting the compressor costs about 1%, and memory stays bounded: two blocks in, two out.
-const BLOCK: usize = 256 * 1024;
+/// a block uses two cores. Small, for memory (two blocks in, two out, per message being
+/// written); large enough that the cost of starting afresh stays in the noise (README).
+const BLOCK: usize = 128 * 1024;
+
+/// Whether a helper thread exists: there is one at most in the process, so that two
+/// writer threads (`-z`, two messages at once) do not add two more compressors and their
+/// blocks to the memory, for no gain on two cores.
+static HELPER_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// The last block of a deflate stream: empty, fixed Huffman codes, final bit set.
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
@@ -42,13 +48,15 @@ pub struct DeflateWriter {
     helper: Option<Helper>,
     /// Length of the block the helper holds; its output precedes the next block's.
     pending: Option<usize>,
+    /// Another message had the helper when this one needed it.
+    alone: bool,
     inner: Box<dyn Finish>,
 }
 
 /// What a block comes back as: its buffer (for reuse), its compressed bytes, its Adler-32.
 type Compressed = io::Result<(Vec<u8>, Vec<u8>, u32)>;
 
-/// The thread compressing every other block of a big message.
+/// The thread compressing every other block of a big message; holds [`HELPER_TAKEN`].
 struct Helper {
     blocks: Option<SyncSender<Vec<u8>>>,
     results: Receiver<Compressed>,
@@ -56,7 +64,11 @@ struct Helper {
 }
 
 impl Helper {
-    fn start(level: u8) -> io::Result<Helper> {
+    /// Starts the helper, unless another message has it: then `None`.
+    fn start(level: u8) -> io::Result<Option<Helper>> {
+        if HELPER_TAKEN.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Ok(None);
+        }
         let (blocks, rx) = mpsc::sync_channel::<Vec<u8>>(1);
         let (tx, results) = mpsc::channel();
         let thread = std::thread::Builder::new().name("codec-deflate".into()).spawn(move || {
@@ -68,8 +80,14 @@ impl Helper {
                     return;
                 }
             }
-        })?;
-        Ok(Helper { blocks: Some(blocks), results, thread: Some(thread) })
+        });
+        match thread {
+            Ok(t) => Ok(Some(Helper { blocks: Some(blocks), results, thread: Some(t) })),
+            Err(e) => {
+                HELPER_TAKEN.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -80,6 +98,7 @@ impl Drop for Helper {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        HELPER_TAKEN.store(false, Ordering::Release);
     }
 }
 
@@ -142,6 +161,7 @@ impl DeflateWriter {
             header_written: false,
             helper: None,
             pending: None,
+            alone: false,
             inner,
         }
     }
@@ -176,9 +196,14 @@ impl DeflateWriter {
 
     /// A full block: to the helper when it is free, else compressed here.
     fn block_full(&mut self) -> io::Result<()> {
-        if self.pending.is_none() {
+        if self.pending.is_none() && !self.alone {
             if self.helper.is_none() {
-                self.helper = Some(Helper::start(self.level)?);
+                self.helper = Helper::start(self.level)?;
+                // Another message has the helper: this one is compressed here, whole.
+                self.alone = self.helper.is_none();
+                if self.alone {
+                    return self.compress_here();
+                }
             }
             let next = self.spare.take().unwrap_or_else(|| Vec::with_capacity(BLOCK));
             let block = std::mem::replace(&mut self.block, next);
@@ -464,6 +489,24 @@ mod tests {
                 assert!(ours == text[..len], "len {len} level {level} (InflateReader)");
             }
         }
+    }
+
+    /// While another message has the helper, a big message is compressed here, whole.
+    #[test]
+    fn without_the_helper_blocks_are_compressed_here() {
+        // Take the helper as another message would (waiting for other tests to drop theirs).
+        while HELPER_TAKEN.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            std::thread::yield_now();
+        }
+        let data: Vec<u8> = (0..(3 * BLOCK + 5)).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect();
+        let (sink, out) = crate::codec::test_sink();
+        let mut w = Box::new(DeflateWriter::new(sink, 1));
+        w.write_all(&data).unwrap();
+        let alone = w.alone && w.helper.is_none();
+        w.finish().unwrap();
+        HELPER_TAKEN.store(false, Ordering::Release);
+        assert!(alone, "the writer must not have started a second helper");
+        assert!(miniz_oxide::inflate::decompress_to_vec_zlib(&out.lock().unwrap()).unwrap() == data);
     }
 
     #[test]

@@ -69,53 +69,37 @@ fn read_set(path: &str) -> Vec<Vec<u8>> {
 /// CHUNK output buffer (as src/codec/deflate.rs does); returns the compressed size.
 type Deflater = fn(&[u8], u8, &mut Vec<u8>) -> usize;
 
-fn miniz08(input: &[u8], level: u8, out: &mut Vec<u8>) -> usize {
-    use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
-    use miniz_oxide::deflate::stream::deflate;
-    use miniz_oxide::{MZFlush, MZStatus};
-    let mut st = Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(level.into(), 15, 0)));
-    let mut buf = vec![0u8; CHUNK];
-    out.clear();
-    for piece in input.chunks(CHUNK) {
-        let mut p = piece;
-        while !p.is_empty() {
-            let r = deflate(&mut st, p, &mut buf, MZFlush::None);
-            out.extend_from_slice(&buf[..r.bytes_written]);
-            p = &p[r.bytes_consumed..];
+/// The same streaming loop for each miniz_oxide version (two crates, one API).
+macro_rules! miniz_deflater {
+    ($name:ident, $krate:ident) => {
+        fn $name(input: &[u8], level: u8, out: &mut Vec<u8>) -> usize {
+            use $krate::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
+            use $krate::deflate::stream::deflate;
+            use $krate::{MZFlush, MZStatus};
+            let mut st = Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(level.into(), 15, 0)));
+            let mut buf = vec![0u8; CHUNK];
+            out.clear();
+            for piece in input.chunks(CHUNK) {
+                let mut p = piece;
+                while !p.is_empty() {
+                    let r = deflate(&mut st, p, &mut buf, MZFlush::None);
+                    out.extend_from_slice(&buf[..r.bytes_written]);
+                    p = &p[r.bytes_consumed..];
+                }
+            }
+            loop {
+                let r = deflate(&mut st, &[], &mut buf, MZFlush::Finish);
+                out.extend_from_slice(&buf[..r.bytes_written]);
+                if r.status == Ok(MZStatus::StreamEnd) {
+                    return out.len();
+                }
+            }
         }
-    }
-    loop {
-        let r = deflate(&mut st, &[], &mut buf, MZFlush::Finish);
-        out.extend_from_slice(&buf[..r.bytes_written]);
-        if r.status == Ok(MZStatus::StreamEnd) {
-            return out.len();
-        }
-    }
+    };
 }
 
-fn miniz09(input: &[u8], level: u8, out: &mut Vec<u8>) -> usize {
-    use miniz_oxide_09::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
-    use miniz_oxide_09::deflate::stream::deflate;
-    use miniz_oxide_09::{MZFlush, MZStatus};
-    let mut st = Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(level.into(), 15, 0)));
-    let mut buf = vec![0u8; CHUNK];
-    out.clear();
-    for piece in input.chunks(CHUNK) {
-        let mut p = piece;
-        while !p.is_empty() {
-            let r = deflate(&mut st, p, &mut buf, MZFlush::None);
-            out.extend_from_slice(&buf[..r.bytes_written]);
-            p = &p[r.bytes_consumed..];
-        }
-    }
-    loop {
-        let r = deflate(&mut st, &[], &mut buf, MZFlush::Finish);
-        out.extend_from_slice(&buf[..r.bytes_written]);
-        if r.status == Ok(MZStatus::StreamEnd) {
-            return out.len();
-        }
-    }
-}
+miniz_deflater!(miniz08, miniz_oxide);
+miniz_deflater!(miniz09, miniz_oxide_09);
 
 fn zlibrs(input: &[u8], level: u8, out: &mut Vec<u8>) -> usize {
     use zlib_rs::{Deflate, DeflateFlush, Status};
