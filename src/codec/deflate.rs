@@ -2,7 +2,6 @@
 //! also accepts a real gzip member (RFC 1952), which the `.gz` suffix suggests.
 
 use std::io::{self, Read, Write};
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -34,8 +33,8 @@ const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 /// Compresses everything written to it into a zlib stream (RFC 1950) made of raw deflate
 /// blocks, each ended by a sync flush (byte-aligned, non-final), then an empty final block
 /// and the Adler-32 of the whole: what zlib itself writes when flushed now and then, so any
-/// zlib decoder (the original's `zlib.decompress`) reads it. Blocks after the first are
-/// compressed alternately here and on a helper thread started for the message.
+/// zlib decoder (the original's `zlib.decompress`) reads it. A message of more than one
+/// block has its blocks compressed alternately on a helper thread and here.
 pub struct DeflateWriter {
     level: u8,
     compressor: BlockCompressor,
