@@ -16,7 +16,7 @@ use crate::keys::{KeySpec, PasswordSpec};
 use crate::run_report::RunRecord;
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backup, config, interrupt, progress, restore, upload, verify, wizard};
+use crate::{archive, backends, backup, config, interrupt, progress, restore, upload, verify, wizard};
 use std::sync::Arc;
 
 /// What the command line asks for.
@@ -397,7 +397,12 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
     let (mode, settings) = low.resolve()?;
     match mode {
         Mode::Help => print!("{}", flags::help()),
-        Mode::Version => println!("smailarchiver {}", env!("CARGO_PKG_VERSION")),
+        Mode::Version => {
+            println!("smailarchiver {}", env!("CARGO_PKG_VERSION"));
+            if settings.out.verbose {
+                backends::describe().iter().for_each(|(name, value)| println!("{name}: {value}"));
+            }
+        }
         Mode::Restore { dir, output, keys, uids } => {
             let what = match &output {
                 RestoreOutput::Maildir(out) => format!(

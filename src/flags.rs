@@ -296,7 +296,7 @@ pub static FLAGS: &[Flag] = &[
         a.quiet = true;
         Ok(())
     }),
-    flag!(None, "version", None, Output, "Print the version and exit.", |a, _| {
+    flag!(None, "version", None, Output, "Print the version and exit; with -v also the target and the AES, SHA-256, deflate and landlock support in use.", |a, _| {
         a.version = true;
         Ok(())
     }),

@@ -5,6 +5,7 @@ pub mod account;
 pub mod app;
 pub mod archive;
 pub mod atomic;
+pub mod backends;
 pub mod backup;
 pub mod bounded;
 pub mod codec;

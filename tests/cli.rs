@@ -40,6 +40,36 @@ fn version_and_help() {
     assert!(stdout(&o).contains("--verify PATH"));
 }
 
+/// `--version --verbose` names what this CPU gets: the test asks the CPU itself.
+#[test]
+fn version_verbose_names_the_back_ends() {
+    let o = run(&["-v", "--version"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = stdout(&o);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(format!("smailarchiver {}", env!("CARGO_PKG_VERSION")).as_str()));
+    let fields: std::collections::BTreeMap<&str, &str> =
+        lines.map(|l| l.split_once(": ").unwrap_or_else(|| panic!("not `name: value`: {l:?}"))).collect();
+    assert_eq!(fields.keys().copied().collect::<Vec<_>>(), ["aes", "deflate", "landlock", "sha256", "target"]);
+    assert!(fields["target"].starts_with(&format!("{}-", std::env::consts::ARCH)), "{text}");
+    assert!(fields["target"].contains(std::env::consts::OS), "{text}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        assert_eq!(fields["aes"] == "aes-ni", has!("aes"), "{text}");
+        let sha = has!("sha") && has!("sse2") && has!("ssse3") && has!("sse4.1");
+        assert_eq!(fields["sha256"] == "sha-ni", sha, "{text}");
+    }
+    for layer in ["aes", "sha256"] {
+        let v = fields[layer];
+        assert!(["aes-ni", "sha-ni", "armv8 crypto extensions"].contains(&v) || v.starts_with("soft"), "{text}");
+    }
+    assert!(fields["deflate"].starts_with("miniz_oxide"), "{text}");
+    assert!(fields["landlock"].contains("landlock"), "{text}");
+    // Without -v, one line as before.
+    assert_eq!(stdout(&run(&["--version"], &[])).lines().count(), 1);
+}
+
 #[test]
 fn usage_errors_exit_2() {
     assert_one_line_error(&run(&["--bogus"], &[]), 2, "unknown option --bogus");

@@ -89,6 +89,39 @@ fn version() {
     assert_eq!(stdout(&o).trim(), format!("smailarchiver {}", env!("CARGO_PKG_VERSION")));
 }
 
+/// `--version --verbose` names the binary's target and the crypto the emulated CPU gets:
+/// cortex-a53 has the ARMv8 AES and SHA-2 instructions (the aarch64 build must use them),
+/// qemu64, cortex-a9, arm926 and 24KEc have none; run directly, as the native binary says.
+#[test]
+#[ignore = "run by cross/test with SMAILARCHIVER_CROSS_BIN set"]
+fn version_verbose() {
+    let c = cross();
+    let fields = |o: &Output| -> Vec<(String, String)> {
+        stdout(o).lines().skip(1).filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.into(), v.into())).collect()
+    };
+    let o = c.run(&["--version", "--verbose"], &[]);
+    assert_exit(&o, 0, "--version --verbose");
+    let got = fields(&o);
+    let field = |name: &str| got.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let target = c.bin.parent().and_then(Path::file_name).unwrap().to_string_lossy().into_owned();
+    assert_eq!(field("target"), target, "{}", stdout(&o));
+    let cpu = c.emulator.iter().skip_while(|a| *a != "-cpu").nth(1).cloned();
+    let expected: Vec<String> = match cpu.as_deref() {
+        Some("cortex-a53") => vec!["armv8 crypto extensions".into(); 2],
+        Some(_) => vec!["soft".into(); 2],
+        None => {
+            let native = fields(&run(&["--version", "--verbose"], &[]));
+            ["aes", "sha256"]
+                .iter()
+                .map(|n| native.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default())
+                .collect()
+        }
+    };
+    for (name, want) in ["aes", "sha256"].iter().zip(expected) {
+        assert!(field(name).starts_with(&want), "{name}: expected {want}: {}", stdout(&o));
+    }
+}
+
 /// Restores of the original program's vectors (plain, zlib, AES with a raw key, AES with a
 /// PBKDF2 password key) come out as the native binary's, byte for byte, as mbox and Maildir.
 #[test]

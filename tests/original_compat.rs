@@ -125,7 +125,10 @@ fn messages() -> Vec<(String, Vec<u8>)> {
         }
         i += 1;
     }
+    // Seven deflate blocks (src/codec/deflate.rs BLOCK), compressed on two threads.
+    let four_blocks = big.repeat(3);
     out.push(("big-300k".into(), big));
+    out.push(("big-900k".into(), four_blocks));
     out
 }
 

@@ -2,55 +2,240 @@
 //! also accepts a real gzip member (RFC 1952), which the `.gz` suffix suggests.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
-use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
+use miniz_oxide::deflate::core::{
+    compress_to_output, create_comp_flags_from_zip_params, deflate_flags::TDEFL_COMPUTE_ADLER32, CompressorOxide,
+    TDEFLFlush, TDEFLStatus,
+};
 use miniz_oxide::inflate::stream::InflateState;
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 use super::base64::read_full;
 use super::{invalid, Finish, BUF_SIZE};
 
-/// Compresses everything written to it into a zlib stream.
+/// Uncompressed bytes per block. Each block is compressed on its own (no window shared
+/// with the previous one), so two blocks can be compressed at once: a message bigger than
+/// a block uses two cores. Small, for memory (two blocks in, two out, per message being
+/// written); large enough that the cost of starting afresh stays in the noise (README).
+const BLOCK: usize = 128 * 1024;
+
+/// Whether a helper thread exists: there is one at most in the process, so that two
+/// writer threads (`-z`, two messages at once) do not add two more compressors and their
+/// blocks to the memory, for no gain on two cores.
+static HELPER_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The last block of a deflate stream: empty, fixed Huffman codes, final bit set.
+const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// Compresses everything written to it into a zlib stream (RFC 1950) made of raw deflate
+/// blocks, each ended by a sync flush (byte-aligned, non-final), then an empty final block
+/// and the Adler-32 of the whole: what zlib itself writes when flushed now and then, so any
+/// zlib decoder (the original's `zlib.decompress`) reads it. A message of more than one
+/// block has its blocks compressed alternately on a helper thread and here.
 pub struct DeflateWriter {
-    state: Box<CompressorOxide>,
+    level: u8,
+    compressor: BlockCompressor,
+    block: Vec<u8>,
+    /// An emptied block buffer back from the helper, for the next block.
+    spare: Option<Vec<u8>>,
     out: Vec<u8>,
+    adler: u32,
+    header_written: bool,
+    helper: Option<Helper>,
+    /// Length of the block the helper holds; its output precedes the next block's.
+    pending: Option<usize>,
+    /// Another message had the helper when this one needed it.
+    alone: bool,
     inner: Box<dyn Finish>,
+}
+
+/// What a block comes back as: its buffer (for reuse), its compressed bytes, its Adler-32.
+type Compressed = io::Result<(Vec<u8>, Vec<u8>, u32)>;
+
+/// The thread compressing every other block of a big message; holds [`HELPER_TAKEN`].
+struct Helper {
+    blocks: Option<SyncSender<Vec<u8>>>,
+    results: Receiver<Compressed>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Helper {
+    /// Starts the helper, unless another message has it: then `None`.
+    fn start(level: u8) -> io::Result<Option<Helper>> {
+        if HELPER_TAKEN.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Ok(None);
+        }
+        let (blocks, rx) = mpsc::sync_channel::<Vec<u8>>(1);
+        let (tx, results) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("codec-deflate".into()).spawn(move || {
+            let mut compressor = BlockCompressor::new(level);
+            for block in rx {
+                let mut out = Vec::with_capacity(block.len() / 2);
+                let res = compressor.compress(&block, &mut out).map(|adler| (block, out, adler));
+                if tx.send(res).is_err() {
+                    return;
+                }
+            }
+        });
+        match thread {
+            Ok(t) => Ok(Some(Helper { blocks: Some(blocks), results, thread: Some(t) })),
+            Err(e) => {
+                HELPER_TAKEN.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Without its queue the thread ends after the block in hand.
+        self.blocks = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        HELPER_TAKEN.store(false, Ordering::Release);
+    }
+}
+
+/// A compressor of independent blocks.
+struct BlockCompressor {
+    state: Box<CompressorOxide>,
+    /// Whether the state holds a block's history, to be cleared before the next one.
+    used: bool,
+}
+
+impl BlockCompressor {
+    fn new(level: u8) -> Self {
+        // Negative window bits: raw deflate, no zlib header; the Adler-32 is still computed.
+        let flags = create_comp_flags_from_zip_params(i32::from(level.min(10)), -15, 0) | TDEFL_COMPUTE_ADLER32;
+        BlockCompressor { state: Box::new(CompressorOxide::new(flags)), used: false }
+    }
+
+    /// Compresses `block` on its own, ending with a sync flush, into `out`; returns the
+    /// block's Adler-32.
+    fn compress(&mut self, block: &[u8], out: &mut Vec<u8>) -> io::Result<u32> {
+        if self.used {
+            self.state.reset();
+        }
+        self.used = true;
+        out.clear();
+        let (status, consumed) = compress_to_output(&mut self.state, block, TDEFLFlush::Sync, |bytes| {
+            out.extend_from_slice(bytes);
+            true
+        });
+        if status != TDEFLStatus::Okay || consumed != block.len() {
+            return Err(io::Error::other(format!("zlib compression failed: {status:?}")));
+        }
+        Ok(self.state.adler32())
+    }
+}
+
+/// The Adler-32 of two pieces joined, from theirs (zlib's adler32_combine).
+fn adler32_combine(first: u32, second: u32, second_len: usize) -> u32 {
+    const BASE: u64 = 65521;
+    let rem = second_len as u64 % BASE;
+    let a1 = u64::from(first & 0xffff);
+    let b1 = u64::from(first >> 16);
+    let a2 = u64::from(second & 0xffff);
+    let b2 = u64::from(second >> 16);
+    let a = (a1 + a2 + BASE - 1) % BASE;
+    let b = (rem * a1 % BASE + b1 + b2 + BASE - rem) % BASE;
+    (b << 16 | a) as u32
 }
 
 impl DeflateWriter {
     /// Compresses at `level` (0..=10; values above are clamped) into `inner`.
     pub fn new(inner: Box<dyn Finish>, level: u8) -> Self {
-        // Positive window bits ask miniz for the zlib header and Adler-32 trailer.
-        let flags = create_comp_flags_from_zip_params(i32::from(level.min(10)), 15, 0);
-        let state = Box::new(CompressorOxide::new(flags));
-        DeflateWriter { state, out: vec![0u8; BUF_SIZE], inner }
+        DeflateWriter {
+            level,
+            compressor: BlockCompressor::new(level),
+            block: Vec::with_capacity(BLOCK),
+            spare: None,
+            out: Vec::new(),
+            adler: 1,
+            header_written: false,
+            helper: None,
+            pending: None,
+            alone: false,
+            inner,
+        }
     }
 
-    /// Runs the compressor over `input`; returns how much of it was consumed.
-    fn run(&mut self, input: &[u8], flush: MZFlush) -> io::Result<(usize, bool)> {
-        let res = miniz_oxide::deflate::stream::deflate(&mut self.state, input, &mut self.out, flush);
-        self.inner.write_all(&self.out[..res.bytes_written])?;
-        match res.status {
-            Ok(MZStatus::StreamEnd) => Ok((res.bytes_consumed, true)),
-            Ok(_) => Ok((res.bytes_consumed, false)),
-            // Buf means "no progress possible": with input consumed and no flush, fine.
-            Err(MZError::Buf) => Ok((res.bytes_consumed, false)),
-            Err(e) => Err(io::Error::other(format!("zlib compression failed: {e:?}"))),
+    /// Writes compressed bytes, after the zlib header the first time.
+    fn emit(inner: &mut Box<dyn Finish>, header_written: &mut bool, level: u8, bytes: &[u8]) -> io::Result<()> {
+        if !*header_written {
+            // CMF: deflate, 32 KiB window; FLG: the level class, check bits (RFC 1950 2.2).
+            let flg = match level {
+                0 | 1 => 0x01,
+                2..=5 => 0x5e,
+                6 => 0x9c,
+                _ => 0xda,
+            };
+            inner.write_all(&[0x78, flg])?;
+            *header_written = true;
         }
+        inner.write_all(bytes)
+    }
+
+    /// Writes the helper's block, if it holds one: it comes before the block in hand.
+    fn collect(&mut self) -> io::Result<()> {
+        let (Some(len), Some(helper)) = (self.pending.take(), self.helper.as_ref()) else { return Ok(()) };
+        let (mut buf, out, adler) =
+            helper.results.recv().map_err(|_| io::Error::other("the compression thread stopped"))??;
+        self.adler = adler32_combine(self.adler, adler, len);
+        Self::emit(&mut self.inner, &mut self.header_written, self.level, &out)?;
+        buf.clear();
+        self.spare = Some(buf);
+        Ok(())
+    }
+
+    /// A full block: to the helper when it is free, else compressed here.
+    fn block_full(&mut self) -> io::Result<()> {
+        if self.pending.is_none() && !self.alone {
+            if self.helper.is_none() {
+                self.helper = Helper::start(self.level)?;
+                // Another message has the helper: this one is compressed here, whole.
+                self.alone = self.helper.is_none();
+                if self.alone {
+                    return self.compress_here();
+                }
+            }
+            let next = self.spare.take().unwrap_or_else(|| Vec::with_capacity(BLOCK));
+            let block = std::mem::replace(&mut self.block, next);
+            let len = block.len();
+            let sent = self.helper.as_ref().and_then(|h| h.blocks.as_ref()).is_some_and(|tx| tx.send(block).is_ok());
+            if !sent {
+                return Err(io::Error::other("the compression thread stopped"));
+            }
+            self.pending = Some(len);
+            return Ok(());
+        }
+        self.compress_here()
+    }
+
+    /// Compresses the block in hand on this thread and writes it after the helper's.
+    fn compress_here(&mut self) -> io::Result<()> {
+        let adler = self.compressor.compress(&self.block, &mut self.out)?;
+        self.collect()?;
+        self.adler = adler32_combine(self.adler, adler, self.block.len());
+        Self::emit(&mut self.inner, &mut self.header_written, self.level, &self.out)?;
+        self.block.clear();
+        Ok(())
     }
 }
 
 impl Write for DeflateWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if data.is_empty() {
-            return Ok(0);
+        let n = data.len().min(BLOCK - self.block.len());
+        self.block.extend_from_slice(&data[..n]);
+        if self.block.len() == BLOCK {
+            self.block_full()?;
         }
-        loop {
-            let (used, _) = self.run(data, MZFlush::None)?;
-            if used > 0 {
-                return Ok(used);
-            }
-        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -60,7 +245,16 @@ impl Write for DeflateWriter {
 
 impl Finish for DeflateWriter {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        while !self.run(&[], MZFlush::Finish)?.1 {}
+        if self.block.is_empty() {
+            self.collect()?;
+            Self::emit(&mut self.inner, &mut self.header_written, self.level, &[])?;
+        } else {
+            self.compress_here()?;
+        }
+        self.helper = None;
+        let mut tail = FINAL_EMPTY_BLOCK.to_vec();
+        tail.extend_from_slice(&self.adler.to_be_bytes());
+        self.inner.write_all(&tail)?;
         self.inner.finish()
     }
 }
@@ -257,6 +451,62 @@ fn crc32_update(crc: u32, data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adler32_combines_like_one_pass() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let whole = BlockCompressor::new(1).compress(&data, &mut Vec::new()).unwrap();
+        for cut in [0, 1, 5552, 65521, 200_000, data.len()] {
+            let a = BlockCompressor::new(1).compress(&data[..cut], &mut Vec::new()).unwrap();
+            let b = BlockCompressor::new(1).compress(&data[cut..], &mut Vec::new()).unwrap();
+            assert_eq!(adler32_combine(a, b, data.len() - cut), whole, "cut at {cut}");
+        }
+        // Known answer (RFC 1950's algorithm): "Wikipedia" is 0x11E60398.
+        assert_eq!(BlockCompressor::new(1).compress(b"Wikipedia", &mut Vec::new()).unwrap(), 0x11e6_0398);
+    }
+
+    /// Streams of many blocks, written in odd pieces, at several levels, read back by
+    /// miniz's one-shot zlib decoder (which checks the header and Adler-32) and by ours.
+    #[test]
+    fn block_streams_are_standard_zlib() {
+        let text: Vec<u8> =
+            (0..(3 * BLOCK + 12_345)).map(|i| b"From the quick brown fox\n"[i % 25] ^ ((i / 4099) as u8 & 1)).collect();
+        for len in [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK, text.len()] {
+            for level in [0u8, 1, 6, 10] {
+                let (sink, out) = crate::codec::shared_sink();
+                let mut w = Box::new(DeflateWriter::new(sink, level));
+                for piece in text[..len].chunks(7_777) {
+                    w.write_all(piece).unwrap();
+                }
+                w.finish().unwrap();
+                let z = out.lock().unwrap().clone();
+                assert_eq!(u16::from_be_bytes([z[0], z[1]]) % 31, 0, "header check bits");
+                let back = miniz_oxide::inflate::decompress_to_vec_zlib(&z).unwrap();
+                assert!(back == text[..len], "len {len} level {level}");
+                let mut ours = Vec::new();
+                InflateReader::new(&z[..]).read_to_end(&mut ours).unwrap();
+                assert!(ours == text[..len], "len {len} level {level} (InflateReader)");
+            }
+        }
+    }
+
+    /// While another message has the helper, a big message is compressed here, whole.
+    #[test]
+    fn without_the_helper_blocks_are_compressed_here() {
+        // Take the helper as another message would (waiting for other tests to drop theirs).
+        while HELPER_TAKEN.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            std::thread::yield_now();
+        }
+        let data: Vec<u8> = (0..(3 * BLOCK + 5)).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect();
+        let (sink, out) = crate::codec::shared_sink();
+        let mut w = Box::new(DeflateWriter::new(sink, 1));
+        w.write_all(&data).unwrap();
+        let alone = w.alone && w.helper.is_none();
+        w.finish().unwrap();
+        HELPER_TAKEN.store(false, Ordering::Release);
+        assert!(alone, "the writer must not have started a second helper");
+        assert!(miniz_oxide::inflate::decompress_to_vec_zlib(&out.lock().unwrap()).unwrap() == data);
+    }
 
     #[test]
     fn crc32_known_answer() {

@@ -1,6 +1,8 @@
 //! A thread boundary inside a writer chain: what is written to a [`Relay`] is passed, in
 //! bounded pieces, to a thread that writes it to the next layer. Compressing on one core
-//! while encrypting on the other makes `-z -e` nearly as fast as either alone.
+//! while encrypting on the other makes `-z -e` nearly as fast as either alone. The thread
+//! starts only once a message fills a piece: most messages compress to less, and for
+//! them a thread would cost more (its start, stack and hand-overs) than it saves.
 
 use std::io::{self, Write};
 use std::sync::mpsc::{self, SyncSender};
@@ -13,16 +15,23 @@ const PIECE: usize = 64 * 1024;
 /// Pieces in flight: bounds the memory between the two threads.
 const IN_FLIGHT: usize = 4;
 
-/// Writes to the next layer from a thread of its own.
+/// Writes to the next layer from a thread of its own, once there is a piece to hand over.
 pub struct Relay {
     buf: Vec<u8>,
+    /// The next layer, until the thread takes it.
+    inner: Option<Box<dyn Finish>>,
     tx: Option<SyncSender<Vec<u8>>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Relay {
-    /// Starts the thread that owns `inner`.
-    pub fn new(mut inner: Box<dyn Finish>) -> io::Result<Relay> {
+    /// Wraps `inner`; the thread that will own it starts with the first full piece.
+    pub fn new(inner: Box<dyn Finish>) -> io::Result<Relay> {
+        Ok(Relay { buf: Vec::with_capacity(PIECE), inner: Some(inner), tx: None, thread: None })
+    }
+
+    fn start(&mut self) -> io::Result<()> {
+        let Some(mut inner) = self.inner.take() else { return Ok(()) };
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
         let thread = std::thread::Builder::new().name("codec-relay".into()).spawn(move || {
             for piece in rx {
@@ -30,10 +39,13 @@ impl Relay {
             }
             inner.finish()
         })?;
-        Ok(Relay { buf: Vec::with_capacity(PIECE), tx: Some(tx), thread: Some(thread) })
+        self.tx = Some(tx);
+        self.thread = Some(thread);
+        Ok(())
     }
 
     fn send(&mut self) -> io::Result<()> {
+        self.start()?;
         let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(piece).is_ok());
         if sent {
@@ -70,6 +82,11 @@ impl Write for Relay {
 
 impl Finish for Relay {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
+        if let Some(mut inner) = self.inner.take() {
+            // Less than a piece in all: no thread was started, this one writes it.
+            inner.write_all(&self.buf)?;
+            return inner.finish();
+        }
         if !self.buf.is_empty() {
             self.send()?;
         }
