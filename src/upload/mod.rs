@@ -134,11 +134,7 @@ fn pass(
             Vec::new()
         }
     };
-    // The target's messages by size; each is matched by one archived message at most.
-    let mut by_size: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (uid, size) in sizes {
-        by_size.entry(size).or_default().push(uid);
-    }
+    let mut by_size = BySize::new(sizes);
     // Counted anew each pass: what an earlier pass uploaded is "already there" now.
     let uploaded_before = report.uploaded;
     report.present = 0;
@@ -234,13 +230,11 @@ fn refused(sink: &dyn Sink, f: &ArchiveFile, text: &str, report: &mut FolderUplo
 fn already_there(
     session: &mut Session,
     measured: &[Option<Measured>],
-    by_size: &mut HashMap<u32, Vec<u32>>,
+    by_size: &mut BySize,
 ) -> std::result::Result<Vec<bool>, Stop> {
     let mut candidates: Vec<u32> = Vec::new();
     for m in measured.iter().flatten() {
-        if let Some(uids) = u32::try_from(m.virtual_size).ok().and_then(|s| by_size.get(&s)) {
-            candidates.extend(uids);
-        }
+        candidates.extend(by_size.of(m.virtual_size).iter().map(|&(_, uid)| uid).filter(|&uid| uid != TAKEN));
     }
     candidates.sort_unstable();
     candidates.dedup();
@@ -255,14 +249,37 @@ fn already_there(
     let mut present = vec![false; measured.len()];
     for (i, m) in measured.iter().enumerate() {
         let Some(m) = m else { continue };
-        let Some(uids) = u32::try_from(m.virtual_size).ok().and_then(|s| by_size.get_mut(&s)) else { continue };
         let ours = fingerprint(&m.header);
-        if let Some(k) = uids.iter().position(|u| theirs.get(u) == Some(&ours)) {
-            uids.swap_remove(k);
+        if let Some(slot) = by_size.of(m.virtual_size).iter_mut().find(|(_, u)| theirs.get(u) == Some(&ours)) {
+            slot.1 = TAKEN;
             present[i] = true;
         }
     }
     Ok(present)
+}
+
+/// A UID no message has: marks a target message matched already.
+const TAKEN: u32 = 0;
+
+/// The target mailbox's messages as `(size, uid)`, sorted by size: 8 bytes a message,
+/// so even a huge mailbox costs little memory. Each is matched by one archived message
+/// at most (its UID becomes [`TAKEN`]).
+struct BySize(Vec<(u32, u32)>);
+
+impl BySize {
+    fn new(sizes: Vec<(u32, u32)>) -> BySize {
+        let mut v: Vec<(u32, u32)> = sizes.into_iter().map(|(uid, size)| (size, uid)).collect();
+        v.sort_unstable();
+        BySize(v)
+    }
+
+    /// The messages of `size` bytes.
+    fn of(&mut self, size: u64) -> &mut [(u32, u32)] {
+        let Ok(size) = u32::try_from(size) else { return &mut [] };
+        let start = self.0.partition_point(|&(s, _)| s < size);
+        let end = self.0.partition_point(|&(s, _)| s <= size);
+        &mut self.0[start..end]
+    }
 }
 
 /// The message of `f`, decoded (authenticated first when encrypted).
