@@ -288,7 +288,14 @@ struct Tokens {
     parts: std::vec::IntoIter<Part>,
     text: Vec<u8>,
     pos: usize,
+    /// Lists open around the value being read.
+    depth: usize,
 }
+
+/// Deepest nesting of lists read: far beyond any answer the tool asks for, and a bound on
+/// the parser's recursion (a line of 64 KiB of `(` would otherwise overflow the stack of a
+/// connection's thread and crash the process).
+const MAX_NESTING: usize = 100;
 
 impl Tokens {
     fn new(parts: Vec<Part>) -> Tokens {
@@ -297,7 +304,7 @@ impl Tokens {
             Some(Part::Text(t)) => t,
             _ => Vec::new(),
         };
-        Tokens { parts, text, pos: 0 }
+        Tokens { parts, text, pos: 0, depth: 0 }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -324,13 +331,18 @@ impl Tokens {
         match self.peek() {
             None => Err(bad("a value (the answer ends early)")),
             Some(b'(') => {
+                if self.depth >= MAX_NESTING {
+                    return Err(ImapError::Protocol(format!("lists nested more than {MAX_NESTING} deep")));
+                }
                 self.pos += 1;
+                self.depth += 1;
                 let mut items = Vec::new();
                 loop {
                     self.skip_spaces();
                     match self.peek() {
                         Some(b')') => {
                             self.pos += 1;
+                            self.depth -= 1;
                             return Ok(Value::List(items));
                         }
                         None => return Err(bad("a list (no closing parenthesis)")),
@@ -626,6 +638,23 @@ mod tests {
             Response::Data(d) => d,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn lists_nested_too_deep_are_refused_not_a_crash() {
+        let mut line = b"* 1 FETCH ".to_vec();
+        line.extend(std::iter::repeat_n(b'(', 60_000));
+        line.extend_from_slice(b"\r\n");
+        // On a thread with a small stack, as a connection's is.
+        let e = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || read(&line, 1 << 20).unwrap_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(e, ImapError::Protocol("lists nested more than 100 deep".into()));
+        let ok = format!("* 1 FETCH (UID 1 X {}{})\r\n", "(".repeat(90), ")".repeat(90));
+        assert!(matches!(read(ok.as_bytes(), 100).unwrap(), Response::Data(Data::Fetch(_))));
     }
 
     #[test]
