@@ -182,6 +182,19 @@ fn sigkill_at_random_moments_loses_nothing() {
     assert!(progressed >= waited_for_commits, "{progressed} runs made progress, {waited_for_commits} waited for it");
     assert_eq!(final_files(&folder), served.len());
     assert_complete(&folder, &keys, &served);
+    // The metadata agrees with the files after all those kills: every digest matches and
+    // no recorded message lacks its file.
+    let v = Command::new(bin())
+        .args(["--verify", folder.to_str().unwrap(), "-k", keys.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
 
 /// A small tmpfs as the archive root; unmounted on drop.
