@@ -431,6 +431,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let mut changed: Vec<&refresh::Folder<'_>> = Vec::new();
     for f in flagged.iter().filter(|f| refresh::needed(f, condstore) && !failed_folders.contains(&f.mailbox.wire)) {
         if session.given_up() || crate::interrupt::requested() {
             break;
@@ -441,8 +442,20 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             // This run fetched the whole folder and marked it up to date.
             continue;
         }
+        // Folders with a mark only need what changed since: asked together below.
+        if condstore && f.mark.is_some() {
+            changed.push(f);
+            continue;
+        }
         if let Err(e) = refresh::refresh(&ctx, &mut session, &place, f, condstore) {
             sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
+        }
+    }
+    if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
+        for (f, outcome) in changed.iter().zip(refresh::refresh_changed(&ctx, &mut session, &place, &changed)) {
+            if let Err(e) = outcome {
+                sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
+            }
         }
     }
     let _ = session.logout();

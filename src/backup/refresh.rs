@@ -7,6 +7,7 @@
 
 use super::folder::{Context, Place};
 use crate::error::{Error, Result};
+use crate::imap::session::FlagsAsk;
 use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
 use crate::metadata::{Index, Journal};
@@ -51,38 +52,30 @@ pub fn refresh(
     else {
         return Ok(());
     };
-    let mut journal = place.journal(ctx, folder.mailbox, uidvalidity);
     // With CHANGEDSINCE only changed flags come: they are written as they are. Without it
     // every message's come, and are compared with what the journal has.
     let since = if condstore { folder.mark } else { None };
+    let mut update = Update::new(place.journal(ctx, folder.mailbox, uidvalidity));
     let index = match since {
         Some(_) => None,
-        None if journal.path().is_file() => Some(Index::load(journal.path(), ctx.keys, false)?),
+        None if update.journal.path().is_file() => Some(Index::load(update.journal.path(), ctx.keys, false)?),
         None => Some(Index::default()),
     };
-    let mut pending: Vec<(u32, Vec<String>)> = Vec::new();
-    let mut failure: Option<Error> = None;
+    let ask = FlagsAsk { wire: &folder.mailbox.wire, uidvalidity, changed_since: since };
     let spec = session.spec().clone();
-    let examined = session
-        .flags(&folder.mailbox.wire, uidvalidity, condstore, since, &mut |uid, flags| {
-            if failure.is_some() || index.as_ref().and_then(|i| i.flags_of(uid)) == Some(&flags[..]) {
-                return;
-            }
-            pending.push((uid, flags));
-            if pending.len() >= PENDING {
-                failure = journal.flags(&pending).err();
-                pending.clear();
+    let mut outcomes = session
+        .flags(&[ask], condstore, &mut |_, uid, flags| {
+            if index.as_ref().and_then(|i| i.flags_of(uid)) != Some(&flags[..]) {
+                update.add(uid, flags);
             }
         })
         .map_err(|e| spec.imap_error("flags UID FETCH", &e))?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let examined = outcomes.remove(0).map_err(|e| spec.imap_error("flags UID FETCH", &e))?;
     if examined.uid_validity != Some(uidvalidity) {
         // Recreated meanwhile: the next backup moves the old archive aside.
         return Ok(());
     }
-    journal.flags(&pending)?;
+    let mut journal = update.finish()?;
     if let Some(index) = &index {
         learn_dates(session, place, folder, index, &mut journal)?;
     }
@@ -90,6 +83,97 @@ pub fn refresh(
         journal.modseq(m)?;
     }
     journal.sync()
+}
+
+/// Refreshes, with CHANGEDSINCE, the flags of folders whose journal has a HIGHESTMODSEQ
+/// mark, all asked at once: after new mail in many folders, one round trip instead of
+/// one per folder. Each folder's outcome is its own, in the order given.
+pub fn refresh_changed(
+    ctx: &Context<'_>,
+    session: &mut Session,
+    place: &Place<'_>,
+    folders: &[&Folder<'_>],
+) -> Vec<Result<()>> {
+    let mut asks = Vec::new();
+    let mut updates = Vec::new();
+    let mut out: Vec<Option<Result<()>>> = Vec::new();
+    for f in folders {
+        let uidvalidity = place.records().folder_of(place.account_dir, f.mailbox).and_then(|r| r.uidvalidity);
+        match (uidvalidity, f.mark) {
+            (Some(uidvalidity), Some(mark)) => {
+                asks.push(FlagsAsk { wire: &f.mailbox.wire, uidvalidity, changed_since: Some(mark) });
+                updates.push(Update::new(place.journal(ctx, f.mailbox, uidvalidity)));
+                out.push(None);
+            }
+            _ => out.push(Some(Ok(()))),
+        }
+    }
+    if asks.is_empty() {
+        return out.into_iter().flatten().collect();
+    }
+    let spec = session.spec().clone();
+    let answered = session.flags(&asks, true, &mut |k, uid, flags| updates[k].add(uid, flags));
+    let mut outcomes = match answered {
+        Ok(o) => o.into_iter(),
+        Err(e) => {
+            let e = spec.imap_error("flags UID FETCH", &e).to_string();
+            return out.into_iter().map(|o| o.unwrap_or_else(|| Err(Error::runtime(e.clone())))).collect();
+        }
+    };
+    let mut updates = updates.into_iter().zip(asks.iter());
+    out.into_iter()
+        .map(|o| match o {
+            Some(done) => done,
+            None => {
+                let (Some(outcome), Some((update, ask))) = (outcomes.next(), updates.next()) else {
+                    return Err(Error::runtime("flags UID FETCH: an answer is missing"));
+                };
+                let examined = outcome.map_err(|e| spec.imap_error("flags UID FETCH", &e))?;
+                if examined.uid_validity != Some(ask.uidvalidity) {
+                    return Ok(());
+                }
+                let mut journal = update.finish()?;
+                if let Some(m) = examined.highest_modseq {
+                    journal.modseq(m)?;
+                }
+                journal.sync()
+            }
+        })
+        .collect()
+}
+
+/// Changed flags on their way into a folder's journal, written every [`PENDING`] so
+/// memory stays bounded; the first write failure is kept for the end.
+struct Update {
+    journal: Journal,
+    pending: Vec<(u32, Vec<String>)>,
+    failure: Option<Error>,
+}
+
+impl Update {
+    fn new(journal: Journal) -> Update {
+        Update { journal, pending: Vec::new(), failure: None }
+    }
+
+    fn add(&mut self, uid: u32, flags: Vec<String>) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.pending.push((uid, flags));
+        if self.pending.len() >= PENDING {
+            self.failure = self.journal.flags(&self.pending).err();
+            self.pending.clear();
+        }
+    }
+
+    /// Writes what is left; the journal, for what comes after the flags.
+    fn finish(mut self) -> Result<Journal> {
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        self.journal.flags(&self.pending)?;
+        Ok(self.journal)
+    }
 }
 
 /// Asks the arrival times the journal lacks for archived messages: those whose line a

@@ -590,54 +590,62 @@ impl Session {
         self.checked(result)
     }
 
-    /// Opens `wire` read-only and hands the flags of its messages to `on`, one message at a
-    /// time as they stream in: of every message, or with `changed_since` (CONDSTORE, RFC
-    /// 7162) only of those whose flags changed since that modification sequence. With
-    /// `condstore` the folder is opened with CONDSTORE, so EXAMINE reports HIGHESTMODSEQ.
-    /// Nothing reaches `on` unless the folder's UIDVALIDITY is `uidvalidity` (otherwise the
-    /// UIDs name other messages). One round trip.
+    /// The flags of the messages of each folder of `asks` (those changed since a
+    /// HIGHESTMODSEQ where one is given), handed to `on` with the folder's index; with
+    /// `condstore` the folders are opened with CONDSTORE, so EXAMINE reports HIGHESTMODSEQ.
+    /// Nothing reaches `on` for a folder whose UIDVALIDITY is not the one asked (its UIDs
+    /// name other messages). Every folder is asked at once: one round trip for all. Each
+    /// folder's outcome is its own (a refusal fails that folder); the `Err` is for a
+    /// session that broke.
     pub fn flags(
         &mut self,
-        wire: &str,
-        uidvalidity: u32,
+        asks: &[FlagsAsk<'_>],
         condstore: bool,
-        changed_since: Option<u64>,
-        on: &mut dyn FnMut(u32, Vec<String>),
-    ) -> std::result::Result<Examined, ImapError> {
+        on: &mut dyn FnMut(usize, u32, Vec<String>),
+    ) -> std::result::Result<Vec<std::result::Result<Examined, ImapError>>, ImapError> {
         let result = (|| {
             let link = self.link()?;
-            let examine = format!("EXAMINE {}{}", quoted(wire)?, if condstore { " (CONDSTORE)" } else { "" });
-            let fetch = match changed_since {
-                Some(m) => format!("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE {m})"),
-                None => "UID FETCH 1:* (UID FLAGS)".to_string(),
-            };
-            let tags = link.send(&[examine, fetch])?;
-            let mut examined = Examined::default();
-            let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
-                note_examined(&mut examined, d);
-                Ok(())
-            });
-            let same = examined.uid_validity == Some(uidvalidity);
-            // One answer per message, and some to spare for changes while it runs: a server
-            // that sends more would have its answers fill the journal.
-            let cap = examined.exists as usize + 1000;
-            let mut answers = 0usize;
-            let fetched = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
-                if let (true, Data::Fetch(Fetched { uid: Some(uid), flags: Some(flags), .. })) = (same, d) {
-                    answers += 1;
-                    if answers > cap {
-                        return Err(ImapError::Protocol(format!(
-                            "more than {cap} FLAGS answers for a folder of {} messages",
-                            examined.exists
-                        )));
+            let mut commands = Vec::new();
+            for ask in asks {
+                commands.push(format!("EXAMINE {}{}", quoted(ask.wire)?, if condstore { " (CONDSTORE)" } else { "" }));
+                commands.push(match ask.changed_since {
+                    Some(m) => format!("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE {m})"),
+                    None => "UID FETCH 1:* (UID FLAGS)".to_string(),
+                });
+            }
+            let tags = link.send(&commands)?;
+            let mut outcomes = Vec::new();
+            for (k, (ask, pair)) in asks.iter().zip(tags.chunks(2)).enumerate() {
+                let mut examined = Examined::default();
+                let opened = link.finish(&pair[0], MAX_SMALL_LITERAL, &mut |d| {
+                    note_examined(&mut examined, d);
+                    Ok(())
+                });
+                let same = examined.uid_validity == Some(ask.uidvalidity);
+                // One answer per message, and some to spare for changes while it runs: a
+                // server that sends more would have its answers fill the journal.
+                let cap = examined.exists as usize + 1000;
+                let mut answers = 0usize;
+                let fetched = link.finish(&pair[1], MAX_SMALL_LITERAL, &mut |d| {
+                    if let (true, Data::Fetch(Fetched { uid: Some(uid), flags: Some(flags), .. })) = (same, d) {
+                        answers += 1;
+                        if answers > cap {
+                            return Err(ImapError::Protocol(format!(
+                                "more than {cap} FLAGS answers for a folder of {} messages",
+                                examined.exists
+                            )));
+                        }
+                        on(k, uid, flags);
                     }
-                    on(uid, flags);
+                    Ok(())
+                });
+                let outcome = opened.and(fetched).map(|_| examined);
+                if outcome.as_ref().is_err_and(ImapError::breaks_session) {
+                    return Err(outcome.err().unwrap_or(ImapError::Lost("no connection".into())));
                 }
-                Ok(())
-            });
-            opened?;
-            fetched?;
-            Ok(examined)
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
         })();
         self.checked(result)
     }
@@ -938,6 +946,17 @@ fn note_examined(examined: &mut Examined, d: Data) {
         }
         _ => {}
     }
+}
+
+/// One folder for [`Session::flags`].
+#[derive(Clone, Copy, Debug)]
+pub struct FlagsAsk<'a> {
+    /// The mailbox's wire name.
+    pub wire: &'a str,
+    /// The UIDVALIDITY its recorded UIDs belong to.
+    pub uidvalidity: u32,
+    /// Ask only the flags changed since this HIGHESTMODSEQ (CONDSTORE's `CHANGEDSINCE`).
+    pub changed_since: Option<u64>,
 }
 
 /// One message for [`Session::send_append`].
