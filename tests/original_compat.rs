@@ -128,6 +128,18 @@ fn messages() -> Vec<(String, Vec<u8>)> {
     // Seven deflate blocks (src/codec/deflate.rs BLOCK), compressed on two threads.
     let four_blocks = big.repeat(3);
     out.push(("big-300k".into(), big));
+    // A mail with a base64 attachment of random bytes (a JPEG, a zip): its blocks are coded
+    // as literals (src/codec/literals.rs), which the original's zlib must read too.
+    let mut attached = b"From: Att <att@example.org>\r\nSubject: photo\r\nContent-Type: multipart/mixed; \
+                         boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee the photo.\r\n--b1\r\n\
+                         Content-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    for line in rng.bytes(300_000).chunks(57) {
+        attached.extend(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, line).as_bytes());
+        attached.extend(b"\r\n");
+    }
+    attached.extend(b"--b1--\r\n");
+    out.push(("base64-attachment".into(), attached));
     out.push(("big-900k".into(), four_blocks));
     out
 }

@@ -14,6 +14,7 @@ use miniz_oxide::inflate::stream::InflateState;
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 use super::base64::read_full;
+use super::literals::{self, LiteralCode};
 use super::{invalid, Finish, BUF_SIZE};
 
 /// Uncompressed bytes per block. Each block is compressed on its own (no window shared
@@ -101,8 +102,23 @@ impl Drop for Helper {
     }
 }
 
+/// Bytes at the start of a block compressed first, to see whether LZ77 finds matches
+/// there: large enough that a block header weighs little, small enough that the work is
+/// little when it is thrown away.
+const SAMPLE: usize = 8 * 1024;
+
+/// LZ77 has to save this share (in percent) on the sample for the block to be compressed
+/// by miniz; otherwise it is coded as literals: base64 of compressed attachments, where
+/// matches hardly occur.
+const LZ_MIN_GAIN_PERCENT: u64 = 2;
+
+/// About what a literal block's header takes (its code lengths), for a fair comparison
+/// with the sample's miniz block, header included.
+const LITERAL_HEADER_BITS: u64 = 48 * 8;
+
 /// A compressor of independent blocks.
 struct BlockCompressor {
+    level: u8,
     state: Box<CompressorOxide>,
     /// Whether the state holds a block's history, to be cleared before the next one.
     used: bool,
@@ -112,26 +128,89 @@ impl BlockCompressor {
     fn new(level: u8) -> Self {
         // Negative window bits: raw deflate, no zlib header; the Adler-32 is still computed.
         let flags = create_comp_flags_from_zip_params(i32::from(level.min(10)), -15, 0) | TDEFL_COMPUTE_ADLER32;
-        BlockCompressor { state: Box::new(CompressorOxide::new(flags)), used: false }
+        BlockCompressor { level, state: Box::new(CompressorOxide::new(flags)), used: false }
     }
 
     /// Compresses `block` on its own, ending with a sync flush, into `out`; returns the
-    /// block's Adler-32.
+    /// block's Adler-32. The block's start is compressed by miniz first; if LZ77 gained
+    /// little there, the block is Huffman-coded as literals instead (src/codec/literals.rs),
+    /// for the same size at a fraction of the CPU, else miniz goes on where it stopped.
     fn compress(&mut self, block: &[u8], out: &mut Vec<u8>) -> io::Result<u32> {
+        if self.level == 0 || block.len() < 2 * SAMPLE {
+            return self.lz(block, out);
+        }
+        let (sample, rest) = block.split_at(SAMPLE);
+        self.lz(sample, out)?;
+        let mut counts = literals::histogram(sample);
+        let literal_bits = LiteralCode::for_counts(&counts).cost_bits(&counts) + LITERAL_HEADER_BITS;
+        if out.len() as u64 * 8 * 100 < literal_bits * (100 - LZ_MIN_GAIN_PERCENT) {
+            return self.lz_more(rest, out);
+        }
+        for (c, r) in counts.iter_mut().zip(literals::histogram(rest)) {
+            *c += r;
+        }
+        out.clear();
+        LiteralCode::for_counts(&counts).write_block(block, out);
+        Ok(adler32(1, block))
+    }
+
+    /// Compresses `block` with miniz (LZ77 and Huffman codes), ending with a sync flush.
+    fn lz(&mut self, block: &[u8], out: &mut Vec<u8>) -> io::Result<u32> {
         if self.used {
             self.state.reset();
         }
         self.used = true;
         out.clear();
-        let (status, consumed) = compress_to_output(&mut self.state, block, TDEFLFlush::Sync, |bytes| {
+        self.lz_more(block, out)
+    }
+
+    /// Goes on compressing after what [`Self::lz`] compressed, matches reaching back into it,
+    /// appending to `out`; returns the Adler-32 of everything since.
+    fn lz_more(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<u32> {
+        let (status, consumed) = compress_to_output(&mut self.state, data, TDEFLFlush::Sync, |bytes| {
             out.extend_from_slice(bytes);
             true
         });
-        if status != TDEFLStatus::Okay || consumed != block.len() {
+        if status != TDEFLStatus::Okay || consumed != data.len() {
             return Err(io::Error::other(format!("zlib compression failed: {status:?}")));
         }
         Ok(self.state.adler32())
     }
+}
+
+/// The Adler-32 of `data` continued from `adler` (RFC 1950 8.2).
+fn adler32(adler: u32, data: &[u8]) -> u32 {
+    const BASE: u64 = 65521;
+    // Bytes summed in lanes: the compiler keeps the lanes in vector registers.
+    const LANES: usize = 16;
+    // A chunk is summed before a reduction; lane sums stay far below 2^32 within it.
+    const CHUNK: usize = 5552;
+    let (mut a, mut b) = (u64::from(adler & 0xffff), u64::from(adler >> 16));
+    for chunk in data.chunks(CHUNK) {
+        let mut sums = [0u32; LANES];
+        let mut weighted = [0u32; LANES];
+        let mut rows = chunk.chunks_exact(LANES);
+        for row in &mut rows {
+            for j in 0..LANES {
+                sums[j] += u32::from(row[j]);
+                weighted[j] += sums[j];
+            }
+        }
+        // Byte j of row k (of n rows) adds (n - k) * LANES - j times itself to b.
+        let n = (chunk.len() - rows.remainder().len()) as u64;
+        b += n * a;
+        for j in 0..LANES {
+            b += u64::from(weighted[j]) * LANES as u64 - j as u64 * u64::from(sums[j]);
+            a += u64::from(sums[j]);
+        }
+        for &x in rows.remainder() {
+            a += u64::from(x);
+            b += a;
+        }
+        a %= BASE;
+        b %= BASE;
+    }
+    (b << 16 | a) as u32
 }
 
 /// The Adler-32 of two pieces joined, from theirs (zlib's adler32_combine).
@@ -463,6 +542,48 @@ mod tests {
         }
         // Known answer (RFC 1950's algorithm): "Wikipedia" is 0x11E60398.
         assert_eq!(BlockCompressor::new(1).compress(b"Wikipedia", &mut Vec::new()).unwrap(), 0x11e6_0398);
+    }
+
+    #[test]
+    fn adler32_matches_miniz() {
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();
+        for len in [0, 1, 15, 16, 17, 5551, 5552, 5553, 11_104, 40_000] {
+            let mut lz = BlockCompressor::new(1);
+            let want = lz.lz(&data[..len], &mut Vec::new()).unwrap();
+            assert_eq!(adler32(1, &data[..len]), want, "{len} bytes");
+            let cut = len / 3;
+            assert_eq!(adler32(adler32(1, &data[..cut]), &data[cut..len]), want, "{len} bytes cut at {cut}");
+        }
+        assert_eq!(adler32(1, &[0xff; 100_000]), {
+            let mut lz = BlockCompressor::new(1);
+            lz.lz(&[0xff; 100_000], &mut Vec::new()).unwrap()
+        });
+    }
+
+    /// A block of base64 (random bytes) is coded as literals, a block of text by miniz.
+    #[test]
+    fn blocks_where_lz_finds_nothing_are_coded_as_literals() {
+        let mut seed = 11u64;
+        let random: Vec<u8> = (0..96_000)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (seed >> 40) as u8
+            })
+            .collect();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &random).into_bytes();
+        let text: Vec<u8> = (0..b64.len()).map(|i| b"From the quick brown fox\n"[i % 25]).collect();
+        for (data, literal) in [(&b64, true), (&text, false)] {
+            let mut out = Vec::new();
+            let adler = BlockCompressor::new(1).compress(data, &mut out).unwrap();
+            let mut lz_out = Vec::new();
+            let mut lz = BlockCompressor::new(1);
+            lz.lz(&data[..SAMPLE], &mut lz_out).unwrap();
+            assert_eq!(lz.lz_more(&data[SAMPLE..], &mut lz_out).unwrap(), adler);
+            let mut lit_out = Vec::new();
+            LiteralCode::for_counts(&literals::histogram(data)).write_block(data, &mut lit_out);
+            assert_eq!(out == lit_out, literal, "literal block expected: {literal}");
+            assert_eq!(out == lz_out, !literal);
+        }
     }
 
     /// Streams of many blocks, written in odd pieces, at several levels, read back by

@@ -8,6 +8,7 @@ pub mod base64;
 pub mod cipher;
 pub mod deflate;
 pub mod fromline;
+pub mod literals;
 pub mod relay;
 
 use std::io::{self, BufReader, Read, Seek, Write};

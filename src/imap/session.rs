@@ -994,7 +994,11 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<
     }
     let endpoint = spec.endpoint();
     let stream = connect::open(spec, addrs)?;
-    stream.sock.set_read_timeout(Some(crate::interrupt::TICK.min(spec.timeout))).doing("setting the socket timeout")?;
+    stream
+        .sock
+        .tcp()
+        .set_read_timeout(Some(crate::interrupt::TICK.min(spec.timeout)))
+        .doing("setting the socket timeout")?;
     let mut link = Link {
         io: BufReader::with_capacity(
             64 * 1024,

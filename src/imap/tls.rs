@@ -31,7 +31,55 @@ use crate::bounded;
 use crate::error::{describe_io, Error, Result};
 
 /// A TLS connection to the server over TCP, as the IMAP client uses it.
-pub type Stream = StreamOwned<ClientConnection, TcpStream>;
+pub type Stream = StreamOwned<ClientConnection, Socket>;
+
+/// Bytes read from the socket at once.
+const SOCKET_READ: usize = 64 * 1024;
+
+/// The TCP socket under TLS, read through a buffer of its own: rustls asks for at most
+/// 4 KiB a read, which for a backup at 150 MB/s is 40,000 system calls a second; one
+/// read of 64 KiB serves sixteen of its asks. Writes go straight to the socket.
+pub struct Socket {
+    tcp: TcpStream,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+}
+
+impl Socket {
+    /// Wraps a connected socket.
+    pub fn new(tcp: TcpStream) -> Socket {
+        Socket { tcp, buf: vec![0u8; SOCKET_READ].into_boxed_slice(), pos: 0, end: 0 }
+    }
+
+    /// The socket itself, for its options.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.end {
+            self.end = self.tcp.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.end - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.tcp.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
 
 /// Which server certificates to accept. Built once (it reads `--ca-file`, which a
 /// sandbox may later hide) and reused for every connection.
@@ -311,7 +359,8 @@ pub fn is_tls_record(byte: u8) -> bool {
 
 /// Performs the TLS handshake on a connected socket (whose timeouts are already set);
 /// `endpoint` (`host:port`) names the server in errors.
-pub fn handshake(trust: &Trust, host: &str, endpoint: &str, mut tcp: TcpStream, timeout: Duration) -> Result<Stream> {
+pub fn handshake(trust: &Trust, host: &str, endpoint: &str, tcp: TcpStream, timeout: Duration) -> Result<Stream> {
+    let mut tcp = Socket::new(tcp);
     let rejection = Arc::new(Mutex::new(None));
     let mut conn = client(trust, host, endpoint, rejection.clone())?;
     while conn.is_handshaking() {
