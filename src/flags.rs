@@ -238,7 +238,7 @@ pub static FLAGS: &[Flag] = &[
         a.key_password_command = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "buffer-size", Some("SIZE"), Storage, "Memory budget for one fetch, from 64K to 64M (default 1M); bigger messages are fetched in chunks.", |a, v| {
+    flag!(None, "buffer-size", Some("SIZE"), Storage, "Memory budget for one fetch, from 64K to 64M (default 1M); bigger messages are fetched alone, streamed to disk.", |a, v| {
         a.buffer_size = Some(buffer_size(v)?);
         Ok(())
     }),

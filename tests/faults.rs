@@ -19,7 +19,7 @@ use util::*;
 const USER: &str = "alice";
 const PW: &str = "s3cret pass";
 /// Big enough that every message above 32 KiB is fetched by its own command, and one
-/// above 64 KiB in several partial fetches.
+/// above 64 KiB alone, its body streamed to disk.
 const BUDGET: &str = "64K";
 
 /// A message of about `size` bytes, distinct for each UID.
@@ -148,9 +148,9 @@ fn drop_mid_literal_once_reconnects_and_completes() {
 }
 
 #[test]
-fn drop_mid_chunk_resumes_without_fetching_finished_messages_again() {
+fn drop_mid_streamed_message_resumes_without_fetching_finished_messages_again() {
     let served = vec![(1, message(1, 2000)), (2, message(2, 150_000)), (3, message(3, 2000))];
-    let broken = Script::healthy().at("BODY.PEEK[]<", 2, Fault::DropMidLiteral(1000));
+    let broken = Script::healthy().at("UID FETCH 2 (", 1, Fault::DropMidLiteral(1000));
     let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
     let root = TempDir::new("faults-drop-chunk");
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
@@ -161,7 +161,7 @@ fn drop_mid_chunk_resumes_without_fetching_finished_messages_again() {
     let again = body_fetches(&commands[1]);
     assert!(again.iter().all(|c| !c.starts_with("UID FETCH 1 ")), "UID 1 fetched again: {again:?}");
     // The half-received message is started over: its temporary file went with the connection.
-    assert!(again[0].starts_with("UID FETCH 2 ") && again[0].contains("<0."), "{again:?}");
+    assert!(again[0].starts_with("UID FETCH 2 (UID FLAGS INTERNALDATE BODY.PEEK[])"), "{again:?}");
     assert!(stdout(&o).contains("INBOX: 3 new, 0 already archived, 0 failed"), "{}", stdout(&o));
 }
 
@@ -286,8 +286,8 @@ fn garbage_instead_of_an_answer_is_a_lost_connection() {
 /// connection is treated as lost; the reconnect fetches the message again, whole.
 #[test]
 fn literal_longer_than_announced_is_never_stored() {
-    // Once in a whole-message fetch, once in a partial one.
-    for (at, budget) in [("BODY.PEEK[])", "4M"), ("BODY.PEEK[]<", BUDGET)] {
+    // Once in a batch, once in a message fetched alone (streamed).
+    for (at, budget) in [("BODY.PEEK[])", "4M"), ("UID FETCH 2 (", BUDGET)] {
         let served = vec![(1, message(1, 2000)), (2, message(2, 100_000))];
         let broken = Script::healthy().at(at, 1, Fault::LongLiteral(7));
         let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken, Script::healthy()]);
@@ -306,37 +306,12 @@ fn literal_longer_than_announced_is_never_stored() {
     }
 }
 
-/// A server that sends more than the `<origin.length>` asked for (one ignoring the
-/// range): what it sent cannot be placed in the message, so that message is left out (the
-/// next run tries it again) and the folder goes on.
-#[test]
-fn partial_fetch_answered_with_more_than_asked_is_never_stored() {
-    let served = vec![(1, message(1, 150_000)), (2, message(2, 2000))];
-    let script = Script::healthy().at("BODY.PEEK[]<", 2, Fault::IgnorePartial);
-    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
-    let root = TempDir::new("faults-overlong-chunk");
-    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![2]);
-    let expected = format!(
-        "smailarchiver: alice@127.0.0.1 INBOX: UID 1 left out: the server answered a 65536-byte partial fetch \
-         with {} bytes\n",
-        served[0].1.len()
-    );
-    assert_eq!(stderr(&o), expected);
-    assert!(stdout(&o).contains("INBOX: 1 new, 0 already archived, 1 failed"), "{}", stdout(&o));
-    assert_eq!(server.connections(), 1, "{:?}", server.commands());
-}
-
 /// RFC 3501 (7.4.2) lets a server report a flag change, as a FETCH without the body,
 /// in any answer; the body comes in another FETCH of the same UID.
 #[test]
 fn unsolicited_flags_fetch_before_the_data_is_skipped() {
     let served = vec![(1, message(1, 2000)), (2, message(2, 150_000))];
-    let script = Script::healthy()
-        .at("BODY.PEEK[])", 1, Fault::FlagsFirst)
-        .at("BODY.PEEK[]<", 1, Fault::FlagsFirst)
-        .at("BODY.PEEK[]<", 2, Fault::FlagsFirst);
+    let script = Script::healthy().at("BODY.PEEK[])", 1, Fault::FlagsFirst).at("UID FETCH 2 (", 1, Fault::FlagsFirst);
     let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![script]);
     let root = TempDir::new("faults-flags-first");
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
@@ -394,14 +369,14 @@ fn stalled_server_times_out_and_the_run_resumes() {
 
 /// A message that was listed and sized but is missing from the body FETCH's answer (as
 /// after an expunge by another session) is counted as vanished: not failed, not fatal.
-/// Once in a whole-message batch, once in the middle of a chunked fetch.
+/// Once in a whole-message batch, once for a message fetched alone.
 #[test]
 fn message_missing_from_the_fetch_answer_counts_as_vanished() {
     let inbox = messages(&[1, 2, 3], 2000);
     let big = vec![(5, message(5, 2000)), (6, message(6, 150_000)), (7, message(7, 2000))];
     let folders = vec![Folder::new("INBOX", 7, inbox.clone()), Folder::new("Big", 8, big.clone())];
     let script = Script::healthy().at("UID FETCH 1:3 (UID FLAGS INTERNALDATE BODY.PEEK[])", 1, Fault::Omit(2)).at(
-        "UID FETCH 6 (UID BODY.PEEK[]<",
+        "UID FETCH 6 (",
         1,
         Fault::Omit(6),
     );
@@ -415,12 +390,12 @@ fn message_missing_from_the_fetch_answer_counts_as_vanished() {
     assert!(out.contains("alice Big: 2 new, 0 already archived, 0 failed, 1 vanished, "), "{out}");
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &inbox), vec![1, 3]);
     assert_eq!(archived(&folder_dir(root.path(), "Big"), &big), vec![5, 7]);
-    // The faults struck where meant: the batch held all three, UID 6 lost its second chunk.
+    // The faults struck where meant: the batch held all three, UID 6 was asked for alone.
     let commands = server.commands();
     assert_eq!(commands.len(), 1, "{commands:?}");
     let fetched: Vec<&String> = body_fetches(&commands[0]);
     assert!(fetched.iter().any(|c| c.starts_with("UID FETCH 1:3 (UID FLAGS INTERNALDATE BODY.PEEK[])")), "{fetched:?}");
-    assert_eq!(fetched.iter().filter(|c| c.starts_with("UID FETCH 6 ")).count(), 2, "{fetched:?}");
+    assert_eq!(fetched.iter().filter(|c| c.starts_with("UID FETCH 6 ")).count(), 1, "{fetched:?}");
 }
 
 /// Dovecot's answer for a message expunged by another session after this one listed it:
@@ -568,7 +543,7 @@ fn unchanged_folders_are_not_opened_on_a_rerun() {
 
 /// New mail in several folders since a complete backup is asked for in one go: each
 /// folder's EXAMINE and `UID FETCH UIDNEXT:*` with size and the first budget's worth of
-/// body, no UID SEARCH; a message bigger than the budget is finished in partial fetches.
+/// body, no UID SEARCH; a message bigger than the budget is then fetched alone, whole.
 #[test]
 fn new_mail_of_every_folder_is_asked_for_at_once() {
     let inbox_mail = messages(&[1, 2], 3000);
@@ -602,10 +577,9 @@ fn new_mail_of_every_folder_is_asked_for_at_once() {
         "{rerun:?}"
     );
     assert!(!rerun.iter().any(|c| c.contains("SEARCH")), "{rerun:?}");
-    // The big message was fetched in pieces afterwards (flags and date with the first);
-    // the small ones never again.
-    let pieces = rerun.iter().filter(|c| c.starts_with("UID FETCH 6 (UID ") && c.contains("BODY.PEEK[]<")).count();
-    assert_eq!(pieces, 4, "{rerun:?}");
+    // The big message was fetched alone afterwards, whole; the small ones never again.
+    let again: Vec<&String> = rerun.iter().filter(|c| c.starts_with("UID FETCH 6 ")).collect();
+    assert_eq!(again, ["UID FETCH 6 (UID FLAGS INTERNALDATE BODY.PEEK[])"], "{rerun:?}");
     assert!(!rerun.iter().any(|c| c.starts_with("UID FETCH 3 ")), "{rerun:?}");
 }
 
@@ -734,28 +708,32 @@ fn lying_sizes_are_given_up_within_memory() {
     assert!(peak_kib < 32 * 1024, "peak RSS {peak_kib} KiB for 120 MiB of answers to lying sizes");
 }
 
-/// Partial fetches whose pieces never end (full pieces of filler past the message's
-/// announced size) stop at the documented ceiling: that message fails, the others of the
-/// folder are archived, and nothing is left on disk.
+/// A message fetched alone whose body is announced far bigger than its size allows (a
+/// body that would fill the disk) is refused before a byte of it is read: that message
+/// fails, the others of the folder are archived, and nothing is left on disk.
 #[test]
-fn pieces_that_never_end_stop_at_the_ceiling() {
+fn a_body_far_bigger_than_its_size_is_refused_unread() {
     let served = vec![(1, message(1, 2000)), (2, message(2, 100_000)), (3, message(3, 2000))];
-    let mut endless = Script::healthy();
-    for n in 1..=10 {
-        endless = endless.at("BODY.PEEK[]<", n, Fault::EndlessPartial);
-    }
-    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![endless]);
-    let root = TempDir::new("faults-endless");
+    let oversized = Script::healthy().at("UID FETCH 2 (", 1, Fault::Oversized(10 << 20));
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![oversized, Script::healthy()]);
+    let root = TempDir::new("faults-oversized");
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("UID 2 left out: the server sent more than its announced size"), "{}", stderr(&o));
+    // The ceiling: the announced size, an eighth more and one budget (65,536 bytes).
+    let n = served[1].1.len();
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "smailarchiver: alice@127.0.0.1 INBOX: UID 2 left out: the server announced a message of 10485760 bytes \
+             where at most {} were expected\n",
+            n + n / 8 + 65_536
+        )
+    );
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 3]);
     assert!(stdout(&o).contains("INBOX: 2 new, 0 already archived, 1 failed"), "{}", stdout(&o));
-    // 100,000 bytes announced: the ceiling (112,500 + one 65,536-byte piece) ends it at
-    // the third piece.
-    let pieces = commands_of(&server, 0).iter().filter(|c| c.starts_with("UID FETCH 2 ")).count();
-    assert_eq!(pieces, 3, "{:?}", server.commands());
-    assert_eq!(server.connections(), 1);
+    // The unread body cost the connection; the second one finished the folder.
+    assert_eq!(server.connections(), 2, "{:?}", server.commands());
+    assert_eq!(std::fs::read_dir(root.path().join(".smailarchiver").join(TMP_DIR)).unwrap().count(), 0);
 }
 
 /// A SEARCH answer of 10 million UIDs (a 79 MB line), and a 100 MB line of garbage in its

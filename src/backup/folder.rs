@@ -15,7 +15,7 @@ use crate::archive::ArchiveFile;
 use crate::date::Day;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
-use crate::imap::wire::Fetched;
+use crate::imap::wire::{BodySink, Fetched};
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
@@ -335,27 +335,35 @@ fn pass(
             if crate::interrupt::requested() {
                 return Err(Stop::Fatal(Error::interrupted()));
             }
+            sent = sent.max(i);
+            while sent < batches.len() && sent < i + FETCHES_IN_FLIGHT {
+                let set = match &batches[sent] {
+                    Batch::Whole(ahead) => crate::imap::uid_set(ahead),
+                    Batch::Alone(uid) if sent == i => uid.to_string(),
+                    // Not ahead of its turn: servers run pipelined fetches at once (Dovecot
+                    // does), and its body would come, too big for memory, while an earlier
+                    // batch is read; its own read passes it on as it comes.
+                    Batch::Alone(_) => break,
+                };
+                match session.send_fetch(&set, WHOLE) {
+                    Ok(()) => sent += 1,
+                    // The answers asked for already may have come: read them first.
+                    Err(_) if session.awaiting_fetch() => break,
+                    Err(e) => return Err(fetch_lost(session, &e)),
+                }
+            }
+            let in_flight = |uid: u32| {
+                batches[i + 1..sent].iter().any(|b| match b {
+                    Batch::Whole(u) => u.binary_search(&uid).is_ok(),
+                    Batch::Alone(u) => *u == uid,
+                })
+            };
+            // This batch and, come early, the ones in flight: each planned within the
+            // budget; twice that allows for sizes a server got slightly wrong.
+            let max_total = (sent - i) * 2 * budget + (1 << 20);
             match batch {
                 Batch::Whole(uids) => {
-                    sent = sent.max(i);
-                    while sent < batches.len() && sent < i + FETCHES_IN_FLIGHT {
-                        let Batch::Whole(ahead) = &batches[sent] else { break };
-                        match session.send_fetch(&crate::imap::uid_set(ahead), WHOLE) {
-                            Ok(()) => sent += 1,
-                            // The answers asked for already may have come: read them first.
-                            Err(_) if session.awaiting_fetch() => break,
-                            Err(e) => return Err(fetch_lost(session, &e)),
-                        }
-                    }
-                    let in_flight = |uid: u32| {
-                        batches[i + 1..sent]
-                            .iter()
-                            .any(|b| matches!(b, Batch::Whole(u) if u.binary_search(&uid).is_ok()))
-                    };
                     let wanted = |uid: u32| uids.binary_search(&uid).is_ok() || in_flight(uid);
-                    // This batch and, come early, the ones in flight: each planned within the
-                    // budget; twice that allows for sizes a server got slightly wrong.
-                    let max_total = (sent - i) * 2 * budget + (1 << 20);
                     let answers = match session.read_fetch(max_literal(ctx), max_total, &wanted) {
                         Ok(answers) => Ok(answers),
                         Err(ImapError::Refused(text)) => Err(Ok(text)),
@@ -373,10 +381,10 @@ fn pass(
                     };
                     store_whole(ctx, answers, uids, &mut early, &in_flight, &mut writer, report)?;
                 }
-                Batch::Chunked(uid) => {
-                    sent = i + 1;
+                Batch::Alone(uid) => {
                     let announced = sized.binary_search_by_key(uid, |&(u, _)| u).map_or(0, |k| u64::from(sized[k].1));
-                    fetch_chunked(ctx, session, *uid, announced, budget, &mut writer, report, lessons)?;
+                    let alone = Alone { uid: *uid, announced, budget, max_total };
+                    fetch_alone(ctx, session, &alone, &mut early, &in_flight, &mut writer, report, lessons)?;
                 }
             }
             writer.flush()?;
@@ -489,11 +497,6 @@ const FETCHES_IN_FLIGHT: usize = 4;
 /// The query of a whole-message fetch.
 const WHOLE: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
 
-/// Sends a `UID FETCH` for [`Session::read_fetch`]; sending can only fail with the stream.
-fn send_fetch(session: &mut Session, set: &str, query: &str) -> std::result::Result<(), Stop> {
-    session.send_fetch(set, query).map_err(|e| fetch_lost(session, &e))
-}
-
 /// A `UID FETCH` whose answers broke the session.
 fn fetch_lost(session: &Session, e: &ImapError) -> Stop {
     Stop::Connection(format!("UID FETCH: {}", e.describe(session.spec().timeout)))
@@ -549,96 +552,133 @@ fn store_whole(
 }
 
 /// The most data a message whose announced size is `announced` may bring: an eighth more
-/// (servers' sizes can be slightly off) and one piece. Past it the message is left out.
-pub fn data_ceiling(announced: u64, chunk: usize) -> u64 {
-    announced + announced / 8 + chunk as u64
+/// (servers' sizes can be slightly off) and one budget. Past it the message is left out.
+pub fn data_ceiling(announced: u64, budget: usize) -> u64 {
+    announced + announced / 8 + budget as u64
 }
 
+/// Body bytes gathered from the socket before they go to the writer: its queue's piece.
+const STREAM_PIECE: usize = 256 * 1024;
+
+/// A message fetched by itself, as [`fetch_alone`] reads it.
+struct Alone {
+    uid: u32,
+    /// Its size, as the server gave it before.
+    announced: u64,
+    budget: usize,
+    /// The most bytes of other messages (of fetches in flight, come early) kept meanwhile.
+    max_total: usize,
+}
+
+/// Reads the answer of a `UID FETCH` (sent already) of one message by itself, whole, its
+/// body passed to the writer as it comes off the socket: a message bigger than the budget
+/// goes through fixed buffers, never whole in memory, and the server sends it in one
+/// answer (partial fetches cost it a scan from the message's start each, and us a round
+/// trip each). Messages of fetches in flight that come early wait in `early`.
 #[allow(clippy::too_many_arguments)]
-fn fetch_chunked(
+fn fetch_alone(
     ctx: &Context<'_>,
     session: &mut Session,
-    uid: u32,
-    announced: u64,
-    chunk: usize,
+    alone: &Alone,
+    early: &mut HashMap<u32, (Vec<u8>, Stamp)>,
+    in_flight: &dyn Fn(u32) -> bool,
     writer: &mut MessageWriter,
     report: &mut FolderReport,
     lessons: &mut Lessons,
 ) -> std::result::Result<(), Stop> {
+    let uid = alone.uid;
     writer.begin(uid)?;
-    // Flags and arrival time come with the first piece.
-    let send = |session: &mut Session, offset: u64| {
-        let extra = if offset == 0 { "FLAGS INTERNALDATE " } else { "" };
-        send_fetch(session, &uid.to_string(), &format!("(UID {extra}BODY.PEEK[]<{offset}.{chunk}>)"))
+    // A server whose message never ends would fill the disk: past this it is left out.
+    let ceiling = data_ceiling(alone.announced, alone.budget);
+    let mut write_error: Option<Error> = None;
+    let mut gathered: Vec<u8> = Vec::with_capacity(STREAM_PIECE);
+    let answers = {
+        let mut piece = |data: &[u8]| -> std::result::Result<(), ImapError> {
+            gathered.extend_from_slice(data);
+            if gathered.len() >= STREAM_PIECE {
+                if let Err(e) = writer.data(&gathered) {
+                    let why = e.to_string();
+                    write_error = Some(e);
+                    return Err(ImapError::Local(why));
+                }
+                gathered.clear();
+            }
+            Ok(())
+        };
+        // A body somewhat over the ceiling is read and thrown away, to keep the connection;
+        // one announced far bigger is not read at all.
+        let drain = ceiling.saturating_mul(2).max(ceiling + (8 << 20));
+        let mut sink = BodySink { uid, max: ceiling, drain, over: None, taken: false, piece: &mut piece };
+        let wanted = |u: u32| u == uid || in_flight(u);
+        let answers = session.read_fetch_into(max_literal(ctx), alone.max_total, &wanted, Some(&mut sink));
+        answers.map(|a| (a, sink.over))
     };
-    let mut stamp = None;
-    let mut offset = 0u64;
-    send(session, offset)?;
-    loop {
-        let answers = match session.read_fetch(2 * chunk + (1 << 20), 2 * chunk + (1 << 20), &|u| u == uid) {
-            Ok(a) => a,
-            Err(ImapError::Refused(text)) => {
-                writer.abort()?;
-                return Err(Stop::Fatal(Error::runtime(format!(
+    let answers = match answers {
+        Ok((_, Some(_))) => {
+            writer.abort()?;
+            let why = format!("the server sent more than its announced size ({} bytes) allows", alone.announced);
+            lessons.leave_out(ctx, report, uid, &why);
+            return Ok(());
+        }
+        Ok((a, None)) => a,
+        Err(e) => {
+            writer.abort()?;
+            return Err(match (write_error, e) {
+                (Some(w), _) => Stop::Fatal(w),
+                (None, ImapError::Refused(text)) => Stop::Fatal(Error::runtime(format!(
                     "UID FETCH of UID {uid} refused: {}",
                     crate::imap::error::quote(&text)
-                ))));
+                ))),
+                (None, ImapError::TooMuch(why)) => {
+                    // The body was not read: the stream is given up, and so is the message.
+                    lessons.leave_out(ctx, report, uid, &why);
+                    Stop::Again
+                }
+                (None, e) => fetch_lost(session, &e),
+            });
+        }
+    };
+    // Bytes streamed for another message (a server answering what was not asked) are not
+    // this message's: the writer starts it over.
+    if answers.iter().any(|f| f.streamed.is_some() && f.uid != Some(uid)) {
+        writer.abort()?;
+        gathered.clear();
+        writer.begin(uid)?;
+    }
+    // A server may send a flags-only FETCH for the UID before the data: the one that
+    // carries the body counts.
+    let mut mine = None;
+    for f in answers {
+        let stamp = Stamp::of(&f);
+        match (f.uid, f.body, f.streamed) {
+            (Some(u), body, streamed) if u == uid && (body.is_some() || streamed.is_some()) => {
+                mine = Some((body, stamp))
             }
-            Err(ImapError::TooMuch(why)) => {
-                // The piece was not read: the stream is given up, and so is the message.
-                writer.abort()?;
-                lessons.leave_out(ctx, report, uid, &why);
-                return Err(Stop::Again);
+            (Some(u), Some(body), None) if u != uid => {
+                early.insert(u, (body, stamp));
             }
-            Err(e) => return Err(fetch_lost(session, &e)),
-        };
-        // A server may send a flags-only FETCH for the UID before the data: look for
-        // the one that carries the body.
-        let mut mine = answers.into_iter().filter(|f| f.uid == Some(uid)).peekable();
-        if mine.peek().is_none() {
-            // Expunged while we were reading it: nothing is kept.
-            report.vanished += 1;
-            writer.abort()?;
-            return Ok(());
-        }
-        let Some(data) = mine.find_map(|f| {
-            if offset == 0 && f.body.is_some() {
-                stamp = Some(Stamp::of(&f));
-            }
-            f.body
-        }) else {
-            // Answered without data (Dovecot's `BODY[] NIL`): expunged while we read it.
-            report.vanished += 1;
-            writer.abort()?;
-            return Ok(());
-        };
-        if data.len() > chunk {
-            // More than asked for cannot be placed: the server ignored the range.
-            writer.abort()?;
-            let why = format!("the server answered a {chunk}-byte partial fetch with {} bytes", data.len());
-            lessons.leave_out(ctx, report, uid, &why);
-            return Ok(());
-        }
-        if offset + data.len() as u64 > data_ceiling(announced, chunk) {
-            // A server whose pieces never end would fill the disk: this message fails, the
-            // folder goes on (the next run tries it again).
-            writer.abort()?;
-            let why = format!("the server sent more than its announced size ({announced} bytes) allows");
-            lessons.leave_out(ctx, report, uid, &why);
-            return Ok(());
-        }
-        // A full chunk means more may follow: ask for it before storing this one, so the
-        // server reads the next chunk while the writer takes this.
-        let more = data.len() == chunk;
-        if more {
-            send(session, offset + chunk as u64)?;
-        }
-        writer.data(&data)?;
-        offset += data.len() as u64;
-        if !more {
-            break;
+            _ => {}
         }
     }
-    writer.end(stamp.unwrap_or_default())?;
+    let Some((body, stamp)) = mine else {
+        // What the writer got, if anything, was not this message's.
+        writer.abort()?;
+        match early.remove(&uid) {
+            Some((body, stamp)) => {
+                writer.begin(uid)?;
+                writer.data(&body)?;
+                writer.end(stamp)?;
+            }
+            // No body (Dovecot's `BODY[] NIL`, or no answer at all): expunged while we
+            // read it, and nothing is kept.
+            None => report.vanished += 1,
+        }
+        return Ok(());
+    };
+    if let Some(body) = body {
+        gathered.extend_from_slice(&body);
+    }
+    writer.data(&gathered)?;
+    writer.end(stamp)?;
     Ok(())
 }

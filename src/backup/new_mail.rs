@@ -109,7 +109,7 @@ pub fn fetch(
                         return Ok(());
                     }
                     if f.size != Some(body.len() as u32) {
-                        // Bigger than one piece (or of unknown size): fetched in chunks later.
+                        // Bigger than one piece (or of unknown size): fetched alone later.
                         o.unfinished = true;
                         return Ok(());
                     }

@@ -1,13 +1,14 @@
 //! Which messages to fetch in which command: small messages grouped into one `UID FETCH`
-//! under a memory budget, big ones alone and in chunks.
+//! under a memory budget, big ones alone (their bodies streamed to the writer).
 
 /// One fetch command's worth of messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Batch {
     /// Several whole messages in one `UID FETCH`, together under the budget.
     Whole(Vec<u32>),
-    /// One message bigger than the budget, fetched in chunks of the budget's size.
-    Chunked(u32),
+    /// One message bigger than the budget (or to be fetched alone), fetched by itself, its
+    /// body streamed to the writer as it comes.
+    Alone(u32),
 }
 
 /// Most messages in one command, so command lines and answers stay modest.
@@ -15,7 +16,7 @@ pub const MAX_PER_BATCH: usize = 200;
 
 /// Groups `(uid, size)` pairs (in UID order) into batches whose sizes add up to at most
 /// `budget` bytes; a message larger than `budget`, or one that is to be fetched `alone`,
-/// becomes a chunked batch of its own.
+/// becomes a batch of its own.
 pub fn batches(messages: &[(u32, u32)], budget: usize, alone: &dyn Fn(u32) -> bool) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut cur: Vec<u32> = Vec::new();
@@ -28,7 +29,7 @@ pub fn batches(messages: &[(u32, u32)], budget: usize, alone: &dyn Fn(u32) -> bo
                 out.push(Batch::Whole(std::mem::take(&mut cur)));
                 cur_size = 0;
             }
-            out.push(Batch::Chunked(uid));
+            out.push(Batch::Alone(uid));
             continue;
         }
         if !cur.is_empty() && (cur_size + size > budget || cur.len() == MAX_PER_BATCH) {
@@ -53,7 +54,7 @@ mod tests {
         let msgs = [(1, 100), (2, 200), (3, 5000), (4, 300), (5, 800), (6, 50)];
         assert_eq!(
             batches(&msgs, 1000, &|_| false),
-            vec![Batch::Whole(vec![1, 2]), Batch::Chunked(3), Batch::Whole(vec![4]), Batch::Whole(vec![5, 6])]
+            vec![Batch::Whole(vec![1, 2]), Batch::Alone(3), Batch::Whole(vec![4]), Batch::Whole(vec![5, 6])]
         );
         let many: Vec<(u32, u32)> = (1..=450).map(|u| (u, 1)).collect();
         let b = batches(&many, 1 << 20, &|_| false);
@@ -66,7 +67,7 @@ mod tests {
         let msgs = [(1, 10), (2, 10), (3, 10), (4, 10)];
         assert_eq!(
             batches(&msgs, 1000, &|u| u == 2),
-            vec![Batch::Whole(vec![1]), Batch::Chunked(2), Batch::Whole(vec![3, 4])]
+            vec![Batch::Whole(vec![1]), Batch::Alone(2), Batch::Whole(vec![3, 4])]
         );
     }
 
@@ -87,7 +88,7 @@ mod tests {
                     assert!(uids.iter().map(|u| sizes[u] as usize).sum::<usize>() <= 64 * 1024);
                     seen.extend(uids);
                 }
-                Batch::Chunked(u) => {
+                Batch::Alone(u) => {
                     assert!(sizes[&u] as usize > 64 * 1024);
                     seen.push(u);
                 }

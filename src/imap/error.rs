@@ -18,7 +18,7 @@ pub enum ImapError {
     Protocol(String),
     /// The server sent more message data than the messages asked for can hold (sizes it
     /// got wrong, or a hostile server): the stream is given up rather than held in memory,
-    /// and those messages are better asked for one at a time, in pieces.
+    /// and those messages are better asked for one at a time, each streamed to disk.
     TooMuch(String),
     /// Nothing arrived in time.
     Timeout,

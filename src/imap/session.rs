@@ -213,10 +213,21 @@ impl Link {
         max_literal: usize,
         on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
     ) -> std::result::Result<String, ImapError> {
+        self.finish_into(tag, max_literal, None, on_data)
+    }
+
+    /// [`Link::finish`], a `BODY[]` going to `sink` when given.
+    fn finish_into(
+        &mut self,
+        tag: &str,
+        max_literal: usize,
+        mut sink: Option<&mut wire::BodySink<'_>>,
+        on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
+    ) -> std::result::Result<String, ImapError> {
         let mut others = 0;
         self.io.get_mut().restart();
         loop {
-            match wire::read_response(&mut self.io, max_literal)? {
+            match wire::read_response_into(&mut self.io, max_literal, sink.as_deref_mut())? {
                 Response::Data(Data::Bye(text)) => {
                     return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
                 }
@@ -703,13 +714,25 @@ impl Session {
         max_total: usize,
         wanted: &dyn Fn(u32) -> bool,
     ) -> std::result::Result<Vec<Fetched>, ImapError> {
+        self.read_fetch_into(max_literal, max_total, wanted, None)
+    }
+
+    /// [`Session::read_fetch`] for one message fetched alone: its `BODY[]` goes to `sink`
+    /// as it comes, in pieces (the answer's [`Fetched::streamed`] then gives its size).
+    pub fn read_fetch_into(
+        &mut self,
+        max_literal: usize,
+        max_total: usize,
+        wanted: &dyn Fn(u32) -> bool,
+        mut sink: Option<&mut wire::BodySink<'_>>,
+    ) -> std::result::Result<Vec<Fetched>, ImapError> {
         let result = (|| {
             let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
             let tag =
                 link.fetches.front().cloned().ok_or_else(|| ImapError::Protocol("no UID FETCH was sent".into()))?;
             let mut kept: HashMap<u32, Fetched> = HashMap::new();
             let mut total = 0usize;
-            link.finish(&tag, max_literal, &mut |d| {
+            link.finish_into(&tag, max_literal, sink.as_deref_mut(), &mut |d| {
                 let Data::Fetch(f) = d else { return Ok(()) };
                 let Some(uid) = f.uid.filter(|&u| wanted(u)) else { return Ok(()) };
                 total += f.body.as_ref().map_or(0, Vec::len);
@@ -719,7 +742,7 @@ impl Session {
                     )));
                 }
                 // A flags-only answer must not replace the one that carries the body.
-                if f.body.is_some() || !kept.contains_key(&uid) {
+                if f.body.is_some() || f.streamed.is_some() || !kept.contains_key(&uid) {
                     kept.insert(uid, f);
                 }
                 Ok(())

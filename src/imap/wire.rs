@@ -21,6 +21,28 @@ pub const MAX_SMALL_LITERAL: usize = 64 * 1024;
 enum Part {
     Text(Vec<u8>),
     Literal(Vec<u8>),
+    /// A FETCH body handed to a [`BodySink`] as it came: its size.
+    Streamed(u64),
+}
+
+/// Where the body of a FETCH answer goes instead of memory: piece by piece, as read from
+/// the socket, so a message of any size passes through a fixed buffer.
+pub struct BodySink<'a> {
+    /// The message whose body is wanted: a body on a line naming another UID is read as
+    /// usual (a line naming none is taken, and its answer checked once parsed).
+    pub uid: u32,
+    /// The largest body taken.
+    pub max: u64,
+    /// A body bigger than `max` but at most this big is read and thrown away (the
+    /// connection stays usable); a bigger one fails the answer unread ([`ImapError::TooMuch`]).
+    pub drain: u64,
+    /// The size of a body thrown away for being bigger than `max`.
+    pub over: Option<u64>,
+    /// Whether a body was taken: one is, at most.
+    pub taken: bool,
+    /// Takes each piece in order. An error stops the reading (the stream is then mid-answer
+    /// and the connection must go).
+    pub piece: &'a mut dyn FnMut(&[u8]) -> Result<(), ImapError>,
 }
 
 /// How a command ended.
@@ -118,6 +140,8 @@ pub struct Fetched {
     /// The body section's data (`BODY[]`, `BODY[]<offset>` or `BODY[HEADER]`); `None` when
     /// absent.
     pub body: Option<Vec<u8>>,
+    /// The size of a `BODY[]` that went to a [`BodySink`] instead of `body`.
+    pub streamed: Option<u64>,
     /// `FLAGS`, as sent; at most [`MAX_FLAGS`] of at most [`MAX_FLAG_LEN`] bytes each
     /// (more fails the answer), names that are not IMAP atoms left out.
     pub flags: Option<Vec<String>>,
@@ -132,6 +156,16 @@ pub const MAX_FLAG_LEN: usize = 128;
 
 /// Reads one response, with literals of up to `max_literal` bytes.
 pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Response, ImapError> {
+    read_response_into(r, max_literal, None)
+}
+
+/// Reads one response like [`read_response`], except that a `BODY[]` literal goes to
+/// `sink`, if given (one per response: a second one is refused).
+pub fn read_response_into(
+    r: &mut impl BufRead,
+    max_literal: usize,
+    mut sink: Option<&mut BodySink<'_>>,
+) -> Result<Response, ImapError> {
     let mut parts = Vec::new();
     loop {
         let (line, complete) = read_line(r)?;
@@ -146,6 +180,26 @@ pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Respons
         parts.push(Part::Text(line));
         let Some(size) = literal else { break };
         let size = size.ok_or_else(|| ImapError::Protocol("a literal size that is not a number".into()))?;
+        if let (Some(sink), Some(Part::Text(line))) = (sink.as_deref_mut(), parts.last()) {
+            let first = parts.len() == 1;
+            if !sink.taken && announces_body(line) && (!first || line_uid(line).is_none_or(|u| u == sink.uid)) {
+                if size as u64 > sink.drain.max(sink.max) {
+                    return Err(ImapError::TooMuch(format!(
+                        "the server announced a message of {size} bytes where at most {} were expected",
+                        sink.max
+                    )));
+                }
+                if size as u64 > sink.max {
+                    sink.over = Some(size as u64);
+                    stream_literal(r, size, &mut |_| Ok(()))?;
+                } else {
+                    stream_literal(r, size, sink.piece)?;
+                }
+                parts.push(Part::Streamed(size as u64));
+                sink.taken = true;
+                continue;
+            }
+        }
         if size > max_literal {
             return Err(ImapError::TooMuch(format!(
                 "the server announced a literal of {size} bytes where at most {max_literal} were expected"
@@ -156,6 +210,40 @@ pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Respons
         parts.push(Part::Literal(data));
     }
     parse(parts)
+}
+
+/// Whether a line ends with the announcement of a whole message's literal: `BODY[] {N}`.
+fn announces_body(line: &[u8]) -> bool {
+    let Some(open) = line.iter().rposition(|&b| b == b'{') else { return false };
+    let before = &line[..open];
+    before.len() >= 7 && before[before.len() - 7..].eq_ignore_ascii_case(b"BODY[] ")
+}
+
+/// The UID a FETCH answer's first line names (`* 5 FETCH (UID 42 ...`), if it does.
+fn line_uid(line: &[u8]) -> Option<u32> {
+    let at = line.windows(5).position(|w| matches!(w[0], b'(' | b' ') && w[1..].eq_ignore_ascii_case(b"UID "))?;
+    let digits: Vec<u8> = line[at + 5..].iter().copied().take_while(u8::is_ascii_digit).collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// Passes a literal of `size` bytes to `piece` straight from the reader's buffer.
+fn stream_literal(
+    r: &mut impl BufRead,
+    size: usize,
+    piece: &mut dyn FnMut(&[u8]) -> Result<(), ImapError>,
+) -> Result<(), ImapError> {
+    let mut left = size;
+    while left > 0 {
+        let buf = r.fill_buf().map_err(io_error)?;
+        if buf.is_empty() {
+            return Err(ImapError::Lost("the server closed the connection in the middle of an answer".into()));
+        }
+        let n = buf.len().min(left);
+        piece(&buf[..n])?;
+        r.consume(n);
+        left -= n;
+    }
+    Ok(())
 }
 
 /// One line with its line end; `false` when the cap was reached first.
@@ -263,6 +351,8 @@ enum Value {
     Str(Vec<u8>),
     List(Vec<Value>),
     Nil,
+    /// A literal that went to a [`BodySink`]: its size.
+    Streamed(u64),
 }
 
 impl Value {
@@ -374,7 +464,11 @@ impl Tokens {
             }
             Some(b'{') => {
                 // The line ends with the literal's announcement; the literal follows.
-                let Some(Part::Literal(data)) = self.parts.next() else { return Err(bad("a literal")) };
+                let value = match self.parts.next() {
+                    Some(Part::Literal(data)) => Value::Str(data),
+                    Some(Part::Streamed(size)) => Value::Streamed(size),
+                    _ => return Err(bad("a literal")),
+                };
                 self.text = match self.parts.next() {
                     Some(Part::Text(t)) => t,
                     _ => return Err(bad("the text after a literal")),
@@ -385,7 +479,7 @@ impl Tokens {
                 if !matches!(self.text.first(), Some(b' ' | b')' | b'\r' | b'\n')) {
                     return Err(ImapError::Protocol("a literal was longer than announced".into()));
                 }
-                Ok(Value::Str(data))
+                Ok(value)
             }
             Some(_) => {
                 let start = self.pos;
@@ -561,7 +655,13 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
             out.body = match value {
                 Value::Str(data) | Value::Atom(data) => Some(data),
                 Value::Nil => None,
-                Value::List(_) => return Err(ImapError::Protocol("cannot read the body in a FETCH answer".into())),
+                Value::Streamed(size) if upper == "BODY[]" => {
+                    out.streamed = Some(size);
+                    None
+                }
+                Value::List(_) | Value::Streamed(_) => {
+                    return Err(ImapError::Protocol("cannot read the body in a FETCH answer".into()))
+                }
             };
         }
     }
@@ -700,6 +800,72 @@ mod tests {
                 items: vec![("UIDNEXT".into(), 12), ("UIDVALIDITY".into(), 9), ("MESSAGES".into(), 3)]
             }
         );
+    }
+
+    /// Reads `input` with a sink for UID `uid` (tiny reads: pieces cross every boundary);
+    /// returns the responses and what the sink got.
+    fn read_streamed(input: &[u8], uid: u32, max: u64) -> (Vec<Result<Response, ImapError>>, Vec<u8>) {
+        let mut got = Vec::new();
+        let mut responses = Vec::new();
+        {
+            let mut piece = |d: &[u8]| {
+                got.extend_from_slice(d);
+                Ok(())
+            };
+            let mut sink = BodySink { uid, max, drain: 20, over: None, taken: false, piece: &mut piece };
+            let mut r = io::BufReader::with_capacity(7, input);
+            while !r.fill_buf().unwrap().is_empty() {
+                let res = read_response_into(&mut r, 100, Some(&mut sink));
+                let stop = res.is_err();
+                responses.push(res);
+                if stop {
+                    break;
+                }
+            }
+        }
+        (responses, got)
+    }
+
+    #[test]
+    fn a_body_streams_to_the_sink_once_and_only_for_its_uid() {
+        let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut input = b"* 1 FETCH (UID 5 FLAGS (\\Seen))\r\n* 2 FETCH (UID 6 BODY[] {3}\r\nabc)\r\n".to_vec();
+        input.extend(format!("* 3 FETCH (UID 7 FLAGS () BODY[] {{{}}}\r\n", body.len()).as_bytes());
+        input.extend(&body);
+        input.extend(b" INTERNALDATE \" 7-Jul-2019 02:44:25 -0700\")\r\n* 4 FETCH (UID 7 BODY[] {2}\r\nhi)\r\n");
+        let (responses, got) = read_streamed(&input, 7, 5000);
+        assert_eq!(got, body, "the body of UID 7, bigger than max_literal, went to the sink whole");
+        let fetched: Vec<Fetched> = responses
+            .into_iter()
+            .map(|r| match r {
+                Ok(Response::Data(Data::Fetch(f))) => f,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(fetched[1].body.as_deref(), Some(&b"abc"[..]), "UID 6's body is read as usual");
+        assert_eq!((fetched[2].uid, fetched[2].body.as_ref(), fetched[2].streamed), (Some(7), None, Some(1000)));
+        assert_eq!(fetched[2].internal_date.as_deref(), Some(" 7-Jul-2019 02:44:25 -0700"));
+        assert_eq!(fetched[3].body.as_deref(), Some(&b"hi"[..]), "a second body is not streamed");
+        // A UID after the body: taken, to be checked by the caller.
+        let (responses, got) = read_streamed(b"* 3 FETCH (BODY[] {4}\r\nwxyz UID 9)\r\n", 7, 10);
+        assert_eq!(got, b"wxyz");
+        assert!(
+            matches!(&responses[0], Ok(Response::Data(Data::Fetch(f))) if f.uid == Some(9) && f.streamed == Some(4))
+        );
+        // Bigger than the sink allows: read and thrown away up to the drain size, refused
+        // before a byte is read beyond it.
+        let (responses, got) = read_streamed(b"* 3 FETCH (UID 7 BODY[] {11}\r\nhello world)\r\n", 7, 10);
+        assert!(got.is_empty());
+        assert!(matches!(&responses[0], Ok(Response::Data(Data::Fetch(f))) if f.streamed == Some(11)), "{responses:?}");
+        let (responses, got) = read_streamed(b"* 3 FETCH (UID 7 BODY[] {21}\r\nhello world hello wor)\r\n", 7, 10);
+        assert!(got.is_empty());
+        assert!(matches!(&responses[0], Err(ImapError::TooMuch(_))), "{responses:?}");
+        // Longer than announced: the answer fails after the bytes went to the sink.
+        let (responses, _) = read_streamed(b"* 3 FETCH (UID 7 BODY[] {3}\r\nhello)\r\n", 7, 10);
+        assert!(matches!(&responses[0], Err(ImapError::Protocol(_))), "{responses:?}");
+        // Cut short: the connection is lost.
+        let (responses, _) = read_streamed(b"* 3 FETCH (UID 7 BODY[] {30}\r\nhello", 7, 100);
+        assert!(matches!(&responses[0], Err(ImapError::Lost(_))), "{responses:?}");
     }
 
     #[test]

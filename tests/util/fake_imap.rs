@@ -75,9 +75,6 @@ pub enum Fault {
     /// Precede each message's data with an unsolicited `FETCH (UID u FLAGS (\Seen))`,
     /// which RFC 3501 (7.4.2) lets a server send at any time.
     FlagsFirst,
-    /// Answer a partial fetch `<o.l>` as if it asked for the whole message (`BODY[]`, all
-    /// of it), as a server that ignores the range would.
-    IgnorePartial,
     /// Leave this UID out of a body fetch's answer (its size was given before), as a
     /// server does for a message another session expunged in between.
     Omit(u32),
@@ -92,9 +89,9 @@ pub enum Fault {
     Unasked(usize),
     /// Sizes lie: `RFC822.SIZE` answers say 100 bytes for every message.
     SmallSizes,
-    /// Answer a partial fetch `<o.l>` with `l` bytes of filler, wherever the message ends:
-    /// pieces that never end.
-    EndlessPartial,
+    /// Answer a body fetch with this many bytes of filler in place of the message: a body
+    /// far bigger than the size given for it.
+    Oversized(usize),
     /// Send a line of this many bytes without a line end, then hang up.
     LongLine(usize),
     /// Answer a `UID SEARCH` with UIDs 1 to this number, all on one line.
@@ -518,7 +515,6 @@ impl Conn<'_> {
                         | Fault::Omit(_)
                         | Fault::NilBody(_)
                         | Fault::Unasked(_)
-                        | Fault::EndlessPartial
                         | Fault::ExtraListName(_)
                 )
             });
@@ -608,11 +604,10 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
         Fault::Bad(text) => return send(s, format!("{tag} BAD {text}\r\n").as_bytes()).map(|()| true),
         Fault::LongLiteral(_)
         | Fault::FlagsFirst
-        | Fault::IgnorePartial
         | Fault::Omit(_)
         | Fault::NilBody(_)
         | Fault::SmallSizes
-        | Fault::EndlessPartial => return send(s, &reply).map(|()| true),
+        | Fault::Oversized(_) => return send(s, &reply).map(|()| true),
         Fault::LongLine(n) => {
             let piece = vec![b'x'; 64 * 1024];
             let mut left = *n;
@@ -847,10 +842,9 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         }
         let filler;
         let (origin, data) = match partial {
-            Some(_) if matches!(fault, Some(Fault::IgnorePartial)) => (String::new(), &body[..]),
-            Some((o, l)) if matches!(fault, Some(Fault::EndlessPartial)) => {
-                filler = vec![b'x'; l];
-                (format!("<{o}>"), &filler[..])
+            _ if matches!(fault, Some(Fault::Oversized(_))) => {
+                filler = vec![b'x'; if let Some(Fault::Oversized(n)) = fault { *n } else { 0 }];
+                (String::new(), &filler[..])
             }
             Some((o, l)) => (format!("<{o}>"), &body[o.min(body.len())..(o + l).min(body.len())]),
             None => (String::new(), &body[..]),
