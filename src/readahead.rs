@@ -20,7 +20,8 @@ const QUEUE: usize = 8;
 
 enum Piece {
     Data(Vec<u8>),
-    End,
+    /// The file's end, with its HMAC tag when it is encrypted.
+    End(Option<[u8; 32]>),
     Failed(io::Error),
 }
 
@@ -28,6 +29,8 @@ enum Piece {
 /// messages in the order they were given.
 pub struct ReadAhead {
     forms: VecDeque<Form>,
+    /// The HMAC tag of the last encrypted file read to its end.
+    last_tag: Option<[u8; 32]>,
     pieces: Option<Receiver<Piece>>,
     spare: SyncSender<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
@@ -44,7 +47,7 @@ impl ReadAhead {
             .name("decrypt".into())
             .spawn(move || decode_all(&files, keys.as_ref(), &tx, &spare_rx))
             .doing("starting the decrypting thread")?;
-        Ok(ReadAhead { forms, pieces: Some(pieces), spare, thread: Some(thread) })
+        Ok(ReadAhead { forms, last_tag: None, pieces: Some(pieces), spare, thread: Some(thread) })
     }
 
     /// The next file's stored From-line and a reader of its message, as
@@ -52,8 +55,15 @@ impl ReadAhead {
     /// out of this call or of the reads; dropping the reader skips the rest of the message.
     pub fn next_message(&mut self) -> io::Result<(Vec<u8>, BufReader<impl Read + '_>)> {
         let form = self.forms.pop_front().ok_or_else(|| io::Error::other("no more archive files"))?;
+        self.last_tag = None;
         let sealed = Sealed { ahead: self, buf: Vec::new(), pos: 0, done: false };
         fromline::split_stored(codec::inflated(sealed, form))
+    }
+
+    /// The HMAC tag of the message last read to its end, if its file is encrypted (the
+    /// MAC was checked before its first byte came).
+    pub fn last_tag(&self) -> Option<[u8; 32]> {
+        self.last_tag
     }
 
     fn recv(&mut self) -> io::Result<Piece> {
@@ -97,7 +107,10 @@ impl Read for Sealed<'_> {
                     }
                     self.pos = 0;
                 }
-                Ok(Piece::End) => self.done = true,
+                Ok(Piece::End(tag)) => {
+                    self.ahead.last_tag = tag;
+                    self.done = true;
+                }
                 Ok(Piece::Failed(e)) | Err(e) => {
                     self.done = true;
                     return Err(e);
@@ -117,7 +130,11 @@ impl Drop for Sealed<'_> {
         while !self.done {
             match self.ahead.recv() {
                 Ok(Piece::Data(_)) => {}
-                Ok(Piece::End | Piece::Failed(_)) | Err(_) => self.done = true,
+                Ok(Piece::End(tag)) => {
+                    self.ahead.last_tag = tag;
+                    self.done = true;
+                }
+                Ok(Piece::Failed(_)) | Err(_) => self.done = true,
             }
         }
     }
@@ -128,9 +145,9 @@ impl Drop for Sealed<'_> {
 fn decode_all(files: &[ArchiveFile], keys: Option<&Keys>, tx: &SyncSender<Piece>, spare: &Receiver<Vec<u8>>) {
     for f in files {
         let last = match decode_one(f, keys, tx, spare) {
-            Ok(true) => Piece::End,
+            Ok(Some(tag)) => Piece::End(tag),
             // The reader went away: nobody wants the rest.
-            Ok(false) => return,
+            Ok(None) => return,
             Err(e) => Piece::Failed(e),
         };
         if tx.send(last).is_err() {
@@ -139,24 +156,25 @@ fn decode_all(files: &[ArchiveFile], keys: Option<&Keys>, tx: &SyncSender<Piece>
     }
 }
 
-/// Sends one file's decrypted bytes; false if the reader went away.
+/// Sends one file's decrypted bytes; at the end its tag (if encrypted), `None` if the
+/// reader went away.
 fn decode_one(
     f: &ArchiveFile,
     keys: Option<&Keys>,
     tx: &SyncSender<Piece>,
     spare: &Receiver<Vec<u8>>,
-) -> io::Result<bool> {
-    let mut msg = codec::open_sealed(File::open(&f.path)?, f.form, keys)?;
+) -> io::Result<Option<Option<[u8; 32]>>> {
+    let (mut msg, tag) = codec::open_sealed_tagged(File::open(&f.path)?, f.form, keys)?;
     loop {
         let mut buf = spare.try_recv().unwrap_or_default();
         buf.resize(BUF_SIZE, 0);
         let n = read_full(&mut msg, &mut buf)?;
         if n == 0 {
-            return Ok(true);
+            return Ok(Some(tag));
         }
         buf.truncate(n);
         if tx.send(Piece::Data(buf)).is_err() {
-            return Ok(false);
+            return Ok(None);
         }
     }
 }

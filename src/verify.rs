@@ -77,10 +77,21 @@ pub fn verify(
         if let Some((_, _, seen)) = folder.as_mut() {
             seen.insert(f.uid);
         }
+        // An encrypted file's digest is its HMAC tag (checked on the way); others', the
+        // SHA-256 of the message.
         let decoded = ahead.next_message().and_then(|(_, msg)| {
+            if f.form.encrypted {
+                let mut msg = msg;
+                let n = drain(&mut msg)?;
+                return Ok((n, None));
+            }
             let mut r = HashingReader { inner: msg, hasher: Default::default() };
             let n = drain(&mut r)?;
-            Ok((n, r.hasher.finish()))
+            Ok((n, Some(r.hasher.finish())))
+        });
+        let decoded = decoded.and_then(|(n, sha)| match sha.or(ahead.last_tag()) {
+            Some(d) => Ok((n, d)),
+            None => Err(std::io::Error::other("no HMAC tag after reading the file")),
         });
         match decoded {
             Ok((n, digest)) => match recorded {

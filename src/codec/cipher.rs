@@ -31,12 +31,17 @@ fn new_mac(keys: &Keys) -> HmacSha256 {
     <HmacSha256 as Mac>::new_from_slice(keys.sig()).expect("HMAC takes any key length")
 }
 
+/// Where a finished file's HMAC tag is left for whoever wrote the message (the metadata
+/// records it: an encrypted file's digest is its tag, computed anyway).
+pub type TagSlot = std::sync::Arc<std::sync::OnceLock<[u8; TAG_LEN]>>;
+
 /// Encrypts everything written to it; the MAC is written by [`Finish::finish`].
 pub struct EncryptWriter {
     cipher: cbc::Encryptor<Aes256>,
     mac: HmacSha256,
     buf: Vec<u8>,
     inner: Box<dyn Finish>,
+    tag: Option<TagSlot>,
 }
 
 impl EncryptWriter {
@@ -48,7 +53,13 @@ impl EncryptWriter {
         let mut mac = new_mac(keys);
         mac.update(&iv);
         inner.write_all(&iv)?;
-        Ok(EncryptWriter { cipher, mac, buf: Vec::with_capacity(BUF_SIZE), inner })
+        Ok(EncryptWriter { cipher, mac, buf: Vec::with_capacity(BUF_SIZE), inner, tag: None })
+    }
+
+    /// Leaves the file's tag in `slot` when it is finished.
+    pub fn with_tag_slot(mut self, slot: TagSlot) -> Self {
+        self.tag = Some(slot);
+        self
     }
 
     /// Encrypts the buffer (a whole number of blocks) and passes it on.
@@ -86,6 +97,12 @@ impl Finish for EncryptWriter {
         self.seal_buffer()?;
         let tag = self.mac.clone().finalize().into_bytes();
         self.inner.write_all(&tag)?;
+        if let Some(slot) = &self.tag {
+            let mut t = [0u8; TAG_LEN];
+            t.copy_from_slice(&tag);
+            // Set once per writer: a second set cannot happen.
+            let _ = slot.set(t);
+        }
         self.inner.finish()
     }
 }
@@ -95,6 +112,13 @@ impl Finish for EncryptWriter {
 pub struct Checked {
     cipher_len: u64,
     tag: [u8; TAG_LEN],
+}
+
+impl Checked {
+    /// The file's HMAC tag (checked).
+    pub fn tag(&self) -> [u8; TAG_LEN] {
+        self.tag
+    }
 }
 
 /// A file whose HMAC does not match the key: the one failure a wrong key causes.

@@ -122,13 +122,16 @@ struct BlockCompressor {
     state: Box<CompressorOxide>,
     /// Whether the state holds a block's history, to be cleared before the next one.
     used: bool,
+    /// The last block was coded as literals: a next block of nothing but base64 is too,
+    /// without a sample (the same attachment goes on).
+    after_literals: bool,
 }
 
 impl BlockCompressor {
     fn new(level: u8) -> Self {
         // Negative window bits: raw deflate, no zlib header; the Adler-32 is still computed.
         let flags = create_comp_flags_from_zip_params(i32::from(level.min(10)), -15, 0) | TDEFL_COMPUTE_ADLER32;
-        BlockCompressor { level, state: Box::new(CompressorOxide::new(flags)), used: false }
+        BlockCompressor { level, state: Box::new(CompressorOxide::new(flags)), used: false, after_literals: false }
     }
 
     /// Compresses `block` on its own, ending with a sync flush, into `out`; returns the
@@ -136,10 +139,17 @@ impl BlockCompressor {
     /// little there, the block is Huffman-coded as literals instead (src/codec/literals.rs),
     /// for the same size at a fraction of the CPU, else miniz goes on where it stopped.
     fn compress(&mut self, block: &[u8], out: &mut Vec<u8>) -> io::Result<u32> {
+        let after_literals = std::mem::take(&mut self.after_literals);
         if self.level == 0 || block.len() < 2 * SAMPLE {
             return self.lz(block, out);
         }
         let (sample, rest) = block.split_at(SAMPLE);
+        if after_literals {
+            let counts = literals::histogram(block);
+            if base64_only(&counts) {
+                return Ok(self.literals(block, &counts, out));
+            }
+        }
         self.lz(sample, out)?;
         let mut counts = literals::histogram(sample);
         let literal_bits = LiteralCode::for_counts(&counts).cost_bits(&counts) + LITERAL_HEADER_BITS;
@@ -149,9 +159,16 @@ impl BlockCompressor {
         for (c, r) in counts.iter_mut().zip(literals::histogram(rest)) {
             *c += r;
         }
+        Ok(self.literals(block, &counts, out))
+    }
+
+    /// Codes `block` (whose bytes `counts` counts) as one block of literals into `out`;
+    /// returns its Adler-32.
+    fn literals(&mut self, block: &[u8], counts: &[u32; 256], out: &mut Vec<u8>) -> u32 {
         out.clear();
-        LiteralCode::for_counts(&counts).write_block(block, out);
-        Ok(adler32(1, block))
+        LiteralCode::for_counts(counts).write_block(block, out);
+        self.after_literals = true;
+        adler32(1, block)
     }
 
     /// Compresses `block` with miniz (LZ77 and Huffman codes), ending with a sync flush.
@@ -176,6 +193,14 @@ impl BlockCompressor {
         }
         Ok(self.state.adler32())
     }
+}
+
+/// Whether only base64's alphabet and line ends occur in the bytes `counts` counts.
+fn base64_only(counts: &[u32; 256]) -> bool {
+    counts.iter().enumerate().all(|(b, &c)| {
+        let b = b as u8;
+        c == 0 || b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n')
+    })
 }
 
 /// The Adler-32 of `data` continued from `adler` (RFC 1950 8.2).
@@ -583,6 +608,32 @@ mod tests {
             LiteralCode::for_counts(&literals::histogram(data)).write_block(data, &mut lit_out);
             assert_eq!(out == lit_out, literal, "literal block expected: {literal}");
             assert_eq!(out == lz_out, !literal);
+        }
+    }
+
+    /// After a block of literals, a block of base64 is coded as literals without a sample,
+    /// and a block of text still goes to miniz; every output inflates to its block.
+    #[test]
+    fn after_literals_base64_skips_the_sample_and_text_does_not() {
+        let mut seed = 5u64;
+        let random: Vec<u8> = (0..96_000)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (seed >> 40) as u8
+            })
+            .collect();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &random).into_bytes();
+        let text: Vec<u8> = (0..b64.len()).map(|i| b"From the quick brown fox\n"[i % 25]).collect();
+        let mut c = BlockCompressor::new(1);
+        for (data, literal) in [(&b64, true), (&b64, true), (&text, false), (&b64, true)] {
+            let mut out = Vec::new();
+            c.compress(data, &mut out).unwrap();
+            let mut lit = Vec::new();
+            LiteralCode::for_counts(&literals::histogram(data)).write_block(data, &mut lit);
+            assert_eq!(out == lit, literal);
+            assert_eq!(c.after_literals, literal);
+            out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+            assert_eq!(&miniz_oxide::inflate::decompress_to_vec(&out).unwrap(), data);
         }
     }
 

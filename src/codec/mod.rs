@@ -97,10 +97,23 @@ pub struct WriteOptions<'k> {
 /// Builds the writer chain: what is written to the result is a raw message, what reaches
 /// `sink` is the archive file's bytes. Call [`Finish::finish`] at the end of the message.
 pub fn writer(opts: WriteOptions<'_>, sink: Box<dyn Finish>) -> io::Result<Box<dyn Finish>> {
+    writer_tagged(opts, sink, None)
+}
+
+/// [`writer`], an encrypted file's HMAC tag left in `tag` once the chain is finished.
+pub fn writer_tagged(
+    opts: WriteOptions<'_>,
+    sink: Box<dyn Finish>,
+    tag: Option<cipher::TagSlot>,
+) -> io::Result<Box<dyn Finish>> {
     let mut w = sink;
     if opts.form.encrypted {
         let keys = opts.keys.ok_or_else(|| io::Error::other("encryption needs a key file"))?;
-        w = Box::new(cipher::EncryptWriter::new(keys, Box::new(base64::Base64Writer::new(w)))?);
+        let mut enc = cipher::EncryptWriter::new(keys, Box::new(base64::Base64Writer::new(w)))?;
+        if let Some(slot) = tag {
+            enc = enc.with_tag_slot(slot);
+        }
+        w = Box::new(enc);
     }
     if opts.form.compressed {
         if opts.form.encrypted {
@@ -124,7 +137,22 @@ where
 
 /// The first half of [`open`]: undoes the encryption layer only, so the result is still
 /// compressed when the form says so. Finish with [`inflated`].
-pub fn open_sealed<F>(mut file: F, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>>
+pub fn open_sealed<F>(file: F, form: Form, keys: Option<&Keys>) -> io::Result<Box<dyn Read + Send>>
+where
+    F: Read + Seek + Send + 'static,
+{
+    Ok(open_sealed_tagged(file, form, keys)?.0)
+}
+
+/// An encrypted file's HMAC-SHA256 tag.
+pub type Tag = [u8; 32];
+
+/// [`open_sealed`], with an encrypted file's HMAC tag (checked before anything is read).
+pub fn open_sealed_tagged<F>(
+    mut file: F,
+    form: Form,
+    keys: Option<&Keys>,
+) -> io::Result<(Box<dyn Read + Send>, Option<Tag>)>
 where
     F: Read + Seek + Send + 'static,
 {
@@ -133,13 +161,14 @@ where
         let checked =
             cipher::check_mac(keys, base64::Base64Reader::new(BufReader::with_capacity(BUF_SIZE, &mut file)))?;
         file.rewind()?;
-        Box::new(cipher::DecryptReader::new(
+        let reader = cipher::DecryptReader::new(
             keys,
             checked,
             base64::Base64Reader::new(BufReader::with_capacity(BUF_SIZE, file)),
-        ))
+        );
+        (Box::new(reader), Some(checked.tag()))
     } else {
-        Box::new(BufReader::with_capacity(BUF_SIZE, file))
+        (Box::new(BufReader::with_capacity(BUF_SIZE, file)), None)
     })
 }
 

@@ -1,5 +1,5 @@
 //! Each archived message's flags, arrival time (INTERNALDATE), size and digest (SHA-256 of
-//! the message as fetched), kept per folder in `ROOT/.smailarchiver/meta/USERDIR/`, outside
+//! the message as fetched; an encrypted file's HMAC tag), kept per folder in `ROOT/.smailarchiver/meta/USERDIR/`, outside
 //! the folder directories (the original's restore loop reads every file in those).
 //!
 //! A folder's file is a journal: a header line, then lines appended after the messages they
@@ -40,7 +40,8 @@ pub struct MessageMeta {
     pub arrived: Option<i64>,
     /// Message size in bytes, when known.
     pub size: Option<u64>,
-    /// SHA-256 of the message as fetched, when known (and asked for).
+    /// SHA-256 of the message as fetched (an encrypted file's HMAC tag), when known (and
+    /// asked for).
     pub digest: Option<[u8; 32]>,
 }
 
@@ -51,7 +52,7 @@ pub struct Entry {
     pub uid: u32,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the message bytes.
+    /// SHA-256 of the message bytes; for an encrypted file, its HMAC-SHA256 tag.
     pub digest: [u8; 32],
     /// INTERNALDATE as the server sent it (checked form), if it did.
     pub internal_date: Option<String>,
