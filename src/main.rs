@@ -1,6 +1,12 @@
-//! The `smailarchiver` command.
-
 fn main() {
+    // glibc gives each thread that allocates an arena of its own; the codec threads come
+    // and go with messages, and their arenas' free pages stay resident. Two arenas keep
+    // the peak RSS of a -z -e backup about a MiB lower (musl builds have no arenas).
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let code = smailarchiver::app::main(std::env::args_os().skip(1));
     std::process::exit(code);
 }

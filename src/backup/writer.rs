@@ -18,11 +18,11 @@ use crate::metadata::{Entry, Hasher};
 
 /// Largest piece of message data in the queue.
 const PIECE: usize = 256 * 1024;
-/// What a thread's queue holds at most: 1 MiB of message data. The bound is in bytes, not
+/// What a thread's queue holds at most: 512 KiB of message data. The bound is in bytes, not
 /// jobs: counted in jobs (three for a small message), a queue of four filled whenever the
 /// thread waited a few milliseconds for a commit's sync, and the reader stopped draining
 /// the socket (measured: the main thread spent 1.3 s of a 3.5 s plain backup waiting).
-const QUEUE_BYTES: usize = 4 * PIECE;
+const QUEUE_BYTES: usize = 2 * PIECE;
 /// What a job costs in the queue besides its data, so many tiny messages stay bounded too.
 const JOB_COST: usize = 4096;
 
