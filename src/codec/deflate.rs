@@ -585,10 +585,8 @@ mod tests {
         });
     }
 
-    /// A block of base64 (random bytes) is coded as literals, a block of text by miniz.
-    #[test]
-    fn blocks_where_lz_finds_nothing_are_coded_as_literals() {
-        let mut seed = 11u64;
+    /// 128,000 bytes of base64 of random bytes (as an attachment travels), and as much text.
+    fn base64_and_text(mut seed: u64) -> (Vec<u8>, Vec<u8>) {
         let random: Vec<u8> = (0..96_000)
             .map(|_| {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -596,7 +594,14 @@ mod tests {
             })
             .collect();
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &random).into_bytes();
-        let text: Vec<u8> = (0..b64.len()).map(|i| b"From the quick brown fox\n"[i % 25]).collect();
+        let text = (0..b64.len()).map(|i| b"From the quick brown fox\n"[i % 25]).collect();
+        (b64, text)
+    }
+
+    /// A block of base64 (random bytes) is coded as literals, a block of text by miniz.
+    #[test]
+    fn blocks_where_lz_finds_nothing_are_coded_as_literals() {
+        let (b64, text) = base64_and_text(11);
         for (data, literal) in [(&b64, true), (&text, false)] {
             let mut out = Vec::new();
             let adler = BlockCompressor::new(1).compress(data, &mut out).unwrap();
@@ -615,15 +620,7 @@ mod tests {
     /// and a block of text still goes to miniz; every output inflates to its block.
     #[test]
     fn after_literals_base64_skips_the_sample_and_text_does_not() {
-        let mut seed = 5u64;
-        let random: Vec<u8> = (0..96_000)
-            .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                (seed >> 40) as u8
-            })
-            .collect();
-        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &random).into_bytes();
-        let text: Vec<u8> = (0..b64.len()).map(|i| b"From the quick brown fox\n"[i % 25]).collect();
+        let (b64, text) = base64_and_text(5);
         let mut c = BlockCompressor::new(1);
         for (data, literal) in [(&b64, true), (&b64, true), (&text, false), (&b64, true)] {
             let mut out = Vec::new();

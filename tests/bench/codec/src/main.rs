@@ -16,6 +16,7 @@ use std::time::Duration;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use smailarchiver_codec_bench::read_set;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -49,20 +50,6 @@ fn best<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
         last = Some(r);
     }
     (best, last.expect("reps >= 1"))
-}
-
-fn read_set(path: &str) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let mut recs = Vec::new();
-    let mut pos = 0;
-    while pos + 4 <= data.len() {
-        let n = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-        pos += 4;
-        recs.push(data[pos..pos + n].to_vec());
-        pos += n;
-    }
-    assert_eq!(pos, data.len(), "{path}: not a record file");
-    recs
 }
 
 /// One compressor: compresses `input` as a whole zlib stream, fed in CHUNK pieces into a

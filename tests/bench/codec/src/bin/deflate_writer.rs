@@ -5,54 +5,12 @@
 //!
 //! Usage: deflate_writer [--level 1] [--reps 3] SET...   (record files of tests/bench/codec/run)
 
-use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use smailarchiver::codec::{deflate, Finish};
-
-/// Counts what reaches it, keeps nothing.
-struct Count(Arc<AtomicU64>);
-
-impl Write for Count {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.fetch_add(std::hint::black_box(buf).len() as u64, Ordering::Relaxed);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Finish for Count {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn process_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) }, 0);
-    let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn read_set(path: &str) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let mut recs = Vec::new();
-    let mut pos = 0;
-    while pos + 4 <= data.len() {
-        let n = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-        pos += 4;
-        recs.push(data[pos..pos + n].to_vec());
-        pos += n;
-    }
-    assert_eq!(pos, data.len(), "{path}: not a record file");
-    recs
-}
+use smailarchiver_codec_bench::{process_cpu, read_set, Count};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -72,15 +30,15 @@ fn main() {
         let mut best = Duration::MAX;
         let mut out = 0;
         for _ in 0..reps {
-            let count = Arc::new(AtomicU64::new(0));
+            let count = Count::default();
             let t0 = process_cpu();
             for r in &recs {
-                let mut w = Box::new(deflate::DeflateWriter::new(Box::new(Count(count.clone())), level));
+                let mut w = Box::new(deflate::DeflateWriter::new(Box::new(count.clone()), level));
                 w.write_all(r).expect("compresses");
                 w.finish().expect("finishes");
             }
             best = best.min(process_cpu() - t0);
-            out = count.load(Ordering::Relaxed);
+            out = count.0.load(Ordering::Relaxed);
         }
         let name = path.rsplit('/').next().unwrap_or(&path);
         let mb = input as f64 / 1e6;

@@ -5,37 +5,11 @@
 //!
 //! Usage: one_message [--mb 100] [--reps 5]
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use smailarchiver::codec::{self, base64, cipher, deflate, fromline, Finish, Form, WriteOptions};
-
-/// Counts what reaches it, keeps nothing.
-struct Count;
-
-impl Write for Count {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(std::hint::black_box(buf).len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Finish for Count {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn process_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills the struct.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) }, 0);
-    let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
+use smailarchiver_codec_bench::{process_cpu, Count};
 
 /// A message like the benchmark's big one: headers, then base64 lines of random bytes.
 fn message(mb: usize) -> Vec<u8> {
@@ -82,13 +56,15 @@ fn main() {
         (
             "-z -e as shipped (src/codec::writer)",
             Box::new(|| {
-                codec::writer(WriteOptions { form: ze, level: 1, keys: Some(&keys) }, Box::new(Count)).unwrap()
+                codec::writer(WriteOptions { form: ze, level: 1, keys: Some(&keys) }, Box::new(Count::default()))
+                    .unwrap()
             }),
         ),
         (
             "-z -e without the relay thread (encryption on the deflate thread)",
             Box::new(|| {
-                let enc = cipher::EncryptWriter::new(&keys, Box::new(base64::Base64Writer::new(Box::new(Count))));
+                let enc =
+                    cipher::EncryptWriter::new(&keys, Box::new(base64::Base64Writer::new(Box::new(Count::default()))));
                 let z = deflate::DeflateWriter::new(Box::new(enc.unwrap()), 1);
                 Box::new(fromline::FromLineWriter::new(Box::new(z)))
             }),
@@ -97,14 +73,14 @@ fn main() {
             "-z alone",
             Box::new(|| {
                 let form = Form { compressed: true, encrypted: false };
-                codec::writer(WriteOptions { form, level: 1, keys: None }, Box::new(Count)).unwrap()
+                codec::writer(WriteOptions { form, level: 1, keys: None }, Box::new(Count::default())).unwrap()
             }),
         ),
         (
             "-e alone",
             Box::new(|| {
                 let form = Form { compressed: false, encrypted: true };
-                codec::writer(WriteOptions { form, level: 1, keys: Some(&keys) }, Box::new(Count)).unwrap()
+                codec::writer(WriteOptions { form, level: 1, keys: Some(&keys) }, Box::new(Count::default())).unwrap()
             }),
         ),
     ];
