@@ -306,6 +306,23 @@ fn literal_longer_than_announced_is_never_stored() {
     }
 }
 
+/// A body that comes, for a message fetched alone, before its answer names a UID, and
+/// turns out to be another message's: it went to the message being written, so that
+/// message is started over on a new connection, never stored with those bytes.
+#[test]
+fn a_streamed_body_of_another_message_is_never_stored() {
+    let served = vec![(1, message(1, 2000)), (2, message(2, 150_000)), (3, message(3, 2000))];
+    let foreign = Script::healthy().at("UID FETCH 2 (", 1, Fault::ForeignBody);
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![foreign, Script::healthy()]);
+    let root = TempDir::new("faults-foreign-body");
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Byte-identical to what was served (archived() restores and compares).
+    assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2, 3]);
+    assert!(stderr(&o).contains("the server sent the body of another message than UID 2 asked for"), "{}", stderr(&o));
+    assert_eq!(server.connections(), 2, "{:?}", server.commands());
+}
+
 /// RFC 3501 (7.4.2) lets a server report a flag change, as a FETCH without the body,
 /// in any answer; the body comes in another FETCH of the same UID.
 #[test]

@@ -594,15 +594,16 @@ fn fetch_alone(
     let mut gathered: Vec<u8> = Vec::with_capacity(STREAM_PIECE);
     let answers = {
         let mut piece = |data: &[u8]| -> std::result::Result<(), ImapError> {
-            gathered.extend_from_slice(data);
-            if gathered.len() >= STREAM_PIECE {
-                if let Err(e) = writer.data(&gathered) {
+            // A full piece goes to the writer as it is (the socket's pieces are smaller).
+            if !gathered.is_empty() && gathered.len() + data.len() > STREAM_PIECE {
+                let piece = std::mem::replace(&mut gathered, Vec::with_capacity(STREAM_PIECE));
+                if let Err(e) = writer.data_owned(piece) {
                     let why = e.to_string();
                     write_error = Some(e);
                     return Err(ImapError::Local(why));
                 }
-                gathered.clear();
             }
+            gathered.extend_from_slice(data);
             Ok(())
         };
         // A body somewhat over the ceiling is read and thrown away, to keep the connection;
@@ -638,13 +639,6 @@ fn fetch_alone(
             });
         }
     };
-    // Bytes streamed for another message (a server answering what was not asked) are not
-    // this message's: the writer starts it over.
-    if answers.iter().any(|f| f.streamed.is_some() && f.uid != Some(uid)) {
-        writer.abort()?;
-        gathered.clear();
-        writer.begin(uid)?;
-    }
     // A server may send a flags-only FETCH for the UID before the data: the one that
     // carries the body counts.
     let mut mine = None;
@@ -675,10 +669,10 @@ fn fetch_alone(
         }
         return Ok(());
     };
+    writer.data_owned(gathered)?;
     if let Some(body) = body {
-        gathered.extend_from_slice(&body);
+        writer.data_owned(body)?;
     }
-    writer.data(&gathered)?;
     writer.end(stamp)?;
     Ok(())
 }

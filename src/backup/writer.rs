@@ -201,6 +201,15 @@ impl MessageWriter {
         Ok(())
     }
 
+    /// Adds message bytes the caller no longer needs: a piece that fits the queue is handed
+    /// over as it is, not copied.
+    pub fn data_owned(&mut self, bytes: Vec<u8>) -> Result<()> {
+        if bytes.len() > PIECE {
+            return self.data(&bytes);
+        }
+        self.send_to(self.current, Job::Data(bytes))
+    }
+
     /// Ends the message: it is committed to its final name; `stamp` goes into its metadata.
     pub fn end(&mut self, stamp: Stamp) -> Result<()> {
         self.send_to(self.current, Job::End(stamp))

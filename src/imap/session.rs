@@ -732,8 +732,14 @@ impl Session {
                 link.fetches.front().cloned().ok_or_else(|| ImapError::Protocol("no UID FETCH was sent".into()))?;
             let mut kept: HashMap<u32, Fetched> = HashMap::new();
             let mut total = 0usize;
+            // Whose FETCH answer carried the body the sink took.
+            let mut streamed_for: Option<Option<u32>> = None;
+            let want = sink.as_ref().map(|s| s.uid);
             link.finish_into(&tag, max_literal, sink.as_deref_mut(), &mut |d| {
                 let Data::Fetch(f) = d else { return Ok(()) };
+                if f.streamed.is_some() {
+                    streamed_for = Some(f.uid);
+                }
                 let Some(uid) = f.uid.filter(|&u| wanted(u)) else { return Ok(()) };
                 total += f.body.as_ref().map_or(0, Vec::len);
                 if total > max_total {
@@ -741,12 +747,22 @@ impl Session {
                         "the server sent more than {max_total} bytes for messages that add up to less"
                     )));
                 }
-                // A flags-only answer must not replace the one that carries the body.
-                if f.body.is_some() || f.streamed.is_some() || !kept.contains_key(&uid) {
+                // A flags-only answer must not replace the one that carries the body, nor
+                // anything the one whose body went to the sink (already written).
+                let streamed = kept.get(&uid).is_some_and(|k| k.streamed.is_some());
+                if !streamed && (f.body.is_some() || f.streamed.is_some() || !kept.contains_key(&uid)) {
                     kept.insert(uid, f);
                 }
                 Ok(())
             })?;
+            // The sink's bytes went to a message being written: they must have been that
+            // message's body, not another's (or one outside any FETCH answer).
+            if let Some(s) = sink.as_ref().filter(|s| s.taken && streamed_for != Some(want)) {
+                return Err(ImapError::Protocol(format!(
+                    "the server sent the body of another message than UID {} asked for",
+                    s.uid
+                )));
+            }
             let mut out: Vec<Fetched> = kept.into_values().collect();
             out.sort_by_key(|f| f.uid);
             Ok(out)

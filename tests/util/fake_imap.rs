@@ -87,6 +87,9 @@ pub enum Fault {
     /// Before the answer's end, send this many answers for a UID never asked for (999999),
     /// each with a 256 KiB literal.
     Unasked(usize),
+    /// Before the answer, send a 100,000-byte body whose FETCH names its UID (999999) only
+    /// after the body, as if it were the body asked for.
+    ForeignBody,
     /// Sizes lie: `RFC822.SIZE` answers say 100 bytes for every message.
     SmallSizes,
     /// Answer a body fetch with this many bytes of filler in place of the message: a body
@@ -662,6 +665,13 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
                 send(s, b")\r\n")?;
             }
             return send(s, &reply[end..]).map(|()| true);
+        }
+        Fault::ForeignBody => {
+            let junk = vec![b'j'; 100_000];
+            send(s, format!("* 1 FETCH (BODY[] {{{}}}\r\n", junk.len()).as_bytes())?;
+            send(s, &junk)?;
+            send(s, b" UID 999999)\r\n")?;
+            return send(s, &reply).map(|()| true);
         }
         Fault::Trickle => {
             for b in reply {
