@@ -160,7 +160,9 @@ pub fn read_response(r: &mut impl BufRead, max_literal: usize) -> Result<Respons
 }
 
 /// Reads one response like [`read_response`], except that a `BODY[]` literal goes to
-/// `sink`, if given (one per response: a second one is refused).
+/// `sink`, if given: the first one on a line naming the sink's UID or none; any other is
+/// read as usual. Whose body it was shows only once the answer is parsed: the caller
+/// checks it (`Session::read_fetch_into`).
 pub fn read_response_into(
     r: &mut impl BufRead,
     max_literal: usize,
