@@ -623,19 +623,23 @@ fn fetch_alone(
         }
         Ok((a, None)) => a,
         Err(e) => {
+            // The writer failed (a full disk): that is the error to report, and the writer
+            // is gone, so aborting it would only report that it stopped.
+            if let Some(w) = write_error {
+                return Err(Stop::Fatal(w));
+            }
             writer.abort()?;
-            return Err(match (write_error, e) {
-                (Some(w), _) => Stop::Fatal(w),
-                (None, ImapError::Refused(text)) => Stop::Fatal(Error::runtime(format!(
+            return Err(match e {
+                ImapError::Refused(text) => Stop::Fatal(Error::runtime(format!(
                     "UID FETCH of UID {uid} refused: {}",
                     crate::imap::error::quote(&text)
                 ))),
-                (None, ImapError::TooMuch(why)) => {
+                ImapError::TooMuch(why) => {
                     // The body was not read: the stream is given up, and so is the message.
                     lessons.leave_out(ctx, report, uid, &why);
                     Stop::Again
                 }
-                (None, e) => fetch_lost(session, &e),
+                e => fetch_lost(session, &e),
             });
         }
     };
