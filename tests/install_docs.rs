@@ -1,5 +1,5 @@
 //! README's install commands (issue 13, item 7): they work from a release archive made by
-//! `packaging/release` and from a clone after `cargo build --release`, they install the
+//! `packaging/pack` and from a clone after `cargo build --release`, they install the
 //! file the unit's `Documentation=` names, and the installed units pass
 //! `systemd-analyze verify`. The commands run as written except that every absolute path
 //! is moved under a temporary directory, the group option is left out (no such group
@@ -109,12 +109,12 @@ fn readme_install_works_from_a_release_archive() {
     fs::create_dir_all(out.join(target)).unwrap();
     fs::copy(bin(), out.join(target).join("smailarchiver")).unwrap();
     let o = Command::new("bash")
-        .arg(repo().join("packaging/release"))
+        .arg(repo().join("packaging/pack"))
         .env("CROSS_OUT", &out)
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
-    assert!(o.status.success(), "packaging/release: {}", stderr(&o));
+    assert!(o.status.success(), "packaging/pack: {}", stderr(&o));
     let name = format!("smailarchiver-{}-{target}", env!("CARGO_PKG_VERSION"));
     let o = Command::new("tar")
         .arg("xzf")
