@@ -123,5 +123,36 @@ fn readme_install_works_from_a_release_archive() {
         .output()
         .unwrap();
     assert!(o.status.success(), "tar: {}", stderr(&o));
-    install(&tmp.join(&name), None, &tmp);
+    let prefix = install(&tmp.join(&name), None, &tmp);
+
+    // The man page and completions, installed as README says, where man and the shells look.
+    let commands = block_after(&readme(), "The man page and the completions");
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    for command in &commands {
+        let command = localised(command, &prefix);
+        let o = Command::new("sh").arg("-c").arg(&command).current_dir(tmp.join(&name)).output().unwrap();
+        assert!(o.status.success(), "{command}: {}{}", stdout(&o), stderr(&o));
+    }
+    let share = prefix.join("usr/local/share");
+    let o = Command::new("man")
+        .arg("-l")
+        .arg(share.join("man/man1/smailarchiver.1"))
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man: run .ci/install-test-deps");
+    assert!(o.status.success() && stdout(&o).contains("--verify"), "man: {}", stderr(&o));
+    let bash = share.join("bash-completion/completions/smailarchiver");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}'; complete -p smailarchiver", bash.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && stdout(&o).contains("_smailarchiver"), "bash: {}", stderr(&o));
+    for file in ["zsh/site-functions/_smailarchiver", "fish/vendor_completions.d/smailarchiver.fish"] {
+        assert!(share.join(file).is_file(), "{file} not installed");
+    }
+}
+
+fn readme() -> String {
+    fs::read_to_string(repo().join("README.md")).unwrap()
 }

@@ -11,6 +11,7 @@
 #[path = "../common/dovecot.rs"]
 mod dovecot;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -164,6 +165,19 @@ fn start(dir: &Path, binary: &str) -> Result<(), String> {
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Dovecot reads the mail as its own unprivileged user, who must reach DIR.
+    for d in dir.ancestors() {
+        let mode = std::fs::metadata(d).map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "{} is not searchable by others (mode {:o}), so Dovecot's mail user cannot reach {}: \
+                 choose a directory under /tmp",
+                d.display(),
+                mode & 0o7777,
+                dir.display()
+            ));
+        }
+    }
     let state = dir.join("server");
     let server = Dovecot::builder().state_dir(&state).start();
     server.add_user(USER, PASSWORD);
