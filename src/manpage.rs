@@ -50,8 +50,9 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("smailarchiver --verify /srv/mail -k keys", "Decode every file of the archive and report bad ones."),
 ];
 
-const SEE_ALSO: &str = "CONFIG.md (every key of the config file) and NAS-AND-ROUTERS.md (NAS boxes, \
-    routers, containers), in the release archive and in packaging/ of the source.";
+const SEE_ALSO: &str = "CONFIG.md (every key of the config file), NAS-AND-ROUTERS.md (NAS boxes, \
+    routers, cron, systemd) and CONTAINER.md (the container image), in the release archive and in \
+    packaging/ of the source; README.md.";
 
 /// The manual page.
 pub fn render() -> String {
