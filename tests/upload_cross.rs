@@ -195,3 +195,101 @@ fn every_servers_archive_goes_to_every_other_server_and_reruns_add_nothing() {
     });
     println!("12 pairs: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// Old generations: a folder moved aside after its UIDVALIDITY changed goes to a folder
+/// of its own, named as restores name it (`Work (UIDVALIDITY N)`, under the target's
+/// hierarchy), not into the current one; reruns add nothing.
+#[test]
+fn old_generations_upload_to_a_folder_of_their_own() {
+    let source = servers::shared(Kind::Dovecot);
+    let user = "gensrc";
+    source.add_user(user, PW);
+    source.create_mailbox(user, PW, "Work");
+    source.append(user, PW, "Work", &["\\Seen"], None, &message(500, 900));
+    let tmp = TempDir::new("up-generations");
+    let backup = || {
+        let mut args = source.client_args(user, tmp.path());
+        args.extend(["--all-folders".into(), "-q".into()]);
+        let o = Command::new(bin()).args(&args).env("SMAILARCHIVER_PASSWD", PW).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    backup();
+    let old = source.mailbox_uidvalidity(user, PW, "Work");
+    source.delete_mailbox(user, PW, "Work");
+    source.create_mailbox(user, PW, "Work");
+    source.append(user, PW, "Work", &[], None, &message(501, 800));
+    backup();
+    assert!(tmp.join(format!("{user}/Work.uidvalidity-{old}")).is_dir());
+    for target in [servers::shared(Kind::Dovecot), servers::shared(Kind::Courier)] {
+        let to = format!("gen-{}", target.label());
+        target.add_user(&to, PW);
+        for run in 0..2 {
+            let o = upload(target, &to, &tmp.join(user));
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            let n = if run == 0 { 1 } else { 0 };
+            let out = stdout(&o);
+            let name = match target.kind() {
+                Kind::Courier => format!("Work (UIDVALIDITY {old}) -> INBOX.Work (UIDVALIDITY {old})"),
+                _ => format!("Work (UIDVALIDITY {old})"),
+            };
+            assert!(out.contains(&format!("{name}: {n} uploaded")), "{out}");
+        }
+        let generation = target.mailbox(&format!("Work (UIDVALIDITY {old})"));
+        let old_mail: Vec<Vec<u8>> = target.all_raw(&to, PW, &generation).into_values().collect();
+        assert_eq!(old_mail, [message(500, 900)], "{}", target.label());
+        let current: Vec<Vec<u8>> = target.all_raw(&to, PW, &target.mailbox("Work")).into_values().collect();
+        assert_eq!(current, [message(501, 800)], "{}", target.label());
+    }
+}
+
+/// Dovecot configured as Courier names folders (`.` under `INBOX.`) and the harness's
+/// Dovecot (`/`): an account goes each way under the other's names; a folder directory
+/// of the dotted archive alone goes to its mailbox under the target's name.
+#[test]
+fn dovecot_with_an_inbox_prefix_and_dovecot_without_exchange_archives() {
+    let dotted = common::dovecot::Dovecot::builder()
+        .extra_config("namespace inbox {\n  separator = .\n  prefix = INBOX.\n}")
+        .start();
+    let slash = servers::shared(Kind::Dovecot);
+    let user = "prefixed";
+    for server in [&dotted as &dyn MailServer, slash] {
+        server.add_user(user, PW);
+    }
+    let mut s = dotted.session(user, PW);
+    let ns = s.ok("NAMESPACE");
+    assert!(ns.untagged.iter().any(|u| u.text.contains("((\"INBOX.\" \".\"))")), "{ns:?}");
+    s.logout();
+    let cases: [(&dyn MailServer, &[&str]); 2] =
+        [(&dotted, &["INBOX.Archive", "INBOX.Archive.2023"]), (slash, &["Archive", "Archive/2023"])];
+    for (i, (server, names)) in cases.iter().enumerate() {
+        for (j, name) in names.iter().enumerate() {
+            server.create_mailbox(user, PW, name);
+            server.append(user, PW, name, &["\\Flagged"], None, &message(600 + i * 10 + j, 1200));
+        }
+    }
+    let tmp = TempDir::new("up-prefixed");
+    for (from, to) in [(0, 1), (1, 0)] {
+        let ((source, from_names), (target, to_names)) = (cases[from], cases[to]);
+        let root = tmp.join(if from == 0 { "dotted" } else { "slash" });
+        let mut args = source.client_args(user, &root);
+        args.extend(["--all-folders".into(), "-q".into()]);
+        let o = Command::new(bin()).args(&args).env("SMAILARCHIVER_PASSWD", PW).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let dest = format!("to{to}");
+        target.add_user(&dest, PW);
+        let o = upload(target, &dest, &root.join(user));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        for (a, b) in from_names.iter().zip(to_names.iter()) {
+            let want: Vec<Vec<u8>> = source.all_raw(user, PW, a).into_values().collect();
+            let got: Vec<Vec<u8>> = target.all_raw(&dest, PW, b).into_values().collect();
+            assert_eq!(got, want, "{a} -> {b}: {}", stdout(&o));
+        }
+    }
+    // One folder directory of the dotted archive: `INBOX.Archive.2023` is `Archive/2023`.
+    let dir = tmp.join(format!("dotted/{user}/INBOX.Archive.2023"));
+    assert!(dir.is_dir());
+    slash.add_user("onefolder", PW);
+    let o = upload(slash, "onefolder", &dir);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX.Archive.2023 -> Archive/2023: 1 uploaded"), "{}", stdout(&o));
+}
