@@ -119,6 +119,8 @@ fn through_a_bad_link(kind: Kind) {
     let target = servers::shared(kind);
     let user = "linkdst";
     target.add_user(user, PW);
+    // The target holds the message with the 120 KiB header from the start.
+    target.append(user, PW, "INBOX", &[], None, &want[0]);
     let total: u64 = want.iter().map(|m| m.len() as u64).sum();
     let plan = Plan { seed, chance: 80, within: total / 2, timeout: TIMEOUT };
     let proxy = FaultProxy::start(target.imaps_port(), plan);
