@@ -32,6 +32,22 @@ pub struct Context<'a> {
     pub sink: &'a dyn Sink,
     /// Show a progress line (one connection on a terminal: several would overwrite it).
     pub progress: bool,
+    /// Each folder's state as the server gave it at the start of the run (LIST-STATUS or
+    /// STATUS), by wire name.
+    pub statuses: &'a HashMap<String, FolderStatus>,
+}
+
+impl Context<'_> {
+    /// The UIDNEXT below which a pass that opened `mailbox` saw every message: the one its
+    /// EXAMINE gave, else the one of the run's start (Courier gives UIDNEXT only in STATUS)
+    /// when it is of the same UIDVALIDITY. That one is never too high: it was asked before
+    /// the EXAMINE, and a message that arrived in between is looked at again next time.
+    pub fn uidnext(&self, mailbox: &Mailbox, examined: &Examined) -> Option<u32> {
+        examined.uid_next.or_else(|| {
+            let status = self.statuses.get(&mailbox.wire)?;
+            status.uidnext.filter(|_| status.uidvalidity.is_some() && status.uidvalidity == examined.uid_validity)
+        })
+    }
 }
 
 /// What happened to one folder.
@@ -413,7 +429,9 @@ fn pass(
     // message went missing: the next run looks at every UID again, in case it was not
     // really gone. Nor with `--since`: the older messages are still to come, and a run
     // without it must look at every UID to find them.
-    if let (0, 0, Some(uidnext), None) = (report.failed, report.vanished, examined.uid_next, ctx.account.since) {
+    if let (0, 0, Some(uidnext), None) =
+        (report.failed, report.vanished, ctx.uidnext(mailbox, &examined), ctx.account.since)
+    {
         place.records().set_complete(place.account_dir, mailbox, uidnext);
     }
     Ok(())

@@ -320,7 +320,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     session.connect()?;
     let Chosen { folders, statuses, unusable } = choose_folders(account, &mut session, sink)?;
     let connections = account.connections.max(1);
-    let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
+    let ctx = folder::Context {
+        account,
+        keys: keys.as_ref(),
+        sink,
+        progress: !out.quiet && connections == 1,
+        statuses: &statuses,
+    };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     let reports = Mutex::new(Vec::new());
     let done = |r: FolderReport| {

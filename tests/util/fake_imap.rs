@@ -164,6 +164,8 @@ pub struct Offer {
     /// Connections served at once; more are turned away with a BYE (as Dovecot's
     /// `mail_max_userip_connections` does).
     pub max_connections: Option<usize>,
+    /// EXAMINE gives no `[UIDNEXT]` (it is only in STATUS), as Courier-IMAP does.
+    pub no_uidnext_on_examine: bool,
 }
 
 impl FakeImap {
@@ -787,9 +789,13 @@ fn answer(
             match folders.iter().find(|f| f.name == name) {
                 Some(f) => {
                     let next = f.messages.last().map_or(1, |(u, _)| u + 1);
+                    let uidnext = if account.offer.no_uidnext_on_examine {
+                        String::new()
+                    } else {
+                        format!("* OK [UIDNEXT {next}] ok\r\n")
+                    };
                     let head = format!(
-                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n\
-                         * OK [UIDNEXT {next}] ok\r\n",
+                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n{uidnext}",
                         f.messages.len(),
                         f.uidvalidity
                     );
