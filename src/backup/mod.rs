@@ -5,6 +5,7 @@ pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
 pub mod plan;
+pub mod rebase;
 pub mod refresh;
 pub mod writer;
 
