@@ -357,6 +357,12 @@ impl Registry {
         Ok(OpenFolder { path, dir: Arc::new(folder), retired })
     }
 
+    /// The generation of `mailbox` in `account` moved aside last (after its UIDVALIDITY
+    /// changed), if any.
+    pub fn latest_retired(&self, account: &str, mailbox: &Mailbox) -> Option<&FolderRecord> {
+        self.folders.iter().rev().find(|f| f.account == account && f.retired && f.mailbox == *mailbox)
+    }
+
     /// The live record of `mailbox` in `account`, if there is one.
     pub fn folder_of(&self, account: &str, mailbox: &Mailbox) -> Option<&FolderRecord> {
         self.live(account, mailbox).map(|i| &self.folders[i])

@@ -61,7 +61,8 @@ fn source() -> FakeImap {
 }
 
 fn target(persona: Persona, capabilities: &'static str, scripts: Vec<Script>) -> FakeImap {
-    let offer = Offer { capabilities, persona, ..Offer::default() };
+    let no_uidnext_on_examine = capabilities == Persona::COURIER_CAPABILITIES;
+    let offer = Offer { capabilities, persona, no_uidnext_on_examine, ..Offer::default() };
     FakeImap::start_offering(USER, PW, vec![Folder::new("INBOX", 500, Vec::new())], scripts, offer)
 }
 

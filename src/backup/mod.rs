@@ -5,6 +5,7 @@ pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
 pub mod plan;
+pub mod rebase;
 pub mod refresh;
 pub mod writer;
 
@@ -325,7 +326,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         namespace = session.namespace().ok().flatten();
     }
     let connections = account.connections.max(1);
-    let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
+    let ctx = folder::Context {
+        account,
+        keys: keys.as_ref(),
+        sink,
+        progress: !out.quiet && connections == 1,
+        statuses: &statuses,
+    };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     let reports = Mutex::new(Vec::new());
     let done = |r: FolderReport| {

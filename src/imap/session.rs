@@ -558,19 +558,60 @@ impl Session {
         items: &str,
         on: &mut dyn FnMut(Fetched),
     ) -> std::result::Result<(), ImapError> {
+        self.fetch_each_within(uids, items, MAX_SMALL_LITERAL, on)
+    }
+
+    /// [`Session::fetch_each`] with literals of up to `max_literal` bytes.
+    fn fetch_each_within(
+        &mut self,
+        uids: &[u32],
+        items: &str,
+        max_literal: usize,
+        on: &mut dyn FnMut(Fetched),
+    ) -> std::result::Result<(), ImapError> {
         let result = (|| {
             let link = self.link()?;
             let commands: Vec<String> =
                 uids.chunks(SIZES_PER_COMMAND).map(|c| format!("UID FETCH {} ({items})", super::uid_set(c))).collect();
             let tags = link.send(&commands)?;
             for tag in &tags {
-                link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
+                link.finish(tag, max_literal, &mut |d| {
                     if let Data::Fetch(f) = d {
                         on(f);
                     }
                     Ok(())
                 })?;
             }
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
+    /// The size, flags, INTERNALDATE and the header fields `fields` (`MESSAGE-ID DATE`...)
+    /// of the messages `uids` (ascending) of the folder opened last, each answer handed to
+    /// `on` as it comes (the fields in [`Fetched::body`]); with `all`, asked as `1:*` in one
+    /// command. Fields of more than `max` bytes fail the command.
+    pub fn header_fields(
+        &mut self,
+        uids: &[u32],
+        all: bool,
+        fields: &str,
+        max: usize,
+        on: &mut dyn FnMut(Fetched),
+    ) -> std::result::Result<(), ImapError> {
+        let items = format!("UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS ({fields})]");
+        if !all {
+            return self.fetch_each_within(uids, &items, max, on);
+        }
+        let result = (|| {
+            let link = self.link()?;
+            let tags = link.send(&[format!("UID FETCH 1:* ({items})")])?;
+            link.finish(&tags[0], max, &mut |d| {
+                if let Data::Fetch(f) = d {
+                    on(f);
+                }
+                Ok(())
+            })?;
             Ok(())
         })();
         self.checked(result)

@@ -139,8 +139,8 @@ pub struct Fetched {
     pub uid: Option<u32>,
     /// `RFC822.SIZE`.
     pub size: Option<u32>,
-    /// The body section's data (`BODY[]`, `BODY[]<offset>` or `BODY[HEADER]`); `None` when
-    /// absent.
+    /// The body section's data (`BODY[]`, `BODY[]<offset>`, `BODY[HEADER]` or
+    /// `BODY[HEADER.FIELDS (...)]`); `None` when absent.
     pub body: Option<Vec<u8>>,
     /// The size of a `BODY[]` that went to a [`BodySink`] instead of `body`.
     pub streamed: Option<u64>,
@@ -673,6 +673,7 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
             out.internal_date = value.text().filter(|d| internal_date_ok(d));
         } else if upper == "BODY[]"
             || upper == "BODY[HEADER]"
+            || upper.starts_with("BODY[HEADER.FIELDS ")
             || ((upper.starts_with("BODY[]<") || upper.starts_with("BODY[HEADER]<")) && upper.ends_with('>'))
         {
             // NIL is how Dovecot answers for a message expunged meanwhile: no body at all,
@@ -930,6 +931,14 @@ mod tests {
             (f.internal_date.as_deref(), f.body.as_deref()),
             (Some(" 7-Jul-2019 02:44:25 -0700"), Some(&b"hi"[..]))
         );
+        // Header fields, their names echoed quoted (Courier) or as atoms (Cyrus, Dovecot).
+        for answer in [
+            &b"* 2 FETCH (UID 5 RFC822.SIZE 40 BODY[HEADER.FIELDS (\"MESSAGE-ID\" \"SUBJECT\")] {15}\r\nSubject: hi\r\n\r\n)\r\n"[..],
+            b"* 2 FETCH (UID 5 RFC822.SIZE 40 BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)] {15}\r\nSubject: hi\r\n\r\n)\r\n",
+        ] {
+            let Data::Fetch(f) = data(answer) else { panic!() };
+            assert_eq!((f.uid, f.size, f.body.as_deref()), (Some(5), Some(40), Some(&b"Subject: hi\r\n\r\n"[..])));
+        }
         let Data::Fetch(f) = data(b"* 4 FETCH (UID 9 INTERNALDATE \"yesterday\")\r\n") else { panic!() };
         assert_eq!(f.internal_date, None);
         let many = format!("* 1 FETCH (UID 2 FLAGS ({}))\r\n", vec!["k"; MAX_FLAGS + 1].join(" "));

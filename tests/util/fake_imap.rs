@@ -176,6 +176,8 @@ pub struct Offer {
     /// Connections served at once; more are turned away with a BYE (as Dovecot's
     /// `mail_max_userip_connections` does).
     pub max_connections: Option<usize>,
+    /// EXAMINE gives no `[UIDNEXT]` (it is only in STATUS), as Courier-IMAP does.
+    pub no_uidnext_on_examine: bool,
     /// How the server names folders and takes uploads (see [`Persona`]).
     pub persona: Persona,
 }
@@ -275,6 +277,18 @@ impl FakeImap {
             });
         });
         FakeImap { addr, dir, log, times, errors, stop, folders, thread: Some(thread) }
+    }
+
+    /// Gives `folder` the UIDVALIDITY `uidvalidity` and its messages new UIDs from `first`
+    /// on, in the same order, as Courier does to a folder never opened read-write and a
+    /// provider's server migration does to every folder.
+    pub fn renumber(&self, folder: &str, uidvalidity: u32, first: u32) {
+        let mut folders = lock(&self.folders);
+        let f = folders.iter_mut().find(|f| f.name == folder).expect("no such folder on the fake server");
+        f.uidvalidity = uidvalidity;
+        for (i, m) in f.messages.iter_mut().enumerate() {
+            m.0 = first + i as u32;
+        }
     }
 
     /// Delivers a message to `folder` (its UID must be above the folder's others).
@@ -842,14 +856,16 @@ fn answer(
             match folders.iter().find(|f| f.name == name) {
                 Some(f) => {
                     let next = f.messages.last().map_or(1, |(u, _)| u + 1).max(f.uidnext);
-                    let mut head = format!(
-                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n",
+                    let uidnext = if account.offer.no_uidnext_on_examine {
+                        String::new()
+                    } else {
+                        format!("* OK [UIDNEXT {next}] ok\r\n")
+                    };
+                    let head = format!(
+                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n{uidnext}",
                         f.messages.len(),
                         f.uidvalidity
                     );
-                    if !account.offer.persona.no_uidnext_on_examine {
-                        head.push_str(&format!("* OK [UIDNEXT {next}] ok\r\n"));
-                    }
                     out.extend_from_slice(head.as_bytes());
                     ok(&mut out, "[READ-ONLY] examined");
                 }
@@ -893,6 +909,23 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
             continue;
         }
         let seq = i + 1;
+        if let Some(fields) = header_fields_asked(&items) {
+            // Size and the header fields asked for, as Dovecot answers them.
+            let block = header_fields(body, &fields);
+            let names = fields.join(" ");
+            out.extend_from_slice(
+                format!(
+                    "* {seq} FETCH (UID {uid} RFC822.SIZE {} BODY[HEADER.FIELDS ({names})] {{{}}}\r\n",
+                    body.len(),
+                    block.len()
+                )
+                .as_bytes(),
+            );
+            literals.push(out.len());
+            out.extend_from_slice(&block);
+            out.extend_from_slice(b")\r\n");
+            continue;
+        }
         let with_body = items.contains("BODY.PEEK[]");
         // Asked together, size and body come in one answer, as Dovecot sends them.
         let told = if matches!(fault, Some(Fault::SmallSizes)) { 100 } else { body.len() };
@@ -929,6 +962,34 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         }
         out.extend_from_slice(b")\r\n");
     }
+}
+
+/// The field names of a `BODY.PEEK[HEADER.FIELDS (...)]` item, upper case.
+fn header_fields_asked(items: &str) -> Option<Vec<String>> {
+    let (_, rest) = items.split_once("BODY.PEEK[HEADER.FIELDS (")?;
+    let (names, _) = rest.split_once(")]")?;
+    Some(names.split_whitespace().map(|n| n.trim_matches('"').to_string()).collect())
+}
+
+/// The header fields of `message` named in `fields` (with their continuation lines), in
+/// message order, then the blank line: what `HEADER.FIELDS` answers.
+fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+            keep = fields.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(name));
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Whether `uid` is in the IMAP set `set` (`1:3,7,9:*`), `*` being the highest UID `max`.

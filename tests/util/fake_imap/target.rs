@@ -3,7 +3,7 @@
 //! UNSELECT, CLOSE, partial header fetches) and the ways servers take them ([`Persona`]),
 //! written from their documentation and from what the issue saw them do:
 //! - Courier-IMAP: no LITERAL+ (each literal waits for the server's `+`), folders under
-//!   `INBOX.` with `.` between levels, UIDNEXT in STATUS only, APPEND refused into a
+//!   `INBOX.` with `.` between levels, APPEND refused into a
 //!   mailbox the session has open read-only ("Current box is selected READ-ONLY."),
 //!   CREATE refused outside its namespace ("Permission denied") and for names with `/`.
 //! - Gmail: LITERAL- (RFC 7888: non-synchronizing literals of 4096 bytes at most).
@@ -24,8 +24,6 @@ pub struct Persona {
     pub separator: char,
     /// The personal namespace's prefix (`INBOX.`): CREATE refuses names outside it.
     pub prefix: &'static str,
-    /// EXAMINE answers without `[UIDNEXT]` (Courier: STATUS has it).
-    pub no_uidnext_on_examine: bool,
     /// APPEND is refused into the mailbox the session has open read-only (Courier).
     pub no_append_when_examined: bool,
     /// Raw 8-bit bytes of a header are stored as `X` (Cyrus's default `munge8bit`).
@@ -41,7 +39,6 @@ impl Default for Persona {
         Persona {
             separator: '/',
             prefix: "",
-            no_uidnext_on_examine: false,
             no_append_when_examined: false,
             munge8bit: false,
             refuse_bare_lf: false,
@@ -53,13 +50,7 @@ impl Default for Persona {
 impl Persona {
     /// Courier-IMAP 5 (offer it with [`Persona::COURIER_CAPABILITIES`]).
     pub fn courier() -> Persona {
-        Persona {
-            separator: '.',
-            prefix: "INBOX.",
-            no_uidnext_on_examine: true,
-            no_append_when_examined: true,
-            ..Persona::default()
-        }
+        Persona { separator: '.', prefix: "INBOX.", no_append_when_examined: true, ..Persona::default() }
     }
 
     /// Courier's capabilities: no LITERAL+, no UNSELECT.
