@@ -319,12 +319,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let registry = Mutex::new(registry);
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
     session.connect()?;
-    let Chosen { folders, statuses, unusable, mut namespace, separators } =
-        choose_folders(account, &mut session, sink)?;
-    if namespace.is_none() && lock(&registry).account_of(&account_dir).is_some_and(|a| a.namespace.is_none()) {
-        // Folders named with -f are not listed: the namespace is asked once for the records.
-        namespace = session.namespace().ok().flatten();
-    }
+    // Folders named with -f are not listed: their hierarchy is not recorded (an upload
+    // infers it from the names), and the run costs no command more.
+    let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
     let connections = account.connections.max(1);
     let ctx = folder::Context {
         account,

@@ -431,27 +431,6 @@ impl Session {
         self.checked(result)
     }
 
-    /// The personal namespace (NAMESPACE, RFC 2342); `None` where the server does not
-    /// offer it.
-    pub fn namespace(&mut self) -> std::result::Result<Option<Hierarchy>, ImapError> {
-        let result = (|| {
-            let link = self.link()?;
-            if !link.has("NAMESPACE") {
-                return Ok(None);
-            }
-            let tags = link.send(&["NAMESPACE".to_string()])?;
-            let mut namespace = None;
-            link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
-                if let Data::Namespace(n) = d {
-                    namespace = n;
-                }
-                Ok(())
-            })?;
-            Ok(namespace)
-        })();
-        self.checked(result)
-    }
-
     /// The status of each of `wires`, all asked at once. A folder the server refuses
     /// (it does not exist) is left out of the answer.
     pub fn statuses(&mut self, wires: &[String]) -> std::result::Result<HashMap<String, FolderStatus>, ImapError> {
