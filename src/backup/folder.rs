@@ -43,6 +43,8 @@ pub struct FolderReport {
     pub failed: usize,
     /// Messages expunged between listing and fetching.
     pub vanished: usize,
+    /// Archived messages known to have left the server (kept only in the archive).
+    pub only_in_archive: u64,
     pub bytes: u64,
     pub started: Instant,
     /// What went wrong, for `--report`.
@@ -60,6 +62,7 @@ impl FolderReport {
             existing: 0,
             failed: 0,
             vanished: 0,
+            only_in_archive: 0,
             bytes: 0,
             started: Instant::now(),
             errors: Vec::new(),
@@ -77,12 +80,18 @@ impl FolderReport {
             bytes: self.bytes,
             seconds: self.started.elapsed().as_secs_f64(),
             errors: self.errors.clone(),
+            only_in_archive: self.only_in_archive,
+            left_server: 0,
         }
     }
 
-    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`.
+    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`
+    /// (and messages that vanished while fetched, or are kept only in the archive).
     pub fn summary(&self) -> String {
-        let vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        let mut vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        if self.only_in_archive > 0 {
+            vanished += &format!(", {} only in the archive", self.only_in_archive);
+        }
         format!(
             "{}: {} new, {} already archived, {} failed{vanished}, {} bytes, {:.2} s",
             self.folder,
@@ -462,13 +471,24 @@ pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &
     *journal = None;
 }
 
+/// The archive files of `mailbox`'s folder directory (0 when it has none).
+pub fn count_files(place: &Place<'_>, mailbox: &Mailbox) -> Result<usize> {
+    let Some(dir) = place.records().folder_of(place.account_dir, mailbox).map(|r| r.dir.clone()) else {
+        return Ok(0);
+    };
+    match place.records().open_beneath(&Path::new(place.account_dir).join(dir)) {
+        Ok(dir) => Ok(archived_uids(&dir)?.len()),
+        Err(_) => Ok(0),
+    }
+}
+
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
 /// no file opened.
 pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
     let mut uids = HashSet::new();
     dir.for_each_name(|name| {
-        if let Some(f) = ArchiveFile::from_path(PathBuf::from(name)) {
-            uids.insert(f.uid);
+        if let Some(uid) = ArchiveFile::from_path(PathBuf::from(name)).and_then(|f| f.uid) {
+            uids.insert(uid);
         }
     })
     .at(dir.path())?;

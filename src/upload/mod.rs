@@ -183,8 +183,8 @@ fn pass(
 /// The flags and INTERNALDATE a message goes up with: those the metadata kept, else no
 /// flags and the date of its `Date:` header (the arrival time of archives without
 /// metadata is lost; the sender's date is closer to it than the time of the upload).
-fn stored(index: Option<&Index>, uid: u32, header: &[u8]) -> (Vec<String>, Option<String>) {
-    let meta = index.and_then(|i| i.lookup(uid));
+fn stored(index: Option<&Index>, uid: Option<u32>, header: &[u8]) -> (Vec<String>, Option<String>) {
+    let meta = index.zip(uid).and_then(|(i, uid)| i.lookup(uid));
     // \Recent is the server's to set; APPEND refuses it.
     let flags = meta
         .as_ref()
