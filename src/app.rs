@@ -682,7 +682,7 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
             )))
         }
     };
-    let files = archive::walk(dir)?;
+    let files = archive::files_of(folders.iter().map(|f| f.dir.as_path()))?;
     let journals: Vec<PathBuf> = folders.iter().filter_map(|f| f.journal.clone()).collect();
     let keys = keys_if_needed(&files, &journals, dir, keys)?;
     warn_odd_files(&files);
@@ -725,7 +725,8 @@ fn run_upload(
         warn(format!("warning: {p}; folders are named after their directories"));
     }
     let journals: Vec<PathBuf> = dests.iter().filter_map(|d| d.journal.clone()).collect();
-    let keys = keys_if_needed(&archive::walk(path)?, &journals, path, keys)?;
+    let files = archive::files_of(dests.iter().map(|d| d.dir.as_path()))?;
+    let keys = keys_if_needed(&files, &journals, path, keys)?;
     let label = account.label();
     let (spec, auth, addrs) = backup::connection(account).map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     // The archive (and its metadata) is only read; the one connection allowed is to the
@@ -828,7 +829,7 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
         }
         Scope::Empty(_) => return Err(crate::scope::nothing_there(path)),
     };
-    let files = archive::walk(path)?;
+    let files = archive::files_of(folders.iter().map(|f| f.1.as_path()))?;
     if files.is_empty() && folders.iter().all(|f| f.2.is_none()) {
         return Err(crate::scope::nothing_there(path));
     }
@@ -880,7 +881,7 @@ fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     // Found before confinement: the records and journals may be outside PATH.
     let folders = crate::scope::folders(&scope)?;
     let journals = verify::journals(&folders);
-    let files = archive::walk(path)?;
+    let files = archive::files_of(folders.iter().map(|f| f.dir.as_path()))?;
     let keys = keys_if_needed(&files, &journals, path, keys)?;
     warn_odd_files(&files);
     drop(files);

@@ -76,38 +76,27 @@ pub fn list_folder(dir: &Path) -> Result<Vec<ArchiveFile>> {
     Ok(files)
 }
 
-/// The archive files anywhere under `root` (a folder or a whole archive), folder by
-/// folder in UID order. Symbolic links are not followed.
-pub fn walk(root: &Path) -> Result<Vec<ArchiveFile>> {
+/// The archive files of the folder directories `dirs`, folder by folder in UID order (a
+/// folder that is gone has none).
+pub fn files_of<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<Vec<ArchiveFile>> {
     let mut files = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let mut here = Vec::new();
-        let mut subdirs = Vec::new();
-        for entry in fs::read_dir(&dir).at(&dir)? {
-            let entry = entry.at(&dir)?;
-            let kind = entry.file_type().at(&entry.path())?;
-            if kind.is_dir() {
-                // The tool's own records and temporary files are not archive files.
-                if entry.file_name() != crate::registry::META_DIR {
-                    subdirs.push(entry.path());
-                }
-            } else if kind.is_file() {
-                here.extend(ArchiveFile::from_path_any(entry.path()));
-            }
+    for d in dirs {
+        if d.is_dir() {
+            files.extend(list_folder(d)?);
         }
-        sort(&mut here);
-        files.extend(here);
-        subdirs.sort();
-        dirs.extend(subdirs.into_iter().rev());
     }
     Ok(files)
 }
 
-/// Whether `dir` holds an archive file that `matches`, stopping at the first; nothing is
-/// sorted or kept, so a folder of 300,000 files costs one directory read at most.
+/// Whether `dir` holds a UID-named archive file that `matches`, stopping at the first;
+/// nothing is sorted or kept, so a folder of 300,000 files costs one directory read at most.
 pub fn holds(dir: &Path, matches: impl Fn(&ArchiveFile) -> bool) -> bool {
-    first(dir, matches).is_some()
+    first(dir, |a| a.uid.is_some() && matches(a)).is_some()
+}
+
+/// Whether `dir` holds any archive file, named after a UID or not.
+pub fn holds_any(dir: &Path) -> bool {
+    first(dir, |_| true).is_some()
 }
 
 /// The first archive file of `dir` (in directory order) that `matches`.

@@ -56,7 +56,8 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Whether `dir` is a user directory: a subdirectory holds archive files, or the records
+/// Whether `dir` is a user directory: a subdirectory holds UID-named archive files (other
+/// `.mbox` files in a directory of their own are a restore's output, not a folder), or the records
 /// of the root above it know it.
 fn is_account(dir: &Path) -> Result<bool> {
     if subdirs(dir)?.iter().any(|d| archive::holds(d, |_| true)) {
@@ -71,6 +72,8 @@ pub fn classify(path: &Path) -> Result<Scope> {
     if !path.is_dir() {
         return Err(Error::runtime(format!("{}: not a directory", path.display())));
     }
+    // UID-named files make a folder; other `.mbox` files (a restore's output in a user
+    // directory) only where nothing else is.
     if archive::holds(path, |_| true) || crate::metadata::journal_of_dir(path).is_some() {
         return Ok(Scope::Folder(path.to_path_buf()));
     }
@@ -85,6 +88,9 @@ pub fn classify(path: &Path) -> Result<Scope> {
     }
     if !accounts.is_empty() || path.join(registry::META_DIR).is_dir() {
         return Ok(Scope::Root { root: path.to_path_buf(), accounts });
+    }
+    if archive::holds_any(path) {
+        return Ok(Scope::Folder(path.to_path_buf()));
     }
     Ok(Scope::Empty(path.to_path_buf()))
 }
