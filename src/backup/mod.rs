@@ -361,6 +361,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
                 check: summary.is_some() && !intact,
                 gone: known_gone(summary),
                 files: None,
+                last_run: summary.and_then(|s| s.mark?.time_ns).map_or(0, |t| (t / 1_000_000_000) as i64),
             }
         })
         .collect();

@@ -34,6 +34,9 @@ pub struct Folder<'a> {
     pub gone: Option<u64>,
     /// Archive files in its directory, when this run counted them.
     pub files: Option<usize>,
+    /// When the last run before this one wrote its journal (Unix time; 0 when unknown):
+    /// what was archived then was on the server then.
+    pub last_run: i64,
 }
 
 /// What a full refresh found.
@@ -124,8 +127,17 @@ pub fn refresh(
     }
     let mut journal = update.finish()?;
     on_server.normalize();
-    let last_seen = folder_last_seen(place, ctx, folder.mailbox, uidvalidity);
-    let found = compare(index.as_ref(), &files, &on_server, examined.uid_next, last_seen, &mut journal)?;
+    // An answer that left messages out (a server that does not answer FLAGS for all)
+    // proves nothing gone.
+    let complete = on_server.len() >= u64::from(examined.exists);
+    let found = compare(
+        index.as_ref(),
+        &files,
+        complete.then_some(&on_server),
+        examined.uid_next,
+        folder.last_run,
+        &mut journal,
+    )?;
     learn(session, &found, &mut journal)?;
     journal.set_gone(found.gone);
     journal.checked(found.damaged > 0);
@@ -154,7 +166,7 @@ struct Found {
 fn compare(
     index: Option<&Index>,
     files: &[u32],
-    on_server: &UidRanges,
+    on_server: Option<&UidRanges>,
     uid_next: Option<u32>,
     last_seen: i64,
     journal: &mut Journal,
@@ -189,7 +201,7 @@ fn compare(
             continue;
         }
         // A message newer than the folder's state was not there to be seen.
-        if !on_server.contains(uid) && uid_next.is_none_or(|n| uid < n) {
+        if on_server.is_some_and(|s| !s.contains(uid)) && uid_next.is_none_or(|n| uid < n) {
             let archived = meta.as_ref().and_then(|m| m.archived_at).unwrap_or(0);
             gone.push((uid, Gone { last_seen: last_seen.max(archived), noticed }));
             found.gone += 1;
@@ -212,16 +224,6 @@ fn compare(
     journal.gone(&gone)?;
     found.damaged = entries.as_ref().map_or(0, |c| c.damage().len());
     Ok(found)
-}
-
-/// When the folder's messages were last known to be on the server: the time of the last
-/// run that wrote its journal.
-fn folder_last_seen(place: &Place<'_>, ctx: &Context<'_>, mailbox: &Mailbox, uidvalidity: u32) -> i64 {
-    let journal = place.journal(ctx, mailbox, uidvalidity);
-    crate::metadata::summary(journal.path(), ctx.keys)
-        .mark
-        .and_then(|m| m.time_ns)
-        .map_or(0, |t| (t / 1_000_000_000) as i64)
 }
 
 /// The UIDs of the folder's archive files, ascending.
@@ -293,6 +295,11 @@ impl UidRanges {
             }
         }
         self.ranges = out;
+    }
+
+    /// How many UIDs.
+    fn len(&self) -> u64 {
+        self.ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
     }
 
     fn contains(&self, uid: u32) -> bool {
@@ -414,5 +421,6 @@ mod tests {
         assert_eq!(r.ranges, [(1, 3), (5, 5), (7, 8), (20, 20)]);
         let inside: Vec<u32> = (0..22).filter(|&u| r.contains(u)).collect();
         assert_eq!(inside, [1, 2, 3, 5, 7, 8, 20]);
+        assert_eq!(r.len(), 7);
     }
 }
