@@ -429,7 +429,7 @@ fn journals_of_millions_of_records_are_read_in_bounded_memory() {
         let mut w = std::io::BufWriter::new(fs::File::create(&journal).unwrap());
         w.write_all(b"smailarchiver-metadata 1 plain\n").unwrap();
         for i in 0..LINES {
-            write!(w, "F\t1\t\\Seen $k{}\n", i % 5).unwrap();
+            writeln!(w, "F\t1\t\\Seen $k{}", i % 5).unwrap();
         }
         w.flush().unwrap();
     }

@@ -45,6 +45,8 @@ pub struct FolderReport {
     pub vanished: usize,
     /// Archived messages known to have left the server (kept only in the archive).
     pub only_in_archive: u64,
+    /// Of those, the ones this run found gone.
+    pub left_server: usize,
     pub bytes: u64,
     pub started: Instant,
     /// What went wrong, for `--report`.
@@ -63,6 +65,7 @@ impl FolderReport {
             failed: 0,
             vanished: 0,
             only_in_archive: 0,
+            left_server: 0,
             bytes: 0,
             started: Instant::now(),
             errors: Vec::new(),
@@ -81,7 +84,7 @@ impl FolderReport {
             seconds: self.started.elapsed().as_secs_f64(),
             errors: self.errors.clone(),
             only_in_archive: self.only_in_archive,
-            left_server: 0,
+            left_server: self.left_server,
         }
     }
 

@@ -67,7 +67,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         }
     }
     if ready.is_empty() {
-        Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0 }.say(sink);
+        Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0, left: 0 }.say(sink);
         return code;
     }
     let rules = Rules {
@@ -88,7 +88,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return EXIT_FAILURE;
         }
     }
-    let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0 };
+    let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0, left: 0 };
     for p in ready {
         if crate::interrupt::requested() {
             break;
@@ -98,6 +98,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         match backup_account(p, out, sink) {
             Ok(reports) => {
                 tally.new += reports.iter().map(|r| r.new).sum::<usize>();
+                tally.left += reports.iter().map(|r| r.left_server).sum::<usize>();
                 tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
                 if reports.iter().any(|r| r.failed > 0) {
                     tally.failed += 1;
@@ -124,17 +125,20 @@ struct Tally {
     failed: usize,
     new: usize,
     bytes: u64,
+    /// Archived messages found to have left the server.
+    left: usize,
 }
 
 impl Tally {
     /// With several accounts, one line to end the run (`2 accounts: 1 ok, 1 failed; 35 new
-    /// messages, B bytes`): a result, so `--quiet` keeps a good run silent as cron wants,
-    /// but a warning when an account failed, so the mail cron sends has the whole count.
+    /// messages, B bytes[; N left the server]`): a result, so `--quiet` keeps a good run
+    /// silent as cron wants, but a warning when an account failed, so the mail cron sends
+    /// has the whole count.
     fn say(&self, sink: &dyn Sink) {
         if self.accounts < 2 {
             return;
         }
-        let line = format!(
+        let mut line = format!(
             "{} accounts: {} ok, {} failed; {} new message{}, {} bytes",
             self.accounts,
             self.accounts - self.failed,
@@ -143,6 +147,9 @@ impl Tally {
             if self.new == 1 { "" } else { "s" },
             self.bytes
         );
+        if self.left > 0 {
+            line += &format!("; {} left the server (kept in the archive)", self.left);
+        }
         if self.failed > 0 {
             sink.warning(&line);
         } else {
@@ -480,7 +487,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             continue;
         }
         match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
-            Ok(found) => said_refreshed(&ctx, f.mailbox, &found),
+            Ok(found) => {
+                said_refreshed(&ctx, f.mailbox, &found);
+                let name = f.mailbox.shown();
+                if let Some(r) = lock(&reports).iter_mut().rev().find(|r| r.folder == name) {
+                    r.left_server += found.left;
+                    r.only_in_archive = found.only_in_archive.unwrap_or(r.only_in_archive);
+                }
+            }
             Err(e) => sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown())),
         }
     }

@@ -4,6 +4,13 @@
 //! since (`CHANGEDSINCE`); elsewhere a folder opened by this run anyway is asked the flags
 //! of all its messages in one streamed `UID FETCH 1:* (UID FLAGS)`, and only those that
 //! differ from the journal's are written.
+//!
+//! That full refresh is also how a folder is checked: when its journal was changed since
+//! its last end record (damage) or the server holds fewer messages than the archive has of
+//! it. The server's UIDs then show which archived messages left it (recorded as gone, with
+//! when they were last seen), and the journal, read whole, what it lacks of an archived
+//! message (a record lost to damage or to a killed run): asked again, without fetching
+//! the message.
 
 use super::folder::{Context, Place};
 use crate::error::{Error, Result};

@@ -323,6 +323,14 @@ impl Journal {
             pos += line.len() as u64;
             count += 1;
         }
+        let damage = cursor.damage();
+        if count == 0 && damage.iter().any(|d| d.why == super::line::LineError::Mac) {
+            // Not one record opens: another key, not damage. Nothing is thrown away.
+            return Err(Error::runtime(format!(
+                "{}: no record of the metadata journal authenticates with this key: left as it is",
+                path.display()
+            )));
+        }
         let time = now_ns();
         let end = self.line(&Record::End(Mark { time_ns: Some(time), modseq: self.modseq, gone: Some(gone) }))?;
         w.write_all(&end).at(tmp.path())?;
@@ -559,6 +567,12 @@ mod tests {
             let text = base64::engine::general_purpose::STANDARD.encode([5u8; 64]);
             let other = crate::keys::from_texts(Path::new("k2"), text.as_bytes(), None, None).unwrap();
             assert_eq!(authenticates(&path, &other), Some(false));
+            // Another key does not rewrite the journal away.
+            let before = fs::read(&path).unwrap();
+            let mut j = Journal::new(path.clone(), Some(other));
+            j.checked(true);
+            assert!(j.sync().unwrap_err().to_string().contains("no record of the metadata journal authenticates"));
+            assert_eq!(fs::read(&path).unwrap(), before);
         }
         fs::remove_dir_all(&dir).unwrap();
     }
