@@ -461,7 +461,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         let Some(messages) = f.status.and_then(|s| s.messages) else { continue };
         let files = match f.files {
             Some(n) => n,
-            None => folder::count_files(&place, f.mailbox)?,
+            // A folder directory that cannot be listed has its error in its own report.
+            None => folder::count_files(&place, f.mailbox).unwrap_or(0),
         };
         let gone = usize::try_from(f.gone.unwrap_or(0)).unwrap_or(usize::MAX);
         if (messages as usize) < files.saturating_sub(gone) {

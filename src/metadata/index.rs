@@ -66,6 +66,8 @@ pub struct Cursor {
     marked: bool,
     /// The entry a lookup stopped at.
     peeked: Option<(u32, MessageMeta)>,
+    /// The UID last looked up: lookups below it need a new cursor.
+    sought: u32,
 }
 
 impl Cursor {
@@ -85,6 +87,7 @@ impl Cursor {
             mark: None,
             marked: false,
             peeked: None,
+            sought: 0,
         }
     }
 
@@ -241,6 +244,7 @@ impl Cursor {
 
     /// What is known of `uid`, which is not below the UID of the last call.
     pub fn seek(&mut self, uid: u32) -> Option<MessageMeta> {
+        self.sought = uid;
         loop {
             let (u, m) = self.next_entry()?;
             if u >= uid {
@@ -249,11 +253,6 @@ impl Cursor {
                 return found;
             }
         }
-    }
-
-    /// Where the last lookup stopped (lookups below it need a new cursor).
-    fn position(&self) -> Option<u32> {
-        self.peeked.as_ref().map(|(u, _)| *u)
     }
 }
 
@@ -336,7 +335,7 @@ impl Index {
     /// What is known of `uid`. Fast when UIDs are asked in ascending order.
     pub fn lookup(&self, uid: u32) -> Option<MessageMeta> {
         let mut cursor = self.lookups.borrow_mut();
-        if cursor.as_ref().is_none_or(|c| c.position().is_some_and(|p| p > uid)) {
+        if cursor.as_ref().is_none_or(|c| c.sought > uid) {
             *cursor = Some(self.entries());
         }
         cursor.as_mut()?.seek(uid)

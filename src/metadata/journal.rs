@@ -158,6 +158,13 @@ impl Journal {
         self.tail_start = src.layout.tail.0;
         self.base_len = src.layout.base.1 - src.layout.base.0;
         file.seek(SeekFrom::End(0)).at(&path)?;
+        if src.layout.head_end == src.layout.header_len {
+            // Its head record was torn off (a crash as it was made): a new one first.
+            let head = self.line(&Record::Head { base_end: 0, count: 0 })?;
+            let end = keep + head.len() as u64;
+            file.write_all(&self.line(&Record::Head { base_end: end, count: 0 })?).at(&path)?;
+            self.tail_start = end;
+        }
         self.file = Some(file);
         Ok(())
     }
@@ -386,7 +393,8 @@ fn set_mtime(file: &File, ns: u64) -> io::Result<()> {
 /// The length of `file` up to its last line break (what a crash mid-append leaves whole).
 fn complete_length(file: &mut File, len: u64) -> io::Result<u64> {
     let mut end = len;
-    let mut buf = vec![0u8; 64 * 1024];
+    // Most files end with their line break: a small read first.
+    let mut buf = vec![0u8; 4096];
     while end > 0 {
         let start = end.saturating_sub(buf.len() as u64);
         let piece = &mut buf[..(end - start) as usize];
@@ -395,6 +403,7 @@ fn complete_length(file: &mut File, len: u64) -> io::Result<u64> {
             return Ok(start + i as u64 + 1);
         }
         end = start;
+        buf.resize(64 * 1024, 0);
     }
     Ok(0)
 }
@@ -402,29 +411,37 @@ fn complete_length(file: &mut File, len: u64) -> io::Result<u64> {
 /// The journal's last record, read from its end only, if it is a run's end (format 1: an
 /// `S` line).
 fn last_mark(path: &Path, keys: Option<&Keys>) -> Option<Mark> {
-    let src = Arc::new(Source::open(path, keys).ok()?);
+    last_mark_of(&Arc::new(Source::open(path, keys).ok()?))
+}
+
+/// [`last_mark`] of an open journal.
+fn last_mark_of(src: &Arc<Source>) -> Option<Mark> {
     let len = src.layout.tail.1;
     let mut file = src.file.try_clone().ok()?;
     let end = complete_length(&mut file, len).ok()?;
-    let window = if src.layout.version == 1 { 16 * 1024 } else { MAX_LINE_2 as u64 + 2 };
-    let start = end.saturating_sub(window).max(src.layout.head_end);
-    let mut tail = vec![0u8; (end - start) as usize];
-    file.read_exact_at(&mut tail, start).ok()?;
-    let body = tail.strip_suffix(b"\n")?;
-    let from = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if from == 0 && start > src.layout.head_end {
-        return None;
+    let longest = if src.layout.version == 1 { 16 * 1024 } else { MAX_LINE_2 as u64 + 2 };
+    // A last record is a few hundred bytes: a small read finds it, a bigger one if not.
+    for window in [4096, longest] {
+        let start = end.saturating_sub(window).max(src.layout.head_end).min(end);
+        let mut tail = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut tail, start).ok()?;
+        let body = tail.strip_suffix(b"\n")?;
+        let from = match body.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if start == src.layout.head_end => 0,
+            None => continue,
+        };
+        let mut records = src.records(start + from as u64, end, 0);
+        let mut last = None;
+        while let Some(r) = records.next_record() {
+            last = Some(r.ok()?.0);
+        }
+        return match last? {
+            Record::End(m) => Some(m),
+            _ => None,
+        };
     }
-    let last_start = start + from as u64;
-    let mut records = src.records(last_start, end, 0);
-    let mut last = None;
-    while let Some(r) = records.next_record() {
-        last = Some(r.ok()?.0);
-    }
-    match last? {
-        Record::End(m) => Some(m),
-        _ => None,
-    }
+    None
 }
 
 /// What a backup learns of a journal from its end alone.
@@ -438,8 +455,11 @@ pub struct Summary {
 
 /// Reads the end of the journal at `path` (a no-op backup asks this of every folder).
 pub fn summary(path: &Path, keys: Option<&Keys>) -> Summary {
-    let mark = last_mark(path, keys);
-    let mtime = fs::metadata(path).ok().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+    let Ok(src) = Source::open(path, keys) else { return Summary::default() };
+    let src = Arc::new(src);
+    let mark = last_mark_of(&src);
+    let mtime =
+        src.file.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(UNIX_EPOCH).ok());
     let intact = match (mark.and_then(|m| m.time_ns), mtime) {
         (Some(t), Some(m)) => {
             let m_ns = m.as_nanos() as u64;
@@ -521,6 +541,8 @@ mod tests {
         assert_eq!((nine.flags.len(), nine.internal_date, nine.digest, nine.size), (1, None, None, None));
         assert!(index.lookup(5).is_none());
         assert_eq!(index.lookup(3).unwrap().flags, ["\\Seen"], "a lookup behind the last one");
+        assert!(index.lookup(20).is_none(), "past the last one");
+        assert_eq!(index.lookup(3).unwrap().flags, ["\\Seen"], "a lookup after the end");
         assert!(index.damage().is_empty(), "{:?}", index.damage());
         let mut j = Journal::new(path.clone(), keys.clone());
         j.messages(&[entry(5, &["\\Answered"])]).unwrap();
@@ -606,6 +628,24 @@ mod tests {
             let want = if u % 3 == 0 { format!("k{u}") } else { "\\Seen".into() };
             assert_eq!(f, &[want]);
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A journal whose head record a crash tore off gets a new one before the next records.
+    #[test]
+    fn a_torn_head_is_made_again() {
+        let dir = std::env::temp_dir().join(format!("sa-meta-torn-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = journal_path(&dir, "user", "INBOX", 7);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "smailarchiver-metadata 2 plain\nH\tb=000").unwrap();
+        assert!(Index::load(&path, None, false).unwrap().entries().next().is_none());
+        let mut j = Journal::new(path.clone(), None);
+        j.messages(&[entry(4, &["\\Seen"])]).unwrap();
+        j.sync().unwrap();
+        let index = Index::load(&path, None, false).unwrap();
+        assert_eq!(index.lookup(4).unwrap().flags, ["\\Seen"]);
+        assert!(index.damage().is_empty(), "{:?}", index.damage());
         fs::remove_dir_all(&dir).unwrap();
     }
 

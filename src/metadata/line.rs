@@ -34,15 +34,22 @@ impl std::fmt::Display for LineError {
 #[derive(Clone)]
 pub struct LineCodec {
     keys: Option<Keys>,
-    /// What each line's check covers besides its record: the journal's name.
-    binding: String,
+    /// SHA-256 fed with what each plain line's checksum covers besides its record: the
+    /// journal's name and a line feed.
+    prefix: Sha256,
+    /// The journal's name as sealed records carry it: 16 hex digits of its SHA-256.
+    bind_tag: String,
 }
 
 impl LineCodec {
-    /// The codec of the journal named by `binding` ([`super::journal::binding`]); sealed
+    /// The codec of the journal named by `binding` ([`super::reader::binding`]); sealed
     /// with `keys` when given.
     pub fn new(keys: Option<Keys>, binding: String) -> LineCodec {
-        LineCodec { keys, binding }
+        let mut prefix = Sha256::new();
+        prefix.update(binding.as_bytes());
+        prefix.update(b"\n");
+        let bind_tag = super::hex(&Sha256::digest(binding.as_bytes())[..8]);
+        LineCodec { keys, prefix, bind_tag }
     }
 
     /// The keys lines are sealed with, if they are.
@@ -62,7 +69,7 @@ impl LineCodec {
             Some(keys) => {
                 let (sink, out) = crate::codec::shared_sink();
                 let mut w = cipher::EncryptWriter::new(keys, Box::new(Base64Writer::new(sink)))?;
-                w.write_all(self.bind_tag().as_bytes())?;
+                w.write_all(self.bind_tag.as_bytes())?;
                 w.write_all(b"\t")?;
                 w.write_all(text.as_bytes())?;
                 Box::new(w).finish()?;
@@ -79,7 +86,15 @@ impl LineCodec {
             None => {
                 let text = std::str::from_utf8(line).map_err(|_| damaged("not text"))?;
                 let (record, sum) = text.rsplit_once("\t#").ok_or_else(|| damaged("no checksum"))?;
-                if sum != self.checksum(record) {
+                let want = self.digest(record);
+                let sum = sum.as_bytes();
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                let matches = sum.len() == 16
+                    && sum
+                        .chunks(2)
+                        .zip(&want[..8])
+                        .all(|(pair, &byte)| pair == [DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 15)]]);
+                if !matches {
                     return Err(damaged("checksum mismatch"));
                 }
                 Ok(record.to_string())
@@ -88,7 +103,7 @@ impl LineCodec {
                 let plain = unseal(keys, line)?;
                 let text = String::from_utf8(plain).map_err(|_| damaged("not text"))?;
                 let (tag, record) = text.split_once('\t').ok_or_else(|| damaged("no journal name"))?;
-                if tag != self.bind_tag() {
+                if tag != self.bind_tag {
                     return Err(damaged("a record of another journal"));
                 }
                 Ok(record.to_string())
@@ -96,17 +111,14 @@ impl LineCodec {
         }
     }
 
-    fn checksum(&self, text: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(self.binding.as_bytes());
-        h.update(b"\n");
+    fn digest(&self, text: &str) -> [u8; 32] {
+        let mut h = self.prefix.clone();
         h.update(text.as_bytes());
-        super::hex(&h.finalize()[..8])
+        h.finalize().into()
     }
 
-    /// The journal's name as sealed records carry it: 16 hex digits of its SHA-256.
-    fn bind_tag(&self) -> String {
-        super::hex(&Sha256::digest(self.binding.as_bytes())[..8])
+    fn checksum(&self, text: &str) -> String {
+        super::hex(&self.digest(text)[..8])
     }
 }
 

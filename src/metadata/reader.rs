@@ -161,8 +161,10 @@ impl Source {
         };
         if version == 2 {
             let mut line = Vec::new();
+            let head_start = lines.pos();
             let head = lines.next_line(&mut line, MAX_LINE_2).at(path)?;
-            let head_end = lines.pos();
+            // A torn head line (a crash creating the file) is no line: nothing follows.
+            let head_end = if head.is_some() { lines.pos() } else { head_start };
             layout.head_end = head_end;
             layout.base = (head_end, head_end);
             layout.tail = (head_end, len);
@@ -334,14 +336,17 @@ pub struct Lines {
     start: usize,
     /// Line number of the next line.
     number: u64,
+    /// Bytes to read next: small at first (a header, a last record), growing to [`READ`].
+    chunk: usize,
 }
 
 const READ: usize = 64 * 1024;
+const FIRST_READ: usize = 4 * 1024;
 
 impl Lines {
     /// The lines of `from..to`; `number` is the first line's number.
     pub fn new(file: Arc<File>, from: u64, to: u64, number: u64) -> Lines {
-        Lines { file, pos: from, end: to.max(from), buf: Vec::new(), start: 0, number }
+        Lines { file, pos: from, end: to.max(from), buf: Vec::new(), start: 0, number, chunk: FIRST_READ }
     }
 
     /// The file offset of the next line.
@@ -378,7 +383,8 @@ impl Lines {
             if self.pos >= self.end {
                 return Ok(None);
             }
-            let want = READ.min((self.end - self.pos) as usize);
+            let want = self.chunk.min((self.end - self.pos) as usize);
+            self.chunk = (self.chunk * 2).min(READ);
             self.buf.resize(want, 0);
             let n = self.file.read_at(&mut self.buf, self.pos)?;
             if n == 0 {
