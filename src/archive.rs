@@ -36,7 +36,7 @@ impl ArchiveFile {
     pub fn from_path_any(path: PathBuf) -> Option<ArchiveFile> {
         let name = path.file_name()?.to_str()?;
         let (stem, form) = Form::parse(name)?;
-        let uid = if stem.bytes().all(|b| b.is_ascii_digit()) { stem.parse().ok().filter(|&u| u != 0) } else { None };
+        let uid = if stem.bytes().all(|b| b.is_ascii_digit()) { stem.parse().ok() } else { None };
         Some(ArchiveFile { path, uid, form })
     }
 
@@ -154,7 +154,7 @@ mod tests {
             assert!(ArchiveFile::from_path(Path::new("a").join(other)).is_none(), "{other}");
         }
         // Restore and verify take files by their suffix, as the original did.
-        for odd in ["flip-iv.mbox.enc", "+5.mbox", "INBOX.mbox", "0.mbox"] {
+        for odd in ["flip-iv.mbox.enc", "+5.mbox", "INBOX.mbox", "99999999999.mbox"] {
             let f = ArchiveFile::from_path_any(Path::new("a").join(odd)).unwrap();
             assert_eq!(f.uid, None, "{odd}");
         }

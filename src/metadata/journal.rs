@@ -10,7 +10,7 @@
 //! time: a journal changed by anything else afterwards (a damaged byte written, a copy
 //! edited) no longer matches, and the next backup reads it whole and repairs it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -502,6 +502,7 @@ pub fn authenticates(path: &Path, keys: &Keys) -> Option<bool> {
 mod tests {
     use super::super::journal_path;
     use super::*;
+    use std::fs;
 
     fn entry(uid: u32, flags: &[&str]) -> Entry {
         Entry {
