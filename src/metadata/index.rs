@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::reader::{Damage, Records, Source};
-use super::record::{Fields, Mark, Record};
+use super::record::{Fields, Record};
 use super::{format_internal_date, MessageMeta};
 use crate::error::Result;
 use crate::keys::Keys;
@@ -60,10 +60,8 @@ pub struct Cursor {
     /// Damage met so far (the tail's on its first pass only).
     damage: Vec<Damage>,
     tail_read: bool,
-    /// The last mark in the tail, once it was read.
-    mark: Option<Mark>,
-    /// The tail ended with a mark (nothing after a run's end).
-    marked: bool,
+    /// Passes over the tail so far.
+    passes: usize,
     /// The entry a lookup stopped at.
     peeked: Option<(u32, MessageMeta)>,
     /// The UID last looked up: lookups below it need a new cursor.
@@ -84,8 +82,7 @@ impl Cursor {
             window: None,
             damage,
             tail_read: false,
-            mark: None,
-            marked: false,
+            passes: 0,
             peeked: None,
             sought: 0,
         }
@@ -96,9 +93,9 @@ impl Cursor {
         &self.damage
     }
 
-    /// The last run's end mark, once the tail was read (the first entry asked for reads it).
-    pub fn mark(&self) -> Option<Mark> {
-        self.mark.filter(|_| self.marked)
+    /// Passes over the tail so far (one unless its UIDs did not fit a window).
+    pub fn passes(&self) -> usize {
+        self.passes
     }
 
     /// The next base message, in UID order; a base record out of order is damage.
@@ -139,25 +136,6 @@ impl Cursor {
                     continue;
                 }
             };
-            if first {
-                match &record {
-                    Record::End(m) => {
-                        self.mark = Some(*m);
-                        self.marked = true;
-                    }
-                    Record::Begin => {
-                        self.mark = None;
-                        self.marked = false;
-                    }
-                    Record::Message { .. } => {
-                        // New messages: the flags may be older than the last mark says.
-                        self.mark = self.mark.map(|m| Mark { modseq: None, ..m });
-                        self.marked = false;
-                    }
-                    Record::Update { .. } => self.marked = false,
-                    _ => {}
-                }
-            }
             let (uid, replace, mut fields) = match record {
                 Record::Message { uid, fields } => (uid, true, fields),
                 Record::Update { uid, fields } => (uid, false, fields),
@@ -169,8 +147,14 @@ impl Cursor {
             if !self.digests {
                 fields.digest = None;
             }
-            let slot = map.entry(uid).or_default();
-            bytes = bytes.saturating_sub(slot.cost());
+            let slot = match map.entry(uid) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    let slot = e.into_mut();
+                    bytes = bytes.saturating_sub(slot.cost());
+                    slot
+                }
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(Slot::default()),
+            };
             if replace {
                 *slot = Slot { replaced: true, fields };
             } else {
@@ -185,6 +169,7 @@ impl Cursor {
             }
         }
         self.tail_read = true;
+        self.passes += 1;
         self.window = Some(Window { hi, map });
     }
 

@@ -622,8 +622,12 @@ mod tests {
         j.messages(&uids.iter().map(|&u| entry(u, &["\\Seen"])).collect::<Vec<_>>()).unwrap();
         j.flags(&uids.iter().filter(|u| *u % 3 == 0).map(|&u| (u, vec![format!("k{u}")])).collect::<Vec<_>>()).unwrap();
         let index = Index::load(&path, None, false).unwrap();
-        let got: Vec<(u32, Vec<String>)> = index.entries_within(20_000).map(|(u, m)| (u, m.flags)).collect();
+        let mut cursor = index.entries_within(20_000);
+        let got: Vec<(u32, Vec<String>)> = cursor.by_ref().map(|(u, m)| (u, m.flags)).collect();
         assert_eq!(got.len(), 3000);
+        // 3,000 messages of well over 100 bytes each in windows of 20,000 bytes.
+        assert!(cursor.passes() >= 15, "{} passes: the window holds more than its budget", cursor.passes());
+        assert_eq!(index.entries().by_ref().count(), 3000);
         for (i, (u, f)) in got.iter().enumerate() {
             assert_eq!(*u, i as u32 + 1);
             let want = if u % 3 == 0 { format!("k{u}") } else { "\\Seen".into() };
