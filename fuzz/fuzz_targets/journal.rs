@@ -28,9 +28,12 @@ fn keys() -> Keys {
     keys::from_texts(std::path::Path::new("fuzz.keys"), text.as_bytes(), None, None).expect("fixed keys")
 }
 
-/// A journal path of this process: `.../meta/user/NAME`.
+/// A journal path of this process: `.../meta/user/NAME`, in memory where there is a tmpfs
+/// (a compaction syncs its file: on a disk that would be most of the time).
 fn path() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sa-fuzz-journal-{}", std::process::id())).join("user");
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let dir = base.join(format!("sa-fuzz-journal-{}", std::process::id())).join("user");
     fs::create_dir_all(&dir).expect("a temporary directory");
     dir.join("0123456789abcdef-7")
 }
