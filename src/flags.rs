@@ -242,7 +242,7 @@ pub static FLAGS: &[Flag] = &[
         a.buffer_size = Some(buffer_size(v)?);
         Ok(())
     }),
-    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID).", |a, v| {
+    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID; other .mbox* files in it come last), or a user directory (with -o or --to-maildir); an archive root or a directory without archive files is an error.", |a, v| {
         a.restore = Some(val(v)?.into());
         Ok(())
     }),
@@ -266,11 +266,11 @@ pub static FLAGS: &[Flag] = &[
         a.uid = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder or user directory, one line each: UID, date, From, Subject, size, flags (only the headers are decoded).", |a, v| {
+    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder directory, a user directory or a whole archive root, one line each: UID, date, From, Subject, size, flags, left the server (only the headers are decoded).", |a, v| {
         a.list = Some(val(v)?.into());
         Ok(())
     }),
-    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {
+    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file of PATH (a folder, a user directory or a whole archive) and check its metadata; report every bad file, missing file and damaged metadata record.", |a, v| {
         a.verify = Some(val(v)?.into());
         Ok(())
     }),

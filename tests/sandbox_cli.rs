@@ -196,7 +196,7 @@ fn restore_cannot_write_through_a_planted_symlink() {
             Some(expected) => assert_required_error(&o, &expected),
             None => {
                 assert_eq!(o.status.code(), Some(0), "--sandbox {mode}: {}{}", stdout(&o), stderr(&o));
-                assert_eq!(stdout(&o), format!("verified 1 file: 1 good, 0 bad ({message_bytes} message bytes)\n"));
+                assert_eq!(stdout(&o), format!("verified 1 message: 1 good, 0 bad, {message_bytes} message bytes\n"));
             }
         }
     }

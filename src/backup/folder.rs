@@ -63,6 +63,10 @@ pub struct FolderReport {
     /// Messages of a previous UIDVALIDITY recognised under their new UIDs and linked from
     /// the archive, not fetched again (counted as already archived too).
     pub renumbered: usize,
+    /// Archived messages known to have left the server (kept only in the archive).
+    pub only_in_archive: u64,
+    /// Of those, the ones this run found gone.
+    pub left_server: usize,
     pub bytes: u64,
     pub started: Instant,
     /// What went wrong, for `--report`.
@@ -81,6 +85,8 @@ impl FolderReport {
             failed: 0,
             vanished: 0,
             renumbered: 0,
+            only_in_archive: 0,
+            left_server: 0,
             bytes: 0,
             started: Instant::now(),
             errors: Vec::new(),
@@ -98,12 +104,18 @@ impl FolderReport {
             bytes: self.bytes,
             seconds: self.started.elapsed().as_secs_f64(),
             errors: self.errors.clone(),
+            only_in_archive: self.only_in_archive,
+            left_server: self.left_server,
         }
     }
 
-    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`.
+    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`
+    /// (and messages that vanished while fetched, or are kept only in the archive).
     pub fn summary(&self) -> String {
-        let vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        let mut vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        if self.only_in_archive > 0 {
+            vanished += &format!(", {} only in the archive", self.only_in_archive);
+        }
         let renumbered = if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
         format!(
             "{}: {} new, {} already archived, {} failed{renumbered}{vanished}, {} bytes, {:.2} s",
@@ -567,13 +579,24 @@ pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &
     *journal = None;
 }
 
+/// The archive files of `mailbox`'s folder directory (0 when it has none).
+pub fn count_files(place: &Place<'_>, mailbox: &Mailbox) -> Result<usize> {
+    let Some(dir) = place.records().folder_of(place.account_dir, mailbox).map(|r| r.dir.clone()) else {
+        return Ok(0);
+    };
+    match place.records().open_beneath(&Path::new(place.account_dir).join(dir)) {
+        Ok(dir) => Ok(archived_uids(&dir)?.len()),
+        Err(_) => Ok(0),
+    }
+}
+
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
 /// no file opened.
 pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
     let mut uids = HashSet::new();
     dir.for_each_name(|name| {
-        if let Some(f) = ArchiveFile::from_path(PathBuf::from(name)) {
-            uids.insert(f.uid);
+        if let Some(uid) = ArchiveFile::from_path(PathBuf::from(name)).and_then(|f| f.uid) {
+            uids.insert(uid);
         }
     })
     .at(dir.path())?;

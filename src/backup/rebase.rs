@@ -228,7 +228,8 @@ pub fn rebase(
         if crate::interrupt::requested() {
             return Err(Failure::Other(Error::interrupted()));
         }
-        let known = index.as_ref().and_then(|i| i.lookup(file.uid)).and_then(|m| Some((m.size?, m.digest?)));
+        let known =
+            index.as_ref().zip(file.uid).and_then(|(i, uid)| i.lookup(uid)).and_then(|m| Some((m.size?, m.digest?)));
         if known.is_some_and(|(size, _)| !sizes.contains(&size)) {
             continue;
         }
@@ -269,6 +270,7 @@ pub fn rebase(
                 digest: c.digest,
                 internal_date: d.arrived.map(|(t, zone)| metadata::format_internal_date(t, zone)),
                 flags: flag_sets.get(d.flags as usize).cloned().unwrap_or_default(),
+                form: Some(c.form),
             });
         }
         if entries.is_empty() {
