@@ -539,6 +539,7 @@ fn keys_if_needed(files: &[archive::ArchiveFile], keys: &KeySpec) -> Result<Opti
 /// Confines the process, saying so in verbose mode when the kernel cannot fully.
 fn confine(rules: &Rules, settings: Settings) -> Result<()> {
     let status = sandbox::restrict(rules, settings.sandbox)?;
+    crate::probe::after_confinement();
     if settings.out.verbose && !status.fully_enforced() {
         warn(format!("sandbox: {status}"));
     }
