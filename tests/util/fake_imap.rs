@@ -150,7 +150,7 @@ struct Pause {
 #[derive(Default)]
 struct PauseState {
     /// What command to hold, and where in its answer.
-    armed: Option<(&'static str, Option<usize>)>,
+    armed: Option<(String, Option<usize>)>,
     /// A command met it.
     reached: bool,
     released: bool,
@@ -161,10 +161,11 @@ impl Pause {
     /// its answer.
     fn meets(&self, cmd: &str) -> Option<Option<usize>> {
         let mut st = lock(&self.state);
-        let (containing, mid_literal) = st.armed?;
-        if !cmd.to_ascii_uppercase().contains(containing) {
+        let (containing, mid_literal) = st.armed.as_ref()?;
+        if !cmd.to_ascii_uppercase().contains(containing.as_str()) {
             return None;
         }
+        let mid_literal = *mid_literal;
         st.armed = None;
         st.reached = true;
         self.changed.notify_all();
@@ -327,10 +328,10 @@ impl FakeImap {
     /// `containing` (compared in upper case): none of it is sent, or with `Some(n)` the
     /// answer up to `n` bytes into its first literal (a message body stalled halfway),
     /// until [`FakeImap::release`]. The client waits on, or is killed meanwhile.
-    pub fn pause_at(&self, containing: &'static str, mid_literal: Option<usize>) {
+    pub fn pause_at(&self, containing: &str, mid_literal: Option<usize>) {
         let mut st = lock(&self.pause.state);
         assert!(st.armed.is_none() && !st.reached, "one pause at a time");
-        *st = PauseState { armed: Some((containing, mid_literal)), ..PauseState::default() };
+        *st = PauseState { armed: Some((containing.to_ascii_uppercase(), mid_literal)), ..PauseState::default() };
     }
 
     /// Waits (up to `within`) until a command met the pause of [`FakeImap::pause_at`].
