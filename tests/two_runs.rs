@@ -87,8 +87,10 @@ fn backup_held_at(server: &FakeImap, root: &Path, big: u32) -> Child {
     child
 }
 
-/// Every file under `dir` (hidden ones and the lock included) with its bytes.
+/// Every file under `dir` (hidden ones and the lock included) with its bytes; of the
+/// temporary files, which the held run may still be writing, the names only.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let tmp_dir = dir.join(META_DIR).join(TMP_DIR);
     let mut out = BTreeMap::new();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -97,6 +99,8 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let kind = e.file_type().unwrap();
             if kind.is_dir() {
                 dirs.push(e.path());
+                out.insert(e.path(), Vec::new());
+            } else if d == tmp_dir {
                 out.insert(e.path(), Vec::new());
             } else {
                 out.insert(e.path(), fs::read(e.path()).unwrap());
