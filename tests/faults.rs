@@ -849,14 +849,6 @@ fn a_folder_name_that_is_not_text_fails_that_folder_only() {
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
 }
 
-/// The names in `dir`, sorted (none when it does not exist).
-fn names(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
 /// A backup killed with SIGKILL while a message body is half in (the server holds the rest
 /// of it back, so the moment is known, not guessed): the run is shown to leave that
 /// message's temporary file in ROOT/.smailarchiver/tmp and nothing but whole `UID.mbox*`
@@ -886,24 +878,24 @@ fn a_killed_runs_temporary_file_is_left_then_removed_by_the_next_run() {
     server.wait_paused(std::time::Duration::from_secs(60));
     // The message begun is written to its temporary file as it comes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !names(&tmp_dir).iter().any(|n| n.ends_with(".3.mbox")) {
+    while !sorted_names(&tmp_dir).iter().any(|n| n.ends_with(".3.mbox")) {
         assert!(std::time::Instant::now() < deadline, "no temporary file while UID 3 was half sent");
         assert!(child.try_wait().unwrap().is_none(), "the run ended while the server held UID 3 back");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let left = names(&tmp_dir);
+    let left = sorted_names(&tmp_dir);
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].starts_with(".smailarchiver-tmp-") && left[0].ends_with(".3.mbox"), "not UID 3's: {left:?}");
     // UIDs 1 and 2 came before UID 3 and were committed before it was begun; nothing
     // else is in the folder directory.
-    assert_eq!(names(&dir), ["1.mbox", "2.mbox"]);
+    assert_eq!(sorted_names(&dir), ["1.mbox", "2.mbox"]);
     server.release();
     let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("INBOX: 2 new, 2 already archived, 0 failed"), "{}", stdout(&o));
-    assert_eq!(names(&tmp_dir), Vec::<String>::new(), "the killed run's temporary file is still there");
+    assert_eq!(sorted_names(&tmp_dir), Vec::<String>::new(), "the killed run's temporary file is still there");
     assert_eq!(archived(&dir, &served), uids(&served));
     // Whatever the server sent to the killed run on its release went nowhere.
     server.take_errors();

@@ -52,14 +52,6 @@ fn backup_cmd(server: &FakeImap, root: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-/// The names in `dir`, sorted (none when it does not exist).
-fn names(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
 /// Waits (up to a minute) until `what` holds, while `child` runs.
 #[track_caller]
 fn wait_for(what: &str, child: &mut Child, holds: impl Fn() -> bool) {
@@ -82,7 +74,7 @@ fn backup_held_at(server: &FakeImap, root: &Path, big: u32) -> Child {
     let tmp_dir = root.join(META_DIR).join(TMP_DIR);
     let suffix = format!(".{big}.mbox");
     wait_for(&format!("UID {big} is being written"), &mut child, || {
-        names(&tmp_dir).iter().any(|n| n.ends_with(&suffix))
+        sorted_names(&tmp_dir).iter().any(|n| n.ends_with(&suffix))
     });
     child
 }
@@ -117,7 +109,7 @@ fn archived_exactly(dir: &Path, served: &[(u32, Vec<u8>)]) {
     let want: Vec<String> = served.iter().map(|(u, _)| format!("{u}.mbox")).collect();
     let mut want_sorted = want.clone();
     want_sorted.sort();
-    assert_eq!(names(dir), want_sorted, "{}", dir.display());
+    assert_eq!(sorted_names(dir), want_sorted, "{}", dir.display());
     for (uid, body) in served {
         let stored = fs::read(dir.join(format!("{uid}.mbox"))).unwrap();
         assert_same(strip_first_line(&stored), body, &format!("UID {uid}"));
@@ -157,7 +149,7 @@ fn a_second_backup_of_an_archive_in_use_is_refused_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("INBOX: 6 new, 0 already archived, 0 failed"), "{}", stdout(&o));
     archived_exactly(&root.join(USER).join("INBOX"), &served);
-    assert_eq!(names(&root.join(META_DIR).join(TMP_DIR)), Vec::<String>::new());
+    assert_eq!(sorted_names(&root.join(META_DIR).join(TMP_DIR)), Vec::<String>::new());
 }
 
 /// Every message of `user`'s INBOX on `d`, sorted.

@@ -61,6 +61,14 @@ impl Drop for TempDir {
     }
 }
 
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn sorted_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
 /// Runs the binary with `args` and extra environment, standard input closed.
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
