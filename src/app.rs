@@ -558,6 +558,7 @@ fn warn_odd_files(files: &[archive::ArchiveFile]) {
 /// Confines the process, saying so in verbose mode when the kernel cannot fully.
 fn confine(rules: &Rules, settings: Settings) -> Result<()> {
     let status = sandbox::restrict(rules, settings.sandbox)?;
+    crate::probe::after_confinement();
     if settings.out.verbose && !status.fully_enforced() {
         warn(format!("sandbox: {status}"));
     }

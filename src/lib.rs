@@ -27,6 +27,7 @@ pub mod mbox;
 pub mod metadata;
 pub mod os;
 pub mod printable;
+pub mod probe;
 pub mod progress;
 pub mod readahead;
 pub mod registry;

@@ -89,6 +89,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return EXIT_FAILURE;
         }
     }
+    crate::probe::after_confinement();
     let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0, left: 0 };
     for p in ready {
         if crate::interrupt::requested() {
@@ -270,6 +271,7 @@ fn read_only<T>(
     if let Err(e) = sandbox::restrict(&rules, sandbox) {
         return vec![(String::from("sandbox"), Err(e))];
     }
+    crate::probe::after_confinement();
     for (account, (auth, spec, addrs)) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth);
