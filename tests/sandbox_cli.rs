@@ -397,7 +397,7 @@ fn the_probe_inside_a_backup_an_upload_a_restore_and_a_verify() {
         let o = probe.run(&["--verify", root.to_str().unwrap(), "--sandbox", mode], &[]);
         let what = format!("verify --sandbox {mode}");
         assert_eq!(o.status.code(), Some(0), "{what}: {}{}", stdout(&o), stderr(&o));
-        assert!(stdout(&o).starts_with("verified 2 files: 2 good, 0 bad"), "{what}: {}", stdout(&o));
+        assert!(stdout(&o).starts_with("verified 2 messages: 2 good, 0 bad"), "{what}: {}", stdout(&o));
         probe.assert_outcomes(&o, &what, files, tcp);
     }
 }
