@@ -5,10 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::layout::{file_name_part, MaildirLayout};
 use super::{restore, Options, Report, Target};
 use crate::archive;
 use crate::error::{IoContext, Result};
-use crate::mailbox_name::{encode_utf7, Mailbox};
+use crate::mailbox_name::Mailbox;
 use crate::registry::{self, Registry};
 
 /// One folder directory of an account and what it holds.
@@ -50,9 +51,9 @@ pub enum AccountTarget {
     /// One mboxrd file per folder under this directory, at `NAME.mbox` (a name's `/`
     /// levels become subdirectories: `Archive/2019.mbox`).
     MboxDir(PathBuf),
-    /// One Maildir++ tree: INBOX at its top, every other folder in `.NAME` (the modified
-    /// UTF-7 name with `/` as `.`, as Dovecot and Courier name them).
-    Maildir(PathBuf),
+    /// One Maildir++ tree: INBOX at its top, every other folder in `.NAME`, named as the
+    /// layout's server names them.
+    Maildir(PathBuf, MaildirLayout),
 }
 
 /// Whether `dir` is a user directory (folder directories with archive files below it)
@@ -128,17 +129,17 @@ fn folder_dirs(user_dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) -> Target {
     let (base, suffix) = match target {
         AccountTarget::MboxDir(out) => (out.join(mbox_rel_path(&folder.name())), ".mbox"),
-        AccountTarget::Maildir(out) => {
+        AccountTarget::Maildir(out, layout) => {
             let inbox = folder.retired.is_none()
                 && folder.mailbox.as_ref().is_some_and(|m| m.wire.eq_ignore_ascii_case("INBOX"));
             if inbox {
                 (out.clone(), "")
             } else {
                 let wire = match (&folder.mailbox, folder.retired) {
-                    (Some(m), None) => m.wire.clone(),
-                    _ => encode_utf7(&folder.name()),
+                    (Some(m), None) => Some(m.wire.as_str()),
+                    _ => None,
                 };
-                (out.join(maildir_name(&wire)), "")
+                (out.join(layout.folder_dir(wire, &folder.name())), "")
             }
         }
     };
@@ -157,7 +158,7 @@ pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) ->
     };
     match target {
         AccountTarget::MboxDir(_) => Target::Mbox(path),
-        AccountTarget::Maildir(_) => Target::Maildir(path),
+        AccountTarget::Maildir(..) => Target::Maildir(path),
     }
 }
 
@@ -165,21 +166,6 @@ pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) ->
 /// level a usable file name.
 fn mbox_rel_path(name: &str) -> PathBuf {
     name.split('/').map(file_name_part).collect()
-}
-
-/// A name level as a file name: control characters replaced, never empty, `.` or `..`.
-fn file_name_part(part: &str) -> String {
-    let cleaned: String = part.chars().map(|c| if c.is_control() { '_' } else { c }).collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => format!("_{cleaned}"),
-        _ => cleaned,
-    }
-}
-
-/// A Maildir++ folder directory: `.` and the modified UTF-7 name with `/` as `.`.
-fn maildir_name(wire: &str) -> String {
-    let levels: Vec<String> = wire.split('/').map(file_name_part).collect();
-    format!(".{}", levels.join("."))
 }
 
 /// Restores `folder` to `target`, making the directories it needs; a Maildir++ folder gets
@@ -233,15 +219,24 @@ mod tests {
         );
         assert_eq!(mbox("a/../b", &[]), PathBuf::from("/o/a/_../b.mbox"));
         assert_eq!(mbox("INBOX", &[PathBuf::from("/o/INBOX.mbox")]), PathBuf::from("/o/INBOX~2.mbox"));
-        let maildir = |f: &Folder| match output_for(f, &AccountTarget::Maildir(out.clone()), &[]) {
-            Target::Maildir(p) => p,
-            Target::Mbox(_) => unreachable!(),
-        };
+        let maildir =
+            |f: &Folder| match output_for(f, &AccountTarget::Maildir(out.clone(), MaildirLayout::Dovecot), &[]) {
+                Target::Maildir(p) => p,
+                Target::Mbox(_) => unreachable!(),
+            };
         assert_eq!(maildir(&folder("INBOX")), PathBuf::from("/o"));
         assert_eq!(maildir(&folder("Archive/2019")), PathBuf::from("/o/.Archive.2019"));
         assert_eq!(maildir(&folder("Re&AOc-us")), PathBuf::from("/o/.Re&AOc-us"));
         let old = Folder { retired: Some(5), ..folder("INBOX") };
         assert_eq!(old.name(), "INBOX (UIDVALIDITY 5)");
         assert_eq!(maildir(&old), PathBuf::from("/o/.INBOX (UIDVALIDITY 5)"));
+        let courier =
+            |f: &Folder| match output_for(f, &AccountTarget::Maildir(out.clone(), MaildirLayout::Courier), &[]) {
+                Target::Maildir(p) => p,
+                Target::Mbox(_) => unreachable!(),
+            };
+        assert_eq!(courier(&folder("INBOX")), PathBuf::from("/o"));
+        assert_eq!(courier(&folder("INBOX.Re&AOc-us")), PathBuf::from("/o/.Reçus"));
+        assert_eq!(courier(&folder("Archive/2019")), PathBuf::from("/o/.Archive.2019"));
     }
 }
