@@ -109,6 +109,9 @@ fn a_renumbered_folder_is_linked_from_the_archive_not_fetched_again() {
         assert!(out.contains("INBOX: 2 new, 5 already archived, 0 failed, 5 renumbered"), "{out}");
         assert!(stderr(&o).contains("UIDVALIDITY changed (7 -> 8)"), "{}", stderr(&o));
         let second = commands_of(&server, 1);
+        // The STATUS at the start showed the new UIDVALIDITY: one EXAMINE, every UID.
+        let until_fields: Vec<&String> = second.iter().take_while(|c| !c.contains("HEADER.FIELDS")).collect();
+        assert_eq!(until_fields.iter().filter(|c| c.starts_with("EXAMINE")).count(), 1, "{second:?}");
         let fields: Vec<&String> = second.iter().filter(|c| c.contains("HEADER.FIELDS")).collect();
         assert_eq!(fields.len(), 1, "{second:?}");
         assert!(fields[0].starts_with("UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS"));
