@@ -501,11 +501,12 @@ fn relink(
     }
     let missing: Vec<u32> =
         on_server.iter().copied().filter(|u| !archived.contains(u) && !lessons.left_out.contains(u)).collect();
-    let Some((old, dir)) = rebase::previous(place, mailbox, uidvalidity).filter(|_| !missing.is_empty()) else {
+    let previous = rebase::previous(place, mailbox, uidvalidity);
+    if previous.is_empty() || missing.is_empty() {
         return Ok(None);
-    };
+    }
     let all = missing.len() == on_server.len();
-    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, (old, &dir), &missing, all, journal, report) {
+    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, &previous, &missing, all, journal, report) {
         Ok(r) => {
             lessons.relinked = true;
             archived.extend(r.linked.iter().copied());
