@@ -391,7 +391,8 @@ pub fn help() -> String {
     let mut out = format!(
         "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
          Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
-         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT [--maildir-layout SERVER]] [-k KEYS] [-P]\n  \
+         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver -r USERDIR --to-maildir OUT --maildir-layout courier\n  \
          smailarchiver -r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]\n  \
          smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
         env!("CARGO_PKG_VERSION")

@@ -11,7 +11,7 @@ mod util;
 use std::fs;
 use std::path::Path;
 
-use common::servers::{self, internaldate_epoch, Kind, MailServer, Served};
+use common::servers::{self, chown_tree, internaldate_epoch, Kind, MailServer, Served};
 use util::*;
 
 const PW: &str = "s3cret pass";
@@ -48,15 +48,6 @@ fn comparable(m: &Served) -> (Vec<u8>, Vec<String>, Option<i64>) {
         .collect();
     flags.sort();
     (m.raw.clone(), flags, internaldate_epoch(&m.internaldate))
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() {
-        for e in fs::read_dir(path).unwrap() {
-            chown_tree(&e.unwrap().path(), uid, gid);
-        }
-    }
 }
 
 /// Backs up `source`'s account, restores it in `layout` into the Maildir of a new user of
