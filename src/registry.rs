@@ -19,6 +19,7 @@ use crate::atomic::{self, TempFile};
 use crate::bounded;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
+use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{canonical_dir, encode_utf7, fallback_dir, safe, Mailbox};
 
 /// The tool's own directory in an archive root.
@@ -49,6 +50,9 @@ pub struct AccountRecord {
     pub user: String,
     /// Whether the directory was checked for a version 0.6 layout (done once).
     pub migrated: bool,
+    /// The server's personal namespace (NAMESPACE), once a backup asked it: an upload
+    /// to another server translates the folders' names with it.
+    pub namespace: Option<Hierarchy>,
 }
 
 /// The owner of a folder directory.
@@ -69,6 +73,9 @@ pub struct FolderRecord {
     /// when a backup last completed without a failure. A later run with the same UIDNEXT
     /// has nothing to fetch; one with a higher UIDNEXT asks only from here on.
     pub uidnext: Option<u32>,
+    /// The mailbox's hierarchy separator, as LIST gave it (unknown for records made before
+    /// 0.7, and for folders named with `-f` on a server without NAMESPACE).
+    pub separator: Option<char>,
 }
 
 impl FolderRecord {
@@ -138,6 +145,7 @@ impl Registry {
                 server: str_field(a, "server").map_err(bad)?,
                 user: str_field(a, "user").map_err(bad)?,
                 migrated: a.get("migrated").and_then(Value::as_bool).unwrap_or(false),
+                namespace: a.get("namespace").and_then(namespace_field),
             });
         }
         for f in top.get("folders").and_then(Value::as_array).into_iter().flatten() {
@@ -156,6 +164,7 @@ impl Registry {
                 uidvalidity,
                 retired: f.get("retired").and_then(Value::as_bool).unwrap_or(false),
                 uidnext: f.get("uidnext").and_then(Value::as_u64).and_then(|u| u32::try_from(u).ok()),
+                separator: f.get("separator").and_then(separator_field),
             });
         }
         Ok(registry)
@@ -238,7 +247,8 @@ impl Registry {
             None => {
                 // A directory that did not exist has nothing to convert.
                 let migrated = !self.root.join(&dir).exists();
-                self.accounts.push(AccountRecord { dir: dir.clone(), server, user: user.to_string(), migrated });
+                let user = user.to_string();
+                self.accounts.push(AccountRecord { dir: dir.clone(), server, user, migrated, namespace: None });
                 self.save()?;
                 self.accounts.len() - 1
             }
@@ -274,6 +284,7 @@ impl Registry {
                 uidvalidity: None,
                 retired: false,
                 uidnext: None,
+                separator: None,
             });
         }
         dir
@@ -297,6 +308,7 @@ impl Registry {
                     uidvalidity: None,
                     retired: false,
                     uidnext: None,
+                    separator: None,
                 });
                 changed = true;
                 self.folders.len() - 1
@@ -324,6 +336,7 @@ impl Registry {
                         uidvalidity: Some(old),
                         retired: true,
                         uidnext: None,
+                        separator: self.folders[index].separator,
                     });
                     retired = Some((old, aside_path));
                 }
@@ -363,6 +376,23 @@ impl Registry {
         if let Some(i) = self.live(account, mailbox) {
             self.unsaved |= self.folders[i].uidnext != Some(uidnext);
             self.folders[i].uidnext = Some(uidnext);
+        }
+    }
+
+    /// Records the hierarchy a backup learned of `account`'s server: its personal
+    /// namespace, and each listed mailbox's separator (`separators`, by wire name). Saved
+    /// like [`Registry::set_complete`]'s marks.
+    pub fn set_hierarchy(&mut self, account: &str, namespace: Option<&Hierarchy>, separators: &[(&str, Option<char>)]) {
+        if let (Some(ns), Some(a)) = (namespace, self.accounts.iter_mut().find(|a| a.dir == account)) {
+            self.unsaved |= a.namespace.as_ref() != Some(ns);
+            a.namespace = Some(ns.clone());
+        }
+        for f in self.folders.iter_mut().filter(|f| f.account == account) {
+            let listed = separators.iter().find(|(wire, _)| *wire == f.mailbox.wire).and_then(|(_, sep)| *sep);
+            if let Some(sep) = listed.filter(|&s| f.separator != Some(s)) {
+                f.separator = Some(sep);
+                self.unsaved = true;
+            }
         }
     }
 
@@ -440,6 +470,7 @@ impl Registry {
                     uidvalidity: Some(uidvalidity),
                     retired: !live,
                     uidnext: None,
+                    separator: None,
                 });
                 self.save()?;
             }
@@ -457,14 +488,24 @@ impl Registry {
         let accounts: Vec<Value> = self
             .accounts
             .iter()
-            .map(|a| json!({"dir": a.dir, "server": a.server, "user": a.user, "migrated": a.migrated}))
+            .map(|a| {
+                let mut v = json!({"dir": a.dir, "server": a.server, "user": a.user, "migrated": a.migrated});
+                if let Some(ns) = &a.namespace {
+                    v["namespace"] = json!({"prefix": ns.prefix, "separator": ns.separator.map(String::from)});
+                }
+                v
+            })
             .collect();
         let folders: Vec<Value> = self
             .folders
             .iter()
             .map(|f| {
-                json!({"account": f.account, "dir": f.dir, "mailbox": f.mailbox.wire, "name": f.mailbox.name(),
-                       "uidvalidity": f.uidvalidity, "uidnext": f.uidnext, "retired": f.retired})
+                let mut v = json!({"account": f.account, "dir": f.dir, "mailbox": f.mailbox.wire, "name": f.mailbox.name(),
+                       "uidvalidity": f.uidvalidity, "uidnext": f.uidnext, "retired": f.retired});
+                if let Some(sep) = f.separator {
+                    v["separator"] = json!(String::from(sep));
+                }
+                v
             })
             .collect();
         let text = serde_json::to_string_pretty(&json!({"format": FORMAT, "accounts": accounts, "folders": folders}))
@@ -542,6 +583,19 @@ fn read_old_state(dir: &Path) -> Result<Option<(String, u32)>> {
         v.get("uidvalidity").and_then(Value::as_u64).and_then(|u| u32::try_from(u).ok()).ok_or_else(bad)?;
     let mailbox = v.get("mailbox").and_then(Value::as_str).ok_or_else(bad)?.to_string();
     Ok(Some((mailbox, uidvalidity)))
+}
+
+/// A hierarchy separator from the records: one character (anything else is unknown).
+fn separator_field(v: &Value) -> Option<char> {
+    let mut chars = v.as_str()?.chars();
+    let c = chars.next()?;
+    chars.next().is_none().then_some(c)
+}
+
+/// A namespace from the records: `{"prefix": "INBOX.", "separator": "."}`.
+fn namespace_field(v: &Value) -> Option<Hierarchy> {
+    let prefix = v.get("prefix")?.as_str()?.to_string();
+    Some(Hierarchy { prefix, separator: v.get("separator").and_then(separator_field) })
 }
 
 fn str_field(v: &Value, key: &str) -> std::result::Result<String, String> {

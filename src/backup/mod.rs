@@ -319,7 +319,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let registry = Mutex::new(registry);
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
     session.connect()?;
-    let Chosen { folders, statuses, unusable } = choose_folders(account, &mut session, sink)?;
+    // Folders named with -f are not listed: their hierarchy is not recorded (an upload
+    // infers it from the names), and the run costs no command more.
+    let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
     let connections = account.connections.max(1);
     let ctx = folder::Context {
         account,
@@ -466,6 +468,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
     }
     let _ = session.logout();
+    let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
+    lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators);
     lock(&registry).flush()?;
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
@@ -505,6 +509,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
     let mut statuses = HashMap::new();
     let mut folders: Vec<Mailbox> = Vec::new();
     let mut unusable = Vec::new();
+    let (mut namespace, mut separators) = (None, Vec::new());
     match &account.folders {
         Folders::Named(names) => {
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
@@ -525,6 +530,8 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             };
             unusable = listed.unusable;
             statuses = listed.statuses;
+            namespace = listed.namespace;
+            separators = listed.entries.iter().map(|e| (e.wire.clone(), e.delimiter)).collect();
             for e in listed.entries.iter().filter(|e| e.selectable()) {
                 // A name that is not valid modified UTF-7 is still the server's name for it:
                 // it is backed up under that name rather than refused.
@@ -545,7 +552,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses.extend(more);
         }
     }
-    Ok(Chosen { folders, statuses, unusable })
+    Ok(Chosen { folders, statuses, unusable, namespace, separators })
 }
 
 /// The folders a backup goes through.
@@ -556,6 +563,10 @@ struct Chosen {
     statuses: HashMap<String, FolderStatus>,
     /// Listed names that are not text, made printable: they cannot be asked for.
     unusable: Vec<String>,
+    /// The server's personal namespace, where it said.
+    namespace: Option<crate::hierarchy::Hierarchy>,
+    /// Each listed folder's wire name and separator, for the records.
+    separators: Vec<(String, Option<char>)>,
 }
 
 /// Makes the archive root (mode 0700 when new: it holds mail) with its parents.

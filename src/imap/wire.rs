@@ -108,6 +108,8 @@ pub enum Data {
     Search(Vec<u32>),
     /// `* N FETCH (...)`.
     Fetch(Fetched),
+    /// `* NAMESPACE (("" "/")) NIL NIL`: the first personal namespace, if any.
+    Namespace(Option<crate::hierarchy::Hierarchy>),
     /// Anything else.
     Other,
 }
@@ -615,9 +617,28 @@ fn parse(parts: Vec<Part>) -> Result<Response, ImapError> {
             }
             Data::MailboxStatus { wire, items }
         }
+        "NAMESPACE" => Data::Namespace(personal_namespace(t.value()?)),
         _ => Data::Other,
     };
     Ok(Response::Data(data))
+}
+
+/// The first namespace of a NAMESPACE answer's personal list (`(("INBOX." "."))`), if
+/// it has one with a text prefix.
+fn personal_namespace(v: Value) -> Option<crate::hierarchy::Hierarchy> {
+    let Value::List(namespaces) = v else { return None };
+    let Value::List(first) = namespaces.into_iter().next()? else { return None };
+    let mut parts = first.into_iter();
+    let prefix = String::from_utf8(match parts.next()? {
+        Value::Str(p) | Value::Atom(p) => p,
+        _ => return None,
+    })
+    .ok()?;
+    let separator = match parts.next() {
+        Some(Value::Str(d) | Value::Atom(d)) if d.len() == 1 && d[0].is_ascii() => Some(char::from(d[0])),
+        _ => None,
+    };
+    Some(crate::hierarchy::Hierarchy { prefix, separator })
 }
 
 /// A mailbox name as the server sent it (an atom, a quoted string or a literal). Names
@@ -653,7 +674,7 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
         } else if upper == "BODY[]"
             || upper == "BODY[HEADER]"
             || upper.starts_with("BODY[HEADER.FIELDS ")
-            || (upper.starts_with("BODY[]<") && upper.ends_with('>'))
+            || ((upper.starts_with("BODY[]<") || upper.starts_with("BODY[HEADER]<")) && upper.ends_with('>'))
         {
             // NIL is how Dovecot answers for a message expunged meanwhile: no body at all,
             // not an empty message.
@@ -781,6 +802,21 @@ mod tests {
             Data::Capability(vec!["IMAP4REV1".into(), "ID".into(), "LIST-STATUS".into()])
         );
         assert!(matches!(read(b"+ go on\r\n", 0).unwrap(), Response::Continue(t) if t == "go on"));
+    }
+
+    #[test]
+    fn namespace_and_partial_headers() {
+        use crate::hierarchy::Hierarchy;
+        let ns = |prefix: &str, sep| Data::Namespace(Some(Hierarchy { prefix: prefix.into(), separator: sep }));
+        assert_eq!(data(b"* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n"), ns("INBOX.", Some('.')));
+        assert_eq!(
+            data(b"* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Shared/\" \"/\"))\r\n"),
+            ns("", Some('/'))
+        );
+        assert_eq!(data(b"* NAMESPACE ((\"\" NIL)) NIL NIL\r\n"), ns("", None));
+        assert_eq!(data(b"* NAMESPACE NIL NIL NIL\r\n"), Data::Namespace(None));
+        let Data::Fetch(f) = data(b"* 2 FETCH (UID 9 BODY[HEADER]<0> {4}\r\nA: b)\r\n") else { panic!() };
+        assert_eq!((f.uid, f.body.as_deref()), (Some(9), Some(&b"A: b"[..])));
     }
 
     #[test]
