@@ -626,6 +626,8 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     if let Some(p) = problem {
         warn(format!("warning: {p}; folders are named after their directories"));
     }
+    // Read before confinement: the records are outside the user directory.
+    let source = account::source_hierarchy(dir, &folders);
     let target = match output {
         RestoreOutput::Mbox(path) => AccountTarget::MboxDir(path.clone()),
         RestoreOutput::Maildir(path, layout) => AccountTarget::Maildir(path.clone(), *layout),
@@ -648,7 +650,7 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     let mut taken = Vec::new();
     let mut failed = 0;
     for folder in &folders {
-        let folder_target = account::output_for(folder, &target, &taken);
+        let folder_target = account::output_for(folder, &target, &source, &taken);
         let (restore::Target::Mbox(p) | restore::Target::Maildir(p)) = &folder_target;
         taken.push(p.clone());
         let unix_line_ends = matches!(target, AccountTarget::Maildir(_, layout) if layout.unix_line_ends());

@@ -17,10 +17,12 @@ use util::*;
 const PW: &str = "s3cret pass";
 const FOLDERS: [&str; 8] = ["INBOX", "Archive", "Archive/2023", "Отправленные", "日本語", "Reçus", "R&D", "Sent Items"];
 
-fn populate(server: &dyn MailServer, user: &str) {
+/// The account `user` of `server` with two messages in each of [`FOLDERS`], named on the
+/// server by `wire`.
+fn populate(server: &dyn MailServer, user: &str, wire: &dyn Fn(&str) -> String) {
     server.add_user(user, PW);
     for f in FOLDERS.iter().filter(|f| **f != "INBOX") {
-        let wire = server.mailbox(f);
+        let wire = wire(f);
         if !server.list_mailboxes(user, PW).contains(&wire) {
             server.create_mailbox(user, PW, &wire);
         }
@@ -31,7 +33,7 @@ fn populate(server: &dyn MailServer, user: &str) {
             let msg =
                 format!("From: a@example.org\r\nSubject: {f} {j}\r\nMessage-ID: <{i}.{j}@x>\r\n\r\nbody {i} {j}\r\n");
             let date = format!("{:02}-Apr-2016 12:00:{:02} +0200", i + 1, j);
-            server.append(user, PW, &server.mailbox(f), flag_sets[(i + j) % 3], Some(&date), msg.as_bytes());
+            server.append(user, PW, &wire(f), flag_sets[(i + j) % 3], Some(&date), msg.as_bytes());
         }
     }
 }
@@ -50,12 +52,20 @@ fn comparable(m: &Served) -> (Vec<u8>, Vec<String>, Option<i64>) {
     (m.raw.clone(), flags, internaldate_epoch(&m.internaldate))
 }
 
-/// Backs up `source`'s account, restores it in `layout` into the Maildir of a new user of
-/// `target`, and compares what `target` lists and serves with what `source` serves.
-fn restore_into(source: &dyn MailServer, target: &dyn MailServer, layout: Option<&str>, maildir: &Path, user: &str) {
+/// Backs up `source`'s account (its folders named by `src_wire`), restores it in `layout`
+/// into the Maildir of a new user of `target`, and compares what `target` lists and serves
+/// with what `source` serves.
+fn restore_into(
+    source: &dyn MailServer,
+    src_wire: &dyn Fn(&str) -> String,
+    target: &dyn MailServer,
+    layout: Option<&str>,
+    maildir: &Path,
+    user: &str,
+) {
     let label = format!("{} -> {}", source.label(), target.label());
     let src_user = format!("mds{}{}", source.label().replace('-', ""), target.label().replace('-', ""));
-    populate(source, &src_user);
+    populate(source, &src_user, src_wire);
     let root = TempDir::new(&format!("maildir-{}", source.label()));
     let keys = root.join("keys");
     let mut args = source.client_args(&src_user, root.path());
@@ -84,7 +94,7 @@ fn restore_into(source: &dyn MailServer, target: &dyn MailServer, layout: Option
     wanted.sort();
     assert_eq!(listed, wanted, "{label}: the folders as the target lists them");
     for f in FOLDERS {
-        let mut want: Vec<_> = source.messages(&src_user, PW, &source.mailbox(f)).values().map(comparable).collect();
+        let mut want: Vec<_> = source.messages(&src_user, PW, &src_wire(f)).values().map(comparable).collect();
         let mut got: Vec<_> = target.messages(user, PW, &target.mailbox(f)).values().map(comparable).collect();
         want.sort();
         got.sort();
@@ -101,7 +111,8 @@ fn into_courier(source: Kind) {
     let user = format!("mdt{}", source.label().replace('-', ""));
     target.add_user(&user, PW);
     let maildir = target.state_dir().join("home").join(&user).join("Maildir");
-    restore_into(servers::shared(source), target, Some("courier"), &maildir, &user);
+    let source = servers::shared(source);
+    restore_into(source, &|f| source.mailbox(f), target, Some("courier"), &maildir, &user);
 }
 
 #[test]
@@ -129,7 +140,22 @@ fn dovecot_layout_restores_into_a_dovecot_maildir() {
     let dovecot = servers::shared(Kind::Dovecot);
     dovecot.add_user("mdtdovecot", PW);
     let maildir = dovecot.state_dir().join("home/mdtdovecot/Maildir");
-    restore_into(dovecot, dovecot, None, &maildir, "mdtdovecot");
+    restore_into(dovecot, &|f| dovecot.mailbox(f), dovecot, None, &maildir, "mdtdovecot");
+}
+
+/// A Dovecot whose personal namespace has the prefix `INBOX/` (every folder `INBOX/...`):
+/// the recorded namespace is taken off, so Courier lists `INBOX.Archive.2023`, not
+/// `INBOX.INBOX.Archive.2023`.
+#[test]
+fn a_prefixed_dovecot_account_restores_into_a_courier_maildir() {
+    let source = common::dovecot::Dovecot::builder()
+        .extra_config("namespace inbox {\n  separator = /\n  prefix = INBOX/\n}")
+        .start();
+    let src_wire = |f: &str| if f == "INBOX" { f.to_string() } else { format!("INBOX/{}", source.mailbox(f)) };
+    let target = servers::shared(Kind::Courier);
+    target.add_user("mdtprefixed", PW);
+    let maildir = target.state_dir().join("home/mdtprefixed/Maildir");
+    restore_into(&source, &src_wire, target, Some("courier"), &maildir, "mdtprefixed");
 }
 
 #[test]

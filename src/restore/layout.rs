@@ -9,6 +9,8 @@
 use std::io::{self, Write};
 
 use crate::error::{Error, Result};
+use crate::hierarchy::{Hierarchy, SourceName};
+use crate::mailbox_name::Mailbox;
 
 /// The naming of a Maildir++ tree's folder directories.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,22 +39,31 @@ impl MaildirLayout {
         self == MaildirLayout::Courier
     }
 
-    /// The folder directory's name (`.` included) for a mailbox with wire name `wire` and
-    /// real (UTF-8) name `name`; a generation moved aside after a UIDVALIDITY change is
-    /// named by its `name` (` (UIDVALIDITY N)` added), never by its wire name.
-    pub fn folder_dir(self, wire: Option<&str>, name: &str) -> String {
-        let levels: Vec<String> = match (self, wire) {
-            (MaildirLayout::Dovecot, Some(wire)) => wire.split('/').map(file_name_part).collect(),
-            (MaildirLayout::Dovecot, None) => {
-                crate::mailbox_name::encode_utf7(name).split('/').map(file_name_part).collect()
-            }
-            (MaildirLayout::Courier, _) => {
-                // Courier's personal namespace is `INBOX.`: on disk, what follows it.
-                let bare = match name.get(..6) {
-                    Some(prefix) if prefix.eq_ignore_ascii_case("INBOX.") && name.len() > 6 => &name[6..],
-                    _ => name,
-                };
-                bare.split(['/', '.']).map(file_name_part).collect()
+    /// The folder directory's name (`.` included) for a mailbox with wire name `wire` (when
+    /// known), moved aside at UIDVALIDITY `retired` or live, shown as `name`
+    /// (` (UIDVALIDITY N)` included), from a server of hierarchy `source` (as recorded, or
+    /// inferred: [`crate::hierarchy::infer`]).
+    pub fn folder_dir(self, wire: Option<&str>, retired: Option<u32>, name: &str, source: &Hierarchy) -> String {
+        let levels: Vec<String> = match self {
+            // Dovecot's Maildir++ with the `/` separator the tool's backups name levels by:
+            // the wire name, `/` as `.`; a generation moved aside by its shown name.
+            MaildirLayout::Dovecot => match (wire, retired) {
+                (Some(wire), None) => wire.split('/').map(file_name_part).collect(),
+                _ => crate::mailbox_name::encode_utf7(name).split('/').map(file_name_part).collect(),
+            },
+            // Courier's personal namespace is `INBOX.`: on disk, the levels below the
+            // source's own namespace, each in UTF-8.
+            MaildirLayout::Courier => {
+                let wire = wire.map_or_else(|| crate::mailbox_name::encode_utf7(name), str::to_string);
+                let mut levels: Vec<String> = SourceName { wire, hierarchy: source.clone() }
+                    .levels()
+                    .iter()
+                    .map(|level| Mailbox::from_wire(level).name())
+                    .collect();
+                if let (Some(v), Some(last)) = (retired, levels.last_mut()) {
+                    last.push_str(&format!(" (UIDVALIDITY {v})"));
+                }
+                levels.iter().map(|l| file_name_part(l)).collect()
             }
         };
         format!(".{}", levels.join("."))
@@ -135,20 +146,27 @@ mod tests {
 
     #[test]
     fn each_server_its_names() {
+        let h = |prefix: &str, sep: char| Hierarchy { prefix: prefix.into(), separator: Some(sep) };
+        let (slash, courier, inbox_slash) = (h("", '/'), h("INBOX.", '.'), h("INBOX/", '/'));
         let d = MaildirLayout::Dovecot;
-        assert_eq!(d.folder_dir(Some("Archive/2019"), "Archive/2019"), ".Archive.2019");
-        assert_eq!(d.folder_dir(Some("Re&AOc-us"), "Reçus"), ".Re&AOc-us");
-        assert_eq!(d.folder_dir(Some("INBOX.Archive"), "INBOX.Archive"), ".INBOX.Archive");
-        assert_eq!(d.folder_dir(None, "INBOX (UIDVALIDITY 5)"), ".INBOX (UIDVALIDITY 5)");
+        assert_eq!(d.folder_dir(Some("Archive/2019"), None, "Archive/2019", &slash), ".Archive.2019");
+        assert_eq!(d.folder_dir(Some("Re&AOc-us"), None, "Reçus", &slash), ".Re&AOc-us");
+        assert_eq!(d.folder_dir(Some("INBOX.Archive"), None, "INBOX.Archive", &courier), ".INBOX.Archive");
+        assert_eq!(d.folder_dir(Some("INBOX"), Some(5), "INBOX (UIDVALIDITY 5)", &slash), ".INBOX (UIDVALIDITY 5)");
         let c = MaildirLayout::Courier;
-        assert_eq!(c.folder_dir(Some("INBOX.Re&AOc-us"), "INBOX.Reçus"), ".Reçus");
-        assert_eq!(c.folder_dir(Some("Re&AOc-us"), "Reçus"), ".Reçus");
-        assert_eq!(c.folder_dir(Some("INBOX.Archive.2023"), "INBOX.Archive.2023"), ".Archive.2023");
-        assert_eq!(c.folder_dir(Some("Archive/2023"), "Archive/2023"), ".Archive.2023");
-        assert_eq!(c.folder_dir(Some("R&-D"), "R&D"), ".R&D");
-        assert_eq!(c.folder_dir(None, "INBOX.Filtered (UIDVALIDITY 7)"), ".Filtered (UIDVALIDITY 7)");
-        assert_eq!(c.folder_dir(None, "INBOX (UIDVALIDITY 7)"), ".INBOX (UIDVALIDITY 7)");
-        assert_eq!(c.folder_dir(Some("a//b"), "a//b"), ".a._.b");
+        assert_eq!(c.folder_dir(Some("INBOX.Re&AOc-us"), None, "INBOX.Reçus", &courier), ".Reçus");
+        assert_eq!(c.folder_dir(Some("Re&AOc-us"), None, "Reçus", &slash), ".Reçus");
+        assert_eq!(c.folder_dir(Some("INBOX.Archive.2023"), None, "INBOX.Archive.2023", &courier), ".Archive.2023");
+        assert_eq!(c.folder_dir(Some("Archive/2023"), None, "Archive/2023", &slash), ".Archive.2023");
+        // A Dovecot whose namespace has the INBOX/ prefix: not INBOX.INBOX.Archive in Courier.
+        assert_eq!(c.folder_dir(Some("INBOX/Archive/2023"), None, "INBOX/Archive/2023", &inbox_slash), ".Archive.2023");
+        assert_eq!(c.folder_dir(Some("R&-D"), None, "R&D", &slash), ".R&D");
+        let old = "INBOX.Filtered (UIDVALIDITY 7)";
+        assert_eq!(c.folder_dir(Some("INBOX.Filtered"), Some(7), old, &courier), ".Filtered (UIDVALIDITY 7)");
+        assert_eq!(c.folder_dir(Some("INBOX"), Some(7), "INBOX (UIDVALIDITY 7)", &courier), ".INBOX (UIDVALIDITY 7)");
+        assert_eq!(c.folder_dir(Some("a//b"), None, "a//b", &slash), ".a._.b");
+        // Archives without records: the directory's name, split by the inferred hierarchy.
+        assert_eq!(c.folder_dir(None, None, "INBOX.Sent", &courier), ".Sent");
         assert_eq!(MaildirLayout::parse("Courier").unwrap(), MaildirLayout::Courier);
         assert!(MaildirLayout::parse("mutt").unwrap_err().to_string().contains("dovecot or courier"));
     }
