@@ -53,8 +53,8 @@ pub enum RestoreOutput {
     Default,
     /// `-o PATH`: the mbox file, or for a user directory the directory of mbox files.
     Mbox(PathBuf),
-    /// `--to-maildir OUT`.
-    Maildir(PathBuf),
+    /// `--to-maildir OUT`, a user directory's folders named as `--maildir-layout` says.
+    Maildir(PathBuf, crate::restore::layout::MaildirLayout),
 }
 
 pub use crate::report::Output;
@@ -229,6 +229,11 @@ impl LowArgs {
         if self.dry_run && self.list_folders {
             return Err(Error::usage("--dry-run and --list-folders cannot be combined"));
         }
+        if self.maildir_layout.is_some() && self.to_maildir.is_none() {
+            return Err(Error::usage("--maildir-layout goes with -r DIR --to-maildir OUT"));
+        }
+        let layout = self.maildir_layout.as_deref().map(crate::restore::layout::MaildirLayout::parse).transpose()?;
+        let layout = layout.unwrap_or_default();
         let mode = match (&self.restore, &self.verify) {
             (Some(_), Some(_)) => return Err(Error::usage("-r and --verify cannot be combined")),
             (Some(_), None) | (None, Some(_)) if backup_flags => {
@@ -239,7 +244,7 @@ impl LowArgs {
             (Some(dir), None) => Mode::Restore {
                 dir: dir.clone(),
                 output: match (&self.output, &self.to_maildir) {
-                    (_, Some(out)) => RestoreOutput::Maildir(out.clone()),
+                    (_, Some(out)) => RestoreOutput::Maildir(out.clone(), layout),
                     (Some(path), None) => RestoreOutput::Mbox(path.clone()),
                     (None, None) => RestoreOutput::Default,
                 },
@@ -409,7 +414,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         }
         Mode::Restore { dir, output, keys, uids } => {
             let what = match &output {
-                RestoreOutput::Maildir(out) => format!(
+                RestoreOutput::Maildir(out, _) => format!(
                     "the Maildir {} holds only part of the messages (each of them whole); run the restore again",
                     out.display()
                 ),
@@ -615,7 +620,7 @@ fn run_restore(
     let target = match output {
         RestoreOutput::Default => restore::Target::Mbox(restore::mbox_path(dir)?),
         RestoreOutput::Mbox(path) => restore::Target::Mbox(path.clone()),
-        RestoreOutput::Maildir(path) => restore::Target::Maildir(path.clone()),
+        RestoreOutput::Maildir(path, _) => restore::Target::Maildir(path.clone()),
     };
     let read: Vec<PathBuf> = std::iter::once(dir.to_path_buf()).chain(journal.clone()).collect();
     let rules = match &target {
@@ -628,7 +633,8 @@ fn run_restore(
         }
     };
     confine(&rules, settings)?;
-    let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref() };
+    let unix_line_ends = matches!(output, RestoreOutput::Maildir(_, layout) if layout.unix_line_ends());
+    let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref(), unix_line_ends };
     let report =
         restore::restore(dir, &target, &opts, &mut |path, why| warn(format!("left out {}: {why}", path.display())))?;
     metadata_warning(&report);
@@ -672,9 +678,11 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     if let Some(p) = problem {
         warn(format!("warning: {p}; folders are named after their directories"));
     }
+    // Read before confinement: the records are outside the user directory.
+    let source = account::source_hierarchy(dir, &folders);
     let target = match output {
         RestoreOutput::Mbox(path) => AccountTarget::MboxDir(path.clone()),
-        RestoreOutput::Maildir(path) => AccountTarget::Maildir(path.clone()),
+        RestoreOutput::Maildir(path, layout) => AccountTarget::Maildir(path.clone(), *layout),
         RestoreOutput::Default => {
             return Err(Error::usage(format!(
                 "{} holds the folders of an account ({}): give -o OUTDIR for one mbox file per folder, or --to-maildir OUT for one Maildir++ tree",
@@ -688,7 +696,7 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     let keys = keys_if_needed(&files, &journals, dir, keys)?;
     warn_odd_files(&files);
     let out_dir = match &target {
-        AccountTarget::MboxDir(p) | AccountTarget::Maildir(p) => p.clone(),
+        AccountTarget::MboxDir(p) | AccountTarget::Maildir(p, _) => p.clone(),
     };
     std::fs::create_dir_all(&out_dir).at(&out_dir)?;
     let read: Vec<PathBuf> =
@@ -697,10 +705,12 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     let mut taken = Vec::new();
     let mut failed = 0;
     for folder in &folders {
-        let folder_target = account::output_for(folder, &target, &taken);
+        let folder_target = account::output_for(folder, &target, &source, &taken);
         let (restore::Target::Mbox(p) | restore::Target::Maildir(p)) = &folder_target;
         taken.push(p.clone());
-        let opts = restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref() };
+        let unix_line_ends = matches!(target, AccountTarget::Maildir(_, layout) if layout.unix_line_ends());
+        let opts =
+            restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref(), unix_line_ends };
         let report = account::restore_folder(folder, &folder_target, &opts, &mut |path, why| {
             warn(format!("left out {}: {why}", path.display()))
         })?;

@@ -44,6 +44,7 @@ pub struct LowArgs {
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
+    pub maildir_layout: Option<String>,
     pub to_imap: bool,
     pub to_folder: Option<String>,
     pub output: Option<PathBuf>,
@@ -254,6 +255,10 @@ pub static FLAGS: &[Flag] = &[
         a.to_maildir = Some(val(v)?.into());
         Ok(())
     }),
+    flag!(None, "maildir-layout", Some("SERVER"), Restore, "With -r DIR --to-maildir OUT, write the Maildir for the server that will read it: dovecot (default: folders as .NAME in modified UTF-7, the bytes as the server sent them) or courier (Courier-IMAP 5: folders as .NAME in UTF-8 without the INBOX. prefix, LF line ends).", |a, v| {
+        a.maildir_layout = Some(val(v)?);
+        Ok(())
+    }),
     flag!(None, "to-imap", None, Restore, "With -r, upload to an IMAP server instead (its account from -u/-i and the connection options, or -c): a folder directory into its mailbox, a user directory into every mailbox (created when missing); messages already there are not uploaded again.", |a, _| {
         a.to_imap = true;
         Ok(())
@@ -387,6 +392,7 @@ pub fn help() -> String {
         "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
          Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
          smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver -r USERDIR --to-maildir OUT --maildir-layout courier\n  \
          smailarchiver -r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]\n  \
          smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
         env!("CARGO_PKG_VERSION")

@@ -13,7 +13,6 @@ use super::rebase;
 use super::writer::{MessageWriter, Outcome, Settings, Stamp};
 use crate::account::Account;
 use crate::archive::ArchiveFile;
-use crate::date::Day;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::{BodySink, Fetched};
@@ -282,17 +281,20 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
 /// the UIDs of the messages from that day on; after a complete backup, the UIDs and sizes
 /// of the messages that arrived since; otherwise every UID.
 fn open(
+    ctx: &Context<'_>,
     session: &mut Session,
     place: &Place<'_>,
     mailbox: &Mailbox,
-    from_day: Option<Day>,
 ) -> std::result::Result<(Examined, Found), Stop> {
     let spec = session.spec().clone();
-    if let Some(day) = from_day {
+    if let Some(day) = ctx.account.since {
         return session.examine_and(&mailbox.wire, Then::UidsSince(day)).map_err(imap_stop(&spec, "EXAMINE"));
     }
     let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| r.complete_at());
-    if let Some((uidvalidity, uidnext)) = since {
+    // A UIDVALIDITY the run's start already showed to be another needs every UID.
+    let renumbered =
+        |recorded: u32| ctx.statuses.get(&mailbox.wire).and_then(|s| s.uidvalidity).is_some_and(|now| now != recorded);
+    if let Some((uidvalidity, uidnext)) = since.filter(|&(v, _)| !renumbered(v)) {
         let (examined, found) =
             session.examine_and(&mailbox.wire, Then::SizesFrom(uidnext)).map_err(imap_stop(&spec, "EXAMINE"))?;
         if examined.uid_validity == Some(uidvalidity) {
@@ -313,7 +315,7 @@ fn pass(
     // Each pass retries every missing message but those given up: only its own failures
     // count besides those.
     report.failed = lessons.left_out.len();
-    let (examined, found) = open(session, place, mailbox, ctx.account.since)?;
+    let (examined, found) = open(ctx, session, place, mailbox)?;
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
@@ -511,11 +513,12 @@ fn relink(
     }
     let missing: Vec<u32> =
         on_server.iter().copied().filter(|u| !archived.contains(u) && !lessons.left_out.contains(u)).collect();
-    let Some((old, dir)) = rebase::previous(place, mailbox, uidvalidity).filter(|_| !missing.is_empty()) else {
+    let previous = rebase::previous(place, mailbox, uidvalidity);
+    if previous.is_empty() || missing.is_empty() {
         return Ok(None);
-    };
+    }
     let all = missing.len() == on_server.len();
-    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, (old, &dir), &missing, all, journal, report) {
+    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, &previous, &missing, all, journal, report) {
         Ok(r) => {
             lessons.relinked = true;
             archived.extend(r.linked.iter().copied());

@@ -4,6 +4,7 @@
 //! rename). [`account`] restores every folder of a user directory.
 
 pub mod account;
+pub mod layout;
 
 use std::ffi::OsString;
 use std::fs;
@@ -62,6 +63,8 @@ pub struct Options<'a> {
     /// The folder's metadata journal, when it has one ([`metadata::journal_of_dir`]; found
     /// before the process confines itself, as it is outside the folder directory).
     pub journal: Option<&'a Path>,
+    /// Maildir files with LF line ends, as Courier keeps them ([`layout::MaildirLayout`]).
+    pub unix_line_ends: bool,
 }
 
 /// UIDs chosen with `--uid N[,M-K]`: inclusive ranges.
@@ -115,7 +118,7 @@ pub fn restore(
     opts: &Options<'_>,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
-    let Options { keys, uids, journal } = *opts;
+    let Options { keys, uids, journal, unix_line_ends } = *opts;
     let mut files = archive::list_folder(dir)?;
     if let Some(set) = uids {
         files.retain(|f| f.uid.is_some_and(|u| set.contains(u)));
@@ -134,7 +137,7 @@ pub fn restore(
     let mut ahead = ReadAhead::spawn(files.clone(), keys.cloned())?;
     let mut report = match target {
         Target::Mbox(output) => to_mbox(&files, output, index.as_ref(), &mut ahead, on_failure),
-        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, on_failure),
+        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, unix_line_ends, on_failure),
     }?;
     report.metadata_problem = problem;
     report.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
@@ -265,6 +268,7 @@ fn to_maildir(
     out: &Path,
     index: Option<&Index>,
     ahead: &mut ReadAhead,
+    unix_line_ends: bool,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     for sub in ["tmp", "new", "cur"] {
@@ -292,7 +296,14 @@ fn to_maildir(
         let written = (|| -> io::Result<u64> {
             let (_, mut msg) = ahead.next_message()?;
             let mut w = BufWriter::with_capacity(BUF_SIZE, tmp.file());
-            let n = codec::pump(&mut msg, &mut w)?;
+            let n = if unix_line_ends {
+                let mut lf = layout::UnixLineEnds::new(&mut w);
+                let n = codec::pump(&mut msg, &mut lf)?;
+                lf.finish()?;
+                n
+            } else {
+                codec::pump(&mut msg, &mut w)?
+            };
             w.flush()?;
             drop(w);
             if let Some(t) = meta.as_ref().and_then(|m| m.arrived) {
