@@ -44,6 +44,7 @@ pub struct LowArgs {
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
+    pub maildir_layout: Option<String>,
     pub to_imap: bool,
     pub to_folder: Option<String>,
     pub output: Option<PathBuf>,
@@ -244,7 +245,7 @@ pub static FLAGS: &[Flag] = &[
         a.buffer_size = Some(buffer_size(v)?);
         Ok(())
     }),
-    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID).", |a, v| {
+    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID; other .mbox* files in it come last), or a user directory (with -o or --to-maildir); an archive root or a directory without archive files is an error.", |a, v| {
         a.restore = Some(val(v)?.into());
         Ok(())
     }),
@@ -254,6 +255,10 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "to-maildir", Some("OUT"), Restore, "With -r, write a Maildir OUT instead: one file per message, the bytes the server sent; for a user directory, one Maildir++ tree with every folder.", |a, v| {
         a.to_maildir = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "maildir-layout", Some("SERVER"), Restore, "With -r DIR --to-maildir OUT, write the Maildir for the server that will read it: dovecot (default: folders as .NAME in modified UTF-7, the bytes as the server sent them) or courier (Courier-IMAP 5: folders as .NAME in UTF-8 without the INBOX. prefix, LF line ends).", |a, v| {
+        a.maildir_layout = Some(val(v)?);
         Ok(())
     }),
     flag!(None, "to-imap", None, Restore, "With -r, upload to an IMAP server instead (its account from -u/-i and the connection options, or -c): a folder directory into its mailbox, a user directory into every mailbox (created when missing); messages already there are not uploaded again.", |a, _| {
@@ -268,11 +273,11 @@ pub static FLAGS: &[Flag] = &[
         a.uid = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder or user directory, one line each: UID, date, From, Subject, size, flags (only the headers are decoded).", |a, v| {
+    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder directory, a user directory or a whole archive root, one line each: UID, date, From, Subject, size, flags, left the server (only the headers are decoded).", |a, v| {
         a.list = Some(val(v)?.into());
         Ok(())
     }),
-    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {
+    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file of PATH (a folder, a user directory or a whole archive) and check its metadata; report every bad file, missing file and damaged metadata record.", |a, v| {
         a.verify = Some(val(v)?.into());
         Ok(())
     }),
@@ -313,6 +318,9 @@ pub static FLAGS: &[Flag] = &[
 /// What `--sandbox` accepts.
 pub const SANDBOX_MODES: &[&str] = &["auto", "require", "off"];
 
+/// The Maildir layouts `--maildir-layout` names (checked by `restore::layout`).
+pub const MAILDIR_LAYOUTS: &[&str] = &["dovecot", "courier"];
+
 /// What `--generate` prints: the man page, and the completion scripts for bash, zsh, fish.
 pub const GENERATE_KINDS: &[&str] = &["man", "complete-bash", "complete-zsh", "complete-fish"];
 
@@ -332,6 +340,7 @@ impl Flag {
         match self.long {
             "sandbox" => SANDBOX_MODES,
             "generate" => GENERATE_KINDS,
+            "maildir-layout" => MAILDIR_LAYOUTS,
             _ => &[],
         }
     }
@@ -352,6 +361,7 @@ pub const USAGE: &[&str] = &[
     "-u USER -i SERVER --dry-run [--since DATE]",
     "-r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]",
     "-r DIR --uid N[,M-K] [-o PATH | --to-maildir OUT] [-k KEYS]",
+    "-r USERDIR --to-maildir OUT --maildir-layout courier",
     "-r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]",
     "--list PATH [-k KEYS] [-P]",
     "--verify PATH [-k KEYS] [-P]",
@@ -575,14 +585,32 @@ mod tests {
         }
     }
 
+    /// The completions offer a flag's choices: the tool must take each of them, and name
+    /// them all when it refuses another value.
     #[test]
-    fn choices_are_what_the_parser_accepts() {
-        for f in FLAGS.iter().filter(|f| !f.choices().is_empty()) {
-            for c in f.choices() {
-                assert!(p(&[&format!("--{}", f.long), c]).is_ok(), "--{} {c}", f.long);
+    fn choices_are_what_the_tool_accepts() {
+        // A flag checked once the mode is known needs the rest of its command line.
+        let context = |long: &str| -> Vec<&str> {
+            match long {
+                "maildir-layout" => vec!["-r", "d", "--to-maildir", "o"],
+                _ => vec![],
             }
-            let e = p(&[&format!("--{}", f.long), "bogus"]).unwrap_err();
-            assert!(e.to_string().contains(&f.choices().join(", ")), "--{}: {e}", f.long);
+        };
+        for f in FLAGS.iter().filter(|f| !f.choices().is_empty()) {
+            let name = format!("--{}", f.long);
+            for c in f.choices() {
+                let low = p(&[context(f.long), vec![name.as_str(), c]].concat()).unwrap();
+                // Resolving may fail for want of an account, never for this value.
+                if let Err(e) = low.resolve() {
+                    assert!(!e.to_string().contains(&name), "{name} {c}: {e}");
+                }
+            }
+            let refused = p(&[context(f.long), vec![name.as_str(), "bogus"]].concat())
+                .and_then(|a| a.resolve().map(|_| ()))
+                .unwrap_err();
+            for c in f.choices() {
+                assert!(refused.to_string().contains(c), "{name} bogus: {refused}");
+            }
         }
     }
 
