@@ -582,6 +582,7 @@ fn cross_and_packaging_scripts_parse_and_refuse_unknown_targets() {
         "packaging/release",
         "packaging/check-reproducible",
         "packaging/container",
+        "packaging/set-version",
         "tests/try-server",
         ".ci/run",
         ".ci/install-test-deps",
@@ -689,4 +690,63 @@ fn openwrt_init_keeps_the_archive_off_flash() {
     let unset = openwrt_start(r#"{"list": []}"#);
     assert!(!unset.status.success(), "a config without archive_dir must be refused:\n{}", text(&unset));
     assert!(stderr(&unset).contains("set \"archive_dir\""), "{}", text(&unset));
+}
+
+/// `packaging/set-version` on a copy of the committed tree: the version everywhere a
+/// `--locked` build reads it, the CHANGELOG heading dated, and a wrong version refused.
+#[test]
+fn set_version_changes_what_a_release_needs() {
+    let tmp = TempDir::new("pkg-set-version");
+    let tree = tmp.dir("tree");
+    let o = output(
+        Command::new("sh").arg("-c").arg(format!(
+            "git -C '{}' archive HEAD | tar -x -C '{}'",
+            repo().display(),
+            tree.display()
+        )),
+        "git and tar are needed",
+    );
+    assert!(o.status.success(), "git archive: {}", text(&o));
+    // What the script reads and writes as this checkout has them, committed or not.
+    for file in [
+        "packaging/set-version",
+        "CHANGELOG.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "fuzz/Cargo.toml",
+        "fuzz/Cargo.lock",
+        "tests/bench/codec/Cargo.toml",
+        "tests/bench/codec/Cargo.lock",
+    ] {
+        fs::copy(repo().join(file), tree.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let unreleased = fs::read_to_string(tree.join("CHANGELOG.md")).unwrap();
+    let heading = unreleased.lines().find(|l| l.starts_with("## Unreleased (")).expect("an Unreleased section");
+    let next = heading.trim_start_matches("## Unreleased (").trim_end_matches(')').to_string();
+    assert_ne!(next, version, "the CHANGELOG's next version is the one Cargo.toml has already");
+
+    let set = |args: &[&str]| output(Command::new("bash").arg(tree.join("packaging/set-version")).args(args), "bash");
+    let o = set(&["9.9.9"]);
+    assert_eq!(o.status.code(), Some(1), "a version without an Unreleased section: {}", text(&o));
+    let o = set(&[&next, "2027-01-31"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = fs::read_to_string(tree.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("\nversion = \"{next}\"\n")), "Cargo.toml:\n{manifest}");
+    for lock in ["Cargo.lock", "fuzz/Cargo.lock", "tests/bench/codec/Cargo.lock"] {
+        let text = fs::read_to_string(tree.join(lock)).unwrap();
+        assert!(text.contains(&format!("name = \"smailarchiver\"\nversion = \"{next}\"")), "{lock} not updated");
+    }
+    let changelog = fs::read_to_string(tree.join("CHANGELOG.md")).unwrap();
+    assert!(changelog.contains(&format!("\n## {next} (2027-01-31)\n")), "CHANGELOG heading not dated");
+    assert!(!changelog.contains("## Unreleased ("), "the Unreleased heading is left");
+    for manifest in ["Cargo.toml", "fuzz/Cargo.toml"] {
+        let o = output(
+            Command::new("cargo")
+                .args(["metadata", "--locked", "--offline", "--format-version", "1", "--manifest-path"])
+                .arg(tree.join(manifest)),
+            "cargo",
+        );
+        assert!(o.status.success(), "{manifest}: --locked after set-version: {}", stderr(&o));
+    }
 }
