@@ -345,19 +345,6 @@ fn still_open(wire: &str, e: ImapError) -> ImapError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn appenduid_is_read_from_the_answer() {
-        assert_eq!(appended_uid("[APPENDUID 38505 3955] APPEND completed"), Some(3955));
-        assert_eq!(appended_uid("[appenduid 1 7] ok"), Some(7));
-        assert_eq!(appended_uid("APPEND completed"), None);
-        assert_eq!(appended_uid("[APPENDUID 1 2:4] ok"), None, "one message, one UID");
-    }
-}
-
 /// Reads into `buf` until it is full or the reader ends; the number of bytes read.
 fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
@@ -370,4 +357,17 @@ fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appenduid_is_read_from_the_answer() {
+        assert_eq!(appended_uid("[APPENDUID 38505 3955] APPEND completed"), Some(3955));
+        assert_eq!(appended_uid("[appenduid 1 7] ok"), Some(7));
+        assert_eq!(appended_uid("APPEND completed"), None);
+        assert_eq!(appended_uid("[APPENDUID 1 2:4] ok"), None, "one message, one UID");
+    }
 }
