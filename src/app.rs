@@ -680,7 +680,9 @@ fn run_upload(
     confine(&Rules { read, connect_tcp: vec![spec.port], ..Rules::default() }, settings)?;
     let sink = Printer { out: settings.out };
     let mut session = Session::new(spec, addrs, auth);
-    session.connect().map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+    session
+        .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
+        .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     let mut code = 0;
     for dest in &dests {
         let name = dest.mailbox.shown();

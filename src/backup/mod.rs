@@ -6,6 +6,7 @@ pub mod folder;
 pub mod new_mail;
 pub mod plan;
 pub mod refresh;
+pub mod roots;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -16,12 +17,12 @@ use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
-use crate::error::{IoContext, Result, EXIT_FAILURE};
+use crate::error::{Result, EXIT_FAILURE};
 use crate::imap::auth::Renewal;
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
-use crate::lock::RootLock;
 use crate::mailbox_name::Mailbox;
+use crate::mailstore;
 use crate::registry::Registry;
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
@@ -31,10 +32,12 @@ pub use folder::FolderReport;
 /// Backs up every account; returns the exit code (0 only when everything worked).
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
-/// system (password commands, key files, CA files, DNS) happens first for every account,
-/// and the credential helper that runs the commands again later is forked; then the
+/// system (password commands, key files, CA files, DNS, making a missing archive root)
+/// happens first for every account, and the credential helper that runs the commands
+/// again later is forked (and the janitor that removes a root made for nothing); then the
 /// process confines itself to the archive roots and the IMAP ports; then the accounts are
-/// backed up. One failing account never stops the others.
+/// backed up, each root claimed (locked, its records opened) only once an account of it
+/// has logged in. One failing account never stops the others.
 ///
 /// `writable` are more directories the run may write in once confined (where `--report`
 /// goes). After SIGINT or SIGTERM no further account is begun.
@@ -47,7 +50,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return EXIT_FAILURE;
         }
     };
-    let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
+    // Dropped last, on every way out: roots made for accounts that never logged in go.
+    let mut roots = roots::Roots::default();
     let mut code = 0;
     let mut ready = Vec::new();
     let failed = |account: &Account, e: &crate::error::Error| {
@@ -58,7 +62,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         if crate::interrupt::requested() {
             return crate::interrupt::exit_code();
         }
-        match prepare(account, sink, &mut locks) {
+        match prepare(account, sink, &mut roots) {
             Ok(p) => ready.push(Prepared { renewal, ..p }),
             Err(e) => {
                 failed(account, &e);
@@ -70,8 +74,12 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0 }.say(sink);
         return code;
     }
+    if let Err(e) = roots.start_janitor() {
+        sink.error(&e.to_string());
+        return EXIT_FAILURE;
+    }
     let rules = Rules {
-        read_write: locks.keys().cloned().chain(writable.iter().cloned()).collect(),
+        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).collect(),
         connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
@@ -95,7 +103,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         }
         let account = p.account;
         sink.account_started(&account.user, &account.host);
-        match backup_account(p, out, sink) {
+        match backup_account(p, out, sink, &mut roots) {
             Ok(reports) => {
                 tally.new += reports.iter().map(|r| r.new).sum::<usize>();
                 tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
@@ -157,6 +165,10 @@ struct Prepared<'a> {
     /// The archive root, as the sandbox knows it.
     root: PathBuf,
     keys: Option<Keys>,
+    /// The key file was made by this run, for the user directory `guessed_dir` (the one
+    /// recorded for the server, or the one that would be made).
+    keys_created: bool,
+    guessed_dir: String,
     auth: Auth,
     /// Where a fresh credential comes from during the run (the credential helper).
     renewal: Option<Renewal>,
@@ -164,22 +176,21 @@ struct Prepared<'a> {
     addrs: Vec<SocketAddr>,
 }
 
-/// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
-fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
+/// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
+/// lock checked, its records read and checked), keys.
+fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Prepared<'a>> {
     account.validate()?;
     // Before anything is created: a refused CA file, password or server name leaves no
     // archive root, lock or key file behind.
     let spec = server_spec(account)?;
     let (auth, addrs) = login_and_addresses(account, &spec)?;
-    make_root(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
-    let root = account.root.canonicalize().at(&account.root)?;
-    if !locks.contains_key(&root) {
-        locks.insert(root.clone(), RootLock::acquire(&root)?);
-    }
-    let user_dir = root.join(Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user));
-    let keys = load_keys(account, &user_dir, sink)?;
-    Ok(Prepared { account, root, keys, auth, renewal: None, spec, addrs })
+    let root = roots.prepare(&account.root)?;
+    // Records that give a directory two owners are refused here, before anything is
+    // fetched or moved.
+    let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
+    let (keys, keys_created) = load_keys(account, &root.join(&guessed_dir), sink)?;
+    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal: None, spec, addrs })
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
@@ -265,7 +276,8 @@ fn read_only<T>(
     for (account, (auth, spec, addrs)) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth);
-        let listed = session.connect().and_then(|()| each(account, &mut session));
+        // Retries are not said: the outcome is.
+        let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
         let _ = session.logout();
         results.push((label.clone(), listed));
     }
@@ -274,7 +286,7 @@ fn read_only<T>(
 
 fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>> {
     let mut registry = Registry::read(&account.root)?;
-    let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
+    let account_dir = account_dir_seen(&registry, session, &account.user)?;
     let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
     let (entries, mut statuses) = (listed.entries, listed.statuses);
     let missing: Vec<String> =
@@ -310,15 +322,50 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
-fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<FolderReport>> {
-    let Prepared { account, root, keys, auth, renewal, spec, addrs } = p;
+fn backup_account(
+    p: Prepared<'_>,
+    out: Output,
+    sink: &dyn Sink,
+    roots: &mut roots::Roots,
+) -> Result<Vec<FolderReport>> {
+    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs } = p;
     let label = account.label();
-    let mut registry = Registry::open(&root)?;
-    let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
-    let registry = Mutex::new(registry);
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
-    session.connect()?;
+    session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
+    // Logged in: only now is the root the run's, and a directory claimed in it.
+    roots.claim(&root)?;
+    let mut registry = Registry::open(&root)?;
+    let endpoint = spec.endpoint();
+    let same = mailstore::recognise(&registry, &mut session, &endpoint, &account.user)
+        .map_err(|e| spec.imap_error("EXAMINE", &e))?;
+    if let Some((dir, was)) = &same {
+        sink.result(&format!(
+            "{label}: the same mailstore as {} on {was}: continuing in {}",
+            account.user,
+            root.join(dir).display()
+        ));
+    }
+    let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
+    if keys_created && account_dir != guessed_dir && crate::archive::any_encrypted(&root.join(&account_dir)) {
+        let spec_keys = account.keys.as_ref().map(|k| k.path.display().to_string()).unwrap_or_default();
+        return Err(crate::error::Error::runtime(format!(
+            "the key file {spec_keys} was made by this run, but {} (this mailstore's archive) holds encrypted \
+             messages that a new key could not read: give its key file (-k / \"keys\")",
+            root.join(&account_dir).display()
+        )));
+    }
+    let registry = Mutex::new(registry);
     let Chosen { folders, statuses, unusable } = choose_folders(account, &mut session, sink)?;
+    // Every folder without a directory gets its record and its directory now, all at once.
+    {
+        let mut records = lock(&registry);
+        let claims: Vec<(&Mailbox, Option<u32>)> = folders
+            .iter()
+            .filter(|m| records.folder_of(&account_dir, m).is_none())
+            .map(|m| (m, statuses.get(&m.wire).and_then(|s| s.uidvalidity)))
+            .collect();
+        records.claim_folders(&account_dir, &claims)?;
+    }
     let connections = account.connections.max(1);
     let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
@@ -458,20 +505,45 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             }
         }
     }
+    // What identifies the mailstore, taken once there is mail archived and again when it
+    // grew old: a later run through another name recognises it by this.
+    if !session.given_up() && !crate::interrupt::requested() {
+        let mut records = lock(&registry);
+        let today = mailstore::today();
+        if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today)) {
+            match mailstore::take(&records, &account_dir, &statuses, &mut session) {
+                Ok(evidence) if !evidence.is_empty() => records.set_evidence(&account_dir, evidence, today)?,
+                Ok(_) => {}
+                Err(e) => sink.remark(&format!("{label}: the mailstore's evidence was not taken: {e}")),
+            }
+        }
+    }
     let _ = session.logout();
     lock(&registry).flush()?;
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The user directory of the account `session` is logged in to, as a backup would use it,
+/// without writing anything: recorded for the server, or another server's recognised as the
+/// same mailstore, or the one a backup would make.
+pub fn account_dir_seen(registry: &Registry, session: &mut Session, user: &str) -> Result<String> {
+    let endpoint = session.spec().endpoint();
+    let spec = session.spec().clone();
+    match mailstore::recognise(registry, session, &endpoint, user).map_err(|e| spec.imap_error("EXAMINE", &e))? {
+        Some((dir, _)) => Ok(dir),
+        None => Ok(registry.account_dir(&endpoint, user)),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The account's keys; a new key file is made only for an archive without encrypted
-/// messages (a second key could not read them), and said so even with `--quiet`: it is
-/// the one thing to copy somewhere safe.
-fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> Result<Option<Keys>> {
-    let Some(spec) = &account.keys else { return Ok(None) };
+/// The account's keys, and whether the key file was made now; a new key file is made only
+/// for an archive without encrypted messages (a second key could not read them), and said
+/// so even with `--quiet`: it is the one thing to copy somewhere safe.
+fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> Result<(Option<Keys>, bool)> {
+    let Some(spec) = &account.keys else { return Ok((None, false)) };
     if !spec.path.exists() && crate::archive::any_encrypted(user_dir) {
         return Err(crate::error::Error::runtime(format!(
             "the key file {} is missing, but {} holds encrypted messages that a new key could not read: \
@@ -488,7 +560,7 @@ fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> 
             if spec.password.is_some() { " (and its .sha)" } else { "" }
         ));
     }
-    Ok(Some(keys))
+    Ok((Some(keys), created))
 }
 
 /// The folders to back up (the named ones, or all selectable ones minus the excluded, in
@@ -549,29 +621,4 @@ struct Chosen {
     statuses: HashMap<String, FolderStatus>,
     /// Listed names that are not text, made printable: they cannot be asked for.
     unusable: Vec<String>,
-}
-
-/// Makes the archive root (mode 0700 when new: it holds mail) with its parents.
-fn make_root(root: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if root.is_dir() {
-        return Ok(());
-    }
-    // "File exists" / "Not a directory" would not say which setting is wrong.
-    let not_dir = |what: &str| {
-        crate::error::Error::runtime(format!(
-            "the archive directory {} {what} (see --dir, or \"archive_dir\" in the config)",
-            root.display()
-        ))
-    };
-    if root.exists() {
-        return Err(not_dir("is a file, not a directory"));
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotADirectory {
-            not_dir("cannot be made: part of its path is a file")
-        } else {
-            crate::error::Error::runtime(format!("{}: {}", root.display(), crate::error::describe_io(&e)))
-        }
-    })
 }
