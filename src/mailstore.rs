@@ -118,11 +118,13 @@ pub fn recognise(
     Ok(None)
 }
 
-/// Whether the evidence of `account` is to be taken (again) now: there is none, it is old,
-/// or a sampled folder's UIDVALIDITY is no longer the server's (`statuses`: this run's).
-pub fn stale(account: &AccountRecord, statuses: &HashMap<String, FolderStatus>, today: i64) -> bool {
-    account.evidence.is_empty()
-        || account.evidence_day.is_none_or(|day| today - day >= MAX_AGE_DAYS || day > today)
+/// Whether the evidence of `account` is to be taken (again) now: it never was, it is old,
+/// there is none and this run archived mail (`archived`), or a sampled folder's
+/// UIDVALIDITY is no longer the server's (`statuses`: this run's). A no-op run of an
+/// account with evidence costs nothing.
+pub fn stale(account: &AccountRecord, statuses: &HashMap<String, FolderStatus>, today: i64, archived: bool) -> bool {
+    account.evidence_day.is_none_or(|day| today - day >= MAX_AGE_DAYS || day > today)
+        || (account.evidence.is_empty() && archived)
         || account
             .evidence
             .iter()
@@ -222,11 +224,14 @@ mod tests {
         };
         let mut statuses = HashMap::new();
         statuses.insert("INBOX".to_string(), FolderStatus { uidvalidity: Some(7), ..FolderStatus::default() });
-        assert!(!stale(&a, &statuses, 101));
-        assert!(stale(&a, &statuses, 100 + MAX_AGE_DAYS));
+        assert!(!stale(&a, &statuses, 101, true));
+        assert!(stale(&a, &statuses, 100 + MAX_AGE_DAYS, false));
         statuses.insert("INBOX".to_string(), FolderStatus { uidvalidity: Some(8), ..FolderStatus::default() });
-        assert!(stale(&a, &statuses, 101));
+        assert!(stale(&a, &statuses, 101, false));
         a.evidence.clear();
-        assert!(stale(&a, &HashMap::new(), 101));
+        assert!(!stale(&a, &HashMap::new(), 101, false), "nothing to take: an empty mailbox, or a server refusing");
+        assert!(stale(&a, &HashMap::new(), 101, true));
+        a.evidence_day = None;
+        assert!(stale(&a, &HashMap::new(), 101, false));
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
 use serde_json::{json, Value};
-use util::fake_imap::{Fault, FakeImap, Folder, Script};
+use util::fake_imap::{FakeImap, Fault, Folder, Script};
 use util::*;
 
 const PW: &str = "s3cret pass";
@@ -77,9 +77,7 @@ fn tcp_proxy(target: u16) -> u16 {
         for client in listener.incoming() {
             let Ok(client) = client else { return };
             let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
-            for (mut from, mut to) in
-                [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-            {
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
                 thread::spawn(move || {
                     let mut buf = [0u8; 16384];
                     while let Ok(n) = from.read(&mut buf) {
@@ -122,11 +120,8 @@ fn the_same_mailstore_under_four_names_is_one_archive_and_fetched_once() {
     let after_first = d.fetch_stats("mona");
 
     let proxy = tcp_proxy(d.imaps_port());
-    let names: [(&str, u16, &[&str]); 3] = [
-        ("localhost", d.imaps_port(), &[]),
-        ("127.0.0.1", proxy, &[]),
-        ("127.0.0.1", d.imap_port(), &["--starttls"]),
-    ];
+    let names: [(&str, u16, &[&str]); 3] =
+        [("localhost", d.imaps_port(), &[]), ("127.0.0.1", proxy, &[]), ("127.0.0.1", d.imap_port(), &["--starttls"])];
     for (host, port, extra) in names {
         let mut args = vec!["--all-folders"];
         args.extend(extra);
@@ -134,7 +129,11 @@ fn the_same_mailstore_under_four_names_is_one_archive_and_fetched_once() {
         assert_eq!(o.status.code(), Some(0), "{host}:{port}: {}", stderr(&o));
         assert!(stdout(&o).contains("the same mailstore as mona on 127.0.0.1:"), "{host}:{port}: {}", stdout(&o));
         assert!(stdout(&o).contains("mona INBOX: 0 new, 3 already archived"), "{}", stdout(&o));
-        assert_eq!(entries(&root), [".smailarchiver", ".smailarchiver.lock", "mona"], "{host}:{port}: one user directory");
+        assert_eq!(
+            entries(&root),
+            [".smailarchiver", ".smailarchiver.lock", "mona"],
+            "{host}:{port}: one user directory"
+        );
         assert_eq!(tree(&root.join("mona")), archived, "{host}:{port}");
     }
     let since = d.fetch_stats("mona").since(&after_first);
@@ -165,10 +164,19 @@ fn another_server_with_the_same_user_and_uidvalidity_gets_its_own_directory() {
         }
         fs::write(maildir.join("dovecot-uidlist"), "3 V1700000000 N1\n").unwrap();
         let owner = fs::metadata(d.user_home("otto")).unwrap();
-        for p in [maildir.clone(), maildir.join("cur"), maildir.join("new"), maildir.join("tmp"), maildir.join("dovecot-uidlist")]
-        {
-            std::os::unix::fs::chown(&p, Some(std::os::unix::fs::MetadataExt::uid(&owner)), Some(std::os::unix::fs::MetadataExt::gid(&owner)))
-                .unwrap();
+        for p in [
+            maildir.clone(),
+            maildir.join("cur"),
+            maildir.join("new"),
+            maildir.join("tmp"),
+            maildir.join("dovecot-uidlist"),
+        ] {
+            std::os::unix::fs::chown(
+                &p,
+                Some(std::os::unix::fs::MetadataExt::uid(&owner)),
+                Some(std::os::unix::fs::MetadataExt::gid(&owner)),
+            )
+            .unwrap();
         }
         for n in 1..=3 {
             d.append("otto", PW, "INBOX", &message(n, tag));
@@ -280,10 +288,14 @@ fn records_with_two_owners_of_a_directory_are_refused_before_anything_is_fetched
     let before = tree(&root);
     let stats = d.fetch_stats("rita");
     let tampered = [
-        (json!({"kind": "folder", "account": "rita", "dir": "Sent", "mailbox": "Drafts"}),
-         "two mailboxes own the directory rita/Sent: Sent and Drafts"),
-        (json!({"kind": "account", "dir": "rita", "user": "bob", "servers": ["imap.example.org:993"]}),
-         "two accounts own the directory rita: rita on 127.0.0.1:"),
+        (
+            json!({"kind": "folder", "account": "rita", "dir": "Sent", "mailbox": "Drafts"}),
+            "two mailboxes own the directory rita/Sent: Sent and Drafts",
+        ),
+        (
+            json!({"kind": "account", "dir": "rita", "user": "bob", "servers": ["imap.example.org:993"]}),
+            "two accounts own the directory rita: rita on 127.0.0.1:",
+        ),
     ];
     for (line, said) in tampered {
         fs::write(&log, format!("{clean}{line}\n")).unwrap();

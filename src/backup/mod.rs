@@ -508,12 +508,12 @@ fn backup_account(
     // What identifies the mailstore, taken once there is mail archived and again when it
     // grew old: a later run through another name recognises it by this.
     if !session.given_up() && !crate::interrupt::requested() {
+        let archived = lock(&reports).iter().any(|r| r.new > 0);
         let mut records = lock(&registry);
         let today = mailstore::today();
-        if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today)) {
+        if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today, archived)) {
             match mailstore::take(&records, &account_dir, &statuses, &mut session) {
-                Ok(evidence) if !evidence.is_empty() => records.set_evidence(&account_dir, evidence, today)?,
-                Ok(_) => {}
+                Ok(evidence) => records.set_evidence(&account_dir, evidence, today)?,
                 Err(e) => sink.remark(&format!("{label}: the mailstore's evidence was not taken: {e}")),
             }
         }

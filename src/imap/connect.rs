@@ -290,7 +290,8 @@ fn wait_for_greeting(
     spec: &ServerSpec,
 ) -> std::result::Result<(), Greeting> {
     let began = Instant::now();
-    let first_wait = GREETING_PROBE.min(spec.timeout);
+    // Half the timeout at most, so that the probe fits in it too.
+    let first_wait = GREETING_PROBE.min(spec.timeout / 2);
     let deadline = began + spec.timeout;
     let silence = || Greeting::Failed(format!("nothing received within {}", waited(began)));
     reader.get_mut().deadline = began + first_wait;
@@ -302,7 +303,8 @@ fn wait_for_greeting(
             Err(e) if io_timeout(&e) && !probed => {
                 probed = true;
                 let addr = tcp.peer_addr().map_err(|e| Greeting::Failed(describe_io(&e)))?;
-                if tls::speaks_tls(&spec.trust, &spec.host, addr, first_wait) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !left.is_zero() && tls::speaks_tls(&spec.trust, &spec.host, addr, first_wait.min(left)) {
                     break Err(Greeting::Tls);
                 }
                 if Instant::now() >= deadline {
