@@ -138,7 +138,7 @@ fn the_same_mailstore_under_four_names_is_one_archive_and_fetched_once() {
     }
     let since = d.fetch_stats("mona").since(&after_first);
     assert_eq!((since.sessions, since.body_count, since.body_bytes), (3, 0, 0), "no body fetched again: {since:?}");
-    let account = record_lines(&root).into_iter().filter(|r| r["kind"] == "account").last().unwrap();
+    let account = record_lines(&root).into_iter().rfind(|r| r["kind"] == "account").unwrap();
     assert_eq!(account["servers"].as_array().unwrap().len(), 4, "{account}");
     // Once recorded, a name is known at once: nothing compared again, and new mail goes
     // to the same directory.
