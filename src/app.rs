@@ -450,7 +450,9 @@ fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -
         }
         None => Vec::new(),
     };
-    let record = Arc::new(RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))));
+    let record = Arc::new(
+        RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))).keeping_folders(report.is_some()),
+    );
     let last_words = {
         let (record, report) = (Arc::clone(&record), report.map(Path::to_path_buf));
         move |code: i32| {

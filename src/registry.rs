@@ -146,9 +146,9 @@ pub struct Registry {
     accounts: Vec<AccountRecord>,
     folders: Vec<FolderRecord>,
     /// (account, dir) -> index in `folders`.
-    by_dir: HashMap<(String, String), usize>,
+    by_dir: Index,
     /// (account, mailbox wire name) -> index in `folders` of its live record.
-    live: HashMap<(String, String), usize>,
+    live: Index,
     /// Folders whose completion mark changed and is not written yet.
     marks: BTreeSet<usize>,
     /// Files to make durable before the marks are written (the journals they vouch for).
@@ -165,8 +165,8 @@ impl Registry {
             source: Source::None,
             accounts: Vec::new(),
             folders: Vec::new(),
-            by_dir: HashMap::new(),
-            live: HashMap::new(),
+            by_dir: Index::default(),
+            live: Index::default(),
             marks: BTreeSet::new(),
             before_marks: Vec::new(),
             log_lines: 0,
@@ -279,7 +279,7 @@ impl Registry {
 
     /// The record of folder directory `dir` in user directory `account`, if any.
     pub fn folder_at(&self, account: &str, dir: &str) -> Option<&FolderRecord> {
-        self.by_dir.get(&(account.to_string(), dir.to_string())).map(|&i| &self.folders[i])
+        self.dir_index(account, dir).map(|i| &self.folders[i])
     }
 
     /// The recorded user directory of `user` reached through `server` (`host:port`), if any.
@@ -373,7 +373,7 @@ impl Registry {
         if let Some(f) = self.live(account, mailbox) {
             return self.folders[f].dir.clone();
         }
-        let taken = |d: &str| self.by_dir.contains_key(&(account.to_string(), d.to_string()));
+        let taken = |d: &str| self.dir_index(account, d).is_some();
         choose_dir(&self.root.join(account), &mailbox.wire, &mailbox.wire, taken)
     }
 
@@ -529,11 +529,18 @@ impl Registry {
 
     /// The live record of `mailbox` in `account`.
     fn live(&self, account: &str, mailbox: &Mailbox) -> Option<usize> {
-        self.live.get(&(account.to_string(), mailbox.wire.clone())).copied()
+        let folders = &self.folders;
+        self.live.find(key(account, &mailbox.wire), |i| folders[i].account == account && folders[i].mailbox == *mailbox)
+    }
+
+    /// The record of `dir` in `account`, by index.
+    fn dir_index(&self, account: &str, dir: &str) -> Option<usize> {
+        let folders = &self.folders;
+        self.by_dir.find(key(account, dir), |i| folders[i].account == account && folders[i].dir == dir)
     }
 
     fn recorded(&self, account: &str, dir: &str) -> bool {
-        self.by_dir.contains_key(&(account.to_string(), dir.to_string()))
+        self.dir_index(account, dir).is_some()
     }
 
     /// `DIR.uidvalidity-OLD`, or with `-2`, `-3`... when that is taken. When DIR is still
@@ -723,9 +730,7 @@ impl Registry {
     /// Adds or replaces the record of a folder directory; refuses a second owner, and a
     /// second live directory for a mailbox.
     fn upsert_folder(&mut self, record: FolderRecord) -> std::result::Result<(), String> {
-        let key = (record.account.clone(), record.dir.clone());
-        let live_key = (record.account.clone(), record.mailbox.wire.clone());
-        let existing = self.by_dir.get(&key).copied();
+        let existing = self.dir_index(&record.account, &record.dir);
         if let Some(i) = existing {
             let old = &self.folders[i];
             if old.mailbox != record.mailbox {
@@ -738,31 +743,32 @@ impl Registry {
                 ));
             }
         }
-        if !record.retired {
-            if let Some(&j) = self.live.get(&live_key) {
-                if Some(j) != existing {
-                    return Err(format!(
-                        "the mailbox {} of {} is recorded in two directories: {} and {}",
-                        record.mailbox.shown(),
-                        record.account,
-                        self.folders[j].dir,
-                        record.dir
-                    ));
-                }
+        let live = self.live(&record.account, &record.mailbox);
+        if let (false, Some(j)) = (record.retired, live) {
+            if Some(j) != existing {
+                return Err(format!(
+                    "the mailbox {} of {} is recorded in two directories: {} and {}",
+                    record.mailbox.shown(),
+                    record.account,
+                    self.folders[j].dir,
+                    record.dir
+                ));
             }
         }
+        let live_key = key(&record.account, &record.mailbox.wire);
         let i = match existing {
             Some(i) => {
-                if !self.folders[i].retired && self.live.get(&live_key) == Some(&i) {
-                    self.live.remove(&live_key);
+                if live == Some(i) {
+                    self.live.remove(live_key, i);
                 }
                 self.folders[i] = record;
                 i
             }
             None => {
+                let i = self.folders.len();
+                self.by_dir.insert(key(&record.account, &record.dir), i);
                 self.folders.push(record);
-                self.by_dir.insert(key, self.folders.len() - 1);
-                self.folders.len() - 1
+                i
             }
         };
         if !self.folders[i].retired {
@@ -770,6 +776,56 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// An index of the folder records by two of their strings, holding only a 64-bit hash of
+/// them (the strings are in the records: keeping them again would double the memory of
+/// 10,000 folders). Two keys with one hash are told apart by the caller's test.
+#[derive(Debug, Default)]
+struct Index {
+    first: HashMap<u64, u32>,
+    /// Records whose key's hash was taken (almost never).
+    more: Vec<(u64, u32)>,
+}
+
+impl Index {
+    /// The record with key hash `hash` that passes `is`.
+    fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Option<usize> {
+        let first = self.first.get(&hash).map(|&i| i as usize).filter(|&i| is(i));
+        first.or_else(|| self.more.iter().filter(|(h, _)| *h == hash).map(|&(_, i)| i as usize).find(|&i| is(i)))
+    }
+
+    fn insert(&mut self, hash: u64, index: usize) {
+        let index = index as u32;
+        match self.first.get(&hash) {
+            Some(&i) if i != index => self.more.push((hash, index)),
+            _ => {
+                self.first.insert(hash, index);
+            }
+        }
+    }
+
+    fn remove(&mut self, hash: u64, index: usize) {
+        let index = index as u32;
+        if self.first.get(&hash) == Some(&index) {
+            self.first.remove(&hash);
+            if let Some(k) = self.more.iter().position(|(h, _)| *h == hash) {
+                let (_, other) = self.more.swap_remove(k);
+                self.first.insert(hash, other);
+            }
+        } else {
+            self.more.retain(|&(h, i)| (h, i) != (hash, index));
+        }
+    }
+}
+
+/// The hash of a record's key: two strings.
+fn key(a: &str, b: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    a.hash(&mut h);
+    b.hash(&mut h);
+    h.finish()
 }
 
 /// The root and the tool's directories in it, held open while a backup writes.

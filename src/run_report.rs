@@ -30,6 +30,9 @@ pub struct RunRecord {
     accounts: Mutex<Vec<AccountRecord>>,
     messages: AtomicU64,
     bytes: AtomicU64,
+    /// Whether each folder's figures are kept (only a report shows them: 10,000 folders'
+    /// would hold over a megabyte for nothing).
+    folders: bool,
 }
 
 impl RunRecord {
@@ -50,7 +53,14 @@ impl RunRecord {
             accounts: Mutex::new(accounts),
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            folders: true,
         }
+    }
+
+    /// The same record, keeping each folder's figures only if `keep` (a report is written).
+    pub fn keeping_folders(mut self, keep: bool) -> RunRecord {
+        self.folders = keep;
+        self
     }
 
     fn accounts(&self) -> MutexGuard<'_, Vec<AccountRecord>> {
@@ -125,7 +135,9 @@ impl crate::report::Events for RunRecord {
     }
 
     fn folder_done(&self, user: &str, server: &str, figures: FolderFigures) {
-        self.with_account(user, server, |a| a.folders.push(figures));
+        if self.folders {
+            self.with_account(user, server, |a| a.folders.push(figures));
+        }
     }
 
     fn account_failed(&self, user: &str, server: &str, error: &str) {

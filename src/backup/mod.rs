@@ -104,10 +104,10 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         let account = p.account;
         sink.account_started(&account.user, &account.host);
         match backup_account(p, out, sink, &mut roots) {
-            Ok(reports) => {
-                tally.new += reports.iter().map(|r| r.new).sum::<usize>();
-                tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
-                if reports.iter().any(|r| r.failed > 0) {
+            Ok(totals) => {
+                tally.new += totals.new;
+                tally.bytes += totals.bytes;
+                if totals.failed > 0 {
                     tally.failed += 1;
                     code = EXIT_FAILURE;
                 }
@@ -322,12 +322,7 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
-fn backup_account(
-    p: Prepared<'_>,
-    out: Output,
-    sink: &dyn Sink,
-    roots: &mut roots::Roots,
-) -> Result<Vec<FolderReport>> {
+fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
     let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs } = p;
     let label = account.label();
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
@@ -369,18 +364,20 @@ fn backup_account(
     let connections = account.connections.max(1);
     let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
-    let reports = Mutex::new(Vec::new());
+    // What the folders came to; their reports are said and handed on as they end, not kept
+    // (10,000 folders' would hold megabytes).
+    let totals = Mutex::new(Totals::default());
     let done = |r: FolderReport| {
         sink.result(&format!("{} {}", account.user, r.summary()));
         sink.folder_done(&account.user, &account.host, r.figures());
-        lock(&reports).push(r);
+        lock(&totals).add(&r);
     };
     // A folder that failed as a whole: said, and counted as one failure.
     let failed = |name: &str, why: String| {
         sink.error(&format!("{label} {name}: {why}"));
         let r = FolderReport { failed: 1, errors: vec![why], ..FolderReport::new(name) };
         sink.folder_done(&account.user, &account.host, r.figures());
-        lock(&reports).push(r);
+        lock(&totals).add(&r);
     };
     for name in unusable {
         failed(&name, "the server lists this folder under a name that is not text: it cannot be asked for".to_string());
@@ -508,7 +505,7 @@ fn backup_account(
     // What identifies the mailstore, taken once there is mail archived and again when it
     // grew old: a later run through another name recognises it by this.
     if !session.given_up() && !crate::interrupt::requested() {
-        let archived = lock(&reports).iter().any(|r| r.new > 0);
+        let archived = lock(&totals).new > 0;
         let mut records = lock(&registry);
         let today = mailstore::today();
         if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today, archived)) {
@@ -520,7 +517,7 @@ fn backup_account(
     }
     let _ = session.logout();
     lock(&registry).flush()?;
-    Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
+    Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// The user directory of the account `session` is logged in to, as a backup would use it,
@@ -532,6 +529,25 @@ pub fn account_dir_seen(registry: &Registry, session: &mut Session, user: &str) 
     match mailstore::recognise(registry, session, &endpoint, user).map_err(|e| spec.imap_error("EXAMINE", &e))? {
         Some((dir, _)) => Ok(dir),
         None => Ok(registry.account_dir(&endpoint, user)),
+    }
+}
+
+/// What an account's folders came to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    /// Messages archived.
+    new: usize,
+    /// Their bytes.
+    bytes: u64,
+    /// Folders with a failure.
+    failed: usize,
+}
+
+impl Totals {
+    fn add(&mut self, r: &FolderReport) {
+        self.new += r.new;
+        self.bytes += r.bytes;
+        self.failed += usize::from(r.failed > 0);
     }
 }
 
