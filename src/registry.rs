@@ -393,8 +393,10 @@ impl Registry {
     /// directory for all the directories. A first run of thousands of folders pays for
     /// that once, not once a folder.
     pub fn claim_folders(&mut self, account: &str, mailboxes: &[(&Mailbox, Option<u32>)]) -> Result<()> {
-        let mut lines = Vec::new();
-        let mut dirs = Vec::new();
+        // Lines go out a few hundred at a time: 10,000 folders' at once would hold megabytes.
+        const CHUNK: usize = 256;
+        let mut claimed: Vec<u32> = Vec::new();
+        let mut lines = Vec::with_capacity(CHUNK);
         for (mailbox, uidvalidity) in mailboxes {
             if self.live(account, mailbox).is_some() {
                 continue;
@@ -403,16 +405,21 @@ impl Registry {
             let record = new_folder(account, &dir, mailbox, *uidvalidity);
             lines.push(folder_line(&record));
             self.upsert_folder(record).map_err(Error::runtime)?;
-            dirs.push(dir);
+            claimed.push((self.folders.len() - 1) as u32);
+            if lines.len() == CHUNK {
+                self.append(&lines)?;
+                lines.clear();
+            }
         }
-        if dirs.is_empty() {
+        if claimed.is_empty() {
             return Ok(());
         }
         self.append(&lines)?;
         self.sync_log()?;
         let opened = self.opened()?;
         let user_dir = opened.root.open_beneath(Path::new(account)).at(&self.root.join(account))?;
-        user_dir.make_children(dirs.iter().map(String::as_str)).at(&self.root.join(account))?;
+        let names = claimed.iter().map(|&i| self.folders[i as usize].dir.as_str());
+        user_dir.make_children(names).at(&self.root.join(account))?;
         Ok(())
     }
 
