@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::connect::Unreached;
 use crate::bounded;
-use crate::error::{describe_io, Error, Result};
+use crate::error::{describe_io, without_links, Error, Result};
 
 /// A TLS connection to the server over TCP, as the IMAP client uses it.
 pub type Stream = StreamOwned<ClientConnection, Socket>;
@@ -304,12 +304,12 @@ impl ServerCertVerifier for Verifier {
 /// A verifier error as the end of "not trusted: ...".
 fn describe_rejection(error: &rustls::Error) -> String {
     let rustls::Error::InvalidCertificate(cert_error) = error else {
-        return error.to_string();
+        return without_links(&error.to_string());
     };
     match cert_error {
         CertificateError::UnknownIssuer => "it is not signed by a known certificate authority".into(),
         CertificateError::NotValidForName => "it is not valid for this name".into(),
-        CertificateError::NotValidForNameContext { .. } => cert_error.to_string(),
+        CertificateError::NotValidForNameContext { .. } => without_links(&cert_error.to_string()),
         CertificateError::Expired => "it has expired".into(),
         CertificateError::ExpiredContext { time, not_after } => {
             format!("it expired {} days ago", time.as_secs().saturating_sub(not_after.as_secs()) / 86_400)
@@ -321,7 +321,7 @@ fn describe_rejection(error: &rustls::Error) -> String {
         CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
             "it is a CA certificate (CA:TRUE, as self-signed certificates often are) used as the server's own".into()
         }
-        other => other.to_string(),
+        other => without_links(&other.to_string()),
     }
 }
 
@@ -425,7 +425,7 @@ fn handshake_failure(endpoint: &str, e: &io::Error, began: Instant) -> Unreached
             ("the server does not speak TLS on this port (a plain or STARTTLS port? then use --starttls)".into(), false)
         }
         (io::ErrorKind::UnexpectedEof, _) => ("the server closed the connection".into(), true),
-        (_, Some(tls)) => (tls.to_string(), false),
+        (_, Some(tls)) => (without_links(&tls.to_string()), false),
         _ => (describe_io(e), true),
     };
     let error = Error::runtime(format!("TLS handshake with {endpoint} failed: {what}"));
