@@ -681,17 +681,27 @@ fn run_upload(
     read.extend(dests.iter().filter_map(|d| d.journal.as_deref()?.parent()).map(Path::to_path_buf));
     confine(&Rules { read, connect_tcp: vec![spec.port], ..Rules::default() }, settings)?;
     let sink = Printer { out: settings.out };
+    let grace = spec.timeout;
     let mut session = Session::new(spec, addrs, auth);
     session
         .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     let mut code = 0;
-    for dest in &dests {
-        let name = dest.mailbox.shown();
-        match upload::upload_folder(&mut session, dest, keys.as_ref(), &sink) {
+    let outcome =
+        upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink, &mut |name, result| match result {
             Ok(r) => {
                 crate::report::Sink::result(&sink, &format!("{label} {name}: {}", r.summary()));
-                if r.failed > 0 {
+                if r.in_doubt > 0 {
+                    crate::report::Sink::warning(
+                        &sink,
+                        &format!(
+                            "{label} {name}: {} message(s) sent on a lost connection may or may not be at the \
+                             target: run the upload again to settle them",
+                            r.in_doubt
+                        ),
+                    );
+                }
+                if r.failing() {
                     code = EXIT_FAILURE;
                 }
             }
@@ -699,7 +709,10 @@ fn run_upload(
                 crate::report::Sink::error(&sink, &format!("{label} {name}: {e}"));
                 code = EXIT_FAILURE;
             }
-        }
+        });
+    if let Err(e) = outcome {
+        let _ = session.logout();
+        return Err(e);
     }
     let _ = session.logout();
     Ok(code)

@@ -15,6 +15,7 @@ pub mod date;
 pub mod dir;
 pub mod error;
 pub mod flags;
+pub mod hierarchy;
 pub mod imap;
 pub mod interrupt;
 pub mod janitor;

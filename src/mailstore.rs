@@ -221,6 +221,7 @@ mod tests {
             migrated: true,
             evidence: vec![sample(1)],
             evidence_day: Some(100),
+            namespace: None,
         };
         let mut statuses = HashMap::new();
         statuses.insert("INBOX".to_string(), FolderStatus { uidvalidity: Some(7), ..FolderStatus::default() });

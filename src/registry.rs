@@ -28,6 +28,7 @@ use crate::atomic;
 use crate::bounded;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
+use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{canonical_dir, encode_utf7, fallback_dir, safe, Mailbox};
 use crate::records_log::{self, Log};
 
@@ -68,6 +69,9 @@ pub struct AccountRecord {
     pub evidence: Vec<Sample>,
     /// When the evidence was taken, in days since 1970.
     pub evidence_day: Option<i64>,
+    /// The server's personal namespace (NAMESPACE), once a backup asked it: an upload
+    /// to another server translates the folders' names with it.
+    pub namespace: Option<Hierarchy>,
 }
 
 /// One archived message as its server described it: what two servers cannot share by
@@ -104,6 +108,9 @@ pub struct FolderRecord {
     /// when a backup last completed without a failure. A later run with the same UIDNEXT
     /// has nothing to fetch; one with a higher UIDNEXT asks only from here on.
     pub uidnext: Option<u32>,
+    /// The mailbox's hierarchy separator, as LIST gave it (unknown for records made before
+    /// 0.7, and for folders named with `-f` on a server without NAMESPACE).
+    pub separator: Option<char>,
 }
 
 impl FolderRecord {
@@ -329,6 +336,7 @@ impl Registry {
                     migrated,
                     evidence: Vec::new(),
                     evidence_day: None,
+                    namespace: None,
                 };
                 self.upsert_account(record).map_err(Error::runtime)?;
                 let i = self.accounts.len() - 1;
@@ -455,6 +463,7 @@ impl Registry {
                 if is_real_dir(&aside_path) {
                     let mut record = new_folder(account, &aside, mailbox, Some(old));
                     record.retired = true;
+                    record.separator = self.folders[index].separator;
                     changed.push(folder_line(&record));
                     self.upsert_folder(record).map_err(Error::runtime)?;
                     retired = Some((old, aside_path));
@@ -478,6 +487,12 @@ impl Registry {
         Ok(OpenFolder { path, dir: Arc::new(folder), retired })
     }
 
+    /// The generation of `mailbox` in `account` moved aside last (after its UIDVALIDITY
+    /// changed), if any.
+    pub fn latest_retired(&self, account: &str, mailbox: &Mailbox) -> Option<&FolderRecord> {
+        self.folders.iter().rev().find(|f| f.account == account && f.retired && f.mailbox == *mailbox)
+    }
+
     /// The live record of `mailbox` in `account`, if there is one.
     pub fn folder_of(&self, account: &str, mailbox: &Mailbox) -> Option<&FolderRecord> {
         self.live(account, mailbox).map(|i| &self.folders[i])
@@ -496,6 +511,33 @@ impl Registry {
         }
         if self.marks.len() >= MAX_PENDING_MARKS {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Records the hierarchy a backup learned of `account`'s server: its personal
+    /// namespace, and each listed mailbox's separator (`separators`, by wire name). Written
+    /// with the completion marks; only what changed costs a line.
+    pub fn set_hierarchy(
+        &mut self,
+        account: &str,
+        namespace: Option<&Hierarchy>,
+        separators: &[(&str, Option<char>)],
+    ) -> Result<()> {
+        if let (Some(ns), Some(i)) = (namespace, self.accounts.iter().position(|a| a.dir == account)) {
+            if self.accounts[i].namespace.as_ref() != Some(ns) {
+                self.accounts[i].namespace = Some(ns.clone());
+                self.write_account(i)?;
+            }
+        }
+        for (wire, sep) in separators {
+            let Some(sep) = *sep else { continue };
+            if let Some(i) = self.live(account, &Mailbox::from_wire(wire)) {
+                if self.folders[i].separator != Some(sep) {
+                    self.folders[i].separator = Some(sep);
+                    self.marks.insert(i);
+                }
+            }
         }
         Ok(())
     }
@@ -682,6 +724,7 @@ impl Registry {
                     migrated: line.get("migrated").and_then(Value::as_bool).unwrap_or(false),
                     evidence,
                     evidence_day: line.get("evidence_day").and_then(Value::as_i64),
+                    namespace: line.get("namespace").and_then(namespace_field),
                 })
             }
             Some("folder") => self.upsert_folder(folder_record(line)?),
@@ -700,6 +743,7 @@ impl Registry {
                 migrated: record.get("migrated").and_then(Value::as_bool).unwrap_or(false),
                 evidence: Vec::new(),
                 evidence_day: None,
+                namespace: record.get("namespace").and_then(namespace_field),
             }),
             _ => self.upsert_folder(folder_record(record)?),
         }
@@ -852,6 +896,7 @@ fn new_folder(account: &str, dir: &str, mailbox: &Mailbox, uidvalidity: Option<u
         uidvalidity,
         retired: false,
         uidnext: None,
+        separator: None,
     }
 }
 
@@ -869,6 +914,9 @@ fn account_line(a: &AccountRecord) -> Value {
     }
     if let Some(day) = a.evidence_day {
         line["evidence_day"] = day.into();
+    }
+    if let Some(ns) = &a.namespace {
+        line["namespace"] = json!({"prefix": ns.prefix, "separator": ns.separator.map(String::from)});
     }
     line
 }
@@ -894,6 +942,9 @@ fn folder_line(f: &FolderRecord) -> Value {
     if f.retired {
         m.insert("retired".into(), true.into());
     }
+    if let Some(sep) = f.separator {
+        m.insert("separator".into(), String::from(sep).into());
+    }
     Value::Object(m)
 }
 
@@ -911,6 +962,7 @@ fn folder_record(f: &Value) -> std::result::Result<FolderRecord, String> {
         uidvalidity: uid("uidvalidity")?,
         retired: f.get("retired").and_then(Value::as_bool).unwrap_or(false),
         uidnext: uid("uidnext")?,
+        separator: f.get("separator").and_then(separator_field),
     })
 }
 
@@ -967,6 +1019,19 @@ fn read_old_state(dir: &Path) -> Result<Option<(String, u32)>> {
         v.get("uidvalidity").and_then(Value::as_u64).and_then(|u| u32::try_from(u).ok()).ok_or_else(bad)?;
     let mailbox = v.get("mailbox").and_then(Value::as_str).ok_or_else(bad)?.to_string();
     Ok(Some((mailbox, uidvalidity)))
+}
+
+/// A hierarchy separator from the records: one character (anything else is unknown).
+fn separator_field(v: &Value) -> Option<char> {
+    let mut chars = v.as_str()?.chars();
+    let c = chars.next()?;
+    chars.next().is_none().then_some(c)
+}
+
+/// A namespace from the records: `{"prefix": "INBOX.", "separator": "."}`.
+fn namespace_field(v: &Value) -> Option<Hierarchy> {
+    let prefix = v.get("prefix")?.as_str()?.to_string();
+    Some(Hierarchy { prefix, separator: v.get("separator").and_then(separator_field) })
 }
 
 fn str_field(v: &Value, key: &str) -> std::result::Result<String, String> {

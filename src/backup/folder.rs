@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::plan::{self, Batch};
+use super::rebase;
 use super::writer::{MessageWriter, Outcome, Settings, Stamp};
 use crate::account::Account;
 use crate::archive::ArchiveFile;
@@ -32,6 +33,22 @@ pub struct Context<'a> {
     pub sink: &'a dyn Sink,
     /// Show a progress line (one connection on a terminal: several would overwrite it).
     pub progress: bool,
+    /// Each folder's state as the server gave it at the start of the run (LIST-STATUS or
+    /// STATUS), by wire name.
+    pub statuses: &'a HashMap<String, FolderStatus>,
+}
+
+impl Context<'_> {
+    /// The UIDNEXT below which a pass that opened `mailbox` saw every message: the one its
+    /// EXAMINE gave, else the one of the run's start (Courier gives UIDNEXT only in STATUS)
+    /// when it is of the same UIDVALIDITY. That one is never too high: it was asked before
+    /// the EXAMINE, and a message that arrived in between is looked at again next time.
+    pub fn uidnext(&self, mailbox: &Mailbox, examined: &Examined) -> Option<u32> {
+        examined.uid_next.or_else(|| {
+            let status = self.statuses.get(&mailbox.wire)?;
+            status.uidnext.filter(|_| status.uidvalidity.is_some() && status.uidvalidity == examined.uid_validity)
+        })
+    }
 }
 
 /// What happened to one folder.
@@ -43,6 +60,9 @@ pub struct FolderReport {
     pub failed: usize,
     /// Messages expunged between listing and fetching.
     pub vanished: usize,
+    /// Messages of a previous UIDVALIDITY recognised under their new UIDs and linked from
+    /// the archive, not fetched again (counted as already archived too).
+    pub renumbered: usize,
     pub bytes: u64,
     pub started: Instant,
     /// What went wrong, for `--report`.
@@ -60,6 +80,7 @@ impl FolderReport {
             existing: 0,
             failed: 0,
             vanished: 0,
+            renumbered: 0,
             bytes: 0,
             started: Instant::now(),
             errors: Vec::new(),
@@ -83,8 +104,9 @@ impl FolderReport {
     /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`.
     pub fn summary(&self) -> String {
         let vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        let renumbered = if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
         format!(
-            "{}: {} new, {} already archived, {} failed{vanished}, {} bytes, {:.2} s",
+            "{}: {} new, {} already archived, {} failed{renumbered}{vanished}, {} bytes, {:.2} s",
             self.folder,
             self.new,
             self.existing,
@@ -134,6 +156,8 @@ struct Lessons {
     /// Messages given up for this run (their data broke a limit); counted as failed, and
     /// the next run tries them again.
     left_out: HashSet<u32>,
+    /// The previous generation was searched for the missing messages (done once).
+    relinked: bool,
 }
 
 impl Lessons {
@@ -281,15 +305,47 @@ fn pass(
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
-    if let Some((old, aside)) = &opened.retired {
-        ctx.sink.warning(&format!(
-            "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}",
-            report.folder,
-            aside.display()
-        ));
-    }
     let mut journal = Some(place.journal(ctx, mailbox, uidvalidity));
-    let archived = archived_uids(&opened.dir)?;
+    let mut archived = archived_uids(&opened.dir)?;
+    let mut recognised = None;
+    if let Found::Uids(on_server) = &found {
+        recognised = relink(
+            ctx,
+            session,
+            place,
+            mailbox,
+            (uidvalidity, &opened),
+            on_server,
+            &mut archived,
+            report,
+            lessons,
+            &mut journal,
+        )?;
+    }
+    if let Some((old, aside)) = &opened.retired {
+        let previous = recognised.as_ref().map_or(0, |r: &rebase::Rebased| r.previous);
+        let found = recognised.as_ref().map_or(0, |r| r.linked.len());
+        if previous > 0 && found == previous {
+            // The same mail, renumbered: nothing to worry about.
+            ctx.sink.remark(&format!(
+                "{}: UIDVALIDITY changed ({old} -> {uidvalidity}), the mail did not: all {found} messages recognised, \
+                 none fetched again; the previous numbering stays in {}",
+                report.folder,
+                aside.display()
+            ));
+        } else {
+            let also = if found > 0 {
+                format!(" ({found} of its {previous} messages recognised in the new numbering, not fetched again)")
+            } else {
+                String::new()
+            };
+            ctx.sink.warning(&format!(
+                "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}{also}",
+                report.folder,
+                aside.display()
+            ));
+        }
+    }
     let sized = match found {
         Found::Sizes(sizes) => {
             let new: Vec<(u32, u32)> =
@@ -413,10 +469,59 @@ fn pass(
     // message went missing: the next run looks at every UID again, in case it was not
     // really gone. Nor with `--since`: the older messages are still to come, and a run
     // without it must look at every UID to find them.
-    if let (0, 0, Some(uidnext), None) = (report.failed, report.vanished, examined.uid_next, ctx.account.since) {
+    if let (0, 0, Some(uidnext), None) =
+        (report.failed, report.vanished, ctx.uidnext(mailbox, &examined), ctx.account.since)
+    {
         place.records().set_complete(place.account_dir, mailbox, uidnext)?;
     }
     Ok(())
+}
+
+/// Before the missing messages of a folder whose UIDVALIDITY changed are fetched, those
+/// the previous generation holds are recognised and linked (see [`rebase`]); their UIDs
+/// join `archived`. Once per folder and run; a failure other than a lost connection only
+/// means they are fetched.
+#[allow(clippy::too_many_arguments)]
+fn relink(
+    ctx: &Context<'_>,
+    session: &mut Session,
+    place: &Place<'_>,
+    mailbox: &Mailbox,
+    (uidvalidity, opened): (u32, &OpenFolder),
+    on_server: &[u32],
+    archived: &mut HashSet<u32>,
+    report: &mut FolderReport,
+    lessons: &mut Lessons,
+    journal: &mut Option<Journal>,
+) -> std::result::Result<Option<rebase::Rebased>, Stop> {
+    if lessons.relinked {
+        return Ok(None);
+    }
+    let missing: Vec<u32> =
+        on_server.iter().copied().filter(|u| !archived.contains(u) && !lessons.left_out.contains(u)).collect();
+    let Some((old, dir)) = rebase::previous(place, mailbox, uidvalidity).filter(|_| !missing.is_empty()) else {
+        return Ok(None);
+    };
+    let all = missing.len() == on_server.len();
+    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, (old, &dir), &missing, all, journal, report) {
+        Ok(r) => {
+            lessons.relinked = true;
+            archived.extend(r.linked.iter().copied());
+            report.renumbered += r.linked.len();
+            Ok(Some(r))
+        }
+        Err(rebase::Failure::Lost(e)) => Err(Stop::Connection(session.spec().imap_error("UID FETCH", &e).to_string())),
+        Err(rebase::Failure::Other(e)) if e.is_interrupted() => Err(Stop::Fatal(e)),
+        Err(rebase::Failure::Other(e)) => {
+            lessons.relinked = true;
+            ctx.sink.warning(&format!(
+                "{} {}: the messages of the previous UIDVALIDITY could not be recognised ({e}); fetching them",
+                ctx.account.label(),
+                report.folder
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// Counts the writer's outcomes in the report and records the stored messages' metadata

@@ -5,6 +5,7 @@ pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
 pub mod plan;
+pub mod rebase;
 pub mod refresh;
 pub mod roots;
 pub mod writer;
@@ -350,7 +351,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         )));
     }
     let registry = Mutex::new(registry);
-    let Chosen { folders, statuses, unusable } = choose_folders(account, &mut session, sink)?;
+    // Folders named with -f are not listed: their hierarchy is not recorded (an upload
+    // infers it from the names), and the run costs no command more.
+    let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
     // Every folder without a directory gets its record and its directory now, all at once.
     {
         let mut records = lock(&registry);
@@ -362,7 +365,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         records.claim_folders(&account_dir, &claims)?;
     }
     let connections = account.connections.max(1);
-    let ctx = folder::Context { account, keys: keys.as_ref(), sink, progress: !out.quiet && connections == 1 };
+    let ctx = folder::Context {
+        account,
+        keys: keys.as_ref(),
+        sink,
+        progress: !out.quiet && connections == 1,
+        statuses: &statuses,
+    };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     // What the folders came to; their reports are said and handed on as they end, not kept
     // (10,000 folders' would hold megabytes).
@@ -516,6 +525,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         }
     }
     let _ = session.logout();
+    let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
+    lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators)?;
     lock(&registry).flush()?;
     Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
@@ -586,6 +597,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
     let mut statuses = HashMap::new();
     let mut folders: Vec<Mailbox> = Vec::new();
     let mut unusable = Vec::new();
+    let (mut namespace, mut separators) = (None, Vec::new());
     match &account.folders {
         Folders::Named(names) => {
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
@@ -606,6 +618,8 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             };
             unusable = listed.unusable;
             statuses = listed.statuses;
+            namespace = listed.namespace;
+            separators = listed.entries.iter().map(|e| (e.wire.clone(), e.delimiter)).collect();
             for e in listed.entries.iter().filter(|e| e.selectable()) {
                 // A name that is not valid modified UTF-7 is still the server's name for it:
                 // it is backed up under that name rather than refused.
@@ -626,7 +640,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses.extend(more);
         }
     }
-    Ok(Chosen { folders, statuses, unusable })
+    Ok(Chosen { folders, statuses, unusable, namespace, separators })
 }
 
 /// The folders a backup goes through.
@@ -637,4 +651,8 @@ struct Chosen {
     statuses: HashMap<String, FolderStatus>,
     /// Listed names that are not text, made printable: they cannot be asked for.
     unusable: Vec<String>,
+    /// The server's personal namespace, where it said.
+    namespace: Option<crate::hierarchy::Hierarchy>,
+    /// Each listed folder's wire name and separator, for the records.
+    separators: Vec<(String, Option<char>)>,
 }

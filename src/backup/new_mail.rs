@@ -91,7 +91,7 @@ pub fn fetch(
                         journal,
                         report,
                         archived,
-                        uidnext: examined.uid_next,
+                        uidnext: ctx.uidnext(folder.mailbox, &examined),
                         unfinished: false,
                         begun: false,
                     });

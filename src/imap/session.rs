@@ -15,7 +15,11 @@ use super::error::{quote, ImapError};
 use super::tls::Stream;
 use super::wire::{self, Data, Fetched, ListEntry, Response, Status, MAX_SMALL_LITERAL};
 use crate::error::{describe_io, Error, IoContext, Result};
+use crate::hierarchy::Hierarchy;
 use crate::mailbox_name;
+
+mod target;
+pub use target::{Appending, Holding, HEADER_PREFIX};
 
 /// How often a lost connection is re-established before the account is given up.
 pub const RECONNECTS: u32 = 3;
@@ -48,6 +52,8 @@ pub struct Listed {
     pub statuses: HashMap<String, FolderStatus>,
     /// Names that are not text and cannot be asked for, made printable.
     pub unusable: Vec<String>,
+    /// The personal namespace, where the server offers NAMESPACE (asked with the list).
+    pub namespace: Option<Hierarchy>,
 }
 
 /// What EXAMINE reports.
@@ -174,6 +180,8 @@ struct Link {
     fetches: VecDeque<String>,
     /// The `APPEND` commands among them, for [`Session::read_append`].
     appends: VecDeque<String>,
+    /// Tagged answers of those that came while the go-ahead for a later one was awaited.
+    answered: HashMap<String, (Status, String)>,
 }
 
 impl std::fmt::Debug for Link {
@@ -434,10 +442,14 @@ impl Session {
             } else {
                 "LIST \"\" \"*\"".to_string()
             };
-            let tags = link.send(&[command])?;
+            // The namespace comes in the same round trip; it is recorded with the folders.
+            let namespace = link.has("NAMESPACE");
+            let commands = if namespace { vec!["NAMESPACE".to_string(), command] } else { vec![command] };
+            let tags = link.send(&commands)?;
             let mut listed = Listed::default();
-            link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+            link.finish(&tags[tags.len() - 1], MAX_SMALL_LITERAL, &mut |d| {
                 match d {
+                    Data::Namespace(n) => listed.namespace = n,
                     Data::List(e) => {
                         if listed.entries.len() >= MAX_FOLDERS {
                             return Err(ImapError::Protocol(format!(
@@ -565,19 +577,60 @@ impl Session {
         items: &str,
         on: &mut dyn FnMut(Fetched),
     ) -> std::result::Result<(), ImapError> {
+        self.fetch_each_within(uids, items, MAX_SMALL_LITERAL, on)
+    }
+
+    /// [`Session::fetch_each`] with literals of up to `max_literal` bytes.
+    fn fetch_each_within(
+        &mut self,
+        uids: &[u32],
+        items: &str,
+        max_literal: usize,
+        on: &mut dyn FnMut(Fetched),
+    ) -> std::result::Result<(), ImapError> {
         let result = (|| {
             let link = self.link()?;
             let commands: Vec<String> =
                 uids.chunks(SIZES_PER_COMMAND).map(|c| format!("UID FETCH {} ({items})", super::uid_set(c))).collect();
             let tags = link.send(&commands)?;
             for tag in &tags {
-                link.finish(tag, MAX_SMALL_LITERAL, &mut |d| {
+                link.finish(tag, max_literal, &mut |d| {
                     if let Data::Fetch(f) = d {
                         on(f);
                     }
                     Ok(())
                 })?;
             }
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
+    /// The size, flags, INTERNALDATE and the header fields `fields` (`MESSAGE-ID DATE`...)
+    /// of the messages `uids` (ascending) of the folder opened last, each answer handed to
+    /// `on` as it comes (the fields in [`Fetched::body`]); with `all`, asked as `1:*` in one
+    /// command. Fields of more than `max` bytes fail the command.
+    pub fn header_fields(
+        &mut self,
+        uids: &[u32],
+        all: bool,
+        fields: &str,
+        max: usize,
+        on: &mut dyn FnMut(Fetched),
+    ) -> std::result::Result<(), ImapError> {
+        let items = format!("UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS ({fields})]");
+        if !all {
+            return self.fetch_each_within(uids, &items, max, on);
+        }
+        let result = (|| {
+            let link = self.link()?;
+            let tags = link.send(&[format!("UID FETCH 1:* ({items})")])?;
+            link.finish(&tags[0], max, &mut |d| {
+                if let Data::Fetch(f) = d {
+                    on(f);
+                }
+                Ok(())
+            })?;
             Ok(())
         })();
         self.checked(result)
@@ -832,73 +885,6 @@ impl Session {
         result
     }
 
-    /// Opens `wire` read-only and asks for the size of every message in it, in one
-    /// round trip; `None` when the server refuses to open it (it does not exist).
-    pub fn target_sizes(&mut self, wire: &str) -> std::result::Result<Option<Vec<(u32, u32)>>, ImapError> {
-        let result = (|| {
-            let link = self.link()?;
-            let tags = link.send(&[format!("EXAMINE {}", quoted(wire)?), "UID FETCH 1:* (UID RFC822.SIZE)".into()])?;
-            let mut examined = Examined::default();
-            let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
-                note_examined(&mut examined, d);
-                Ok(())
-            });
-            let mut sizes = Vec::new();
-            let asked = link.finish(&tags[1], MAX_SMALL_LITERAL, &mut |d| {
-                if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), .. }) = d {
-                    if sizes.len() >= super::wire::MAX_UIDS {
-                        return Err(ImapError::Protocol("more messages than a folder can hold".into()));
-                    }
-                    sizes.push((uid, size));
-                }
-                Ok(())
-            });
-            match opened {
-                Ok(_) => {}
-                Err(ImapError::Refused(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-            match asked {
-                Ok(_) => {}
-                // Some servers refuse `1:*` in an empty folder.
-                Err(ImapError::Refused(_)) if examined.exists == 0 => {}
-                Err(e) => return Err(e),
-            }
-            Ok(Some(sorted_sizes(sizes, |_| true)))
-        })();
-        self.checked(result)
-    }
-
-    /// The header of each of `uids` in the folder opened last (at most `max` bytes each),
-    /// handed to `on` as it comes.
-    pub fn headers(
-        &mut self,
-        uids: &[u32],
-        max: usize,
-        on: &mut dyn FnMut(u32, Vec<u8>),
-    ) -> std::result::Result<(), ImapError> {
-        let result = (|| {
-            let link = self.link()?;
-            let commands: Vec<String> = uids
-                .chunks(SIZES_PER_COMMAND / 10)
-                .map(|c| format!("UID FETCH {} (UID BODY.PEEK[HEADER])", super::uid_set(c)))
-                .collect();
-            let tags = link.send(&commands)?;
-            for tag in &tags {
-                link.finish(tag, max, &mut |d| {
-                    if let Data::Fetch(Fetched { uid: Some(uid), body: Some(header), .. }) = d {
-                        if uids.binary_search(&uid).is_ok() {
-                            on(uid, header);
-                        }
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        })();
-        self.checked(result)
-    }
-
     /// For each `(wire, uids)`: opens the folder read-only and asks the size and the first
     /// `head` bytes of the header of those messages (`BODY.PEEK[HEADER]<0.N>`: no body, no
     /// flag changes). Every command goes out at once: one round trip for all the folders.
@@ -940,91 +926,6 @@ impl Session {
                 }
             }
             Ok(out)
-        })();
-        self.checked(result)
-    }
-
-    /// Creates the mailbox `wire`; one that exists already is fine.
-    pub fn create(&mut self, wire: &str) -> std::result::Result<(), ImapError> {
-        let result = (|| {
-            let link = self.link()?;
-            let tags = link.send(&[format!("CREATE {}", quoted(wire)?)])?;
-            match link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |_| Ok(())) {
-                Err(ImapError::Refused(text)) if text.to_ascii_uppercase().contains("ALREADYEXISTS") => Ok(()),
-                other => other.map(|_| ()),
-            }
-        })();
-        self.checked(result)
-    }
-
-    /// Sends an `APPEND` of `message` to `wire`, streaming its body as a literal. Where the
-    /// server offers LITERAL+ nothing is waited for (the answer is read later by
-    /// [`Session::read_append`], so uploads are pipelined); otherwise the server's go-ahead
-    /// comes first, and a refusal then (a message too big) is `Refused` at once.
-    pub fn send_append(&mut self, wire: &str, message: Appending<'_>) -> std::result::Result<(), ImapError> {
-        let result = (|| {
-            // Behind other uploads in flight is fine: their answers come first.
-            if self.link.is_none() {
-                self.link()?;
-            }
-            let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
-            let flags = message.flags.join(" ");
-            let date = message.date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
-            let plus = link.has("LITERAL+") || (link.has("LITERAL-") && message.size <= 4096);
-            let size = message.size;
-            let head = format!("APPEND {} ({flags}){date} {{{size}{}}}", quoted(wire)?, if plus { "+" } else { "" });
-            let tag = link.tag();
-            link.write(format!("{tag} {head}\r\n").as_bytes())?;
-            link.in_flight.push_back(tag.clone());
-            if !plus {
-                link.io.get_mut().restart();
-                loop {
-                    match wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
-                        Response::Continue(_) => break,
-                        Response::Tagged { tag: t, status, text } if t == tag => {
-                            link.in_flight.retain(|x| x != &tag);
-                            return match status {
-                                Status::Ok => Err(ImapError::Protocol("APPEND ended before its message".into())),
-                                Status::No | Status::Bad => Err(ImapError::Refused(text)),
-                            };
-                        }
-                        Response::Data(Data::Bye(text)) => {
-                            return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut sent = 0u64;
-            while sent < size {
-                let want = buf.len().min((size - sent) as usize);
-                let n = message.body.read(&mut buf[..want]).map_err(|e| ImapError::Local(describe_io(&e)))?;
-                if n == 0 {
-                    return Err(ImapError::Local(format!("the message ended after {sent} of {size} bytes")));
-                }
-                link.write(&buf[..n])?;
-                sent += n as u64;
-            }
-            link.write(b"\r\n")?;
-            link.appends.push_back(tag);
-            Ok(())
-        })();
-        self.checked(result)
-    }
-
-    /// `APPEND` commands sent whose answers are still to be read.
-    pub fn appends_in_flight(&self) -> usize {
-        self.link.as_ref().map_or(0, |l| l.appends.len())
-    }
-
-    /// Reads the answer of the oldest `APPEND` sent: `Refused` when the server declined
-    /// the message.
-    pub fn read_append(&mut self) -> std::result::Result<(), ImapError> {
-        let result = (|| {
-            let link = self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))?;
-            let tag = link.appends.pop_front().ok_or_else(|| ImapError::Protocol("no APPEND was sent".into()))?;
-            link.finish(&tag, MAX_SMALL_LITERAL, &mut |_| Ok(())).map(|_| ())
         })();
         self.checked(result)
     }
@@ -1083,18 +984,6 @@ pub struct FlagsAsk<'a> {
     pub changed_since: Option<u64>,
 }
 
-/// One message for [`Session::send_append`].
-pub struct Appending<'a> {
-    /// Its flags (`\\Seen`, keywords), as they go on the wire.
-    pub flags: &'a [String],
-    /// Its INTERNALDATE in IMAP's form (`"30-Nov-2026 13:45:01 +0000"`), if known.
-    pub date: Option<&'a str>,
-    /// Its exact size: the body must bring that many bytes.
-    pub size: u64,
-    /// The message.
-    pub body: &'a mut dyn Read,
-}
-
 /// Sizes in UID order, each UID once, only those `wanted` (a server may send answers for
 /// UIDs never asked for).
 fn sorted_sizes(mut sizes: Vec<(u32, u32)>, wanted: impl Fn(u32) -> bool) -> Vec<(u32, u32)> {
@@ -1139,6 +1028,7 @@ fn open(
         in_flight: VecDeque::new(),
         fetches: VecDeque::new(),
         appends: VecDeque::new(),
+        answered: HashMap::new(),
     };
     // A broken stream may be the link's fault and pass; an answer refused or unreadable
     // is the server's.

@@ -108,6 +108,8 @@ pub enum Data {
     Search(Vec<u32>),
     /// `* N FETCH (...)`.
     Fetch(Fetched),
+    /// `* NAMESPACE (("" "/")) NIL NIL`: the first personal namespace, if any.
+    Namespace(Option<crate::hierarchy::Hierarchy>),
     /// Anything else.
     Other,
 }
@@ -138,8 +140,7 @@ pub struct Fetched {
     /// `RFC822.SIZE`.
     pub size: Option<u32>,
     /// The body section's data (`BODY[]`, `BODY[]<offset>`, `BODY[HEADER]` or
-    /// `BODY[HEADER]<offset>`); `None` when
-    /// absent.
+    /// `BODY[HEADER]<offset>` or `BODY[HEADER.FIELDS (...)]`); `None` when absent.
     pub body: Option<Vec<u8>>,
     /// The size of a `BODY[]` that went to a [`BodySink`] instead of `body`.
     pub streamed: Option<u64>,
@@ -616,9 +617,28 @@ fn parse(parts: Vec<Part>) -> Result<Response, ImapError> {
             }
             Data::MailboxStatus { wire, items }
         }
+        "NAMESPACE" => Data::Namespace(personal_namespace(t.value()?)),
         _ => Data::Other,
     };
     Ok(Response::Data(data))
+}
+
+/// The first namespace of a NAMESPACE answer's personal list (`(("INBOX." "."))`), if
+/// it has one with a text prefix.
+fn personal_namespace(v: Value) -> Option<crate::hierarchy::Hierarchy> {
+    let Value::List(namespaces) = v else { return None };
+    let Value::List(first) = namespaces.into_iter().next()? else { return None };
+    let mut parts = first.into_iter();
+    let prefix = String::from_utf8(match parts.next()? {
+        Value::Str(p) | Value::Atom(p) => p,
+        _ => return None,
+    })
+    .ok()?;
+    let separator = match parts.next() {
+        Some(Value::Str(d) | Value::Atom(d)) if d.len() == 1 && d[0].is_ascii() => Some(char::from(d[0])),
+        _ => None,
+    };
+    Some(crate::hierarchy::Hierarchy { prefix, separator })
 }
 
 /// A mailbox name as the server sent it (an atom, a quoted string or a literal). Names
@@ -653,6 +673,7 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
             out.internal_date = value.text().filter(|d| internal_date_ok(d));
         } else if upper == "BODY[]"
             || upper == "BODY[HEADER]"
+            || upper.starts_with("BODY[HEADER.FIELDS ")
             || ((upper.starts_with("BODY[]<") || upper.starts_with("BODY[HEADER]<")) && upper.ends_with('>'))
         {
             // NIL is how Dovecot answers for a message expunged meanwhile: no body at all,
@@ -784,6 +805,21 @@ mod tests {
     }
 
     #[test]
+    fn namespace_and_partial_headers() {
+        use crate::hierarchy::Hierarchy;
+        let ns = |prefix: &str, sep| Data::Namespace(Some(Hierarchy { prefix: prefix.into(), separator: sep }));
+        assert_eq!(data(b"* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n"), ns("INBOX.", Some('.')));
+        assert_eq!(
+            data(b"* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Shared/\" \"/\"))\r\n"),
+            ns("", Some('/'))
+        );
+        assert_eq!(data(b"* NAMESPACE ((\"\" NIL)) NIL NIL\r\n"), ns("", None));
+        assert_eq!(data(b"* NAMESPACE NIL NIL NIL\r\n"), Data::Namespace(None));
+        let Data::Fetch(f) = data(b"* 2 FETCH (UID 9 BODY[HEADER]<0> {4}\r\nA: b)\r\n") else { panic!() };
+        assert_eq!((f.uid, f.body.as_deref()), (Some(9), Some(&b"A: b"[..])));
+    }
+
+    #[test]
     fn list_and_status() {
         assert_eq!(
             data(b"* LIST (\\HasNoChildren) \"/\" \"Re&AOc-us\"\r\n"),
@@ -899,6 +935,14 @@ mod tests {
             (f.internal_date.as_deref(), f.body.as_deref()),
             (Some(" 7-Jul-2019 02:44:25 -0700"), Some(&b"hi"[..]))
         );
+        // Header fields, their names echoed quoted (Courier) or as atoms (Cyrus, Dovecot).
+        for answer in [
+            &b"* 2 FETCH (UID 5 RFC822.SIZE 40 BODY[HEADER.FIELDS (\"MESSAGE-ID\" \"SUBJECT\")] {15}\r\nSubject: hi\r\n\r\n)\r\n"[..],
+            b"* 2 FETCH (UID 5 RFC822.SIZE 40 BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)] {15}\r\nSubject: hi\r\n\r\n)\r\n",
+        ] {
+            let Data::Fetch(f) = data(answer) else { panic!() };
+            assert_eq!((f.uid, f.size, f.body.as_deref()), (Some(5), Some(40), Some(&b"Subject: hi\r\n\r\n"[..])));
+        }
         let Data::Fetch(f) = data(b"* 4 FETCH (UID 9 INTERNALDATE \"yesterday\")\r\n") else { panic!() };
         assert_eq!(f.internal_date, None);
         let many = format!("* 1 FETCH (UID 2 FLAGS ({}))\r\n", vec!["k"; MAX_FLAGS + 1].join(" "));

@@ -1,300 +1,246 @@
 //! Restore to an IMAP server (`-r PATH --to-imap`): every message of a folder directory
 //! (or of each folder of a user directory) is `APPEND`ed to its mailbox, streamed from the
-//! archive in bounded memory, with its INTERNALDATE.
+//! archive in bounded memory, with its flags and INTERNALDATE.
 //!
-//! Nothing is uploaded twice, whatever was interrupted: before a folder is uploaded, the
-//! target mailbox's message sizes are read (one round trip), and for a message whose size
-//! is there the target's header of that size is compared with ours. A message already
-//! there is skipped; a kill between the server storing a message and us hearing of it
-//! costs nothing on the rerun. The archive is only read.
+//! Each folder goes to the mailbox of the same levels under the target's hierarchy
+//! ([`crate::hierarchy`]: `Archive/2023` from a `/` server is `INBOX.Archive.2023` on
+//! Courier); an old generation (a directory moved aside when its mailbox's UIDVALIDITY
+//! changed) to a mailbox of its own, `NAME (UIDVALIDITY N)`, as restores name it.
+//!
+//! Nothing is uploaded twice, whatever was interrupted and whatever the target rewrites:
+//! before a folder is uploaded, the target mailbox's message sizes are read (one round
+//! trip), and for a message of about the same size the first 64 KiB of the target's
+//! header are compared with ours ([`measure`] says what is compared). A message already
+//! there is skipped. Messages in flight on a lost connection are settled at the end of
+//! the run ([`folder`]). The archive is only read.
 
+pub mod folder;
+pub mod matching;
 pub mod measure;
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::archive::{self, ArchiveFile};
-use crate::error::{describe_io, Error, Result};
-use crate::imap::session::Appending;
-use crate::imap::{ImapError, Session};
+use crate::archive;
+use crate::error::{Error, Result};
+use crate::hierarchy::{self, Hierarchy, SourceName};
+use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::Index;
+use crate::registry::Registry;
 use crate::report::Sink;
-use measure::{fingerprint, measure, Measured, MAX_HEADER};
+use folder::FolderRun;
 
-/// Messages measured and checked against the target at a time: their fingerprints are
-/// all that is held.
-const WINDOW: usize = 500;
-/// Uploads in flight where the server takes literals without a go-ahead (LITERAL+).
-const IN_FLIGHT: usize = 8;
-
-/// One folder directory and the mailbox it goes to.
+/// One folder directory and where it goes.
 #[derive(Clone, Debug)]
 pub struct Destination {
     /// The folder directory.
     pub dir: PathBuf,
-    /// The mailbox on the target server.
-    pub mailbox: Mailbox,
+    /// Its mailbox's name where it was backed up, with that server's hierarchy.
+    pub source: SourceName,
+    /// The mailbox named with `--to-folder`, taken as it is.
+    pub named: Option<Mailbox>,
+    /// The UIDVALIDITY of an old generation (a directory moved aside).
+    pub generation: Option<u32>,
     /// Its metadata journal (flags, arrival times), when the archive kept one.
     pub journal: Option<PathBuf>,
 }
 
+impl Destination {
+    /// The folder's name where it came from, as restores name it (`NAME (UIDVALIDITY N)`
+    /// for an old generation), printable.
+    pub fn shown(&self) -> String {
+        let name = Mailbox::from_wire(&self.source.wire).name();
+        crate::printable::escape(&match self.generation {
+            Some(v) => format!("{name} (UIDVALIDITY {v})"),
+            None => name,
+        })
+    }
+
+    /// The mailbox on a server of hierarchy `target` (names go unchanged where it is not
+    /// known).
+    pub fn mailbox(&self, target: Option<&Hierarchy>) -> std::result::Result<Mailbox, hierarchy::Unholdable> {
+        if let Some(named) = &self.named {
+            return Ok(named.clone());
+        }
+        let mut levels = match target {
+            Some(_) => self.source.levels(),
+            None => vec![self.source.wire.clone()],
+        };
+        if let (Some(v), Some(last)) = (self.generation, levels.last_mut()) {
+            // INBOX's old generation is a folder beside it, not INBOX.
+            last.push_str(&format!(" (UIDVALIDITY {v})"));
+        }
+        match target {
+            Some(t) => hierarchy::target_wire(&levels, t).map(|w| Mailbox::from_wire(&w)),
+            None => Ok(Mailbox::from_wire(&levels.concat())),
+        }
+    }
+}
+
 /// What became of one folder's upload.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct FolderUpload {
+    /// Messages this run stored at the target.
     pub uploaded: usize,
     /// Messages the target held already.
     pub present: usize,
+    /// Messages not uploaded: unreadable, refused, or still in doubt (below).
     pub failed: usize,
+    /// Messages sent on a lost connection that could not be settled: they may be at the
+    /// target (a rerun finds them).
+    pub in_doubt: usize,
+    /// Copies this run made twice, removed.
+    pub removed: usize,
+    /// Copies this run made twice, left (the server cannot remove single messages).
+    pub twice: usize,
+    /// Bytes uploaded.
     pub bytes: u64,
+    /// How long it took.
     pub seconds: f64,
 }
 
 impl FolderUpload {
-    /// `N uploaded, M already there, K failed, B bytes, S s`.
+    /// `N uploaded, M already there, K failed, B bytes, S s`, with the copies made twice
+    /// where there were any.
     pub fn summary(&self) -> String {
+        let mut twice = String::new();
+        if self.removed > 0 {
+            twice.push_str(&format!(", {} uploaded twice and removed", self.removed));
+        }
+        if self.twice > 0 {
+            twice.push_str(&format!(", {} uploaded twice and left", self.twice));
+        }
         format!(
-            "{} uploaded, {} already there, {} failed, {} bytes, {:.2} s",
+            "{} uploaded, {} already there, {} failed{twice}, {} bytes, {:.2} s",
             self.uploaded, self.present, self.failed, self.bytes, self.seconds
         )
     }
-}
 
-/// Why a pass over a folder stopped.
-enum Stop {
-    /// The connection broke: reconnect and run again (what is there is not sent again).
-    Connection(String),
-    /// The folder cannot be uploaded.
-    Fatal(Error),
-}
-
-/// Uploads the messages of `dest` into its mailbox (created when missing), reconnecting
-/// a bounded number of times.
-pub fn upload_folder(
-    session: &mut Session,
-    dest: &Destination,
-    keys: Option<&Keys>,
-    sink: &dyn Sink,
-) -> Result<FolderUpload> {
-    let started = Instant::now();
-    let files = archive::list_folder(&dest.dir)?;
-    let index = match &dest.journal {
-        Some(path) => match Index::load(path, keys, false) {
-            Ok(index) => Some(index),
-            Err(e) => {
-                sink.warning(&format!("{}: {e}; flags and arrival times not restored", dest.mailbox.shown()));
-                None
-            }
-        },
-        None => None,
-    };
-    let mut report = FolderUpload::default();
-    loop {
-        match pass(session, dest, &files, keys, index.as_ref(), sink, &mut report) {
-            Ok(()) => {
-                report.seconds = started.elapsed().as_secs_f64();
-                return Ok(report);
-            }
-            Err(Stop::Connection(why)) => {
-                let notice = session.lost(&why)?;
-                sink.warning(&format!("{}: {notice}", session.spec().endpoint()));
-            }
-            Err(Stop::Fatal(e)) => return Err(e),
-        }
+    /// Whether something is wrong: a message not uploaded, or one there twice.
+    pub fn failing(&self) -> bool {
+        self.failed > 0 || self.twice > 0
     }
 }
 
-/// An IMAP failure as a [`Stop`].
-fn stop(session: &Session, what: &str, e: ImapError) -> Stop {
-    let err = session.spec().imap_error(what, &e);
-    if e.breaks_session() && !matches!(e, ImapError::Local(_)) {
-        Stop::Connection(err.to_string())
-    } else {
-        Stop::Fatal(err)
-    }
-}
-
-fn pass(
+/// Uploads every destination, each folder's outcome handed to `done` with the name to
+/// show: all of the folders first, then, after the lost connections' APPENDs had `grace`
+/// to land (as long as the session waits for a silent server), the messages in doubt.
+pub fn upload_all(
     session: &mut Session,
-    dest: &Destination,
-    files: &[ArchiveFile],
+    dests: &[Destination],
     keys: Option<&Keys>,
-    index: Option<&Index>,
+    grace: Duration,
     sink: &dyn Sink,
-    report: &mut FolderUpload,
-) -> std::result::Result<(), Stop> {
-    let wire = dest.mailbox.wire.as_str();
-    let sizes = match session.target_sizes(wire).map_err(|e| stop(session, "EXAMINE", e))? {
-        Some(sizes) => sizes,
-        None => {
-            session.create(wire).map_err(|e| stop(session, "CREATE", e))?;
-            Vec::new()
-        }
-    };
-    let mut by_size = BySize::new(sizes);
-    // Counted anew each pass: what an earlier pass uploaded is "already there" now.
-    let uploaded_before = report.uploaded;
-    report.present = 0;
-    report.failed = 0;
-    for window in files.chunks(WINDOW) {
-        let mut measured = Vec::with_capacity(window.len());
-        for f in window {
-            match read_message(f, keys).and_then(|mut r| measure(&mut r).map_err(|e| unreadable(f, &e))) {
-                Ok(m) => measured.push(Some(m)),
-                Err(e) => {
-                    sink.warning(&format!("left out {}: {e}", f.path.display()));
-                    report.failed += 1;
-                    measured.push(None);
-                }
-            }
-        }
-        let present = already_there(session, &measured, &mut by_size)?;
-        let mut in_flight: std::collections::VecDeque<(usize, u64)> = std::collections::VecDeque::new();
-        for (i, (f, m)) in window.iter().zip(&measured).enumerate() {
-            let Some(m) = m else { continue };
-            if present[i] {
-                report.present += 1;
+    done: &mut dyn FnMut(&str, Result<FolderUpload>),
+) -> Result<()> {
+    let target = target_hierarchy(session, sink)?;
+    let mut pending: Vec<FolderRun<'_>> = Vec::new();
+    for dest in dests {
+        let mailbox = match dest.mailbox(target.as_ref()) {
+            Ok(m) => m,
+            Err(why) => {
+                done(&dest.shown(), Err(Error::runtime(format!("cannot be named on the target server: {why}"))));
                 continue;
             }
-            let (flags, date) = stored(index, f.uid, &m.header);
-            let mut body = read_message(f, keys).map_err(Stop::Fatal)?;
-            let sent = session
-                .send_append(wire, Appending { flags: &flags, date: date.as_deref(), size: m.bytes, body: &mut body });
-            match sent {
-                Ok(()) => in_flight.push_back((i, m.bytes)),
-                Err(ImapError::Refused(text)) => refused(sink, f, &text, report),
-                Err(e) => return Err(stop(session, "APPEND", e)),
+        };
+        let name = shown(dest, &mailbox);
+        let mut run = match FolderRun::new(dest, mailbox, keys, sink) {
+            Ok(run) => run,
+            Err(e) => {
+                done(&name, Err(e));
+                continue;
             }
-            while session.appends_in_flight() >= IN_FLIGHT {
-                settle(session, &mut in_flight, window, sink, report)?;
-            }
+        };
+        match run.upload(session, sink) {
+            Ok(()) if run.in_doubt() => pending.push(run),
+            Ok(()) => done(&name, Ok(run.report())),
+            Err(e) => done(&name, Err(e)),
         }
-        while session.appends_in_flight() > 0 {
-            settle(session, &mut in_flight, window, sink, report)?;
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
         }
     }
-    report.present = report.present.saturating_sub(uploaded_before);
+    let mut resent: Vec<FolderRun<'_>> = Vec::new();
+    while !pending.is_empty() {
+        if let Some(lost) = pending.iter().filter_map(|r| r.lost_at).max() {
+            let wait = (lost + grace).saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                sink.remark(&format!(
+                    "waiting {:.0} s for the server to store what lost connections sent, before looking for it",
+                    wait.as_secs_f64().ceil()
+                ));
+                sleep(wait)?;
+            }
+        }
+        for mut run in std::mem::take(&mut pending) {
+            let name = shown(run.dest, &run.mailbox);
+            match run.finish(session, sink) {
+                Ok(()) if run.in_doubt() => pending.push(run),
+                Ok(()) if run.may_have_twice() => resent.push(run),
+                Ok(()) => done(&name, Ok(run.report())),
+                Err(e) => done(&name, Err(e)),
+            }
+        }
+    }
+    for mut run in resent {
+        let name = shown(run.dest, &run.mailbox);
+        match run.remove_twice(session, sink) {
+            Ok(()) => done(&name, Ok(run.report())),
+            Err(e) => done(&name, Err(e)),
+        }
+    }
     Ok(())
 }
 
-/// The flags and INTERNALDATE a message goes up with: those the metadata kept, else no
-/// flags and the date of its `Date:` header (the arrival time of archives without
-/// metadata is lost; the sender's date is closer to it than the time of the upload).
-fn stored(index: Option<&Index>, uid: u32, header: &[u8]) -> (Vec<String>, Option<String>) {
-    let meta = index.and_then(|i| i.lookup(uid));
-    // \Recent is the server's to set; APPEND refuses it.
-    let flags = meta
-        .as_ref()
-        .map_or_else(Vec::new, |m| m.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect());
-    let date = meta.and_then(|m| m.internal_date).or_else(|| {
-        let value = crate::mbox::header_field(header, b"date")?;
-        crate::mbox::parse_rfc5322_date(&value).map(|t| crate::metadata::format_internal_date(t, 0))
-    });
-    (flags, date)
-}
-
-/// Reads the answer of the oldest upload in flight.
-fn settle(
-    session: &mut Session,
-    in_flight: &mut std::collections::VecDeque<(usize, u64)>,
-    window: &[ArchiveFile],
-    sink: &dyn Sink,
-    report: &mut FolderUpload,
-) -> std::result::Result<(), Stop> {
-    let Some((i, bytes)) = in_flight.pop_front() else { return Ok(()) };
-    match session.read_append() {
-        Ok(()) => {
-            report.uploaded += 1;
-            report.bytes += bytes;
-            sink.detail(&format!("uploaded {}", window[i].path.display()));
-            Ok(())
-        }
-        Err(ImapError::Refused(text)) => {
-            refused(sink, &window[i], &text, report);
-            Ok(())
-        }
-        Err(e) => Err(stop(session, "APPEND", e)),
+/// The folder's name for its result line: the target's, after the source's where the
+/// two differ (`INBOX.Archive.2023 -> Archive/2023`).
+fn shown(dest: &Destination, mailbox: &Mailbox) -> String {
+    let source = dest.shown();
+    let target = mailbox.shown();
+    if source == target || dest.named.is_some() {
+        target
+    } else {
+        format!("{source} -> {target}")
     }
 }
 
-fn refused(sink: &dyn Sink, f: &ArchiveFile, text: &str, report: &mut FolderUpload) {
-    sink.warning(&format!("the server refused {}: {}", f.path.display(), crate::imap::error::quote(text)));
-    report.failed += 1;
-}
-
-/// For each measured message, whether the target holds it already: a message of the same
-/// size whose header is the same. Headers are asked for only where sizes match.
-fn already_there(
-    session: &mut Session,
-    measured: &[Option<Measured>],
-    by_size: &mut BySize,
-) -> std::result::Result<Vec<bool>, Stop> {
-    let mut candidates: Vec<u32> = Vec::new();
-    for m in measured.iter().flatten() {
-        candidates.extend(by_size.of(m.virtual_size).iter().map(|&(_, uid)| uid).filter(|&uid| uid != TAKEN));
-    }
-    candidates.sort_unstable();
-    candidates.dedup();
-    let mut theirs: HashMap<u32, [u8; 16]> = HashMap::new();
-    if !candidates.is_empty() {
-        session
-            .headers(&candidates, MAX_HEADER + 1024, &mut |uid, header| {
-                theirs.insert(uid, fingerprint(&header));
-            })
-            .map_err(|e| stop(session, "UID FETCH", e))?;
-    }
-    let mut present = vec![false; measured.len()];
-    for (i, m) in measured.iter().enumerate() {
-        let Some(m) = m else { continue };
-        let ours = fingerprint(&m.header);
-        if let Some(slot) = by_size.of(m.virtual_size).iter_mut().find(|(_, u)| theirs.get(u) == Some(&ours)) {
-            slot.1 = TAKEN;
-            present[i] = true;
+/// The target's hierarchy; `None` (names go as they are) when the server will not say.
+fn target_hierarchy(session: &mut Session, sink: &dyn Sink) -> Result<Option<Hierarchy>> {
+    loop {
+        match session.hierarchy() {
+            Ok(h) => return Ok(Some(h)),
+            Err(e) if e.breaks_session() => {
+                let notice = session.lost(&session.spec().imap_error("NAMESPACE", &e).to_string())?;
+                sink.warning(&format!("{}: {notice}", session.spec().endpoint()));
+            }
+            Err(e) => {
+                sink.warning(&format!(
+                    "{}; folder names are used as they are",
+                    session.spec().imap_error("NAMESPACE", &e)
+                ));
+                return Ok(None);
+            }
         }
     }
-    Ok(present)
 }
 
-/// A UID no message has: marks a target message matched already.
-const TAKEN: u32 = 0;
-
-/// The target mailbox's messages as `(size, uid)`, sorted by size: 8 bytes a message,
-/// so even a huge mailbox costs little memory. Each is matched by one archived message
-/// at most (its UID becomes [`TAKEN`]).
-struct BySize(Vec<(u32, u32)>);
-
-impl BySize {
-    fn new(sizes: Vec<(u32, u32)>) -> BySize {
-        let mut v: Vec<(u32, u32)> = sizes.into_iter().map(|(uid, size)| (size, uid)).collect();
-        v.sort_unstable();
-        BySize(v)
+/// Sleeps `wait`, waking for SIGINT.
+fn sleep(wait: Duration) -> Result<()> {
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        std::thread::sleep(crate::interrupt::TICK.min(until.saturating_duration_since(Instant::now())));
     }
-
-    /// The messages of `size` bytes.
-    fn of(&mut self, size: u64) -> &mut [(u32, u32)] {
-        let Ok(size) = u32::try_from(size) else { return &mut [] };
-        let start = self.0.partition_point(|&(s, _)| s < size);
-        let end = self.0.partition_point(|&(s, _)| s <= size);
-        &mut self.0[start..end]
-    }
+    Ok(())
 }
 
-/// The message of `f`, decoded (authenticated first when encrypted).
-fn read_message(f: &ArchiveFile, keys: Option<&Keys>) -> Result<Box<dyn Read>> {
-    let (_, reader) = f.open(keys).map_err(|e| unreadable(f, &e))?;
-    Ok(Box::new(reader))
-}
-
-fn unreadable(f: &ArchiveFile, e: &std::io::Error) -> Error {
-    Error::runtime(format!("{}: {}", f.path.display(), describe_io(e)))
-}
-
-/// The folder directories under `path` and their mailboxes: `path` itself when it is a
-/// folder directory (into `to_folder`, else the mailbox the records name, else its
-/// directory name), or every folder of a user directory.
+/// The folder directories under `path` and their names: `path` itself when it is a
+/// folder directory (into `to_folder` when given), or every folder of a user directory.
+/// Names and hierarchy come from the records of the archive root, else from the
+/// directory names (archives of the original program).
 pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destination>, Option<String>)> {
     use crate::restore::account;
     if account::is_account_dir(path)? {
@@ -305,12 +251,23 @@ pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destina
             )));
         }
         let (folders, problem) = account::folders(path)?;
-        let dests = folders
+        let named: Vec<(PathBuf, Mailbox, Option<u32>)> = folders
             .into_iter()
             .map(|f| {
                 let mailbox = f.mailbox.clone().unwrap_or_else(|| Mailbox::from_arg(&dir_name(&f.dir)));
-                let journal = crate::metadata::journal_of_dir(&f.dir);
-                Destination { dir: f.dir, mailbox, journal }
+                (f.dir, mailbox, f.retired)
+            })
+            .collect();
+        let records = Records::of(path);
+        let names: Vec<&str> = named.iter().map(|(_, m, _)| m.wire.as_str()).collect();
+        let dests = named
+            .iter()
+            .map(|(dir, mailbox, retired)| Destination {
+                source: records.source(&names, dir, mailbox),
+                named: None,
+                generation: *retired,
+                journal: crate::metadata::journal_of_dir(dir),
+                dir: dir.clone(),
             })
             .collect();
         return Ok((dests, problem));
@@ -318,23 +275,113 @@ pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destina
     if archive::list_folder(path)?.is_empty() {
         return Err(Error::runtime(format!("{}: no archive files (UID.mbox...) to upload", path.display())));
     }
-    let mailbox = match to_folder {
-        Some(name) => Mailbox::from_arg(name),
-        None => recorded_mailbox(path).unwrap_or_else(|| Mailbox::from_arg(&dir_name(path))),
-    };
     let journal = crate::metadata::journal_of_dir(path);
-    Ok((vec![Destination { dir: path.to_path_buf(), mailbox, journal }], None))
+    let canonical = path.canonicalize().ok();
+    let user_dir = canonical.as_deref().and_then(Path::parent);
+    let records = user_dir.map(Records::of).unwrap_or_default();
+    let record = records.registry.as_ref().zip(user_dir).and_then(|(r, u)| r.folder_at(&dir_name(u), &dir_name(path)));
+    let mailbox = record.map(|r| r.mailbox.clone()).unwrap_or_else(|| Mailbox::from_arg(&dir_name(path)));
+    let generation = record.filter(|r| r.retired).and_then(|r| r.uidvalidity);
+    // The folder's siblings tell the hierarchy where nothing recorded it.
+    let siblings: Vec<Mailbox> = match user_dir {
+        Some(u) => account::folders(u)
+            .map(|(folders, _)| {
+                folders.into_iter().map(|f| f.mailbox.unwrap_or_else(|| Mailbox::from_arg(&dir_name(&f.dir)))).collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut names: Vec<&str> = siblings.iter().map(|m| m.wire.as_str()).collect();
+    names.push(&mailbox.wire);
+    let source = records.source(&names, canonical.as_deref().unwrap_or(path), &mailbox);
+    let named = to_folder.map(Mailbox::from_arg);
+    let dests = vec![Destination {
+        dir: path.to_path_buf(),
+        source,
+        named,
+        generation: generation.filter(|_| to_folder.is_none()),
+        journal,
+    }];
+    Ok((dests, None))
 }
 
-/// The mailbox the records of the archive root name for the folder directory `dir`.
-fn recorded_mailbox(dir: &Path) -> Option<Mailbox> {
-    let dir = dir.canonicalize().ok()?;
-    let user_dir = dir.parent()?;
-    let records = crate::registry::Registry::read(user_dir.parent()?).ok()?;
-    let record = records.folder_at(&dir_name(user_dir), &dir_name(&dir))?;
-    Some(record.mailbox.clone())
+/// What the archive root's records say of a user directory's hierarchy.
+#[derive(Default)]
+struct Records {
+    registry: Option<Registry>,
+    account: String,
+}
+
+impl Records {
+    /// The records of the root above the user directory `user_dir`.
+    fn of(user_dir: &Path) -> Records {
+        let root = user_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Records { registry: Registry::read(root).ok(), account: dir_name(user_dir) }
+    }
+
+    /// The source name of the folder directory `dir` holding `mailbox`: with the
+    /// account's recorded namespace and the folder's recorded separator, else the
+    /// hierarchy inferred from the account's folder names `names` ([`hierarchy::infer`]).
+    fn source(&self, names: &[&str], dir: &Path, mailbox: &Mailbox) -> SourceName {
+        let registry = self.registry.as_ref();
+        let record = registry.and_then(|r| r.folder_at(&self.account, &dir_name(dir)));
+        let separator = record.and_then(|r| r.separator);
+        let namespace = registry.and_then(|r| r.account_of(&self.account)).and_then(|a| a.namespace.clone());
+        let hierarchy = match namespace {
+            Some(ns) => Hierarchy { separator: separator.or(ns.separator), prefix: ns.prefix },
+            None => {
+                let known = separator
+                    .or_else(|| registry.and_then(|r| r.folders_of(&self.account).iter().find_map(|f| f.separator)));
+                hierarchy::infer(names.iter().copied(), known)
+            }
+        };
+        SourceName { wire: mailbox.wire.clone(), hierarchy }
+    }
 }
 
 fn dir_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(wire: &str, from: Hierarchy, generation: Option<u32>) -> Destination {
+        Destination {
+            dir: PathBuf::from("x"),
+            source: SourceName { wire: wire.into(), hierarchy: from },
+            named: None,
+            generation,
+            journal: None,
+        }
+    }
+
+    #[test]
+    fn old_generations_go_to_a_folder_of_their_own() {
+        let slash = Hierarchy { prefix: String::new(), separator: Some('/') };
+        let courier = Hierarchy { prefix: "INBOX.".into(), separator: Some('.') };
+        let old = dest("Archive/2023", slash.clone(), Some(7));
+        assert_eq!(old.shown(), "Archive/2023 (UIDVALIDITY 7)");
+        assert_eq!(old.mailbox(Some(&courier)).unwrap().wire, "INBOX.Archive.2023 (UIDVALIDITY 7)");
+        assert_eq!(old.mailbox(Some(&slash)).unwrap().wire, "Archive/2023 (UIDVALIDITY 7)");
+        let inbox = dest("INBOX", slash.clone(), Some(3));
+        assert_eq!(inbox.mailbox(Some(&slash)).unwrap().wire, "INBOX (UIDVALIDITY 3)");
+        assert_eq!(inbox.mailbox(Some(&courier)).unwrap().wire, "INBOX.INBOX (UIDVALIDITY 3)");
+        assert_eq!(inbox.mailbox(None).unwrap().wire, "INBOX (UIDVALIDITY 3)");
+        let named = Destination { named: Some(Mailbox::from_arg("Copy")), ..old };
+        assert_eq!(named.mailbox(Some(&courier)).unwrap().wire, "Copy");
+    }
+
+    #[test]
+    fn summaries_say_what_was_made_twice() {
+        let r = FolderUpload { uploaded: 3, present: 1, bytes: 10, ..FolderUpload::default() };
+        assert_eq!(r.summary(), "3 uploaded, 1 already there, 0 failed, 10 bytes, 0.00 s");
+        let r = FolderUpload { removed: 2, twice: 1, ..r };
+        assert_eq!(
+            r.summary(),
+            "3 uploaded, 1 already there, 0 failed, 2 uploaded twice and removed, 1 uploaded twice and left, 10 bytes, 0.00 s"
+        );
+        assert!(r.failing());
+    }
 }

@@ -45,6 +45,10 @@ pub const MAIL_USER: &str = "smailtest";
 /// The IMAP ID name of the harness's own sessions, so that [`Dovecot::fetch_stats`] and
 /// [`Dovecot::commands_log`] can leave them out and count only the client under test.
 const HARNESS_ID_NAME: &str = "smailtest-harness";
+/// What the tags of the harness's own commands start with (`h1`, `h2`...); the client
+/// under test tags its commands `s1`, `s2`...: the Cyrus and Courier harnesses tell their
+/// own sessions in the command logs by it.
+pub const HARNESS_TAG_PREFIX: &str = "h";
 const DIR_PREFIX: &str = "smailtest-dovecot-";
 const NOT_INSTALLED: &str = "dovecot is not installed: run .ci/install-test-deps (apt-get install -y dovecot-imapd)";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -633,6 +637,23 @@ service imap-login {{
         read_lossy(&self.dir.join("dovecot.stderr"))
     }
 
+    /// Stops the server and removes its directory through a shared reference: for a server
+    /// kept for the whole test binary (`servers::shared`), whose static is never dropped,
+    /// at the binary's exit. The value must not be used afterwards.
+    pub fn shut_down(&self) {
+        if let Some(child) = &self.child {
+            let pgid = child.id();
+            kill_group(pgid);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while group_alive(pgid) && Instant::now() < deadline {
+                sleep(Duration::from_millis(5));
+            }
+        }
+        if std::env::var_os("SMAILTEST_KEEP_DOVECOT").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// Kills the whole server. SIGTERM would make the master wait over a second for its
     /// children, and nothing here needs a clean shutdown: the state is thrown away.
     fn stop(&mut self) {
@@ -879,8 +900,19 @@ impl ImapSession {
         self.ok("LOGOUT");
     }
 
+    /// The local (client) port of the connection.
+    pub fn local_port(&self) -> u16 {
+        self.reader.get_ref().local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Names the server log whose tail a failure prints.
+    pub fn with_log(mut self, path: PathBuf) -> Self {
+        self.log_path = Some(path);
+        self
+    }
+
     fn send(&mut self, pieces: &[Piece], summary: &str) -> Response {
-        let tag = format!("h{}", self.next_tag);
+        let tag = format!("{HARNESS_TAG_PREFIX}{}", self.next_tag);
         self.next_tag += 1;
         self.transcript.push(format!("C: {tag} {summary}"));
         let mut untagged = Vec::new();
@@ -959,7 +991,7 @@ impl ImapSession {
         let start = self.transcript.len().saturating_sub(20);
         let exchange = self.transcript[start..].join("\n");
         let log = self.log_path.as_ref().map(|p| tail(&read_lossy(p), LOG_TAIL_LINES)).unwrap_or_default();
-        panic!("IMAP: {why}\n--- exchange ---\n{exchange}\n--- dovecot log (tail) ---\n{log}")
+        panic!("IMAP: {why}\n--- exchange ---\n{exchange}\n--- server log (tail) ---\n{log}")
     }
 }
 
@@ -970,7 +1002,7 @@ fn tagged(text: &str, tag: &str) -> Option<Response> {
 }
 
 /// `{N}` (or `{N+}`) at the end of a line announces N bytes of literal data.
-fn literal_length(line: &str) -> Option<usize> {
+pub(crate) fn literal_length(line: &str) -> Option<usize> {
     let inner = line.strip_suffix('}')?;
     let open = inner.rfind('{')?;
     inner[open + 1..].trim_end_matches('+').parse().ok()
@@ -997,7 +1029,7 @@ fn astring(s: &str) -> Vec<Piece<'_>> {
 }
 
 /// The name in `* LIST (flags) "/" NAME`: a quoted string, a literal or an atom.
-fn parse_list_name(unit: &Untagged) -> String {
+pub(crate) fn parse_list_name(unit: &Untagged) -> String {
     let text = &unit.text;
     let after_flags = &text[text.find(')').map_or(0, |i| i + 1)..];
     let after_flags = after_flags.trim_start();
@@ -1031,30 +1063,30 @@ fn parse_list_name(unit: &Untagged) -> String {
     }
 }
 
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+pub(crate) fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = text.find(start)? + start.len();
     let len = text[from..].find(end)?;
     Some(&text[from..from + len])
 }
 
-fn number_after(text: &str, key: &str) -> Option<u32> {
+pub(crate) fn number_after(text: &str, key: &str) -> Option<u32> {
     let from = text.find(key)? + key.len();
     let digits: String = text[from..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn read_lossy(path: &Path) -> String {
+pub(crate) fn read_lossy(path: &Path) -> String {
     fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// True once the server answers with a greeting: a listening socket alone is not enough,
 /// the login process behind it must be up too.
-fn greets(port: u16) -> bool {
+pub(crate) fn greets(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
         return false;
@@ -1066,19 +1098,19 @@ fn greets(port: u16) -> bool {
     greeted
 }
 
-fn accepts(port: u16) -> bool {
+pub(crate) fn accepts(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
-fn free_port_pair() -> (u16, u16) {
+pub(crate) fn free_port_pair() -> (u16, u16) {
     let bind = || TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     // Both held at once so that they differ.
     let (a, b) = (bind(), bind());
     (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     // cargo may run without the sbin directories in PATH, where dovecot and useradd live.
     std::env::split_paths(&path)
@@ -1087,7 +1119,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-fn require_root() {
+pub(crate) fn require_root() {
     let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
     if uid != 0 {
         panic!(
@@ -1097,7 +1129,7 @@ fn require_root() {
     }
 }
 
-fn lookup_user(name: &str) -> Option<(u32, u32)> {
+pub(crate) fn lookup_user(name: &str) -> Option<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
@@ -1112,7 +1144,7 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
 /// Returns the mail user's (uid, gid), creating the user if needed. Several test
 /// binaries may try at once: useradd then fails on the lock or because the user exists,
 /// so what counts is whether the user exists afterwards.
-fn ensure_mail_user() -> (u32, u32) {
+pub(crate) fn ensure_mail_user() -> (u32, u32) {
     let mut last_error = String::new();
     for _ in 0..50 {
         if let Some(ids) = lookup_user(MAIL_USER) {
@@ -1136,7 +1168,7 @@ fn ensure_mail_user() -> (u32, u32) {
 
 /// Short names matter: Dovecot's sockets live in `DIR/run`, and a Unix socket path
 /// must fit in 108 bytes.
-fn temp_base() -> PathBuf {
+pub(crate) fn temp_base() -> PathBuf {
     let base = std::env::temp_dir();
     if base.as_os_str().len() > 40 {
         PathBuf::from("/tmp")
@@ -1166,14 +1198,14 @@ fn create_state_dir() -> PathBuf {
     dir
 }
 
-fn make_dir(dir: &Path, mode: u32) {
+pub(crate) fn make_dir(dir: &Path, mode: u32) {
     fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
 }
 
 /// Writes `cert.pem` and `key.pem` into `dir`; returns the certificate's SHA-256.
-fn make_certificate(openssl: &Path, dir: &Path, kind: CertKind) -> String {
+pub(crate) fn make_certificate(openssl: &Path, dir: &Path, kind: CertKind) -> String {
     let constraints = match kind {
         CertKind::EndEntity => "basicConstraints=critical,CA:FALSE",
         CertKind::SelfSignedCa => "basicConstraints=critical,CA:TRUE",
@@ -1209,13 +1241,13 @@ fn make_certificate(openssl: &Path, dir: &Path, kind: CertKind) -> String {
 
 /// SIGKILL to a process group. Through sh's builtin `kill`, since std cannot send
 /// signals and the procps `kill` binary is not on every Debian image.
-fn kill_group(pgid: u32) {
+pub(crate) fn kill_group(pgid: u32) {
     let _ = Command::new("sh").arg("-c").arg(format!("kill -s KILL -- -{pgid}")).stderr(Stdio::null()).status();
 }
 
 /// Whether any live process is in process group `pgid`. Zombies do not count: the
 /// killed children are reparented to init, which reaps them in its own time.
-fn group_alive(pgid: u32) -> bool {
+pub(crate) fn group_alive(pgid: u32) -> bool {
     let Ok(entries) = fs::read_dir("/proc") else {
         return false;
     };

@@ -31,17 +31,25 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::TempDir;
 
+mod target;
+pub use target::{Persona, Stored};
+
 /// A folder on the server: its name, UIDVALIDITY and messages `(uid, raw bytes)` in UID order.
 #[derive(Clone, Debug)]
 pub struct Folder {
     pub name: String,
     pub uidvalidity: u32,
     pub messages: Vec<(u32, Vec<u8>)>,
+    /// Flags and INTERNALDATE of the messages APPEND stored, by UID.
+    pub stored: HashMap<u32, Stored>,
+    /// The UID the next message APPEND stores gets (never one used before).
+    pub uidnext: u32,
 }
 
 impl Folder {
     pub fn new(name: &str, uidvalidity: u32, messages: Vec<(u32, Vec<u8>)>) -> Folder {
-        Folder { name: name.to_string(), uidvalidity, messages }
+        let uidnext = messages.last().map_or(1, |(u, _)| u + 1);
+        Folder { name: name.to_string(), uidvalidity, messages, stored: HashMap::new(), uidnext }
     }
 }
 
@@ -97,6 +105,10 @@ pub enum Fault {
     Oversized(usize),
     /// Send a line of this many bytes without a line end, then hang up.
     LongLine(usize),
+    /// At an APPEND: never answer it (as [`Fault::Stall`]), but store its message just
+    /// before the server stores the `n`-th APPEND it gets after it, on any connection: a
+    /// stalled link that delivers what the client sent long after the client gave up.
+    LandLate(usize),
     /// Answer a `UID SEARCH` with UIDs 1 to this number, all on one line.
     HugeSearch(u32),
     /// Send this many untagged `* OK noise` lines, then the answer.
@@ -164,6 +176,10 @@ pub struct Offer {
     /// Connections served at once; more are turned away with a BYE (as Dovecot's
     /// `mail_max_userip_connections` does).
     pub max_connections: Option<usize>,
+    /// EXAMINE gives no `[UIDNEXT]` (it is only in STATUS), as Courier-IMAP does.
+    pub no_uidnext_on_examine: bool,
+    /// How the server names folders and takes uploads (see [`Persona`]).
+    pub persona: Persona,
 }
 
 impl FakeImap {
@@ -263,12 +279,30 @@ impl FakeImap {
         FakeImap { addr, dir, log, times, errors, stop, folders, thread: Some(thread) }
     }
 
+    /// Gives `folder` the UIDVALIDITY `uidvalidity` and its messages new UIDs from `first`
+    /// on, in the same order, as Courier does to a folder never opened read-write and a
+    /// provider's server migration does to every folder.
+    pub fn renumber(&self, folder: &str, uidvalidity: u32, first: u32) {
+        let mut folders = lock(&self.folders);
+        let f = folders.iter_mut().find(|f| f.name == folder).expect("no such folder on the fake server");
+        f.uidvalidity = uidvalidity;
+        for (i, m) in f.messages.iter_mut().enumerate() {
+            m.0 = first + i as u32;
+        }
+    }
+
     /// Delivers a message to `folder` (its UID must be above the folder's others).
     pub fn append(&self, folder: &str, uid: u32, message: Vec<u8>) {
         let mut folders = lock(&self.folders);
         let f = folders.iter_mut().find(|f| f.name == folder).expect("no such folder on the fake server");
         assert!(f.messages.last().is_none_or(|(u, _)| *u < uid), "UIDs only grow");
         f.messages.push((uid, message));
+        f.uidnext = f.uidnext.max(uid + 1);
+    }
+
+    /// The folders as they are now (with what uploads stored).
+    pub fn folders(&self) -> Vec<Folder> {
+        lock(&self.folders).clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -411,6 +445,8 @@ struct Account {
     uses: Mutex<HashMap<String, usize>>,
     folders: Arc<Mutex<Vec<Folder>>>,
     offer: Offer,
+    /// APPENDs held back by [`Fault::LandLate`], and the count they wait for.
+    landing: Mutex<target::Landing>,
 }
 
 impl Account {
@@ -430,6 +466,7 @@ impl Account {
             uses: Mutex::default(),
             folders: Arc::new(Mutex::new(folders)),
             offer,
+            landing: Mutex::default(),
         }
     }
 
@@ -456,8 +493,10 @@ impl Account {
 /// What one connection's commands changed.
 #[derive(Default)]
 struct State {
-    /// The folder EXAMINE opened.
+    /// The folder EXAMINE (or SELECT) opened.
     selected: Option<String>,
+    /// It was opened with SELECT: read-write.
+    writable: bool,
     /// The client sent ID.
     id: bool,
 }
@@ -509,6 +548,31 @@ impl Conn<'_> {
                 continue;
             }
             let fault = self.fault_for(cmd);
+            if let Some((size, plus)) = target::announced(cmd) {
+                // An APPEND: its message comes as a literal.
+                if !plus && matches!(fault, Some(Fault::Stall)) {
+                    self.broken = true;
+                    return inject(&mut s, &Fault::Stall, tag, Vec::new(), Vec::new()).map(drop);
+                }
+                let Some(message) = target::read_literal(&mut s, self.account, size, plus, self.errors, self.n)? else {
+                    return Ok(());
+                };
+                match fault {
+                    Some(Fault::LandLate(n)) => {
+                        self.broken = true;
+                        target::hold(self.account, cmd, message, n);
+                        return inject(&mut s, &Fault::Stall, tag, Vec::new(), Vec::new()).map(drop);
+                    }
+                    Some(f @ Fault::Stall) => {
+                        self.broken = true;
+                        return inject(&mut s, &f, tag, Vec::new(), Vec::new()).map(drop);
+                    }
+                    _ => {}
+                }
+                let reply = target::append(self.account, &state, tag, cmd, message);
+                send(&mut s, &reply)?;
+                continue;
+            }
             self.broken |= fault.as_ref().is_some_and(|f| {
                 !matches!(
                     f,
@@ -696,7 +760,7 @@ fn inject(s: &mut Tls, fault: &Fault, tag: &str, reply: Vec<u8>, literals: Vec<u
             let _ = io::copy(tcp, &mut io::sink());
             return Ok(false);
         }
-        Fault::Stall => {
+        Fault::Stall | Fault::LandLate(_) => {
             // Drain what the client sends until it gives up, answering nothing.
             let mut sink = Vec::new();
             let _ = s.read_to_end(&mut sink);
@@ -717,12 +781,15 @@ fn answer(
     fault: Option<&Fault>,
 ) -> Option<(Vec<u8>, Vec<usize>)> {
     let (verb, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
+    if let Some(reply) = target::answer(account, state, tag, verb, rest) {
+        return Some((reply, Vec::new()));
+    }
     let mut out = Vec::new();
     let mut literals = Vec::new();
     let ok = |out: &mut Vec<u8>, text: &str| out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
     let folders = lock(&account.folders).clone();
     let status_line = |f: &Folder| {
-        let next = f.messages.last().map_or(1, |(u, _)| u + 1);
+        let next = f.messages.last().map_or(1, |(u, _)| u + 1).max(f.uidnext);
         format!(
             "* STATUS \"{}\" (UIDVALIDITY {} UIDNEXT {next} MESSAGES {})\r\n",
             f.name,
@@ -759,7 +826,8 @@ fn answer(
                 return None;
             }
             for f in &folders {
-                out.extend_from_slice(format!("* LIST () \"/\" \"{}\"\r\n", f.name).as_bytes());
+                let sep = account.offer.persona.separator;
+                out.extend_from_slice(format!("* LIST () \"{sep}\" \"{}\"\r\n", f.name).as_bytes());
                 if with_status {
                     out.extend_from_slice(status_line(f).as_bytes());
                 }
@@ -784,12 +852,17 @@ fn answer(
                 return Some((out, literals));
             }
             state.selected = folders.iter().find(|f| f.name == name).map(|f| f.name.clone());
+            state.writable = false;
             match folders.iter().find(|f| f.name == name) {
                 Some(f) => {
-                    let next = f.messages.last().map_or(1, |(u, _)| u + 1);
+                    let next = f.messages.last().map_or(1, |(u, _)| u + 1).max(f.uidnext);
+                    let uidnext = if account.offer.no_uidnext_on_examine {
+                        String::new()
+                    } else {
+                        format!("* OK [UIDNEXT {next}] ok\r\n")
+                    };
                     let head = format!(
-                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n\
-                         * OK [UIDNEXT {next}] ok\r\n",
+                        "* FLAGS (\\Seen)\r\n* {} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n{uidnext}",
                         f.messages.len(),
                         f.uidvalidity
                     );
@@ -823,13 +896,11 @@ fn answer(
 fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, literals: &mut Vec<usize>) {
     let (set, items) = args.split_once(' ').unwrap_or((args, ""));
     let items = items.to_ascii_uppercase();
+    if items.contains("BODY.PEEK[HEADER]") {
+        return target::headers(folder, set, &items, out);
+    }
     // `<origin.length>` of a partial body fetch.
     let partial = items.split_once("BODY.PEEK[]<").and_then(|(_, r)| {
-        let (o, l) = r.split_once('>')?.0.split_once('.')?;
-        Some((o.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
-    });
-    // `BODY.PEEK[HEADER]<origin.length>`: the start of a header, as a backup samples it.
-    let header_part = items.split_once("BODY.PEEK[HEADER]<").and_then(|(_, r)| {
         let (o, l) = r.split_once('>')?.0.split_once('.')?;
         Some((o.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
     });
@@ -838,15 +909,20 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
             continue;
         }
         let seq = i + 1;
-        if let Some((o, l)) = header_part {
-            let end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 4);
-            let data = &body[o.min(end)..(o + l).min(end)];
+        if let Some(fields) = header_fields_asked(&items) {
+            // Size and the header fields asked for, as Dovecot answers them.
+            let block = header_fields(body, &fields);
+            let names = fields.join(" ");
             out.extend_from_slice(
-                format!("* {seq} FETCH (UID {uid} RFC822.SIZE {} BODY[HEADER]<{o}> {{{}}}\r\n", body.len(), data.len())
-                    .as_bytes(),
+                format!(
+                    "* {seq} FETCH (UID {uid} RFC822.SIZE {} BODY[HEADER.FIELDS ({names})] {{{}}}\r\n",
+                    body.len(),
+                    block.len()
+                )
+                .as_bytes(),
             );
             literals.push(out.len());
-            out.extend_from_slice(data);
+            out.extend_from_slice(&block);
             out.extend_from_slice(b")\r\n");
             continue;
         }
@@ -886,6 +962,34 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         }
         out.extend_from_slice(b")\r\n");
     }
+}
+
+/// The field names of a `BODY.PEEK[HEADER.FIELDS (...)]` item, upper case.
+fn header_fields_asked(items: &str) -> Option<Vec<String>> {
+    let (_, rest) = items.split_once("BODY.PEEK[HEADER.FIELDS (")?;
+    let (names, _) = rest.split_once(")]")?;
+    Some(names.split_whitespace().map(|n| n.trim_matches('"').to_string()).collect())
+}
+
+/// The header fields of `message` named in `fields` (with their continuation lines), in
+/// message order, then the blank line: what `HEADER.FIELDS` answers.
+fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+            keep = fields.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(name));
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Whether `uid` is in the IMAP set `set` (`1:3,7,9:*`), `*` being the highest UID `max`.

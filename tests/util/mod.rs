@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_imap;
+pub mod fault_proxy;
 
 use std::collections::BTreeMap;
 use std::fs;
