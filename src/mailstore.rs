@@ -8,8 +8,9 @@
 //! servers whose mailboxes were first opened in the same second share them. What two
 //! servers cannot share by chance is a message: the evidence recorded for an account is a
 //! few archived messages (up to [`SAMPLES_PER_FOLDER`] in each of up to [`FOLDERS`]
-//! folders, the largest), each as its UIDVALIDITY, UID, size and a digest of the first
-//! [`HEAD`] bytes of its header (`Received:` lines, `Message-ID:`, `Date:`). IMAP promises
+//! folders, the largest), each as its UIDVALIDITY, UID, size and a digest of its
+//! identifying header fields ([`FIELDS`]: `Message-ID:`, `Date:`, `From:`, `Subject:`, as
+//! the server sends them). IMAP promises
 //! that a UID means one message for as long as the UIDVALIDITY holds; a server that shows
 //! the same size and header at the same UID under the same UIDVALIDITY holds that mail.
 //!
@@ -34,8 +35,12 @@ use crate::registry::{AccountRecord, Registry, Sample};
 pub const FOLDERS: usize = 3;
 /// Messages sampled per folder at most.
 pub const SAMPLES_PER_FOLDER: usize = 3;
-/// Bytes of each sampled message's header that are digested.
-pub const HEAD: usize = 4096;
+/// The header fields of each sampled message that are digested: what identifies a message
+/// (`HEADER.FIELDS` is a header fetch for every server's counters, Courier's included,
+/// where a partial `HEADER<0.N>` counts as body).
+pub const FIELDS: &str = "MESSAGE-ID DATE FROM SUBJECT";
+/// The most bytes of those fields read for one message (longer is digested as cut).
+pub const HEAD: usize = 16 * 1024;
 /// Folder directories listed at most while looking for archived messages to sample.
 const LOOKED_AT: usize = 20;
 /// Evidence older than this many days is taken again (messages are expunged over years).
@@ -60,7 +65,7 @@ impl Comparison {
     }
 }
 
-/// The digest of the start of a message's header, as recorded in a [`Sample`].
+/// The digest of a message's [`FIELDS`] (at most [`HEAD`] bytes), as recorded in a [`Sample`].
 pub fn digest(head: &[u8]) -> String {
     let head = &head[..head.len().min(HEAD)];
     Sha256::digest(head)[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -79,7 +84,7 @@ pub fn compare(evidence: &[Sample], session: &mut Session) -> std::result::Resul
         uids.sort_unstable();
         uids.dedup();
     }
-    let found = session.header_samples(&asks, HEAD)?;
+    let found = session.header_samples(&asks, FIELDS, HEAD)?;
     let mut c = Comparison::default();
     for s in evidence {
         let folder = asks.iter().position(|(wire, _)| *wire == s.mailbox).and_then(|i| found[i].as_ref());
@@ -172,7 +177,8 @@ pub fn take(
         return Ok(Vec::new());
     }
     let wanted: Vec<(String, Vec<u32>)> = asks.iter().map(|(w, _, u)| (w.clone(), u.clone())).collect();
-    let found = session.header_samples(&wanted, HEAD).map_err(|e| session.spec().imap_error("UID FETCH", &e))?;
+    let found =
+        session.header_samples(&wanted, FIELDS, HEAD).map_err(|e| session.spec().imap_error("UID FETCH", &e))?;
     let mut evidence = Vec::new();
     for ((wire, uidvalidity, _), folder) in asks.iter().zip(found) {
         // A folder recreated since its archive was made: its UIDs now name other mail.

@@ -108,7 +108,7 @@ fn mail_commands(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     let mut out = String::new();
     for (i, l) in lines.iter().enumerate() {
-        let sample = |l: &str| l.contains("BODY.PEEK[HEADER]<0.");
+        let sample = |l: &str| l.contains("HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)");
         if sample(l) || (l.contains(" EXAMINE ") && lines.get(i + 1).is_some_and(|n| sample(n))) {
             continue;
         }

@@ -14,7 +14,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
-use serde_json::Value;
 use smailarchiver::mailbox_name::encode_utf7;
 use util::*;
 
@@ -49,31 +48,6 @@ fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
 
 fn message(subject: &str, n: usize) -> Vec<u8> {
     format!("From: Ann <ann@example.org>\r\nSubject: {subject} {n}\r\n\r\nbody of {subject} {n}\r\n").into_bytes()
-}
-
-/// The root's records as they stand: `{"accounts": [...], "folders": [...]}`, from the log
-/// `.smailarchiver/records.jsonl` (one JSON record a line, a later line about a directory
-/// replacing the earlier one). An account's first server is also given as `"server"`.
-fn records(root: &Path) -> Value {
-    let text = fs::read_to_string(root.join(".smailarchiver/records.jsonl")).expect("records file");
-    let mut lines = text.lines();
-    let header: Value = serde_json::from_str(lines.next().expect("a header")).expect("records are JSON");
-    assert_eq!(header["smailarchiver-records"], 2, "{header}");
-    let (mut accounts, mut folders): (Vec<Value>, Vec<Value>) = (Vec::new(), Vec::new());
-    for line in lines {
-        let mut r: Value = serde_json::from_str(line).expect("records are JSON");
-        let list = if r["kind"] == "account" {
-            r["server"] = r["servers"][0].clone();
-            &mut accounts
-        } else {
-            &mut folders
-        };
-        match list.iter_mut().find(|x| x["dir"] == r["dir"] && x["account"] == r["account"]) {
-            Some(x) => *x = r,
-            None => list.push(r),
-        }
-    }
-    serde_json::json!({"accounts": accounts, "folders": folders})
 }
 
 /// Live folder records of `account`: wire name -> directory.

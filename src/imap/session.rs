@@ -95,7 +95,7 @@ pub enum Found {
 pub struct Sampled {
     /// The folder's UIDVALIDITY.
     pub uidvalidity: Option<u32>,
-    /// UID, size and the start of the header of each message asked for that is there.
+    /// UID, size and the header fields asked for of each message asked for that is there.
     pub messages: Vec<(u32, u32, Vec<u8>)>,
 }
 
@@ -885,13 +885,14 @@ impl Session {
         result
     }
 
-    /// For each `(wire, uids)`: opens the folder read-only and asks the size and the first
-    /// `head` bytes of the header of those messages (`BODY.PEEK[HEADER]<0.N>`: no body, no
-    /// flag changes). Every command goes out at once: one round trip for all the folders.
-    /// A folder the server does not open gives `None`.
+    /// For each `(wire, uids)`: opens the folder read-only and asks the size and the header
+    /// `fields` of those messages (`BODY.PEEK[HEADER.FIELDS (fields)]`: no body, no flag
+    /// changes), each at most `head` bytes. Every command goes out at once: one round trip
+    /// for all the folders. A folder the server does not open gives `None`.
     pub fn header_samples(
         &mut self,
         asks: &[(String, Vec<u32>)],
+        fields: &str,
         head: usize,
     ) -> std::result::Result<Vec<Option<Sampled>>, ImapError> {
         let result = (|| {
@@ -899,8 +900,10 @@ impl Session {
             let mut commands = Vec::new();
             for (wire, uids) in asks {
                 commands.push(format!("EXAMINE {}", quoted(wire)?));
-                commands
-                    .push(format!("UID FETCH {} (UID RFC822.SIZE BODY.PEEK[HEADER]<0.{head}>)", super::uid_set(uids)));
+                commands.push(format!(
+                    "UID FETCH {} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({fields})])",
+                    super::uid_set(uids)
+                ));
             }
             let tags = link.send(&commands)?;
             let mut out = Vec::new();
@@ -911,9 +914,13 @@ impl Session {
                     Ok(())
                 });
                 let mut messages = Vec::new();
-                let asked = link.finish(&tags[1], head + 1024, &mut |d| {
+                // Read whole even when longer than asked for (a pathological Subject): what
+                // is kept is cut below.
+                let asked = link.finish(&tags[1], head.max(256 * 1024), &mut |d| {
                     if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), body: Some(header), .. }) = d {
                         if uids.contains(&uid) && !messages.iter().any(|&(u, _, _)| u == uid) {
+                            let mut header = header;
+                            header.truncate(head);
                             messages.push((uid, size, header));
                         }
                     }
