@@ -50,6 +50,8 @@ const MAX_OLD_STATE_SIZE: usize = 64 * 1024;
 const MAX_PENDING_MARKS: usize = 500;
 /// Replaced lines tolerated in the log beyond the live records before it is compacted.
 const SLACK_LINES: usize = 256;
+/// Lines made and written at once: 10,000 folders' at once would hold megabytes.
+const LINES_AT_ONCE: usize = 256;
 
 /// The owner of a user directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +120,18 @@ impl FolderRecord {
     pub fn complete_at(&self) -> Option<(u32, u32)> {
         Some((self.uidvalidity?, self.uidnext?))
     }
+}
+
+/// A folder to record, as the run's LIST and STATUS described it (see
+/// [`Registry::claim_folders`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The mailbox.
+    pub mailbox: &'a Mailbox,
+    /// Its UIDVALIDITY, where STATUS gave it.
+    pub uidvalidity: Option<u32>,
+    /// Its hierarchy separator, where LIST gave it.
+    pub separator: Option<char>,
 }
 
 /// A folder directory made ready for a backup by [`Registry::open_folder`].
@@ -400,21 +414,20 @@ impl Registry {
     /// write and one sync of the records for all of them, then one sync of the user
     /// directory for all the directories. A first run of thousands of folders pays for
     /// that once, not once a folder.
-    pub fn claim_folders(&mut self, account: &str, mailboxes: &[(&Mailbox, Option<u32>)]) -> Result<()> {
-        // Lines go out a few hundred at a time: 10,000 folders' at once would hold megabytes.
-        const CHUNK: usize = 256;
+    pub fn claim_folders(&mut self, account: &str, mailboxes: &[Claim<'_>]) -> Result<()> {
         let mut claimed: Vec<u32> = Vec::new();
-        let mut lines = Vec::with_capacity(CHUNK);
-        for (mailbox, uidvalidity) in mailboxes {
-            if self.live(account, mailbox).is_some() {
+        let mut lines = Vec::with_capacity(LINES_AT_ONCE);
+        for claim in mailboxes {
+            if self.live(account, claim.mailbox).is_some() {
                 continue;
             }
-            let dir = self.folder_dir(account, mailbox);
-            let record = new_folder(account, &dir, mailbox, *uidvalidity);
+            let dir = self.folder_dir(account, claim.mailbox);
+            let mut record = new_folder(account, &dir, claim.mailbox, claim.uidvalidity);
+            record.separator = claim.separator;
             lines.push(folder_line(&record));
             self.upsert_folder(record).map_err(Error::runtime)?;
             claimed.push((self.folders.len() - 1) as u32);
-            if lines.len() == CHUNK {
+            if lines.len() == LINES_AT_ONCE {
                 self.append(&lines)?;
                 lines.clear();
             }
@@ -569,9 +582,11 @@ impl Registry {
         for dir in dirs {
             atomic::sync_dir(&dir).at(&dir)?;
         }
-        let marks: Vec<Value> =
-            std::mem::take(&mut self.marks).into_iter().map(|i| folder_line(&self.folders[i])).collect();
-        self.append(&marks)?;
+        let marks: Vec<usize> = std::mem::take(&mut self.marks).into_iter().collect();
+        for chunk in marks.chunks(LINES_AT_ONCE) {
+            let lines: Vec<Value> = chunk.iter().map(|&i| folder_line(&self.folders[i])).collect();
+            self.append(&lines)?;
+        }
         self.sync_log()?;
         self.compact_if_worth_it()
     }
@@ -1258,7 +1273,8 @@ mod tests {
         let mut r = Registry::open(&root.0).unwrap();
         let acct = r.claim_account("h:1", "u", None).unwrap();
         let names: Vec<Mailbox> = (0..1000).map(|i| mb(&format!("P{}/F{i:04}", i / 100))).collect();
-        let claims: Vec<(&Mailbox, Option<u32>)> = names.iter().map(|m| (m, Some(7))).collect();
+        let claims: Vec<Claim<'_>> =
+            names.iter().map(|m| Claim { mailbox: m, uidvalidity: Some(7), separator: Some('/') }).collect();
         r.claim_folders(&acct, &claims).unwrap();
         let size = root.records().len();
         assert!(size < 1000 * 120, "{size} bytes for 1000 folders");

@@ -24,7 +24,7 @@ use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
-use crate::registry::Registry;
+use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
 
@@ -357,10 +357,16 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // Every folder without a directory gets its record and its directory now, all at once.
     {
         let mut records = lock(&registry);
-        let claims: Vec<(&Mailbox, Option<u32>)> = folders
+        let listed: HashMap<&str, Option<char>> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
+        let separator_of = |wire: &str| listed.get(wire).copied().flatten();
+        let claims: Vec<Claim<'_>> = folders
             .iter()
             .filter(|m| records.folder_of(&account_dir, m).is_none())
-            .map(|m| (m, statuses.get(&m.wire).and_then(|s| s.uidvalidity)))
+            .map(|m| Claim {
+                mailbox: m,
+                uidvalidity: statuses.get(&m.wire).and_then(|s| s.uidvalidity),
+                separator: separator_of(&m.wire),
+            })
             .collect();
         records.claim_folders(&account_dir, &claims)?;
     }
@@ -406,7 +412,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
-    let mut ordinary: VecDeque<(&Mailbox, Option<FolderReport>)> = VecDeque::new();
+    // A report begun by the new-mail step is boxed: most entries have none, and 10,000
+    // folders' entries at a report's size each would hold megabytes.
+    let mut ordinary: VecDeque<(&Mailbox, Option<Box<FolderReport>>)> = VecDeque::new();
     for (i, mailbox) in folders.iter().enumerate() {
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
@@ -427,7 +435,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         for (c, result) in changed.iter().zip(new_mail::fetch(&ctx, &mut session, &place, &changed)?) {
             match result {
                 new_mail::Outcome::Complete(r) => done(r),
-                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(partial))),
+                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(Box::new(partial)))),
             }
         }
     }
@@ -445,7 +453,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 lock(&queue).push_front((mailbox, prior));
                 return;
             }
-            match folder::backup(&ctx, session, &place, mailbox, prior) {
+            match folder::backup(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
                 Ok(r) => done(r),
                 Err(e) => {
                     failed(&mailbox.shown(), e.to_string());
@@ -480,7 +488,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             if crate::interrupt::requested() {
                 r.errors.push("interrupted".into());
             }
-            done(r);
+            done(*r);
         }
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
