@@ -53,8 +53,8 @@ pub enum RestoreOutput {
     Default,
     /// `-o PATH`: the mbox file, or for a user directory the directory of mbox files.
     Mbox(PathBuf),
-    /// `--to-maildir OUT`.
-    Maildir(PathBuf),
+    /// `--to-maildir OUT`, a user directory's folders named as `--maildir-layout` says.
+    Maildir(PathBuf, crate::restore::layout::MaildirLayout),
 }
 
 pub use crate::report::Output;
@@ -123,6 +123,10 @@ impl crate::report::Events for BackupSink<'_> {
 
     fn message_stored(&self, bytes: u64) {
         self.record.message_stored(bytes);
+    }
+
+    fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
+        self.record.folder_gone(user, server, folder, left, total);
     }
 }
 
@@ -225,6 +229,11 @@ impl LowArgs {
         if self.dry_run && self.list_folders {
             return Err(Error::usage("--dry-run and --list-folders cannot be combined"));
         }
+        if self.maildir_layout.is_some() && self.to_maildir.is_none() {
+            return Err(Error::usage("--maildir-layout goes with -r DIR --to-maildir OUT"));
+        }
+        let layout = self.maildir_layout.as_deref().map(crate::restore::layout::MaildirLayout::parse).transpose()?;
+        let layout = layout.unwrap_or_default();
         let mode = match (&self.restore, &self.verify) {
             (Some(_), Some(_)) => return Err(Error::usage("-r and --verify cannot be combined")),
             (Some(_), None) | (None, Some(_)) if backup_flags => {
@@ -235,7 +244,7 @@ impl LowArgs {
             (Some(dir), None) => Mode::Restore {
                 dir: dir.clone(),
                 output: match (&self.output, &self.to_maildir) {
-                    (_, Some(out)) => RestoreOutput::Maildir(out.clone()),
+                    (_, Some(out)) => RestoreOutput::Maildir(out.clone(), layout),
                     (Some(path), None) => RestoreOutput::Mbox(path.clone()),
                     (None, None) => RestoreOutput::Default,
                 },
@@ -405,7 +414,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         }
         Mode::Restore { dir, output, keys, uids } => {
             let what = match &output {
-                RestoreOutput::Maildir(out) => format!(
+                RestoreOutput::Maildir(out, _) => format!(
                     "the Maildir {} holds only part of the messages (each of them whole); run the restore again",
                     out.display()
                 ),
@@ -526,29 +535,41 @@ fn interruptible(what: String, work: impl FnOnce() -> Result<i32>) -> Result<i32
     }
 }
 
-/// Loads the keys now if any of `files` is encrypted: before the sandbox closes, so a
-/// key password command can still run. A key that opens none of the first files stops here.
-fn keys_if_needed(files: &[archive::ArchiveFile], keys: &KeySpec) -> Result<Option<Keys>> {
-    if files.iter().any(|f| f.form.encrypted) {
+/// Loads the keys now if any of `files` is encrypted or any of `journals` sealed: before
+/// the sandbox closes, so a key password command can still run. A key that opens nothing
+/// of a sample spread over them (see [`crate::key_check`]) stops here, before anything is
+/// read or written with it; `archive` names what was given.
+fn keys_if_needed(
+    files: &[archive::ArchiveFile],
+    journals: &[PathBuf],
+    archive: &Path,
+    keys: &KeySpec,
+) -> Result<Option<Keys>> {
+    let sealed = journals.iter().any(|j| crate::metadata::reader::is_sealed(j) == Some(true));
+    if files.iter().any(|f| f.form.encrypted) || sealed {
         let loaded = keys.load()?;
-        restore::check_key(files, &loaded, &keys.path)?;
+        crate::key_check::check(files, journals, &loaded, &keys.path, archive)?;
         Ok(Some(loaded))
     } else {
         Ok(None)
     }
 }
 
+/// Warns once of the files of `files` not named after a UID (they are taken anyway).
+fn warn_odd_files(files: &[archive::ArchiveFile]) {
+    if let Some(text) = archive::odd_names(files) {
+        warn(format!("warning: {text}"));
+    }
+}
+
 /// Confines the process, saying so in verbose mode when the kernel cannot fully.
 fn confine(rules: &Rules, settings: Settings) -> Result<()> {
     let status = sandbox::restrict(rules, settings.sandbox)?;
+    crate::probe::after_confinement();
     if settings.out.verbose && !status.fully_enforced() {
         warn(format!("sandbox: {status}"));
     }
     Ok(())
-}
-
-fn loaded(keys: Option<Keys>) -> impl FnOnce() -> Result<Keys> {
-    move || keys.ok_or_else(|| Error::runtime("no keys loaded"))
 }
 
 fn run_restore(
@@ -558,21 +579,50 @@ fn run_restore(
     uids: Option<&restore::UidSet>,
     settings: Settings,
 ) -> Result<i32> {
-    if restore::account::is_account_dir(dir)? {
-        if uids.is_some() {
-            return Err(Error::usage("--uid needs a folder directory: UIDs are per folder"));
+    use crate::scope::Scope;
+    match crate::scope::classify(dir)? {
+        Scope::Folder(_) => {}
+        Scope::Account(_) => {
+            if uids.is_some() {
+                return Err(Error::usage("--uid needs a folder directory: UIDs are per folder"));
+            }
+            return run_account_restore(dir, output, keys, settings);
         }
-        return run_account_restore(dir, output, keys, settings);
+        Scope::Root { accounts, .. } => {
+            let names: Vec<String> =
+                accounts.iter().filter_map(|a| a.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+            return Err(Error::usage(format!(
+                "{} is an archive root ({}): restore one account's directory (-r {}/USER -o OUTDIR) or one folder's",
+                dir.display(),
+                if names.is_empty() {
+                    "no account in it".to_string()
+                } else {
+                    format!("accounts: {}", names.join(", "))
+                },
+                dir.display()
+            )));
+        }
+        Scope::Empty(_) => return Err(crate::scope::nothing_there(dir)),
     }
     let out = settings.out;
-    let keys = keys_if_needed(&archive::list_folder(dir)?, keys)?;
+    let files = archive::list_folder(dir)?;
+    if files.is_empty() {
+        return Err(Error::runtime(format!(
+            "{}: no archive files (UID.mbox[.gz][.enc]) to restore: its messages' files are all gone (see --verify)",
+            dir.display()
+        )));
+    }
     // Read before confinement: the records and metadata are outside the folder directory.
-    let name = restore::account::folder_name(dir);
     let journal = crate::metadata::journal_of_dir(dir);
+    let keys = keys_if_needed(&files, journal.as_slice(), dir, keys)?;
+    if uids.is_none() {
+        warn_odd_files(&files);
+    }
+    let name = restore::account::folder_name(dir);
     let target = match output {
         RestoreOutput::Default => restore::Target::Mbox(restore::mbox_path(dir)?),
         RestoreOutput::Mbox(path) => restore::Target::Mbox(path.clone()),
-        RestoreOutput::Maildir(path) => restore::Target::Maildir(path.clone()),
+        RestoreOutput::Maildir(path, _) => restore::Target::Maildir(path.clone()),
     };
     let read: Vec<PathBuf> = std::iter::once(dir.to_path_buf()).chain(journal.clone()).collect();
     let rules = match &target {
@@ -585,7 +635,8 @@ fn run_restore(
         }
     };
     confine(&rules, settings)?;
-    let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref() };
+    let unix_line_ends = matches!(output, RestoreOutput::Maildir(_, layout) if layout.unix_line_ends());
+    let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref(), unix_line_ends };
     let report =
         restore::restore(dir, &target, &opts, &mut |path, why| warn(format!("left out {}: {why}", path.display())))?;
     metadata_warning(&report);
@@ -599,6 +650,13 @@ fn run_restore(
 fn metadata_warning(report: &restore::Report) {
     if let Some(p) = &report.metadata_problem {
         warn(format!("warning: restored without flags and arrival times: {p}"));
+    }
+    if report.damaged_records > 0 {
+        warn(format!(
+            "warning: {} damaged metadata record{} left out: some messages restored without their flags and arrival times (see --verify)",
+            report.damaged_records,
+            if report.damaged_records == 1 { "" } else { "s" }
+        ));
     }
 }
 
@@ -622,9 +680,11 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     if let Some(p) = problem {
         warn(format!("warning: {p}; folders are named after their directories"));
     }
+    // Read before confinement: the records are outside the user directory.
+    let source = account::source_hierarchy(dir, &folders);
     let target = match output {
         RestoreOutput::Mbox(path) => AccountTarget::MboxDir(path.clone()),
-        RestoreOutput::Maildir(path) => AccountTarget::Maildir(path.clone()),
+        RestoreOutput::Maildir(path, layout) => AccountTarget::Maildir(path.clone(), *layout),
         RestoreOutput::Default => {
             return Err(Error::usage(format!(
                 "{} holds the folders of an account ({}): give -o OUTDIR for one mbox file per folder, or --to-maildir OUT for one Maildir++ tree",
@@ -633,9 +693,12 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
             )))
         }
     };
-    let keys = keys_if_needed(&archive::walk(dir)?, keys)?;
+    let files = archive::files_of(folders.iter().map(|f| f.dir.as_path()))?;
+    let journals: Vec<PathBuf> = folders.iter().filter_map(|f| f.journal.clone()).collect();
+    let keys = keys_if_needed(&files, &journals, dir, keys)?;
+    warn_odd_files(&files);
     let out_dir = match &target {
-        AccountTarget::MboxDir(p) | AccountTarget::Maildir(p) => p.clone(),
+        AccountTarget::MboxDir(p) | AccountTarget::Maildir(p, _) => p.clone(),
     };
     std::fs::create_dir_all(&out_dir).at(&out_dir)?;
     let read: Vec<PathBuf> =
@@ -644,10 +707,12 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
     let mut taken = Vec::new();
     let mut failed = 0;
     for folder in &folders {
-        let folder_target = account::output_for(folder, &target, &taken);
+        let folder_target = account::output_for(folder, &target, &source, &taken);
         let (restore::Target::Mbox(p) | restore::Target::Maildir(p)) = &folder_target;
         taken.push(p.clone());
-        let opts = restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref() };
+        let unix_line_ends = matches!(target, AccountTarget::Maildir(_, layout) if layout.unix_line_ends());
+        let opts =
+            restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref(), unix_line_ends };
         let report = account::restore_folder(folder, &folder_target, &opts, &mut |path, why| {
             warn(format!("left out {}: {why}", path.display()))
         })?;
@@ -672,7 +737,9 @@ fn run_upload(
     if let Some(p) = problem {
         warn(format!("warning: {p}; folders are named after their directories"));
     }
-    let keys = keys_if_needed(&archive::walk(path)?, keys)?;
+    let journals: Vec<PathBuf> = dests.iter().filter_map(|d| d.journal.clone()).collect();
+    let files = archive::files_of(dests.iter().map(|d| d.dir.as_path()))?;
+    let keys = keys_if_needed(&files, &journals, path, keys)?;
     let label = account.label();
     let (spec, auth, addrs) = backup::connection(account).map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     // The archive (and its metadata) is only read; the one connection allowed is to the
@@ -751,21 +818,53 @@ fn run_list_folders(accounts: &[Account], settings: Settings) -> i32 {
     code
 }
 
+/// A folder to list: the name its `#` line shows (none for one folder), its directory and
+/// journal.
+type Listed = (Option<String>, PathBuf, Option<PathBuf>);
+
 /// `--list PATH`: one line per message of a folder directory, or of every folder of a
-/// user directory (each under a `# NAME` line).
+/// user directory (each under a `# NAME` line), or of every account of an archive root
+/// (`# USERDIR/NAME`).
 fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    use crate::scope::Scope;
     use restore::account;
-    let folders = if account::is_account_dir(path)? {
-        let (folders, problem) = account::folders(path)?;
+    let named = |user_dir: &Path, prefix: Option<String>| -> Result<Vec<Listed>> {
+        let (folders, problem) = account::folders(user_dir)?;
         if let Some(p) = problem {
             warn(format!("warning: {p}; folders are named after their directories"));
         }
-        folders.into_iter().map(|f| (Some(f.shown()), f.dir, f.journal)).collect()
-    } else {
-        vec![(None, path.to_path_buf(), crate::metadata::journal_of_dir(path))]
+        Ok(folders
+            .into_iter()
+            .map(|f| {
+                let shown = match &prefix {
+                    Some(a) => format!("{a}/{}", f.shown()),
+                    None => f.shown(),
+                };
+                (Some(shown), f.dir, f.journal)
+            })
+            .collect())
     };
-    let keys = keys_if_needed(&archive::walk(path)?, keys)?;
-    let read = std::iter::once(path.to_path_buf()).chain(folders.iter().filter_map(|f| f.2.clone())).collect();
+    let folders = match crate::scope::classify(path)? {
+        Scope::Folder(_) => vec![(None, path.to_path_buf(), crate::metadata::journal_of_dir(path))],
+        Scope::Account(_) => named(path, None)?,
+        Scope::Root { accounts, .. } => {
+            let mut all = Vec::new();
+            for a in &accounts {
+                let prefix = a.file_name().map(|n| crate::printable::escape(&n.to_string_lossy()));
+                all.extend(named(a, prefix)?);
+            }
+            all
+        }
+        Scope::Empty(_) => return Err(crate::scope::nothing_there(path)),
+    };
+    let files = archive::files_of(folders.iter().map(|f| f.1.as_path()))?;
+    if files.is_empty() && folders.iter().all(|f| f.2.is_none()) {
+        return Err(crate::scope::nothing_there(path));
+    }
+    let journals: Vec<PathBuf> = folders.iter().filter_map(|f| f.2.clone()).collect();
+    let keys = keys_if_needed(&files, &journals, path, keys)?;
+    warn_odd_files(&files);
+    let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
     let mut code = 0;
     // `--list ... | head` closes the pipe early: stop quietly then.
@@ -785,6 +884,14 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
         if let Some(p) = listed.metadata_problem {
             warn(format!("warning: {}: no flags and arrival times: {p}", dir.display()));
         }
+        if listed.damaged_records > 0 {
+            warn(format!(
+                "warning: {}: {} damaged metadata record{} left out (see --verify)",
+                dir.display(),
+                listed.damaged_records,
+                if listed.damaged_records == 1 { "" } else { "s" }
+            ));
+        }
         for (file, why) in &listed.failed {
             warn(format!("{}: {why}", file.display()));
             code = EXIT_FAILURE;
@@ -795,23 +902,51 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
 
 fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let out = settings.out;
-    let files = archive::walk(path)?;
-    let keys = keys_if_needed(&files, keys)?;
-    // Found before confinement: the records and journals may be outside PATH.
-    let journals = verify::journals(&files);
-    let read = std::iter::once(path.to_path_buf()).chain(journals.values().cloned()).collect();
-    confine(&Rules { read, ..Rules::default() }, settings)?;
-    let report =
-        verify::verify(path, loaded(keys), &journals, &mut |path, why| println!("BAD {}: {why}", path.display()))?;
-    if !out.quiet || !report.bad.is_empty() {
-        println!(
-            "verified {} file{}: {} good, {} bad ({} message bytes)",
-            report.checked,
-            if report.checked == 1 { "" } else { "s" },
-            report.checked - report.bad.len(),
-            report.bad.len(),
-            report.bytes
-        );
+    let scope = crate::scope::classify(path)?;
+    if let crate::scope::Scope::Empty(_) = scope {
+        return Err(crate::scope::nothing_there(path));
     }
-    Ok(if report.bad.is_empty() { 0 } else { EXIT_FAILURE })
+    // Found before confinement: the records and journals may be outside PATH.
+    let folders = crate::scope::folders(&scope)?;
+    let journals = verify::journals(&folders);
+    let files = archive::files_of(folders.iter().map(|f| f.dir.as_path()))?;
+    let keys = keys_if_needed(&files, &journals, path, keys)?;
+    warn_odd_files(&files);
+    drop(files);
+    let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
+    confine(&Rules { read, ..Rules::default() }, settings)?;
+    let mut bad_records = false;
+    let report = verify::verify(&folders, keys.as_ref(), &mut |path: &Path, why: &str| {
+        bad_records |= why.contains("metadata record");
+        println!("BAD {}: {why}", path.display())
+    })?;
+    if bad_records {
+        println!("{}", verify::REPAIR_HINT);
+    }
+    if !out.quiet || report.is_bad() {
+        println!("{}", verified_line(&report));
+    }
+    Ok(if report.is_bad() { EXIT_FAILURE } else { 0 })
+}
+
+/// `verified N messages: G good, B bad (D damaged, M missing), BYTES message bytes; J
+/// metadata journals, R damaged records`.
+fn verified_line(r: &verify::Report) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut line =
+        format!("verified {}: {} good, {} bad", plural(r.messages, "message"), r.good, r.damaged + r.missing);
+    if r.damaged + r.missing > 0 {
+        line += &format!(" ({} damaged, {} missing)", r.damaged, r.missing);
+    }
+    line += &format!(", {} message bytes", r.bytes);
+    if r.journals > 0 {
+        line += &format!("; {}", plural(r.journals, "metadata journal"));
+        if r.damaged_records > 0 {
+            line += &format!(", {}", plural(r.damaged_records, "damaged record"));
+        }
+        if r.bad_journals > 0 {
+            line += &format!(", {} unreadable", r.bad_journals);
+        }
+    }
+    line
 }

@@ -1,5 +1,9 @@
 //! The archive's files on disk: `{root}/{user}/{folder}/{uid}.mbox[.gz][.enc]`. Finding
 //! them in a folder or under a root, in UID order, and opening one for reading.
+//!
+//! A file in a folder directory that has an archive file's suffix but not a UID for its
+//! name (`foo.mbox.enc`) is one too for restore, `--list` and `--verify`, as the original's
+//! restore loop took every file by its extension; it comes after the UID-named ones.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -14,8 +18,8 @@ use crate::keys::Keys;
 pub struct ArchiveFile {
     /// Where it is.
     pub path: PathBuf,
-    /// The UID its name gives.
-    pub uid: u32,
+    /// The UID its name gives; `None` for a file named otherwise (`foo.mbox.enc`).
+    pub uid: Option<u32>,
     /// Its layers.
     pub form: Form,
 }
@@ -24,13 +28,21 @@ impl ArchiveFile {
     /// Recognises an archive file by its name, `UID.mbox[.gz][.enc]` with a decimal UID;
     /// `None` for anything else (a restore output, a file of another program).
     pub fn from_path(path: PathBuf) -> Option<ArchiveFile> {
+        ArchiveFile::from_path_any(path).filter(|f| f.uid.is_some())
+    }
+
+    /// Recognises an archive file by its suffix (`.mbox[.gz][.enc]`), with a UID for a
+    /// name or not; `None` for anything else (and for hidden files: temporary ones).
+    pub fn from_path_any(path: PathBuf) -> Option<ArchiveFile> {
         let name = path.file_name()?.to_str()?;
         let (stem, form) = Form::parse(name)?;
-        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let uid = stem.parse().ok()?;
+        let uid = if stem.bytes().all(|b| b.is_ascii_digit()) { stem.parse().ok() } else { None };
         Some(ArchiveFile { path, uid, form })
+    }
+
+    /// The file's name.
+    pub fn name(&self) -> String {
+        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     /// Opens the file through its reader chain: returns the stored From-line and a reader
@@ -40,8 +52,9 @@ impl ArchiveFile {
         fromline::split_stored(codec::open(file, self.form, keys)?)
     }
 
-    fn sort_key(&self) -> (u32, &Path) {
-        (self.uid, &self.path)
+    /// UID-named files first, in UID order, then the others by name.
+    fn sort_key(&self) -> (bool, Option<u32>, &Path) {
+        (self.uid.is_none(), self.uid, &self.path)
     }
 }
 
@@ -49,55 +62,72 @@ fn sort(files: &mut [ArchiveFile]) {
     files.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
 }
 
-/// The archive files directly in `dir`, in ascending UID order (then by name).
+/// The archive files directly in `dir`, in ascending UID order, then those not named
+/// after a UID.
 pub fn list_folder(dir: &Path) -> Result<Vec<ArchiveFile>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         if entry.file_type().at(&entry.path())?.is_file() {
-            files.extend(ArchiveFile::from_path(entry.path()));
+            files.extend(ArchiveFile::from_path_any(entry.path()));
         }
     }
     sort(&mut files);
     Ok(files)
 }
 
-/// The archive files anywhere under `root` (a folder or a whole archive), folder by
-/// folder in UID order. Symbolic links are not followed.
-pub fn walk(root: &Path) -> Result<Vec<ArchiveFile>> {
+/// The archive files of the folder directories `dirs`, folder by folder in UID order (a
+/// folder that is gone has none).
+pub fn files_of<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<Vec<ArchiveFile>> {
     let mut files = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let mut here = Vec::new();
-        let mut subdirs = Vec::new();
-        for entry in fs::read_dir(&dir).at(&dir)? {
-            let entry = entry.at(&dir)?;
-            let kind = entry.file_type().at(&entry.path())?;
-            if kind.is_dir() {
-                // The tool's own records and temporary files are not archive files.
-                if entry.file_name() != crate::registry::META_DIR {
-                    subdirs.push(entry.path());
-                }
-            } else if kind.is_file() {
-                here.extend(ArchiveFile::from_path(entry.path()));
-            }
+    for d in dirs {
+        if d.is_dir() {
+            files.extend(list_folder(d)?);
         }
-        sort(&mut here);
-        files.extend(here);
-        subdirs.sort();
-        dirs.extend(subdirs.into_iter().rev());
     }
     Ok(files)
 }
 
-/// Whether `dir` holds an archive file that `matches`, stopping at the first; nothing is
-/// sorted or kept, so a folder of 300,000 files costs one directory read at most.
+/// Whether `dir` holds a UID-named archive file that `matches`, stopping at the first;
+/// nothing is sorted or kept, so a folder of 300,000 files costs one directory read at most.
 pub fn holds(dir: &Path, matches: impl Fn(&ArchiveFile) -> bool) -> bool {
-    fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_type().is_ok_and(|t| t.is_file()) && ArchiveFile::from_path(e.path()).is_some_and(|a| matches(&a))
-        })
+    first(dir, |a| a.uid.is_some() && matches(a)).is_some()
+}
+
+/// Whether `dir` holds any archive file, named after a UID or not.
+pub fn holds_any(dir: &Path) -> bool {
+    first(dir, |_| true).is_some()
+}
+
+/// The first archive file of `dir` (in directory order) that `matches`.
+pub fn first(dir: &Path, matches: impl Fn(&ArchiveFile) -> bool) -> Option<ArchiveFile> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            return None;
+        }
+        ArchiveFile::from_path_any(e.path()).filter(|a| matches(a))
     })
+}
+
+/// The files of `files` not named after a UID, for the one warning that names them:
+/// `None` when there are none.
+pub fn odd_names(files: &[ArchiveFile]) -> Option<String> {
+    const SHOWN: usize = 10;
+    let odd: Vec<&ArchiveFile> = files.iter().filter(|f| f.uid.is_none()).collect();
+    if odd.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = odd.iter().take(SHOWN).map(|f| f.path.display().to_string()).collect();
+    if odd.len() > SHOWN {
+        names.push(format!("and {} more", odd.len() - SHOWN));
+    }
+    Some(format!(
+        "{} file{} not named UID.mbox[.gz][.enc] ({}): taken by {} suffix, after the others, without metadata",
+        odd.len(),
+        if odd.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        if odd.len() == 1 { "its" } else { "their" }
+    ))
 }
 
 /// Whether an account's user directory holds any encrypted archive file (looked for
@@ -117,11 +147,19 @@ mod tests {
     #[test]
     fn names() {
         let f = ArchiveFile::from_path("a/12.mbox.gz.enc".into()).unwrap();
-        assert_eq!((f.uid, f.form.compressed, f.form.encrypted), (12, true, true));
+        assert_eq!((f.uid, f.form.compressed, f.form.encrypted), (Some(12), true, true));
         for other in
             [".smailarchiver-tmp-1.2.3.mbox", "state.json", ".mbox", "flip-iv.mbox.enc", "+5.mbox", "INBOX.mbox"]
         {
             assert!(ArchiveFile::from_path(Path::new("a").join(other)).is_none(), "{other}");
+        }
+        // Restore and verify take files by their suffix, as the original did.
+        for odd in ["flip-iv.mbox.enc", "+5.mbox", "INBOX.mbox", "99999999999.mbox"] {
+            let f = ArchiveFile::from_path_any(Path::new("a").join(odd)).unwrap();
+            assert_eq!(f.uid, None, "{odd}");
+        }
+        for other in [".smailarchiver-tmp-1.2.3.mbox", "state.json", ".mbox", "x.mbox.txt"] {
+            assert!(ArchiveFile::from_path_any(Path::new("a").join(other)).is_none(), "{other}");
         }
     }
 }

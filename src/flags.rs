@@ -44,6 +44,7 @@ pub struct LowArgs {
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
+    pub maildir_layout: Option<String>,
     pub to_imap: bool,
     pub to_folder: Option<String>,
     pub output: Option<PathBuf>,
@@ -242,7 +243,7 @@ pub static FLAGS: &[Flag] = &[
         a.buffer_size = Some(buffer_size(v)?);
         Ok(())
     }),
-    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID).", |a, v| {
+    flag!(Some('r'), "restore", Some("DIR"), Restore, "Restore the folder directory DIR into DIR.mbox (mboxrd, ascending UID; other .mbox* files in it come last), or a user directory (with -o or --to-maildir); an archive root or a directory without archive files is an error.", |a, v| {
         a.restore = Some(val(v)?.into());
         Ok(())
     }),
@@ -252,6 +253,10 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "to-maildir", Some("OUT"), Restore, "With -r, write a Maildir OUT instead: one file per message, the bytes the server sent; for a user directory, one Maildir++ tree with every folder.", |a, v| {
         a.to_maildir = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "maildir-layout", Some("SERVER"), Restore, "With -r DIR --to-maildir OUT, write the Maildir for the server that will read it: dovecot (default: folders as .NAME in modified UTF-7, the bytes as the server sent them) or courier (Courier-IMAP 5: folders as .NAME in UTF-8 without the INBOX. prefix, LF line ends).", |a, v| {
+        a.maildir_layout = Some(val(v)?);
         Ok(())
     }),
     flag!(None, "to-imap", None, Restore, "With -r, upload to an IMAP server instead (its account from -u/-i and the connection options, or -c): a folder directory into its mailbox, a user directory into every mailbox (created when missing); messages already there are not uploaded again.", |a, _| {
@@ -266,11 +271,11 @@ pub static FLAGS: &[Flag] = &[
         a.uid = Some(val(v)?);
         Ok(())
     }),
-    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder or user directory, one line each: UID, date, From, Subject, size, flags (only the headers are decoded).", |a, v| {
+    flag!(None, "list", Some("PATH"), Restore, "List the messages of a folder directory, a user directory or a whole archive root, one line each: UID, date, From, Subject, size, flags, left the server (only the headers are decoded).", |a, v| {
         a.list = Some(val(v)?.into());
         Ok(())
     }),
-    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file under PATH (a folder or a whole archive) and report bad ones.", |a, v| {
+    flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file of PATH (a folder, a user directory or a whole archive) and check its metadata; report every bad file, missing file and damaged metadata record.", |a, v| {
         a.verify = Some(val(v)?.into());
         Ok(())
     }),
@@ -387,6 +392,7 @@ pub fn help() -> String {
         "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
          Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
          smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver -r USERDIR --to-maildir OUT --maildir-layout courier\n  \
          smailarchiver -r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]\n  \
          smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
         env!("CARGO_PKG_VERSION")

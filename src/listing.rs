@@ -1,5 +1,5 @@
 //! `--list`: one line per message of a folder directory (UID, date, From, Subject, size,
-//! flags), decoding only the headers: each file is authenticated whole when encrypted (its
+//! flags, whether it left the server), decoding only the headers: each file is authenticated whole when encrypted (its
 //! MAC covers it all), but decrypted and inflated only up to the blank line that ends
 //! the header section.
 
@@ -24,13 +24,17 @@ pub struct Listed {
     pub failed: Vec<(PathBuf, String)>,
     /// Why the folder's metadata could not be used, when it could not.
     pub metadata_problem: Option<String>,
+    /// Damaged records of its journal met (left out).
+    pub damaged_records: usize,
 }
 
 /// Lists the messages of the folder directory `dir` in UID order, handing each line to `out`
 /// (which returns false to stop: the reader went away):
-/// `UID<TAB>date<TAB>From<TAB>Subject<TAB>size<TAB>flags`. The date is the arrival time
-/// (INTERNALDATE) when the folder's metadata (`journal`) has it, else the `Date:` header;
-/// `-` stands for what is unknown.
+/// `UID<TAB>date<TAB>From<TAB>Subject<TAB>size<TAB>flags<TAB>server`. The date is the
+/// arrival time (INTERNALDATE) when the folder's metadata (`journal`) has it, else the
+/// `Date:` header; `server` is `gone, last seen DATE` for a message that left the server
+/// (kept only in the archive); `-` stands for what is unknown (or, last, for a message not
+/// known to have left). A file not named after a UID shows its name in the UID column.
 pub fn list(
     dir: &Path,
     keys: Option<&Keys>,
@@ -47,7 +51,7 @@ pub fn list(
         None => None,
     };
     for f in archive::list_folder(dir)? {
-        let meta = index.as_ref().and_then(|i| i.lookup(f.uid));
+        let meta = index.as_ref().zip(f.uid).and_then(|(i, uid)| i.lookup(uid));
         let head = match read_header(&f, keys) {
             Ok(h) => h,
             Err(e) => {
@@ -60,19 +64,28 @@ pub fn list(
         let size = meta.as_ref().and_then(|m| m.size).or(head.0);
         let flags = meta.as_ref().map(|m| m.flags.join(" "));
         let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+        let server = meta.as_ref().and_then(|m| m.gone).map(|g| match g.last_seen {
+            0 => "gone, last seen -".to_string(),
+            t => format!(
+                "gone, last seen {}",
+                crate::run_report::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64))
+            ),
+        });
         let more = out(format!(
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            f.uid,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            f.uid.map_or_else(|| crate::printable::escape(&f.name()), |u| u.to_string()),
             dash(date),
             dash(field(b"from")),
             dash(field(b"subject")),
             dash(size.map(|s| s.to_string())),
-            dash(flags)
+            dash(flags),
+            dash(server)
         ));
         if !more {
             break;
         }
     }
+    listed.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
     Ok(listed)
 }
 

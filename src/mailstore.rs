@@ -156,8 +156,8 @@ pub fn take(
         let Ok(dir) = root.open_beneath(&Path::new(account).join(&f.dir)) else { continue };
         let mut uids = Vec::new();
         let listed = dir.for_each_name(|name| {
-            if let Some(file) = ArchiveFile::from_path(std::path::PathBuf::from(name)) {
-                uids.push(file.uid);
+            if let Some(uid) = ArchiveFile::from_path(std::path::PathBuf::from(name)).and_then(|f| f.uid) {
+                uids.push(uid);
             }
         });
         if listed.is_err() || uids.is_empty() {

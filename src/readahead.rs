@@ -201,7 +201,11 @@ mod tests {
             plain_file(&dir, 1, b"one\n"),
             plain_file(&dir, 2, &big),
             plain_file(&dir, 3, b"three\n"),
-            ArchiveFile { path: dir.join("4.mbox.gz"), uid: 4, form: Form { compressed: true, encrypted: false } },
+            ArchiveFile {
+                path: dir.join("4.mbox.gz"),
+                uid: Some(4),
+                form: Form { compressed: true, encrypted: false },
+            },
             plain_file(&dir, 5, &big),
         ];
         let mut ahead = ReadAhead::spawn(files, None).unwrap();

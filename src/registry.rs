@@ -500,10 +500,10 @@ impl Registry {
         Ok(OpenFolder { path, dir: Arc::new(folder), retired })
     }
 
-    /// The generation of `mailbox` in `account` moved aside last (after its UIDVALIDITY
-    /// changed), if any.
-    pub fn latest_retired(&self, account: &str, mailbox: &Mailbox) -> Option<&FolderRecord> {
-        self.folders.iter().rev().find(|f| f.account == account && f.retired && f.mailbox == *mailbox)
+    /// The generations of `mailbox` in `account` moved aside (after its UIDVALIDITY
+    /// changed), in the order they were.
+    pub fn retired_of(&self, account: &str, mailbox: &Mailbox) -> Vec<&FolderRecord> {
+        self.folders.iter().filter(|f| f.account == account && f.retired && f.mailbox == *mailbox).collect()
     }
 
     /// The live record of `mailbox` in `account`, if there is one.

@@ -42,6 +42,10 @@ pub struct FolderFigures {
     pub seconds: f64,
     /// What went wrong with it, one line each.
     pub errors: Vec<String>,
+    /// Archived messages known to have left the server (kept only in the archive).
+    pub only_in_archive: u64,
+    /// Of those, the ones this run found gone.
+    pub left_server: usize,
 }
 
 /// What a backup tells about its progress beyond text, for `--report` and the line an
@@ -56,4 +60,7 @@ pub trait Events: Sync {
     fn account_failed(&self, _user: &str, _server: &str, _error: &str) {}
     /// A message of `bytes` bytes was archived.
     fn message_stored(&self, _bytes: u64) {}
+    /// `left` archived messages of the folder `folder` (after its `folder_done`) were found
+    /// to have left the server; `total` of its messages are now only in the archive.
+    fn folder_gone(&self, _user: &str, _server: &str, _folder: &str, _left: usize, _total: u64) {}
 }

@@ -101,6 +101,8 @@ impl RunRecord {
                         "failed": f.failed,
                         "bytes": f.bytes,
                         "seconds": (f.seconds * 1000.0).round() / 1000.0,
+                        "only_in_archive": f.only_in_archive,
+                        "left_server": f.left_server,
                         "errors": f.errors,
                     })).collect::<Vec<_>>(),
                 })
@@ -151,6 +153,15 @@ impl crate::report::Events for RunRecord {
         self.messages.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
+
+    fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
+        self.with_account(user, server, |a| {
+            if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == folder) {
+                f.left_server += left;
+                f.only_in_archive = total;
+            }
+        });
+    }
 }
 
 /// `2026-11-30T13:28:42Z`: the time in UTC, to the second.
@@ -185,6 +196,7 @@ mod tests {
             "imap.example.org",
             FolderFigures { name: "INBOX".into(), new: 2, archived: 5, bytes: 10, ..FolderFigures::default() },
         );
+        r.folder_gone("ann", "imap.example.org", "INBOX", 1, 3);
         r.message_stored(4);
         r.message_stored(6);
         r.account_failed("bo", "mail.example.net", "login refused");
@@ -199,6 +211,8 @@ mod tests {
         assert_eq!(v["exit"], 130);
         assert_eq!(v["accounts"][0]["error"], Value::Null);
         assert_eq!(v["accounts"][0]["folders"][0]["archived"], 5);
+        assert_eq!(v["accounts"][0]["folders"][0]["left_server"], 1);
+        assert_eq!(v["accounts"][0]["folders"][0]["only_in_archive"], 3);
         assert_eq!(v["accounts"][0]["folders"][0]["errors"], json!([]));
         assert_eq!(v["accounts"][1]["error"], "login refused");
         assert_eq!(v["accounts"][2]["error"], "not backed up: the run was interrupted");

@@ -1,82 +1,102 @@
-//! Verify: decode every archive file under a path into nothing and report the bad ones.
-//! Where a folder has metadata, each message's digest is compared with the one recorded
-//! when it was fetched (a file copied over another UID's), and every message recorded must
-//! still have its file (a file removed). It writes nothing.
+//! Verify: decode every archive file of some folders into nothing and report every bad
+//! one; it never stops at the first. Where a folder has metadata, each message's digest is
+//! compared with the one recorded when it was fetched (a file copied over another UID's),
+//! every message recorded must still have its file (named as it was recorded), and every
+//! record of the journal must be sound. It writes nothing.
+//!
+//! A backup may run meanwhile: each folder's journal is opened (and its length taken)
+//! before the folder's files are listed, and a record is written only after its file is
+//! committed, so a file the journal names was there to be listed.
 
-use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::archive::{self, ArchiveFile};
+use crate::codec::Form;
 use crate::error::{describe_io, Error, Result};
 use crate::keys::Keys;
-use crate::metadata::{self, HashingReader, Index};
+use crate::metadata::{HashingReader, Index};
 use crate::readahead::ReadAhead;
-use crate::restore::{drain, parent_of};
+use crate::restore::drain;
+use crate::scope::FolderDir;
 
 /// What a verification found.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Files checked.
-    pub checked: usize,
+    /// Messages: files checked, and recorded messages whose file is missing.
+    pub messages: usize,
+    /// Files that decoded and match their record.
+    pub good: usize,
+    /// Files that did not decode, or are not the message recorded for their UID.
+    pub damaged: usize,
+    /// Recorded messages without their file.
+    pub missing: usize,
     /// Message bytes decoded from the good files.
     pub bytes: u64,
-    /// Bad files (or missing ones), with the reason.
-    pub bad: Vec<(PathBuf, String)>,
+    /// Metadata journals read.
+    pub journals: usize,
+    /// Their damaged records.
+    pub damaged_records: usize,
+    /// Journals that could not be read at all.
+    pub bad_journals: usize,
 }
 
-/// The metadata journal of each folder directory of `files` that has one.
-pub fn journals(files: &[ArchiveFile]) -> BTreeMap<PathBuf, PathBuf> {
-    let dirs: HashSet<&Path> = files.iter().map(|f| parent_of(&f.path)).collect();
-    dirs.into_iter().filter_map(|d| Some((d.to_path_buf(), metadata::journal_of_dir(d)?))).collect()
-}
-
-/// Verifies every archive file under `root`. `keys` is called only if encrypted files
-/// exist. `journals` are the folders' metadata ([`journals`]). `on_bad` hears of each bad
-/// file as it is found.
-pub fn verify(
-    root: &Path,
-    keys: impl FnOnce() -> Result<Keys>,
-    journals: &BTreeMap<PathBuf, PathBuf>,
-    on_bad: &mut dyn FnMut(&Path, &str),
-) -> Result<Report> {
-    let files = archive::walk(root)?;
-    if files.is_empty() {
-        return Err(Error::runtime(format!("{}: no archive files found", root.display())));
+impl Report {
+    /// Whether anything was wrong.
+    pub fn is_bad(&self) -> bool {
+        self.damaged + self.missing + self.damaged_records + self.bad_journals > 0
     }
-    let keys = if files.iter().any(|f| f.form.encrypted) { Some(keys()?) } else { None };
+}
+
+/// What a verification tells as it goes.
+pub trait Events {
+    /// A bad file, a missing one, a journal or one of its records: `path` and why.
+    fn bad(&mut self, path: &Path, why: &str);
+}
+
+impl<F: FnMut(&Path, &str)> Events for F {
+    fn bad(&mut self, path: &Path, why: &str) {
+        self(path, why)
+    }
+}
+
+/// Verifies `folders`. `keys` are needed where files or journals are encrypted.
+pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, events: &mut dyn Events) -> Result<Report> {
     let mut report = Report::default();
-    let mut ahead = ReadAhead::spawn(files.clone(), keys.clone())?;
-    let mut bad = |report: &mut Report, path: &Path, reason: String| {
-        on_bad(path, &reason);
-        report.bad.push((path.to_path_buf(), reason));
+    for folder in folders {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        verify_folder(folder, keys, &mut report, events)?;
+    }
+    if report.messages == 0 && report.journals == 0 {
+        return Err(Error::runtime("no archive files found"));
+    }
+    Ok(report)
+}
+
+fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, events: &mut dyn Events) -> Result<()> {
+    // The journal first: what it records was committed before it was opened.
+    let index = match folder.journal.as_deref().map(|j| Index::load(j, keys, true)) {
+        Some(Ok(i)) => {
+            report.journals += 1;
+            Some(i)
+        }
+        Some(Err(e)) => {
+            report.journals += 1;
+            report.bad_journals += 1;
+            events.bad(folder.journal.as_deref().unwrap_or(&folder.dir), &format!("metadata: {e}"));
+            None
+        }
+        None => None,
     };
-    // Files come folder by folder: one folder's index in memory at a time.
-    let mut folder: Option<(PathBuf, Option<Index>, HashSet<u32>)> = None;
+    let files = if folder.dir.is_dir() { archive::list_folder(&folder.dir)? } else { Vec::new() };
+    let mut ahead = ReadAhead::spawn(files.clone(), keys.cloned())?;
     for f in &files {
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
         }
-        let dir = parent_of(&f.path);
-        if folder.as_ref().is_none_or(|(d, _, _)| d != dir) {
-            if let Some(done) = folder.take() {
-                missing(done, &mut |p, r| bad(&mut report, p, r));
-            }
-            let index = match journals.get(dir).map(|j| Index::load(j, keys.as_ref(), true)) {
-                Some(Ok(i)) => Some(i),
-                Some(Err(e)) => {
-                    bad(&mut report, dir, format!("metadata: {e}"));
-                    None
-                }
-                None => None,
-            };
-            folder = Some((dir.to_path_buf(), index, HashSet::new()));
-        }
-        report.checked += 1;
-        let recorded =
-            folder.as_ref().and_then(|(_, i, _)| i.as_ref()).and_then(|i| i.lookup(f.uid)).and_then(|m| m.digest);
-        if let Some((_, _, seen)) = folder.as_mut() {
-            seen.insert(f.uid);
-        }
+        report.messages += 1;
+        let recorded = index.as_ref().zip(f.uid).and_then(|(i, uid)| i.lookup(uid)).and_then(|m| m.digest);
         // An encrypted file's digest is its HMAC tag (checked on the way); others', the
         // SHA-256 of the message.
         let decoded = ahead.next_message().and_then(|(_, msg)| {
@@ -94,27 +114,66 @@ pub fn verify(
             None => Err(std::io::Error::other("no HMAC tag after reading the file")),
         });
         match decoded {
-            Ok((n, digest)) => match recorded {
-                Some(d) if d != digest => bad(
-                    &mut report,
+            Ok((_, digest)) if recorded.is_some_and(|d| d != digest) => {
+                report.damaged += 1;
+                let uid = f.uid.unwrap_or(0);
+                events.bad(
                     &f.path,
-                    format!("not the message archived as UID {} (its digest differs: copied from another UID?)", f.uid),
-                ),
-                _ => report.bytes += n,
-            },
-            Err(e) => bad(&mut report, &f.path, describe_io(&e)),
+                    &format!("not the message archived as UID {uid} (its digest differs: copied from another UID?)"),
+                );
+            }
+            Ok((n, _)) => {
+                report.good += 1;
+                report.bytes += n;
+            }
+            Err(e) => {
+                report.damaged += 1;
+                events.bad(&f.path, &describe_io(&e));
+            }
         }
     }
-    if let Some(done) = folder.take() {
-        missing(done, &mut |p, r| bad(&mut report, p, r));
+    if let Some(index) = &index {
+        missing(folder, index, &files, report, events);
     }
-    Ok(report)
+    Ok(())
 }
 
-/// Reports each message the folder's metadata records whose file is gone.
-fn missing((dir, index, seen): (PathBuf, Option<Index>, HashSet<u32>), bad: &mut dyn FnMut(&Path, String)) {
-    let Some(index) = index else { return };
-    for uid in index.archived_uids().filter(|u| !seen.contains(u)) {
-        bad(&dir.join(format!("{uid}.mbox")), format!("UID {uid} was archived but its file is missing"));
+/// Reports each message the journal records whose file is gone, named as recorded (or
+/// after the folder's other files when the record does not say), and the journal's
+/// damaged records.
+fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mut Report, events: &mut dyn Events) {
+    let mut have: Vec<u32> = files.iter().filter_map(|f| f.uid).collect();
+    have.sort_unstable();
+    let usual: Option<Form> = files.first().map(|f| f.form);
+    let mut entries = index.entries();
+    for (uid, meta) in entries.by_ref() {
+        if !meta.archived || have.binary_search(&uid).is_ok() {
+            continue;
+        }
+        report.messages += 1;
+        report.missing += 1;
+        let name = match meta.form.or(usual) {
+            Some(form) => format!("{uid}{}", form.suffix()),
+            None => format!("{uid}.mbox*"),
+        };
+        events.bad(&folder.dir.join(name), &format!("UID {uid} was archived but its file is missing"));
     }
+    let journal = index.path().to_path_buf();
+    for d in entries.damage() {
+        report.damaged_records += 1;
+        events.bad(
+            &journal,
+            &format!("{d}: a damaged metadata record (the metadata of one message, or of a run's end); left out"),
+        );
+    }
+}
+
+/// The line that says how damaged records are repaired.
+pub const REPAIR_HINT: &str = "damaged metadata records are repaired by the next backup of the account: it reads \
+     the journal whole, rewrites it without them and asks the server again for the flags, arrival times and sizes \
+     they held (the messages' files are not touched)";
+
+/// The folders' journals, for the sandbox's rules.
+pub fn journals(folders: &[FolderDir]) -> Vec<PathBuf> {
+    folders.iter().filter_map(|f| f.journal.clone()).collect()
 }

@@ -848,3 +848,55 @@ fn a_folder_name_that_is_not_text_fails_that_folder_only() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(archived(&folder_dir(root.path(), "INBOX"), &served), vec![1, 2]);
 }
+
+/// A backup killed with SIGKILL while a message body is half in (the server holds the rest
+/// of it back, so the moment is known, not guessed): the run is shown to leave that
+/// message's temporary file in ROOT/.smailarchiver/tmp and nothing but whole `UID.mbox*`
+/// files in the folder directory; the next run removes the leftover and archives
+/// everything.
+#[test]
+fn a_killed_runs_temporary_file_is_left_then_removed_by_the_next_run() {
+    let served = vec![(1, message(1, 2000)), (2, message(2, 2000)), (3, message(3, 400_000)), (4, message(4, 2000))];
+    let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![Script::healthy()]);
+    server.pause_at("UID FETCH 3 (", Some(150_000));
+    let root = TempDir::new("faults-leftover");
+    let tmp_dir = root.join(META_DIR).join(TMP_DIR);
+    let dir = folder_dir(root.path(), "INBOX");
+    let port = server.port().to_string();
+    let ca = server.ca_file();
+    let args =
+        ["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "--dir", root.path().to_str().unwrap()];
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .args(["--buffer-size", BUDGET, "-q"])
+        .env("SMAILARCHIVER_PASSWD", PW)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_paused(std::time::Duration::from_secs(60));
+    // The message begun is written to its temporary file as it comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sorted_names(&tmp_dir).iter().any(|n| n.ends_with(".3.mbox")) {
+        assert!(std::time::Instant::now() < deadline, "no temporary file while UID 3 was half sent");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended while the server held UID 3 back");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = sorted_names(&tmp_dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".smailarchiver-tmp-") && left[0].ends_with(".3.mbox"), "not UID 3's: {left:?}");
+    // UIDs 1 and 2 came before UID 3 and were committed before it was begun; nothing
+    // else is in the folder directory.
+    assert_eq!(sorted_names(&dir), ["1.mbox", "2.mbox"]);
+    server.release();
+    let o = backup(&server, root.path(), &["--buffer-size", BUDGET]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("INBOX: 2 new, 2 already archived, 0 failed"), "{}", stdout(&o));
+    assert_eq!(sorted_names(&tmp_dir), Vec::<String>::new(), "the killed run's temporary file is still there");
+    assert_eq!(archived(&dir, &served), uids(&served));
+    // Whatever the server sent to the killed run on its release went nowhere.
+    server.take_errors();
+}

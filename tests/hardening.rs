@@ -101,7 +101,7 @@ fn committed(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) -> usiz
     }
     let keys = smailarchiver::keys::load(keys, || Ok(None)).expect("the key file of a run that archived something");
     for f in &files {
-        let uid = f.uid;
+        let uid = f.uid.unwrap_or_else(|| panic!("{}: not named after a UID", f.path.display()));
         assert!(f.form.compressed && f.form.encrypted, "{}", f.path.display());
         let mut message = Vec::new();
         let read = f.open(Some(&keys)).and_then(|(_, mut r)| r.read_to_end(&mut message));

@@ -53,7 +53,7 @@ fn tool(args: &[&str]) -> std::process::Output {
     run(args, &[("SMAILARCHIVER_KEY_PASSWORD", KEY_PW)])
 }
 
-/// `--list` lines, split into their six fields.
+/// `--list` lines, split into their seven fields.
 fn listing(folder: &Path, keys: &[&str]) -> Vec<Vec<String>> {
     let mut args = vec!["--list", folder.to_str().unwrap()];
     args.extend(keys);
@@ -293,7 +293,7 @@ fn original_archives_list_and_options_are_checked() {
     let keys = ["-k", key.to_str().unwrap()];
     let lines = listing(&folder, &keys);
     assert!(!lines.is_empty());
-    assert!(lines.iter().all(|l| l.len() == 6 && l[5] == "-"), "{lines:?}");
+    assert!(lines.iter().all(|l| l.len() == 7 && l[5] == "-" && l[6] == "-"), "{lines:?}");
     assert!(lines.iter().any(|l| l[1].contains("2013") && l[2].contains('@')), "{lines:?}");
     assert_one_line_error(&tool(&["--uid", "5"]), 2, "go with -r");
     assert_one_line_error(&tool(&["-r", folder.to_str().unwrap(), "--uid", "3-1"]), 2, "expected UIDs");

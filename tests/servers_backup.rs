@@ -46,7 +46,8 @@ fn populate(server: &dyn MailServer, user: &str) {
             server.create_mailbox(user, PW, &wire);
         }
     }
-    let flag_sets: [&[&str]; 4] = [&["\\Seen"], &["\\Answered", "\\Flagged"], &["$Forwarded", "Work"], &[]];
+    let flag_sets: [&[&str]; 5] =
+        [&["\\Seen"], &["\\Answered", "\\Flagged"], &["$Forwarded", "Work"], &[], &["\\Draft", "\\Deleted"]];
     for (i, f) in FOLDERS.iter().enumerate() {
         let wire = server.mailbox(f);
         for j in 0..2 {
@@ -56,7 +57,7 @@ fn populate(server: &dyn MailServer, user: &str) {
                  Message-ID: <m{n}@example.org>\r\nSubject: {f} {j}\r\n\r\nbody {n} of {f}\r\n"
             );
             let date = format!("{:02}-Mar-20{:02} 10:{:02}:00 +0100", 1 + j, 10 + i, n % 60);
-            server.append(user, PW, &wire, flag_sets[n % 4], Some(&date), msg.as_bytes());
+            server.append(user, PW, &wire, flag_sets[n % 5], Some(&date), msg.as_bytes());
         }
     }
     let inbox = server.mailbox("INBOX");
@@ -196,16 +197,19 @@ fn full_backups_and_noop_rerun(kind: Kind) {
     }
 }
 
-/// New mail in two folders is fetched alone; a message expunged on the server stays in
-/// the archive; a recreated folder (new UIDVALIDITY) gets a fresh directory and the old one
-/// is kept aside.
+/// `-z -e`: new mail in two folders is fetched alone; a message expunged on the server
+/// stays in the archive; a recreated folder (new UIDVALIDITY) gets a fresh directory and
+/// the old one is kept aside.
 fn new_mail_expunge_and_uidvalidity(kind: Kind) {
     let server = servers::shared(kind);
     let user = "changes";
     populate(server, user);
     let root = TempDir::new(&format!("srv-{}-changes", server.label()));
-    backup_ok(server, user, root.path(), &["--all-folders"]);
+    let keys = root.join("keys");
+    let args = ["--all-folders", "-z", "-e", "-k", keys.to_str().unwrap()];
+    backup_ok(server, user, root.path(), &args);
     let label = server.label();
+    let keys = Some(keys.as_path());
 
     // New mail in two folders.
     let (archive, cjk) = (server.mailbox("Archive/2023"), server.mailbox("日本語"));
@@ -219,22 +223,22 @@ fn new_mail_expunge_and_uidvalidity(kind: Kind) {
     );
     server.deliver_raw(user, PW, &cjk, b"Subject: new 2\n\nbare LF new\n");
     let before = server.fetch_stats(user);
-    let out = backup_ok(server, user, root.path(), &["--all-folders"]);
+    let out = backup_ok(server, user, root.path(), &args);
     let stats = server.fetch_stats(user).since(&before);
     assert_eq!(out.matches(": 1 new").count(), 2, "{label}: {out}");
     assert!(stats.body_bytes > 0, "{label}: {stats:?}");
-    assert_archive_whole(server, user, root.path(), None, &[]);
+    assert_archive_whole(server, user, root.path(), keys, &[]);
 
     // An expunge on the server: the archive keeps the message.
     let inbox = server.mailbox("INBOX");
     let first = server.uids(user, PW, &inbox)[0];
-    let kept = folder_dirs(root.path())[&inbox].join(format!("{first}.mbox"));
+    let kept = folder_dirs(root.path())[&inbox].join(format!("{first}.mbox.gz.enc"));
     server.expunge(user, PW, &inbox, first);
-    let out = backup_ok(server, user, root.path(), &["--all-folders"]);
+    let out = backup_ok(server, user, root.path(), &args);
     assert!(!out.contains(": 1 new"), "{label}: {out}");
     assert!(kept.is_file(), "{label}: {} gone after an expunge on the server", kept.display());
     let expunged = [(inbox.as_str(), first)];
-    assert_archive_whole(server, user, root.path(), None, &expunged);
+    assert_archive_whole(server, user, root.path(), keys, &expunged);
 
     // The folder deleted and made again: a new UIDVALIDITY.
     let sent = server.mailbox("Sent Items");
@@ -247,13 +251,13 @@ fn new_mail_expunge_and_uidvalidity(kind: Kind) {
     server.create_mailbox(user, PW, &sent);
     server.append(user, PW, &sent, &[], None, b"Subject: after recreate\r\n\r\nnew generation\r\n");
     assert_ne!(server.mailbox_uidvalidity(user, PW, &sent), old_uidvalidity, "{label}");
-    let o = backup(server, user, root.path(), &["--all-folders"]);
+    let o = backup(server, user, root.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{label}: {}", stderr(&o));
     assert!(stderr(&o).contains("UIDVALIDITY changed"), "{label}: {}", stderr(&o));
     let aside = old_dir
         .with_file_name(format!("{}.uidvalidity-{old_uidvalidity}", old_dir.file_name().unwrap().to_string_lossy()));
     assert_eq!(fs::read_dir(&aside).unwrap().count(), old_files, "{label}: {}", aside.display());
-    assert_archive_whole(server, user, root.path(), None, &expunged);
+    assert_archive_whole(server, user, root.path(), keys, &expunged);
 }
 
 macro_rules! per_server {

@@ -109,6 +109,9 @@ fn a_renumbered_folder_is_linked_from_the_archive_not_fetched_again() {
         assert!(out.contains("INBOX: 2 new, 5 already archived, 0 failed, 5 renumbered"), "{out}");
         assert!(stderr(&o).contains("UIDVALIDITY changed (7 -> 8)"), "{}", stderr(&o));
         let second = commands_of(&server, 1);
+        // The STATUS at the start showed the new UIDVALIDITY: one EXAMINE, every UID.
+        let until_fields: Vec<&String> = second.iter().take_while(|c| !c.contains("HEADER.FIELDS")).collect();
+        assert_eq!(until_fields.iter().filter(|c| c.starts_with("EXAMINE")).count(), 1, "{second:?}");
         let fields: Vec<&String> = second.iter().filter(|c| c.contains("HEADER.FIELDS")).collect();
         assert_eq!(fields.len(), 1, "{second:?}");
         assert!(fields[0].starts_with("UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS"));
@@ -153,5 +156,30 @@ fn a_renumbered_folder_is_linked_from_the_archive_not_fetched_again() {
         backup(&server, root.path(), &args);
         let third = commands_of(&server, 2);
         assert!(!third.iter().any(|c| c.starts_with("EXAMINE") || c.starts_with("UID")), "{third:?}");
+    }
+}
+
+/// A generation left partly filled (a run stopped while linking; here two of its files
+/// removed) is not the end of the search: what it lacks is found in the one before.
+#[test]
+fn a_partly_linked_generation_is_completed_from_the_one_before() {
+    let mail: Vec<(u32, Vec<u8>)> = (1..=5).map(|u| (u, message(u))).collect();
+    let server = FakeImap::start(USER, PW, vec![Folder::new("INBOX", 7, mail)], vec![Script::healthy()]);
+    let root = TempDir::new("quirks-generations");
+    backup(&server, root.path(), &[]);
+    server.renumber("INBOX", 8, 11);
+    backup(&server, root.path(), &[]);
+    for uid in [12, 14] {
+        std::fs::remove_file(root.join(USER).join("INBOX").join(format!("{uid}.mbox"))).unwrap();
+    }
+    server.renumber("INBOX", 9, 21);
+    let o = backup(&server, root.path(), &[]);
+    assert!(stdout(&o).contains("INBOX: 0 new, 5 already archived, 0 failed, 5 renumbered"), "{}", stdout(&o));
+    let third = commands_of(&server, 2);
+    assert!(!third.iter().any(|c| c.contains("BODY.PEEK[]")), "{third:?}");
+    let live = root.join(USER).join("INBOX");
+    for (i, uid) in (21..=25).enumerate() {
+        let stored = std::fs::read(live.join(format!("{uid}.mbox"))).unwrap();
+        assert!(stored.ends_with(&message(i as u32 + 1)), "UID {uid}");
     }
 }

@@ -172,6 +172,22 @@ fn courier_renumbering(tag: &str, options: &[&str]) {
     }
     let generations = folder_records(root.path()).iter().filter(|(m, _, _)| *m == wire).count();
     assert_eq!(generations, 3, "one generation a run");
+    // What the generations cost on disk: the files are shared.
+    let (mut entries, mut inodes, mut bytes) = (0u64, std::collections::HashSet::new(), 0u64);
+    for (_, dir, _) in folder_records(root.path()) {
+        for e in fs::read_dir(&dir).unwrap() {
+            let m = e.unwrap().metadata().unwrap();
+            entries += 1;
+            if inodes.insert(std::os::unix::fs::MetadataExt::ino(&m)) {
+                bytes += m.len();
+            }
+        }
+    }
+    eprintln!(
+        "courier {tag}: {generations} generations, {entries} directory entries, {} files, {bytes} bytes",
+        inodes.len()
+    );
+    assert_eq!(inodes.len(), count, "every generation shares the first one's files");
 }
 
 #[test]

@@ -259,10 +259,41 @@ fn flags_and_arrival_times_make_the_round_trip() {
     }
 }
 
-/// A run killed at moments of an upload, then rerun: every message is there once.
-#[test]
-fn a_killed_upload_rerun_gives_every_message_exactly_once() {
-    let d = Dovecot::start();
+/// Messages of `user`'s INBOX as the server counts them (STATUS), through a session kept
+/// open for it: what has landed so far.
+struct Landed(ImapSession);
+
+impl Landed {
+    fn watch(d: &Dovecot, user: &str) -> Landed {
+        Landed(d.session(user, PW))
+    }
+
+    fn now(&mut self) -> usize {
+        let r = self.0.ok("STATUS INBOX (MESSAGES)");
+        let text = r.untagged.iter().find_map(|u| u.text.split("MESSAGES ").nth(1).map(str::to_string));
+        text.and_then(|t| t.trim_end_matches(')').trim().parse().ok()).unwrap_or_else(|| panic!("{r:?}"))
+    }
+
+    /// Waits until at least `n` messages have landed while `child` runs; how many had.
+    #[track_caller]
+    fn wait_for(&mut self, n: usize, child: &mut std::process::Child) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let landed = self.now();
+            if landed >= n {
+                return landed;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the upload ended ({status}) with {landed} messages landed, before {n} had");
+            }
+            assert!(Instant::now() < deadline, "{landed} messages landed in 60 s, waiting for {n}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// 300 distinct messages of 20 to 31 KB in `src`'s INBOX, backed up into `root`.
+fn three_hundred(d: &Dovecot, root: &Path) -> Vec<Vec<u8>> {
     d.add_user("src", PW);
     let mut session = d.session("src", PW);
     let msgs: Vec<Vec<u8>> = (0..300).map(|n| message(n, 20_000 + n * 37)).collect();
@@ -270,35 +301,117 @@ fn a_killed_upload_rerun_gives_every_message_exactly_once() {
         session.append("INBOX", &[], m);
     }
     session.logout();
+    backup(d, "src", root, &["-z"]);
+    msgs
+}
+
+/// Asserts that `user`'s INBOX holds each of `msgs` exactly once and nothing else.
+#[track_caller]
+fn each_once(d: &Dovecot, user: &str, msgs: &[Vec<u8>]) {
+    let mut s = d.session(user, PW);
+    let mut got: Vec<Vec<u8>> = served(&mut s, "INBOX").into_iter().map(|(b, _)| b).collect();
+    s.logout();
+    let mut want = msgs.to_vec();
+    want.sort();
+    got.sort();
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(
+        got.len() - distinct.len(),
+        0,
+        "messages uploaded twice ({} on the server, {} distinct)",
+        got.len(),
+        distinct.len()
+    );
+    assert_eq!(got.len(), want.len(), "each message exactly once");
+    assert!(got == want, "the same messages");
+}
+
+/// `INBOX: U uploaded, P already there, F failed` of an upload's output.
+#[track_caller]
+fn counts(out: &str) -> (usize, usize, usize) {
+    let line = out.lines().find(|l| l.contains(" INBOX: ")).unwrap_or_else(|| panic!("no INBOX line: {out}"));
+    let n = |word: &str| -> usize {
+        let before = line.split(word).next().unwrap_or_else(|| panic!("{line}"));
+        before.trim_end().rsplit([' ', ',']).next().and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    };
+    (n(" uploaded"), n(" already there"), n(" failed"))
+}
+
+/// Runs killed with SIGKILL once the server has stored a number of their messages (seen
+/// by the server, not guessed from a delay), then a run to the end: the messages stored
+/// before each kill are there, and after the last run every message is there exactly once,
+/// the rerun having sent only what was missing.
+#[test]
+fn a_killed_upload_rerun_gives_every_message_exactly_once() {
+    let d = Dovecot::start();
     let tmp = TempDir::new("upload-kill");
     let root = tmp.path().join("archive");
-    backup(&d, "src", &root, &["-z"]);
+    let msgs = three_hundred(&d, &root);
     d.add_user("dst", PW);
-    let mut kills = 0;
-    for delay_ms in [150u64, 400, 700] {
+    let mut landed = 0;
+    for more in [40, 80] {
+        let mut watch = Landed::watch(&d, "dst");
         let mut child = upload_cmd(&d, "dst", &root.join("src"), &[]).stdout(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
+        let at_kill = watch.wait_for(landed + more, &mut child);
+        assert!(child.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
+        child.kill().unwrap();
         child.wait().unwrap();
         // A server still storing the uploads a killed client had sent ahead (up to 8 of
         // them) would have them land after the rerun looked: as a rerun from cron, this
         // one comes once the server is done with the killed session.
+        watch.0.logout();
         d.wait_for_all_logouts("dst");
+        landed = Landed::watch(&d, "dst").now();
+        println!("killed with {at_kill} messages landed; {landed} once the server was done with it");
+        assert!(
+            landed >= at_kill && landed < msgs.len(),
+            "killed mid-upload: {at_kill}, then {landed}, of {}",
+            msgs.len()
+        );
     }
-    assert!(kills > 0, "no run was killed mid-upload: make the messages bigger");
     let o = upload(&d, "dst", &root.join("src"), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let mut s = d.session("dst", PW);
-    let mut got: Vec<Vec<u8>> = served(&mut s, "INBOX").into_iter().map(|(b, _)| b).collect();
-    s.logout();
-    let mut want = msgs.clone();
-    want.sort();
-    got.sort();
-    assert_eq!(got.len(), want.len(), "each message exactly once");
-    assert!(got == want, "the same messages");
+    each_once(&d, "dst", &msgs);
+    assert_eq!(counts(&stdout(&o)), (msgs.len() - landed, landed, 0), "{}", stdout(&o));
+}
+
+/// The connection dropped in the middle of a message body (a proxy cuts it after a full
+/// TLS record from the client, once the server has stored messages of the run; Dovecot's
+/// log says it was mid-APPEND): the run reconnects, sends only what the server lacks, and
+/// every message is there exactly once.
+#[test]
+fn a_connection_dropped_mid_append_costs_nothing() {
+    let d = Dovecot::start();
+    let tmp = TempDir::new("upload-drop");
+    let root = tmp.path().join("archive");
+    let msgs = three_hundred(&d, &root);
+    d.add_user("dst", PW);
+    let proxy = util::proxy::Proxy::start(d.imaps_port());
+    let mut watch = Landed::watch(&d, "dst");
+    let port = proxy.port().to_string();
+    let mut child = upload_cmd(&d, "dst", &root.join("src"), &["--port", &port])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = watch.wait_for(40, &mut child);
+    let passed = proxy.cut(Duration::from_secs(30));
+    watch.0.logout();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(proxy.cuts(), 1);
+    assert!(stderr(&o).contains("connection lost"), "the run said nothing of the drop: {}", stderr(&o));
+    let log = d.log();
+    let dropped: Vec<&str> = log.lines().filter(|l| l.contains("imap(dst)") && l.contains("Disconnected")).collect();
+    assert!(
+        dropped.iter().any(|l| l.contains("(While APPENDing: ")),
+        "the server did not lose the connection in the middle of an APPEND ({passed} bytes passed): {dropped:#?}"
+    );
+    each_once(&d, "dst", &msgs);
+    let (uploaded, present, failed) = counts(&stdout(&o));
+    println!("cut after {passed} bytes, {before} messages landed; then {uploaded} uploaded, {present} already there");
+    assert_eq!((uploaded + present, failed), (msgs.len(), 0), "{}", stdout(&o));
 }
 
 /// A 100 MB message goes up streamed: the client's peak memory stays small.

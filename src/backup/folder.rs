@@ -13,7 +13,6 @@ use super::rebase;
 use super::writer::{MessageWriter, Outcome, Settings, Stamp};
 use crate::account::Account;
 use crate::archive::ArchiveFile;
-use crate::date::Day;
 use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::{BodySink, Fetched};
@@ -63,6 +62,10 @@ pub struct FolderReport {
     /// Messages of a previous UIDVALIDITY recognised under their new UIDs and linked from
     /// the archive, not fetched again (counted as already archived too).
     pub renumbered: usize,
+    /// Archived messages known to have left the server (kept only in the archive).
+    pub only_in_archive: u64,
+    /// Of those, the ones this run found gone.
+    pub left_server: usize,
     pub bytes: u64,
     pub started: Instant,
     /// What went wrong, for `--report`.
@@ -81,6 +84,8 @@ impl FolderReport {
             failed: 0,
             vanished: 0,
             renumbered: 0,
+            only_in_archive: 0,
+            left_server: 0,
             bytes: 0,
             started: Instant::now(),
             errors: Vec::new(),
@@ -98,12 +103,18 @@ impl FolderReport {
             bytes: self.bytes,
             seconds: self.started.elapsed().as_secs_f64(),
             errors: self.errors.clone(),
+            only_in_archive: self.only_in_archive,
+            left_server: self.left_server,
         }
     }
 
-    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`.
+    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`
+    /// (and messages that vanished while fetched, or are kept only in the archive).
     pub fn summary(&self) -> String {
-        let vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        let mut vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
+        if self.only_in_archive > 0 {
+            vanished += &format!(", {} only in the archive", self.only_in_archive);
+        }
         let renumbered = if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
         format!(
             "{}: {} new, {} already archived, {} failed{renumbered}{vanished}, {} bytes, {:.2} s",
@@ -270,17 +281,20 @@ fn unchanged(place: &Place<'_>, mailbox: &Mailbox, status: Option<FolderStatus>)
 /// the UIDs of the messages from that day on; after a complete backup, the UIDs and sizes
 /// of the messages that arrived since; otherwise every UID.
 fn open(
+    ctx: &Context<'_>,
     session: &mut Session,
     place: &Place<'_>,
     mailbox: &Mailbox,
-    from_day: Option<Day>,
 ) -> std::result::Result<(Examined, Found), Stop> {
     let spec = session.spec().clone();
-    if let Some(day) = from_day {
+    if let Some(day) = ctx.account.since {
         return session.examine_and(&mailbox.wire, Then::UidsSince(day)).map_err(imap_stop(&spec, "EXAMINE"));
     }
     let since = place.records().folder_of(place.account_dir, mailbox).and_then(|r| r.complete_at());
-    if let Some((uidvalidity, uidnext)) = since {
+    // A UIDVALIDITY the run's start already showed to be another needs every UID.
+    let renumbered =
+        |recorded: u32| ctx.statuses.get(&mailbox.wire).and_then(|s| s.uidvalidity).is_some_and(|now| now != recorded);
+    if let Some((uidvalidity, uidnext)) = since.filter(|&(v, _)| !renumbered(v)) {
         let (examined, found) =
             session.examine_and(&mailbox.wire, Then::SizesFrom(uidnext)).map_err(imap_stop(&spec, "EXAMINE"))?;
         if examined.uid_validity == Some(uidvalidity) {
@@ -301,7 +315,7 @@ fn pass(
     // Each pass retries every missing message but those given up: only its own failures
     // count besides those.
     report.failed = lessons.left_out.len();
-    let (examined, found) = open(session, place, mailbox, ctx.account.since)?;
+    let (examined, found) = open(ctx, session, place, mailbox)?;
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
@@ -499,11 +513,12 @@ fn relink(
     }
     let missing: Vec<u32> =
         on_server.iter().copied().filter(|u| !archived.contains(u) && !lessons.left_out.contains(u)).collect();
-    let Some((old, dir)) = rebase::previous(place, mailbox, uidvalidity).filter(|_| !missing.is_empty()) else {
+    let previous = rebase::previous(place, mailbox, uidvalidity);
+    if previous.is_empty() || missing.is_empty() {
         return Ok(None);
-    };
+    }
     let all = missing.len() == on_server.len();
-    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, (old, &dir), &missing, all, journal, report) {
+    match rebase::rebase(ctx, session, place, mailbox, &opened.dir, &previous, &missing, all, journal, report) {
         Ok(r) => {
             lessons.relinked = true;
             archived.extend(r.linked.iter().copied());
@@ -569,13 +584,24 @@ pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &
     *journal = None;
 }
 
+/// The archive files of `mailbox`'s folder directory (0 when it has none).
+pub fn count_files(place: &Place<'_>, mailbox: &Mailbox) -> Result<usize> {
+    let Some(dir) = place.records().folder_of(place.account_dir, mailbox).map(|r| r.dir.clone()) else {
+        return Ok(0);
+    };
+    match place.records().open_beneath(&Path::new(place.account_dir).join(dir)) {
+        Ok(dir) => Ok(archived_uids(&dir)?.len()),
+        Err(_) => Ok(0),
+    }
+}
+
 /// UIDs that have a file in the folder directory, in any form: one directory listing,
 /// no file opened.
 pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
     let mut uids = HashSet::new();
     dir.for_each_name(|name| {
-        if let Some(f) = ArchiveFile::from_path(PathBuf::from(name)) {
-            uids.insert(f.uid);
+        if let Some(uid) = ArchiveFile::from_path(PathBuf::from(name)).and_then(|f| f.uid) {
+            uids.insert(uid);
         }
     })
     .at(dir.path())?;

@@ -72,7 +72,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         }
     }
     if ready.is_empty() {
-        Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0 }.say(sink);
+        Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0, left: 0 }.say(sink);
         return code;
     }
     if let Err(e) = roots.start_janitor() {
@@ -97,7 +97,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return EXIT_FAILURE;
         }
     }
-    let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0 };
+    crate::probe::after_confinement();
+    let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0, left: 0 };
     for p in ready {
         if crate::interrupt::requested() {
             break;
@@ -107,6 +108,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         match backup_account(p, out, sink, &mut roots) {
             Ok(totals) => {
                 tally.new += totals.new;
+                tally.left += totals.left;
                 tally.bytes += totals.bytes;
                 if totals.failed > 0 {
                     tally.failed += 1;
@@ -133,17 +135,20 @@ struct Tally {
     failed: usize,
     new: usize,
     bytes: u64,
+    /// Archived messages found to have left the server.
+    left: usize,
 }
 
 impl Tally {
     /// With several accounts, one line to end the run (`2 accounts: 1 ok, 1 failed; 35 new
-    /// messages, B bytes`): a result, so `--quiet` keeps a good run silent as cron wants,
-    /// but a warning when an account failed, so the mail cron sends has the whole count.
+    /// messages, B bytes[; N left the server]`): a result, so `--quiet` keeps a good run
+    /// silent as cron wants, but a warning when an account failed, so the mail cron sends
+    /// has the whole count.
     fn say(&self, sink: &dyn Sink) {
         if self.accounts < 2 {
             return;
         }
-        let line = format!(
+        let mut line = format!(
             "{} accounts: {} ok, {} failed; {} new message{}, {} bytes",
             self.accounts,
             self.accounts - self.failed,
@@ -152,6 +157,9 @@ impl Tally {
             if self.new == 1 { "" } else { "s" },
             self.bytes
         );
+        if self.left > 0 {
+            line += &format!("; {} left the server (kept in the archive)", self.left);
+        }
         if self.failed > 0 {
             sink.warning(&line);
         } else {
@@ -190,7 +198,7 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) 
     // Records that give a directory two owners are refused here, before anything is
     // fetched or moved.
     let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let (keys, keys_created) = load_keys(account, &root.join(&guessed_dir), sink)?;
+    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink)?;
     Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal: None, spec, addrs })
 }
 
@@ -274,6 +282,7 @@ fn read_only<T>(
     if let Err(e) = sandbox::restrict(&rules, sandbox) {
         return vec![(String::from("sandbox"), Err(e))];
     }
+    crate::probe::after_confinement();
     for (account, (auth, spec, addrs)) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth);
@@ -350,6 +359,11 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             root.join(&account_dir).display()
         )));
     }
+    // Another name's archive of this mailstore: the key must be the one its files were
+    // sealed with, checked before anything is written with it.
+    if let (Some(k), Some(spec_keys), false) = (&keys, &account.keys, account_dir == guessed_dir) {
+        crate::key_check::check_account(k, &spec_keys.path, &root, &account_dir)?;
+    }
     let registry = Mutex::new(registry);
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
     // infers it from the names), and the run costs no command more.
@@ -379,10 +393,19 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         statuses: &statuses,
     };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
+    // Flags are refreshed after the mail: the journals' ends are read before this run
+    // appends. A journal changed since its last end record is read whole later.
+    let summaries: Vec<Option<crate::metadata::Summary>> =
+        folders.iter().map(|mailbox| refresh::summary(&ctx, &place, mailbox)).collect();
+    let known_gone = |s: &Option<crate::metadata::Summary>| s.filter(|s| s.intact).and_then(|s| s.mark?.gone);
+    // Messages known to have left the server, by folder, for the summary lines.
+    let only_in_archive: HashMap<String, u64> =
+        folders.iter().zip(&summaries).filter_map(|(m, s)| Some((m.shown(), known_gone(s)?))).collect();
     // What the folders came to; their reports are said and handed on as they end, not kept
     // (10,000 folders' would hold megabytes).
     let totals = Mutex::new(Totals::default());
-    let done = |r: FolderReport| {
+    let done = |mut r: FolderReport| {
+        r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
         sink.result(&format!("{} {}", account.user, r.summary()));
         sink.folder_done(&account.user, &account.host, r.figures());
         lock(&totals).add(&r);
@@ -397,15 +420,22 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     for name in unusable {
         failed(&name, "the server lists this folder under a name that is not text: it cannot be asked for".to_string());
     }
-    // Flags are refreshed after the mail: the marks are read before this run appends.
     let condstore = session.has("CONDSTORE").unwrap_or(false);
     let mut flagged: Vec<refresh::Folder<'_>> = folders
         .iter()
-        .map(|mailbox| refresh::Folder {
-            mailbox,
-            status: statuses.get(&mailbox.wire).copied(),
-            mark: if condstore { refresh::mark(&ctx, &place, mailbox) } else { None },
-            opened: true,
+        .zip(&summaries)
+        .map(|(mailbox, summary)| {
+            let intact = summary.is_some_and(|s| s.intact);
+            refresh::Folder {
+                mailbox,
+                status: statuses.get(&mailbox.wire).copied(),
+                mark: if condstore && intact { summary.and_then(|s| s.mark?.modseq) } else { None },
+                opened: true,
+                check: summary.is_some() && !intact,
+                gone: known_gone(summary),
+                files: None,
+                last_run: summary.and_then(|s| s.mark?.time_ns).map_or(0, |t| (t / 1_000_000_000) as i64),
+            }
         })
         .collect();
     let failed_folders: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -419,6 +449,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
             flagged[i].opened = false;
+            flagged[i].files = Some(r.existing);
             done(r);
             continue;
         }
@@ -492,24 +523,44 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         }
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
+    // Fewer messages on the server than the archive holds of it (less those known to have
+    // left): some left since; asking every message's flags shows which.
+    for f in flagged.iter_mut().filter(|f| !failed_folders.contains(&f.mailbox.wire)) {
+        let Some(messages) = f.status.and_then(|s| s.messages) else { continue };
+        let files = match f.files {
+            Some(n) => n,
+            // A folder directory that cannot be listed has its error in its own report.
+            None => folder::count_files(&place, f.mailbox).unwrap_or(0),
+        };
+        let gone = usize::try_from(f.gone.unwrap_or(0)).unwrap_or(usize::MAX);
+        if (messages as usize) < files.saturating_sub(gone) {
+            f.check = true;
+        }
+    }
     let mut changed: Vec<&refresh::Folder<'_>> = Vec::new();
     for f in flagged.iter().filter(|f| refresh::needed(f, condstore) && !failed_folders.contains(&f.mailbox.wire)) {
         if session.given_up() || crate::interrupt::requested() {
             break;
         }
-        if condstore
-            && f.status.and_then(|s| s.highestmodseq).is_some_and(|m| refresh::mark(&ctx, &place, f.mailbox) == Some(m))
-        {
+        let marked_at = |m: u64| {
+            refresh::summary(&ctx, &place, f.mailbox)
+                .is_some_and(|s| s.intact && s.mark.and_then(|k| k.modseq) == Some(m))
+        };
+        if condstore && !f.check && f.status.and_then(|s| s.highestmodseq).is_some_and(marked_at) {
             // This run fetched the whole folder and marked it up to date.
             continue;
         }
         // Folders with a mark only need what changed since: asked together below.
-        if condstore && f.mark.is_some() {
+        if condstore && f.mark.is_some() && !f.check {
             changed.push(f);
             continue;
         }
-        if let Err(e) = refresh::refresh(&ctx, &mut session, &place, f, condstore) {
-            sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
+        match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+            Ok(found) => {
+                said_refreshed(&ctx, f.mailbox, &found);
+                lock(&totals).left += found.left;
+            }
+            Err(e) => sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown())),
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
@@ -560,13 +611,41 @@ struct Totals {
     bytes: u64,
     /// Folders with a failure.
     failed: usize,
+    /// Messages that left the server since the last run.
+    left: usize,
 }
 
 impl Totals {
     fn add(&mut self, r: &FolderReport) {
         self.new += r.new;
+        self.left += r.left_server;
         self.bytes += r.bytes;
         self.failed += usize::from(r.failed > 0);
+    }
+}
+
+/// Says what a full flag refresh found: messages that left the server, a journal repaired.
+fn said_refreshed(ctx: &folder::Context<'_>, mailbox: &Mailbox, found: &refresh::Refreshed) {
+    let account = ctx.account;
+    if found.damaged > 0 {
+        ctx.sink.warning(&format!(
+            "{} {}: the metadata journal had {} damaged record{}: left out, and what they held asked of the server again",
+            account.label(),
+            mailbox.shown(),
+            found.damaged,
+            if found.damaged == 1 { "" } else { "s" }
+        ));
+    }
+    if found.left > 0 {
+        let total = found.only_in_archive.unwrap_or(found.left as u64);
+        ctx.sink.result(&format!(
+            "{} {}: {} message{} left the server since the last run, kept in the archive ({total} only in the archive)",
+            account.user,
+            mailbox.shown(),
+            found.left,
+            if found.left == 1 { "" } else { "s" },
+        ));
+        ctx.sink.folder_gone(&account.user, &account.host, &mailbox.shown(), found.left, total);
     }
 }
 
@@ -574,12 +653,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The account's keys, and whether the key file was made now; a new key file is made only
-/// for an archive without encrypted messages (a second key could not read them), and said
-/// so even with `--quiet`: it is the one thing to copy somewhere safe.
-fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> Result<(Option<Keys>, bool)> {
+/// The account's keys and whether this run made the key file; a new key file is made
+/// only for an archive without encrypted messages or metadata (a second key could not
+/// read them), and said so even with `--quiet`: it is the one thing to copy somewhere
+/// safe. An existing key is checked against what the archive holds sealed before
+/// anything is written with it.
+fn load_keys(
+    account: &Account,
+    root: &std::path::Path,
+    account_dir: &str,
+    sink: &dyn Sink,
+) -> Result<(Option<Keys>, bool)> {
     let Some(spec) = &account.keys else { return Ok((None, false)) };
-    if !spec.path.exists() && crate::archive::any_encrypted(user_dir) {
+    let user_dir = root.join(account_dir);
+    let sealed = || crate::archive::any_encrypted(&user_dir) || crate::key_check::any_sealed_journal(root, account_dir);
+    if !spec.path.exists() && sealed() {
         return Err(crate::error::Error::runtime(format!(
             "the key file {} is missing, but {} holds encrypted messages that a new key could not read: \
              put the key file back (or name it with -k / \"keys\")",
@@ -588,6 +676,9 @@ fn load_keys(account: &Account, user_dir: &std::path::Path, sink: &dyn Sink) -> 
         )));
     }
     let (keys, created) = spec.load_or_create()?;
+    if !created {
+        crate::key_check::check_account(&keys, &spec.path, root, account_dir)?;
+    }
     if created {
         sink.warning(&format!(
             "created the key file {}{}: keep a copy in a safe place, without it the archive cannot be read",

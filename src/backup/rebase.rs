@@ -99,21 +99,30 @@ pub fn fingerprint(header: &[u8]) -> Option<u128> {
     Some(u128::from_be_bytes(first))
 }
 
-/// The generation of `mailbox` moved aside last, if it is of another UIDVALIDITY than
-/// `uidvalidity`: its UIDVALIDITY and directory name.
-pub fn previous(place: &Place<'_>, mailbox: &Mailbox, uidvalidity: u32) -> Option<(u32, String)> {
+/// Previous generations searched at most, the latest first: the one just moved aside, and
+/// those before it in case a run was stopped half way through linking (Courier renumbers a
+/// folder in every session, so a generation can be left partly filled).
+const GENERATIONS: usize = 3;
+
+/// The generations of `mailbox` moved aside, of another UIDVALIDITY than `uidvalidity`,
+/// the latest first (at most [`GENERATIONS`]): their UIDVALIDITY and directory name.
+pub fn previous(place: &Place<'_>, mailbox: &Mailbox, uidvalidity: u32) -> Vec<(u32, String)> {
     let records = place.records();
-    let r = records.latest_retired(place.account_dir, mailbox)?;
-    let old = r.uidvalidity.filter(|&v| v != uidvalidity)?;
-    Some((old, r.dir.clone()))
+    records
+        .retired_of(place.account_dir, mailbox)
+        .into_iter()
+        .rev()
+        .filter_map(|r| Some((r.uidvalidity.filter(|&v| v != uidvalidity)?, r.dir.clone())))
+        .take(GENERATIONS)
+        .collect()
 }
 
 /// What a rebase did.
 #[derive(Debug, Default)]
 pub struct Rebased {
-    /// New UIDs now archived from the previous generation.
+    /// New UIDs now archived from previous generations.
     pub linked: Vec<u32>,
-    /// Files in the previous generation.
+    /// Files in the latest previous generation.
     pub previous: usize,
 }
 
@@ -127,9 +136,11 @@ struct Described {
     flags: u32,
     /// INTERNALDATE as Unix time and zone.
     arrived: Option<(i64, i16)>,
+    /// Archived from a previous generation by now.
+    linked: bool,
 }
 
-/// A file of the previous generation that may be one of them.
+/// A file of a previous generation that may be one of them.
 struct Candidate {
     name: Box<str>,
     form: codec::Form,
@@ -151,10 +162,16 @@ impl From<Error> for Failure {
     }
 }
 
+/// What the server says of the messages of a new generation, and the flag sets they use.
+struct Descriptions {
+    messages: Vec<Described>,
+    flag_sets: Vec<Vec<String>>,
+}
+
 /// Archives the messages `missing` (ascending; `all` when they are every message of the
-/// folder) of the folder opened last from the previous generation `previous`
-/// (UIDVALIDITY, directory name) where they are found there, into `new_dir`; their
-/// metadata goes to `journal`.
+/// folder) of the folder opened last from the previous generations `previous`
+/// ((UIDVALIDITY, directory name), the latest first) where they are found there, into
+/// `new_dir`; their metadata goes to `journal`.
 #[allow(clippy::too_many_arguments)]
 pub fn rebase(
     ctx: &Context<'_>,
@@ -162,26 +179,47 @@ pub fn rebase(
     place: &Place<'_>,
     mailbox: &Mailbox,
     new_dir: &Dir,
-    previous: (u32, &str),
+    previous: &[(u32, String)],
     missing: &[u32],
     all: bool,
     journal: &mut Option<Journal>,
     report: &FolderReport,
 ) -> std::result::Result<Rebased, Failure> {
-    let (old_uidvalidity, old_name) = previous;
-    let (root, old_dir) = {
-        let records = place.records();
-        let rel = Path::new(place.account_dir).join(old_name);
-        (records.root().to_path_buf(), records.open_beneath(&rel)?)
-    };
-    let old_files = archive::list_folder(old_dir.path())?;
-    let mut rebased = Rebased { previous: old_files.len(), ..Rebased::default() };
-    if old_files.is_empty() || missing.is_empty() {
-        return Ok(rebased);
+    let mut rebased = Rebased::default();
+    let mut described: Option<Descriptions> = None;
+    let mut begun = false;
+    for (k, (old_uidvalidity, old_name)) in previous.iter().enumerate() {
+        let (root, old_dir) = {
+            let records = place.records();
+            let rel = Path::new(place.account_dir).join(old_name);
+            (records.root().to_path_buf(), records.open_beneath(&rel)?)
+        };
+        let old_files = archive::list_folder(old_dir.path())?;
+        if k == 0 {
+            rebased.previous = old_files.len();
+        }
+        if old_files.is_empty() || missing.is_empty() {
+            continue;
+        }
+        // What the server says of the messages to find: asked once.
+        if described.is_none() {
+            described = Some(describe_missing(session, missing, all)?);
+        }
+        let Some(d) = described.as_mut() else { continue };
+        let journal_path = metadata::journal_path(&root, place.account_dir, &mailbox.wire, *old_uidvalidity);
+        let candidates = candidates(ctx, report, &journal_path, old_files, &d.messages)?;
+        link(ctx, place, &old_dir, new_dir, candidates, d, journal, &mut begun, &mut rebased, report)?;
+        if d.messages.iter().all(|m| m.linked) {
+            break;
+        }
     }
-    // What the server says of the messages to find.
+    Ok(rebased)
+}
+
+/// One `UID FETCH` of the size, flags, INTERNALDATE and fingerprint fields of `missing`.
+fn describe_missing(session: &mut Session, missing: &[u32], all: bool) -> std::result::Result<Descriptions, Failure> {
     let wanted: HashSet<u32> = missing.iter().copied().collect();
-    let mut described = Vec::new();
+    let mut messages = Vec::new();
     let mut flag_sets: Vec<Vec<String>> = Vec::new();
     let mut interned: HashMap<Vec<String>, u32> = HashMap::new();
     let mut bad_answer = None;
@@ -191,7 +229,7 @@ pub fn rebase(
             if !wanted.contains(&uid) {
                 return;
             }
-            if described.len() >= missing.len() {
+            if messages.len() >= missing.len() {
                 bad_answer = Some(uid);
                 return;
             }
@@ -203,7 +241,7 @@ pub fn rebase(
                     next
                 });
                 let arrived = f.internal_date.as_deref().and_then(metadata::parse_internal_date);
-                described.push(Described { uid, size, fingerprint, flags, arrived });
+                messages.push(Described { uid, size, fingerprint, flags, arrived, linked: false });
             }
         })
         .map_err(|e| {
@@ -216,19 +254,29 @@ pub fn rebase(
     if let Some(uid) = bad_answer {
         return Err(Failure::Other(Error::runtime(format!("the server described UID {uid} more than once"))));
     }
-    described.sort_by_key(|d| d.uid);
-    described.dedup_by_key(|d| d.uid);
-    let sizes: HashSet<u64> = described.iter().map(|d| u64::from(d.size)).collect();
-    // The previous generation's files of those sizes, by (size, fingerprint), in UID order.
-    let index =
-        Index::load(&metadata::journal_path(&root, place.account_dir, &mailbox.wire, old_uidvalidity), ctx.keys, true)
-            .ok();
+    messages.sort_by_key(|d| d.uid);
+    messages.dedup_by_key(|d| d.uid);
+    Ok(Descriptions { messages, flag_sets })
+}
+
+/// The files of a previous generation (`old_files`, its journal at `journal_path`) of the
+/// sizes of the messages still to find, by (size, fingerprint), in UID order.
+fn candidates(
+    ctx: &Context<'_>,
+    report: &FolderReport,
+    journal_path: &Path,
+    old_files: Vec<ArchiveFile>,
+    described: &[Described],
+) -> std::result::Result<HashMap<(u64, u128), VecDeque<Candidate>>, Failure> {
+    let sizes: HashSet<u64> = described.iter().filter(|d| !d.linked).map(|d| u64::from(d.size)).collect();
+    let index = Index::load(journal_path, ctx.keys, true).ok();
     let mut candidates: HashMap<(u64, u128), VecDeque<Candidate>> = HashMap::new();
     for file in old_files {
         if crate::interrupt::requested() {
             return Err(Failure::Other(Error::interrupted()));
         }
-        let known = index.as_ref().and_then(|i| i.lookup(file.uid)).and_then(|m| Some((m.size?, m.digest?)));
+        let known =
+            index.as_ref().zip(file.uid).and_then(|(i, uid)| i.lookup(uid)).and_then(|m| Some((m.size?, m.digest?)));
         if known.is_some_and(|(size, _)| !sizes.contains(&size)) {
             continue;
         }
@@ -248,20 +296,38 @@ pub fn rebase(
             )),
         }
     }
+    Ok(candidates)
+}
+
+/// Links the matches among `candidates` (files of `old_dir`) into `new_dir`, a thousand at
+/// a time: linked, the directory synced (the names are durable before a journal line names
+/// them), then their journal lines.
+#[allow(clippy::too_many_arguments)]
+fn link(
+    ctx: &Context<'_>,
+    place: &Place<'_>,
+    old_dir: &Dir,
+    new_dir: &Dir,
+    mut candidates: HashMap<(u64, u128), VecDeque<Candidate>>,
+    described: &mut Descriptions,
+    journal: &mut Option<Journal>,
+    begun: &mut bool,
+    rebased: &mut Rebased,
+    report: &FolderReport,
+) -> std::result::Result<(), Failure> {
     let tmp = place.records().tmp()?;
-    let mut begun = false;
-    // A thousand at a time: linked, the directory synced (the names are durable before a
-    // journal line names them), then their journal lines.
-    for chunk in described.chunks(ENTRIES_PER_WRITE) {
+    let flag_sets = &described.flag_sets;
+    for chunk in described.messages.chunks_mut(ENTRIES_PER_WRITE) {
         if crate::interrupt::requested() {
             break;
         }
         let mut entries = Vec::new();
-        for d in chunk {
+        for d in chunk.iter_mut().filter(|d| !d.linked) {
             let key = (u64::from(d.size), d.fingerprint);
             let Some(c) = candidates.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
             let name = format!("{}{}", d.uid, c.form.suffix());
-            place_file(&old_dir, &c.name, new_dir, &name, &tmp).at(&new_dir.path().join(&name))?;
+            place_file(old_dir, &c.name, new_dir, &name, &tmp).at(&new_dir.path().join(&name))?;
+            d.linked = true;
             rebased.linked.push(d.uid);
             entries.push(Entry {
                 uid: d.uid,
@@ -269,6 +335,7 @@ pub fn rebase(
                 digest: c.digest,
                 internal_date: d.arrived.map(|(t, zone)| metadata::format_internal_date(t, zone)),
                 flags: flag_sets.get(d.flags as usize).cloned().unwrap_or_default(),
+                form: Some(c.form),
             });
         }
         if entries.is_empty() {
@@ -276,14 +343,14 @@ pub fn rebase(
         }
         new_dir.sync().at(new_dir.path())?;
         if let Some(j) = journal.as_mut() {
-            let written = if begun { Ok(()) } else { j.begin() }.and_then(|()| j.messages(&entries));
-            begun = true;
+            let written = if *begun { Ok(()) } else { j.begin() }.and_then(|()| j.messages(&entries));
+            *begun = true;
             if let Err(e) = written {
                 metadata_lost(ctx, report, journal, &e);
             }
         }
     }
-    Ok(rebased)
+    Ok(())
 }
 
 /// An archived file's message size, fingerprint and digest (`known`: size and digest from

@@ -335,6 +335,7 @@ struct Pending {
     uid: u32,
     size: u64,
     digest: Digest,
+    form: Form,
 }
 
 /// How a message's digest is had: SHA-256 of its bytes, or for an encrypted file the HMAC
@@ -361,7 +362,7 @@ impl Pending {
             },
         )
         .map_err(|e| write_error(&target, e))?;
-        Ok(Pending { tmp, chain, name, target, uid, size: 0, digest })
+        Ok(Pending { tmp, chain, name, target, uid, size: 0, digest, form: s.form })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -374,7 +375,7 @@ impl Pending {
 
     /// Finishes the file; it waits in `done` for the batch commit that names it.
     fn finish(self, stamp: Stamp, done: &mut Done) -> Result<()> {
-        let Pending { tmp, chain, name, target, uid, size, digest } = self;
+        let Pending { tmp, chain, name, target, uid, size, digest, form } = self;
         chain.finish().map_err(|e| write_error(&target, e))?;
         let digest = match digest {
             Digest::Sha(h) => h.finish(),
@@ -385,7 +386,7 @@ impl Pending {
         };
         done.batch.push_at(tmp, done.dir.clone(), name);
         let Stamp { flags, internal_date } = stamp;
-        done.messages.push(Entry { uid, size, digest, internal_date, flags });
+        done.messages.push(Entry { uid, size, digest, internal_date, flags, form: Some(form) });
         Ok(())
     }
 }

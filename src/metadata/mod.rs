@@ -1,19 +1,19 @@
-//! Each archived message's flags, arrival time (INTERNALDATE), size and digest (SHA-256 of
-//! the message as fetched; an encrypted file's HMAC tag), kept per folder in `ROOT/.smailarchiver/meta/USERDIR/`, outside
-//! the folder directories (the original's restore loop reads every file in those).
+//! Each archived message's flags, arrival time (INTERNALDATE), size, digest (SHA-256 of
+//! the message as fetched; an encrypted file's HMAC tag), file form, and whether it left the
+//! server, kept per folder in `ROOT/.smailarchiver/meta/USERDIR/`, outside the folder
+//! directories (the original's restore loop reads every file in those).
 //!
-//! A folder's file is a journal: a header line, then lines appended after the messages they
-//! describe are committed, so a crash leaves at worst a message without its line (no
-//! metadata) or a torn last line (ignored, and cut off by the next writer). A later line
-//! for a UID wins. When the account encrypts, every line after the header is one sealed
-//! frame in the archive's own framing (base64 of IV, AES-256-CBC, HMAC-SHA256) naming its
-//! folder, so frames cannot be moved between folders unnoticed.
-//!
-//! Reading builds a compact index (about 24 bytes a message, 56 with digests), never a
-//! map of strings per message.
+//! A folder's file is a journal ([`journal`]): records appended after the messages they
+//! describe are committed, each checked on its own (a checksum, or sealed with the
+//! archive's keys and framing when the account encrypts), so a damaged record costs that
+//! record only; compacted now and then into one sorted record per message. Reading
+//! ([`index`]) streams it in UID order in bounded memory, whatever its size.
 
 mod index;
 mod journal;
+mod line;
+pub mod reader;
+pub mod record;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -23,8 +23,13 @@ use sha2::{Digest, Sha256};
 use crate::mbox::{civil_from_days, days_from_civil, days_in_month, MONTHS};
 use crate::registry::{self, Registry};
 
-pub use index::Index;
-pub use journal::{last_modseq, Journal};
+pub use index::{Cursor, Index};
+pub use journal::{authenticates, last_modseq, now, summary, Journal, Summary};
+pub use line::LineError;
+pub use reader::Damage;
+pub use record::{Gone, Mark};
+
+use crate::codec::Form;
 
 /// The directory of the journals in [`registry::META_DIR`].
 pub const METADATA_DIR: &str = "meta";
@@ -43,6 +48,16 @@ pub struct MessageMeta {
     /// SHA-256 of the message as fetched (an encrypted file's HMAC tag), when known (and
     /// asked for).
     pub digest: Option<[u8; 32]>,
+    /// Whether its flags are known.
+    pub flags_known: bool,
+    /// The layers of its file, when recorded.
+    pub form: Option<Form>,
+    /// It left the server: when it was last known there.
+    pub gone: Option<Gone>,
+    /// Recorded as archived (not only flags or a date learnt of it).
+    pub archived: bool,
+    /// When it was archived (Unix time), when recorded.
+    pub archived_at: Option<i64>,
 }
 
 /// One message's line, written once it is committed.
@@ -58,6 +73,8 @@ pub struct Entry {
     pub internal_date: Option<String>,
     /// Flags as fetched with the body.
     pub flags: Vec<String>,
+    /// The layers of its file.
+    pub form: Option<Form>,
 }
 
 /// The journal of one folder: `META/USERDIR/HASH-UIDVALIDITY` where HASH is the first 16
@@ -73,7 +90,13 @@ fn journal_name(wire: &str, uidvalidity: u32) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 fn unhex32(text: &str) -> Option<[u8; 32]> {

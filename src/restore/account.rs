@@ -5,9 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::layout::{file_name_part, MaildirLayout};
 use super::{restore, Options, Report, Target};
 use crate::archive;
 use crate::error::{IoContext, Result};
+use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{encode_utf7, Mailbox};
 use crate::registry::{self, Registry};
 
@@ -50,9 +52,9 @@ pub enum AccountTarget {
     /// One mboxrd file per folder under this directory, at `NAME.mbox` (a name's `/`
     /// levels become subdirectories: `Archive/2019.mbox`).
     MboxDir(PathBuf),
-    /// One Maildir++ tree: INBOX at its top, every other folder in `.NAME` (the modified
-    /// UTF-7 name with `/` as `.`, as Dovecot and Courier name them).
-    Maildir(PathBuf),
+    /// One Maildir++ tree: INBOX at its top, every other folder in `.NAME`, named as the
+    /// layout's server names them.
+    Maildir(PathBuf, MaildirLayout),
 }
 
 /// Whether `dir` is a user directory (folder directories with archive files below it)
@@ -123,22 +125,39 @@ fn folder_dirs(user_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// The output of `folder` under `target`; `taken` are the outputs already used, so two
-/// folders never share one.
-pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) -> Target {
+/// The hierarchy of the server the folders of `user_dir` were backed up from: its
+/// recorded namespace (with a recorded separator where the namespace has none), else
+/// what the folders' names show ([`crate::hierarchy::infer`]).
+pub fn source_hierarchy(user_dir: &Path, folders: &[Folder]) -> Hierarchy {
+    let account = user_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let root = user_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let registry = Registry::read(root).ok();
+    let known = registry.as_ref().and_then(|r| r.folders_of(&account).iter().find_map(|f| f.separator));
+    if let Some(ns) = registry.as_ref().and_then(|r| r.account_of(&account)).and_then(|a| a.namespace.clone()) {
+        return Hierarchy { separator: ns.separator.or(known), prefix: ns.prefix };
+    }
+    let names: Vec<String> = folders
+        .iter()
+        .filter(|f| f.retired.is_none())
+        .map(|f| f.mailbox.as_ref().map_or_else(|| encode_utf7(&f.name()), |m| m.wire.clone()))
+        .collect();
+    crate::hierarchy::infer(names.iter().map(String::as_str), known)
+}
+
+/// The output of `folder` under `target`; `source` is the hierarchy of the server the
+/// folder was backed up from ([`source_hierarchy`]); `taken` are the outputs already used,
+/// so two folders never share one.
+pub fn output_for(folder: &Folder, target: &AccountTarget, source: &Hierarchy, taken: &[PathBuf]) -> Target {
     let (base, suffix) = match target {
         AccountTarget::MboxDir(out) => (out.join(mbox_rel_path(&folder.name())), ".mbox"),
-        AccountTarget::Maildir(out) => {
+        AccountTarget::Maildir(out, layout) => {
             let inbox = folder.retired.is_none()
                 && folder.mailbox.as_ref().is_some_and(|m| m.wire.eq_ignore_ascii_case("INBOX"));
             if inbox {
                 (out.clone(), "")
             } else {
-                let wire = match (&folder.mailbox, folder.retired) {
-                    (Some(m), None) => m.wire.clone(),
-                    _ => encode_utf7(&folder.name()),
-                };
-                (out.join(maildir_name(&wire)), "")
+                let wire = folder.mailbox.as_ref().map(|m| m.wire.as_str());
+                (out.join(layout.folder_dir(wire, folder.retired, &folder.name(), source)), "")
             }
         }
     };
@@ -157,7 +176,7 @@ pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) ->
     };
     match target {
         AccountTarget::MboxDir(_) => Target::Mbox(path),
-        AccountTarget::Maildir(_) => Target::Maildir(path),
+        AccountTarget::Maildir(..) => Target::Maildir(path),
     }
 }
 
@@ -165,21 +184,6 @@ pub fn output_for(folder: &Folder, target: &AccountTarget, taken: &[PathBuf]) ->
 /// level a usable file name.
 fn mbox_rel_path(name: &str) -> PathBuf {
     name.split('/').map(file_name_part).collect()
-}
-
-/// A name level as a file name: control characters replaced, never empty, `.` or `..`.
-fn file_name_part(part: &str) -> String {
-    let cleaned: String = part.chars().map(|c| if c.is_control() { '_' } else { c }).collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => format!("_{cleaned}"),
-        _ => cleaned,
-    }
-}
-
-/// A Maildir++ folder directory: `.` and the modified UTF-7 name with `/` as `.`.
-fn maildir_name(wire: &str) -> String {
-    let levels: Vec<String> = wire.split('/').map(file_name_part).collect();
-    format!(".{}", levels.join("."))
 }
 
 /// Restores `folder` to `target`, making the directories it needs; a Maildir++ folder gets
@@ -218,9 +222,11 @@ mod tests {
     #[test]
     fn outputs_use_real_names() {
         let out = PathBuf::from("/o");
+        let slash = Hierarchy { prefix: String::new(), separator: Some('/') };
         let mbox = |wire: &str, taken: &[PathBuf]| match output_for(
             &folder(wire),
             &AccountTarget::MboxDir(out.clone()),
+            &slash,
             taken,
         ) {
             Target::Mbox(p) => p,
@@ -233,15 +239,32 @@ mod tests {
         );
         assert_eq!(mbox("a/../b", &[]), PathBuf::from("/o/a/_../b.mbox"));
         assert_eq!(mbox("INBOX", &[PathBuf::from("/o/INBOX.mbox")]), PathBuf::from("/o/INBOX~2.mbox"));
-        let maildir = |f: &Folder| match output_for(f, &AccountTarget::Maildir(out.clone()), &[]) {
-            Target::Maildir(p) => p,
-            Target::Mbox(_) => unreachable!(),
-        };
+        let maildir =
+            |f: &Folder| match output_for(f, &AccountTarget::Maildir(out.clone(), MaildirLayout::Dovecot), &slash, &[])
+            {
+                Target::Maildir(p) => p,
+                Target::Mbox(_) => unreachable!(),
+            };
         assert_eq!(maildir(&folder("INBOX")), PathBuf::from("/o"));
         assert_eq!(maildir(&folder("Archive/2019")), PathBuf::from("/o/.Archive.2019"));
         assert_eq!(maildir(&folder("Re&AOc-us")), PathBuf::from("/o/.Re&AOc-us"));
         let old = Folder { retired: Some(5), ..folder("INBOX") };
         assert_eq!(old.name(), "INBOX (UIDVALIDITY 5)");
         assert_eq!(maildir(&old), PathBuf::from("/o/.INBOX (UIDVALIDITY 5)"));
+        let dot = Hierarchy { prefix: "INBOX.".into(), separator: Some('.') };
+        let courier = |f: &Folder, source: &Hierarchy| match output_for(
+            f,
+            &AccountTarget::Maildir(out.clone(), MaildirLayout::Courier),
+            source,
+            &[],
+        ) {
+            Target::Maildir(p) => p,
+            Target::Mbox(_) => unreachable!(),
+        };
+        assert_eq!(courier(&folder("INBOX"), &dot), PathBuf::from("/o"));
+        assert_eq!(courier(&folder("INBOX.Re&AOc-us"), &dot), PathBuf::from("/o/.Reçus"));
+        assert_eq!(courier(&folder("Archive/2019"), &slash), PathBuf::from("/o/.Archive.2019"));
+        let old = Folder { retired: Some(5), ..folder("INBOX.Work") };
+        assert_eq!(courier(&old, &dot), PathBuf::from("/o/.Work (UIDVALIDITY 5)"));
     }
 }

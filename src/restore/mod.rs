@@ -4,6 +4,7 @@
 //! rename). [`account`] restores every folder of a user directory.
 
 pub mod account;
+pub mod layout;
 
 use std::ffi::OsString;
 use std::fs;
@@ -25,34 +26,6 @@ const MAILDIR_BATCH: usize = 256;
 
 /// How much of a message's start is read to build its mbox separator line.
 const HEAD_LEN: usize = 64 * 1024;
-
-/// Encrypted files tried before a key that authenticates none of them is called wrong.
-pub const KEY_PROBES: usize = 3;
-
-/// Checks `keys` (from `key_path`) against the first encrypted `files`: when
-/// [`KEY_PROBES`] of them in a row fail their MAC check and none passes, the key is
-/// wrong (every file changed is far less likely), and one line says so instead of one
-/// per file. Fewer encrypted files, or one that passes, leave it to the per-file report;
-/// files damaged in other ways are skipped (a few at most).
-pub fn check_key(files: &[ArchiveFile], keys: &Keys, key_path: &Path) -> Result<()> {
-    let mut mismatches = 0;
-    for f in files.iter().filter(|f| f.form.encrypted).take(2 * KEY_PROBES) {
-        let Ok(file) = fs::File::open(&f.path) else { continue };
-        match codec::open_sealed(file, f.form, Some(keys)) {
-            Ok(_) => return Ok(()),
-            Err(e) if codec::cipher::is_mac_mismatch(&e) => mismatches += 1,
-            Err(_) => continue,
-        }
-        if mismatches == KEY_PROBES {
-            return Err(Error::runtime(format!(
-                "the key {} does not match: none of the first {KEY_PROBES} encrypted files authenticates with it \
-                 (wrong key file or password?)",
-                key_path.display()
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// Where restored messages go.
 #[derive(Clone, Debug)]
@@ -76,6 +49,8 @@ pub struct Report {
     pub failed: Vec<(PathBuf, String)>,
     /// Why the folder's metadata could not be used, when it could not.
     pub metadata_problem: Option<String>,
+    /// Damaged records of its journal met (left out: those messages lack their metadata).
+    pub damaged_records: usize,
 }
 
 /// How to restore a folder.
@@ -88,6 +63,8 @@ pub struct Options<'a> {
     /// The folder's metadata journal, when it has one ([`metadata::journal_of_dir`]; found
     /// before the process confines itself, as it is outside the folder directory).
     pub journal: Option<&'a Path>,
+    /// Maildir files with LF line ends, as Courier keeps them ([`layout::MaildirLayout`]).
+    pub unix_line_ends: bool,
 }
 
 /// UIDs chosen with `--uid N[,M-K]`: inclusive ranges.
@@ -141,10 +118,10 @@ pub fn restore(
     opts: &Options<'_>,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
-    let Options { keys, uids, journal } = *opts;
+    let Options { keys, uids, journal, unix_line_ends } = *opts;
     let mut files = archive::list_folder(dir)?;
     if let Some(set) = uids {
-        files.retain(|f| set.contains(f.uid));
+        files.retain(|f| f.uid.is_some_and(|u| set.contains(u)));
         if files.is_empty() {
             return Err(Error::runtime(format!("{}: no archive file has one of the UIDs asked for", dir.display())));
         }
@@ -160,9 +137,10 @@ pub fn restore(
     let mut ahead = ReadAhead::spawn(files.clone(), keys.cloned())?;
     let mut report = match target {
         Target::Mbox(output) => to_mbox(&files, output, index.as_ref(), &mut ahead, on_failure),
-        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, on_failure),
+        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, unix_line_ends, on_failure),
     }?;
     report.metadata_problem = problem;
+    report.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
     Ok(report)
 }
 
@@ -198,7 +176,7 @@ fn to_mbox(
             return Err(Error::interrupted());
         }
         let mut out = BufWriter::with_capacity(BUF_SIZE, tmp.file());
-        let arrived = index.and_then(|i| i.lookup(f.uid)).and_then(|m| m.arrived);
+        let arrived = index.zip(f.uid).and_then(|(i, uid)| i.lookup(uid)).and_then(|m| m.arrived);
         match ahead.next_message().and_then(|(_, mut msg)| append_mbox(f, arrived, &mut msg, &mut out)) {
             Ok(n) => {
                 out.flush().at(tmp.path())?;
@@ -290,6 +268,7 @@ fn to_maildir(
     out: &Path,
     index: Option<&Index>,
     ahead: &mut ReadAhead,
+    unix_line_ends: bool,
     on_failure: &mut dyn FnMut(&Path, &str),
 ) -> Result<Report> {
     for sub in ["tmp", "new", "cur"] {
@@ -310,14 +289,21 @@ fn to_maildir(
         }
         let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         // Flags in the name (`:2,` and the letters), arrival time as the file's time.
-        let meta = index.and_then(|i| i.lookup(f.uid));
+        let meta = index.zip(f.uid).and_then(|(i, uid)| i.lookup(uid));
         let letters = meta.as_ref().map(|m| metadata::maildir_letters(&m.flags)).unwrap_or_default();
         let target = out.join("cur").join(format!("{name}:2,{letters}"));
         let tmp = TempFile::create_in(&out.join("tmp"), &name, 0o600).at(&out.join("tmp"))?;
         let written = (|| -> io::Result<u64> {
             let (_, mut msg) = ahead.next_message()?;
             let mut w = BufWriter::with_capacity(BUF_SIZE, tmp.file());
-            let n = codec::pump(&mut msg, &mut w)?;
+            let n = if unix_line_ends {
+                let mut lf = layout::UnixLineEnds::new(&mut w);
+                let n = codec::pump(&mut msg, &mut lf)?;
+                lf.finish()?;
+                n
+            } else {
+                codec::pump(&mut msg, &mut w)?
+            };
             w.flush()?;
             drop(w);
             if let Some(t) = meta.as_ref().and_then(|m| m.arrived) {

@@ -433,8 +433,8 @@ impl<'a> FolderRun<'a> {
     /// The flags and INTERNALDATE a message goes up with: those the metadata kept, else no
     /// flags and the date of its `Date:` header (the arrival time of archives without
     /// metadata is lost; the sender's date is closer to it than the time of the upload).
-    fn stored(&self, uid: u32, date: Option<i64>) -> (Vec<String>, Option<String>) {
-        let meta = self.index.as_ref().and_then(|i| i.lookup(uid));
+    fn stored(&self, uid: Option<u32>, date: Option<i64>) -> (Vec<String>, Option<String>) {
+        let meta = self.index.as_ref().zip(uid).and_then(|(i, uid)| i.lookup(uid));
         // \Recent is the server's to set; APPEND refuses it.
         let flags = meta.as_ref().map_or_else(Vec::new, |m| {
             m.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect()

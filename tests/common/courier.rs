@@ -26,18 +26,17 @@
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::dovecot::{
-    accepts, ensure_mail_user, find_program, free_port_pair, greets, make_certificate, read_lossy, require_root, tail,
-    CertKind,
+    accepts, ensure_mail_user, find_program, greets, make_certificate, read_lossy, require_root, tail, CertKind,
 };
 use super::servers::{
-    check_user_name, counters, drop_into_maildir, harness_command, join_sessions, kill_session, make_state_dir,
-    reap_stale, remove_state_dir, servers_dir, spawn_session, Hierarchy, Kind, MailServer, ServerStats,
+    check_user_name, chown_tree, counters, drop_into_maildir, harness_command, join_sessions, servers_dir, Hierarchy,
+    Kind, MailServer, ServerStats, Startup, Supervised,
 };
 
 const DIR_PREFIX: &str = "smailtest-courier-";
@@ -57,9 +56,9 @@ const PORT_ATTEMPTS: u32 = 5;
 /// A running Courier-IMAP; stopped, and its state directory removed, on drop (or by
 /// [`Courier::shut_down`]). `SMAILTEST_KEEP_COURIER=1` keeps the directory.
 pub struct Courier {
-    dir: PathBuf,
-    child: Mutex<Option<Child>>,
-    sid: u32,
+    /// Its processes, in a session (and mount namespace) of their own, and the state
+    /// directory.
+    proc: Supervised,
     imap_port: u16,
     imaps_port: u16,
     mail_ids: (u32, u32),
@@ -87,57 +86,54 @@ impl Courier {
         }
         let unshare = find_program("unshare").unwrap_or_else(|| panic!("unshare (util-linux) is not installed"));
         let openssl = find_program("openssl").expect("openssl is not installed: run .ci/install-test-deps");
-        reap_stale(DIR_PREFIX);
-        let mut server = Courier {
-            dir: make_state_dir(DIR_PREFIX),
-            child: Mutex::new(None),
-            sid: 0,
-            imap_port: 0,
-            imaps_port: 0,
-            mail_ids: ensure_mail_user(),
-            users: Mutex::new(()),
-            startup: Duration::ZERO,
-        };
+        let proc = Supervised::new(DIR_PREFIX, "SMAILTEST_KEEP_COURIER", "courier");
+        let dir = proc.dir.clone();
         for sub in ["etc", "run", "run/authdaemon", "home"] {
-            fs::create_dir_all(server.dir.join(sub)).expect("create Courier state directories");
-            fs::set_permissions(server.dir.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::create_dir_all(dir.join(sub)).expect("create Courier state directories");
+            fs::set_permissions(dir.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
         }
-        make_certificate(&openssl, &server.dir, CertKind::EndEntity);
-        let pem =
-            [fs::read(server.dir.join("key.pem")).unwrap(), fs::read(server.dir.join("cert.pem")).unwrap()].concat();
-        write_mode(&server.dir.join("imapd.pem"), &pem, 0o600);
+        make_certificate(&openssl, &dir, CertKind::EndEntity);
+        let pem = [fs::read(dir.join("key.pem")).unwrap(), fs::read(dir.join("cert.pem")).unwrap()].concat();
+        write_mode(&dir.join("imapd.pem"), &pem, 0o600);
         write_mode(
-            &server.dir.join("etc/authdaemonrc"),
+            &dir.join("etc/authdaemonrc"),
             b"authmodulelist=\"authuserdb\"\nauthmodulelistorig=\"authuserdb\"\ndaemons=3\n\
               authdaemonvar=/run/courier/authdaemon\nDEBUG_LOGIN=0\nDEFAULTOPTIONS=\"\"\nLOGGEROPTS=\"\"\n",
             0o644,
         );
-        write_mode(&server.dir.join("etc/userdb"), b"", 0o600);
-        server.make_userdb();
-        write_mode(&server.dir.join("imapd-logged"), logging_wrapper(&imapd).as_bytes(), 0o755);
-        for attempt in 1..=PORT_ATTEMPTS {
-            let (imap, imaps) = free_port_pair();
-            server.imap_port = imap;
-            server.imaps_port = imaps;
-            let script = server.start_script(&imaplogin);
-            write_mode(&server.dir.join("start.sh"), script.as_bytes(), 0o755);
+        write_mode(&dir.join("etc/userdb"), b"", 0o600);
+        make_userdb(&dir);
+        write_mode(&dir.join("imapd-logged"), logging_wrapper(&imapd).as_bytes(), 0o755);
+        let launch = |imap: u16, imaps: u16| {
+            write_mode(&dir.join("start.sh"), start_script(&dir, &imaplogin, imap, imaps).as_bytes(), 0o755);
             let mut cmd = Command::new(&unshare);
-            cmd.args(["--mount", "--propagation", "private", "/bin/sh"]).arg(server.dir.join("start.sh"));
-            cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").current_dir(&server.dir);
-            let child = spawn_session(&mut cmd, &server.dir.join("start.out"));
-            server.sid = child.id();
-            fs::write(server.dir.join("session.pid"), server.sid.to_string()).expect("write session.pid");
-            *server.child.lock().unwrap() = Some(child);
-            match server.wait_ready() {
-                Ok(()) => {
-                    server.startup = began.elapsed();
-                    return server;
-                }
-                Err(true) if attempt < PORT_ATTEMPTS => server.stop(),
-                Err(_) => server.fail("Courier did not start"),
+            cmd.args(["--mount", "--propagation", "private", "/bin/sh"]).arg(dir.join("start.sh"));
+            cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").current_dir(&dir);
+            cmd
+        };
+        let check = |imap: u16, imaps: u16| {
+            let out = read_lossy(&dir.join("start.out"));
+            if out.contains("Address already in use") {
+                Startup::PortsTaken
+            } else if out.contains("mount:") || out.contains("unshare:") {
+                Startup::Failed
+            } else if dir.join("run/authdaemon/socket").exists() && greets(imap) && accepts(imaps) {
+                Startup::Ready
+            } else {
+                Startup::Waiting
             }
+        };
+        let Some((imap_port, imaps_port)) = proc.start("start.out", launch, check) else {
+            fail(&dir, "Courier did not start")
+        };
+        Courier {
+            proc,
+            imap_port,
+            imaps_port,
+            mail_ids: ensure_mail_user(),
+            users: Mutex::new(()),
+            startup: began.elapsed(),
         }
-        unreachable!("the last attempt returns or panics")
     }
 
     /// How long [`Courier::start`] took.
@@ -145,89 +141,15 @@ impl Courier {
         self.startup
     }
 
-    fn start_script(&self, imaplogin: &Path) -> String {
-        let d = self.dir.display();
-        let capability = "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE";
-        let tcpd = format!(
-            "{COURIERTCPD} -address=127.0.0.1 -maxprocs=200 -maxperip=200 -nodnslookup -noidentlookup -stderr={d}/imapd.log"
-        );
-        let (login, imapd) = (imaplogin.display(), format!("{d}/imapd-logged"));
-        format!(
-            "# Written by tests/common/courier.rs; run by `unshare --mount`: this instance's etc and\n\
-             # run stand in for /etc/courier and /run/courier, built into authdaemond and its clients.\n\
-             set -e\n\
-             mount --bind {d}/etc /etc/courier\n\
-             mount --bind {d}/run /run/courier\n\
-             {AUTHDAEMOND} 2>>{d}/authdaemond.log &\n\
-             # The settings of Debian's /etc/courier/imapd and imapd-ssl that matter here.\n\
-             export IMAP_CAPABILITY='{capability}'\n\
-             export IMAP_CAPABILITY_TLS='{capability} AUTH=PLAIN'\n\
-             export IMAP_KEYWORDS=1 IMAP_ACL=1 IMAP_IDLE_TIMEOUT=60 IMAP_MAILBOX_SANITY_CHECK=1\n\
-             export IMAP_USELOCKS=1 IMAP_TRASHFOLDERNAME=Trash IMAP_EMPTYTRASH=Trash:7 IMAP_MOVE_EXPUNGE_TO_TRASH=0\n\
-             export IMAP_STARTTLS=YES IMAP_TLS_REQUIRED=0 COURIERTLS={COURIERTLS}\n\
-             export TLS_CERTFILE={d}/imapd.pem TLS_DHPARAMS={DH_PARAMS} TLS_VERIFYPEER=NONE\n\
-             {tcpd} {imap} {login} {imapd} Maildir &\n\
-             IMAP_TLS=1 {tcpd} {imaps} {COURIERTLS} -server -tcpd {login} {imapd} Maildir &\n\
-             wait\n",
-            imap = self.imap_port,
-            imaps = self.imaps_port,
-        )
-    }
-
-    /// `Err(true)` when the ports were taken (try others), `Err(false)` on anything else.
-    fn wait_ready(&self) -> Result<(), bool> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let out = read_lossy(&self.dir.join("start.out"));
-            if out.contains("Address already in use") {
-                return Err(true);
-            }
-            if out.contains("mount:") || out.contains("unshare:") {
-                return Err(false);
-            }
-            if self.dir.join("run/authdaemon/socket").exists() && greets(self.imap_port) && accepts(self.imaps_port) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(false);
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            kill_session(self.sid);
-            let _ = child.wait();
-        }
-    }
-
     /// Stops the server and removes its directory through a shared reference (for a
     /// server kept in a static for the whole test binary); not to be used afterwards.
     pub fn shut_down(&self) {
-        self.stop();
-        remove_state_dir(&self.dir, "SMAILTEST_KEEP_COURIER", "courier");
-    }
-
-    fn fail(&self, why: &str) -> ! {
-        panic!(
-            "{why}\nstate dir: {}\n--- start output ---\n{}\n--- imapd log ---\n{}\n--- authdaemond log ---\n{}",
-            self.dir.display(),
-            tail(&read_lossy(&self.dir.join("start.out")), 40),
-            tail(&read_lossy(&self.dir.join("imapd.log")), 40),
-            tail(&read_lossy(&self.dir.join("authdaemond.log")), 20),
-        )
-    }
-
-    /// Compiles `etc/userdb` into the `userdb.dat` authdaemond reads.
-    fn make_userdb(&self) {
-        let out = Command::new(MAKEUSERDB).arg("-f").arg(self.dir.join("etc/userdb")).output().expect("run makeuserdb");
-        assert!(out.status.success(), "makeuserdb: {}", String::from_utf8_lossy(&out.stderr));
+        self.proc.shut_down();
     }
 
     /// `user`'s home directory (its Maildir is `HOME/Maildir`).
     pub fn user_home(&self, user: &str) -> PathBuf {
-        self.dir.join("home").join(user)
+        self.proc.dir.join("home").join(user)
     }
 
     /// The Maildir++ directory of mailbox `wire` of `user`, as Courier 5 names it on disk:
@@ -291,6 +213,49 @@ impl Courier {
     }
 }
 
+/// Compiles `etc/userdb` into the `userdb.dat` authdaemond reads.
+fn make_userdb(dir: &Path) {
+    let out = Command::new(MAKEUSERDB).arg("-f").arg(dir.join("etc/userdb")).output().expect("run makeuserdb");
+    assert!(out.status.success(), "makeuserdb: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn start_script(dir: &Path, imaplogin: &Path, imap: u16, imaps: u16) -> String {
+    let d = dir.display();
+    let capability = "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE";
+    let tcpd = format!(
+        "{COURIERTCPD} -address=127.0.0.1 -maxprocs=200 -maxperip=200 -nodnslookup -noidentlookup -stderr={d}/imapd.log"
+    );
+    let (login, imapd) = (imaplogin.display(), format!("{d}/imapd-logged"));
+    format!(
+        "# Written by tests/common/courier.rs; run by `unshare --mount`: this instance's etc and\n\
+         # run stand in for /etc/courier and /run/courier, built into authdaemond and its clients.\n\
+         set -e\n\
+         mount --bind {d}/etc /etc/courier\n\
+         mount --bind {d}/run /run/courier\n\
+         {AUTHDAEMOND} 2>>{d}/authdaemond.log &\n\
+         # The settings of Debian's /etc/courier/imapd and imapd-ssl that matter here.\n\
+         export IMAP_CAPABILITY='{capability}'\n\
+         export IMAP_CAPABILITY_TLS='{capability} AUTH=PLAIN'\n\
+         export IMAP_KEYWORDS=1 IMAP_ACL=1 IMAP_IDLE_TIMEOUT=60 IMAP_MAILBOX_SANITY_CHECK=1\n\
+         export IMAP_USELOCKS=1 IMAP_TRASHFOLDERNAME=Trash IMAP_EMPTYTRASH=Trash:7 IMAP_MOVE_EXPUNGE_TO_TRASH=0\n\
+         export IMAP_STARTTLS=YES IMAP_TLS_REQUIRED=0 COURIERTLS={COURIERTLS}\n\
+         export TLS_CERTFILE={d}/imapd.pem TLS_DHPARAMS={DH_PARAMS} TLS_VERIFYPEER=NONE\n\
+         {tcpd} {imap} {login} {imapd} Maildir &\n\
+         IMAP_TLS=1 {tcpd} {imaps} {COURIERTLS} -server -tcpd {login} {imapd} Maildir &\n\
+         wait\n"
+    )
+}
+
+fn fail(dir: &Path, why: &str) -> ! {
+    panic!(
+        "{why}\nstate dir: {}\n--- start output ---\n{}\n--- imapd log ---\n{}\n--- authdaemond log ---\n{}",
+        dir.display(),
+        tail(&read_lossy(&dir.join("start.out")), 40),
+        tail(&read_lossy(&dir.join("imapd.log")), 40),
+        tail(&read_lossy(&dir.join("authdaemond.log")), 20),
+    )
+}
+
 /// A stand-in for imapd that runs it with what the client sends copied to
 /// `HOME/commands/TIME-PID.in` (imaplogin has made the home the current directory). Perl,
 /// because the socket it reads is non-blocking (`tee` gives up on EAGAIN); it ends when
@@ -351,7 +316,7 @@ impl MailServer for Courier {
         self.imaps_port
     }
     fn cert_pem_path(&self) -> PathBuf {
-        self.dir.join("cert.pem")
+        self.proc.dir.join("cert.pem")
     }
     fn add_user(&self, user: &str, password: &str) {
         check_user_name(user);
@@ -364,13 +329,7 @@ impl MailServer for Courier {
             let out = Command::new(MAILDIRMAKE).arg(home.join("Maildir")).output().expect("run maildirmake");
             assert!(out.status.success(), "maildirmake: {}", String::from_utf8_lossy(&out.stderr));
             fs::create_dir_all(home.join("commands")).unwrap();
-            let mut stack = vec![home.clone()];
-            while let Some(p) = stack.pop() {
-                chown(&p, Some(uid), Some(gid)).unwrap();
-                if p.is_dir() {
-                    stack.extend(fs::read_dir(&p).unwrap().filter_map(Result::ok).map(|e| e.path()));
-                }
-            }
+            chown_tree(&home, uid, gid);
             fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
         }
         let openssl = find_program("openssl").expect("openssl");
@@ -384,7 +343,7 @@ impl MailServer for Courier {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "openssl passwd failed");
         let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let db = self.dir.join("etc/userdb");
+        let db = self.proc.dir.join("etc/userdb");
         let mut lines: Vec<String> = read_lossy(&db)
             .lines()
             .filter(|l| l.split('\t').next() != Some(user) && !l.is_empty())
@@ -396,7 +355,7 @@ impl MailServer for Courier {
             home.join("Maildir").display()
         ));
         write_mode(&db, (lines.join("\n") + "\n").as_bytes(), 0o600);
-        self.make_userdb();
+        make_userdb(&self.proc.dir);
     }
     fn hierarchy(&self) -> Hierarchy {
         Hierarchy { separator: '.', prefix: "INBOX." }
@@ -432,18 +391,9 @@ impl MailServer for Courier {
         join_sessions(sessions)
     }
     fn log_path(&self) -> PathBuf {
-        self.dir.join("imapd.log")
+        self.proc.dir.join("imapd.log")
     }
     fn state_dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for Courier {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("courier harness: test panicked; state dir {}", self.dir.display());
-        }
-        self.shut_down();
+        &self.proc.dir
     }
 }

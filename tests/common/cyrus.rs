@@ -29,18 +29,16 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::dovecot::{
-    accepts, find_program, free_port_pair, greets, lookup_user, make_certificate, quote, read_lossy, require_root,
-    tail, CertKind,
+    accepts, find_program, greets, lookup_user, make_certificate, quote, read_lossy, require_root, tail, CertKind,
 };
 use super::servers::{
-    check_user_name, count_fetched, harness_command, join_sessions, kill_session, make_state_dir, reap_stale,
-    remove_state_dir, servers_dir, spawn_session, Hierarchy, Kind, MailServer, ServerStats,
+    check_user_name, chown_tree, count_fetched, harness_command, join_sessions, servers_dir, Hierarchy, Kind,
+    MailServer, ServerStats, Startup, Supervised,
 };
 
 const DIR_PREFIX: &str = "smailtest-cyrus-";
@@ -50,9 +48,7 @@ const CTL_CYRUSDB: &str = "/usr/lib/cyrus/bin/ctl_cyrusdb";
 /// The SASL realm (and server name) logins are checked in.
 const SERVER_NAME: &str = "smailtest-cyrus";
 const NOT_INSTALLED: &str = "Cyrus IMAP is not installed: run .ci/install-test-deps (as root)";
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
-const PORT_ATTEMPTS: u32 = 5;
 
 /// Cyrus's two namespace modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +62,9 @@ pub enum CyrusMode {
 /// A running Cyrus; stopped, and its state directory removed, on drop (or by
 /// [`Cyrus::shut_down`]). `SMAILTEST_KEEP_CYRUS=1` keeps the directory.
 pub struct Cyrus {
-    dir: PathBuf,
+    /// The master, in a session of its own, and the state directory.
+    proc: Supervised,
     mode: CyrusMode,
-    /// The master, leader of its own session.
-    child: Mutex<Option<Child>>,
-    sid: u32,
     imap_port: u16,
     imaps_port: u16,
     cyrus_ids: (u32, u32),
@@ -89,47 +83,38 @@ impl Cyrus {
         find_program("saslpasswd2").unwrap_or_else(|| panic!("{NOT_INSTALLED}: no saslpasswd2"));
         let openssl = find_program("openssl").expect("openssl is not installed: run .ci/install-test-deps");
         let cyrus_ids = lookup_user("cyrus").unwrap_or_else(|| panic!("{NOT_INSTALLED}: no system user cyrus"));
-        reap_stale(DIR_PREFIX);
-        let mut server = Cyrus {
-            dir: make_state_dir(DIR_PREFIX),
-            mode,
-            child: Mutex::new(None),
-            sid: 0,
-            imap_port: 0,
-            imaps_port: 0,
-            cyrus_ids,
-            startup: Duration::ZERO,
-        };
+        let proc = Supervised::new(DIR_PREFIX, "SMAILTEST_KEEP_CYRUS", "cyrus");
+        let dir = proc.dir.clone();
         for sub in ["lib", "lib/log", "spool", "sieve", "socket", "run"] {
-            fs::create_dir_all(server.dir.join(sub)).expect("create Cyrus state directories");
+            fs::create_dir_all(dir.join(sub)).expect("create Cyrus state directories");
         }
-        make_certificate(&openssl, &server.dir, CertKind::EndEntity);
-        for attempt in 1..=PORT_ATTEMPTS {
-            let (imap, imaps) = free_port_pair();
-            server.imap_port = imap;
-            server.imaps_port = imaps;
-            fs::write(server.dir.join("imapd.conf"), server.imapd_conf()).expect("write imapd.conf");
-            fs::write(server.dir.join("cyrus.conf"), server.cyrus_conf(&imapd)).expect("write cyrus.conf");
-            let _ = fs::remove_file(server.dir.join("master.log"));
-            server.own_everything();
+        make_certificate(&openssl, &dir, CertKind::EndEntity);
+        fs::write(dir.join("imapd.conf"), imapd_conf(&dir, mode)).expect("write imapd.conf");
+        let launch = |imap: u16, imaps: u16| {
+            fs::write(dir.join("cyrus.conf"), cyrus_conf(&dir, &imapd, imap, imaps)).expect("write cyrus.conf");
+            let _ = fs::remove_file(dir.join("master.log"));
+            chown_tree(&dir, cyrus_ids.0, cyrus_ids.1);
             let mut cmd = Command::new(MASTER);
-            cmd.arg("-C").arg(server.conf()).arg("-M").arg(server.dir.join("cyrus.conf"));
-            cmd.arg("-p").arg(server.dir.join("run/master.pid")).arg("-L").arg(server.dir.join("master.log"));
-            cmd.current_dir(&server.dir);
-            let child = spawn_session(&mut cmd, &server.dir.join("master.out"));
-            server.sid = child.id();
-            fs::write(server.dir.join("session.pid"), server.sid.to_string()).expect("write session.pid");
-            *server.child.lock().unwrap() = Some(child);
-            match server.wait_ready() {
-                Ok(()) => {
-                    server.startup = began.elapsed();
-                    return server;
-                }
-                Err(true) if attempt < PORT_ATTEMPTS => server.stop(),
-                Err(_) => server.fail("Cyrus did not start (ports taken, or see its output)"),
+            cmd.arg("-C").arg(dir.join("imapd.conf")).arg("-M").arg(dir.join("cyrus.conf"));
+            cmd.arg("-p").arg(dir.join("run/master.pid")).arg("-L").arg(dir.join("master.log"));
+            cmd.current_dir(&dir);
+            cmd
+        };
+        let check = |imap: u16, imaps: u16| {
+            if read_lossy(&dir.join("master.log")).contains("bind") {
+                Startup::PortsTaken
+            } else if proc.exited() {
+                Startup::Failed
+            } else if greets(imap) && accepts(imaps) && dir.join("socket/lmtp").exists() {
+                Startup::Ready
+            } else {
+                Startup::Waiting
             }
-        }
-        unreachable!("the last attempt returns or panics")
+        };
+        let Some((imap_port, imaps_port)) = proc.start("master.out", launch, check) else {
+            fail(&dir, "Cyrus did not start (see its output)")
+        };
+        Cyrus { proc, mode, imap_port, imaps_port, cyrus_ids, startup: began.elapsed() }
     }
 
     pub fn mode(&self) -> CyrusMode {
@@ -141,126 +126,19 @@ impl Cyrus {
         self.startup
     }
 
-    fn conf(&self) -> PathBuf {
-        self.dir.join("imapd.conf")
-    }
-
-    fn imapd_conf(&self) -> String {
-        let d = self.dir.display();
-        let (alt, unix) = match self.mode {
-            CyrusMode::Dot => ("no", "no"),
-            CyrusMode::Slash => ("yes", "yes"),
-        };
-        format!(
-            "# Written by tests/common/cyrus.rs; reads nothing from /etc.\n\
-             servername: {SERVER_NAME}\n\
-             configdirectory: {d}/lib\n\
-             partition-default: {d}/spool\n\
-             defaultpartition: default\n\
-             sievedir: {d}/sieve\n\
-             lmtpsocket: {d}/socket/lmtp\n\
-             idlesocket: {d}/socket/idle\n\
-             notifysocket: {d}/socket/notify\n\
-             proc_path: {d}/run/proc\n\
-             mboxname_lockpath: {d}/run/lock\n\
-             duplicate_db_path: {d}/lib/deliver.db\n\
-             statuscache_db_path: {d}/lib/statuscache.db\n\
-             syslog_prefix: {SERVER_NAME}\n\
-             sasl_pwcheck_method: auxprop\n\
-             sasl_auxprop_plugin: sasldb\n\
-             sasl_sasldb_path: {d}/sasldb2\n\
-             sasl_mech_list: PLAIN LOGIN\n\
-             allowplaintext: yes\n\
-             altnamespace: {alt}\n\
-             unixhierarchysep: {unix}\n\
-             autocreate_quota: 0\n\
-             tls_server_cert: {d}/cert.pem\n\
-             tls_server_key: {d}/key.pem\n\
-             lmtp_downcase_rcpt: yes\n"
-        )
-    }
-
-    fn cyrus_conf(&self, imapd: &Path) -> String {
-        let (d, conf, imapd) = (self.dir.display(), self.conf().display().to_string(), imapd.display());
-        format!(
-            "# Written by tests/common/cyrus.rs.\n\
-             START {{\n  recover cmd=\"{CTL_CYRUSDB} -r -C {conf}\"\n}}\n\
-             SERVICES {{\n\
-             \x20 imap cmd=\"{imapd} -C {conf}\" listen=\"127.0.0.1:{imap}\" prefork=0\n\
-             \x20 imaps cmd=\"{imapd} -s -C {conf}\" listen=\"127.0.0.1:{imaps}\" prefork=0\n\
-             \x20 lmtpunix cmd=\"{LMTPD} -C {conf}\" listen=\"{d}/socket/lmtp\" prefork=0\n\
-             }}\n\
-             EVENTS {{\n}}\n",
-            imap = self.imap_port,
-            imaps = self.imaps_port,
-        )
-    }
-
-    /// Everything in the state directory belongs to the cyrus user, which the master
-    /// becomes.
-    fn own_everything(&self) {
-        let (uid, gid) = self.cyrus_ids;
-        let mut stack = vec![self.dir.clone()];
-        while let Some(p) = stack.pop() {
-            chown(&p, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
-            if p.is_dir() && !p.is_symlink() {
-                stack.extend(fs::read_dir(&p).unwrap().filter_map(Result::ok).map(|e| e.path()));
-            }
-        }
-    }
-
-    /// `Err(true)` when the ports were taken (try others), `Err(false)` on anything else.
-    fn wait_ready(&self) -> Result<(), bool> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let master_log = read_lossy(&self.dir.join("master.log"));
-            if master_log.contains("bind") {
-                return Err(true);
-            }
-            let exited = self.child.lock().unwrap().as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() {
-                return Err(false);
-            }
-            if greets(self.imap_port) && accepts(self.imaps_port) && self.dir.join("socket/lmtp").exists() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(false);
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            kill_session(self.sid);
-            let _ = child.wait();
-        }
-    }
-
     /// Stops the server and removes its directory through a shared reference (for a
     /// server kept in a static for the whole test binary); not to be used afterwards.
     pub fn shut_down(&self) {
-        self.stop();
-        remove_state_dir(&self.dir, "SMAILTEST_KEEP_CYRUS", "cyrus");
-    }
-
-    fn fail(&self, why: &str) -> ! {
-        panic!(
-            "{why}\nstate dir: {}\n--- master output ---\n{}\n--- master log ---\n{}",
-            self.dir.display(),
-            tail(&read_lossy(&self.dir.join("master.out")), 40),
-            tail(&read_lossy(&self.dir.join("master.log")), 40),
-        )
+        self.proc.shut_down();
     }
 
     fn telemetry_dir(&self, user: &str) -> PathBuf {
-        self.dir.join("lib/log").join(user)
+        self.proc.dir.join("lib/log").join(user)
     }
 
     /// Delivers `message` into `user`'s INBOX over LMTP, as an MTA does (bare LF accepted).
     pub fn lmtp(&self, user: &str, message: &[u8]) {
-        let path = self.dir.join("socket/lmtp");
+        let path = self.proc.dir.join("socket/lmtp");
         let stream = UnixStream::connect(&path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -334,6 +212,64 @@ impl Cyrus {
             sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn imapd_conf(dir: &Path, mode: CyrusMode) -> String {
+    let d = dir.display();
+    let (alt, unix) = match mode {
+        CyrusMode::Dot => ("no", "no"),
+        CyrusMode::Slash => ("yes", "yes"),
+    };
+    format!(
+        "# Written by tests/common/cyrus.rs; reads nothing from /etc.\n\
+         servername: {SERVER_NAME}\n\
+         configdirectory: {d}/lib\n\
+         partition-default: {d}/spool\n\
+         defaultpartition: default\n\
+         sievedir: {d}/sieve\n\
+         lmtpsocket: {d}/socket/lmtp\n\
+         idlesocket: {d}/socket/idle\n\
+         notifysocket: {d}/socket/notify\n\
+         proc_path: {d}/run/proc\n\
+         mboxname_lockpath: {d}/run/lock\n\
+         duplicate_db_path: {d}/lib/deliver.db\n\
+         statuscache_db_path: {d}/lib/statuscache.db\n\
+         syslog_prefix: {SERVER_NAME}\n\
+         sasl_pwcheck_method: auxprop\n\
+         sasl_auxprop_plugin: sasldb\n\
+         sasl_sasldb_path: {d}/sasldb2\n\
+         sasl_mech_list: PLAIN LOGIN\n\
+         allowplaintext: yes\n\
+         altnamespace: {alt}\n\
+         unixhierarchysep: {unix}\n\
+         autocreate_quota: 0\n\
+         tls_server_cert: {d}/cert.pem\n\
+         tls_server_key: {d}/key.pem\n\
+         lmtp_downcase_rcpt: yes\n"
+    )
+}
+
+fn cyrus_conf(dir: &Path, imapd: &Path, imap: u16, imaps: u16) -> String {
+    let (d, conf, imapd) = (dir.display(), dir.join("imapd.conf").display().to_string(), imapd.display());
+    format!(
+        "# Written by tests/common/cyrus.rs.\n\
+         START {{\n  recover cmd=\"{CTL_CYRUSDB} -r -C {conf}\"\n}}\n\
+         SERVICES {{\n\
+         \x20 imap cmd=\"{imapd} -C {conf}\" listen=\"127.0.0.1:{imap}\" prefork=0\n\
+         \x20 imaps cmd=\"{imapd} -s -C {conf}\" listen=\"127.0.0.1:{imaps}\" prefork=0\n\
+         \x20 lmtpunix cmd=\"{LMTPD} -C {conf}\" listen=\"{d}/socket/lmtp\" prefork=0\n\
+         }}\n\
+         EVENTS {{\n}}\n"
+    )
+}
+
+fn fail(dir: &Path, why: &str) -> ! {
+    panic!(
+        "{why}\nstate dir: {}\n--- master output ---\n{}\n--- master log ---\n{}",
+        dir.display(),
+        tail(&read_lossy(&dir.join("master.out")), 40),
+        tail(&read_lossy(&dir.join("master.log")), 40),
+    )
 }
 
 /// One session of a telemetry file.
@@ -410,13 +346,13 @@ impl MailServer for Cyrus {
         self.imaps_port
     }
     fn cert_pem_path(&self) -> PathBuf {
-        self.dir.join("cert.pem")
+        self.proc.dir.join("cert.pem")
     }
     fn add_user(&self, user: &str, password: &str) {
         check_user_name(user);
         assert!(!password.contains(['\r', '\n', '\0']), "a SASL password cannot contain CR, LF or NUL");
         let saslpasswd2 = find_program("saslpasswd2").unwrap_or_else(|| panic!("{NOT_INSTALLED}: no saslpasswd2"));
-        let sasldb = self.dir.join("sasldb2");
+        let sasldb = self.proc.dir.join("sasldb2");
         let mut child = Command::new(saslpasswd2)
             .args(["-p", "-c", "-u", SERVER_NAME, "-f"])
             .arg(&sasldb)
@@ -478,18 +414,9 @@ impl MailServer for Cyrus {
         join_sessions(sessions.into_iter().map(|s| (s.key, String::from_utf8_lossy(&s.input).into_owned())).collect())
     }
     fn log_path(&self) -> PathBuf {
-        self.dir.join("master.log")
+        self.proc.dir.join("master.log")
     }
     fn state_dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for Cyrus {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("cyrus harness: test panicked; state dir {}", self.dir.display());
-        }
-        self.shut_down();
+        &self.proc.dir
     }
 }

@@ -472,7 +472,7 @@ extern "C" fn stop_shared() {
 
 /// A fresh state directory `TMP/PREFIX<pid>-<n>-<nanos>`, mode 0755 (the servers' own users
 /// must reach it). The pid lets [`reap_stale`] find directories of dead test binaries.
-pub(crate) fn make_state_dir(prefix: &str) -> PathBuf {
+fn make_state_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -482,10 +482,124 @@ pub(crate) fn make_state_dir(prefix: &str) -> PathBuf {
     dir
 }
 
+/// What a start-up check found.
+pub(crate) enum Startup {
+    Ready,
+    /// The ports were taken meanwhile: try others.
+    PortsTaken,
+    Failed,
+    Waiting,
+}
+
+/// How long a server may take to start.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pairs of free ports tried before giving up.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// A server the harness runs: its state directory and the session its processes run in
+/// (each process it starts stays in that session, also those that make process groups of
+/// their own, as couriertcpd does). Stopped, and the directory removed, when dropped or
+/// by [`Supervised::shut_down`]; the variable `keep_var` set keeps the directory.
+pub(crate) struct Supervised {
+    pub dir: PathBuf,
+    /// The session's leader.
+    child: std::sync::Mutex<Option<Child>>,
+    sid: AtomicU32,
+    keep_var: &'static str,
+    what: &'static str,
+}
+
+impl Supervised {
+    /// A fresh state directory named `PREFIX<pid>-...` (after removing those of dead test
+    /// binaries), nothing running yet.
+    pub fn new(prefix: &str, keep_var: &'static str, what: &'static str) -> Supervised {
+        reap_stale(prefix);
+        Supervised {
+            dir: make_state_dir(prefix),
+            child: std::sync::Mutex::new(None),
+            sid: AtomicU32::new(0),
+            keep_var,
+            what,
+        }
+    }
+
+    /// Starts the server on a pair of free ports: `launch(imap, imaps)` writes what it
+    /// needs and gives the command to run (its output goes to the file `out` in the state
+    /// directory); `check(imap, imaps)` is asked every 20 ms what became of it. The ports,
+    /// or `None` when it failed (after trying other ports when they were taken).
+    pub fn start(
+        &self,
+        out: &str,
+        mut launch: impl FnMut(u16, u16) -> Command,
+        check: impl Fn(u16, u16) -> Startup,
+    ) -> Option<(u16, u16)> {
+        for _ in 0..PORT_ATTEMPTS {
+            let (imap, imaps) = super::dovecot::free_port_pair();
+            let child = spawn_session(&mut launch(imap, imaps), &self.dir.join(out));
+            self.sid.store(child.id(), Ordering::SeqCst);
+            fs::write(self.dir.join("session.pid"), child.id().to_string()).expect("write session.pid");
+            *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+            let deadline = Instant::now() + STARTUP_TIMEOUT;
+            let found = loop {
+                match check(imap, imaps) {
+                    Startup::Waiting if Instant::now() < deadline => sleep(Duration::from_millis(20)),
+                    Startup::Waiting => break Startup::Failed,
+                    other => break other,
+                }
+            };
+            match found {
+                Startup::Ready => return Some((imap, imaps)),
+                Startup::PortsTaken => self.stop(),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Whether the session's leader has exited.
+    pub fn exited(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            kill_session(self.sid.load(Ordering::SeqCst));
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and removes its directory (also through a shared reference: for
+    /// a server kept in a static for the whole test binary, at exit).
+    pub fn shut_down(&self) {
+        self.stop();
+        remove_state_dir(&self.dir, self.keep_var, self.what);
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{} harness: test panicked; state dir {}", self.what, self.dir.display());
+        }
+        self.shut_down();
+    }
+}
+
+/// Gives `path` and everything below it to `uid`:`gid`.
+pub(crate) fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    if path.is_dir() && !path.is_symlink() {
+        for e in fs::read_dir(path).unwrap().filter_map(Result::ok) {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
 /// Spawns `cmd` as the leader of a new session (so that every process it starts, even
 /// those that make process groups of their own, can be found and killed by
 /// [`kill_session`]); its output goes to `out`.
-pub(crate) fn spawn_session(cmd: &mut Command, out: &Path) -> Child {
+fn spawn_session(cmd: &mut Command, out: &Path) -> Child {
     let stdout = fs::File::create(out).expect("create output file");
     let stderr = stdout.try_clone().expect("clone output file");
     // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
@@ -541,7 +655,7 @@ pub(crate) fn kill_session(sid: u32) {
 /// test binaries that died without stopping them. Only a session one of whose processes
 /// names the directory on its command line is killed (a session id of a dead server may
 /// have been reused).
-pub(crate) fn reap_stale(prefix: &str) {
+fn reap_stale(prefix: &str) {
     static DONE: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
     let done = DONE.get_or_init(Default::default);
     let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
@@ -569,7 +683,7 @@ pub(crate) fn reap_stale(prefix: &str) {
 }
 
 /// Removes a state directory, retrying a little (processes may still be exiting).
-pub(crate) fn remove_state_dir(dir: &Path, keep_var: &str, what: &str) {
+fn remove_state_dir(dir: &Path, keep_var: &str, what: &str) {
     if std::env::var_os(keep_var).is_some() {
         eprintln!("{what} harness: kept {}", dir.display());
         return;

@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -152,6 +152,46 @@ pub enum Expiring {
 /// When a connection was accepted, and when the server closed it (`None` while served).
 pub type ConnectionTimes = (Instant, Option<Instant>);
 
+/// The pause a test sets with [`FakeImap::pause_at`].
+#[derive(Default)]
+struct Pause {
+    state: Mutex<PauseState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct PauseState {
+    /// What command to hold, and where in its answer.
+    armed: Option<(String, Option<usize>)>,
+    /// A command met it.
+    reached: bool,
+    released: bool,
+}
+
+impl Pause {
+    /// Whether `cmd` is the command to hold (the pause is then used up): where to hold
+    /// its answer.
+    fn meets(&self, cmd: &str) -> Option<Option<usize>> {
+        let mut st = lock(&self.state);
+        let (containing, mid_literal) = st.armed.as_ref()?;
+        if !cmd.to_ascii_uppercase().contains(containing.as_str()) {
+            return None;
+        }
+        let mid_literal = *mid_literal;
+        st.armed = None;
+        st.reached = true;
+        self.changed.notify_all();
+        Some(mid_literal)
+    }
+
+    fn wait_released(&self) {
+        let mut st = lock(&self.state);
+        while !st.released {
+            st = self.changed.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
 /// The running server; stopped on drop.
 pub struct FakeImap {
     addr: SocketAddr,
@@ -163,6 +203,7 @@ pub struct FakeImap {
     errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     folders: Arc<Mutex<Vec<Folder>>>,
+    pause: Arc<Pause>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -234,7 +275,9 @@ impl FakeImap {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let times = Arc::new(Mutex::new(Vec::new()));
+        let pause = Arc::new(Pause::default());
         let (log2, errors2, stop2, times2) = (log.clone(), errors.clone(), stop.clone(), times.clone());
+        let pause2 = pause.clone();
         let thread = std::thread::spawn(move || {
             let active = AtomicUsize::new(0);
             // Connections are served at once, each on a thread of its own, as a real server
@@ -258,14 +301,15 @@ impl FakeImap {
                         lock(&times2).push((accepted, None));
                         log.len() - 1
                     };
-                    let (account, scripts, tls, active) = (&account, &scripts, &tls, &active);
+                    let (account, scripts, tls, active, pause) = (&account, &scripts, &tls, &active, &pause2);
                     let (log2, errors2, times2) = (&log2, &errors2, &times2);
                     scope.spawn(move || {
                         let busy = active.fetch_add(1, Ordering::SeqCst);
                         if account.offer.max_connections.is_some_and(|max| busy >= max) {
                             refuse(tcp, tls);
                         } else {
-                            serve_one(account, &scripts[n.min(scripts.len() - 1)], tls, tcp, n, log2, errors2);
+                            let script = &scripts[n.min(scripts.len() - 1)];
+                            serve_one(account, script, pause, tls, tcp, n, (log2, errors2));
                         }
                         active.fetch_sub(1, Ordering::SeqCst);
                         // The socket is closed by now.
@@ -276,7 +320,7 @@ impl FakeImap {
                 }
             });
         });
-        FakeImap { addr, dir, log, times, errors, stop, folders, thread: Some(thread) }
+        FakeImap { addr, dir, log, times, errors, stop, folders, pause, thread: Some(thread) }
     }
 
     /// Gives `folder` the UIDVALIDITY `uidvalidity` and its messages new UIDs from `first`
@@ -314,6 +358,34 @@ impl FakeImap {
         self.dir.join("cert.pem").to_string_lossy().into_owned()
     }
 
+    /// Holds the answer to the next command (on any connection) whose text contains
+    /// `containing` (compared in upper case): none of it is sent, or with `Some(n)` the
+    /// answer up to `n` bytes into its first literal (a message body stalled halfway),
+    /// until [`FakeImap::release`]. The client waits on, or is killed meanwhile.
+    pub fn pause_at(&self, containing: &str, mid_literal: Option<usize>) {
+        let mut st = lock(&self.pause.state);
+        assert!(st.armed.is_none() && !st.reached, "one pause at a time");
+        *st = PauseState { armed: Some((containing.to_ascii_uppercase(), mid_literal)), ..PauseState::default() };
+    }
+
+    /// Waits (up to `within`) until a command met the pause of [`FakeImap::pause_at`].
+    #[track_caller]
+    pub fn wait_paused(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut st = lock(&self.pause.state);
+        while !st.reached {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no command met the pause within {within:?}");
+            st = self.pause.changed.wait_timeout(st, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+    }
+
+    /// Lets the answer held by the pause go on.
+    pub fn release(&self) {
+        lock(&self.pause.state).released = true;
+        self.pause.changed.notify_all();
+    }
+
     /// The commands received (tags left out), one list per connection.
     pub fn commands(&self) -> Vec<Vec<String>> {
         lock(&self.log).clone()
@@ -345,6 +417,8 @@ impl FakeImap {
 impl Drop for FakeImap {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // A connection held by a pause is let go: its client is gone or done.
+        self.release();
         // accept() has no timeout: a connection of our own wakes it up to see the flag.
         let woken = TcpStream::connect(self.addr);
         let joined = self.thread.take().map_or(Ok(()), JoinHandle::join);
@@ -364,13 +438,13 @@ impl Drop for FakeImap {
 fn serve_one(
     account: &Account,
     script: &Script,
+    pause: &Pause,
     tls: &Arc<ServerConfig>,
     tcp: TcpStream,
     n: usize,
-    log: &Mutex<Vec<Vec<String>>>,
-    errors: &Mutex<Vec<String>>,
+    (log, errors): (&Mutex<Vec<Vec<String>>>, &Mutex<Vec<String>>),
 ) {
-    let mut conn = Conn { account, script, log, errors, n, counts: HashMap::new(), broken: false };
+    let mut conn = Conn { account, script, pause, log, errors, n, counts: HashMap::new(), broken: false };
     // Caught so that the client meets a closed connection rather than a server gone for
     // good, and the panic is reported with the others.
     let served = catch_unwind(AssertUnwindSafe(|| conn.serve(tcp, tls)));
@@ -509,6 +583,7 @@ type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
 struct Conn<'a> {
     account: &'a Account,
     script: &'a Script,
+    pause: &'a Pause,
     log: &'a Mutex<Vec<Vec<String>>>,
     errors: &'a Mutex<Vec<String>>,
     n: usize,
@@ -592,6 +667,18 @@ impl Conn<'_> {
                 send(&mut s, format!("{tag} BAD unknown command\r\n").as_bytes())?;
                 continue;
             };
+            if fault.is_none() {
+                if let Some(held) = self.pause.meets(cmd) {
+                    // The client may be killed while it waits: whatever it does is fine.
+                    self.broken = true;
+                    let split =
+                        held.map_or(0, |n| literals.first().map_or(reply.len(), |&at| (at + n).min(reply.len())));
+                    send(&mut s, &reply[..split])?;
+                    self.pause.wait_released();
+                    send(&mut s, &reply[split..])?;
+                    continue;
+                }
+            }
             let go_on = match &fault {
                 Some(f) => inject(&mut s, f, tag, reply, literals)?,
                 None => send(&mut s, &reply).map(|()| true)?,

@@ -4,6 +4,7 @@
 
 pub mod fake_imap;
 pub mod fault_proxy;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -59,6 +60,14 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn sorted_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
 }
 
 /// Runs the binary with `args` and extra environment, standard input closed.

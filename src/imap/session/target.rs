@@ -199,12 +199,14 @@ impl Session {
             if !plus {
                 wait_for_go_ahead(link, &tag)?;
             }
+            // Whole 64 KiB pieces: a decoder hands out a few KiB a read, and each write
+            // would otherwise leave as a TLS record (and a system call) of its own.
             let mut buf = vec![0u8; 64 * 1024];
             let mut sent = 0u64;
             while sent < size {
                 let want = buf.len().min((size - sent) as usize);
-                let n =
-                    message.body.read(&mut buf[..want]).map_err(|e| ImapError::Local(crate::error::describe_io(&e)))?;
+                let n = fill(message.body, &mut buf[..want])
+                    .map_err(|e| ImapError::Local(crate::error::describe_io(&e)))?;
                 if n == 0 {
                     return Err(ImapError::Local(format!("the message ended after {sent} of {size} bytes")));
                 }
@@ -341,6 +343,20 @@ fn still_open(wire: &str, e: ImapError) -> ImapError {
         )),
         other => other,
     }
+}
+
+/// Reads into `buf` until it is full or the reader ends; the number of bytes read.
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 #[cfg(test)]
