@@ -475,7 +475,9 @@ fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -
         }
         None => Vec::new(),
     };
-    let record = Arc::new(RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))));
+    let record = Arc::new(
+        RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))).keeping_folders(report.is_some()),
+    );
     let last_words = {
         let (record, report) = (Arc::clone(&record), report.map(Path::to_path_buf));
         move |code: i32| {
@@ -764,7 +766,9 @@ fn run_upload(
     let sink = Printer { out: settings.out };
     let grace = spec.timeout;
     let mut session = Session::new(spec, addrs, auth);
-    session.connect().map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+    session
+        .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
+        .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     let mut code = 0;
     let outcome =
         upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink, &mut |name, result| match result {

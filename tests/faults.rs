@@ -130,7 +130,7 @@ fn error_lines(o: &Output) -> Vec<String> {
 
 /// The body fetches of one connection.
 fn body_fetches(commands: &[String]) -> Vec<&String> {
-    commands.iter().filter(|c| c.contains("BODY.PEEK")).collect()
+    commands.iter().filter(|c| c.contains("BODY.PEEK[]")).collect()
 }
 
 #[test]

@@ -477,7 +477,7 @@ fn pass(
             metadata_lost(ctx, report, &mut journal, &e);
         }
     }
-    sync_journal(ctx, report, &mut journal);
+    sync_journal(place, &journal);
     fetched?;
     // Everything below UIDNEXT is now archived: the next run starts there. Not after a
     // message went missing: the next run looks at every UID again, in case it was not
@@ -486,7 +486,7 @@ fn pass(
     if let (0, 0, Some(uidnext), None) =
         (report.failed, report.vanished, ctx.uidnext(mailbox, &examined), ctx.account.since)
     {
-        place.records().set_complete(place.account_dir, mailbox, uidnext);
+        place.records().set_complete(place.account_dir, mailbox, uidnext)?;
     }
     Ok(())
 }
@@ -570,10 +570,12 @@ pub(super) fn tally(
     }
 }
 
-/// Makes the folder's new metadata durable (before the folder is marked complete).
-pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>) {
-    if let Some(Err(e)) = journal.as_mut().map(Journal::sync) {
-        metadata_lost(ctx, report, journal, &e);
+/// Has the folder's new metadata made durable before the folder is recorded complete:
+/// with the journals of the other folders, when the marks are written (one commit for
+/// all of them on a journaling file system, instead of one a folder).
+pub(super) fn sync_journal(place: &Place<'_>, journal: &Option<Journal>) {
+    if let Some(j) = journal {
+        place.records().sync_before_marks(j.path());
     }
 }
 

@@ -7,6 +7,7 @@ pub mod new_mail;
 pub mod plan;
 pub mod rebase;
 pub mod refresh;
+pub mod roots;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -17,13 +18,13 @@ use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
-use crate::error::{IoContext, Result, EXIT_FAILURE};
+use crate::error::{Result, EXIT_FAILURE};
 use crate::imap::auth::Renewal;
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
-use crate::lock::RootLock;
 use crate::mailbox_name::Mailbox;
-use crate::registry::Registry;
+use crate::mailstore;
+use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
 
@@ -32,10 +33,12 @@ pub use folder::FolderReport;
 /// Backs up every account; returns the exit code (0 only when everything worked).
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
-/// system (password commands, key files, CA files, DNS) happens first for every account,
-/// and the credential helper that runs the commands again later is forked; then the
+/// system (password commands, key files, CA files, DNS, making a missing archive root)
+/// happens first for every account, and the credential helper that runs the commands
+/// again later is forked (and the janitor that removes a root made for nothing); then the
 /// process confines itself to the archive roots and the IMAP ports; then the accounts are
-/// backed up. One failing account never stops the others.
+/// backed up, each root claimed (locked, its records opened) only once an account of it
+/// has logged in. One failing account never stops the others.
 ///
 /// `writable` are more directories the run may write in once confined (where `--report`
 /// goes). After SIGINT or SIGTERM no further account is begun.
@@ -48,7 +51,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return EXIT_FAILURE;
         }
     };
-    let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
+    // Dropped last, on every way out: roots made for accounts that never logged in go.
+    let mut roots = roots::Roots::default();
     let mut code = 0;
     let mut ready = Vec::new();
     let failed = |account: &Account, e: &crate::error::Error| {
@@ -59,7 +63,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         if crate::interrupt::requested() {
             return crate::interrupt::exit_code();
         }
-        match prepare(account, sink, &mut locks) {
+        match prepare(account, sink, &mut roots) {
             Ok(p) => ready.push(Prepared { renewal, ..p }),
             Err(e) => {
                 failed(account, &e);
@@ -71,8 +75,12 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0, left: 0 }.say(sink);
         return code;
     }
+    if let Err(e) = roots.start_janitor() {
+        sink.error(&e.to_string());
+        return EXIT_FAILURE;
+    }
     let rules = Rules {
-        read_write: locks.keys().cloned().chain(writable.iter().cloned()).collect(),
+        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).collect(),
         connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
@@ -97,12 +105,12 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         }
         let account = p.account;
         sink.account_started(&account.user, &account.host);
-        match backup_account(p, out, sink) {
-            Ok(reports) => {
-                tally.new += reports.iter().map(|r| r.new).sum::<usize>();
-                tally.left += reports.iter().map(|r| r.left_server).sum::<usize>();
-                tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
-                if reports.iter().any(|r| r.failed > 0) {
+        match backup_account(p, out, sink, &mut roots) {
+            Ok(totals) => {
+                tally.new += totals.new;
+                tally.left += totals.left;
+                tally.bytes += totals.bytes;
+                if totals.failed > 0 {
                     tally.failed += 1;
                     code = EXIT_FAILURE;
                 }
@@ -166,6 +174,10 @@ struct Prepared<'a> {
     /// The archive root, as the sandbox knows it.
     root: PathBuf,
     keys: Option<Keys>,
+    /// The key file was made by this run, for the user directory `guessed_dir` (the one
+    /// recorded for the server, or the one that would be made).
+    keys_created: bool,
+    guessed_dir: String,
     auth: Auth,
     /// Where a fresh credential comes from during the run (the credential helper).
     renewal: Option<Renewal>,
@@ -173,22 +185,21 @@ struct Prepared<'a> {
     addrs: Vec<SocketAddr>,
 }
 
-/// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
-fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
+/// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
+/// lock checked, its records read and checked), keys.
+fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Prepared<'a>> {
     account.validate()?;
     // Before anything is created: a refused CA file, password or server name leaves no
     // archive root, lock or key file behind.
     let spec = server_spec(account)?;
     let (auth, addrs) = login_and_addresses(account, &spec)?;
-    make_root(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
-    let root = account.root.canonicalize().at(&account.root)?;
-    if !locks.contains_key(&root) {
-        locks.insert(root.clone(), RootLock::acquire(&root)?);
-    }
-    let account_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let keys = load_keys(account, &root, &account_dir, sink)?;
-    Ok(Prepared { account, root, keys, auth, renewal: None, spec, addrs })
+    let root = roots.prepare(&account.root)?;
+    // Records that give a directory two owners are refused here, before anything is
+    // fetched or moved.
+    let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
+    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink)?;
+    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal: None, spec, addrs })
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
@@ -275,7 +286,8 @@ fn read_only<T>(
     for (account, (auth, spec, addrs)) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth);
-        let listed = session.connect().and_then(|()| each(account, &mut session));
+        // Retries are not said: the outcome is.
+        let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
         let _ = session.logout();
         results.push((label.clone(), listed));
     }
@@ -284,7 +296,7 @@ fn read_only<T>(
 
 fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>> {
     let mut registry = Registry::read(&account.root)?;
-    let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
+    let account_dir = account_dir_seen(&registry, session, &account.user)?;
     let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
     let (entries, mut statuses) = (listed.entries, listed.statuses);
     let missing: Vec<String> =
@@ -320,17 +332,58 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
-fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<FolderReport>> {
-    let Prepared { account, root, keys, auth, renewal, spec, addrs } = p;
+fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
+    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs } = p;
     let label = account.label();
-    let mut registry = Registry::open(&root)?;
-    let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
-    let registry = Mutex::new(registry);
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
-    session.connect()?;
+    session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
+    // Logged in: only now is the root the run's, and a directory claimed in it.
+    roots.claim(&root)?;
+    let mut registry = Registry::open(&root)?;
+    let endpoint = spec.endpoint();
+    let same = mailstore::recognise(&registry, &mut session, &endpoint, &account.user)
+        .map_err(|e| spec.imap_error("EXAMINE", &e))?;
+    if let Some((dir, was)) = &same {
+        sink.result(&format!(
+            "{label}: the same mailstore as {} on {was}: continuing in {}",
+            account.user,
+            root.join(dir).display()
+        ));
+    }
+    let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
+    if keys_created && account_dir != guessed_dir && crate::archive::any_encrypted(&root.join(&account_dir)) {
+        let spec_keys = account.keys.as_ref().map(|k| k.path.display().to_string()).unwrap_or_default();
+        return Err(crate::error::Error::runtime(format!(
+            "the key file {spec_keys} was made by this run, but {} (this mailstore's archive) holds encrypted \
+             messages that a new key could not read: give its key file (-k / \"keys\")",
+            root.join(&account_dir).display()
+        )));
+    }
+    // Another name's archive of this mailstore: the key must be the one its files were
+    // sealed with, checked before anything is written with it.
+    if let (Some(k), Some(spec_keys), false) = (&keys, &account.keys, account_dir == guessed_dir) {
+        crate::key_check::check_account(k, &spec_keys.path, &root, &account_dir)?;
+    }
+    let registry = Mutex::new(registry);
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
     // infers it from the names), and the run costs no command more.
     let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
+    // Every folder without a directory gets its record and its directory now, all at once.
+    {
+        let mut records = lock(&registry);
+        let listed: HashMap<&str, Option<char>> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
+        let separator_of = |wire: &str| listed.get(wire).copied().flatten();
+        let claims: Vec<Claim<'_>> = folders
+            .iter()
+            .filter(|m| records.folder_of(&account_dir, m).is_none())
+            .map(|m| Claim {
+                mailbox: m,
+                uidvalidity: statuses.get(&m.wire).and_then(|s| s.uidvalidity),
+                separator: separator_of(&m.wire),
+            })
+            .collect();
+        records.claim_folders(&account_dir, &claims)?;
+    }
     let connections = account.connections.max(1);
     let ctx = folder::Context {
         account,
@@ -348,19 +401,21 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     // Messages known to have left the server, by folder, for the summary lines.
     let only_in_archive: HashMap<String, u64> =
         folders.iter().zip(&summaries).filter_map(|(m, s)| Some((m.shown(), known_gone(s)?))).collect();
-    let reports = Mutex::new(Vec::new());
+    // What the folders came to; their reports are said and handed on as they end, not kept
+    // (10,000 folders' would hold megabytes).
+    let totals = Mutex::new(Totals::default());
     let done = |mut r: FolderReport| {
         r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
         sink.result(&format!("{} {}", account.user, r.summary()));
         sink.folder_done(&account.user, &account.host, r.figures());
-        lock(&reports).push(r);
+        lock(&totals).add(&r);
     };
     // A folder that failed as a whole: said, and counted as one failure.
     let failed = |name: &str, why: String| {
         sink.error(&format!("{label} {name}: {why}"));
         let r = FolderReport { failed: 1, errors: vec![why], ..FolderReport::new(name) };
         sink.folder_done(&account.user, &account.host, r.figures());
-        lock(&reports).push(r);
+        lock(&totals).add(&r);
     };
     for name in unusable {
         failed(&name, "the server lists this folder under a name that is not text: it cannot be asked for".to_string());
@@ -387,7 +442,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
-    let mut ordinary: VecDeque<(&Mailbox, Option<FolderReport>)> = VecDeque::new();
+    // A report begun by the new-mail step is boxed: most entries have none, and 10,000
+    // folders' entries at a report's size each would hold megabytes.
+    let mut ordinary: VecDeque<(&Mailbox, Option<Box<FolderReport>>)> = VecDeque::new();
     for (i, mailbox) in folders.iter().enumerate() {
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
@@ -409,7 +466,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         for (c, result) in changed.iter().zip(new_mail::fetch(&ctx, &mut session, &place, &changed)?) {
             match result {
                 new_mail::Outcome::Complete(r) => done(r),
-                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(partial))),
+                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(Box::new(partial)))),
             }
         }
     }
@@ -427,7 +484,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
                 lock(&queue).push_front((mailbox, prior));
                 return;
             }
-            match folder::backup(&ctx, session, &place, mailbox, prior) {
+            match folder::backup(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
                 Ok(r) => done(r),
                 Err(e) => {
                     failed(&mailbox.shown(), e.to_string());
@@ -462,7 +519,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             if crate::interrupt::requested() {
                 r.errors.push("interrupted".into());
             }
-            done(r);
+            done(*r);
         }
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
@@ -501,11 +558,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
             Ok(found) => {
                 said_refreshed(&ctx, f.mailbox, &found);
-                let name = f.mailbox.shown();
-                if let Some(r) = lock(&reports).iter_mut().rev().find(|r| r.folder == name) {
-                    r.left_server += found.left;
-                    r.only_in_archive = found.only_in_archive.unwrap_or(r.only_in_archive);
-                }
+                lock(&totals).left += found.left;
             }
             Err(e) => sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown())),
         }
@@ -517,11 +570,58 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             }
         }
     }
+    // What identifies the mailstore, taken once there is mail archived and again when it
+    // grew old: a later run through another name recognises it by this.
+    if !session.given_up() && !crate::interrupt::requested() {
+        let archived = lock(&totals).new > 0;
+        let mut records = lock(&registry);
+        let today = mailstore::today();
+        if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today, archived)) {
+            match mailstore::take(&records, &account_dir, &statuses, &mut session) {
+                Ok(evidence) => records.set_evidence(&account_dir, evidence, today)?,
+                Err(e) => sink.remark(&format!("{label}: the mailstore's evidence was not taken: {e}")),
+            }
+        }
+    }
     let _ = session.logout();
     let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
-    lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators);
+    lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators)?;
     lock(&registry).flush()?;
-    Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
+    Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The user directory of the account `session` is logged in to, as a backup would use it,
+/// without writing anything: recorded for the server, or another server's recognised as the
+/// same mailstore, or the one a backup would make.
+pub fn account_dir_seen(registry: &Registry, session: &mut Session, user: &str) -> Result<String> {
+    let endpoint = session.spec().endpoint();
+    let spec = session.spec().clone();
+    match mailstore::recognise(registry, session, &endpoint, user).map_err(|e| spec.imap_error("EXAMINE", &e))? {
+        Some((dir, _)) => Ok(dir),
+        None => Ok(registry.account_dir(&endpoint, user)),
+    }
+}
+
+/// What an account's folders came to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    /// Messages archived.
+    new: usize,
+    /// Their bytes.
+    bytes: u64,
+    /// Folders with a failure.
+    failed: usize,
+    /// Messages that left the server since the last run.
+    left: usize,
+}
+
+impl Totals {
+    fn add(&mut self, r: &FolderReport) {
+        self.new += r.new;
+        self.left += r.left_server;
+        self.bytes += r.bytes;
+        self.failed += usize::from(r.failed > 0);
+    }
 }
 
 /// Says what a full flag refresh found: messages that left the server, a journal repaired.
@@ -553,12 +653,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The account's keys; a new key file is made only for an archive without encrypted
-/// messages or metadata (a second key could not read them), and said so even with
-/// `--quiet`: it is the one thing to copy somewhere safe. An existing key is checked
-/// against what the archive holds sealed before anything is written with it.
-fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink: &dyn Sink) -> Result<Option<Keys>> {
-    let Some(spec) = &account.keys else { return Ok(None) };
+/// The account's keys and whether this run made the key file; a new key file is made
+/// only for an archive without encrypted messages or metadata (a second key could not
+/// read them), and said so even with `--quiet`: it is the one thing to copy somewhere
+/// safe. An existing key is checked against what the archive holds sealed before
+/// anything is written with it.
+fn load_keys(
+    account: &Account,
+    root: &std::path::Path,
+    account_dir: &str,
+    sink: &dyn Sink,
+) -> Result<(Option<Keys>, bool)> {
+    let Some(spec) = &account.keys else { return Ok((None, false)) };
     let user_dir = root.join(account_dir);
     let sealed = || crate::archive::any_encrypted(&user_dir) || crate::key_check::any_sealed_journal(root, account_dir);
     if !spec.path.exists() && sealed() {
@@ -580,7 +686,7 @@ fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink:
             if spec.password.is_some() { " (and its .sha)" } else { "" }
         ));
     }
-    Ok(Some(keys))
+    Ok((Some(keys), created))
 }
 
 /// The folders to back up (the named ones, or all selectable ones minus the excluded, in
@@ -648,29 +754,4 @@ struct Chosen {
     namespace: Option<crate::hierarchy::Hierarchy>,
     /// Each listed folder's wire name and separator, for the records.
     separators: Vec<(String, Option<char>)>,
-}
-
-/// Makes the archive root (mode 0700 when new: it holds mail) with its parents.
-fn make_root(root: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if root.is_dir() {
-        return Ok(());
-    }
-    // "File exists" / "Not a directory" would not say which setting is wrong.
-    let not_dir = |what: &str| {
-        crate::error::Error::runtime(format!(
-            "the archive directory {} {what} (see --dir, or \"archive_dir\" in the config)",
-            root.display()
-        ))
-    };
-    if root.exists() {
-        return Err(not_dir("is a file, not a directory"));
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotADirectory {
-            not_dir("cannot be made: part of its path is a file")
-        } else {
-            crate::error::Error::runtime(format!("{}: {}", root.display(), crate::error::describe_io(&e)))
-        }
-    })
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::auth::{self, Auth, Renewal, Wiped};
-use super::connect::{self, ServerSpec};
+use super::connect::{self, ServerSpec, Unreached};
 use super::error::{quote, ImapError};
 use super::tls::Stream;
 use super::wire::{self, Data, Fetched, ListEntry, Response, Status, MAX_SMALL_LITERAL};
@@ -88,6 +88,15 @@ pub enum Found {
     Uids(Vec<u32>),
     /// UIDs and sizes, ascending by UID, only those asked for.
     Sizes(Vec<(u32, u32)>),
+}
+
+/// What [`Session::header_samples`] found in one folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sampled {
+    /// The folder's UIDVALIDITY.
+    pub uidvalidity: Option<u32>,
+    /// UID, size and the header fields asked for of each message asked for that is there.
+    pub messages: Vec<(u32, u32, Vec<u8>)>,
 }
 
 /// What [`Session::new_mail`] hands over, folder by folder, in order.
@@ -303,8 +312,8 @@ impl Session {
         &self.spec
     }
 
-    /// Connects and logs in now, unless connected: the first connection's errors (an
-    /// untrusted certificate, a wrong password) are the account's.
+    /// Connects and logs in now, unless connected, in one attempt: its errors (an
+    /// untrusted certificate, a wrong password, no answer) are the caller's.
     pub fn connect(&mut self) -> Result<()> {
         if self.link.is_none() {
             self.link = Some(self.open_link()?);
@@ -312,10 +321,41 @@ impl Session {
         Ok(())
     }
 
+    /// Connects and logs in now, unless connected. A failure that may pass (no answer, a
+    /// refused or dropped connection, a busy server: a NAS that woke before its network, a
+    /// faulty link) is tried again like a lost connection, after 1, 2 and 4 s, counted in
+    /// the same budget of [`RECONNECTS`]; `notice` hears of each attempt that failed. The
+    /// other failures (an untrusted certificate, a wrong password) are the account's at once.
+    pub fn connect_retrying(&mut self, notice: &mut dyn FnMut(&str)) -> Result<()> {
+        let began = std::time::Instant::now();
+        let mut attempts = 0;
+        while self.link.is_none() {
+            attempts += 1;
+            match self.open_link() {
+                Ok(link) => self.link = Some(link),
+                Err(u) if u.transient && !crate::interrupt::requested() => {
+                    self.reconnects += 1;
+                    if self.given_up() {
+                        return Err(Error::runtime(format!(
+                            "{} (tried {attempts} times in {})",
+                            u.error,
+                            connect::waited(began)
+                        )));
+                    }
+                    let pause = Duration::from_secs(1 << (self.reconnects - 1));
+                    notice(&format!("{}; trying again in {}", u.error, super::tls::seconds(pause)));
+                    std::thread::sleep(pause);
+                }
+                Err(u) => return Err(u.error),
+            }
+        }
+        Ok(())
+    }
+
     /// Connects and logs in. A reconnect first renews a token (it may have expired since
     /// the last login); a credential the server refuses is renewed once and tried again,
     /// unless it was renewed for this very login.
-    fn open_link(&mut self) -> Result<Link> {
+    fn open_link(&mut self) -> std::result::Result<Link, Unreached> {
         let Session { spec, addrs, auth, renewal, logged_in, unrenewable, .. } = self;
         let mut renew = |auth: &mut Auth| -> Result<()> {
             let Some(r) = renewal.as_ref() else { return Ok(()) };
@@ -332,7 +372,7 @@ impl Session {
         };
         let renewed = renewal.as_ref().is_some_and(|r| r.on_reconnect && *logged_in);
         if renewed {
-            renew(auth)?;
+            renew(auth).map_err(Unreached::permanent)?;
         }
         let retry = renewal.is_some() && !renewed;
         let link = open(spec, addrs, auth, if retry { Some(&mut renew) } else { None })?;
@@ -373,7 +413,7 @@ impl Session {
             self.link = None;
         }
         if self.link.is_none() {
-            let link = self.open_link().map_err(|e| ImapError::Lost(e.to_string()))?;
+            let link = self.open_link().map_err(|e| ImapError::Lost(e.error.to_string()))?;
             self.link = Some(link);
         }
         self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))
@@ -844,6 +884,58 @@ impl Session {
         self.link = None;
         result
     }
+
+    /// For each `(wire, uids)`: opens the folder read-only and asks the size and the header
+    /// `fields` of those messages (`BODY.PEEK[HEADER.FIELDS (fields)]`: no body, no flag
+    /// changes), each at most `head` bytes. Every command goes out at once: one round trip
+    /// for all the folders. A folder the server does not open gives `None`.
+    pub fn header_samples(
+        &mut self,
+        asks: &[(String, Vec<u32>)],
+        fields: &str,
+        head: usize,
+    ) -> std::result::Result<Vec<Option<Sampled>>, ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let mut commands = Vec::new();
+            for (wire, uids) in asks {
+                commands.push(format!("EXAMINE {}", quoted(wire)?));
+                commands.push(format!(
+                    "UID FETCH {} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({fields})])",
+                    super::uid_set(uids)
+                ));
+            }
+            let tags = link.send(&commands)?;
+            let mut out = Vec::new();
+            for ((_, uids), tags) in asks.iter().zip(tags.chunks(2)) {
+                let mut examined = Examined::default();
+                let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
+                    note_examined(&mut examined, d);
+                    Ok(())
+                });
+                let mut messages = Vec::new();
+                // Read whole even when longer than asked for (a pathological Subject): what
+                // is kept is cut below.
+                let asked = link.finish(&tags[1], head.max(256 * 1024), &mut |d| {
+                    if let Data::Fetch(Fetched { uid: Some(uid), size: Some(size), body: Some(header), .. }) = d {
+                        if uids.contains(&uid) && !messages.iter().any(|&(u, _, _)| u == uid) {
+                            let mut header = header;
+                            header.truncate(head);
+                            messages.push((uid, size, header));
+                        }
+                    }
+                    Ok(())
+                });
+                match (opened, asked) {
+                    (Ok(_), Ok(_)) => out.push(Some(Sampled { uidvalidity: examined.uid_validity, messages })),
+                    (Err(ImapError::Refused(_)), _) | (_, Err(ImapError::Refused(_))) => out.push(None),
+                    (Err(e), _) | (_, Err(e)) => return Err(e),
+                }
+            }
+            Ok(out)
+        })();
+        self.checked(result)
+    }
 }
 
 /// The STATUS items asked: HIGHESTMODSEQ too where the server offers CONDSTORE, so a
@@ -916,9 +1008,14 @@ type Renew<'a> = &'a mut dyn FnMut(&mut Auth) -> Result<()>;
 
 /// Connects, reads the greeting, logs in and introduces the client (ID, where offered). A
 /// refused login is tried once more after `renew` (when given) replaced the credential.
-fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<Renew<'_>>) -> Result<Link> {
+fn open(
+    spec: &ServerSpec,
+    addrs: &[SocketAddr],
+    auth: &mut Auth,
+    renew: Option<Renew<'_>>,
+) -> std::result::Result<Link, Unreached> {
     if crate::interrupt::requested() {
-        return Err(Error::interrupted());
+        return Err(Unreached::permanent(Error::interrupted()));
     }
     let endpoint = spec.endpoint();
     let stream = connect::open(spec, addrs)?;
@@ -926,7 +1023,8 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<
         .sock
         .tcp()
         .set_read_timeout(Some(crate::interrupt::TICK.min(spec.timeout)))
-        .doing("setting the socket timeout")?;
+        .doing("setting the socket timeout")
+        .map_err(Unreached::transient)?;
     let mut link = Link {
         io: BufReader::with_capacity(
             64 * 1024,
@@ -939,13 +1037,25 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<
         appends: VecDeque::new(),
         answered: HashMap::new(),
     };
-    let failed = |what: &str, e: &ImapError| spec.imap_error(what, e);
+    // A broken stream may be the link's fault and pass; an answer refused or unreadable
+    // is the server's.
+    let failed = |what: &str, e: &ImapError| {
+        let error = spec.imap_error(what, e);
+        match e {
+            ImapError::Lost(_) | ImapError::Timeout | ImapError::Slow => Unreached::transient(error),
+            _ => Unreached::permanent(error),
+        }
+    };
     // After STARTTLS the greeting was the plain one; the TLS session starts without one,
     // and capabilities sent in clear text must not be trusted.
     if !spec.starttls {
         let mut line = Vec::new();
         match link.io.by_ref().take(MAX_GREETING).read_until(b'\n', &mut line) {
-            Ok(0) => return Err(Error::runtime(format!("{endpoint} closed the connection without a greeting"))),
+            Ok(0) => {
+                return Err(Unreached::transient(Error::runtime(format!(
+                    "{endpoint} closed the connection without a greeting"
+                ))))
+            }
             Ok(_) => {}
             Err(e) => {
                 let e = match e.kind() {
@@ -965,10 +1075,10 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<
         (Ok(text), _) => text,
         // Not authenticated yet after a NO (RFC 3501, 6.2.2): the same connection may try again.
         (Err(LoginFailure::Refused(_)), Some(renew)) => {
-            renew(auth)?;
+            renew(auth).map_err(Unreached::permanent)?;
             log_in(&mut link, auth, spec)?
         }
-        (Err(LoginFailure::Refused(e) | LoginFailure::Other(e)), _) => return Err(e),
+        (Err(f), _) => return Err(f.into()),
     };
     // Servers often announce the capabilities that hold after login with its answer.
     match text.strip_prefix("[CAPABILITY ").and_then(|t| t.split_once(']')) {
@@ -1008,6 +1118,8 @@ fn ask_capabilities(link: &mut Link) -> std::result::Result<Vec<String>, ImapErr
 enum LoginFailure {
     /// The server refused the credential: a fresh one may do.
     Refused(Error),
+    /// The connection broke or fell silent: trying again later may do.
+    Broken(Error),
     /// Anything else.
     Other(Error),
 }
@@ -1018,10 +1130,11 @@ impl From<Error> for LoginFailure {
     }
 }
 
-impl From<LoginFailure> for Error {
-    fn from(f: LoginFailure) -> Error {
+impl From<LoginFailure> for Unreached {
+    fn from(f: LoginFailure) -> Unreached {
         match f {
-            LoginFailure::Refused(e) | LoginFailure::Other(e) => e,
+            LoginFailure::Broken(e) => Unreached::transient(e),
+            LoginFailure::Refused(e) | LoginFailure::Other(e) => Unreached::permanent(e),
         }
     }
 }
@@ -1033,6 +1146,9 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
     let failure = |e: ImapError| match e {
         ImapError::Refused(text) => {
             LoginFailure::Refused(Error::runtime(format!("login failed for {user} on {endpoint}: {}", quote(&text))))
+        }
+        other @ (ImapError::Lost(_) | ImapError::Timeout | ImapError::Slow) => {
+            LoginFailure::Broken(spec.imap_error("login", &other))
         }
         other => LoginFailure::Other(spec.imap_error("login", &other)),
     };
@@ -1066,6 +1182,7 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
                 };
                 match failure(e) {
                     LoginFailure::Refused(e) => LoginFailure::Refused(with_detail(e)),
+                    LoginFailure::Broken(e) => LoginFailure::Broken(with_detail(e)),
                     LoginFailure::Other(e) => LoginFailure::Other(with_detail(e)),
                 }
             })

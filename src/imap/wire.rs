@@ -140,7 +140,7 @@ pub struct Fetched {
     /// `RFC822.SIZE`.
     pub size: Option<u32>,
     /// The body section's data (`BODY[]`, `BODY[]<offset>`, `BODY[HEADER]` or
-    /// `BODY[HEADER.FIELDS (...)]`); `None` when absent.
+    /// `BODY[HEADER]<offset>` or `BODY[HEADER.FIELDS (...)]`); `None` when absent.
     pub body: Option<Vec<u8>>,
     /// The size of a `BODY[]` that went to a [`BodySink`] instead of `body`.
     pub streamed: Option<u64>,
@@ -915,6 +915,10 @@ mod tests {
         assert_eq!(f, Fetched { uid: Some(7), size: Some(5), body: Some(b"hello".to_vec()), ..Fetched::default() });
         let Data::Fetch(f) = data(b"* 3 FETCH (BODY[]<4096> {3}\r\nabc UID 8)\r\n") else { panic!() };
         assert_eq!((f.uid, f.body.as_deref()), (Some(8), Some(&b"abc"[..])));
+        let Data::Fetch(f) = data(b"* 3 FETCH (UID 8 RFC822.SIZE 90 BODY[HEADER]<0> {4}\r\nA: b)\r\n") else {
+            panic!()
+        };
+        assert_eq!((f.uid, f.size, f.body.as_deref()), (Some(8), Some(90), Some(&b"A: b"[..])));
         let Data::Fetch(f) = data(b"* 1 FETCH (UID 2 FLAGS (\\Seen))\r\n") else { panic!() };
         assert_eq!((f.uid, f.body, f.flags), (Some(2), None, Some(vec!["\\Seen".to_string()])));
         let Data::Fetch(f) = data(

@@ -482,7 +482,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
+/// A TLS server configuration with a fresh self-signed certificate (`dir`/cert.pem) for
+/// 127.0.0.1 and localhost.
+pub fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let status = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
