@@ -477,7 +477,7 @@ fn pass(
             metadata_lost(ctx, report, &mut journal, &e);
         }
     }
-    sync_journal(place, &journal);
+    sync_journal(ctx, report, place, &mut journal);
     fetched?;
     // Everything below UIDNEXT is now archived: the next run starts there. Not after a
     // message went missing: the next run looks at every UID again, in case it was not
@@ -573,7 +573,10 @@ pub(super) fn tally(
 /// Has the folder's new metadata made durable before the folder is recorded complete:
 /// with the journals of the other folders, when the marks are written (one commit for
 /// all of them on a journaling file system, instead of one a folder).
-pub(super) fn sync_journal(place: &Place<'_>, journal: &Option<Journal>) {
+pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, place: &Place<'_>, journal: &mut Option<Journal>) {
+    if let Some(Err(e)) = journal.as_mut().map(Journal::end_unsynced) {
+        metadata_lost(ctx, report, journal, &e);
+    }
     if let Some(j) = journal {
         place.records().sync_before_marks(j.path());
     }

@@ -287,6 +287,17 @@ impl Journal {
     /// Ends what was written with an end record (or rewrites the journal when its tail
     /// grew too long, or it held damage) and makes it durable.
     pub fn sync(&mut self) -> Result<()> {
+        self.end(true)
+    }
+
+    /// [`Journal::sync`] without the fsync of an appended end record: for a backup that
+    /// syncs many folders' journals together before it records them complete. A rewrite
+    /// is synced all the same (it replaces the file).
+    pub fn end_unsynced(&mut self) -> Result<()> {
+        self.end(false)
+    }
+
+    fn end(&mut self, durable: bool) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
@@ -300,7 +311,9 @@ impl Journal {
         let end = self.line(&Record::End(Mark { time_ns: Some(time), modseq: self.modseq, gone: self.gone }))?;
         let file = self.file()?;
         file.write_all(&end).at(&path)?;
-        file.sync_all().at(&path)?;
+        if durable {
+            file.sync_all().at(&path)?;
+        }
         set_mtime(file, time).at(&path)?;
         self.dirty = false;
         Ok(())
