@@ -21,6 +21,14 @@ pub struct LowArgs {
     pub passwd: Option<String>,
     pub passwd_command: Option<String>,
     pub oauth2_token_command: Option<String>,
+    pub oauth2_login: bool,
+    pub oauth2: Option<String>,
+    pub oauth2_client_id: Option<String>,
+    pub oauth2_client_secret_file: Option<PathBuf>,
+    pub oauth2_tenant: Option<String>,
+    pub oauth2_flow: Option<String>,
+    pub oauth2_token_file: Option<PathBuf>,
+    pub oauth2_seal: bool,
     pub folders: Vec<String>,
     pub all_folders: bool,
     pub exclude: Vec<String>,
@@ -71,7 +79,7 @@ pub enum Group {
 impl Group {
     fn title(self) -> &'static str {
         match self {
-            Group::Account => "Backup (account and folders):",
+            Group::Account => "Backup (account, login and folders):",
             Group::Storage => "Archive, compression and encryption:",
             Group::Restore => "Restore and verify:",
             Group::Output => "Output and other:",
@@ -163,6 +171,42 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "oauth2-token-command", Some("CMD"), Account, "Log in with XOAUTH2, using the access token that CMD prints (Gmail, Microsoft 365); run again for a fresh token at every reconnect.", |a, v| {
         a.oauth2_token_command = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "oauth2", Some("PROVIDER"), Account, "Log in with OAuth2 built in: google or microsoft (any other provider: \"oauth2\" in the config). Sign in once with --oauth2-login; later runs renew the token themselves. No password is asked.", |a, v| {
+        let p = val(v)?;
+        if !["google", "microsoft"].contains(&p.as_str()) { return Err(format!("'{p}' is not one of google, microsoft (other providers: \"oauth2\" in the config file)")); }
+        a.oauth2 = Some(p);
+        Ok(())
+    }),
+    flag!(None, "oauth2-client-id", Some("ID"), Account, "With --oauth2: the client id of the application you registered with the provider (README, \"Gmail and Microsoft 365\").", |a, v| {
+        a.oauth2_client_id = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "oauth2-client-secret-file", Some("FILE"), Account, "With --oauth2: read the client secret (Google wants the one of a \"Desktop app\" client) from the first line of FILE.", |a, v| {
+        a.oauth2_client_secret_file = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "oauth2-tenant", Some("TENANT"), Account, "With --oauth2 microsoft: the directory (tenant) id or domain your application is registered in (default common).", |a, v| {
+        a.oauth2_tenant = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "oauth2-flow", Some("FLOW"), Account, "How --oauth2-login signs in: device (a code to enter in a browser on any device; Microsoft's default) or browser (an address to open; the only one Google allows for Gmail).", |a, v| {
+        let f = val(v)?;
+        if !["device", "browser"].contains(&f.as_str()) { return Err(format!("'{f}' is not one of device, browser")); }
+        a.oauth2_flow = Some(f);
+        Ok(())
+    }),
+    flag!(None, "oauth2-token-file", Some("PATH"), Account, "Keep the refresh token in PATH (mode 0600) instead of ROOT/.smailarchiver/oauth2/; the run may write in its directory.", |a, v| {
+        a.oauth2_token_file = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "oauth2-seal", None, Account, "Seal the refresh token with the archive's key (needs -e): a copy of the token file is useless without the key file.", |a, _| {
+        a.oauth2_seal = true;
+        Ok(())
+    }),
+    flag!(None, "oauth2-login", None, Account, "Sign in to the provider once (OAuth2 accounts of -c, or --oauth2), keep the refresh token, try it on the IMAP server, and exit. Works without a browser on this machine.", |a, _| {
+        a.oauth2_login = true;
         Ok(())
     }),
     flag!(None, "timeout", Some("SECONDS"), Account, "Give up on a server that does not answer for this long (default 60).", |a, v| {
@@ -391,7 +435,9 @@ pub fn help() -> String {
     let mut out = format!(
         "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
          Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
-         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
+         smailarchiver -c CONFIG.json\n  \
+         smailarchiver -c CONFIG.json --oauth2-login   (sign in once; see --oauth2)\n  \
+         smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
          smailarchiver -r USERDIR --to-maildir OUT --maildir-layout courier\n  \
          smailarchiver -r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]\n  \
          smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",

@@ -25,6 +25,7 @@ pub mod lock;
 pub mod mailbox_name;
 pub mod mbox;
 pub mod metadata;
+pub mod oauth2;
 pub mod os;
 pub mod printable;
 pub mod probe;

@@ -12,17 +12,18 @@ pub mod writer;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
 use crate::error::{IoContext, Result, EXIT_FAILURE};
-use crate::imap::auth::Renewal;
+use crate::imap::auth::{Ask, Renewal};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::lock::RootLock;
 use crate::mailbox_name::Mailbox;
+use crate::oauth2::TokenSource;
 use crate::registry::Registry;
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
@@ -60,7 +61,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return crate::interrupt::exit_code();
         }
         match prepare(account, sink, &mut locks) {
-            Ok(p) => ready.push(Prepared { renewal, ..p }),
+            Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
             Err(e) => {
                 failed(account, &e);
                 code = EXIT_FAILURE;
@@ -72,8 +73,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         return code;
     }
     let rules = Rules {
-        read_write: locks.keys().cloned().chain(writable.iter().cloned()).collect(),
-        connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
+        read_write: locks.keys().cloned().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
+        connect_tcp: ready.iter().map(|p| p.spec.port).chain(oauth2_ports(&ready)).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
         ..Rules::default()
@@ -96,8 +97,13 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             break;
         }
         let account = p.account;
+        let source = p.source.clone();
         sink.account_started(&account.user, &account.host);
-        match backup_account(p, out, sink) {
+        let outcome = backup_account(p, out, sink);
+        if let Some(w) = source.and_then(|s| s.take_warning()) {
+            sink.warning(&format!("{}: {w}", account.label()));
+        }
+        match outcome {
             Ok(reports) => {
                 tally.new += reports.iter().map(|r| r.new).sum::<usize>();
                 tally.left += reports.iter().map(|r| r.left_server).sum::<usize>();
@@ -167,10 +173,25 @@ struct Prepared<'a> {
     root: PathBuf,
     keys: Option<Keys>,
     auth: Auth,
-    /// Where a fresh credential comes from during the run (the credential helper).
+    /// Where a fresh credential comes from during the run (the credential helper, or the
+    /// account's OAuth 2.0 token source).
     renewal: Option<Renewal>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in.
+    source: Option<Arc<TokenSource>>,
     spec: ServerSpec,
     addrs: Vec<SocketAddr>,
+}
+
+/// The token endpoints' ports of the accounts with OAuth 2.0 built in: renewing a token
+/// mid-run connects there.
+fn oauth2_ports<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = u16> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.port()))
+}
+
+/// The token files' directories: a provider that rotates refresh tokens (Microsoft) has
+/// the new one written there mid-run.
+fn oauth2_dirs<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = PathBuf> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.dir()))
 }
 
 /// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
@@ -179,7 +200,10 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBu
     // Before anything is created: a refused CA file, password or server name leaves no
     // archive root, lock or key file behind.
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
+    // A sealed OAuth2 token opens with the archive's key: loaded first, and used for both.
+    let early_keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, early_keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
     make_root(&account.root)?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = account.root.canonicalize().at(&account.root)?;
@@ -187,16 +211,34 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBu
         locks.insert(root.clone(), RootLock::acquire(&root)?);
     }
     let account_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let keys = load_keys(account, &root, &account_dir, sink)?;
-    Ok(Prepared { account, root, keys, auth, renewal: None, spec, addrs })
+    let keys = load_keys(account, &root, &account_dir, sink, early_keys)?;
+    let renewal = source.as_ref().map(TokenSource::renewal);
+    Ok(Prepared { account, root, keys, auth, renewal, source, spec, addrs })
+}
+
+/// Everything needed to connect to an account's server, obtained before the sandbox
+/// closes.
+pub struct Connection {
+    /// TLS settings and timeout.
+    pub spec: ServerSpec,
+    /// The first credential.
+    pub auth: Auth,
+    /// The server's addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in: a session
+    /// renews through it, and the sandbox lets it reach the token endpoint and write the
+    /// token file's directory.
+    pub source: Option<Arc<TokenSource>>,
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
 /// sandbox closes): TLS settings, the credential and the addresses.
-pub fn connection(account: &Account) -> Result<(ServerSpec, Auth, Vec<SocketAddr>)> {
+pub fn connection(account: &Account) -> Result<Connection> {
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
-    Ok((spec, auth, addrs))
+    let keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
+    Ok(Connection { spec, auth, addrs, source })
 }
 
 /// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
@@ -212,11 +254,19 @@ fn server_spec(account: &Account) -> Result<ServerSpec> {
     Ok(spec)
 }
 
-/// The credential to log in with and the server's addresses.
-fn login_and_addresses(account: &Account, spec: &ServerSpec) -> Result<(Auth, Vec<SocketAddr>)> {
-    let auth = match account.credential()? {
-        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+/// The credential to log in with (from the account's OAuth 2.0 token `source`, if it has
+/// one) and the server's addresses.
+fn login_and_addresses(
+    account: &Account,
+    spec: &ServerSpec,
+    source: Option<&TokenSource>,
+) -> Result<(Auth, Vec<SocketAddr>)> {
+    let auth = match source {
+        Some(s) => Auth::OAuth2 { user: account.user.clone(), token: s.token(Ask::Login)? },
+        None => match account.credential()? {
+            Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+            Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+        },
     };
     let addrs = imap::resolve(&spec.host, spec.port)?;
     Ok((auth, addrs))
@@ -254,27 +304,27 @@ fn read_only<T>(
     let mut ready = Vec::new();
     let mut results = Vec::new();
     for account in accounts {
-        let needs = account.validate().and_then(|()| server_spec(account)).and_then(|spec| {
-            let (auth, addrs) = login_and_addresses(account, &spec)?;
-            Ok((auth, spec, addrs))
-        });
+        let needs = account.validate().and_then(|()| connection(account));
         match needs {
             Ok(s) => ready.push((account, s)),
             Err(e) => results.push((account.label(), Err(e))),
         }
     }
+    let sources = || ready.iter().filter_map(|(_, c)| c.source.as_ref());
     let rules = Rules {
         read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
-        connect_tcp: ready.iter().map(|(_, (_, spec, _))| spec.port).collect(),
+        // Rotated OAuth2 refresh tokens are written there mid-run; nothing else is.
+        read_write: sources().map(|s| s.dir()).collect(),
+        connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
         ..Rules::default()
     };
     if let Err(e) = sandbox::restrict(&rules, sandbox) {
         return vec![(String::from("sandbox"), Err(e))];
     }
     crate::probe::after_confinement();
-    for (account, (auth, spec, addrs)) in ready {
+    for (account, Connection { spec, auth, addrs, source }) in ready {
         let label = account.label();
-        let mut session = Session::new(spec, addrs, auth);
+        let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));
         let listed = session.connect().and_then(|()| each(account, &mut session));
         let _ = session.logout();
         results.push((label.clone(), listed));
@@ -321,7 +371,7 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<FolderReport>> {
-    let Prepared { account, root, keys, auth, renewal, spec, addrs } = p;
+    let Prepared { account, root, keys, auth, renewal, spec, addrs, .. } = p;
     let label = account.label();
     let mut registry = Registry::open(&root)?;
     let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
@@ -557,7 +607,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// messages or metadata (a second key could not read them), and said so even with
 /// `--quiet`: it is the one thing to copy somewhere safe. An existing key is checked
 /// against what the archive holds sealed before anything is written with it.
-fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink: &dyn Sink) -> Result<Option<Keys>> {
+fn load_keys(
+    account: &Account,
+    root: &std::path::Path,
+    account_dir: &str,
+    sink: &dyn Sink,
+    loaded: Option<Keys>,
+) -> Result<Option<Keys>> {
     let Some(spec) = &account.keys else { return Ok(None) };
     let user_dir = root.join(account_dir);
     let sealed = || crate::archive::any_encrypted(&user_dir) || crate::key_check::any_sealed_journal(root, account_dir);
@@ -569,7 +625,10 @@ fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink:
             user_dir.display()
         )));
     }
-    let (keys, created) = spec.load_or_create()?;
+    let (keys, created) = match loaded {
+        Some(keys) => (keys, false),
+        None => spec.load_or_create()?,
+    };
     if !created {
         crate::key_check::check_account(&keys, &spec.path, root, account_dir)?;
     }

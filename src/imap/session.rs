@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::auth::{self, Auth, Renewal, Wiped};
+use super::auth::{self, Ask, Auth, Renewal, Wiped};
 use super::connect::{self, ServerSpec};
 use super::error::{quote, ImapError};
 use super::tls::Stream;
@@ -21,7 +21,11 @@ use crate::mailbox_name;
 mod target;
 pub use target::{Appending, Holding, HEADER_PREFIX};
 
-/// How often a lost connection is re-established before the account is given up.
+/// How often a lost connection is re-established before the account is given up. A
+/// connection that moved the work on (delivered a message, stored an upload) before it was
+/// lost restores the count: a run lasts as long as its work, whatever ends its connections
+/// now and then (an access token's hour); a server that fails every connection before any
+/// progress still ends the account.
 pub const RECONNECTS: u32 = 3;
 /// Untagged answers of no interest tolerated during one command.
 const MAX_OTHER_ANSWERS: usize = 100_000;
@@ -173,6 +177,9 @@ struct Link {
     appends: VecDeque<String>,
     /// Tagged answers of those that came while the go-ahead for a later one was awaited.
     answered: HashMap<String, (Status, String)>,
+    /// A message came whole over this connection, or an upload was stored: losing it
+    /// later does not count against [`RECONNECTS`].
+    progressed: bool,
 }
 
 impl std::fmt::Debug for Link {
@@ -233,9 +240,14 @@ impl Link {
         on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
     ) -> std::result::Result<String, ImapError> {
         let mut others = 0;
+        let mut bodies = false;
         self.io.get_mut().restart();
         loop {
             match wire::read_response_into(&mut self.io, max_literal, sink.as_deref_mut())? {
+                Response::Data(Data::Fetch(f)) => {
+                    bodies |= f.body.is_some() || f.streamed.is_some();
+                    on_data(Data::Fetch(f))?
+                }
                 Response::Data(Data::Bye(text)) => {
                     return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
                 }
@@ -260,7 +272,10 @@ impl Link {
                     }
                     if t == tag {
                         return match status {
-                            Status::Ok => Ok(text),
+                            Status::Ok => {
+                                self.progressed |= bodies;
+                                Ok(text)
+                            }
                             Status::No | Status::Bad => Err(ImapError::Refused(text)),
                         };
                     }
@@ -284,12 +299,24 @@ pub struct Session {
     unrenewable: Option<String>,
     link: Option<Link>,
     reconnects: u32,
+    /// The connection dropped last had moved the work on (see [`RECONNECTS`]).
+    dropped_progress: bool,
 }
 
 impl Session {
     /// A session that connects on first use.
     pub fn new(spec: ServerSpec, addrs: Vec<SocketAddr>, auth: Auth) -> Session {
-        Session { spec, addrs, auth, renewal: None, logged_in: false, unrenewable: None, link: None, reconnects: 0 }
+        Session {
+            spec,
+            addrs,
+            auth,
+            renewal: None,
+            logged_in: false,
+            unrenewable: None,
+            link: None,
+            reconnects: 0,
+            dropped_progress: false,
+        }
     }
 
     /// The same session, renewing its credential through `renewal` (see [`Renewal`]).
@@ -313,13 +340,14 @@ impl Session {
     }
 
     /// Connects and logs in. A reconnect first renews a token (it may have expired since
-    /// the last login); a credential the server refuses is renewed once and tried again,
-    /// unless it was renewed for this very login.
+    /// the last login), and a source that keeps its token while it is fresh is asked before
+    /// every login; a credential the server refuses is renewed once and tried again, unless
+    /// a command ran for this very login.
     fn open_link(&mut self) -> Result<Link> {
         let Session { spec, addrs, auth, renewal, logged_in, unrenewable, .. } = self;
-        let mut renew = |auth: &mut Auth| -> Result<()> {
+        let mut renew = |auth: &mut Auth, ask: Ask| -> Result<()> {
             let Some(r) = renewal.as_ref() else { return Ok(()) };
-            match (r.fetch)() {
+            match (r.fetch)(ask) {
                 Ok(secret) => {
                     *auth = auth.renewed(secret);
                     Ok(())
@@ -330,12 +358,13 @@ impl Session {
                 }
             }
         };
-        let renewed = renewal.as_ref().is_some_and(|r| r.on_reconnect && *logged_in);
+        let renewed = renewal.as_ref().is_some_and(|r| r.every_login || (r.on_reconnect && *logged_in));
         if renewed {
-            renew(auth)?;
+            renew(auth, Ask::Login)?;
         }
-        let retry = renewal.is_some() && !renewed;
-        let link = open(spec, addrs, auth, if retry { Some(&mut renew) } else { None })?;
+        let retry = renewal.as_ref().is_some_and(|r| r.every_login || !renewed);
+        let mut on_refusal = |auth: &mut Auth| renew(auth, Ask::Refused);
+        let link = open(spec, addrs, auth, if retry { Some(&mut on_refusal) } else { None })?;
         *logged_in = true;
         Ok(link)
     }
@@ -348,7 +377,10 @@ impl Session {
     /// Drops a connection that broke and waits before the next (1, 2, 4 s); returns what
     /// to tell the user, or an error once [`RECONNECTS`] are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
-        self.link = None;
+        self.drop_link();
+        if std::mem::take(&mut self.dropped_progress) {
+            self.reconnects = 0;
+        }
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
         }
@@ -365,12 +397,19 @@ impl Session {
         Ok(format!("connection lost ({why}); reconnecting"))
     }
 
+    /// Drops the connection, noting whether it had moved the work on.
+    fn drop_link(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.dropped_progress = link.progressed;
+        }
+    }
+
     /// The live connection for a new command, connecting first if needed. Answers of a
     /// fetch left unread (storing failed meanwhile) would be taken for the new command's:
     /// such a connection is dropped.
     fn link(&mut self) -> std::result::Result<&mut Link, ImapError> {
         if self.link.as_ref().is_some_and(|l| !l.fetches.is_empty() || !l.appends.is_empty()) {
-            self.link = None;
+            self.drop_link();
         }
         if self.link.is_none() {
             let link = self.open_link().map_err(|e| ImapError::Lost(e.to_string()))?;
@@ -382,7 +421,7 @@ impl Session {
     /// Runs `result`'s bookkeeping: a failure that breaks the stream drops the connection.
     fn checked<T>(&mut self, result: std::result::Result<T, ImapError>) -> std::result::Result<T, ImapError> {
         if result.as_ref().is_err_and(ImapError::breaks_session) {
-            self.link = None;
+            self.drop_link();
         }
         result
     }
@@ -938,6 +977,7 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<
         fetches: VecDeque::new(),
         appends: VecDeque::new(),
         answered: HashMap::new(),
+        progressed: false,
     };
     let failed = |what: &str, e: &ImapError| spec.imap_error(what, e);
     // After STARTTLS the greeting was the plain one; the TLS session starts without one,
@@ -1047,7 +1087,7 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
             let plain = auth::use_plain(|c| link.has(c), user, password)
                 .map_err(|why| LoginFailure::Other(Error::runtime(format!("{endpoint} {why}"))))?;
             if plain {
-                sasl(link, "PLAIN", &auth::plain(user, password)).map_err(|(e, _)| failure(e))
+                sasl(link, "PLAIN", &auth::plain(user, password), b"\r\n").map_err(|(e, _)| failure(e))
             } else {
                 let tag = link.tag();
                 link.write(auth::login_command(&tag, user, password).bytes()).map_err(failure)?;
@@ -1056,10 +1096,20 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
             }
         }
         Auth::OAuth2 { user, token } => {
-            if !link.has("AUTH=XOAUTH2") {
-                return Err(Error::runtime(format!("{endpoint} does not offer OAuth2 login (AUTH=XOAUTH2)")).into());
-            }
-            sasl(link, "XOAUTH2", &auth::xoauth2(user, token.expose())).map_err(|(e, detail)| {
+            let Some(mechanism) = auth::oauth2_mechanism(|c| link.has(c)) else {
+                return Err(Error::runtime(format!(
+                    "{endpoint} does not offer OAuth2 login (AUTH=OAUTHBEARER or AUTH=XOAUTH2)"
+                ))
+                .into());
+            };
+            // After a failure both send a JSON error as a challenge; the client's answer
+            // ends the exchange: an empty line (XOAUTH2) or ^A (OAUTHBEARER, RFC 7628 3.2.3).
+            let (response, cancel) = if mechanism == "OAUTHBEARER" {
+                (auth::oauthbearer(user, &spec.host, spec.port, token.expose()), &b"AQ==\r\n"[..])
+            } else {
+                (auth::xoauth2(user, token.expose()), &b"\r\n"[..])
+            };
+            sasl(link, mechanism, &response, cancel).map_err(|(e, detail)| {
                 let with_detail = |error: Error| match &detail {
                     Some(detail) => Error::runtime(format!("{error} ({detail})")),
                     None => error,
@@ -1074,12 +1124,13 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
 }
 
 /// One SASL exchange with a single client response (with SASL-IR in the command itself).
-/// On failure, XOAUTH2 servers send a JSON error as a challenge first: it comes back with
-/// the error.
+/// On failure, OAuth 2.0 servers send a JSON error as a challenge first: it comes back with
+/// the error, after `cancel` answered it.
 fn sasl(
     link: &mut Link,
     mechanism: &str,
     response: &Wiped,
+    cancel: &[u8],
 ) -> std::result::Result<String, (ImapError, Option<String>)> {
     let tag = link.tag();
     let encoded = response.base64();
@@ -1103,7 +1154,7 @@ fn sasl(
                     let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, challenge.trim())
                         .unwrap_or_else(|_| challenge.into_bytes());
                     detail = Some(quote(&String::from_utf8_lossy(&decoded)));
-                    link.write(b"\r\n").map_err(|e| (e, detail.clone()))?;
+                    link.write(cancel).map_err(|e| (e, detail.clone()))?;
                 } else {
                     let mut line = Wiped::with_capacity(encoded.bytes().len() + 2);
                     line.push(encoded.bytes());

@@ -236,6 +236,7 @@ impl Session {
                 Some((_, text)) => return Err(ImapError::Refused(text)),
                 None => link.finish(&tag, MAX_SMALL_LITERAL, &mut |_| Ok(()))?,
             };
+            link.progressed = true;
             Ok(appended_uid(&text))
         })();
         self.checked(result)
