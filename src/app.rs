@@ -403,6 +403,7 @@ impl LowArgs {
                     "a backup needs -u USER and -i SERVER (or -c CONFIG; or no arguments at all for the wizard)",
                 ));
             };
+            let oauth2 = self.oauth2_settings()?;
             if self.passwd.is_some() && !self.quiet {
                 warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
             }
@@ -416,7 +417,7 @@ impl LowArgs {
                 password: self.passwd.clone().map(Secret::new),
                 passwd_command: self.passwd_command.clone(),
                 oauth2_command: self.oauth2_token_command.clone(),
-                oauth2: self.oauth2_settings()?,
+                oauth2,
                 folders: if self.all_folders {
                     Folders::All { exclude: self.exclude.clone() }
                 } else if self.folders.is_empty() {

@@ -548,7 +548,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             changed.push(f);
             continue;
         }
-        match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+        let refreshed = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh(&ctx, s, &place, f, condstore),
+            |r| r.as_ref().err().map(ToString::to_string),
+        );
+        match refreshed {
             Ok(found) => {
                 said_refreshed(&ctx, f.mailbox, &found);
                 let name = f.mailbox.shown();
@@ -561,7 +568,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
-        for (f, outcome) in changed.iter().zip(refresh::refresh_changed(&ctx, &mut session, &place, &changed)) {
+        let outcomes = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh_changed(&ctx, s, &place, &changed),
+            |all| all.iter().find_map(|o| o.as_ref().err().map(ToString::to_string)),
+        );
+        for (f, outcome) in changed.iter().zip(outcomes) {
             if let Err(e) = outcome {
                 sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
             }
@@ -572,6 +586,29 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators);
     lock(&registry).flush()?;
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Runs `attempt`; when it `failed` because the connection was lost (an access token's
+/// hour ending, say), reconnects within the session's budget, saying so, and runs it once
+/// more.
+fn reconnected<T>(
+    session: &mut Session,
+    sink: &dyn Sink,
+    label: &str,
+    mut attempt: impl FnMut(&mut Session) -> T,
+    failed: impl Fn(&T) -> Option<String>,
+) -> T {
+    let first = attempt(session);
+    let Some(why) = failed(&first).filter(|_| !session.connected() && !crate::interrupt::requested()) else {
+        return first;
+    };
+    match session.lost(&why) {
+        Ok(notice) => {
+            sink.warning(&format!("{label}: {notice}"));
+            attempt(session)
+        }
+        Err(_) => first,
+    }
 }
 
 /// Says what a full flag refresh found: messages that left the server, a journal repaired.

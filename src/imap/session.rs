@@ -369,6 +369,11 @@ impl Session {
         Ok(link)
     }
 
+    /// Whether a connection is up (none before the first use, and none after one broke).
+    pub fn connected(&self) -> bool {
+        self.link.is_some()
+    }
+
     /// Whether the connection was lost more often than allowed.
     pub fn given_up(&self) -> bool {
         self.reconnects > RECONNECTS
