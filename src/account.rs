@@ -72,6 +72,9 @@ pub struct Account {
     pub connections: usize,
     /// `--since`: only messages whose INTERNALDATE is on or after this day.
     pub since: Option<crate::date::Day>,
+    /// Send commands that do not wait for each other together (false: `--no-pipelining`,
+    /// config `"pipelining": false`, for a server that mishandles it).
+    pub pipelining: bool,
 }
 
 /// The credential an account logs in with.

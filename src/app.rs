@@ -433,10 +433,14 @@ impl LowArgs {
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
                 since: None,
+                pipelining: true,
             }]
         };
         let since = self.since.as_deref().map(|d| crate::date::Day::parse(d, "--since")).transpose()?;
         for a in &mut accounts {
+            if self.no_pipelining {
+                a.pipelining = false;
+            }
             if let Some(size) = self.buffer_size {
                 a.buffer_size = size;
             }

@@ -42,6 +42,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "timeout",
     "connections",
     "since",
+    "pipelining",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox", "report"];
@@ -268,6 +269,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .transpose()?
             .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
         since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
+        pipelining: get("pipelining").is_none_or(truthy),
     })
 }
 

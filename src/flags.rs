@@ -29,6 +29,7 @@ pub struct LowArgs {
     pub oauth2_flow: Option<String>,
     pub oauth2_token_file: Option<PathBuf>,
     pub oauth2_seal: bool,
+    pub no_pipelining: bool,
     pub folders: Vec<String>,
     pub all_folders: bool,
     pub exclude: Vec<String>,
@@ -219,6 +220,10 @@ pub static FLAGS: &[Flag] = &[
         let n: usize = num(v)?;
         if !(1..=crate::account::MAX_CONNECTIONS).contains(&n) { return Err(format!("{n} is not from 1 to {}", crate::account::MAX_CONNECTIONS)); }
         a.connections = Some(n);
+        Ok(())
+    }),
+    flag!(None, "no-pipelining", None, Account, "Send one command at a time, each after the answer to the one before (found out by itself, and remembered, for a server that garbles pipelined commands).", |a, _| {
+        a.no_pipelining = true;
         Ok(())
     }),
     flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up, by its name (Reçus) or its modified UTF-7 wire name (Re&AOc-us); repeat for several (default INBOX).", |a, v| {

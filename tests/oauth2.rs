@@ -9,19 +9,16 @@
 mod util;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use util::fake_imap::{FakeImap, Folder, Offer, Script};
-use util::mock_oauth::{self, MockOAuth, Options};
+use util::mock_oauth::{self, config, device_login, Login, MockOAuth, Options, USER};
 use util::*;
-
-const USER: &str = "alice@example.org";
 const GOOGLE_SCOPE: &str = "https://mail.google.com/";
 
 /// A message of about `size` bytes, distinct for each UID.
@@ -42,33 +39,6 @@ fn imap(mock: &MockOAuth, mechanisms: &'static str, folders: Vec<Folder>, offer:
     FakeImap::start_bearer(USER, mock.check(), mechanisms, folders, vec![Script::healthy()], offer)
 }
 
-/// A config file for one account of `server` with the `"oauth2"` object `oauth2`, the
-/// mock's endpoints filled in; `more` are more keys of the account.
-fn config(
-    dir: &Path,
-    root: &Path,
-    server: &FakeImap,
-    mock: &MockOAuth,
-    oauth2: serde_json::Value,
-    more: serde_json::Value,
-) -> PathBuf {
-    let mut o = oauth2;
-    o["token_endpoint"] = mock.url("/token").into();
-    o["device_authorization_endpoint"] = mock.url("/devicecode").into();
-    o["authorization_endpoint"] = mock.url("/authorize").into();
-    o["ca_file"] = mock.ca_file().into();
-    let mut account = json!({
-        "user": USER, "imap": "127.0.0.1", "port": server.port(), "ca_file": server.ca_file(),
-        "folder": "INBOX", "encrypt": 0, "compress": 0, "oauth2": o,
-    });
-    for (k, v) in more.as_object().unwrap() {
-        account[k] = v.clone();
-    }
-    let path = dir.join("config.json");
-    fs::write(&path, json!({"list": [account], "archive_dir": root}).to_string()).unwrap();
-    path
-}
-
 fn microsoft() -> serde_json::Value {
     json!({"provider": "microsoft", "client_id": "client-1"})
 }
@@ -76,71 +46,6 @@ fn microsoft() -> serde_json::Value {
 /// The default token file of the account on `server`.
 fn token_file(root: &Path, server: &FakeImap) -> PathBuf {
     root.join(".smailarchiver/oauth2").join(format!("{USER}@127.0.0.1-{}.token", server.port()))
-}
-
-/// `--oauth2-login -c CONFIG`, its standard error read line by line as it comes.
-struct Login {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Login {
-    fn start(config: &Path) -> Login {
-        let mut child = Command::new(bin())
-            .args(["-c", config.to_str().unwrap(), "--oauth2-login"])
-            .env_remove("SMAILARCHIVER_KEY_PASSWORD")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                if tx.send(line.unwrap_or_default()).is_err() {
-                    return;
-                }
-            }
-        });
-        Login { child, lines, seen: Vec::new() }
-    }
-
-    /// The first line of standard error that `pick` finds something in.
-    fn wait_for<T>(&mut self, pick: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("not found in: {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if let Some(t) = pick(&line) {
-                return t;
-            }
-        }
-    }
-
-    fn write(&mut self, text: &str) {
-        self.child.stdin.as_mut().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-
-    /// Waits for the end: the output, standard error being what was read.
-    fn finish(mut self) -> Output {
-        drop(self.child.stdin.take());
-        let mut o = self.child.wait_with_output().unwrap();
-        self.seen.extend(self.lines.iter());
-        o.stderr = self.seen.join("\n").into_bytes();
-        o
-    }
-}
-
-/// Signs in with the device flow: the code shown is approved at the provider.
-fn device_login(config: &Path, mock: &MockOAuth) -> Output {
-    let mut login = Login::start(config);
-    let code =
-        login.wait_for(|l| l.split("enter the code ").nth(1).map(|r| r.split_whitespace().next().unwrap().to_string()));
-    mock.approve(&code);
-    login.finish()
 }
 
 /// The authorization address the login shows.

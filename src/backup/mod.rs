@@ -4,6 +4,7 @@
 pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
+pub mod pipelining;
 pub mod plan;
 pub mod rebase;
 pub mod refresh;
@@ -251,6 +252,9 @@ fn server_spec(account: &Account) -> Result<ServerSpec> {
         account.pin_sha256.as_deref(),
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
+    if !account.pipelining {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(spec)
 }
 
@@ -376,6 +380,11 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let mut registry = Registry::open(&root)?;
     let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
     let registry = Mutex::new(registry);
+    // Every connection of the account shares what the spec says of pipelining.
+    let remembered = pipelining::remembered(&root, &account_dir);
+    if remembered {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
     session.connect()?;
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
@@ -585,6 +594,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
     lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators);
     lock(&registry).flush()?;
+    if spec.serial() && !remembered && account.pipelining {
+        match pipelining::remember(&root, &account_dir) {
+            Ok(()) => sink
+                .remark(&format!("{label}: the server mishandles pipelining: later runs send one command at a time")),
+            Err(e) => sink.warning(&format!("{label}: {e}")),
+        }
+    }
     Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 

@@ -27,6 +27,38 @@ pub use target::{Appending, Holding, HEADER_PREFIX};
 /// now and then (an access token's hour); a server that fails every connection before any
 /// progress still ends the account.
 pub const RECONNECTS: u32 = 3;
+/// The most time an account's session waits for a throttling server in one run: past it
+/// the account stops for this run (what was archived stays; the next run goes on).
+pub const THROTTLE_BUDGET: Duration = Duration::from_secs(30 * 60);
+/// The longest single wait for a throttling server, whatever it suggests.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(10 * 60);
+/// The first wait for a throttling server that suggests none; it doubles each time in a
+/// row (up to [`MAX_THROTTLE_WAIT`]).
+const FIRST_THROTTLE_WAIT: Duration = Duration::from_secs(15);
+
+/// How long to wait after the throttling answer `text`, the `nth` in a row (from 0): what
+/// the server suggests, else a doubling wait.
+fn throttle_wait(text: &str, nth: u32) -> Duration {
+    super::error::suggested_backoff(text)
+        .unwrap_or_else(|| FIRST_THROTTLE_WAIT.saturating_mul(1 << nth.min(10)))
+        .min(MAX_THROTTLE_WAIT)
+}
+
+/// Sleeps `wait`, listening for Ctrl-C.
+fn pause(wait: Duration) -> Result<()> {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(crate::interrupt::TICK));
+    }
+}
+
 /// Untagged answers of no interest tolerated during one command.
 const MAX_OTHER_ANSWERS: usize = 100_000;
 /// Folders one LIST may name.
@@ -180,6 +212,13 @@ struct Link {
     /// A message came whole over this connection, or an upload was stored: losing it
     /// later does not count against [`RECONNECTS`].
     progressed: bool,
+    /// One command at a time: a command is written only once the ones before it were
+    /// answered (a server that mishandles pipelining).
+    serial: bool,
+    /// In that mode, the commands (the last ones of `in_flight`) not written yet.
+    queued: VecDeque<Vec<u8>>,
+    /// Tags of commands written while an earlier one was still unanswered.
+    pipelined: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Link {
@@ -198,18 +237,50 @@ impl Link {
         format!("s{}", self.next_tag)
     }
 
-    /// Sends commands in one write; returns their tags.
+    /// Sends commands in one write (one at a time, each after the answer of the one
+    /// before, when [`Link::serial`]); returns their tags.
     fn send(&mut self, commands: &[String]) -> std::result::Result<Vec<String>, ImapError> {
         let mut out = Vec::new();
         let mut tags = Vec::new();
         for c in commands {
             let tag = self.tag();
-            out.extend_from_slice(format!("{tag} {c}\r\n").as_bytes());
+            let line = format!("{tag} {c}\r\n").into_bytes();
+            if self.serial {
+                self.queued.push_back(line);
+            } else {
+                if !self.in_flight.is_empty() || !tags.is_empty() {
+                    self.pipelined.insert(tag.clone());
+                }
+                out.extend_from_slice(&line);
+            }
             tags.push(tag);
         }
-        self.write(&out)?;
+        if !out.is_empty() {
+            self.write(&out)?;
+        }
         self.in_flight.extend(tags.iter().cloned());
+        self.pump()?;
         Ok(tags)
+    }
+
+    /// One at a time: writes the next queued command once every command written before
+    /// it was answered.
+    fn pump(&mut self) -> std::result::Result<(), ImapError> {
+        if self.in_flight.len() == self.queued.len() {
+            if let Some(line) = self.queued.pop_front() {
+                self.write(&line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every queued command now: before a command written directly (APPEND),
+    /// which must come after them.
+    fn unqueue(&mut self) -> std::result::Result<(), ImapError> {
+        while let Some(line) = self.queued.pop_front() {
+            self.write(&line)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), ImapError> {
@@ -243,6 +314,7 @@ impl Link {
         let mut bodies = false;
         self.io.get_mut().restart();
         loop {
+            self.pump()?;
             match wire::read_response_into(&mut self.io, max_literal, sink.as_deref_mut())? {
                 Response::Data(Data::Fetch(f)) => {
                     bodies |= f.body.is_some() || f.streamed.is_some();
@@ -269,6 +341,14 @@ impl Link {
                     self.in_flight.pop_front();
                     if self.fetches.front() == Some(&t) {
                         self.fetches.pop_front();
+                    }
+                    let pipelined = self.pipelined.remove(&t);
+                    if status != Status::Ok && super::error::is_throttling(&text) {
+                        // Whatever it ends, it is not the command's fault.
+                        return Err(ImapError::Throttled(text));
+                    }
+                    if status == Status::Bad && pipelined {
+                        return Err(ImapError::Garbled(text));
                     }
                     if t == tag {
                         return match status {
@@ -301,6 +381,17 @@ pub struct Session {
     reconnects: u32,
     /// The connection dropped last had moved the work on (see [`RECONNECTS`]).
     dropped_progress: bool,
+    /// The connection dropped last garbled pipelined commands: the next one sends them one
+    /// at a time, at once and without counting against [`RECONNECTS`] (once).
+    garbled: Option<String>,
+    /// The connection dropped last was throttled: the next one waits first.
+    throttled: Option<String>,
+    /// Throttled in a row, without progress between: the wait grows.
+    throttled_in_a_row: u32,
+    /// Time spent waiting for throttling so far (at most [`THROTTLE_BUDGET`]).
+    throttle_waited: Duration,
+    /// This session learnt that the server mishandles pipelining.
+    learnt_serial: bool,
 }
 
 impl Session {
@@ -316,6 +407,11 @@ impl Session {
             link: None,
             reconnects: 0,
             dropped_progress: false,
+            garbled: None,
+            throttled: None,
+            throttled_in_a_row: 0,
+            throttle_waited: Duration::ZERO,
+            learnt_serial: false,
         }
     }
 
@@ -383,11 +479,44 @@ impl Session {
     /// to tell the user, or an error once [`RECONNECTS`] are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
         self.drop_link();
-        if std::mem::take(&mut self.dropped_progress) {
+        let progressed = std::mem::take(&mut self.dropped_progress);
+        if progressed {
             self.reconnects = 0;
+            self.throttled_in_a_row = 0;
         }
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
+        }
+        if let Some(text) = self.garbled.take() {
+            // Learnt once per session: a server that garbles single commands too is an
+            // ordinary lost connection from then on.
+            if !std::mem::replace(&mut self.learnt_serial, true) {
+                return Ok(format!(
+                    "the server refused a pipelined command ({}): it mishandles pipelining, so commands go one at a time from now on; reconnecting",
+                    quote(&text)
+                ));
+            }
+        }
+        if let Some(text) = self.throttled.take() {
+            let wait = throttle_wait(&text, self.throttled_in_a_row);
+            let left = THROTTLE_BUDGET.saturating_sub(self.throttle_waited);
+            if left.is_zero() {
+                self.reconnects = RECONNECTS + 1;
+                return Err(Error::runtime(format!(
+                    "throttled by the server for {} in all, giving up for this run (last: {})",
+                    crate::imap::tls::seconds(THROTTLE_BUDGET),
+                    quote(&text)
+                )));
+            }
+            let wait = wait.min(left);
+            self.throttled_in_a_row += 1;
+            self.throttle_waited += wait;
+            pause(wait)?;
+            return Ok(format!(
+                "the server is throttling the account ({}); waited {}, resuming",
+                quote(&text),
+                crate::imap::tls::seconds(wait)
+            ));
         }
         if let Some(e) = self.unrenewable.take() {
             // The account's credential command failed: the next attempt would only run it again.
@@ -417,14 +546,28 @@ impl Session {
             self.drop_link();
         }
         if self.link.is_none() {
+            // Reconnected without a word (a failure that did not matter): nothing to say
+            // or wait for any more.
+            self.garbled = None;
+            self.throttled = None;
             let link = self.open_link().map_err(|e| ImapError::Lost(e.to_string()))?;
             self.link = Some(link);
         }
         self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))
     }
 
-    /// Runs `result`'s bookkeeping: a failure that breaks the stream drops the connection.
+    /// Runs `result`'s bookkeeping: a failure that breaks the stream drops the connection;
+    /// a server that garbled pipelined commands gets them one at a time from now on (every
+    /// connection of the account), and a throttled one is waited for before the next.
     fn checked<T>(&mut self, result: std::result::Result<T, ImapError>) -> std::result::Result<T, ImapError> {
+        match &result {
+            Err(ImapError::Garbled(text)) => {
+                self.spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.garbled = Some(text.clone());
+            }
+            Err(ImapError::Throttled(text)) => self.throttled = Some(text.clone()),
+            _ => {}
+        }
         if result.as_ref().is_err_and(ImapError::breaks_session) {
             self.drop_link();
         }
@@ -878,6 +1021,7 @@ impl Session {
             let tags = link.send(&["LOGOUT".to_string()])?;
             // The BYE that comes first is expected here, unlike during any other command.
             loop {
+                link.pump()?;
                 if let Response::Tagged { tag, .. } = wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
                     if tag == tags[0] {
                         return Ok(());
@@ -983,6 +1127,9 @@ fn open(spec: &ServerSpec, addrs: &[SocketAddr], auth: &mut Auth, renew: Option<
         appends: VecDeque::new(),
         answered: HashMap::new(),
         progressed: false,
+        serial: spec.serial(),
+        queued: VecDeque::new(),
+        pipelined: std::collections::HashSet::new(),
     };
     let failed = |what: &str, e: &ImapError| spec.imap_error(what, e);
     // After STARTTLS the greeting was the plain one; the TLS session starts without one,

@@ -239,7 +239,33 @@ pub struct Offer {
     /// A pause before each answer that carries message bodies: a slow link, so a run
     /// lasts long enough for tokens to expire in it.
     pub pace: Duration,
+    /// `RFC822.SIZE` is an estimate, as Exchange's is without `EnableExactRFC822Size`: a
+    /// quarter below the real size for odd UIDs, a quarter above for even ones.
+    pub estimated_sizes: bool,
+    /// Pipelining garbled, as Exchange and Microsoft 365 do: a command that arrives while
+    /// the one before it is still being answered gets `BAD Command Error. 10`.
+    pub garbles_pipelining: bool,
 }
+
+impl Offer {
+    /// Microsoft 365 (Exchange Online) as its documentation and users' session logs show
+    /// it: IMAP4rev1 without CONDSTORE, LIST-STATUS or LITERAL-, sizes that are estimates,
+    /// pipelining that garbles answers. Start it with [`FakeImap::start_bearer`] and
+    /// `"XOAUTH2"` (basic authentication is off); throttling comes by [`Script`]:
+    /// [`Fault::No`] with [`EXCHANGE_THROTTLED`].
+    pub fn microsoft365() -> Offer {
+        Offer {
+            capabilities: "SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+",
+            estimated_sizes: true,
+            garbles_pipelining: true,
+            ..Offer::default()
+        }
+    }
+}
+
+/// Exchange Online's throttling answer (its real suggestions are minutes; the tests' is
+/// short).
+pub const EXCHANGE_THROTTLED: &str = "Request is throttled. Suggested Backoff Time: 30 milliseconds";
 
 impl FakeImap {
     /// Starts a server for `user`/`password` with `folders`, following `scripts`.
@@ -653,6 +679,7 @@ impl Conn<'_> {
             None => send(&mut s, format!("* OK [CAPABILITY {}] ready\r\n", self.account.capabilities()).as_bytes())?,
         }
         let mut state = State::default();
+        let mut garble_next = false;
         loop {
             let mut line = String::new();
             match s.read_line(&mut line) {
@@ -682,6 +709,13 @@ impl Conn<'_> {
                     return s.get_mut().flush();
                 }
             }
+            if std::mem::take(&mut garble_next) {
+                lock(self.log)[self.n].push("GARBLED".into());
+                send(&mut s, format!("{tag} BAD Command Error. 10\r\n").as_bytes())?;
+                continue;
+            }
+            // The next command came before this one was answered: it will be garbled.
+            garble_next = self.account.offer.garbles_pipelining && !s.buffer().is_empty();
             if !self.account.offer.pace.is_zero() && cmd.to_ascii_uppercase().contains("BODY.PEEK[]") {
                 std::thread::sleep(self.account.offer.pace);
             }
@@ -1091,7 +1125,7 @@ fn answer(
                     ok(&mut out, "searched");
                 }
                 (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("FETCH") => {
-                    fetch(folder, args, fault, &mut out, &mut literals);
+                    fetch(folder, args, fault, account.offer.estimated_sizes, &mut out, &mut literals);
                     ok(&mut out, "fetched");
                 }
                 _ => return None,
@@ -1103,7 +1137,14 @@ fn answer(
 }
 
 /// The untagged answers to `UID FETCH set (items)`.
-fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, literals: &mut Vec<usize>) {
+fn fetch(
+    folder: &Folder,
+    args: &str,
+    fault: Option<&Fault>,
+    estimated: bool,
+    out: &mut Vec<u8>,
+    literals: &mut Vec<usize>,
+) {
     let (set, items) = args.split_once(' ').unwrap_or((args, ""));
     let items = items.to_ascii_uppercase();
     if items.contains("BODY.PEEK[HEADER]") {
@@ -1138,7 +1179,12 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         }
         let with_body = items.contains("BODY.PEEK[]");
         // Asked together, size and body come in one answer, as Dovecot sends them.
-        let told = if matches!(fault, Some(Fault::SmallSizes)) { 100 } else { body.len() };
+        let told = match fault {
+            Some(Fault::SmallSizes) => 100,
+            _ if estimated && uid % 2 == 1 => body.len() * 3 / 4,
+            _ if estimated => body.len() * 5 / 4,
+            _ => body.len(),
+        };
         let size = if items.contains("RFC822.SIZE") { format!(" RFC822.SIZE {told}") } else { String::new() };
         if !size.is_empty() && !with_body {
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid}{size})\r\n").as_bytes());

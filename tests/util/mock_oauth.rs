@@ -31,8 +31,17 @@ use base64::Engine;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use sha2::{Digest, Sha256};
 
-use super::fake_imap::{tls_config, Bearer, BearerCheck};
-use super::TempDir;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+
+use serde_json::json;
+
+use super::fake_imap::{tls_config, Bearer, BearerCheck, FakeImap};
+use super::{bin, TempDir};
+
+/// The user of the accounts these tests sign in.
+pub const USER: &str = "alice@example.org";
 
 /// How the provider behaves.
 #[derive(Clone, Debug)]
@@ -503,4 +512,97 @@ pub fn loopback_get(url: &str) -> String {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     answer
+}
+
+/// A config file for one account of `server` with the `"oauth2"` object `oauth2`, the
+/// mock's endpoints filled in; `more` are more keys of the account.
+pub fn config(
+    dir: &Path,
+    root: &Path,
+    server: &FakeImap,
+    mock: &MockOAuth,
+    oauth2: serde_json::Value,
+    more: serde_json::Value,
+) -> PathBuf {
+    let mut o = oauth2;
+    o["token_endpoint"] = mock.url("/token").into();
+    o["device_authorization_endpoint"] = mock.url("/devicecode").into();
+    o["authorization_endpoint"] = mock.url("/authorize").into();
+    o["ca_file"] = mock.ca_file().into();
+    let mut account = json!({
+        "user": USER, "imap": "127.0.0.1", "port": server.port(), "ca_file": server.ca_file(),
+        "folder": "INBOX", "encrypt": 0, "compress": 0, "oauth2": o,
+    });
+    for (k, v) in more.as_object().unwrap() {
+        account[k] = v.clone();
+    }
+    let path = dir.join("config.json");
+    std::fs::write(&path, json!({"list": [account], "archive_dir": root}).to_string()).unwrap();
+    path
+}
+
+/// `--oauth2-login -c CONFIG`, its standard error read line by line as it comes.
+pub struct Login {
+    child: Child,
+    lines: Receiver<String>,
+    /// The lines read so far.
+    pub seen: Vec<String>,
+}
+
+impl Login {
+    pub fn start(config: &Path) -> Login {
+        let mut child = Command::new(bin())
+            .args(["-c", config.to_str().unwrap(), "--oauth2-login"])
+            .env_remove("SMAILARCHIVER_KEY_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                if tx.send(line.unwrap_or_default()).is_err() {
+                    return;
+                }
+            }
+        });
+        Login { child, lines, seen: Vec::new() }
+    }
+
+    /// The first line of standard error that `pick` finds something in.
+    pub fn wait_for<T>(&mut self, pick: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("not found in: {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if let Some(t) = pick(&line) {
+                return t;
+            }
+        }
+    }
+
+    pub fn write(&mut self, text: &str) {
+        self.child.stdin.as_mut().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits for the end: the output, standard error being what was read.
+    pub fn finish(mut self) -> Output {
+        drop(self.child.stdin.take());
+        let mut o = self.child.wait_with_output().unwrap();
+        self.seen.extend(self.lines.iter());
+        o.stderr = self.seen.join("\n").into_bytes();
+        o
+    }
+}
+
+/// Signs in with the device flow: the code shown is approved at the provider.
+pub fn device_login(config: &Path, mock: &MockOAuth) -> Output {
+    let mut login = Login::start(config);
+    let code =
+        login.wait_for(|l| l.split("enter the code ").nth(1).map(|r| r.split_whitespace().next().unwrap().to_string()));
+    mock.approve(&code);
+    login.finish()
 }
