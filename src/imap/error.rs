@@ -27,8 +27,8 @@ pub enum ImapError {
     /// What was being sent could not be read here (an archive file that changed): the
     /// command is broken off with the connection.
     Local(String),
-    /// The server answered BAD to a command sent while another was still unanswered
-    /// (Exchange's `BAD Command Error. 10`): it mishandles pipelined commands. Its answers
+    /// The server answered `BAD Command Error. 10` (Exchange's) to a command sent while
+    /// another was still unanswered: it mishandles pipelined commands. Its answers
     /// on this connection cannot be trusted; the next connection sends one at a time.
     Garbled(String),
     /// The server is throttling the account (`NO [THROTTLED]`, `[UNAVAILABLE]`,
@@ -82,6 +82,14 @@ pub fn is_throttling(text: &str) -> bool {
         || upper.starts_with("SERVER UNAVAILABLE")
 }
 
+/// Whether a BAD's text is Exchange's answer to a command line it garbled: `Command Error.
+/// 10` (its argument errors, `Command Argument Error. 11`, are about the command itself).
+/// Only a pipelined command's BAD is taken so; other servers' BADs stay refusals.
+pub fn is_garbled_command(text: &str) -> bool {
+    let upper = text.trim_start().to_ascii_uppercase();
+    upper.starts_with("COMMAND ERROR")
+}
+
 /// The wait a throttling text suggests (Exchange: "Suggested Backoff Time: 299961
 /// milliseconds"), if it names one.
 pub fn suggested_backoff(text: &str) -> Option<std::time::Duration> {
@@ -131,5 +139,7 @@ mod tests {
         );
         assert_eq!(suggested_backoff("[THROTTLED] Suggested backoff time: 5 s"), Some(Duration::from_secs(5)));
         assert_eq!(suggested_backoff("Server Unavailable. 15"), None);
+        assert!(is_garbled_command("Command Error. 10"));
+        assert!(!is_garbled_command("Command Argument Error. 11") && !is_garbled_command("internal error"));
     }
 }

@@ -347,7 +347,7 @@ impl Link {
                         // Whatever it ends, it is not the command's fault.
                         return Err(ImapError::Throttled(text));
                     }
-                    if status == Status::Bad && pipelined {
+                    if status == Status::Bad && pipelined && super::error::is_garbled_command(&text) {
                         return Err(ImapError::Garbled(text));
                     }
                     if t == tag {
@@ -475,8 +475,9 @@ impl Session {
         self.reconnects > RECONNECTS
     }
 
-    /// Drops a connection that broke and waits before the next (1, 2, 4 s); returns what
-    /// to tell the user, or an error once [`RECONNECTS`] are used up.
+    /// Drops a connection that broke and waits before the next (1, 2, 4 s, unless it moved
+    /// the work on; a throttling server's wait); returns what to tell the user, or an error
+    /// once [`RECONNECTS`] (or [`THROTTLE_BUDGET`]) are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
         self.drop_link();
         let progressed = std::mem::take(&mut self.dropped_progress);
@@ -527,7 +528,11 @@ impl Session {
         if self.given_up() {
             return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
         }
-        std::thread::sleep(Duration::from_secs(1 << (self.reconnects - 1)));
+        // A connection that moved the work on was not failing: its successor starts at
+        // once (an access token's hour ended, say). Failures in a row wait 1, 2, 4 s.
+        if !progressed {
+            pause(Duration::from_secs(1 << (self.reconnects - 1)))?;
+        }
         Ok(format!("connection lost ({why}); reconnecting"))
     }
 
