@@ -178,7 +178,7 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "oauth2", Some("PROVIDER"), Account, "Log in with OAuth2 built in: google or microsoft (any other provider: \"oauth2\" in the config). Sign in once with --oauth2-login; later runs renew the token themselves. No password is asked.", |a, v| {
         let p = val(v)?;
-        if !["google", "microsoft"].contains(&p.as_str()) { return Err(format!("'{p}' is not one of google, microsoft (other providers: \"oauth2\" in the config file)")); }
+        if !OAUTH2_PROVIDERS.contains(&p.as_str()) { return Err(format!("'{p}' is not one of google, microsoft (other providers: \"oauth2\" in the config file)")); }
         a.oauth2 = Some(p);
         Ok(())
     }),
@@ -196,7 +196,7 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "oauth2-flow", Some("FLOW"), Account, "How --oauth2-login signs in: device (a code to enter in a browser on any device; Microsoft's default) or browser (an address to open; the only one Google allows for Gmail).", |a, v| {
         let f = val(v)?;
-        if !["device", "browser"].contains(&f.as_str()) { return Err(format!("'{f}' is not one of device, browser")); }
+        if !OAUTH2_FLOWS.contains(&f.as_str()) { return Err(format!("'{f}' is not one of device, browser")); }
         a.oauth2_flow = Some(f);
         Ok(())
     }),
@@ -369,6 +369,10 @@ pub const SANDBOX_MODES: &[&str] = &["auto", "require", "off"];
 
 /// The Maildir layouts `--maildir-layout` names (checked by `restore::layout`).
 pub const MAILDIR_LAYOUTS: &[&str] = &["dovecot", "courier"];
+/// `--oauth2`'s providers (others go in the config file).
+pub const OAUTH2_PROVIDERS: &[&str] = &["google", "microsoft"];
+/// `--oauth2-flow`'s sign-in flows.
+pub const OAUTH2_FLOWS: &[&str] = &["device", "browser"];
 
 /// What `--generate` prints: the man page, and the completion scripts for bash, zsh, fish.
 pub const GENERATE_KINDS: &[&str] = &["man", "complete-bash", "complete-zsh", "complete-fish"];
@@ -390,6 +394,8 @@ impl Flag {
             "sandbox" => SANDBOX_MODES,
             "generate" => GENERATE_KINDS,
             "maildir-layout" => MAILDIR_LAYOUTS,
+            "oauth2" => OAUTH2_PROVIDERS,
+            "oauth2-flow" => OAUTH2_FLOWS,
             _ => &[],
         }
     }
