@@ -687,10 +687,13 @@ fn store_whole(
     Ok(())
 }
 
-/// The most data a message whose announced size is `announced` may bring: an eighth more
-/// (servers' sizes can be slightly off) and one budget. Past it the message is left out.
+/// The most data a message whose announced size is `announced` may bring: twice that, and
+/// one budget more. Sizes are estimates on some servers (Exchange's `RFC822.SIZE` unless
+/// `EnableExactRFC822Size` is set: a quarter or a third off is common), and such a message
+/// still comes whole, streamed to disk. The ceiling is only against a hostile server whose
+/// message never ends: past it the message is left out (README, "Limits").
 pub fn data_ceiling(announced: u64, budget: usize) -> u64 {
-    announced + announced / 8 + budget as u64
+    announced.saturating_mul(2).saturating_add(budget as u64)
 }
 
 /// Body bytes gathered from the socket before they go to the writer: its queue's piece.

@@ -4,6 +4,7 @@
 pub mod dry_run;
 pub mod folder;
 pub mod new_mail;
+pub mod pipelining;
 pub mod plan;
 pub mod rebase;
 pub mod refresh;
@@ -13,17 +14,18 @@ pub mod writer;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
 use crate::error::{Result, EXIT_FAILURE};
-use crate::imap::auth::Renewal;
+use crate::imap::auth::{Ask, Renewal};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
+use crate::oauth2::TokenSource;
 use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
@@ -64,7 +66,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return crate::interrupt::exit_code();
         }
         match prepare(account, sink, &mut roots) {
-            Ok(p) => ready.push(Prepared { renewal, ..p }),
+            Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
             Err(e) => {
                 failed(account, &e);
                 code = EXIT_FAILURE;
@@ -80,8 +82,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         return EXIT_FAILURE;
     }
     let rules = Rules {
-        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).collect(),
-        connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
+        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
+        connect_tcp: ready.iter().map(|p| p.spec.port).chain(oauth2_ports(&ready)).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
         ..Rules::default()
@@ -104,8 +106,13 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             break;
         }
         let account = p.account;
+        let source = p.source.clone();
         sink.account_started(&account.user, &account.host);
-        match backup_account(p, out, sink, &mut roots) {
+        let outcome = backup_account(p, out, sink, &mut roots);
+        if let Some(w) = source.and_then(|s| s.take_warning()) {
+            sink.warning(&format!("{}: {w}", account.label()));
+        }
+        match outcome {
             Ok(totals) => {
                 tally.new += totals.new;
                 tally.left += totals.left;
@@ -179,10 +186,25 @@ struct Prepared<'a> {
     keys_created: bool,
     guessed_dir: String,
     auth: Auth,
-    /// Where a fresh credential comes from during the run (the credential helper).
+    /// Where a fresh credential comes from during the run (the credential helper, or the
+    /// account's OAuth 2.0 token source).
     renewal: Option<Renewal>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in.
+    source: Option<Arc<TokenSource>>,
     spec: ServerSpec,
     addrs: Vec<SocketAddr>,
+}
+
+/// The token endpoints' ports of the accounts with OAuth 2.0 built in: renewing a token
+/// mid-run connects there.
+fn oauth2_ports<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = u16> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.port()))
+}
+
+/// The token files' directories: a provider that rotates refresh tokens (Microsoft) has
+/// the new one written there mid-run.
+fn oauth2_dirs<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = PathBuf> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.dir()))
 }
 
 /// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
@@ -192,22 +214,43 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) 
     // Before anything is created: a refused CA file, password or server name leaves no
     // archive root, lock or key file behind.
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
+    // A sealed OAuth2 token opens with the archive's key: loaded first, and used for both.
+    let early_keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, early_keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = roots.prepare(&account.root)?;
     // Records that give a directory two owners are refused here, before anything is
     // fetched or moved.
     let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink)?;
-    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal: None, spec, addrs })
+    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink, early_keys)?;
+    let renewal = source.as_ref().map(TokenSource::renewal);
+    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, source, spec, addrs })
+}
+
+/// Everything needed to connect to an account's server, obtained before the sandbox
+/// closes.
+pub struct Connection {
+    /// TLS settings and timeout.
+    pub spec: ServerSpec,
+    /// The first credential.
+    pub auth: Auth,
+    /// The server's addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in: a session
+    /// renews through it, and the sandbox lets it reach the token endpoint and write the
+    /// token file's directory.
+    pub source: Option<Arc<TokenSource>>,
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
 /// sandbox closes): TLS settings, the credential and the addresses.
-pub fn connection(account: &Account) -> Result<(ServerSpec, Auth, Vec<SocketAddr>)> {
+pub fn connection(account: &Account) -> Result<Connection> {
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
-    Ok((spec, auth, addrs))
+    let keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
+    Ok(Connection { spec, auth, addrs, source })
 }
 
 /// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
@@ -220,14 +263,25 @@ fn server_spec(account: &Account) -> Result<ServerSpec> {
         account.pin_sha256.as_deref(),
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
+    if !account.pipelining {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(spec)
 }
 
-/// The credential to log in with and the server's addresses.
-fn login_and_addresses(account: &Account, spec: &ServerSpec) -> Result<(Auth, Vec<SocketAddr>)> {
-    let auth = match account.credential()? {
-        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+/// The credential to log in with (from the account's OAuth 2.0 token `source`, if it has
+/// one) and the server's addresses.
+fn login_and_addresses(
+    account: &Account,
+    spec: &ServerSpec,
+    source: Option<&TokenSource>,
+) -> Result<(Auth, Vec<SocketAddr>)> {
+    let auth = match source {
+        Some(s) => Auth::OAuth2 { user: account.user.clone(), token: s.token(Ask::Login)? },
+        None => match account.credential()? {
+            Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+            Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+        },
     };
     let addrs = imap::resolve(&spec.host, spec.port)?;
     Ok((auth, addrs))
@@ -265,27 +319,27 @@ fn read_only<T>(
     let mut ready = Vec::new();
     let mut results = Vec::new();
     for account in accounts {
-        let needs = account.validate().and_then(|()| server_spec(account)).and_then(|spec| {
-            let (auth, addrs) = login_and_addresses(account, &spec)?;
-            Ok((auth, spec, addrs))
-        });
+        let needs = account.validate().and_then(|()| connection(account));
         match needs {
             Ok(s) => ready.push((account, s)),
             Err(e) => results.push((account.label(), Err(e))),
         }
     }
+    let sources = || ready.iter().filter_map(|(_, c)| c.source.as_ref());
     let rules = Rules {
         read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
-        connect_tcp: ready.iter().map(|(_, (_, spec, _))| spec.port).collect(),
+        // Rotated OAuth2 refresh tokens are written there mid-run; nothing else is.
+        read_write: sources().map(|s| s.dir()).collect(),
+        connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
         ..Rules::default()
     };
     if let Err(e) = sandbox::restrict(&rules, sandbox) {
         return vec![(String::from("sandbox"), Err(e))];
     }
     crate::probe::after_confinement();
-    for (account, (auth, spec, addrs)) in ready {
+    for (account, Connection { spec, auth, addrs, source }) in ready {
         let label = account.label();
-        let mut session = Session::new(spec, addrs, auth);
+        let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));
         // Retries are not said: the outcome is.
         let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
         let _ = session.logout();
@@ -333,8 +387,13 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
-    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs } = p;
+    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs, .. } = p;
     let label = account.label();
+    // Every connection of the account shares what the spec says of pipelining.
+    let mut remembered = pipelining::remembered(&root, &guessed_dir);
+    if remembered {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
     session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
     // Logged in: only now is the root the run's, and a directory claimed in it.
@@ -351,6 +410,10 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         ));
     }
     let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
+    if !remembered && account_dir != guessed_dir && pipelining::remembered(&root, &account_dir) {
+        remembered = true;
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if keys_created && account_dir != guessed_dir && crate::archive::any_encrypted(&root.join(&account_dir)) {
         let spec_keys = account.keys.as_ref().map(|k| k.path.display().to_string()).unwrap_or_default();
         return Err(crate::error::Error::runtime(format!(
@@ -555,7 +618,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             changed.push(f);
             continue;
         }
-        match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+        let refreshed = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh(&ctx, s, &place, f, condstore),
+            |r| r.as_ref().err().map(ToString::to_string),
+        );
+        match refreshed {
             Ok(found) => {
                 said_refreshed(&ctx, f.mailbox, &found);
                 lock(&totals).left += found.left;
@@ -564,7 +634,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
-        for (f, outcome) in changed.iter().zip(refresh::refresh_changed(&ctx, &mut session, &place, &changed)) {
+        let outcomes = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh_changed(&ctx, s, &place, &changed),
+            |all| all.iter().find_map(|o| o.as_ref().err().map(ToString::to_string)),
+        );
+        for (f, outcome) in changed.iter().zip(outcomes) {
             if let Err(e) = outcome {
                 sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
             }
@@ -587,6 +664,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
     lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators)?;
     lock(&registry).flush()?;
+    if spec.serial() && !remembered && account.pipelining {
+        match pipelining::remember(&root, &account_dir) {
+            Ok(()) => sink
+                .remark(&format!("{label}: the server mishandles pipelining: later runs send one command at a time")),
+            Err(e) => sink.warning(&format!("{label}: {e}")),
+        }
+    }
     Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 
@@ -621,6 +705,29 @@ impl Totals {
         self.left += r.left_server;
         self.bytes += r.bytes;
         self.failed += usize::from(r.failed > 0);
+    }
+}
+
+/// Runs `attempt`; when it `failed` because the connection was lost (an access token's
+/// hour ending, say), reconnects within the session's budget, saying so, and runs it once
+/// more.
+fn reconnected<T>(
+    session: &mut Session,
+    sink: &dyn Sink,
+    label: &str,
+    mut attempt: impl FnMut(&mut Session) -> T,
+    failed: impl Fn(&T) -> Option<String>,
+) -> T {
+    let first = attempt(session);
+    let Some(why) = failed(&first).filter(|_| !session.connected() && !crate::interrupt::requested()) else {
+        return first;
+    };
+    match session.lost(&why) {
+        Ok(notice) => {
+            sink.warning(&format!("{label}: {notice}"));
+            attempt(session)
+        }
+        Err(_) => first,
     }
 }
 
@@ -663,6 +770,7 @@ fn load_keys(
     root: &std::path::Path,
     account_dir: &str,
     sink: &dyn Sink,
+    loaded: Option<Keys>,
 ) -> Result<(Option<Keys>, bool)> {
     let Some(spec) = &account.keys else { return Ok((None, false)) };
     let user_dir = root.join(account_dir);
@@ -675,7 +783,10 @@ fn load_keys(
             user_dir.display()
         )));
     }
-    let (keys, created) = spec.load_or_create()?;
+    let (keys, created) = match loaded {
+        Some(keys) => (keys, false),
+        None => spec.load_or_create()?,
+    };
     if !created {
         crate::key_check::check_account(&keys, &spec.path, root, account_dir)?;
     }

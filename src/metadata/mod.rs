@@ -11,7 +11,7 @@
 
 mod index;
 mod journal;
-mod line;
+pub mod line;
 pub mod reader;
 pub mod record;
 

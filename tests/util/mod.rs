@@ -4,6 +4,7 @@
 
 pub mod fake_imap;
 pub mod fault_proxy;
+pub mod mock_oauth;
 pub mod proxy;
 
 use std::collections::BTreeMap;
