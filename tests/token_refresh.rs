@@ -81,7 +81,8 @@ fn tokens(server: &FakeImap) -> Vec<Vec<String>> {
 /// message served.
 fn archived(root: &Path, folder: &str, served: &[(u32, Vec<u8>)]) -> Vec<u32> {
     let dir = root.join(USER).join(folder);
-    if !dir.exists() {
+    // A folder's directory is made with the others before any is fetched: it may be empty.
+    if !dir.exists() || fs::read_dir(&dir).unwrap().next().is_none() {
         return Vec::new();
     }
     let out = TempDir::new("token-restore");
