@@ -336,6 +336,8 @@ fn link(
                 internal_date: d.arrived.map(|(t, zone)| metadata::format_internal_date(t, zone)),
                 flags: flag_sets.get(d.flags as usize).cloned().unwrap_or_default(),
                 form: Some(c.form),
+                headers: None,
+                labels: None,
             });
         }
         if entries.is_empty() {

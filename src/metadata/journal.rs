@@ -208,6 +208,8 @@ impl Journal {
                     flags: Some(join_flags(&e.flags)),
                     archived: Some(archived),
                     gone: None,
+                    headers: e.headers.clone(),
+                    labels: e.labels.clone(),
                 },
             })
             .collect();
@@ -512,6 +514,8 @@ mod tests {
             internal_date: Some("07-Jul-2019 02:44:25 -0700".into()),
             flags: flags.iter().map(|s| s.to_string()).collect(),
             form: None,
+            headers: None,
+            labels: None,
         }
     }
 
