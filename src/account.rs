@@ -69,6 +69,9 @@ pub struct Account {
     pub connections: usize,
     /// `--since`: only messages whose INTERNALDATE is on or after this day.
     pub since: Option<crate::date::Day>,
+    /// Gmail mode where the server offers it (`X-GM-EXT-1`): bodies from All Mail only,
+    /// the other folders hard-linked (`--no-gmail-mode`, config `"gmail_mode": 0` turn it off).
+    pub gmail_mode: bool,
 }
 
 /// The credential an account logs in with.

@@ -362,6 +362,7 @@ impl LowArgs {
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
                 since: None,
+                gmail_mode: true,
             }]
         };
         let since = self.since.as_deref().map(|d| crate::date::Day::parse(d, "--since")).transpose()?;
@@ -377,6 +378,9 @@ impl LowArgs {
             }
             if since.is_some() {
                 a.since = since;
+            }
+            if self.no_gmail_mode {
+                a.gmail_mode = false;
             }
             a.validate()?;
         }

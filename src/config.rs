@@ -41,6 +41,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "timeout",
     "connections",
     "since",
+    "gmail_mode",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox", "report"];
@@ -259,6 +260,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .transpose()?
             .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
         since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
+        gmail_mode: get("gmail_mode").is_none_or(truthy),
     })
 }
 

@@ -27,6 +27,8 @@ pub struct LowArgs {
     pub dir: Option<PathBuf>,
     pub port: Option<u16>,
     pub starttls: bool,
+    /// `--no-gmail-mode`.
+    pub no_gmail_mode: bool,
     pub ca_file: Option<PathBuf>,
     pub pin_sha256: Option<String>,
     pub encrypt: bool,
@@ -175,6 +177,10 @@ pub static FLAGS: &[Flag] = &[
         let n: usize = num(v)?;
         if !(1..=crate::account::MAX_CONNECTIONS).contains(&n) { return Err(format!("{n} is not from 1 to {}", crate::account::MAX_CONNECTIONS)); }
         a.connections = Some(n);
+        Ok(())
+    }),
+    flag!(None, "no-gmail-mode", None, Account, "On Gmail, archive every folder as a plain server's (each label folder downloads its own copy) instead of fetching each message once from All Mail and hard-linking the label folders' files.", |a, _| {
+        a.no_gmail_mode = true;
         Ok(())
     }),
     flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up, by its name (Reçus) or its modified UTF-7 wire name (Re&AOc-us); repeat for several (default INBOX).", |a, v| {

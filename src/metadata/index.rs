@@ -268,6 +268,7 @@ fn meta(f: Fields) -> MessageMeta {
         archived_at: f.archived,
         headers: f.headers,
         labels: f.labels,
+        gmail: f.gmail,
     }
 }
 

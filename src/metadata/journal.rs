@@ -210,6 +210,7 @@ impl Journal {
                     gone: None,
                     headers: e.headers.clone(),
                     labels: e.labels.clone(),
+                    gmail: None,
                 },
             })
             .collect();
@@ -229,6 +230,16 @@ impl Journal {
     /// Records flags that changed.
     pub fn flags(&mut self, changed: &[(u32, Vec<String>)]) -> Result<()> {
         self.updates(changed.iter().map(|(u, f)| (*u, Fields { flags: Some(join_flags(f)), ..Fields::default() })))
+    }
+
+    /// Records Gmail labels and ids learnt or changed: `(uid, labels, (msgid, thrid))`.
+    pub fn gmail(&mut self, changed: &[(u32, Vec<String>, (u64, u64))]) -> Result<()> {
+        let fields = |labels: &Vec<String>, ids: (u64, u64)| Fields {
+            labels: Some(labels.clone()),
+            gmail: Some(ids),
+            ..Fields::default()
+        };
+        self.updates(changed.iter().map(|(u, l, ids)| (*u, fields(l, *ids))))
     }
 
     /// Records INTERNALDATEs learnt after the messages were archived.

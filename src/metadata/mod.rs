@@ -63,6 +63,8 @@ pub struct MessageMeta {
     pub headers: Option<Box<headers::HeaderFields>>,
     /// Its Gmail labels, when recorded.
     pub labels: Option<Vec<String>>,
+    /// Its Gmail message and thread ids (`X-GM-MSGID`, `X-GM-THRID`), when recorded.
+    pub gmail: Option<(u64, u64)>,
 }
 
 /// One message's line, written once it is committed.

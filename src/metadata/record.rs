@@ -19,7 +19,8 @@
 //! `hf= ht= hs= hd= hm=` (From, To, Subject, Date, Message-ID as the message has them,
 //! [`super::headers::escape`]d) with `hx=CUT` (present whenever the header fields were
 //! recorded; CUT names the fields cut at their bound: letters of `ftsdm`), `l=LABELS`
-//! (Gmail labels, each escaped, space-separated).
+//! (Gmail labels, each escaped, space-separated), `gm=MSGID/THRID` (Gmail's `X-GM-MSGID` and
+//! `X-GM-THRID`).
 
 use super::headers::{escape, unescape, HeaderFields};
 use crate::codec::Form;
@@ -61,6 +62,8 @@ pub struct Fields {
     pub headers: Option<Box<HeaderFields>>,
     /// Its Gmail labels, when recorded.
     pub labels: Option<Vec<String>>,
+    /// Its Gmail message and thread ids (`X-GM-MSGID`, `X-GM-THRID`), when recorded.
+    pub gmail: Option<(u64, u64)>,
 }
 
 impl Fields {
@@ -69,7 +72,7 @@ impl Fields {
         macro_rules! take {
             ($($f:ident),*) => {$(if later.$f.is_some() { self.$f = later.$f.clone(); })*};
         }
-        take!(size, digest, form, date, flags, archived, gone, headers, labels);
+        take!(size, digest, form, date, flags, archived, gone, headers, labels, gmail);
     }
 }
 
@@ -179,6 +182,9 @@ fn fields_text(f: &Fields) -> String {
         let escaped: Vec<String> = labels.iter().map(|l| escape(l.as_bytes()).replace(' ', "%20")).collect();
         s += &format!("\tl={}", escaped.join(" "));
     }
+    if let Some((msgid, thrid)) = f.gmail {
+        s += &format!("\tgm={msgid}/{thrid}");
+    }
     s
 }
 
@@ -249,10 +255,15 @@ pub fn parse(text: &str) -> Option<Record> {
                         }
                     }
                     "l" => {
-                        let labels = v.split(' ').filter(|s| !s.is_empty()).map(|l| {
-                            unescape(l).and_then(|b| String::from_utf8(b).ok())
-                        });
+                        let labels = v
+                            .split(' ')
+                            .filter(|s| !s.is_empty())
+                            .map(|l| unescape(l).and_then(|b| String::from_utf8(b).ok()));
                         f.labels = Some(labels.collect::<Option<Vec<String>>>()?);
+                    }
+                    "gm" => {
+                        let (msgid, thrid) = v.split_once('/')?;
+                        f.gmail = Some((number(msgid)?, number(thrid)?));
                     }
                     _ => {}
                 }
@@ -315,17 +326,14 @@ mod tests {
                 cut: 0b10010,
             })),
             labels: Some(vec!["\\Inbox".into(), "My label".into(), "100%".into()]),
+            gmail: Some((u64::MAX, 1_266_894_439_832_287_888)),
         };
         for r in [
             Record::Head { base_end: 123, count: 4 },
             Record::Message { uid: 9, fields: full.clone() },
             Record::Message {
                 uid: 9,
-                fields: Fields {
-                    headers: Some(Box::default()),
-                    labels: Some(Vec::new()),
-                    ..Fields::default()
-                },
+                fields: Fields { headers: Some(Box::default()), labels: Some(Vec::new()), ..Fields::default() },
             },
             Record::Update { uid: u32::MAX, fields: Fields { flags: Some(String::new()), ..Fields::default() } },
             Record::Begin,
@@ -356,6 +364,8 @@ mod tests {
             "M\t1\ths=%g1\thx=",
             "M\t1\thx=q",
             "M\t1\tl=%",
+            "M\t1\tgm=1",
+            "M\t1\tgm=1/x",
             "E\tn=",
             "1",
             "H\tb=1",
