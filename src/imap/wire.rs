@@ -952,7 +952,7 @@ mod tests {
     fn gmail_items() {
         let Data::Fetch(f) = data(
             b"* 1 FETCH (X-GM-THRID 1266894439832287888 X-GM-MSGID 1278455344230334865 \
-              X-GM-LABELS (\\Inbox \"Work/2019\" {4}\r\n&AOc- \\Sent) UID 4)\r\n",
+              X-GM-LABELS (\\Inbox \"Work/2019\" {5}\r\n&AOc- \\Sent) UID 4)\r\n",
         ) else {
             panic!()
         };
