@@ -255,6 +255,45 @@ fn gmail_mode_can_be_turned_off() {
     assert!(server.served() > 2 * total, "every folder downloads its own copy: {}", server.served());
 }
 
+#[test]
+fn to_imap_into_a_fresh_gmail_recreates_each_message_once_with_its_labels() {
+    let messages = mailbox(30);
+    let source = FakeGmail::start(USER, PW, Lang::English, messages.clone());
+    let root = TempDir::new("gmail-restore");
+    let o = backup(&source, root.path(), &["-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let target = FakeGmail::start(USER, PW, Lang::English, vec![]);
+    let user = user_dir(root.path());
+    let port = target.port().to_string();
+    let ca = target.ca_file();
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["-r", user.to_str().unwrap(), "--to-imap", "-u", USER, "-i", "127.0.0.1"];
+        args.extend(["--port", &port, "--ca-file", &ca]);
+        args.extend(extra);
+        run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
+    };
+    let o = restore(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stderr(&o), util::stdout(&o));
+    let got = target.messages();
+    assert_eq!(got.len(), messages.len(), "each message once");
+    for m in &messages {
+        let copies: Vec<&Message> = got.iter().filter(|g| g.body == m.body).collect();
+        assert_eq!(copies.len(), 1, "message {} once", m.msgid);
+        let (mut want, mut have) = (m.labels.clone(), copies[0].labels.clone());
+        if want.iter().any(|l| l == "\\Trash" || l == "\\Spam") {
+            // Outside All Mail: restored into its folder, which gives it that label only.
+            want.retain(|l| l == "\\Trash" || l == "\\Spam");
+        }
+        want.sort();
+        have.sort();
+        assert_eq!(have, want, "the labels of message {}", m.msgid);
+    }
+    // Run again: nothing uploaded twice.
+    let o = restore(&["-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(target.messages().len(), messages.len());
+}
+
 /// The acceptance figure: 1,000 messages with about three labels each. By hand:
 /// `cargo test --release --test gmail -- --ignored --nocapture`.
 #[test]

@@ -548,11 +548,15 @@ fn fetch(sh: &Shared, view: &View, tag: &str, args_text: &str, out: &mut Vec<u8>
         let (o, l) = r.split_once('>')?.0.split_once('.')?;
         Some((o.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
     });
+    let header_part = upper.split_once("BODY.PEEK[HEADER]<").and_then(|(_, r)| {
+        let (o, l) = r.split_once('>')?.0.split_once('.')?;
+        Some((o.parse::<usize>().ok()?, l.parse::<usize>().ok()?))
+    });
     let whole = upper.contains("BODY.PEEK[]") || upper.contains("BODY[]") || upper.contains("RFC822 ");
     // The cap is met by the command whose answer passes it (that answer still goes out
     // whole); every body fetch after it is refused.
     let cap = *lock(&sh.cap);
-    if (whole || partial.is_some() || header_fields_asked.is_some())
+    if (whole || partial.is_some() || header_fields_asked.is_some() || header_part.is_some())
         && (sh.over_cap.load(Ordering::SeqCst) || cap.is_some_and(|c| sh.served.load(Ordering::SeqCst) >= c))
     {
         sh.over_cap.store(true, Ordering::SeqCst);
@@ -602,6 +606,9 @@ fn fetch(sh: &Shared, view: &View, tag: &str, args_text: &str, out: &mut Vec<u8>
         let data: Option<(String, Vec<u8>)> = if let Some(fields) = &header_fields_asked {
             let names = fields.join(" ");
             Some((format!("BODY[HEADER.FIELDS ({names})]"), header_fields(&m.body, fields)))
+        } else if let Some((o, l)) = header_part {
+            let end = m.body.windows(4).position(|w| w == b"\r\n\r\n").map_or(m.body.len(), |p| p + 4);
+            Some((format!("BODY[HEADER]<{o}>"), m.body[o.min(end)..(o + l).min(end)].to_vec()))
         } else if let Some((o, l)) = partial {
             Some((format!("BODY[]<{o}>"), m.body[o.min(m.body.len())..(o + l).min(m.body.len())].to_vec()))
         } else if whole {

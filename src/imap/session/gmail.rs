@@ -69,3 +69,43 @@ impl Session {
         self.checked(result)
     }
 }
+
+impl Session {
+    /// Opens `wire` read-write and adds labels to messages: each `(uids, labels)` one
+    /// `UID STORE uids +X-GM-LABELS (labels)` (system labels as atoms, `\Inbox`; the
+    /// others quoted), all sent at once; then leaves the mailbox. A refused STORE fails
+    /// the call.
+    pub fn add_labels(
+        &mut self,
+        wire: &str,
+        batches: &[(Vec<u32>, Vec<String>)],
+    ) -> std::result::Result<(), ImapError> {
+        let result = (|| {
+            let link = self.link()?;
+            let mut commands = vec![format!("SELECT {}", quoted(wire)?)];
+            for (uids, labels) in batches {
+                let mut names = Vec::new();
+                for l in labels {
+                    let system = l.starts_with('\\') && crate::imap::wire::flag_ok(l.as_bytes());
+                    names.push(if system { l.clone() } else { quoted(l)? });
+                }
+                commands.push(format!("UID STORE {} +X-GM-LABELS ({})", crate::imap::uid_set(uids), names.join(" ")));
+            }
+            commands.push(if link.has("UNSELECT") { "UNSELECT" } else { "CLOSE" }.to_string());
+            let tags = link.send(&commands)?;
+            let mut refused = None;
+            for tag in &tags {
+                match link.finish(tag, MAX_SMALL_LITERAL, &mut |_| Ok(())) {
+                    Ok(_) => {}
+                    Err(ImapError::Refused(text)) => refused = refused.or(Some(text)),
+                    Err(e) => return Err(e),
+                }
+            }
+            match refused {
+                Some(text) => Err(ImapError::Refused(text)),
+                None => Ok(()),
+            }
+        })();
+        self.checked(result)
+    }
+}
