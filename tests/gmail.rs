@@ -200,6 +200,12 @@ fn labels_and_ids_are_kept_and_a_label_change_shows_without_body_downloads() {
         text.lines().any(|l| l.contains("l=") && l.contains("Neu") && l.contains(&format!("gm={}/", a.msgid))),
         "the new label recorded for the message"
     );
+    // Nothing changed since: a run asks no labels and opens no folder.
+    let before = server.commands().len();
+    let o = backup(&server, root.path(), &["-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let asked: Vec<String> = server.commands()[before..].concat();
+    assert!(!asked.iter().any(|c| c.contains("X-GM-") || c.starts_with("EXAMINE")), "{asked:?}");
 }
 
 #[test]

@@ -244,6 +244,10 @@ pub fn run(
 ) -> Result<Outcome> {
     let mut out = Outcome { handled: vec![false; folders.len()], ..Outcome::default() };
     let status = |m: &Mailbox| ctx.statuses.get(&m.wire).copied();
+    // Read before this run writes: the HIGHESTMODSEQ All Mail's labels and flags are
+    // recorded up to. A label change moves it (Gmail gives the message a new MODSEQ).
+    let marked = super::refresh::summary(ctx, place, &plan.all_mail).filter(|s| s.intact).and_then(|s| s.mark?.modseq);
+    let mut quiet = status(&plan.all_mail).and_then(|s| s.highestmodseq).is_some_and(|m| Some(m) == marked);
     if let Some(i) = folders.iter().position(|m| *m == plan.all_mail) {
         out.handled[i] = true;
         match folder::unchanged_report(place, &plan.all_mail, status(&plan.all_mail))? {
@@ -252,15 +256,22 @@ pub fn run(
                 done(r);
             }
             None => {
+                quiet = false;
                 let r = folder::backup(ctx, session, place, &plan.all_mail, None)?;
                 out.capped = r.capped;
                 done(r);
             }
         }
     }
-    let all = match all_mail(ctx, session, place, &plan.all_mail) {
+    // Nothing new in All Mail, no label changed, every other folder as the last run left
+    // it: nothing to ask (a nightly run of an unchanged mailbox costs no command more).
+    for m in folders.iter().filter(|m| plan.links(m)) {
+        quiet = quiet && folder::unchanged_report(place, m, status(m))?.is_some();
+    }
+    let all = match if quiet { Err(None) } else { all_mail(ctx, session, place, &plan.all_mail).map_err(Some) } {
         Ok(a) => Some(a),
-        Err(e) => {
+        Err(None) => None,
+        Err(Some(e)) => {
             ctx.sink.warning(&format!(
                 "{} {}: Gmail labels not asked ({e}); the other folders are archived as on any server",
                 ctx.account.label(),
