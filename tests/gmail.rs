@@ -200,6 +200,13 @@ fn labels_and_ids_are_kept_and_a_label_change_shows_without_body_downloads() {
         text.lines().any(|l| l.contains("l=") && l.contains("Neu") && l.contains(&format!("gm={}/", a.msgid))),
         "the new label recorded for the message"
     );
+    // A restore of the account gives one mbox per label folder, as for any account.
+    let out = root.join("restored");
+    let o = run(&["-r", user.to_str().unwrap(), "-o", out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let travel = fs::read(out.join("Travel/2024.mbox")).unwrap();
+    let files_of_travel = files(&user.join(safe("Travel/2024"))).len();
+    assert_eq!(util::parse_mboxrd(&travel).len(), files_of_travel, "the label folder restored whole");
     // Nothing changed since: a run asks no labels and opens no folder.
     let before = server.commands().len();
     let o = backup(&server, root.path(), &["-q"]);
