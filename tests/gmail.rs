@@ -157,6 +157,9 @@ fn each_body_is_downloaded_once_and_label_folders_are_links_the_original_restore
         let out = root.join(format!("{}.restored", safe(&name)));
         assert_eq!(util::original_restore_loop(&dir, &keys, &out), uids.len(), "{name}");
     }
+    // The metadata of the linked files is theirs: --verify finds every file good.
+    let o = run(&["--verify", user.to_str().unwrap(), "-k", keys.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stderr(&o), util::stdout(&o));
     // The non-ASCII label's folder is there under the original's name for it.
     assert!(!files(&user.join(safe(&wire_label("Проекты")))).is_empty());
     // A second run downloads nothing.
