@@ -75,6 +75,9 @@ pub struct Account {
     /// Send commands that do not wait for each other together (false: `--no-pipelining`,
     /// config `"pipelining": false`, for a server that mishandles it).
     pub pipelining: bool,
+    /// Gmail mode where the server offers it (`X-GM-EXT-1`): bodies from All Mail only,
+    /// the other folders hard-linked (`--no-gmail-mode`, config `"gmail_mode": 0` turn it off).
+    pub gmail_mode: bool,
 }
 
 /// The credential an account logs in with.

@@ -439,6 +439,7 @@ impl LowArgs {
                 connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
                 since: None,
                 pipelining: true,
+                gmail_mode: true,
             }]
         };
         let since = self.since.as_deref().map(|d| crate::date::Day::parse(d, "--since")).transpose()?;
@@ -457,6 +458,9 @@ impl LowArgs {
             }
             if since.is_some() {
                 a.since = since;
+            }
+            if self.no_gmail_mode {
+                a.gmail_mode = false;
             }
             a.validate()?;
         }

@@ -43,6 +43,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "connections",
     "since",
     "pipelining",
+    "gmail_mode",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox", "report"];
@@ -270,6 +271,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
         since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
         pipelining: get("pipelining").is_none_or(truthy),
+        gmail_mode: get("gmail_mode").is_none_or(truthy),
     })
 }
 

@@ -36,6 +36,8 @@ pub struct LowArgs {
     pub dir: Option<PathBuf>,
     pub port: Option<u16>,
     pub starttls: bool,
+    /// `--no-gmail-mode`.
+    pub no_gmail_mode: bool,
     pub ca_file: Option<PathBuf>,
     pub pin_sha256: Option<String>,
     pub encrypt: bool,
@@ -226,6 +228,10 @@ pub static FLAGS: &[Flag] = &[
     }),
     flag!(None, "no-pipelining", None, Account, "Send one command at a time, each after the answer to the one before (found out by itself, and remembered, for a server that garbles pipelined commands).", |a, _| {
         a.no_pipelining = true;
+        Ok(())
+    }),
+    flag!(None, "no-gmail-mode", None, Account, "On Gmail, archive every folder as a plain server's (each label folder downloads its own copy) instead of fetching each message once from All Mail and hard-linking the label folders' files.", |a, _| {
+        a.no_gmail_mode = true;
         Ok(())
     }),
     flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up, by its name (Reçus) or its modified UTF-7 wire name (Re&AOc-us); repeat for several (default INBOX).", |a, v| {

@@ -145,6 +145,7 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
         connections: crate::account::DEFAULT_CONNECTIONS,
         since: None,
         pipelining: true,
+        gmail_mode: true,
     };
     let save = ask(&mut input, "Save these settings as a config file for -c (empty: do not save)", Some(""))?;
     if Path::new(&save).exists() && !save.is_empty() {
@@ -397,6 +398,7 @@ mod tests {
             connections: 1,
             since: None,
             pipelining: true,
+            gmail_mode: true,
         };
         let here = std::env::current_dir().unwrap();
         for cmd in [None, Some("pass show mail")] {

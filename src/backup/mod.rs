@@ -3,6 +3,7 @@
 
 pub mod dry_run;
 pub mod folder;
+pub mod gmail;
 pub mod new_mail;
 pub mod pipelining;
 pub mod plan;
@@ -117,7 +118,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
                 tally.new += totals.new;
                 tally.left += totals.left;
                 tally.bytes += totals.bytes;
-                if totals.failed > 0 {
+                if totals.failed > 0 || totals.capped {
                     tally.failed += 1;
                     code = EXIT_FAILURE;
                 }
@@ -430,7 +431,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let registry = Mutex::new(registry);
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
     // infers it from the names), and the run costs no command more.
-    let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
+    let Chosen { folders, statuses, unusable, namespace, separators, entries } =
+        choose_folders(account, &mut session, sink)?;
     // Every folder without a directory gets its record and its directory now, all at once.
     {
         let mut records = lock(&registry);
@@ -447,7 +449,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             .collect();
         records.claim_folders(&account_dir, &claims)?;
     }
-    let connections = account.connections.max(1);
+    let gmail = if account.gmail_mode && session.has("X-GM-EXT-1").unwrap_or(false) {
+        gmail::Plan::of(&entries, &folders)
+    } else {
+        None
+    };
+    let connections = account.connections.max(1).min(if gmail.is_some() { gmail::MAX_CONNECTIONS } else { usize::MAX });
     let ctx = folder::Context {
         account,
         keys: keys.as_ref(),
@@ -508,7 +515,31 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // A report begun by the new-mail step is boxed: most entries have none, and 10,000
     // folders' entries at a report's size each would hold megabytes.
     let mut ordinary: VecDeque<(&Mailbox, Option<Box<FolderReport>>)> = VecDeque::new();
+    // Gmail mode: All Mail and the folders linked from it first.
+    let step = match &gmail {
+        Some(plan) => gmail::run(&ctx, &mut session, &place, plan, &folders, &done)?,
+        None => gmail::Outcome { handled: vec![false; folders.len()], ..gmail::Outcome::default() },
+    };
+    for &(i, files) in &step.unopened {
+        flagged[i].opened = false;
+        flagged[i].files = Some(files);
+    }
+    let mut not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)> = Vec::new();
+    for (i, prior) in step.ordinary {
+        if step.capped {
+            not_reached.push((&folders[i], prior.map(Box::new)));
+        } else {
+            ordinary.push_back((&folders[i], prior.map(Box::new)));
+        }
+    }
     for (i, mailbox) in folders.iter().enumerate() {
+        if step.handled[i] {
+            continue;
+        }
+        if step.capped {
+            not_reached.push((mailbox, None));
+            continue;
+        }
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
             flagged[i].opened = false;
@@ -535,6 +566,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     }
     let extra = (connections - 1).min(ordinary.len().saturating_sub(1));
     let queue = Mutex::new(ordinary);
+    let cap_met = std::sync::atomic::AtomicBool::new(step.capped);
     // One connection's share: folders from the queue until it is empty.
     let work = |session: &mut Session| {
         loop {
@@ -547,8 +579,18 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 lock(&queue).push_front((mailbox, prior));
                 return;
             }
+            if cap_met.load(std::sync::atomic::Ordering::SeqCst) {
+                // Gmail's download limit: the rest is not reached (reckoned below).
+                lock(&queue).push_front((mailbox, prior));
+                return;
+            }
             match folder::backup(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
-                Ok(r) => done(r),
+                Ok(r) => {
+                    if r.capped {
+                        cap_met.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    done(r)
+                }
                 Err(e) => {
                     failed(&mailbox.shown(), e.to_string());
                     lock(&failed_folders).push(mailbox.wire.clone());
@@ -576,14 +618,26 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         }
         work(&mut session);
     });
+    let capped = cap_met.load(std::sync::atomic::Ordering::SeqCst);
     // Folders an interrupt left untouched; those the new-mail step began keep what it stored.
-    for (_, prior) in std::mem::take(&mut *lock(&queue)) {
+    for (mailbox, prior) in std::mem::take(&mut *lock(&queue)) {
+        if capped {
+            not_reached.push((mailbox, prior));
+            continue;
+        }
         if let Some(mut r) = prior {
             if crate::interrupt::requested() {
                 r.errors.push("interrupted".into());
             }
             done(*r);
         }
+    }
+    if capped {
+        let bytes = lock(&totals).bytes;
+        said_capped(&ctx, not_reached, bytes, &|r| {
+            sink.folder_done(&account.user, &account.host, r.figures());
+            lock(&totals).add(&r);
+        });
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
     // Fewer messages on the server than the archive holds of it (less those known to have
@@ -697,10 +751,13 @@ struct Totals {
     failed: usize,
     /// Messages that left the server since the last run.
     left: usize,
+    /// Gmail's download limit stopped the account.
+    capped: bool,
 }
 
 impl Totals {
     fn add(&mut self, r: &FolderReport) {
+        self.capped |= r.capped;
         self.new += r.new;
         self.left += r.left_server;
         self.bytes += r.bytes;
@@ -728,6 +785,32 @@ fn reconnected<T>(
             attempt(session)
         }
         Err(_) => first,
+    }
+}
+
+/// Gmail's download limit stopped the account: one line for it (an error, the account's
+/// error in `--report`), and a report for each folder not reached, what was linked into
+/// it counted.
+fn said_capped(
+    ctx: &folder::Context<'_>,
+    not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)>,
+    bytes: u64,
+    add: &dyn Fn(FolderReport),
+) {
+    let account = ctx.account;
+    let n = not_reached.len();
+    let line = format!(
+        "{}: Gmail's download limit reached after {bytes} bytes: stopped, {n} folder{} not reached; \
+         the next run continues where this one stopped",
+        account.label(),
+        if n == 1 { "" } else { "s" }
+    );
+    ctx.sink.error(&line);
+    ctx.sink.account_failed(&account.user, &account.host, &line);
+    for (mailbox, prior) in not_reached {
+        let mut r = prior.map_or_else(|| FolderReport::new(&mailbox.shown()), |r| *r);
+        r.errors.push("not reached: Gmail's download limit".into());
+        add(r);
     }
 }
 
@@ -808,11 +891,18 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
     let mut folders: Vec<Mailbox> = Vec::new();
     let mut unusable = Vec::new();
     let (mut namespace, mut separators) = (None, Vec::new());
+    let mut entries = Vec::new();
     match &account.folders {
         Folders::Named(names) => {
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
                 if !folders.contains(&m) {
                     folders.push(m);
+                }
+            }
+            // Gmail mode needs to know which named folder is All Mail: its LIST attribute.
+            if account.gmail_mode && session.has("X-GM-EXT-1").unwrap_or(false) {
+                if let Ok(listed) = session.list(false) {
+                    entries = listed.entries;
                 }
             }
         }
@@ -830,6 +920,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses = listed.statuses;
             namespace = listed.namespace;
             separators = listed.entries.iter().map(|e| (e.wire.clone(), e.delimiter)).collect();
+            entries = listed.entries.clone();
             for e in listed.entries.iter().filter(|e| e.selectable()) {
                 // A name that is not valid modified UTF-7 is still the server's name for it:
                 // it is backed up under that name rather than refused.
@@ -850,7 +941,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses.extend(more);
         }
     }
-    Ok(Chosen { folders, statuses, unusable, namespace, separators })
+    Ok(Chosen { folders, statuses, unusable, namespace, separators, entries })
 }
 
 /// The folders a backup goes through.
@@ -865,4 +956,6 @@ struct Chosen {
     namespace: Option<crate::hierarchy::Hierarchy>,
     /// Each listed folder's wire name and separator, for the records.
     separators: Vec<(String, Option<char>)>,
+    /// The LIST entries (special-use attributes for Gmail mode); none when nothing was listed.
+    entries: Vec<crate::imap::wire::ListEntry>,
 }

@@ -18,7 +18,9 @@ use crate::error::{describe_io, Error, IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name;
 
+mod gmail;
 mod target;
+pub use gmail::GmailIds;
 pub use target::{Appending, Holding, HEADER_PREFIX};
 
 /// How often a lost connection is re-established before the account is given up. A

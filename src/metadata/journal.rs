@@ -208,6 +208,9 @@ impl Journal {
                     flags: Some(join_flags(&e.flags)),
                     archived: Some(archived),
                     gone: None,
+                    headers: e.headers.clone(),
+                    labels: e.labels.clone(),
+                    gmail: None,
                 },
             })
             .collect();
@@ -227,6 +230,16 @@ impl Journal {
     /// Records flags that changed.
     pub fn flags(&mut self, changed: &[(u32, Vec<String>)]) -> Result<()> {
         self.updates(changed.iter().map(|(u, f)| (*u, Fields { flags: Some(join_flags(f)), ..Fields::default() })))
+    }
+
+    /// Records Gmail labels and ids learnt or changed: `(uid, labels, (msgid, thrid))`.
+    pub fn gmail(&mut self, changed: &[(u32, Vec<String>, (u64, u64))]) -> Result<()> {
+        let fields = |labels: &Vec<String>, ids: (u64, u64)| Fields {
+            labels: Some(labels.clone()),
+            gmail: Some(ids),
+            ..Fields::default()
+        };
+        self.updates(changed.iter().map(|(u, l, ids)| (*u, fields(l, *ids))))
     }
 
     /// Records INTERNALDATEs learnt after the messages were archived.
@@ -546,6 +559,8 @@ mod tests {
             internal_date: Some("07-Jul-2019 02:44:25 -0700".into()),
             flags: flags.iter().map(|s| s.to_string()).collect(),
             form: None,
+            headers: None,
+            labels: None,
         }
     }
 

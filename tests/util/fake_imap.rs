@@ -532,7 +532,7 @@ fn refuse(tcp: TcpStream, tls: &Arc<ServerConfig>) {
 }
 
 /// Locks `m`; a poisoned lock only means a connection panicked, which is reported itself.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -646,7 +646,7 @@ struct State {
     id: bool,
 }
 
-type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
+pub(super) type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
 
 /// One connection being served.
 struct Conn<'a> {
@@ -898,11 +898,11 @@ impl Conn<'_> {
     }
 }
 
-fn client_left(e: &io::Error) -> bool {
+pub(super) fn client_left(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
 }
 
-fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
     s.get_mut().write_all(bytes)?;
     s.get_mut().flush()
 }
@@ -1229,7 +1229,7 @@ fn header_fields_asked(items: &str) -> Option<Vec<String>> {
 
 /// The header fields of `message` named in `fields` (with their continuation lines), in
 /// message order, then the blank line: what `HEADER.FIELDS` answers.
-fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
+pub(super) fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut keep = false;
     for line in message.split_inclusive(|&b| b == b'\n') {
@@ -1249,7 +1249,7 @@ fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
 }
 
 /// Whether `uid` is in the IMAP set `set` (`1:3,7,9:*`), `*` being the highest UID `max`.
-fn in_set(uid: u32, set: &str, max: u32) -> bool {
+pub(super) fn in_set(uid: u32, set: &str, max: u32) -> bool {
     let num = |s: &str| if s == "*" { Some(max) } else { s.parse().ok() };
     set.split(',').any(|part| match part.split_once(':') {
         Some((a, b)) => match (num(a), num(b)) {
@@ -1261,7 +1261,7 @@ fn in_set(uid: u32, set: &str, max: u32) -> bool {
 }
 
 /// The arguments of a command: atoms and quoted strings (with `\"` and `\\` escapes).
-fn args(text: &str) -> Vec<String> {
+pub(super) fn args(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {

@@ -2,6 +2,7 @@
 //! the compatibility vectors.
 #![allow(dead_code)]
 
+pub mod fake_gmail;
 pub mod fake_imap;
 pub mod fault_proxy;
 pub mod mock_oauth;
