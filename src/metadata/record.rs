@@ -249,9 +249,10 @@ pub fn parse(text: &str) -> Option<Record> {
                         }
                     }
                     "l" => {
-                        let labels = v.split(' ').filter(|s| !s.is_empty()).map(|l| {
-                            unescape(l).and_then(|b| String::from_utf8(b).ok())
-                        });
+                        let labels = v
+                            .split(' ')
+                            .filter(|s| !s.is_empty())
+                            .map(|l| unescape(l).and_then(|b| String::from_utf8(b).ok()));
                         f.labels = Some(labels.collect::<Option<Vec<String>>>()?);
                     }
                     _ => {}
@@ -321,11 +322,7 @@ mod tests {
             Record::Message { uid: 9, fields: full.clone() },
             Record::Message {
                 uid: 9,
-                fields: Fields {
-                    headers: Some(Box::default()),
-                    labels: Some(Vec::new()),
-                    ..Fields::default()
-                },
+                fields: Fields { headers: Some(Box::default()), labels: Some(Vec::new()), ..Fields::default() },
             },
             Record::Update { uid: u32::MAX, fields: Fields { flags: Some(String::new()), ..Fields::default() } },
             Record::Begin,
