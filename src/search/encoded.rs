@@ -8,14 +8,20 @@
 //! encoded words (headers that were never encoded) are read as UTF-8 where valid, else as
 //! windows-1252.
 
+use std::borrow::Cow;
+
 use super::charset::{self, Charset};
 use super::transfer;
 
 /// The text of a header value.
-pub fn decode_value(raw: &[u8]) -> String {
+pub fn decode_value(raw: &[u8]) -> Cow<'_, str> {
+    // Most values are plain ASCII: nothing to decode, nothing to copy.
+    if raw.is_ascii() && !raw.windows(2).any(|w| w == b"=?") {
+        return Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default());
+    }
     let text = charset::decode_all(Charset::Fallback, raw);
     if !text.contains("=?") {
-        return text;
+        return Cow::Owned(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
@@ -67,7 +73,7 @@ pub fn decode_value(raw: &[u8]) -> String {
         before_last_was_word = false;
         last_was_word = false;
     }
-    out
+    Cow::Owned(out)
 }
 
 enum Word<'a> {

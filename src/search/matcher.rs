@@ -64,18 +64,46 @@ pub fn normalize(text: &str) -> String {
 /// Appends `text` normalized; `space` says whether what was appended last is a space
 /// (or nothing).
 fn push_normalized(text: &str, out: &mut String, space: &mut bool) {
-    for c in text.chars() {
-        if c.is_ascii() {
-            if c.is_ascii_whitespace() || c == '\x0b' {
+    out.reserve(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Mail is mostly ASCII: a run that is already normalized (no capitals, single
+        // spaces) is copied in one go.
+        let start = i;
+        let mut after_space = *space;
+        while let Some(&b) = bytes.get(i) {
+            if b.is_ascii_graphic() && !b.is_ascii_uppercase() {
+                after_space = false;
+            } else if b == b' ' && !after_space {
+                after_space = true;
+            } else {
+                break;
+            }
+            i += 1;
+        }
+        if i > start {
+            out.push_str(&text[start..i]);
+            *space = after_space;
+            continue;
+        }
+        let b = bytes[i];
+        if b < 0x80 {
+            if b.is_ascii_whitespace() || b == 0x0b {
                 if !*space {
                     out.push(' ');
                     *space = true;
                 }
             } else {
-                out.push(c.to_ascii_lowercase());
+                out.push(char::from(b.to_ascii_lowercase()));
                 *space = false;
             }
-        } else if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let Some(c) = text[i..].chars().next() else { break };
+        i += c.len_utf8();
+        if c.is_whitespace() {
             if !*space {
                 out.push(' ');
                 *space = true;
@@ -105,6 +133,14 @@ impl<'t> Matcher<'t> {
     pub fn new(terms: &'t [Term]) -> Matcher<'t> {
         let longest = terms.iter().map(|t| t.text.len()).max().unwrap_or(0);
         Matcher { terms, found: 0, window: String::new(), space: true, doc: 0, overlap: longest.saturating_sub(1) }
+    }
+
+    /// Starts over, for another message (its buffer kept).
+    pub fn reset(&mut self) {
+        self.found = 0;
+        self.window.clear();
+        self.space = true;
+        self.doc = 0;
     }
 
     /// The terms found so far, one bit each.
@@ -178,6 +214,8 @@ mod tests {
         assert_eq!(normalize("  Quarterly\r\n\tREPORT  "), "quarterly report");
         assert_eq!(normalize("ΟΔΟΣ Straße İ"), "οδοσ straße i\u{307}");
         assert_eq!(normalize("a\u{a0}\u{3000}b"), "a b");
+        assert_eq!(normalize("already normal  Not\tthis  É é"), "already normal not this é é");
+        assert_eq!(normalize(" a "), "a");
     }
 
     #[test]

@@ -164,6 +164,13 @@ impl FolderFiles {
     }
 }
 
+/// What reads the files a folder's messages need: the read-ahead, and the matcher (one
+/// for all the messages: its buffer is kept).
+struct Reading<'q> {
+    ahead: ReadAhead,
+    matcher: Matcher<'q>,
+}
+
 /// A message waiting for its turn to be said.
 enum Waiting {
     /// Decided by its metadata: its line.
@@ -196,7 +203,7 @@ fn search_folder(
         events.warning(&text);
     }
     let (to_read, read_rx) = mpsc::channel();
-    let mut ahead = ReadAhead::spawn(read_rx, keys.cloned())?;
+    let mut reading = Reading { ahead: ReadAhead::spawn(read_rx, keys.cloned())?, matcher: Matcher::new(&query.terms) };
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
     let mut go_on = true;
     for i in 0..files.len() {
@@ -224,7 +231,7 @@ fn search_folder(
         }
         while go_on && (waiting.len() > AHEAD || matches!(waiting.front(), Some(Waiting::Hit(_)))) {
             if let Some(w) = waiting.pop_front() {
-                go_on = settle(w, &folder.dir, query, &mut ahead, report, events);
+                go_on = settle(w, &folder.dir, query, &mut reading, report, events);
             }
         }
         if !go_on {
@@ -236,7 +243,7 @@ fn search_folder(
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
         }
-        if !settle(w, &folder.dir, query, &mut ahead, report, events) {
+        if !settle(w, &folder.dir, query, &mut reading, report, events) {
             return Ok(false);
         }
     }
@@ -253,11 +260,11 @@ fn search_folder(
 }
 
 /// Says a waiting message: its line if it is a hit (read from its file first if needed).
-fn settle(
+fn settle<'q>(
     w: Waiting,
     dir: &Path,
-    query: &Query,
-    ahead: &mut ReadAhead,
+    query: &'q Query,
+    reading: &mut Reading<'q>,
     report: &mut Report,
     events: &mut dyn Events,
 ) -> bool {
@@ -265,7 +272,7 @@ fn settle(
         Waiting::Hit(line) => Some(line),
         Waiting::Read(file, known) => {
             report.files_read += 1;
-            match read_message(&file, *known, query, ahead) {
+            match read_message(&file, *known, query, reading) {
                 Ok(line) => line,
                 Err(e) => {
                     let why = describe_io(&e);
@@ -286,15 +293,15 @@ fn settle(
 }
 
 /// Reads a message from its file until the query is decided; its line if it is a hit.
-fn read_message(
+fn read_message<'q>(
     file: &ArchiveFile,
     known: Known,
-    query: &Query,
-    ahead: &mut ReadAhead,
+    query: &'q Query,
+    reading: &mut Reading<'q>,
 ) -> std::io::Result<Option<String>> {
-    let (from_line, reader) = ahead.next_message()?;
+    let (from_line, reader) = reading.ahead.next_message()?;
     let mut input = Counting { inner: reader, count: 0 };
-    let mut judge = Judge::new(query, known);
+    let mut judge = Judge::new(query, known, &mut reading.matcher);
     mime::read(&mut input, &mut judge)?;
     if !mime::Sink::done(&judge) {
         // The whole message was read.
@@ -446,10 +453,10 @@ fn header_day(raw: &[u8]) -> Option<i64> {
 }
 
 /// Judges a message as its file is read (the sink of [`mime::read`]).
-struct Judge<'q> {
+struct Judge<'q, 'm> {
     query: &'q Query,
     known: Known,
-    matcher: Matcher<'q>,
+    matcher: &'m mut Matcher<'q>,
     /// The message's own header has been read.
     header_read: bool,
     /// The whole message has been read.
@@ -457,16 +464,10 @@ struct Judge<'q> {
     decided: Tri,
 }
 
-impl<'q> Judge<'q> {
-    fn new(query: &'q Query, known: Known) -> Judge<'q> {
-        Judge {
-            query,
-            known,
-            matcher: Matcher::new(&query.terms),
-            header_read: false,
-            complete: false,
-            decided: Tri::Unknown,
-        }
+impl<'q, 'm> Judge<'q, 'm> {
+    fn new(query: &'q Query, known: Known, matcher: &'m mut Matcher<'q>) -> Judge<'q, 'm> {
+        matcher.reset();
+        Judge { query, known, matcher, header_read: false, complete: false, decided: Tri::Unknown }
     }
 
     fn decide(&mut self) {
@@ -482,7 +483,7 @@ impl<'q> Judge<'q> {
     }
 }
 
-impl mime::Sink for Judge<'_> {
+impl mime::Sink for Judge<'_, '_> {
     fn header(&mut self, attached: bool, fields: &[Option<Vec<u8>>]) {
         const DOCS: [Doc; mime::SEARCHED] = [
             Doc::From,
