@@ -68,12 +68,12 @@ fn push_normalized(text: &str, out: &mut String, space: &mut bool) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        // Mail is mostly ASCII: a run that is already normalized (no capitals, single
-        // spaces) is copied in one go.
+        // Mail is mostly ASCII: a run of it without line breaks or runs of spaces is
+        // copied in one go, then lowercased in place.
         let start = i;
         let mut after_space = *space;
         while let Some(&b) = bytes.get(i) {
-            if b.is_ascii_graphic() && !b.is_ascii_uppercase() {
+            if b.is_ascii_graphic() {
                 after_space = false;
             } else if b == b' ' && !after_space {
                 after_space = true;
@@ -83,7 +83,9 @@ fn push_normalized(text: &str, out: &mut String, space: &mut bool) {
             i += 1;
         }
         if i > start {
+            let at = out.len();
             out.push_str(&text[start..i]);
+            out[at..].make_ascii_lowercase();
             *space = after_space;
             continue;
         }
