@@ -32,6 +32,8 @@ pub enum Mode {
     Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec, uids: Option<restore::UidSet> },
     /// List the messages of a folder or user directory.
     List { path: PathBuf, keys: KeySpec },
+    /// List the messages a query selects.
+    Search { query: Box<crate::search::query::Query>, path: PathBuf, keys: KeySpec },
     /// Upload a folder directory, or every folder of a user directory, to a server.
     Upload { path: PathBuf, account: Box<Account>, to_folder: Option<String>, keys: KeySpec },
     /// Verify an archive.
@@ -213,6 +215,14 @@ impl LowArgs {
         }
         if self.to_folder.is_some() && !self.to_imap {
             return Err(Error::usage("--to-folder goes with -r DIR --to-imap"));
+        }
+        if let Some(text) = &self.search {
+            if self.list.is_some() || self.restore.is_some() || self.verify.is_some() {
+                return Err(Error::usage("--search cannot be combined with --list, -r or --verify"));
+            }
+            let path = self.search_path.clone().or_else(|| self.dir.clone()).unwrap_or_else(|| PathBuf::from("."));
+            let query = Box::new(crate::search::query::Query::parse(text)?);
+            return Ok((Mode::Search { query, path, keys: self.key_spec() }, out, None));
         }
         if let Some(path) = &self.list {
             if self.restore.is_some() || self.verify.is_some() {
@@ -509,6 +519,10 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
             return interruptible(what, || run_restore(&dir, &output, &keys, uids.as_ref(), settings));
         }
         Mode::List { path, keys } => return run_list(&path, &keys, settings),
+        Mode::Search { query, path, keys } => {
+            let what = "the search stopped before the end (it writes nothing)".to_string();
+            return interruptible(what, || run_search(&query, &path, &keys, settings));
+        }
         Mode::Verify { path, keys } => {
             let what = "the verification stopped before the end (it writes nothing); run it again".to_string();
             return interruptible(what, || run_verify(&path, &keys, settings));
@@ -1056,6 +1070,49 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// Prints a search's hits on stdout (`FOLDERDIR<TAB>` and the `--list` line), its
+/// problems on stderr.
+struct SearchOutput {
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl crate::search::Events for SearchOutput {
+    fn hit(&mut self, folder: &Path, line: &str) -> bool {
+        // `--search ... | head` closes the pipe early: stop quietly then.
+        writeln!(self.stdout, "{}\t{line}", crate::printable::escape(&folder.display().to_string())).is_ok()
+    }
+
+    fn problem(&mut self, path: &Path, why: &str) {
+        warn(format!("{}: {why}", path.display()));
+    }
+
+    fn warning(&mut self, text: &str) {
+        warn(format!("warning: {text}"));
+    }
+}
+
+/// `--search QUERY PATH`: the messages of PATH's folders that QUERY selects.
+fn run_search(query: &crate::search::query::Query, path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    let scope = crate::scope::classify(path)?;
+    if let crate::scope::Scope::Empty(_) = scope {
+        return Err(crate::scope::nothing_there(path));
+    }
+    // Found before confinement: the journals may be outside PATH.
+    let folders = crate::scope::folders(&scope)?;
+    let journals = verify::journals(&folders);
+    let sample = crate::search::key_sample(&folders);
+    let keys = keys_if_needed(&sample, &journals, path, keys)?;
+    let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
+    confine(&Rules { read, ..Rules::default() }, settings)?;
+    let mut output = SearchOutput { stdout: std::io::stdout().lock() };
+    let report = crate::search::search(&folders, query, keys.as_ref(), &mut output)?;
+    drop(output);
+    if !settings.out.quiet {
+        warn(crate::search::summary(&report));
+    }
+    Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
 }
 
 fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {

@@ -62,6 +62,9 @@ pub struct LowArgs {
     pub list_folders: bool,
     pub verify: Option<PathBuf>,
     pub list: Option<PathBuf>,
+    pub search: Option<String>,
+    /// The PATH after `--search QUERY`.
+    pub search_path: Option<PathBuf>,
     pub uid: Option<String>,
     pub sandbox: Option<String>,
     pub sandbox_check: bool,
@@ -332,6 +335,10 @@ pub static FLAGS: &[Flag] = &[
         a.list = Some(val(v)?.into());
         Ok(())
     }),
+    flag!(None, "search", Some("QUERY"), Restore, "Search PATH (given after QUERY: a folder directory, a user directory or a whole archive root; default: --dir, else the current directory) and print the messages QUERY selects as --list does, each after its folder directory. QUERY: words and \"phrases\" (found in the header and the text of the body, case-insensitively), from: to: subject: id: since:YYYY-MM-DD before:YYYY-MM-DD larger:SIZE smaller:SIZE flag: label:, -TERM (not), OR, ( ); all terms must hold. Only the metadata is read where it decides.", |a, v| {
+        a.search = Some(val(v)?);
+        Ok(())
+    }),
     flag!(None, "verify", Some("PATH"), Restore, "Decode every archive file of PATH (a folder, a user directory or a whole archive) and check its metadata; report every bad file, missing file and damaged metadata record.", |a, v| {
         a.verify = Some(val(v)?.into());
         Ok(())
@@ -427,6 +434,7 @@ pub const USAGE: &[&str] = &[
     "-r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]",
     "--list PATH [-k KEYS] [-P]",
     "--verify PATH [-k KEYS] [-P]",
+    "--search QUERY [PATH] [-k KEYS] [-P]",
 ];
 
 /// The exit statuses, for `--help` and the man page.
@@ -485,6 +493,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<LowArgs> {
             lexopt::Arg::Long(name) => {
                 let name = name.to_string();
                 (find_long(&name)?, format!("--{name}"))
+            }
+            lexopt::Arg::Value(v) if low.search.is_some() && low.search_path.is_none() => {
+                low.search_path = Some(PathBuf::from(v));
+                continue;
             }
             lexopt::Arg::Value(v) => {
                 return Err(Error::usage(format!("unexpected argument '{}' (see --help)", v.to_string_lossy())));

@@ -42,6 +42,7 @@ pub mod restore;
 pub mod run_report;
 pub mod sandbox;
 pub mod scope;
+pub mod search;
 pub mod secret;
 pub mod upload;
 pub mod verify;

@@ -10,7 +10,7 @@ use crate::archive;
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::mbox::header_field;
-use crate::metadata::Index;
+use crate::metadata::{Index, MessageMeta};
 
 /// Most header bytes read of a message.
 const MAX_HEADER: u64 = 256 * 1024;
@@ -59,34 +59,56 @@ pub fn list(
                 continue;
             }
         };
-        let field = |name: &[u8]| header_field(&head.1, name).map(|v| shown(&v));
-        let date = meta.as_ref().and_then(|m| m.internal_date.clone()).or_else(|| field(b"date"));
-        let size = meta.as_ref().and_then(|m| m.size).or(head.0);
-        let flags = meta.as_ref().map(|m| m.flags.join(" "));
-        let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
-        let server = meta.as_ref().and_then(|m| m.gone).map(|g| match g.last_seen {
-            0 => "gone, last seen -".to_string(),
-            t => format!(
-                "gone, last seen {}",
-                crate::run_report::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64))
-            ),
-        });
-        let more = out(format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            f.uid.map_or_else(|| crate::printable::escape(&f.name()), |u| u.to_string()),
-            dash(date),
-            dash(field(b"from")),
-            dash(field(b"subject")),
-            dash(size.map(|s| s.to_string())),
-            dash(flags),
-            dash(server)
-        ));
+        let field = |name: &[u8]| header_field(&head.1, name);
+        let name = f.uid.map_or_else(|| crate::printable::escape(&f.name()), |u| u.to_string());
+        let shown = Shown { date: field(b"date"), from: field(b"from"), subject: field(b"subject"), size: head.0 };
+        let more = out(line(&name, meta.as_ref(), &shown));
         if !more {
             break;
         }
     }
     listed.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
     Ok(listed)
+}
+
+/// What a message's line shows besides its metadata: raw header values, and its size
+/// when known otherwise.
+#[derive(Debug, Default)]
+pub struct Shown {
+    /// The `Date:` header (shown when the metadata has no arrival time).
+    pub date: Option<Vec<u8>>,
+    /// The `From:` header.
+    pub from: Option<Vec<u8>>,
+    /// The `Subject:` header.
+    pub subject: Option<Vec<u8>>,
+    /// The message's size, when the metadata has none.
+    pub size: Option<u64>,
+}
+
+/// A message's line: `name<TAB>date<TAB>From<TAB>Subject<TAB>size<TAB>flags<TAB>server`
+/// (see [`list`]); `name` is its UID (or its file's name).
+pub fn line(name: &str, meta: Option<&MessageMeta>, values: &Shown) -> String {
+    let field = |v: &Option<Vec<u8>>| v.as_deref().map(shown);
+    let date = meta.and_then(|m| m.internal_date.clone()).or_else(|| field(&values.date));
+    let size = meta.and_then(|m| m.size).or(values.size);
+    let flags = meta.map(|m| m.flags.join(" "));
+    let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+    let server = meta.and_then(|m| m.gone).map(|g| match g.last_seen {
+        0 => "gone, last seen -".to_string(),
+        t => format!(
+            "gone, last seen {}",
+            crate::run_report::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64))
+        ),
+    });
+    format!(
+        "{name}\t{}\t{}\t{}\t{}\t{}\t{}",
+        dash(date),
+        dash(field(&values.from)),
+        dash(field(&values.subject)),
+        dash(size.map(|s| s.to_string())),
+        dash(flags),
+        dash(server)
+    )
 }
 
 /// The message's header section, and its size when the file's size tells it (a plain file).
@@ -112,10 +134,10 @@ fn read_header(f: &archive::ArchiveFile, keys: Option<&Keys>) -> std::io::Result
     Ok((size, head))
 }
 
-/// A header value on one line: unfolded, trimmed, control characters escaped, tabs as
-/// spaces, cut at [`MAX_SHOWN`] characters.
+/// A header value on one line: encoded words decoded, unfolded, trimmed, control
+/// characters escaped, tabs as spaces, cut at [`MAX_SHOWN`] characters.
 fn shown(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
+    let text = crate::search::encoded::decode_value(value);
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut s = crate::printable::escape(&one);
     if s.chars().count() > MAX_SHOWN {

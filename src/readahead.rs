@@ -1,9 +1,9 @@
 //! Reading archive files with two cores: a thread of its own authenticates and decrypts
 //! the files, in order, ahead of the caller, who inflates and writes them out. The two
 //! halves cost about the same, and the queue between them is bounded, so memory stays
-//! flat whatever the message size.
+//! flat whatever the message size. The files may be handed over as the caller finds them
+//! (an iterator over a channel), so a folder of any size needs no list of paths.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -19,6 +19,8 @@ use crate::keys::Keys;
 const QUEUE: usize = 8;
 
 enum Piece {
+    /// The next file starts; its layers.
+    Begin(Form),
     Data(Vec<u8>),
     /// The file's end, with its HMAC tag when it is encrypted.
     End(Option<[u8; 32]>),
@@ -28,7 +30,6 @@ enum Piece {
 /// The decrypting thread and its queue; [`ReadAhead::next_message`] yields the files'
 /// messages in the order they were given.
 pub struct ReadAhead {
-    forms: VecDeque<Form>,
     /// The HMAC tag of the last encrypted file read to its end.
     last_tag: Option<[u8; 32]>,
     pieces: Option<Receiver<Piece>>,
@@ -37,24 +38,32 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts reading `files`.
-    pub fn spawn(files: Vec<ArchiveFile>, keys: Option<Keys>) -> Result<ReadAhead> {
-        let forms = files.iter().map(|f| f.form).collect();
+    /// Starts reading `files` (a list, or files handed over as they are found: the thread
+    /// waits for each).
+    pub fn spawn<I>(files: I, keys: Option<Keys>) -> Result<ReadAhead>
+    where
+        I: IntoIterator<Item = ArchiveFile>,
+        I::IntoIter: Send + 'static,
+    {
+        let files = files.into_iter();
         let (tx, pieces) = mpsc::sync_channel(QUEUE);
         // Buffers come back to the thread for reuse; one more than can be in flight.
         let (spare, spare_rx) = mpsc::sync_channel(QUEUE + 2);
         let thread = std::thread::Builder::new()
             .name("decrypt".into())
-            .spawn(move || decode_all(&files, keys.as_ref(), &tx, &spare_rx))
+            .spawn(move || decode_all(files, keys.as_ref(), &tx, &spare_rx))
             .doing("starting the decrypting thread")?;
-        Ok(ReadAhead { forms, last_tag: None, pieces: Some(pieces), spare, thread: Some(thread) })
+        Ok(ReadAhead { last_tag: None, pieces: Some(pieces), spare, thread: Some(thread) })
     }
 
     /// The next file's stored From-line and a reader of its message, as
     /// [`ArchiveFile::open`] gives them. Errors of that file (a failed MAC, bad data) come
     /// out of this call or of the reads; dropping the reader skips the rest of the message.
     pub fn next_message(&mut self) -> io::Result<(Vec<u8>, BufReader<impl Read + '_>)> {
-        let form = self.forms.pop_front().ok_or_else(|| io::Error::other("no more archive files"))?;
+        let form = match self.recv() {
+            Ok(Piece::Begin(form)) => form,
+            _ => return Err(io::Error::other("no more archive files")),
+        };
         self.last_tag = None;
         let sealed = Sealed { ahead: self, buf: Vec::new(), pos: 0, done: false };
         fromline::split_stored(codec::inflated(sealed, form))
@@ -115,6 +124,10 @@ impl Read for Sealed<'_> {
                     self.done = true;
                     return Err(e);
                 }
+                Ok(Piece::Begin(_)) => {
+                    self.done = true;
+                    return Err(io::Error::other("a file's end was not marked"));
+                }
             }
         }
         let n = out.len().min(self.buf.len() - self.pos);
@@ -134,17 +147,25 @@ impl Drop for Sealed<'_> {
                     self.ahead.last_tag = tag;
                     self.done = true;
                 }
-                Ok(Piece::Failed(_)) | Err(_) => self.done = true,
+                Ok(Piece::Failed(_) | Piece::Begin(_)) | Err(_) => self.done = true,
             }
         }
     }
 }
 
-/// The thread: each file's decrypted bytes in pieces of up to `BUF_SIZE`, then its end
-/// or error.
-fn decode_all(files: &[ArchiveFile], keys: Option<&Keys>, tx: &SyncSender<Piece>, spare: &Receiver<Vec<u8>>) {
+/// The thread: each file's layers, its decrypted bytes in pieces of up to `BUF_SIZE`, then
+/// its end or error.
+fn decode_all(
+    files: impl Iterator<Item = ArchiveFile>,
+    keys: Option<&Keys>,
+    tx: &SyncSender<Piece>,
+    spare: &Receiver<Vec<u8>>,
+) {
     for f in files {
-        let last = match decode_one(f, keys, tx, spare) {
+        if tx.send(Piece::Begin(f.form)).is_err() {
+            return;
+        }
+        let last = match decode_one(&f, keys, tx, spare) {
             Ok(Some(tag)) => Piece::End(tag),
             // The reader went away: nobody wants the rest.
             Ok(None) => return,

@@ -318,15 +318,16 @@ fn confined(mode: &str, cross_dir_renames: bool) -> Option<(bool, bool)> {
     }
 }
 
-/// The probe aimed at real runs: a backup, an upload (`-r USER_DIR --to-imap`), a restore
-/// and a verify each try, right after confining themselves, to read a file outside what
+/// The probe aimed at real runs: a backup, an upload (`-r USER_DIR --to-imap`), a restore,
+/// a verify and a search each try, right after confining themselves, to read a file outside what
 /// they may reach, create one, read through a planted symlink that leads out, and connect
 /// to a local port that is not the server's. Under `--sandbox require` and `auto` every
 /// attempt is refused (the connection from landlock ABI 4, which this machine's kernel
 /// has; below it the test says so on stderr and checks what such a kernel does), under
-/// `off` every attempt succeeds. Each run also does its job.
+/// `off` every attempt succeeds. Each run also does its job; the search cannot create a
+/// file inside the archive either.
 #[test]
-fn the_probe_inside_a_backup_an_upload_a_restore_and_a_verify() {
+fn the_probe_inside_a_backup_an_upload_a_restore_a_verify_and_a_search() {
     let abi = abi();
     if abi < 4 {
         eprintln!(
@@ -399,5 +400,20 @@ fn the_probe_inside_a_backup_an_upload_a_restore_and_a_verify() {
         assert_eq!(o.status.code(), Some(0), "{what}: {}{}", stdout(&o), stderr(&o));
         assert!(stdout(&o).starts_with("verified 2 messages: 2 good, 0 bad"), "{what}: {}", stdout(&o));
         probe.assert_outcomes(&o, &what, files, tcp);
+        // Search: reads the archive, writes nothing, not even inside it.
+        let probe = Probe::new(&outside, &root, &format!("search-{mode}"));
+        let search = ["--search", "second", root.to_str().unwrap(), "--sandbox", mode, "-q"];
+        let o = probe.run(&search, &[]);
+        let what = format!("search --sandbox {mode}");
+        assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+        let hits: Vec<String> =
+            stdout(&o).lines().map(|l| l.split('\t').take(2).collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(hits, [format!("{} 2", folder.display())], "{what}");
+        probe.assert_outcomes(&o, &what, files, tcp);
+        let inside = root.join(format!("created-by-search-{mode}"));
+        let o = run(&search, &[("SMAILARCHIVER_PROBE_CREATE", inside.to_str().unwrap())]);
+        let word = if files { "denied" } else { "allowed" };
+        assert_eq!(stderr(&o), format!("smailarchiver probe: create a file outside {}: {word}\n", inside.display()));
+        assert_eq!(inside.exists(), !files, "{what}");
     }
 }

@@ -3,7 +3,7 @@
 //! AES-256-CBC and HMAC-SHA256). Either way the check covers the journal's name, so a
 //! line copied from another folder's journal is damage too.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -125,18 +125,13 @@ impl LineCodec {
 /// Opens a sealed line, checking its MAC first.
 pub fn unseal(keys: &Keys, line: &[u8]) -> Result<Vec<u8>, LineError> {
     let raw = STANDARD.decode(line).map_err(|_| LineError::Damaged("not base64".into()))?;
-    let checked = cipher::check_mac(keys, &raw[..]).map_err(|e| {
+    cipher::open_sealed(keys, &raw).map_err(|e| {
         if cipher::is_mac_mismatch(&e) {
             LineError::Mac
         } else {
             LineError::Damaged(crate::error::describe_io(&e))
         }
-    })?;
-    let mut plain = Vec::new();
-    cipher::DecryptReader::new(keys, checked, &raw[..])
-        .read_to_end(&mut plain)
-        .map_err(|e| LineError::Damaged(crate::error::describe_io(&e)))?;
-    Ok(plain)
+    })
 }
 
 #[cfg(test)]
