@@ -196,8 +196,11 @@ struct Shared {
     user: String,
     password: String,
     store: Mutex<Store>,
-    /// Body bytes served (whole and partial bodies, header fields).
+    /// Body bytes served (whole and partial bodies).
     served: AtomicU64,
+    /// Header bytes served alone (`HEADER.FIELDS`, `HEADER`): the client's evidence of
+    /// the mailstore, a rebase's comparison; not mail downloaded.
+    headers: AtomicU64,
     /// The download cap, in body bytes; past it every body fetch is refused.
     cap: Mutex<Option<u64>>,
     over_cap: AtomicBool,
@@ -223,6 +226,7 @@ impl FakeGmail {
             password: password.into(),
             store: Mutex::new(store),
             served: AtomicU64::new(0),
+            headers: AtomicU64::new(0),
             cap: Mutex::new(None),
             over_cap: AtomicBool::new(false),
             active: AtomicUsize::new(0),
@@ -279,6 +283,11 @@ impl FakeGmail {
     /// Body bytes served so far.
     pub fn served(&self) -> u64 {
         self.shared.served.load(Ordering::SeqCst)
+    }
+
+    /// Header bytes served alone so far (`HEADER.FIELDS`, `HEADER`).
+    pub fn headers_served(&self) -> u64 {
+        self.shared.headers.load(Ordering::SeqCst)
     }
 
     /// Sets the download cap: body bytes served from now on before every body fetch is
@@ -618,7 +627,8 @@ fn fetch(sh: &Shared, view: &View, tag: &str, args_text: &str, out: &mut Vec<u8>
         };
         match data {
             Some((item, bytes)) => {
-                sh.served.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                let counter = if item.starts_with("BODY[HEADER") { &sh.headers } else { &sh.served };
+                counter.fetch_add(bytes.len() as u64, Ordering::SeqCst);
                 out.extend_from_slice(format!("{line} {item} {{{}}}\r\n", bytes.len()).as_bytes());
                 out.extend_from_slice(&bytes);
                 out.extend_from_slice(b")\r\n");
