@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::codec::Form;
 use crate::error::{Error, Result};
+use crate::imap::tls::{Names, FLAG_NAMES};
 use crate::keys::KeySpec;
 use crate::secret::{self, Secret, Sources};
 
@@ -69,6 +70,8 @@ pub struct Account {
     pub connections: usize,
     /// `--since`: only messages whose INTERNALDATE is on or after this day.
     pub since: Option<crate::date::Day>,
+    /// What its settings are called in messages: the flags, or the config file's keys.
+    pub names: &'static Names,
 }
 
 /// The credential an account logs in with.
@@ -101,6 +104,32 @@ impl CredentialCommand<'_> {
 }
 
 impl Account {
+    /// An account with every setting at its default: INBOX, neither compressed nor
+    /// encrypted, named by the command line's flags in messages.
+    pub fn new(user: String, host: String, root: PathBuf) -> Account {
+        Account {
+            user,
+            host,
+            port: None,
+            starttls: false,
+            ca_file: None,
+            pin_sha256: None,
+            password: None,
+            passwd_command: None,
+            oauth2_command: None,
+            folders: Folders::Named(vec!["INBOX".into()]),
+            root,
+            form: Form { compressed: false, encrypted: false },
+            level: crate::codec::DEFAULT_LEVEL,
+            keys: None,
+            buffer_size: DEFAULT_BUFFER,
+            timeout: DEFAULT_TIMEOUT,
+            connections: DEFAULT_CONNECTIONS,
+            since: None,
+            names: &FLAG_NAMES,
+        }
+    }
+
     /// The command [`Account::credential`] gets the credential from, if it does (the
     /// same order): a backup runs it again for a fresh one during the run.
     pub fn credential_command(&self) -> Option<CredentialCommand<'_>> {

@@ -259,6 +259,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .transpose()?
             .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
         since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
+        names: &crate::imap::tls::CONFIG_NAMES,
     })
 }
 

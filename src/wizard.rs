@@ -135,6 +135,7 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
         timeout: DEFAULT_TIMEOUT,
         connections: crate::account::DEFAULT_CONNECTIONS,
         since: None,
+        names: &crate::imap::tls::FLAG_NAMES,
     };
     let save = ask(&mut input, "Save these settings as a config file for -c (empty: do not save)", Some(""))?;
     if Path::new(&save).exists() && !save.is_empty() {
@@ -267,6 +268,7 @@ mod tests {
             timeout: DEFAULT_TIMEOUT,
             connections: 1,
             since: None,
+            names: &crate::imap::tls::FLAG_NAMES,
         };
         let here = std::env::current_dir().unwrap();
         for cmd in [None, Some("pass show mail")] {

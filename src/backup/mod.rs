@@ -201,12 +201,13 @@ pub fn connection(account: &Account) -> Result<(ServerSpec, Auth, Vec<SocketAddr
 
 /// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
 fn server_spec(account: &Account) -> Result<ServerSpec> {
-    let mut spec = ServerSpec::new(
+    let mut spec = ServerSpec::named(
         &account.host,
         account.port,
         account.starttls,
         account.ca_file.as_deref(),
         account.pin_sha256.as_deref(),
+        account.names,
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
     Ok(spec)

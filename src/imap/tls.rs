@@ -87,6 +87,7 @@ impl Write for Socket {
 pub struct Trust {
     provider: Arc<CryptoProvider>,
     mode: Mode,
+    names: &'static Names,
 }
 
 #[derive(Clone, Debug)]
@@ -107,7 +108,7 @@ impl Trust {
 
     /// [`Trust::load`], naming the settings in errors as `names` says (the config file's
     /// keys are not the flags).
-    pub fn load_as(ca_file: Option<&Path>, pin_sha256: Option<&str>, names: &Names) -> Result<Trust> {
+    pub fn load_as(ca_file: Option<&Path>, pin_sha256: Option<&str>, names: &'static Names) -> Result<Trust> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mode = match (ca_file, pin_sha256) {
             (Some(_), Some(_)) => {
@@ -119,22 +120,31 @@ impl Trust {
             (None, Some(pin)) => Mode::Pin(parse_pin(pin).map_err(|e| e.context(names.pin))?),
             (ca_file, None) => roots_mode(ca_file, &provider, names)?,
         };
-        Ok(Trust { provider, mode })
+        Ok(Trust { provider, mode, names })
+    }
+
+    /// What the trust settings are called where they were given.
+    pub fn names(&self) -> &'static Names {
+        self.names
     }
 }
 
-/// What the trust settings are called where they were given.
+/// What the connection settings are called where they were given: messages name the
+/// flags for a command line, the keys for a config file.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Names {
     /// The CA file's name.
     pub ca_file: &'static str,
     /// The pin's name.
     pub pin: &'static str,
+    /// STARTTLS's name.
+    pub starttls: &'static str,
 }
 
 /// The command line's names.
-pub const FLAG_NAMES: Names = Names { ca_file: "--ca-file", pin: "--pin-sha256" };
+pub static FLAG_NAMES: Names = Names { ca_file: "--ca-file", pin: "--pin-sha256", starttls: "--starttls" };
 /// The config file's names.
-pub const CONFIG_NAMES: Names = Names { ca_file: "\"ca_file\"", pin: "\"pin_sha256\"" };
+pub static CONFIG_NAMES: Names = Names { ca_file: "\"ca_file\"", pin: "\"pin_sha256\"", starttls: "\"starttls\"" };
 
 fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>, names: &Names) -> Result<Mode> {
     let exact = match ca_file {
@@ -229,7 +239,7 @@ impl Verifier {
             Mode::Pin(pin) if Sha256::digest(end_entity.as_ref()).as_slice() == pin => Ok(()),
             Mode::Pin(_) => Err((
                 rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure),
-                "its SHA-256 is not the one given with --pin-sha256".into(),
+                format!("its SHA-256 is not the one given with {}", self.trust.names.pin),
             )),
             Mode::Roots { webpki, exact } => {
                 match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
@@ -367,8 +377,8 @@ pub fn handshake(trust: &Trust, host: &str, endpoint: &str, tcp: TcpStream, time
         if let Err(e) = conn.complete_io(&mut tcp) {
             let recorded = rejection.lock().ok().and_then(|slot| slot.clone());
             return Err(match recorded {
-                Some(r) => untrusted(host, &r),
-                None => handshake_failure(endpoint, &e, timeout),
+                Some(r) => untrusted(host, &r, trust.names),
+                None => handshake_failure(endpoint, &e, timeout, trust.names),
             });
         }
     }
@@ -381,15 +391,20 @@ fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(bare.to_string()).map_err(|_| Error::usage(format!("{host:?} is not a valid server name")))
 }
 
-fn untrusted(host: &str, r: &Rejection) -> Error {
+fn untrusted(host: &str, r: &Rejection, names: &Names) -> Error {
+    let pin = if *names == CONFIG_NAMES {
+        format!("{}: \"{}\"", names.pin, r.fingerprint)
+    } else {
+        format!("{} {}", names.pin, r.fingerprint)
+    };
     Error::runtime(format!(
         "TLS certificate of {host} not trusted: {} (the server presented SHA-256 {}; \
-         if that is your server's certificate, trust it with --ca-file or --pin-sha256 {})",
-        r.reason, r.fingerprint, r.fingerprint
+         if that is your server's certificate, trust it with {} or {pin})",
+        r.reason, r.fingerprint, names.ca_file
     ))
 }
 
-fn handshake_failure(endpoint: &str, e: &io::Error, timeout: Duration) -> Error {
+fn handshake_failure(endpoint: &str, e: &io::Error, timeout: Duration, names: &Names) -> Error {
     let tls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let what = match (e.kind(), tls_error) {
         (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
@@ -397,7 +412,10 @@ fn handshake_failure(endpoint: &str, e: &io::Error, timeout: Duration) -> Error 
         }
         // A plain IMAP server greets in clear text, which is not a TLS record.
         (_, Some(rustls::Error::InvalidMessage(_))) => {
-            "the server does not speak TLS on this port (a plain or STARTTLS port? then use --starttls)".into()
+            format!(
+                "the server does not speak TLS on this port (a plain or STARTTLS port? then use {})",
+                names.starttls
+            )
         }
         (io::ErrorKind::UnexpectedEof, _) => "the server closed the connection".into(),
         (_, Some(tls)) => tls.to_string(),
