@@ -546,4 +546,14 @@ fn messages_under_a_config_name_its_keys() {
         &[("SMAILARCHIVER_PASSWD", "pw")],
     );
     assert_one_line_error(&o, 1, "trust it with --ca-file or --pin-sha256 ");
+    // Every connection ended in the handshake, as meant: what the server saw.
+    let mut errors = Vec::new();
+    let mut quiet_polls = 0;
+    while quiet_polls < 6 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let new = server.take_errors();
+        quiet_polls = if new.is_empty() { quiet_polls + 1 } else { 0 };
+        errors.extend(new);
+    }
+    assert!(!errors.is_empty());
 }
