@@ -13,6 +13,7 @@ use crate::bounded;
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, Result};
 use crate::keys::{KeySpec, PasswordSpec};
+use crate::nearest::edits;
 use crate::secret::Secret;
 
 /// Keys an account entry may have.
@@ -154,22 +155,6 @@ fn noted(key: &str, known: &[&'static str]) -> String {
         Some(k) => format!("{key} (did you mean \"{k}\"?)"),
         None => key.to_string(),
     }
-}
-
-/// Levenshtein distance: insertions, deletions and substitutions of characters.
-fn edits(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let replaced = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = replaced.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
 }
 
 fn string(v: &Value, key: &str) -> Result<String> {
@@ -368,7 +353,6 @@ mod tests {
         assert_eq!(near_miss("ca-file", ACCOUNT_KEYS), Some("ca_file"));
         assert_eq!(near_miss("colour", ACCOUNT_KEYS), None);
         assert_eq!(near_miss("x", TOP_KEYS), None);
-        assert_eq!(edits("kitten", "sitting"), 3);
         let text =
             r#"{"list": [{"user": "u", "imap": "x", "passwd": "p", "folders": "I", "encrypt": 0, "compress": 0}]}"#;
         let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();

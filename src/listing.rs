@@ -60,16 +60,18 @@ pub fn list(
             }
         };
         let field = |name: &[u8]| header_field(&head.1, name).map(|v| shown(&v));
-        let date = meta.as_ref().and_then(|m| m.internal_date.clone()).or_else(|| field(b"date"));
+        let date = meta
+            .as_ref()
+            .and_then(|m| m.internal_date.as_deref())
+            .and_then(crate::metadata::parse_internal_date)
+            .map(|(t, zone)| crate::date::display(t, i64::from(zone) * 60))
+            .or_else(|| header_field(&head.1, b"date").map(|v| header_date(&v)));
         let size = meta.as_ref().and_then(|m| m.size).or(head.0);
         let flags = meta.as_ref().map(|m| m.flags.join(" "));
         let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
         let server = meta.as_ref().and_then(|m| m.gone).map(|g| match g.last_seen {
             0 => "gone, last seen -".to_string(),
-            t => format!(
-                "gone, last seen {}",
-                crate::run_report::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64))
-            ),
+            t => format!("gone, last seen {}", crate::date::display(t, 0)),
         });
         let more = out(format!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -112,14 +114,41 @@ fn read_header(f: &archive::ArchiveFile, keys: Option<&Keys>) -> std::io::Result
     Ok((size, head))
 }
 
-/// A header value on one line: unfolded, trimmed, control characters escaped, tabs as
-/// spaces, cut at [`MAX_SHOWN`] characters.
+/// A `Date:` header as every date of the listing is shown; as it is when it is no date.
+fn header_date(value: &[u8]) -> String {
+    match crate::mbox::parse_rfc5322_date_zoned(value) {
+        Some((t, offset)) => crate::date::display(t, offset),
+        None => shown(value),
+    }
+}
+
+/// A header value on one line: unfolded, trimmed, RFC 2047 words decoded, control
+/// characters escaped, tabs as spaces, cut at [`MAX_SHOWN`] characters.
 fn shown(value: &[u8]) -> String {
     let text = String::from_utf8_lossy(value);
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one = crate::encoded_words::decode(&one);
+    let one: String = one.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut s = crate::printable::escape(&one);
     if s.chars().count() > MAX_SHOWN {
         s = s.chars().take(MAX_SHOWN).collect::<String>() + "...";
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_read_as_a_person_would() {
+        assert_eq!(shown(b"=?UTF-8?B?R3LDvMOfZSBOci4gMTUx?="), "Grüße Nr. 151");
+        assert_eq!(shown(b"Re: =?utf-8?Q?caf=C3=A9?=\r\n\t=?utf-8?Q?_cr=C3=A8me?= ok"), "Re: café crème ok");
+        // What a decoded word holds is made as inert as the rest.
+        assert_eq!(shown(b"=?UTF-8?Q?a=09b=1Bc?="), "a b\\u{1b}c");
+        assert_eq!(header_date(b"Wed, 1 Jan 2014 00:00:00 +0000"), "2014-01-01 00:00:00 +0000");
+        assert_eq!(header_date(b"Thu, 2 Jan 2020 10:00:00 +0100 (CET)"), "2020-01-02 10:00:00 +0100");
+        assert_eq!(header_date(b"2 Jan 20 10:00 EST"), "2020-01-02 10:00:00 -0500");
+        assert_eq!(header_date(b"yesterday"), "yesterday");
+    }
 }

@@ -199,6 +199,11 @@ fn zone_offset(tok: &[u8]) -> Option<i64> {
 
 /// Unix time of an RFC 5322 date (obsolete forms included); `None` if invalid.
 pub(crate) fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
+    parse_rfc5322_date_zoned(value).map(|(t, _)| t)
+}
+
+/// Unix time of an RFC 5322 date and its zone's offset east of UTC in seconds.
+pub(crate) fn parse_rfc5322_date_zoned(value: &[u8]) -> Option<(i64, i64)> {
     let text = strip_comments(value);
     let mut tokens = text.split(|&b| b.is_ascii_whitespace() || b == b',').filter(|t| !t.is_empty());
     let mut tok = tokens.next()?;
@@ -232,7 +237,7 @@ pub(crate) fn parse_rfc5322_date(value: &[u8]) -> Option<i64> {
         return None;
     }
     let local = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
-    Some(local - offset)
+    Some((local - offset, offset))
 }
 
 pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {

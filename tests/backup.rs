@@ -72,7 +72,9 @@ fn restored(folder: &Path, keys: &[&str]) -> Vec<Vec<u8>> {
     let o = run(&args, &[("SMAILARCHIVER_KEY_PASSWORD", "key pass")]);
     assert_eq!(o.status.code(), Some(0), "restore {}: {}", folder.display(), stderr(&o));
     let mut files: Vec<_> = fs::read_dir(out.join("cur")).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort_by_key(|p| p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse::<u64>().unwrap());
+    files.sort_by_key(|p| {
+        p.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse::<u64>().unwrap()
+    });
     files.iter().map(|p| fs::read(p).unwrap()).collect()
 }
 
@@ -477,7 +479,7 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     let dir = tmp.join("ivan/INBOX");
     let archived: BTreeMap<u32, Vec<u8>> = fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().split('.').next().unwrap().parse::<u32>().unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().split([':', '.']).next().unwrap().parse::<u32>().unwrap())
         .map(|uid| (uid, served.get(&uid).unwrap_or_else(|| panic!("UID {uid} was never on the server")).clone()))
         .collect();
     let vanished: Vec<u32> = gone.iter().copied().filter(|u| !archived.contains_key(u)).collect();
@@ -650,4 +652,46 @@ fn several_connections_share_the_folders() {
     let rerun = d.fetch_stats("dan").since(&before);
     assert_eq!((rerun.sessions, rerun.body_count), (1, 0), "nothing to share: one session, no fetch");
     assert!(!d.commands_log("dan").contains("SELECT"), "read-only");
+}
+
+/// What a person reads: `--list` decodes RFC 2047 subjects and shows dates in one form,
+/// a Maildir restore names messages `UID:2,FLAGS`, and a folder the server lacks is
+/// named with the closest ones it has.
+#[test]
+fn output_a_person_reads() {
+    let d = Dovecot::start();
+    let a = account(&d, "rita");
+    for mb in ["Sent", "Sent Messages", "Drafts"] {
+        d.create_mailbox("rita", PW, mb);
+    }
+    let encoded = b"From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\r\nDate: Thu, 2 Jan 2020 10:00:00 +0100\r\n\
+                    Subject: =?UTF-8?B?R3LDvMOfZSBOci4gMTUx?=\r\n\r\nbody\r\n";
+    let uid = a.append("INBOX", encoded);
+    let tmp = TempDir::new("readable");
+    let root = tmp.dir("root");
+    let o = backup(&d, "rita", &root, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let folder = root.join("rita/INBOX");
+    let o = run(&["--list", folder.to_str().unwrap()], &[]);
+    let line = stdout(&o);
+    let fields: Vec<&str> = line.trim_end().split('\t').collect();
+    assert_eq!(fields[0], uid.to_string());
+    // The arrival time, in the form of every date the listing shows.
+    assert!(fields[1].len() == 25 && fields[1].as_bytes()[4] == b'-' && fields[1].as_bytes()[10] == b' ', "{line}");
+    assert_eq!(&fields[2..4], ["André <andre@example.org>", "Grüße Nr. 151"], "{line}");
+    let out = tmp.join("maildir");
+    let o = run(&["-r", folder.to_str().unwrap(), "--to-maildir", out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let names: Vec<String> =
+        fs::read_dir(out.join("cur")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, [format!("{uid}:2,")]);
+    let o = backup(&d, "rita", &root, &["-f", "Sent Items"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "(the server has no such folder; closest: \"Sent\", \"Sent Messages\"; --list-folders shows them all)"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }

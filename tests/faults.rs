@@ -110,7 +110,7 @@ fn archived(dir: &Path, served: &[(u32, Vec<u8>)]) -> Vec<u32> {
     let mut restored = Vec::new();
     for entry in fs::read_dir(maildir.join("cur")).unwrap() {
         let path = entry.unwrap().path();
-        let uid: u32 = path.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse().unwrap();
+        let uid: u32 = path.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse().unwrap();
         let want = served.get(&uid).unwrap_or_else(|| panic!("UID {uid} archived but never served"));
         assert_same(&fs::read(&path).unwrap(), want, &format!("UID {uid} restored from {}", dir.display()));
         restored.push(uid);

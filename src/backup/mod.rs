@@ -431,7 +431,11 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             match folder::backup(&ctx, session, &place, mailbox, prior) {
                 Ok(r) => done(r),
                 Err(e) => {
-                    failed(&mailbox.shown(), e.to_string());
+                    let mut why = e.to_string();
+                    if matches!(account.folders, Folders::Named(_)) {
+                        why.push_str(&missing_folder_hint(session, mailbox));
+                    }
+                    failed(&mailbox.shown(), why);
                     lock(&failed_folders).push(mailbox.wire.clone());
                     if session.given_up() {
                         return;
@@ -582,6 +586,26 @@ fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink:
         ));
     }
     Ok(Some(keys))
+}
+
+/// For a named folder that failed: when the server does not list it, what it has of the
+/// closest names and where to see them all (empty when it lists it, or cannot list).
+fn missing_folder_hint(session: &mut Session, mailbox: &Mailbox) -> String {
+    if session.given_up() {
+        return String::new();
+    }
+    let Ok(listed) = session.list(false) else { return String::new() };
+    if listed.entries.iter().any(|e| e.wire == mailbox.wire) {
+        return String::new();
+    }
+    let names: Vec<String> =
+        listed.entries.iter().filter(|e| e.selectable()).map(|e| Mailbox::from_wire(&e.wire).shown()).collect();
+    let near = crate::nearest::closest(&mailbox.shown(), names.iter().map(String::as_str), 3);
+    let near: Vec<String> = near.iter().map(|n| format!("\"{n}\"")).collect();
+    match near.as_slice() {
+        [] => " (the server has no such folder; --list-folders shows those it has)".to_string(),
+        _ => format!(" (the server has no such folder; closest: {}; --list-folders shows them all)", near.join(", ")),
+    }
 }
 
 /// The folders to back up (the named ones, or all selectable ones minus the excluded, in
