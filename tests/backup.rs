@@ -695,3 +695,37 @@ fn output_a_person_reads() {
         stderr(&o)
     );
 }
+
+/// On a terminal, a first run shows what to plan with: folder k of n, messages and bytes
+/// done of the total, the rate and the time left; every run ends with its total line.
+/// With -q, a good run prints nothing, terminal or not.
+#[test]
+fn a_first_run_on_a_terminal_shows_total_rate_and_eta() {
+    let d = Dovecot::start();
+    let a = account(&d, "tess");
+    d.create_mailbox("tess", PW, "Old");
+    let mut s = d.session("tess", PW);
+    let body = "x".repeat(20_000);
+    for i in 0..40 {
+        s.append(if i < 30 { "INBOX" } else { "Old" }, &[], &message(&format!("m{i}"), &body));
+    }
+    s.logout();
+    let tmp = TempDir::new("progress-pty");
+    let mut args = d.client_args(&a.user, &tmp.join("root"));
+    args.push("--all-folders".into());
+    let mut pty = util::pty::Pty::spawn(Command::new(bin()).args(&args).env("SMAILARCHIVER_PASSWD", PW));
+    let line = pty.expect("ETA ");
+    let (code, text) = pty.wait();
+    assert_eq!(code, 0, "{text}");
+    let line = line.rsplit('\r').next().unwrap_or_default().replace("\x1b[K", "");
+    assert!(line.starts_with("tess INBOX (folder 1 of 2): "), "{line:?}");
+    assert!(line.contains("/30 messages, ") && line.contains(" KiB of ") && line.contains("/s, "), "{line:?}");
+    assert!(text.contains("tess Old (folder 2 of 2): "), "{text}");
+    assert!(text.contains("\r\n1 account: 1 ok, 0 failed; 40 new messages, "), "the total line: {text}");
+    // Quiet: not a byte, even on a terminal.
+    a.append("INBOX", &message("later", "one more"));
+    let mut quiet = args.clone();
+    quiet.push("-q".into());
+    let pty = util::pty::Pty::spawn(Command::new(bin()).args(&quiet).env("SMAILARCHIVER_PASSWD", PW));
+    assert_eq!(pty.wait(), (0, String::new()));
+}

@@ -392,7 +392,12 @@ fn verbose_prints_one_line_per_message() {
     // Without --verbose, only the folder's line.
     d.append("vera", PW, "INBOX", &message("v4"));
     let o = backup(&d, "vera", tmp.path(), &[]);
-    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert_eq!(stdout(&o).lines().count(), 2, "the folder's line and the run's total: {}", stdout(&o));
+    assert!(
+        stdout(&o).lines().nth(1).unwrap().starts_with("1 account: 1 ok, 0 failed; 1 new message, "),
+        "{}",
+        stdout(&o)
+    );
     // Nothing archived, nothing per message.
     let o = backup(&d, "vera", tmp.path(), &["-v"]);
     assert!(!stdout(&o).contains(" archived ("), "{}", stdout(&o));

@@ -389,10 +389,8 @@ fn several_accounts_end_with_a_summary_line() {
     let config = config_file(&tmp, &[good("a"), good("b")], "");
     let o = run(&["-c", &config], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o).lines().last(),
-        Some(format!("2 accounts: 2 ok, 0 failed; 2 new messages, {} bytes", 2 * size).as_str())
-    );
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with(&format!("2 accounts: 2 ok, 0 failed; 2 new messages, {} bytes in ", 2 * size)), "{last}");
     let o = run(&["-c", &config, "-q"], &[]);
     assert_eq!((o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()), (Some(0), "", ""));
     // One failing: the line goes to standard error, even with -q, for the cron mail.
@@ -400,11 +398,10 @@ fn several_accounts_end_with_a_summary_line() {
     let o = run(&["-c", &config, "-q"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o), "");
-    assert_eq!(
-        stderr(&o).lines().last(),
-        Some(format!("smailarchiver: 2 accounts: 1 ok, 1 failed; 1 new message, {size} bytes").as_str()),
-        "{}",
-        stderr(&o)
+    let last = stderr(&o).lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with(&format!("smailarchiver: 2 accounts: 1 ok, 1 failed; 1 new message, {size} bytes in ")),
+        "{last}"
     );
 }
 

@@ -40,6 +40,7 @@ pub use folder::FolderReport;
 /// `writable` are more directories the run may write in once confined (where `--report`
 /// goes). After SIGINT or SIGTERM no further account is begun.
 pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> i32 {
+    let started = std::time::Instant::now();
     // First of all, while the process holds the least: the helper gets a copy of it.
     let renewals = match credential_helper::renewals(accounts) {
         Ok(r) => r,
@@ -68,7 +69,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         }
     }
     if ready.is_empty() {
-        Tally { accounts: accounts.len(), failed: accounts.len(), new: 0, bytes: 0, left: 0 }.say(sink);
+        let failed = accounts.len();
+        Tally { accounts: failed, failed, new: 0, bytes: 0, left: 0, started, reached: false }.say(sink);
         return code;
     }
     let rules = Rules {
@@ -90,7 +92,9 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         }
     }
     crate::probe::after_confinement();
-    let mut tally = Tally { accounts: accounts.len(), failed: accounts.len() - ready.len(), new: 0, bytes: 0, left: 0 };
+    let failed_early = accounts.len() - ready.len();
+    let mut tally =
+        Tally { accounts: accounts.len(), failed: failed_early, new: 0, bytes: 0, left: 0, started, reached: false };
     for p in ready {
         if crate::interrupt::requested() {
             break;
@@ -99,6 +103,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         sink.account_started(&account.user, &account.host);
         match backup_account(p, out, sink) {
             Ok(reports) => {
+                tally.reached = true;
                 tally.new += reports.iter().map(|r| r.new).sum::<usize>();
                 tally.left += reports.iter().map(|r| r.left_server).sum::<usize>();
                 tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
@@ -129,30 +134,41 @@ struct Tally {
     bytes: u64,
     /// Archived messages found to have left the server.
     left: usize,
+    /// When the run began.
+    started: std::time::Instant,
+    /// Whether an account got as far as its folders (a single account that did not has
+    /// said why in its error, which ends the run).
+    reached: bool,
 }
 
 impl Tally {
-    /// With several accounts, one line to end the run (`2 accounts: 1 ok, 1 failed; 35 new
-    /// messages, B bytes[; N left the server]`): a result, so `--quiet` keeps a good run
-    /// silent as cron wants, but a warning when an account failed, so the mail cron sends
-    /// has the whole count.
+    /// One line to end the run (`2 accounts: 1 ok, 1 failed; 35 new messages, B bytes in
+    /// 4 min 12 s (1.2 MiB/s)[; N left the server]`): a result, so `--quiet` keeps a good
+    /// run silent as cron wants, but a warning when one of several accounts failed, so the
+    /// mail cron sends has the whole count.
     fn say(&self, sink: &dyn Sink) {
-        if self.accounts < 2 {
+        if self.accounts < 2 && !self.reached {
             return;
         }
+        let elapsed = self.started.elapsed();
         let mut line = format!(
-            "{} accounts: {} ok, {} failed; {} new message{}, {} bytes",
+            "{} account{}: {} ok, {} failed; {} new message{}, {} bytes in {}",
             self.accounts,
+            if self.accounts == 1 { "" } else { "s" },
             self.accounts - self.failed,
             self.failed,
             self.new,
             if self.new == 1 { "" } else { "s" },
-            self.bytes
+            self.bytes,
+            crate::progress::duration(elapsed)
         );
+        if self.bytes > 0 && elapsed.as_secs_f64() >= 0.5 {
+            line += &format!(" ({}/s)", crate::progress::bytes((self.bytes as f64 / elapsed.as_secs_f64()) as u64));
+        }
         if self.left > 0 {
             line += &format!("; {} left the server (kept in the archive)", self.left);
         }
-        if self.failed > 0 {
+        if self.failed > 0 && self.accounts > 1 {
             sink.warning(&line);
         } else {
             sink.result(&line);
@@ -339,6 +355,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         sink,
         progress: !out.quiet && connections == 1,
         statuses: &statuses,
+        folders: &folders,
     };
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     // Flags are refreshed after the mail: the journals' ends are read before this run

@@ -5,6 +5,7 @@
 pub mod fake_imap;
 pub mod fault_proxy;
 pub mod proxy;
+pub mod pty;
 
 use std::collections::BTreeMap;
 use std::fs;
