@@ -25,6 +25,8 @@ pub enum Mode {
     Help,
     /// Print the version.
     Version,
+    /// Print the man page or a completion script (`--generate KIND`).
+    Generate(String),
     /// Restore a folder directory, or every folder of a user directory.
     Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec, uids: Option<restore::UidSet> },
     /// List the messages of a folder or user directory.
@@ -188,6 +190,9 @@ impl LowArgs {
         }
         if self.version {
             return Ok((Mode::Version, out, None));
+        }
+        if let Some(kind) = &self.generate {
+            return Ok((Mode::Generate(kind.clone()), out, None));
         }
         if self.sandbox_check {
             let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -473,6 +478,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
                 backends::describe().iter().for_each(|(name, value)| println!("{name}: {value}"));
             }
         }
+        Mode::Generate(kind) => print!("{}", generate(&kind)),
         Mode::Restore { dir, output, keys, uids } => {
             let what = match &output {
                 RestoreOutput::Maildir(out, _) => format!(
@@ -506,6 +512,16 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Wizard => return run_backup(&[wizard::ask_account()?], None, settings),
     }
     Ok(0)
+}
+
+/// What `--generate KIND` prints (KIND is one of [`flags::GENERATE_KINDS`]).
+fn generate(kind: &str) -> String {
+    match kind {
+        "man" => crate::manpage::render(),
+        "complete-bash" => crate::completions::bash(),
+        "complete-zsh" => crate::completions::zsh(),
+        _ => crate::completions::fish(),
+    }
 }
 
 /// Backs up `accounts`; writes `report` at the end, also after a failure or an interrupt.

@@ -55,6 +55,7 @@ pub struct LowArgs {
     pub sandbox: Option<String>,
     pub sandbox_check: bool,
     pub report: Option<PathBuf>,
+    pub generate: Option<String>,
     pub verbose: bool,
     pub quiet: bool,
 }
@@ -69,7 +70,8 @@ pub enum Group {
 }
 
 impl Group {
-    fn title(self) -> &'static str {
+    /// The section's heading in `--help` (with its colon).
+    pub fn title(self) -> &'static str {
         match self {
             Group::Account => "Backup (account and folders):",
             Group::Storage => "Archive, compression and encryption:",
@@ -280,9 +282,7 @@ pub static FLAGS: &[Flag] = &[
         Ok(())
     }),
     flag!(None, "sandbox", Some("MODE"), Output, "auto (default): confine the process with landlock where the kernel can; require: fail if it cannot; off.", |a, v| {
-        let m = val(v)?;
-        if !["auto", "require", "off"].contains(&m.as_str()) { return Err(format!("'{m}' is not one of auto, require, off")); }
-        a.sandbox = Some(m);
+        a.sandbox = Some(choice(v, SANDBOX_MODES)?);
         Ok(())
     }),
     flag!(None, "sandbox-check", None, Output, "Report what the kernel's landlock can confine, and prove it (with --dir).", |a, _| {
@@ -309,6 +309,71 @@ pub static FLAGS: &[Flag] = &[
         a.help = true;
         Ok(())
     }),
+    flag!(None, "generate", Some("KIND"), Output, "Print the man page (man) or a shell completion script (complete-bash, complete-zsh, complete-fish), made from these options, and exit.", |a, v| {
+        a.generate = Some(choice(v, GENERATE_KINDS)?);
+        Ok(())
+    }),
+];
+
+/// What `--sandbox` accepts.
+pub const SANDBOX_MODES: &[&str] = &["auto", "require", "off"];
+
+/// The Maildir layouts `--maildir-layout` names (checked by `restore::layout`).
+pub const MAILDIR_LAYOUTS: &[&str] = &["dovecot", "courier"];
+
+/// What `--generate` prints: the man page, and the completion scripts for bash, zsh, fish.
+pub const GENERATE_KINDS: &[&str] = &["man", "complete-bash", "complete-zsh", "complete-fish"];
+
+/// A value that must be one of `choices`.
+fn choice(v: Option<String>, choices: &[&str]) -> std::result::Result<String, String> {
+    let v = val(v)?;
+    if choices.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(format!("'{v}' is not one of {}", choices.join(", ")))
+    }
+}
+
+impl Flag {
+    /// The values the flag accepts when they are a fixed set (empty otherwise).
+    pub fn choices(&self) -> &'static [&'static str] {
+        match self.long {
+            "sandbox" => SANDBOX_MODES,
+            "generate" => GENERATE_KINDS,
+            "maildir-layout" => MAILDIR_LAYOUTS,
+            _ => &[],
+        }
+    }
+
+    /// Whether giving the flag again adds to it (`-f A -f B`) rather than replacing it:
+    /// its documentation says so.
+    pub fn repeatable(&self) -> bool {
+        self.doc.contains("repeat")
+    }
+}
+
+/// The forms of the command line, after the program name: `--help`'s usage and the man
+/// page's synopsis.
+pub const USAGE: &[&str] = &[
+    "-u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]",
+    "-c CONFIG.json [--dry-run | --list-folders]",
+    "-u USER -i SERVER --list-folders [--all-folders]",
+    "-u USER -i SERVER --dry-run [--since DATE]",
+    "-r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]",
+    "-r DIR --uid N[,M-K] [-o PATH | --to-maildir OUT] [-k KEYS]",
+    "-r USERDIR --to-maildir OUT --maildir-layout courier",
+    "-r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]",
+    "--list PATH [-k KEYS] [-P]",
+    "--verify PATH [-k KEYS] [-P]",
+];
+
+/// The exit statuses, for `--help` and the man page.
+pub const EXIT_STATUSES: &[(i32, &str)] = &[
+    (0, "all good"),
+    (crate::error::EXIT_FAILURE, "something failed"),
+    (crate::error::EXIT_USAGE, "usage or config error"),
+    (130, "interrupted by SIGINT"),
+    (143, "interrupted by SIGTERM"),
 ];
 
 /// The long names the original (argparse) knew; their prefixes must keep working.
@@ -384,19 +449,38 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<LowArgs> {
     Ok(low)
 }
 
+/// `text` broken at spaces into lines of at most `width` columns, each ending in a newline.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
 /// The `--help` text, generated from [`FLAGS`] and wrapped to 80 columns.
 pub fn help() -> String {
     const INDENT: usize = 26;
     const WIDTH: usize = 80;
     let mut out = format!(
-        "smailarchiver {} - back up IMAP mailboxes one file per message\n\n\
-         Usage:\n  smailarchiver -u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]\n  \
-         smailarchiver -c CONFIG.json\n  smailarchiver -r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]\n  \
-         smailarchiver -r USERDIR --to-maildir OUT --maildir-layout courier\n  \
-         smailarchiver -r DIR --to-imap -u USER -i SERVER [--to-folder NAME] [-k KEYS]\n  \
-         smailarchiver --verify PATH [-k KEYS] [-P]\n  smailarchiver          (no arguments: interactive wizard)\n",
+        "smailarchiver {} - back up IMAP mailboxes one file per message\n\nUsage:\n",
         env!("CARGO_PKG_VERSION")
     );
+    for form in USAGE {
+        out.push_str(&format!("  smailarchiver {form}\n"));
+    }
+    out.push_str("  smailarchiver          (no arguments: interactive wizard)\n");
     let mut group = None;
     for f in FLAGS {
         if group != Some(f.group) {
@@ -440,7 +524,9 @@ pub fn help() -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push_str("\nExit status: 0 all good, 1 something failed, 2 usage or config error.\n");
+    let statuses: Vec<String> = EXIT_STATUSES.iter().map(|(code, what)| format!("{code} {what}")).collect();
+    out.push('\n');
+    out.push_str(&wrap(&format!("Exit status: {}.", statuses.join(", ")), WIDTH));
     out
 }
 
@@ -496,6 +582,50 @@ mod tests {
     fn buffer_size_bounds_are_accepted() {
         for (text, want) in [("64K", MIN_BUFFER), ("65536", MIN_BUFFER), ("64M", MAX_BUFFER), ("1m", 1 << 20)] {
             assert_eq!(p(&["--buffer-size", text]).unwrap().buffer_size, Some(want), "{text}");
+        }
+    }
+
+    /// The completions offer a flag's choices: the tool must take each of them, and name
+    /// them all when it refuses another value.
+    #[test]
+    fn choices_are_what_the_tool_accepts() {
+        // A flag checked once the mode is known needs the rest of its command line.
+        let context = |long: &str| -> Vec<&str> {
+            match long {
+                "maildir-layout" => vec!["-r", "d", "--to-maildir", "o"],
+                _ => vec![],
+            }
+        };
+        for f in FLAGS.iter().filter(|f| !f.choices().is_empty()) {
+            let name = format!("--{}", f.long);
+            for c in f.choices() {
+                let low = p(&[context(f.long), vec![name.as_str(), c]].concat()).unwrap();
+                // Resolving may fail for want of an account, never for this value.
+                if let Err(e) = low.resolve() {
+                    assert!(!e.to_string().contains(&name), "{name} {c}: {e}");
+                }
+            }
+            let refused = p(&[context(f.long), vec![name.as_str(), "bogus"]].concat())
+                .and_then(|a| a.resolve().map(|_| ()))
+                .unwrap_err();
+            for c in f.choices() {
+                assert!(refused.to_string().contains(c), "{name} bogus: {refused}");
+            }
+        }
+    }
+
+    /// A flag is repeatable (for the completions) exactly when a second value adds to
+    /// the first rather than replacing it.
+    #[test]
+    fn repeatable_is_what_the_parser_does() {
+        for f in FLAGS.iter().filter(|f| f.value.is_some() && f.choices().is_empty()) {
+            let (a, b) = if f.long == "buffer-size" { ("1M", "2M") } else { ("1", "2") };
+            let name = format!("--{}", f.long);
+            let once = p(&[&name, b]).unwrap();
+            let mut twice = p(&[&name, a, &name, b]).unwrap();
+            twice.count = once.count;
+            let adds = format!("{twice:?}") != format!("{once:?}");
+            assert_eq!(adds, f.repeatable(), "{name}");
         }
     }
 

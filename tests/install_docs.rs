@@ -1,5 +1,5 @@
 //! README's install commands (issue 13, item 7): they work from a release archive made by
-//! `packaging/release` and from a clone after `cargo build --release`, they install the
+//! `packaging/pack` and from a clone after `cargo build --release`, they install the
 //! file the unit's `Documentation=` names, and the installed units pass
 //! `systemd-analyze verify`. The commands run as written except that every absolute path
 //! is moved under a temporary directory, the group option is left out (no such group
@@ -109,12 +109,12 @@ fn readme_install_works_from_a_release_archive() {
     fs::create_dir_all(out.join(target)).unwrap();
     fs::copy(bin(), out.join(target).join("smailarchiver")).unwrap();
     let o = Command::new("bash")
-        .arg(repo().join("packaging/release"))
+        .arg(repo().join("packaging/pack"))
         .env("CROSS_OUT", &out)
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
-    assert!(o.status.success(), "packaging/release: {}", stderr(&o));
+    assert!(o.status.success(), "packaging/pack: {}", stderr(&o));
     let name = format!("smailarchiver-{}-{target}", env!("CARGO_PKG_VERSION"));
     let o = Command::new("tar")
         .arg("xzf")
@@ -123,5 +123,36 @@ fn readme_install_works_from_a_release_archive() {
         .output()
         .unwrap();
     assert!(o.status.success(), "tar: {}", stderr(&o));
-    install(&tmp.join(&name), None, &tmp);
+    let prefix = install(&tmp.join(&name), None, &tmp);
+
+    // The man page and completions, installed as README says, where man and the shells look.
+    let commands = block_after(&readme(), "The man page and the completions");
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    for command in &commands {
+        let command = localised(command, &prefix);
+        let o = Command::new("sh").arg("-c").arg(&command).current_dir(tmp.join(&name)).output().unwrap();
+        assert!(o.status.success(), "{command}: {}{}", stdout(&o), stderr(&o));
+    }
+    let share = prefix.join("usr/local/share");
+    let o = Command::new("man")
+        .arg("-l")
+        .arg(share.join("man/man1/smailarchiver.1"))
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man: run .ci/install-test-deps");
+    assert!(o.status.success() && stdout(&o).contains("--verify"), "man: {}", stderr(&o));
+    let bash = share.join("bash-completion/completions/smailarchiver");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}'; complete -p smailarchiver", bash.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && stdout(&o).contains("_smailarchiver"), "bash: {}", stderr(&o));
+    for file in ["zsh/site-functions/_smailarchiver", "fish/vendor_completions.d/smailarchiver.fish"] {
+        assert!(share.join(file).is_file(), "{file} not installed");
+    }
+}
+
+fn readme() -> String {
+    fs::read_to_string(repo().join("README.md")).unwrap()
 }

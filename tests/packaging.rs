@@ -415,12 +415,23 @@ fn config_md_documents_every_key_and_its_examples_work() {
     assert!(unused.is_empty(), "the examples of CONFIG.md never use {unused:?}");
 }
 
+/// A fake binary: prints `body`, or for `--generate KIND` a stand-in for what KIND is.
+fn fake_binary(body: &str) -> String {
+    format!("#!/bin/sh\n[ \"$1\" = --generate ] && {{ echo \"$2 of {body}\"; exit 0; }}\necho {body}\n")
+}
+
+/// The machine's own target, whose binary packaging/pack runs to make the man page and
+/// completions.
+fn host_target() -> String {
+    format!("{}-unknown-linux-musl", std::env::consts::ARCH)
+}
+
 /// A fake cross/out: two targets, a directory without a binary, and an old release.
 fn fake_cross_out(tmp: &TempDir) -> PathBuf {
     let out = tmp.join("out");
     for (target, body) in [("aarch64-unknown-linux-musl", "arm"), ("x86_64-unknown-linux-musl", "x86")] {
         fs::create_dir_all(out.join(target)).unwrap();
-        fs::write(out.join(target).join("smailarchiver"), format!("#!/bin/sh\necho {body}\n")).unwrap();
+        fs::write(out.join(target).join("smailarchiver"), fake_binary(body)).unwrap();
         fs::set_permissions(out.join(target).join("smailarchiver"), fs::Permissions::from_mode(0o755)).unwrap();
     }
     fs::create_dir_all(out.join("mipsel-unknown-linux-musl")).unwrap();
@@ -429,10 +440,10 @@ fn fake_cross_out(tmp: &TempDir) -> PathBuf {
     out
 }
 
-fn release(cross_out: &Path) -> Output {
+fn pack(cross_out: &Path) -> Output {
     output(
         Command::new("bash")
-            .arg(repo().join("packaging/release"))
+            .arg(repo().join("packaging/pack"))
             .env("CROSS_OUT", cross_out)
             .env("SOURCE_DATE_EPOCH", "1700000000"),
         "bash is needed",
@@ -440,11 +451,11 @@ fn release(cross_out: &Path) -> Output {
 }
 
 #[test]
-fn release_packs_every_built_target_reproducibly() {
+fn pack_packs_every_built_target_reproducibly() {
     let tmp = TempDir::new("pkg-release");
     let out = fake_cross_out(&tmp);
-    let o = release(&out);
-    assert!(o.status.success(), "packaging/release failed:\n{}", text(&o));
+    let o = pack(&out);
+    assert!(o.status.success(), "packaging/pack failed:\n{}", text(&o));
     let version = env!("CARGO_PKG_VERSION");
     let dir = out.join("release");
     let mut names: Vec<String> =
@@ -478,11 +489,19 @@ fn release_packs_every_built_target_reproducibly() {
             ("", "drwxr-xr-x"),
             ("/CHANGELOG.md", "-rw-r--r--"),
             ("/CONFIG.md", "-rw-r--r--"),
+            ("/CONTAINER.md", "-rw-r--r--"),
+            ("/Containerfile", "-rw-r--r--"),
             ("/LICENSE", "-rw-r--r--"),
             ("/NAS-AND-ROUTERS.md", "-rw-r--r--"),
             ("/README.md", "-rw-r--r--"),
             ("/config.example.json", "-rw-r--r--"),
+            ("/complete/", "drwxr-xr-x"),
+            ("/complete/_smailarchiver", "-rw-r--r--"),
+            ("/complete/smailarchiver.bash", "-rw-r--r--"),
+            ("/complete/smailarchiver.fish", "-rw-r--r--"),
             ("/cron.example", "-rw-r--r--"),
+            ("/man/", "drwxr-xr-x"),
+            ("/man/smailarchiver.1", "-rw-r--r--"),
             ("/openwrt/", "drwxr-xr-x"),
             ("/openwrt/smailarchiver.init", "-rwxr-xr-x"),
             ("/smailarchiver", "-rwxr-xr-x"),
@@ -503,33 +522,71 @@ fn release_packs_every_built_target_reproducibly() {
 
         let o = output(Command::new("tar").args(["-xOzf"]).arg(&path).arg(format!("{top}/smailarchiver")), "tar");
         let body = if target.starts_with("aarch64") { "arm" } else { "x86" };
-        assert_eq!(stdout(&o), format!("#!/bin/sh\necho {body}\n"), "{tarball}: the binary of its own target");
+        assert_eq!(stdout(&o), fake_binary(body), "{tarball}: the binary of its own target");
+        // The man page and completions come from the binary of this machine's CPU.
+        let host = if host_target().starts_with("aarch64") { "arm" } else { "x86" };
+        for (kind, file) in [
+            ("man", "man/smailarchiver.1"),
+            ("complete-bash", "complete/smailarchiver.bash"),
+            ("complete-zsh", "complete/_smailarchiver"),
+            ("complete-fish", "complete/smailarchiver.fish"),
+        ] {
+            let o = output(Command::new("tar").args(["-xOzf"]).arg(&path).arg(format!("{top}/{file}")), "tar");
+            assert_eq!(stdout(&o), format!("{kind} of {host}\n"), "{tarball}: {file}");
+        }
         let o = output(Command::new("tar").args(["-xOzf"]).arg(&path).arg(format!("{top}/CONFIG.md")), "tar");
         assert_eq!(o.stdout, fs::read(repo().join("packaging/CONFIG.md")).unwrap());
     }
 
     // Same inputs, same bytes.
     let first = fs::read(dir.join(&tarballs[0])).unwrap();
-    let o = release(&out);
+    let o = pack(&out);
     assert!(o.status.success(), "second run:\n{}", text(&o));
     assert!(fs::read(dir.join(&tarballs[0])).unwrap() == first, "the release archives are not reproducible");
 }
 
 #[test]
-fn release_without_binaries_says_so() {
+fn pack_without_binaries_says_so() {
     let tmp = TempDir::new("pkg-release-empty");
     fs::create_dir_all(tmp.join("out/release")).unwrap();
-    let o = release(&tmp.join("out"));
+    let o = pack(&tmp.join("out"));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(stderr(&o).contains("no binary in"), "{}", text(&o));
-    let o = release(&tmp.join("missing"));
+    let o = pack(&tmp.join("missing"));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(stderr(&o).contains("does not exist"), "{}", text(&o));
+    // A target named that has no binary, and a binary that cannot make the man page.
+    let out = fake_cross_out(&tmp);
+    let o = output(
+        Command::new("bash").arg(repo().join("packaging/pack")).arg("mipsel-unknown-linux-musl").env("CROSS_OUT", &out),
+        "bash",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("no binary") && stderr(&o).contains("cross/build mipsel"), "{}", text(&o));
+    fs::write(out.join(host_target()).join("smailarchiver"), "#!/bin/sh\nexit 3\n").unwrap();
+    let o = pack(&out);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("--generate man' failed"), "{}", text(&o));
+    assert!(!out.join("release/SHA256SUMS").exists(), "nothing is packed after a failure");
 }
 
 #[test]
 fn cross_and_packaging_scripts_parse_and_refuse_unknown_targets() {
-    for script in ["cross/setup", "cross/build", "cross/test", "cross/common.sh", "packaging/release"] {
+    for script in [
+        "cross/setup",
+        "cross/build",
+        "cross/check",
+        "cross/test",
+        "cross/common.sh",
+        "packaging/pack",
+        "packaging/release",
+        "packaging/check-reproducible",
+        "packaging/container",
+        "packaging/set-version",
+        "tests/try-server",
+        ".ci/run",
+        ".ci/install-test-deps",
+    ] {
         let o = output(Command::new("bash").arg("-n").arg(repo().join(script)), "bash is needed");
         assert!(o.status.success(), "bash -n {script}:\n{}", text(&o));
         if !script.ends_with(".sh") {
@@ -539,8 +596,19 @@ fn cross_and_packaging_scripts_parse_and_refuse_unknown_targets() {
     }
     let o = output(Command::new("sh").arg("-n").arg(repo().join("packaging/openwrt/smailarchiver.init")), "sh");
     assert!(o.status.success(), "sh -n smailarchiver.init:\n{}", text(&o));
-    for script in ["cross/build", "cross/test"] {
-        let o = output(Command::new("bash").arg(repo().join(script)).arg("sparc-sun-solaris"), "bash is needed");
+    for script in [
+        "cross/build",
+        "cross/check",
+        "cross/test",
+        "packaging/release",
+        "packaging/check-reproducible",
+        "packaging/container build",
+    ] {
+        let mut words = script.split(' ');
+        let o = output(
+            Command::new("bash").arg(repo().join(words.next().unwrap())).args(words).arg("sparc-sun-solaris"),
+            "bash is needed",
+        );
         assert_eq!(o.status.code(), Some(2), "{script} sparc-sun-solaris:\n{}", text(&o));
         let err = stderr(&o);
         assert!(err.contains("unknown target 'sparc-sun-solaris'"), "{script}:\n{err}");
@@ -622,4 +690,63 @@ fn openwrt_init_keeps_the_archive_off_flash() {
     let unset = openwrt_start(r#"{"list": []}"#);
     assert!(!unset.status.success(), "a config without archive_dir must be refused:\n{}", text(&unset));
     assert!(stderr(&unset).contains("set \"archive_dir\""), "{}", text(&unset));
+}
+
+/// `packaging/set-version` on a copy of the committed tree: the version everywhere a
+/// `--locked` build reads it, the CHANGELOG heading dated, and a wrong version refused.
+#[test]
+fn set_version_changes_what_a_release_needs() {
+    let tmp = TempDir::new("pkg-set-version");
+    let tree = tmp.dir("tree");
+    let o = output(
+        Command::new("sh").arg("-c").arg(format!(
+            "git -C '{}' archive HEAD | tar -x -C '{}'",
+            repo().display(),
+            tree.display()
+        )),
+        "git and tar are needed",
+    );
+    assert!(o.status.success(), "git archive: {}", text(&o));
+    // What the script reads and writes as this checkout has them, committed or not.
+    for file in [
+        "packaging/set-version",
+        "CHANGELOG.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "fuzz/Cargo.toml",
+        "fuzz/Cargo.lock",
+        "tests/bench/codec/Cargo.toml",
+        "tests/bench/codec/Cargo.lock",
+    ] {
+        fs::copy(repo().join(file), tree.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let unreleased = fs::read_to_string(tree.join("CHANGELOG.md")).unwrap();
+    let heading = unreleased.lines().find(|l| l.starts_with("## Unreleased (")).expect("an Unreleased section");
+    let next = heading.trim_start_matches("## Unreleased (").trim_end_matches(')').to_string();
+    assert_ne!(next, version, "the CHANGELOG's next version is the one Cargo.toml has already");
+
+    let set = |args: &[&str]| output(Command::new("bash").arg(tree.join("packaging/set-version")).args(args), "bash");
+    let o = set(&["9.9.9"]);
+    assert_eq!(o.status.code(), Some(1), "a version without an Unreleased section: {}", text(&o));
+    let o = set(&[&next, "2027-01-31"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = fs::read_to_string(tree.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("\nversion = \"{next}\"\n")), "Cargo.toml:\n{manifest}");
+    for lock in ["Cargo.lock", "fuzz/Cargo.lock", "tests/bench/codec/Cargo.lock"] {
+        let text = fs::read_to_string(tree.join(lock)).unwrap();
+        assert!(text.contains(&format!("name = \"smailarchiver\"\nversion = \"{next}\"")), "{lock} not updated");
+    }
+    let changelog = fs::read_to_string(tree.join("CHANGELOG.md")).unwrap();
+    assert!(changelog.contains(&format!("\n## {next} (2027-01-31)\n")), "CHANGELOG heading not dated");
+    assert!(!changelog.contains("## Unreleased ("), "the Unreleased heading is left");
+    for manifest in ["Cargo.toml", "fuzz/Cargo.toml"] {
+        let o = output(
+            Command::new("cargo")
+                .args(["metadata", "--locked", "--offline", "--format-version", "1", "--manifest-path"])
+                .arg(tree.join(manifest)),
+            "cargo",
+        );
+        assert!(o.status.success(), "{manifest}: --locked after set-version: {}", stderr(&o));
+    }
 }

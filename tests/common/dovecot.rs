@@ -73,6 +73,7 @@ pub enum CertKind {
 pub struct DovecotBuilder {
     cert_kind: CertKind,
     extra_config: String,
+    state_dir: Option<PathBuf>,
 }
 
 impl DovecotBuilder {
@@ -87,6 +88,14 @@ impl DovecotBuilder {
     pub fn extra_config(mut self, text: &str) -> Self {
         self.extra_config.push_str(text);
         self.extra_config.push('\n');
+        self
+    }
+
+    /// Keeps the server's state in `dir` (made here; it must not exist yet) instead of a
+    /// temporary directory that later test binaries reap once its creator has exited:
+    /// for a server that outlives its creator ([`Dovecot::keep_running`]).
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -137,6 +146,8 @@ pub struct Dovecot {
     mail_uid: u32,
     mail_gid: u32,
     startup: Duration,
+    /// Set by [`Dovecot::keep_running`]: drop leaves the server and its directory alone.
+    kept: bool,
 }
 
 enum StartFailure {
@@ -169,7 +180,10 @@ impl Dovecot {
         // Constructed before anything is started, so that a panic from here on drops it
         // and that stops the server and removes the directory.
         let mut server = Dovecot {
-            dir: create_state_dir(),
+            dir: match &options.state_dir {
+                Some(dir) => create_named_state_dir(dir),
+                None => create_state_dir(),
+            },
             child: None,
             reaped: false,
             imap_port: 0,
@@ -179,6 +193,7 @@ impl Dovecot {
             mail_uid,
             mail_gid,
             startup: Duration::ZERO,
+            kept: false,
         };
         for sub in ["run", "lib", "home", "users"] {
             make_dir(&server.dir.join(sub), 0o755);
@@ -205,6 +220,16 @@ impl Dovecot {
             }
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    /// Leaves the server running after this value and its process are gone; its state
+    /// directory stays. [`stop_kept`] stops it later.
+    pub fn keep_running(mut self) -> PathBuf {
+        self.kept = true;
+        // Dropping the handle neither kills nor waits: the master goes on, in its own
+        // process group, and is reparented when this process exits.
+        self.child = None;
+        self.dir.clone()
     }
 
     /// Port of the `imap` listener: plaintext, STARTTLS available.
@@ -686,6 +711,9 @@ service imap-login {{
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         if std::thread::panicking() {
             eprintln!(
                 "dovecot harness: test panicked; state dir {}\n--- dovecot log (tail) ---\n{}",
@@ -1198,6 +1226,25 @@ fn create_state_dir() -> PathBuf {
     dir
 }
 
+/// `dir` made as a server's state directory, for [`DovecotBuilder::state_dir`].
+fn create_named_state_dir(dir: &Path) -> PathBuf {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = fs::canonicalize(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+    for d in parent.ancestors() {
+        let mode = fs::metadata(d).map(|m| m.mode()).unwrap_or(0);
+        assert!(
+            mode & 0o001 != 0,
+            "{} is not searchable by others, so {MAIL_USER} cannot reach its mail under it: \
+             choose a directory under one like /tmp",
+            d.display()
+        );
+    }
+    let dir = parent.join(dir.file_name().unwrap_or_else(|| panic!("{}: no directory name", dir.display())));
+    fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod state dir");
+    dir
+}
+
 pub(crate) fn make_dir(dir: &Path, mode: u32) {
     fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
@@ -1266,6 +1313,46 @@ pub(crate) fn group_alive(pgid: u32) -> bool {
 /// without dropping their instances (killed, or aborted). Only directories whose
 /// creating process is gone are touched, and only a master whose command line names
 /// that directory is killed.
+/// Kills the server whose state directory is `dir`, if one runs: the process group of
+/// the master named in its pid file, when that process is a Dovecot of this directory.
+/// Returns whether there was one to kill.
+fn kill_instance(dir: &Path) -> bool {
+    let master = read_lossy(&dir.join("run/master.pid")).trim().to_string();
+    if master.is_empty() {
+        return false;
+    }
+    let cmdline = read_lossy(&Path::new("/proc").join(&master).join("cmdline"));
+    match (cmdline.contains(&*dir.to_string_lossy()), master.parse()) {
+        (true, Ok(pgid)) => {
+            kill_group(pgid);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Stops a server left running by [`Dovecot::keep_running`] and removes its state
+/// directory. Returns whether a server was running.
+pub fn stop_kept(dir: &Path) -> bool {
+    let master = read_lossy(&dir.join("run/master.pid")).trim().parse::<u32>().ok();
+    let running = kill_instance(dir);
+    if let (true, Some(pgid)) = (running, master) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid) && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = fs::remove_dir_all(dir);
+    running
+}
+
+/// Whether the server of state directory `dir` runs.
+pub fn kept_running(dir: &Path) -> bool {
+    let master = read_lossy(&dir.join("run/master.pid")).trim().to_string();
+    !master.is_empty()
+        && read_lossy(&Path::new("/proc").join(&master).join("cmdline")).contains(&*dir.to_string_lossy())
+}
+
 fn reap_stale_instances() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -1284,13 +1371,8 @@ fn reap_stale_instances() {
                 continue;
             }
             let dir = entry.path();
-            let master = read_lossy(&dir.join("run/master.pid")).trim().to_string();
-            if !master.is_empty() {
-                let cmdline = read_lossy(&Path::new("/proc").join(&master).join("cmdline"));
-                if let (true, Ok(pgid)) = (cmdline.contains(&*dir.to_string_lossy()), master.parse()) {
-                    kill_group(pgid);
-                    sleep(Duration::from_millis(100));
-                }
+            if kill_instance(&dir) {
+                sleep(Duration::from_millis(100));
             }
             let _ = fs::remove_dir_all(&dir);
         }
