@@ -504,12 +504,22 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
             println!("{report}");
             return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
         }
-        Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings),
+        Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings, None),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
             return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
         }
-        Mode::Wizard => return run_backup(&[wizard::ask_account()?], None, settings),
+        Mode::Wizard => {
+            let setup = wizard::ask_account()?;
+            let code = run_backup(std::slice::from_ref(&setup.account), None, settings, setup.save_dir())?;
+            // Only a config that just worked is saved.
+            if code == 0 {
+                setup.save()?;
+            } else {
+                setup.not_saved();
+            }
+            return Ok(code);
+        }
     }
     Ok(0)
 }
@@ -525,8 +535,14 @@ fn generate(kind: &str) -> String {
 }
 
 /// Backs up `accounts`; writes `report` at the end, also after a failure or an interrupt.
-fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -> Result<i32> {
-    let writable = match report {
+/// `also_writable` is a directory the sandbox leaves writable for what follows the backup.
+fn run_backup(
+    accounts: &[Account],
+    report: Option<&Path>,
+    settings: Settings,
+    also_writable: Option<PathBuf>,
+) -> Result<i32> {
+    let mut writable = match report {
         Some(path) => {
             let dir = restore::parent_of(path);
             if !dir.is_dir() {
@@ -536,6 +552,7 @@ fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -
         }
         None => Vec::new(),
     };
+    writable.extend(also_writable);
     let record = Arc::new(RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))));
     let last_words = {
         let (record, report) = (Arc::clone(&record), report.map(Path::to_path_buf));

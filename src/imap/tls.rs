@@ -88,6 +88,8 @@ pub struct Trust {
     provider: Arc<CryptoProvider>,
     mode: Mode,
     names: &'static Names,
+    /// The last certificate refused, shared by the clones (the wizard offers to pin it).
+    refused: Arc<Mutex<Option<Rejection>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -120,7 +122,13 @@ impl Trust {
             (None, Some(pin)) => Mode::Pin(parse_pin(pin).map_err(|e| e.context(names.pin))?),
             (ca_file, None) => roots_mode(ca_file, &provider, names)?,
         };
-        Ok(Trust { provider, mode, names })
+        Ok(Trust { provider, mode, names, refused: Arc::default() })
+    }
+
+    /// The SHA-256 (lowercase hex) of the last server certificate refused, and why.
+    pub fn refused(&self) -> Option<(String, String)> {
+        let slot = self.refused.lock().ok()?;
+        slot.as_ref().map(|r| (r.fingerprint.clone(), r.reason.clone()))
     }
 
     /// What the trust settings are called where they were given.
@@ -371,7 +379,10 @@ pub fn is_tls_record(byte: u8) -> bool {
 /// `endpoint` (`host:port`) names the server in errors.
 pub fn handshake(trust: &Trust, host: &str, endpoint: &str, tcp: TcpStream, timeout: Duration) -> Result<Stream> {
     let mut tcp = Socket::new(tcp);
-    let rejection = Arc::new(Mutex::new(None));
+    let rejection = Arc::clone(&trust.refused);
+    if let Ok(mut slot) = rejection.lock() {
+        *slot = None;
+    }
     let mut conn = client(trust, host, endpoint, rejection.clone())?;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut tcp) {
