@@ -60,7 +60,14 @@ impl Progress {
         if self.enabled && self.drawn.is_none_or(|t| t.elapsed() >= EVERY) {
             let elapsed = self.started.map_or(Duration::ZERO, |t| t.elapsed());
             let mut err = std::io::stderr();
-            let _ = write!(err, "\r\x1b[K{}", self.line(elapsed));
+            let mut line = self.line(elapsed);
+            // A line that wraps could not be redrawn in place: it is cut to the width.
+            if let Some(columns) = crate::os::terminal_columns(&err) {
+                if line.chars().count() >= columns {
+                    line = line.chars().take(columns.saturating_sub(1)).collect();
+                }
+            }
+            let _ = write!(err, "\r\x1b[K{line}");
             let _ = err.flush();
             self.drawn = Some(Instant::now());
         }
