@@ -400,7 +400,7 @@ fn wizard_with_piped_answers() {
     let uid = a.append("INBOX", &message("wiz", "asked for"));
     let tmp = TempDir::new("bk-wizard");
     let answers = format!(
-        "hana\n127.0.0.1\n{}\n\n{}\n{PW}\n\ny\nn\n{}\n\n",
+        "hana\n127.0.0.1\n{}\n\n{PW}\nn\n{}\n\ny\nn\n{}\n\n",
         d.imaps_port(),
         d.cert_pem_path().display(),
         tmp.path().display()

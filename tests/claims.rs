@@ -312,7 +312,8 @@ fn exclude_patterns_with_all_folders() {
     let out = stdout(&o);
     let mut summaries: Vec<&str> = out.lines().map(|l| l.split(':').next().unwrap()).collect();
     summaries.sort();
-    assert_eq!(summaries, ["exa Archive/2019", "exa INBOX", "exa Work"]);
+    // The folders' lines, and the run's total line.
+    assert_eq!(summaries, ["1 account", "exa Archive/2019", "exa INBOX", "exa Work"]);
     let log = d.commands_log("exa");
     assert_eq!(examined(&log), ["Archive/2019", "INBOX", "Work"], "{log}");
 }
@@ -337,7 +338,7 @@ fn noselect_folders_are_skipped_by_all_folders() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
     let out = stdout(&o);
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(out.lines().count(), 3, "two folders and the total: {out}");
     assert!(out.contains("nos Projects/2024: 1 new") && out.contains("nos INBOX: 1 new"), "{out}");
     assert!(tmp.join(format!("nos/Projects2024/{uid}.mbox")).is_file());
     assert!(!tmp.join("nos/Projects").exists());

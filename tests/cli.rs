@@ -538,10 +538,9 @@ fn messages_under_a_config_name_its_keys() {
     );
     assert_one_line_error(&run(&["-c", &config], &[]), 1, "implicit-TLS port: leave out \"starttls\"");
     // The same run from flags names the flags.
-    let o = run(
-        &["-u", "alice", "-i", "127.0.0.1", "--port", &server.port().to_string()],
-        &[("SMAILARCHIVER_PASSWD", "pw")],
-    );
+    let dir = tmp.join("flags");
+    let (port, dir) = (server.port().to_string(), dir.to_str().unwrap().to_string());
+    let o = run(&["-u", "alice", "-i", "127.0.0.1", "--port", &port, "--dir", &dir], &[("SMAILARCHIVER_PASSWD", "pw")]);
     assert_one_line_error(&o, 1, "trust it with --ca-file or --pin-sha256 ");
     // Every connection ended in the handshake, as meant: what the server saw.
     let mut errors = Vec::new();

@@ -827,7 +827,7 @@ fn hostile_mailbox_names_are_printed_inert() {
     let out = stdout(&o);
     assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}'), "raw control characters printed: {out:?}");
     assert!(out.contains("alice \\u{1b}[2Jx\\u{202e}y: 1 new"), "{out}");
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(out.lines().count(), 3, "two folders and the total: {out}");
 }
 
 /// A LIST entry whose name is not text (Latin-1 bytes from an old server) fails that
