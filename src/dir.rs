@@ -78,23 +78,54 @@ impl Dir {
     }
 
     /// Makes the directory `name` in this one (mode [`DIR_MODE`] whatever the umask)
-    /// unless it is there, and opens it; a symlink or a file in its place is an error.
+    /// unless it is there, and opens it; a symlink or a file in its place is an error. A
+    /// directory made now is durable when this returns: its entry is synced in this one,
+    /// before anything is put in it (POSIX promises nothing otherwise; ext4 and XFS only
+    /// happen to commit it with a later sync).
     pub fn make_child(&self, name: &str) -> io::Result<Dir> {
-        let c = c_name(OsStr::new(name))?;
-        // SAFETY: a live descriptor and a valid C string.
-        let made = unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), DIR_MODE as libc::mode_t) } == 0;
-        if !made {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(e);
+        let (dir, made) = self.make_child_unsynced(name)?;
+        if made {
+            self.sync()?;
+        }
+        Ok(dir)
+    }
+
+    /// Makes each directory of `names` that is missing here (mode [`DIR_MODE`]), with one
+    /// sync of this directory for all of them; returns how many were made. Something else
+    /// in a name's place is left for [`Dir::open_beneath`] to refuse.
+    pub fn make_children<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> io::Result<usize> {
+        let mut made = 0;
+        for name in names {
+            let c = c_name(OsStr::new(name))?;
+            if mkdir(self.fd.as_raw_fd(), &c)? {
+                // SAFETY: a live descriptor and a valid C string; the result is closed below.
+                let fd = unsafe {
+                    libc::openat(
+                        self.fd.as_raw_fd(),
+                        c.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                };
+                set_mode(owned(fd)?.as_raw_fd(), DIR_MODE)?;
+                made += 1;
             }
         }
+        if made > 0 {
+            self.sync()?;
+        }
+        Ok(made)
+    }
+
+    /// [`Dir::make_child`] without the sync; true when the directory was made now.
+    fn make_child_unsynced(&self, name: &str) -> io::Result<(Dir, bool)> {
+        let c = c_name(OsStr::new(name))?;
+        let made = mkdir(self.fd.as_raw_fd(), &c)?;
         let dir = self.open_child(OsStr::new(name))?;
         if made {
             // The umask may have taken bits away; none may be added.
             set_mode(dir.fd.as_raw_fd(), DIR_MODE)?;
         }
-        Ok(dir)
+        Ok((dir, made))
     }
 
     /// Creates the new file `name` (mode `mode` whatever the umask), never through a
@@ -107,6 +138,15 @@ impl Dir {
         let fd = owned(fd)?;
         set_mode(fd.as_raw_fd(), mode)?;
         Ok(File::from(fd))
+    }
+
+    /// Opens the existing file `name` for reading and writing, never through a symlink.
+    pub fn open_file(&self, name: &str) -> io::Result<File> {
+        let c = c_name(OsStr::new(name))?;
+        let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a live descriptor and a valid C string; the result is owned below.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags) };
+        Ok(File::from(owned(fd)?))
     }
 
     /// Gives the file `name` of this directory the name `to_name` in `to` as well; fails
@@ -134,6 +174,8 @@ impl Dir {
 
     /// Makes the directory's entries durable.
     pub fn sync(&self) -> io::Result<()> {
+        #[cfg(test)]
+        tests::SYNCED.with(|s| s.borrow_mut().push(self.path.clone()));
         // SAFETY: a live descriptor.
         check(unsafe { libc::fsync(self.fd.as_raw_fd()) })
     }
@@ -190,6 +232,20 @@ fn owned(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// mkdirat with [`DIR_MODE`]: true when made, false when something is there already.
+fn mkdir(dir: RawFd, name: &CStr) -> io::Result<bool> {
+    // SAFETY: a live descriptor and a valid C string.
+    if unsafe { libc::mkdirat(dir, name.as_ptr(), DIR_MODE as libc::mode_t) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::AlreadyExists {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 fn check(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
@@ -221,8 +277,19 @@ fn not_beneath(p: &Path) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The directories this thread synced, in order (see [`Dir::sync`]).
+        pub(crate) static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The directories synced by this thread since the last call.
+    pub(crate) fn synced() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
 
     struct Tmp(PathBuf);
     impl Drop for Tmp {
@@ -267,5 +334,24 @@ mod tests {
         names.sort();
         assert_eq!(names, ["a", "g"]);
         assert_eq!(r.open_beneath(Path::new("a")).unwrap().path(), root.0.join("a"));
+    }
+
+    #[test]
+    fn a_new_directory_is_synced_in_its_parent_before_it_is_used() {
+        let root = tmp("durable");
+        let r = Dir::open(&root.0).unwrap();
+        synced();
+        let a = r.make_child("a").unwrap();
+        assert_eq!(synced(), std::slice::from_ref(&root.0), "the parent is synced once the entry is made");
+        r.make_child("a").unwrap();
+        assert!(synced().is_empty(), "nothing to sync for a directory that was there");
+        assert_eq!(a.make_children(["x", "y", "z"]).unwrap(), 3);
+        assert_eq!(synced(), [root.0.join("a")], "one sync for a batch");
+        assert_eq!(a.make_children(["x", "w"]).unwrap(), 1);
+        assert_eq!(synced(), [root.0.join("a")]);
+        assert_eq!(a.make_children(["x"]).unwrap(), 0);
+        assert!(synced().is_empty());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(root.0.join("a/w")).unwrap().permissions().mode() & 0o777, DIR_MODE);
     }
 }

@@ -89,11 +89,54 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
-/// An I/O error as a short phrase: the OS text without Rust's "(os error N)" noise.
+/// An I/O error as a short phrase: the OS text without Rust's "(os error N)" noise, and
+/// without the documentation links some libraries put in their errors (rustls's "peer
+/// closed connection without sending TLS close_notify: https://docs.rs/..."): they mean
+/// nothing to a user.
 pub fn describe_io(e: &io::Error) -> String {
     let text = e.to_string();
-    match text.find(" (os error") {
+    let text = match text.find(" (os error") {
         Some(i) => text[..i].to_string(),
         None => text,
+    };
+    if e.kind() == io::ErrorKind::UnexpectedEof && text.contains("close_notify") {
+        return "the server closed the connection (without ending TLS properly)".into();
+    }
+    without_links(&text)
+}
+
+/// `text` without any `http://` or `https://` link (and the `: ` or ` see ` before it).
+pub fn without_links(text: &str) -> String {
+    let mut words: Vec<&str> = Vec::new();
+    for word in text.split(' ') {
+        if word.starts_with("http://") || word.starts_with("https://") || word.starts_with("<http") {
+            if words.last().is_some_and(|w| w.eq_ignore_ascii_case("see")) {
+                words.pop();
+            }
+            continue;
+        }
+        words.push(word);
+    }
+    words.join(" ").trim_end_matches([' ', ':', ';', ',']).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_library_link_reaches_a_user() {
+        // rustls 0.23's error for a peer that hangs up without close_notify.
+        let e = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let d = describe_io(&e);
+        assert!(!d.contains("http") && d.contains("closed the connection"), "{d}");
+        let e = io::Error::other("bad thing; see https://example.org/help for more");
+        assert_eq!(describe_io(&e), "bad thing; for more");
+        assert_eq!(without_links("failed: https://x.y/z"), "failed");
+        assert_eq!(describe_io(&io::Error::from_raw_os_error(libc::ECONNREFUSED)), "Connection refused");
     }
 }

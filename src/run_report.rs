@@ -31,6 +31,9 @@ pub struct RunRecord {
     /// no 64-bit atomics, and 32 bits are too few for the bytes of a run (4 GiB). One
     /// uncontended lock per stored message costs nothing beside the file it wrote.
     stored: Mutex<(u64, u64)>,
+    /// Whether each folder's figures are kept (only a report shows them: 10,000 folders'
+    /// would hold over a megabyte for nothing).
+    folders: bool,
 }
 
 impl RunRecord {
@@ -46,7 +49,18 @@ impl RunRecord {
                 folders: Vec::new(),
             })
             .collect();
-        RunRecord { started: SystemTime::now(), accounts: Mutex::new(accounts), stored: Mutex::new((0, 0)) }
+        RunRecord {
+            started: SystemTime::now(),
+            accounts: Mutex::new(accounts),
+            stored: Mutex::new((0, 0)),
+            folders: true,
+        }
+    }
+
+    /// The same record, keeping each folder's figures only if `keep` (a report is written).
+    pub fn keeping_folders(mut self, keep: bool) -> RunRecord {
+        self.folders = keep;
+        self
     }
 
     fn accounts(&self) -> MutexGuard<'_, Vec<AccountRecord>> {
@@ -123,7 +137,9 @@ impl crate::report::Events for RunRecord {
     }
 
     fn folder_done(&self, user: &str, server: &str, figures: FolderFigures) {
-        self.with_account(user, server, |a| a.folders.push(figures));
+        if self.folders {
+            self.with_account(user, server, |a| a.folders.push(figures));
+        }
     }
 
     fn account_failed(&self, user: &str, server: &str, error: &str) {

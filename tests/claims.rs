@@ -102,6 +102,22 @@ fn verbs(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The commands log without what a first run sends to identify the mailstore afterwards
+/// (an EXAMINE and a fetch of a few headers per sampled folder): the backup's own commands.
+fn mail_commands(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let sample = |l: &str| l.contains("HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)");
+        if sample(l) || (l.contains(" EXAMINE ") && lines.get(i + 1).is_some_and(|n| sample(n))) {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
 /// The mailboxes the client EXAMINEd, sorted, quotes removed.
 fn examined(log: &str) -> Vec<&str> {
     let mut v: Vec<&str> =
@@ -234,7 +250,7 @@ fn backup_is_read_only_flags_unchanged_and_examine_only() {
     assert!(stdout(&o).contains("rita Work: 6 new"), "{}", stdout(&o));
     let after: Vec<_> = ["INBOX", "Work"].iter().map(|mb| flags(&d, "rita", mb)).collect();
     assert_eq!(before, after, "flags changed by the backup");
-    let log = d.commands_log("rita");
+    let log = mail_commands(&d.commands_log("rita"));
     let verbs = verbs(&log);
     assert_eq!(verbs.iter().filter(|v| *v == "EXAMINE").count(), 2, "{log}");
     for v in &verbs {
@@ -314,7 +330,7 @@ fn exclude_patterns_with_all_folders() {
     summaries.sort();
     // The folders' lines, and the run's total line.
     assert_eq!(summaries, ["1 account", "exa Archive/2019", "exa INBOX", "exa Work"]);
-    let log = d.commands_log("exa");
+    let log = mail_commands(&d.commands_log("exa"));
     assert_eq!(examined(&log), ["Archive/2019", "INBOX", "Work"], "{log}");
 }
 
@@ -342,7 +358,7 @@ fn noselect_folders_are_skipped_by_all_folders() {
     assert!(out.contains("nos Projects/2024: 1 new") && out.contains("nos INBOX: 1 new"), "{out}");
     assert!(tmp.join(format!("nos/Projects2024/{uid}.mbox")).is_file());
     assert!(!tmp.join("nos/Projects").exists());
-    let log = d.commands_log("nos");
+    let log = mail_commands(&d.commands_log("nos"));
     assert_eq!(examined(&log), ["INBOX", "Projects/2024"], "{log}");
 }
 

@@ -14,7 +14,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dovecot::Dovecot;
-use serde_json::Value;
 use smailarchiver::mailbox_name::encode_utf7;
 use util::*;
 
@@ -49,12 +48,6 @@ fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
 
 fn message(subject: &str, n: usize) -> Vec<u8> {
     format!("From: Ann <ann@example.org>\r\nSubject: {subject} {n}\r\n\r\nbody of {subject} {n}\r\n").into_bytes()
-}
-
-/// The root's records: (account dir, folder dir) -> record.
-fn records(root: &Path) -> Value {
-    let text = fs::read(root.join(".smailarchiver/directories.json")).expect("records file");
-    serde_json::from_slice(&text).expect("records are JSON")
 }
 
 /// Live folder records of `account`: wire name -> directory.

@@ -88,8 +88,7 @@ fn letters(flags: &[String]) -> String {
 
 /// Folder directories of the live folders of the only account in `root`, by wire name.
 fn folder_dirs(root: &Path) -> BTreeMap<String, PathBuf> {
-    let text = fs::read(root.join(".smailarchiver/directories.json")).expect("records");
-    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let v = records(root);
     let account = v["accounts"][0]["dir"].as_str().unwrap().to_string();
     v["folders"]
         .as_array()

@@ -54,8 +54,7 @@ fn backup(server: &dyn MailServer, user: &str, root: &Path, extra: &[&str]) -> (
 
 /// Folder directories of the account by name, with the mailbox and whether retired.
 fn folder_records(root: &Path) -> Vec<(String, PathBuf, bool)> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&fs::read(root.join(".smailarchiver/directories.json")).unwrap()).unwrap();
+    let v = records(root);
     let account = v["accounts"][0]["dir"].as_str().unwrap().to_string();
     v["folders"]
         .as_array()

@@ -72,7 +72,7 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
 /// Each folder a backup would go through, with what it would fetch from it.
 fn count_account(account: &Account, session: &mut Session, sink: &dyn Sink) -> Result<Vec<(String, Result<Planned>)>> {
     let registry = Registry::read(&account.root)?;
-    let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
+    let account_dir = super::account_dir_seen(&registry, session, &account.user)?;
     let chosen = choose_folders(account, session, sink)?;
     let mut out = Vec::new();
     for mailbox in &chosen.folders {

@@ -3,27 +3,31 @@
 
 pub mod dry_run;
 pub mod folder;
+pub mod gmail;
 pub mod new_mail;
+pub mod pipelining;
 pub mod plan;
 pub mod rebase;
 pub mod refresh;
+pub mod roots;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
-use crate::error::{IoContext, Result, EXIT_FAILURE};
-use crate::imap::auth::Renewal;
+use crate::error::{Result, EXIT_FAILURE};
+use crate::imap::auth::{Ask, Renewal};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
-use crate::lock::RootLock;
 use crate::mailbox_name::Mailbox;
-use crate::registry::Registry;
+use crate::mailstore;
+use crate::oauth2::TokenSource;
+use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
 
@@ -32,10 +36,12 @@ pub use folder::FolderReport;
 /// Backs up every account; returns the exit code (0 only when everything worked).
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
-/// system (password commands, key files, CA files, DNS) happens first for every account,
-/// and the credential helper that runs the commands again later is forked; then the
+/// system (password commands, key files, CA files, DNS, making a missing archive root)
+/// happens first for every account, and the credential helper that runs the commands
+/// again later is forked (and the janitor that removes a root made for nothing); then the
 /// process confines itself to the archive roots and the IMAP ports; then the accounts are
-/// backed up. One failing account never stops the others.
+/// backed up, each root claimed (locked, its records opened) only once an account of it
+/// has logged in. One failing account never stops the others.
 ///
 /// `writable` are more directories the run may write in once confined (where `--report`
 /// goes). After SIGINT or SIGTERM no further account is begun.
@@ -49,7 +55,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return EXIT_FAILURE;
         }
     };
-    let mut locks: HashMap<PathBuf, RootLock> = HashMap::new();
+    // Dropped last, on every way out: roots made for accounts that never logged in go.
+    let mut roots = roots::Roots::default();
     let mut code = 0;
     let mut ready = Vec::new();
     let failed = |account: &Account, e: &crate::error::Error| {
@@ -60,8 +67,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         if crate::interrupt::requested() {
             return crate::interrupt::exit_code();
         }
-        match prepare(account, sink, &mut locks) {
-            Ok(p) => ready.push(Prepared { renewal, ..p }),
+        match prepare(account, sink, &mut roots) {
+            Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
             Err(e) => {
                 failed(account, &e);
                 code = EXIT_FAILURE;
@@ -73,9 +80,13 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         Tally { accounts: failed, failed, new: 0, bytes: 0, left: 0, started, reached: false }.say(sink);
         return code;
     }
+    if let Err(e) = roots.start_janitor() {
+        sink.error(&e.to_string());
+        return EXIT_FAILURE;
+    }
     let rules = Rules {
-        read_write: locks.keys().cloned().chain(writable.iter().cloned()).collect(),
-        connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
+        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
+        connect_tcp: ready.iter().map(|p| p.spec.port).chain(oauth2_ports(&ready)).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
         ..Rules::default()
@@ -100,14 +111,19 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             break;
         }
         let account = p.account;
+        let source = p.source.clone();
         sink.account_started(&account.user, &account.host);
-        match backup_account(p, out, sink) {
-            Ok(reports) => {
+        let outcome = backup_account(p, out, sink, &mut roots);
+        if let Some(w) = source.and_then(|s| s.take_warning()) {
+            sink.warning(&format!("{}: {w}", account.label()));
+        }
+        match outcome {
+            Ok(totals) => {
                 tally.reached = true;
-                tally.new += reports.iter().map(|r| r.new).sum::<usize>();
-                tally.left += reports.iter().map(|r| r.left_server).sum::<usize>();
-                tally.bytes += reports.iter().map(|r| r.bytes).sum::<u64>();
-                if reports.iter().any(|r| r.failed > 0) {
+                tally.new += totals.new;
+                tally.left += totals.left;
+                tally.bytes += totals.bytes;
+                if totals.failed > 0 || totals.capped {
                     tally.failed += 1;
                     code = EXIT_FAILURE;
                 }
@@ -182,37 +198,76 @@ struct Prepared<'a> {
     /// The archive root, as the sandbox knows it.
     root: PathBuf,
     keys: Option<Keys>,
+    /// The key file was made by this run, for the user directory `guessed_dir` (the one
+    /// recorded for the server, or the one that would be made).
+    keys_created: bool,
+    guessed_dir: String,
     auth: Auth,
-    /// Where a fresh credential comes from during the run (the credential helper).
+    /// Where a fresh credential comes from during the run (the credential helper, or the
+    /// account's OAuth 2.0 token source).
     renewal: Option<Renewal>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in.
+    source: Option<Arc<TokenSource>>,
     spec: ServerSpec,
     addrs: Vec<SocketAddr>,
 }
 
-/// Phase one: trust anchors, directories, lock, keys, credentials, addresses.
-fn prepare<'a>(account: &'a Account, sink: &dyn Sink, locks: &mut HashMap<PathBuf, RootLock>) -> Result<Prepared<'a>> {
+/// The token endpoints' ports of the accounts with OAuth 2.0 built in: renewing a token
+/// mid-run connects there.
+fn oauth2_ports<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = u16> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.port()))
+}
+
+/// The token files' directories: a provider that rotates refresh tokens (Microsoft) has
+/// the new one written there mid-run.
+fn oauth2_dirs<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = PathBuf> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.dir()))
+}
+
+/// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
+/// lock checked, its records read and checked), keys.
+fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Prepared<'a>> {
     account.validate()?;
     // Before anything is created: a refused CA file, password or server name leaves no
     // archive root, lock or key file behind.
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
-    make_root(&account.root)?;
+    // A sealed OAuth2 token opens with the archive's key: loaded first, and used for both.
+    let early_keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, early_keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
     // The real path: the sandbox rules and a symlinked root must agree.
-    let root = account.root.canonicalize().at(&account.root)?;
-    if !locks.contains_key(&root) {
-        locks.insert(root.clone(), RootLock::acquire(&root)?);
-    }
-    let account_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let keys = load_keys(account, &root, &account_dir, sink)?;
-    Ok(Prepared { account, root, keys, auth, renewal: None, spec, addrs })
+    let root = roots.prepare(&account.root)?;
+    // Records that give a directory two owners are refused here, before anything is
+    // fetched or moved.
+    let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
+    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink, early_keys)?;
+    let renewal = source.as_ref().map(TokenSource::renewal);
+    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, source, spec, addrs })
+}
+
+/// Everything needed to connect to an account's server, obtained before the sandbox
+/// closes.
+pub struct Connection {
+    /// TLS settings and timeout.
+    pub spec: ServerSpec,
+    /// The first credential.
+    pub auth: Auth,
+    /// The server's addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in: a session
+    /// renews through it, and the sandbox lets it reach the token endpoint and write the
+    /// token file's directory.
+    pub source: Option<Arc<TokenSource>>,
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
 /// sandbox closes): TLS settings, the credential and the addresses.
-pub fn connection(account: &Account) -> Result<(ServerSpec, Auth, Vec<SocketAddr>)> {
+pub fn connection(account: &Account) -> Result<Connection> {
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
-    Ok((spec, auth, addrs))
+    let keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
+    Ok(Connection { spec, auth, addrs, source })
 }
 
 /// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
@@ -226,14 +281,25 @@ fn server_spec(account: &Account) -> Result<ServerSpec> {
         account.names,
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
+    if !account.pipelining {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(spec)
 }
 
-/// The credential to log in with and the server's addresses.
-fn login_and_addresses(account: &Account, spec: &ServerSpec) -> Result<(Auth, Vec<SocketAddr>)> {
-    let auth = match account.credential()? {
-        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+/// The credential to log in with (from the account's OAuth 2.0 token `source`, if it has
+/// one) and the server's addresses.
+fn login_and_addresses(
+    account: &Account,
+    spec: &ServerSpec,
+    source: Option<&TokenSource>,
+) -> Result<(Auth, Vec<SocketAddr>)> {
+    let auth = match source {
+        Some(s) => Auth::OAuth2 { user: account.user.clone(), token: s.token(Ask::Login)? },
+        None => match account.credential()? {
+            Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+            Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+        },
     };
     let addrs = imap::resolve(&spec.host, spec.port)?;
     Ok((auth, addrs))
@@ -271,28 +337,29 @@ fn read_only<T>(
     let mut ready = Vec::new();
     let mut results = Vec::new();
     for account in accounts {
-        let needs = account.validate().and_then(|()| server_spec(account)).and_then(|spec| {
-            let (auth, addrs) = login_and_addresses(account, &spec)?;
-            Ok((auth, spec, addrs))
-        });
+        let needs = account.validate().and_then(|()| connection(account));
         match needs {
             Ok(s) => ready.push((account, s)),
             Err(e) => results.push((account.label(), Err(e))),
         }
     }
+    let sources = || ready.iter().filter_map(|(_, c)| c.source.as_ref());
     let rules = Rules {
         read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
-        connect_tcp: ready.iter().map(|(_, (_, spec, _))| spec.port).collect(),
+        // Rotated OAuth2 refresh tokens are written there mid-run; nothing else is.
+        read_write: sources().map(|s| s.dir()).collect(),
+        connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
         ..Rules::default()
     };
     if let Err(e) = sandbox::restrict(&rules, sandbox) {
         return vec![(String::from("sandbox"), Err(e))];
     }
     crate::probe::after_confinement();
-    for (account, (auth, spec, addrs)) in ready {
+    for (account, Connection { spec, auth, addrs, source }) in ready {
         let label = account.label();
-        let mut session = Session::new(spec, addrs, auth);
-        let listed = session.connect().and_then(|()| each(account, &mut session));
+        let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));
+        // Retries are not said: the outcome is.
+        let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
         let _ = session.logout();
         results.push((label.clone(), listed));
     }
@@ -301,7 +368,7 @@ fn read_only<T>(
 
 fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>> {
     let mut registry = Registry::read(&account.root)?;
-    let account_dir = registry.account_dir(&session.spec().endpoint(), &account.user);
+    let account_dir = account_dir_seen(&registry, session, &account.user)?;
     let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
     let (entries, mut statuses) = (listed.entries, listed.statuses);
     let missing: Vec<String> =
@@ -337,18 +404,74 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
-fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<FolderReport>> {
-    let Prepared { account, root, keys, auth, renewal, spec, addrs } = p;
+fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
+    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs, .. } = p;
     let label = account.label();
-    let mut registry = Registry::open(&root)?;
-    let account_dir = registry.claim_account(&spec.endpoint(), &account.user)?;
-    let registry = Mutex::new(registry);
+    // Every connection of the account shares what the spec says of pipelining.
+    let mut remembered = pipelining::remembered(&root, &guessed_dir);
+    if remembered {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
-    session.connect()?;
+    session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
+    // Logged in: only now is the root the run's, and a directory claimed in it.
+    roots.claim(&root)?;
+    let mut registry = Registry::open(&root)?;
+    let endpoint = spec.endpoint();
+    let same = mailstore::recognise(&registry, &mut session, &endpoint, &account.user)
+        .map_err(|e| spec.imap_error("EXAMINE", &e))?;
+    if let Some((dir, was)) = &same {
+        sink.result(&format!(
+            "{label}: the same mailstore as {} on {was}: continuing in {}",
+            account.user,
+            root.join(dir).display()
+        ));
+    }
+    let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
+    if !remembered && account_dir != guessed_dir && pipelining::remembered(&root, &account_dir) {
+        remembered = true;
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if keys_created && account_dir != guessed_dir && crate::archive::any_encrypted(&root.join(&account_dir)) {
+        let spec_keys = account.keys.as_ref().map(|k| k.path.display().to_string()).unwrap_or_default();
+        return Err(crate::error::Error::runtime(format!(
+            "the key file {spec_keys} was made by this run, but {} (this mailstore's archive) holds encrypted \
+             messages that a new key could not read: give its key file (-k / \"keys\")",
+            root.join(&account_dir).display()
+        )));
+    }
+    // Another name's archive of this mailstore: the key must be the one its files were
+    // sealed with, checked before anything is written with it.
+    if let (Some(k), Some(spec_keys), false) = (&keys, &account.keys, account_dir == guessed_dir) {
+        crate::key_check::check_account(k, &spec_keys.path, &root, &account_dir)?;
+    }
+    let registry = Mutex::new(registry);
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
     // infers it from the names), and the run costs no command more.
-    let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
-    let connections = account.connections.max(1);
+    let Chosen { folders, statuses, unusable, namespace, separators, entries } =
+        choose_folders(account, &mut session, sink)?;
+    // Every folder without a directory gets its record and its directory now, all at once.
+    {
+        let mut records = lock(&registry);
+        let listed: HashMap<&str, Option<char>> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
+        let separator_of = |wire: &str| listed.get(wire).copied().flatten();
+        let claims: Vec<Claim<'_>> = folders
+            .iter()
+            .filter(|m| records.folder_of(&account_dir, m).is_none())
+            .map(|m| Claim {
+                mailbox: m,
+                uidvalidity: statuses.get(&m.wire).and_then(|s| s.uidvalidity),
+                separator: separator_of(&m.wire),
+            })
+            .collect();
+        records.claim_folders(&account_dir, &claims)?;
+    }
+    let gmail = if account.gmail_mode && session.has("X-GM-EXT-1").unwrap_or(false) {
+        gmail::Plan::of(&entries, &folders)
+    } else {
+        None
+    };
+    let connections = account.connections.max(1).min(if gmail.is_some() { gmail::MAX_CONNECTIONS } else { usize::MAX });
     let ctx = folder::Context {
         account,
         keys: keys.as_ref(),
@@ -366,19 +489,21 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     // Messages known to have left the server, by folder, for the summary lines.
     let only_in_archive: HashMap<String, u64> =
         folders.iter().zip(&summaries).filter_map(|(m, s)| Some((m.shown(), known_gone(s)?))).collect();
-    let reports = Mutex::new(Vec::new());
+    // What the folders came to; their reports are said and handed on as they end, not kept
+    // (10,000 folders' would hold megabytes).
+    let totals = Mutex::new(Totals::default());
     let done = |mut r: FolderReport| {
         r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
         sink.result(&format!("{} {}", account.user, r.summary()));
         sink.folder_done(&account.user, &account.host, r.figures());
-        lock(&reports).push(r);
+        lock(&totals).add(&r);
     };
     // A folder that failed as a whole: said, and counted as one failure.
     let failed = |name: &str, why: String| {
         sink.error(&format!("{label} {name}: {why}"));
         let r = FolderReport { failed: 1, errors: vec![why], ..FolderReport::new(name) };
         sink.folder_done(&account.user, &account.host, r.figures());
-        lock(&reports).push(r);
+        lock(&totals).add(&r);
     };
     for name in unusable {
         failed(&name, "the server lists this folder under a name that is not text: it cannot be asked for".to_string());
@@ -405,8 +530,34 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
     // Unchanged folders are done; folders with new mail since a complete backup are
     // fetched together; the rest get the ordinary pass.
     let mut changed = Vec::new();
-    let mut ordinary: VecDeque<(&Mailbox, Option<FolderReport>)> = VecDeque::new();
+    // A report begun by the new-mail step is boxed: most entries have none, and 10,000
+    // folders' entries at a report's size each would hold megabytes.
+    let mut ordinary: VecDeque<(&Mailbox, Option<Box<FolderReport>>)> = VecDeque::new();
+    // Gmail mode: All Mail and the folders linked from it first.
+    let step = match &gmail {
+        Some(plan) => gmail::run(&ctx, &mut session, &place, plan, &folders, &done)?,
+        None => gmail::Outcome { handled: vec![false; folders.len()], ..gmail::Outcome::default() },
+    };
+    for &(i, files) in &step.unopened {
+        flagged[i].opened = false;
+        flagged[i].files = Some(files);
+    }
+    let mut not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)> = Vec::new();
+    for (i, prior) in step.ordinary {
+        if step.capped {
+            not_reached.push((&folders[i], prior.map(Box::new)));
+        } else {
+            ordinary.push_back((&folders[i], prior.map(Box::new)));
+        }
+    }
     for (i, mailbox) in folders.iter().enumerate() {
+        if step.handled[i] {
+            continue;
+        }
+        if step.capped {
+            not_reached.push((mailbox, None));
+            continue;
+        }
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
             flagged[i].opened = false;
@@ -427,12 +578,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         for (c, result) in changed.iter().zip(new_mail::fetch(&ctx, &mut session, &place, &changed)?) {
             match result {
                 new_mail::Outcome::Complete(r) => done(r),
-                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(partial))),
+                new_mail::Outcome::Unfinished(partial) => ordinary.push_back((c.mailbox, Some(Box::new(partial)))),
             }
         }
     }
     let extra = (connections - 1).min(ordinary.len().saturating_sub(1));
     let queue = Mutex::new(ordinary);
+    let cap_met = std::sync::atomic::AtomicBool::new(step.capped);
     // One connection's share: folders from the queue until it is empty.
     let work = |session: &mut Session| {
         loop {
@@ -445,8 +597,18 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
                 lock(&queue).push_front((mailbox, prior));
                 return;
             }
-            match folder::backup(&ctx, session, &place, mailbox, prior) {
-                Ok(r) => done(r),
+            if cap_met.load(std::sync::atomic::Ordering::SeqCst) {
+                // Gmail's download limit: the rest is not reached (reckoned below).
+                lock(&queue).push_front((mailbox, prior));
+                return;
+            }
+            match folder::backup(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
+                Ok(r) => {
+                    if r.capped {
+                        cap_met.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    done(r)
+                }
                 Err(e) => {
                     let mut why = e.to_string();
                     if matches!(account.folders, Folders::Named(_)) {
@@ -478,14 +640,26 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
         }
         work(&mut session);
     });
+    let capped = cap_met.load(std::sync::atomic::Ordering::SeqCst);
     // Folders an interrupt left untouched; those the new-mail step began keep what it stored.
-    for (_, prior) in std::mem::take(&mut *lock(&queue)) {
+    for (mailbox, prior) in std::mem::take(&mut *lock(&queue)) {
+        if capped {
+            not_reached.push((mailbox, prior));
+            continue;
+        }
         if let Some(mut r) = prior {
             if crate::interrupt::requested() {
                 r.errors.push("interrupted".into());
             }
-            done(r);
+            done(*r);
         }
+    }
+    if capped {
+        let bytes = lock(&totals).bytes;
+        said_capped(&ctx, not_reached, bytes, &|r| {
+            sink.folder_done(&account.user, &account.host, r.figures());
+            lock(&totals).add(&r);
+        });
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
     // Fewer messages on the server than the archive holds of it (less those known to have
@@ -520,30 +694,146 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink) -> Result<Vec<F
             changed.push(f);
             continue;
         }
-        match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+        let refreshed = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh(&ctx, s, &place, f, condstore),
+            |r| r.as_ref().err().map(ToString::to_string),
+        );
+        match refreshed {
             Ok(found) => {
                 said_refreshed(&ctx, f.mailbox, &found);
-                let name = f.mailbox.shown();
-                if let Some(r) = lock(&reports).iter_mut().rev().find(|r| r.folder == name) {
-                    r.left_server += found.left;
-                    r.only_in_archive = found.only_in_archive.unwrap_or(r.only_in_archive);
-                }
+                lock(&totals).left += found.left;
             }
             Err(e) => sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown())),
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
-        for (f, outcome) in changed.iter().zip(refresh::refresh_changed(&ctx, &mut session, &place, &changed)) {
+        let outcomes = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh_changed(&ctx, s, &place, &changed),
+            |all| all.iter().find_map(|o| o.as_ref().err().map(ToString::to_string)),
+        );
+        for (f, outcome) in changed.iter().zip(outcomes) {
             if let Err(e) = outcome {
                 sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
             }
         }
     }
+    // What identifies the mailstore, taken once there is mail archived and again when it
+    // grew old: a later run through another name recognises it by this.
+    if !session.given_up() && !crate::interrupt::requested() {
+        let archived = lock(&totals).new > 0;
+        let mut records = lock(&registry);
+        let today = mailstore::today();
+        if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today, archived)) {
+            match mailstore::take(&records, &account_dir, &statuses, &mut session) {
+                Ok(evidence) => records.set_evidence(&account_dir, evidence, today)?,
+                Err(e) => sink.remark(&format!("{label}: the mailstore's evidence was not taken: {e}")),
+            }
+        }
+    }
     let _ = session.logout();
     let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
-    lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators);
+    lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators)?;
     lock(&registry).flush()?;
-    Ok(reports.into_inner().unwrap_or_else(PoisonError::into_inner))
+    if spec.serial() && !remembered && account.pipelining {
+        match pipelining::remember(&root, &account_dir) {
+            Ok(()) => sink
+                .remark(&format!("{label}: the server mishandles pipelining: later runs send one command at a time")),
+            Err(e) => sink.warning(&format!("{label}: {e}")),
+        }
+    }
+    Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The user directory of the account `session` is logged in to, as a backup would use it,
+/// without writing anything: recorded for the server, or another server's recognised as the
+/// same mailstore, or the one a backup would make.
+pub fn account_dir_seen(registry: &Registry, session: &mut Session, user: &str) -> Result<String> {
+    let endpoint = session.spec().endpoint();
+    let spec = session.spec().clone();
+    match mailstore::recognise(registry, session, &endpoint, user).map_err(|e| spec.imap_error("EXAMINE", &e))? {
+        Some((dir, _)) => Ok(dir),
+        None => Ok(registry.account_dir(&endpoint, user)),
+    }
+}
+
+/// What an account's folders came to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    /// Messages archived.
+    new: usize,
+    /// Their bytes.
+    bytes: u64,
+    /// Folders with a failure.
+    failed: usize,
+    /// Messages that left the server since the last run.
+    left: usize,
+    /// Gmail's download limit stopped the account.
+    capped: bool,
+}
+
+impl Totals {
+    fn add(&mut self, r: &FolderReport) {
+        self.capped |= r.capped;
+        self.new += r.new;
+        self.left += r.left_server;
+        self.bytes += r.bytes;
+        self.failed += usize::from(r.failed > 0);
+    }
+}
+
+/// Runs `attempt`; when it `failed` because the connection was lost (an access token's
+/// hour ending, say), reconnects within the session's budget, saying so, and runs it once
+/// more.
+fn reconnected<T>(
+    session: &mut Session,
+    sink: &dyn Sink,
+    label: &str,
+    mut attempt: impl FnMut(&mut Session) -> T,
+    failed: impl Fn(&T) -> Option<String>,
+) -> T {
+    let first = attempt(session);
+    let Some(why) = failed(&first).filter(|_| !session.connected() && !crate::interrupt::requested()) else {
+        return first;
+    };
+    match session.lost(&why) {
+        Ok(notice) => {
+            sink.warning(&format!("{label}: {notice}"));
+            attempt(session)
+        }
+        Err(_) => first,
+    }
+}
+
+/// Gmail's download limit stopped the account: one line for it (an error, the account's
+/// error in `--report`), and a report for each folder not reached, what was linked into
+/// it counted.
+fn said_capped(
+    ctx: &folder::Context<'_>,
+    not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)>,
+    bytes: u64,
+    add: &dyn Fn(FolderReport),
+) {
+    let account = ctx.account;
+    let n = not_reached.len();
+    let line = format!(
+        "{}: Gmail's download limit reached after {bytes} bytes: stopped, {n} folder{} not reached; \
+         the next run continues where this one stopped",
+        account.label(),
+        if n == 1 { "" } else { "s" }
+    );
+    ctx.sink.error(&line);
+    ctx.sink.account_failed(&account.user, &account.host, &line);
+    for (mailbox, prior) in not_reached {
+        let mut r = prior.map_or_else(|| FolderReport::new(&mailbox.shown()), |r| *r);
+        r.errors.push("not reached: Gmail's download limit".into());
+        add(r);
+    }
 }
 
 /// Says what a full flag refresh found: messages that left the server, a journal repaired.
@@ -575,12 +865,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The account's keys; a new key file is made only for an archive without encrypted
-/// messages or metadata (a second key could not read them), and said so even with
-/// `--quiet`: it is the one thing to copy somewhere safe. An existing key is checked
-/// against what the archive holds sealed before anything is written with it.
-fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink: &dyn Sink) -> Result<Option<Keys>> {
-    let Some(spec) = &account.keys else { return Ok(None) };
+/// The account's keys and whether this run made the key file; a new key file is made
+/// only for an archive without encrypted messages or metadata (a second key could not
+/// read them), and said so even with `--quiet`: it is the one thing to copy somewhere
+/// safe. An existing key is checked against what the archive holds sealed before
+/// anything is written with it.
+fn load_keys(
+    account: &Account,
+    root: &std::path::Path,
+    account_dir: &str,
+    sink: &dyn Sink,
+    loaded: Option<Keys>,
+) -> Result<(Option<Keys>, bool)> {
+    let Some(spec) = &account.keys else { return Ok((None, false)) };
     let user_dir = root.join(account_dir);
     let sealed = || crate::archive::any_encrypted(&user_dir) || crate::key_check::any_sealed_journal(root, account_dir);
     if !spec.path.exists() && sealed() {
@@ -591,7 +888,10 @@ fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink:
             user_dir.display()
         )));
     }
-    let (keys, created) = spec.load_or_create()?;
+    let (keys, created) = match loaded {
+        Some(keys) => (keys, false),
+        None => spec.load_or_create()?,
+    };
     if !created {
         crate::key_check::check_account(&keys, &spec.path, root, account_dir)?;
     }
@@ -602,7 +902,7 @@ fn load_keys(account: &Account, root: &std::path::Path, account_dir: &str, sink:
             if spec.password.is_some() { " (and its .sha)" } else { "" }
         ));
     }
-    Ok(Some(keys))
+    Ok((Some(keys), created))
 }
 
 /// For a named folder that failed: when the server does not list it, what it has of the
@@ -633,11 +933,18 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
     let mut folders: Vec<Mailbox> = Vec::new();
     let mut unusable = Vec::new();
     let (mut namespace, mut separators) = (None, Vec::new());
+    let mut entries = Vec::new();
     match &account.folders {
         Folders::Named(names) => {
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
                 if !folders.contains(&m) {
                     folders.push(m);
+                }
+            }
+            // Gmail mode needs to know which named folder is All Mail: its LIST attribute.
+            if account.gmail_mode && session.has("X-GM-EXT-1").unwrap_or(false) {
+                if let Ok(listed) = session.list(false) {
+                    entries = listed.entries;
                 }
             }
         }
@@ -655,6 +962,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses = listed.statuses;
             namespace = listed.namespace;
             separators = listed.entries.iter().map(|e| (e.wire.clone(), e.delimiter)).collect();
+            entries = listed.entries.clone();
             for e in listed.entries.iter().filter(|e| e.selectable()) {
                 // A name that is not valid modified UTF-7 is still the server's name for it:
                 // it is backed up under that name rather than refused.
@@ -675,7 +983,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses.extend(more);
         }
     }
-    Ok(Chosen { folders, statuses, unusable, namespace, separators })
+    Ok(Chosen { folders, statuses, unusable, namespace, separators, entries })
 }
 
 /// The folders a backup goes through.
@@ -690,29 +998,6 @@ struct Chosen {
     namespace: Option<crate::hierarchy::Hierarchy>,
     /// Each listed folder's wire name and separator, for the records.
     separators: Vec<(String, Option<char>)>,
-}
-
-/// Makes the archive root (mode 0700 when new: it holds mail) with its parents.
-fn make_root(root: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if root.is_dir() {
-        return Ok(());
-    }
-    // "File exists" / "Not a directory" would not say which setting is wrong.
-    let not_dir = |what: &str| {
-        crate::error::Error::runtime(format!(
-            "the archive directory {} {what} (see --dir, or \"archive_dir\" in the config)",
-            root.display()
-        ))
-    };
-    if root.exists() {
-        return Err(not_dir("is a file, not a directory"));
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotADirectory {
-            not_dir("cannot be made: part of its path is a file")
-        } else {
-            crate::error::Error::runtime(format!("{}: {}", root.display(), crate::error::describe_io(&e)))
-        }
-    })
+    /// The LIST entries (special-use attributes for Gmail mode); none when nothing was listed.
+    entries: Vec<crate::imap::wire::ListEntry>,
 }

@@ -9,7 +9,9 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::error::{quote, ImapError};
 use super::tls::{self, seconds, Stream, Trust};
@@ -43,6 +45,10 @@ pub struct ServerSpec {
     pub trust: Trust,
     /// Limit for connecting and for each read and write.
     pub timeout: Duration,
+    /// Send one command at a time, never several before their answers (a server that
+    /// mishandles pipelining, found out or configured). Shared by the copies of the spec:
+    /// every connection of the account learns it once one found out.
+    pub one_at_a_time: Arc<AtomicBool>,
 }
 
 impl ServerSpec {
@@ -77,7 +83,13 @@ impl ServerSpec {
             starttls,
             trust: Trust::load_as(ca_file, pin_sha256, names)?,
             timeout: DEFAULT_TIMEOUT,
+            one_at_a_time: Arc::default(),
         })
+    }
+
+    /// Whether commands go one at a time (see [`ServerSpec::one_at_a_time`]).
+    pub fn serial(&self) -> bool {
+        self.one_at_a_time.load(Ordering::Relaxed)
     }
 
     /// `host:port` for messages, with IPv6 addresses in brackets.
@@ -89,6 +101,42 @@ impl ServerSpec {
     /// server; timeouts say how long was waited.
     pub fn imap_error(&self, what: &str, e: &ImapError) -> Error {
         Error::runtime(format!("{} failed during {what}: {}", self.endpoint(), e.describe(self.timeout)))
+    }
+}
+
+/// Why a server could not be reached (connected to, greeted by, logged in to), and whether
+/// trying again later may help: a refused or dropped connection, silence or a busy server
+/// may pass (a NAS whose network is not up yet, a faulty link); an untrusted certificate,
+/// a wrong password or a port that speaks another protocol will not.
+#[derive(Debug)]
+pub struct Unreached {
+    /// What to tell the user.
+    pub error: Error,
+    /// Trying again may help.
+    pub transient: bool,
+}
+
+impl Unreached {
+    /// A failure that may pass.
+    pub fn transient(error: Error) -> Unreached {
+        Unreached { error, transient: true }
+    }
+
+    /// A failure that will not pass by itself.
+    pub fn permanent(error: Error) -> Unreached {
+        Unreached { error, transient: false }
+    }
+}
+
+impl From<Unreached> for Error {
+    fn from(u: Unreached) -> Error {
+        u.error
+    }
+}
+
+impl From<Error> for Unreached {
+    fn from(error: Error) -> Unreached {
+        Unreached::permanent(error)
     }
 }
 
@@ -113,9 +161,11 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
 
 /// Connects to one of `addrs` (from [`resolve`]) and sets up TLS (after the clear-text
 /// part of STARTTLS if asked); the greeting of an implicit-TLS server is still to be read.
-pub fn open(spec: &ServerSpec, addrs: &[SocketAddr]) -> Result<Stream> {
+/// Each step (connecting, the greeting, the answer to STARTTLS, the TLS handshake) has the
+/// timeout to complete, and an error says how long it really waited.
+pub fn open(spec: &ServerSpec, addrs: &[SocketAddr]) -> std::result::Result<Stream, Unreached> {
     let endpoint = spec.endpoint();
-    let tcp = open_tcp(addrs, &endpoint, spec.timeout)?;
+    let tcp = open_tcp(addrs, &endpoint, spec.timeout).map_err(Unreached::transient)?;
     if spec.starttls {
         starttls(&tcp, spec, &endpoint)?;
     }
@@ -137,15 +187,16 @@ fn endpoint(host: &str, port: u16) -> String {
 
 /// The first address that accepts, with the socket's timeouts set.
 fn open_tcp(addrs: &[SocketAddr], endpoint: &str, timeout: Duration) -> Result<TcpStream> {
+    let began = Instant::now();
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect_timeout(addr, timeout) {
-            Ok(tcp) => return set_timeouts(tcp, timeout).map_err(|e| connect_failure(endpoint, &e, timeout, 1)),
+            Ok(tcp) => return set_timeouts(tcp, timeout).map_err(|e| connect_failure(endpoint, &e, began, 1)),
             Err(e) => last = Some(e),
         }
     }
     let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
-    Err(connect_failure(endpoint, &e, timeout, addrs.len()))
+    Err(connect_failure(endpoint, &e, began, addrs.len()))
 }
 
 fn set_timeouts(tcp: TcpStream, timeout: Duration) -> io::Result<TcpStream> {
@@ -154,10 +205,43 @@ fn set_timeouts(tcp: TcpStream, timeout: Duration) -> io::Result<TcpStream> {
     Ok(tcp)
 }
 
-fn connect_failure(endpoint: &str, e: &io::Error, timeout: Duration, tried: usize) -> Error {
-    let why = if io_timeout(e) { format!("no answer within {}", seconds(timeout)) } else { describe_io(e) };
+/// Each address had the whole timeout: with several, the wait said is what they took together.
+fn connect_failure(endpoint: &str, e: &io::Error, began: Instant, tried: usize) -> Error {
+    let why = if io_timeout(e) { format!("no answer within {}", waited(began)) } else { describe_io(e) };
     let tried = if tried > 1 { format!(" (tried {tried} addresses)") } else { String::new() };
     Error::runtime(format!("cannot connect to {endpoint}: {why}{tried}"))
+}
+
+/// The time since `began` for a message, in whole seconds where it is close to them (the
+/// timeouts are whole seconds), else to a tenth.
+pub(crate) fn waited(began: Instant) -> String {
+    let d = began.elapsed();
+    let whole = Duration::from_secs(d.as_secs_f64().round() as u64);
+    if d.abs_diff(whole) < Duration::from_millis(150) {
+        seconds(whole)
+    } else {
+        seconds(Duration::from_millis(d.as_millis() as u64 / 100 * 100))
+    }
+}
+
+/// A reader of the socket that must be done by `deadline`: each read may only wait what is
+/// left, so a server that sends a byte now and then cannot stretch a step beyond its
+/// timeout.
+struct Until<'a> {
+    tcp: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.tcp.set_read_timeout(Some(left))?;
+        let mut tcp = self.tcp;
+        tcp.read(buf)
+    }
 }
 
 fn io_timeout(e: &io::Error) -> bool {
@@ -165,41 +249,51 @@ fn io_timeout(e: &io::Error) -> bool {
 }
 
 /// The clear-text part of STARTTLS: the greeting, then `a0 STARTTLS` and its tagged OK.
-fn starttls(tcp: &TcpStream, spec: &ServerSpec, endpoint: &str) -> Result<()> {
+/// The greeting and the answer each have the timeout, counted from when they were awaited.
+fn starttls(tcp: &TcpStream, spec: &ServerSpec, endpoint: &str) -> std::result::Result<(), Unreached> {
     let timeout = spec.timeout;
+    let began = Instant::now();
     let starttls = spec.trust.names().starttls;
-    let mut reader = BufReader::new(tcp);
+    let mut reader = BufReader::new(Until { tcp, deadline: began + timeout });
     let no_greeting = |why: String| {
-        Error::runtime(format!(
+        Unreached::transient(Error::runtime(format!(
             "no IMAP greeting from {endpoint}: {why} (an implicit-TLS port? then leave out {starttls})"
-        ))
+        )))
     };
     let implicit_tls = || {
-        Error::runtime(format!(
+        Unreached::permanent(Error::runtime(format!(
             "no IMAP greeting from {endpoint}: it speaks TLS at once, an implicit-TLS port: \
              leave out {starttls} (or give the STARTTLS port, usually {IMAP_PORT})"
-        ))
+        )))
     };
     wait_for_greeting(tcp, &mut reader, spec).map_err(|e| match e {
         Greeting::Tls => implicit_tls(),
         Greeting::Failed(why) => no_greeting(why),
     })?;
-    let greeting = read_line(&mut reader, timeout).map_err(no_greeting)?;
+    let greeting = read_line(&mut reader, began).map_err(no_greeting)?;
     check_greeting(greeting.as_bytes(), endpoint)?;
     let mut writer = tcp;
-    writer
-        .write_all(b"a0 STARTTLS\r\n")
-        .map_err(|e| Error::runtime(format!("sending STARTTLS to {endpoint}: {}", describe_io(&e))))?;
-    let reply = tagged_reply(&mut reader, timeout)
-        .map_err(|why| Error::runtime(format!("no answer to STARTTLS from {endpoint}: {why}")))?;
+    writer.write_all(b"a0 STARTTLS\r\n").map_err(|e| {
+        Unreached::transient(Error::runtime(format!("sending STARTTLS to {endpoint}: {}", describe_io(&e))))
+    })?;
+    let asked = Instant::now();
+    reader.get_mut().deadline = asked + timeout;
+    let reply = tagged_reply(&mut reader, asked)
+        .map_err(|why| Unreached::transient(Error::runtime(format!("no answer to STARTTLS from {endpoint}: {why}"))))?;
     let (status, text) = reply.split_once(' ').unwrap_or((reply.as_str(), ""));
     if !status.eq_ignore_ascii_case("OK") {
-        return Err(Error::runtime(format!("{endpoint} does not offer STARTTLS: {}", quote(text))));
+        return Err(Unreached::permanent(Error::runtime(format!(
+            "{endpoint} does not offer STARTTLS: {}",
+            quote(text)
+        ))));
     }
     // Bytes sent before the handshake would be read as if they came over TLS (CVE-2011-0411).
     if !reader.buffer().is_empty() {
-        return Err(Error::runtime(format!("{endpoint} sent unexpected data after agreeing to STARTTLS")));
+        return Err(Unreached::permanent(Error::runtime(format!(
+            "{endpoint} sent unexpected data after agreeing to STARTTLS"
+        ))));
     }
+    tcp.set_read_timeout(Some(timeout)).map_err(|e| Unreached::transient(Error::runtime(describe_io(&e))))?;
     Ok(())
 }
 
@@ -213,17 +307,19 @@ enum Greeting {
 
 /// Waits until the server has sent something, within the timeout. An implicit-TLS server
 /// sends nothing until the client speaks, which would cost the whole timeout: after
-/// [`GREETING_PROBE`] of silence, a second connection asks the port whether it speaks TLS.
+/// [`GREETING_PROBE`] of silence, a second connection asks the port whether it speaks TLS
+/// (its time counts in the timeout).
 fn wait_for_greeting(
     tcp: &TcpStream,
-    reader: &mut BufReader<&TcpStream>,
+    reader: &mut BufReader<Until<'_>>,
     spec: &ServerSpec,
 ) -> std::result::Result<(), Greeting> {
-    let first_wait = GREETING_PROBE.min(spec.timeout);
-    let rest = spec.timeout.saturating_sub(first_wait);
-    let set = |d: Duration| tcp.set_read_timeout(Some(d)).map_err(|e| Greeting::Failed(describe_io(&e)));
-    let silence = || Greeting::Failed(format!("nothing received within {}", seconds(spec.timeout)));
-    set(first_wait)?;
+    let began = Instant::now();
+    // Half the timeout at most, so that the probe fits in it too.
+    let first_wait = GREETING_PROBE.min(spec.timeout / 2);
+    let deadline = began + spec.timeout;
+    let silence = || Greeting::Failed(format!("nothing received within {}", waited(began)));
+    reader.get_mut().deadline = began + first_wait;
     let mut probed = false;
     let first = loop {
         match reader.fill_buf() {
@@ -232,29 +328,30 @@ fn wait_for_greeting(
             Err(e) if io_timeout(&e) && !probed => {
                 probed = true;
                 let addr = tcp.peer_addr().map_err(|e| Greeting::Failed(describe_io(&e)))?;
-                if tls::speaks_tls(&spec.trust, &spec.host, addr, first_wait) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !left.is_zero() && tls::speaks_tls(&spec.trust, &spec.host, addr, first_wait.min(left)) {
                     break Err(Greeting::Tls);
                 }
-                if rest.is_zero() {
+                if Instant::now() >= deadline {
                     break Err(silence());
                 }
-                set(rest)?;
+                reader.get_mut().deadline = deadline;
             }
             Err(e) if io_timeout(&e) => break Err(silence()),
             Err(e) => break Err(Greeting::Failed(describe_io(&e))),
         }
     };
-    set(spec.timeout)?;
+    reader.get_mut().deadline = deadline;
     match first? {
         b if tls::is_tls_record(b) => Err(Greeting::Tls),
         _ => Ok(()),
     }
 }
 
-/// The tagged `a0` reply without its tag, skipping untagged lines.
-fn tagged_reply(reader: &mut impl BufRead, timeout: Duration) -> std::result::Result<String, String> {
+/// The tagged `a0` reply without its tag, skipping untagged lines; awaited since `began`.
+fn tagged_reply(reader: &mut impl BufRead, began: Instant) -> std::result::Result<String, String> {
     for _ in 0..MAX_UNTAGGED {
-        let line = read_line(reader, timeout)?;
+        let line = read_line(reader, began)?;
         if let Some(reply) = line.strip_prefix("a0 ") {
             return Ok(reply.to_string());
         }
@@ -265,31 +362,37 @@ fn tagged_reply(reader: &mut impl BufRead, timeout: Duration) -> std::result::Re
     Err("too many untagged lines".into())
 }
 
-/// One line, without CRLF; the error is a phrase for the caller's message.
-fn read_line(reader: &mut impl BufRead, timeout: Duration) -> std::result::Result<String, String> {
+/// One line, without CRLF; the error is a phrase for the caller's message (awaited since
+/// `began`, for a timeout's).
+fn read_line(reader: &mut impl BufRead, began: Instant) -> std::result::Result<String, String> {
     let mut line = Vec::new();
     match Read::take(&mut *reader, MAX_LINE).read_until(b'\n', &mut line) {
         Ok(0) => Err("the server closed the connection".into()),
         Ok(_) if !line.ends_with(b"\n") => Err("line too long or cut off".into()),
         Ok(_) => Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string()),
-        Err(e) if io_timeout(&e) => Err(format!("nothing received within {}", seconds(timeout))),
+        Err(e) if io_timeout(&e) => Err(format!("nothing received within {}", waited(began))),
         Err(e) => Err(describe_io(&e)),
     }
 }
 
-/// Checks a server's first line: `* OK`, or a clear refusal.
-pub fn check_greeting(line: &[u8], endpoint: &str) -> Result<()> {
+/// Checks a server's first line: `* OK`, or a clear refusal (`* BYE`: busy, may pass).
+pub fn check_greeting(line: &[u8], endpoint: &str) -> std::result::Result<(), Unreached> {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end();
     let upper = text.to_ascii_uppercase();
     if upper.starts_with("* OK") {
         Ok(())
     } else if upper.starts_with("* BYE") {
-        Err(Error::runtime(format!("{endpoint} refused the connection: {}", quote(&text[5..]))))
+        Err(Unreached::transient(Error::runtime(format!("{endpoint} refused the connection: {}", quote(&text[5..])))))
     } else if upper.starts_with("* PREAUTH") {
-        Err(Error::runtime(format!("{endpoint} logged us in before any credentials (PREAUTH): not supported")))
+        Err(Unreached::permanent(Error::runtime(format!(
+            "{endpoint} logged us in before any credentials (PREAUTH): not supported"
+        ))))
     } else {
-        Err(Error::runtime(format!("{endpoint} is not an IMAP server: it greeted with {}", quote(text))))
+        Err(Unreached::permanent(Error::runtime(format!(
+            "{endpoint} is not an IMAP server: it greeted with {}",
+            quote(text)
+        ))))
     }
 }
 
@@ -312,18 +415,20 @@ mod tests {
     fn greetings() {
         assert!(check_greeting(b"* OK [CAPABILITY IMAP4rev1] ready\r\n", "h:1").is_ok());
         let e = check_greeting(b"* BYE too many connections\r\n", "h:1").unwrap_err();
-        assert_eq!(e.message(), "h:1 refused the connection: too many connections");
+        assert_eq!(e.error.message(), "h:1 refused the connection: too many connections");
+        assert!(e.transient, "a busy server may take us later");
         let e = check_greeting(b"SSH-2.0-OpenSSH_9.2\r\n", "h:1").unwrap_err();
-        assert!(e.message().contains("not an IMAP server"), "{e}");
+        assert!(e.error.message().contains("not an IMAP server") && !e.transient, "{}", e.error);
     }
 
     #[test]
     fn tagged_replies() {
+        let now = Instant::now();
         let mut input = io::Cursor::new(b"* CAPABILITY IMAP4rev1\r\na0 OK Begin TLS\r\n".to_vec());
-        assert_eq!(tagged_reply(&mut input, DEFAULT_TIMEOUT).unwrap(), "OK Begin TLS");
+        assert_eq!(tagged_reply(&mut input, now).unwrap(), "OK Begin TLS");
         let mut input = io::Cursor::new(b"* OK".to_vec());
-        assert!(tagged_reply(&mut input, DEFAULT_TIMEOUT).unwrap_err().contains("cut off"));
+        assert!(tagged_reply(&mut input, now).unwrap_err().contains("cut off"));
         let mut input = io::Cursor::new(Vec::new());
-        assert!(tagged_reply(&mut input, DEFAULT_TIMEOUT).unwrap_err().contains("closed"));
+        assert!(tagged_reply(&mut input, now).unwrap_err().contains("closed"));
     }
 }

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -27,8 +27,9 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 
+use super::connect::Unreached;
 use crate::bounded;
-use crate::error::{describe_io, Error, Result};
+use crate::error::{describe_io, without_links, Error, Result};
 
 /// A TLS connection to the server over TCP, as the IMAP client uses it.
 pub type Stream = StreamOwned<ClientConnection, Socket>;
@@ -44,12 +45,15 @@ pub struct Socket {
     buf: Box<[u8]>,
     pos: usize,
     end: usize,
+    /// While set (during the handshake), each read may only wait for what is left until
+    /// then: a server that answers a little now and then cannot stretch the handshake.
+    deadline: Option<Instant>,
 }
 
 impl Socket {
     /// Wraps a connected socket.
     pub fn new(tcp: TcpStream) -> Socket {
-        Socket { tcp, buf: vec![0u8; SOCKET_READ].into_boxed_slice(), pos: 0, end: 0 }
+        Socket { tcp, buf: vec![0u8; SOCKET_READ].into_boxed_slice(), pos: 0, end: 0, deadline: None }
     }
 
     /// The socket itself, for its options.
@@ -61,6 +65,13 @@ impl Socket {
 impl Read for Socket {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.end {
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                self.tcp.set_read_timeout(Some(left))?;
+            }
             self.end = self.tcp.read(&mut self.buf)?;
             self.pos = 0;
         }
@@ -311,12 +322,12 @@ impl ServerCertVerifier for Verifier {
 /// A verifier error as the end of "not trusted: ...".
 fn describe_rejection(error: &rustls::Error) -> String {
     let rustls::Error::InvalidCertificate(cert_error) = error else {
-        return error.to_string();
+        return without_links(&error.to_string());
     };
     match cert_error {
         CertificateError::UnknownIssuer => "it is not signed by a known certificate authority".into(),
         CertificateError::NotValidForName => "it is not valid for this name".into(),
-        CertificateError::NotValidForNameContext { .. } => cert_error.to_string(),
+        CertificateError::NotValidForNameContext { .. } => without_links(&cert_error.to_string()),
         CertificateError::Expired => "it has expired".into(),
         CertificateError::ExpiredContext { time, not_after } => {
             format!("it expired {} days ago", time.as_secs().saturating_sub(not_after.as_secs()) / 86_400)
@@ -328,7 +339,7 @@ fn describe_rejection(error: &rustls::Error) -> String {
         CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
             "it is a CA certificate (CA:TRUE, as self-signed certificates often are) used as the server's own".into()
         }
-        other => other.to_string(),
+        other => without_links(&other.to_string()),
     }
 }
 
@@ -375,10 +386,18 @@ pub fn is_tls_record(byte: u8) -> bool {
     byte == 0x16 || byte == 0x15
 }
 
-/// Performs the TLS handshake on a connected socket (whose timeouts are already set);
-/// `endpoint` (`host:port`) names the server in errors.
-pub fn handshake(trust: &Trust, host: &str, endpoint: &str, tcp: TcpStream, timeout: Duration) -> Result<Stream> {
+/// Performs the TLS handshake on a connected socket (whose timeouts are already set),
+/// within `timeout` in all; `endpoint` (`host:port`) names the server in errors.
+pub fn handshake(
+    trust: &Trust,
+    host: &str,
+    endpoint: &str,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> std::result::Result<Stream, Unreached> {
+    let began = Instant::now();
     let mut tcp = Socket::new(tcp);
+    tcp.deadline = Some(began + timeout);
     let rejection = Arc::clone(&trust.refused);
     if let Ok(mut slot) = rejection.lock() {
         *slot = None;
@@ -388,11 +407,15 @@ pub fn handshake(trust: &Trust, host: &str, endpoint: &str, tcp: TcpStream, time
         if let Err(e) = conn.complete_io(&mut tcp) {
             let recorded = rejection.lock().ok().and_then(|slot| slot.clone());
             return Err(match recorded {
-                Some(r) => untrusted(host, &r, trust.names),
-                None => handshake_failure(endpoint, &e, timeout, trust.names),
+                Some(r) => Unreached::permanent(untrusted(host, &r, trust.names)),
+                None => handshake_failure(endpoint, &e, began, trust.names),
             });
         }
     }
+    tcp.deadline = None;
+    tcp.tcp
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| Unreached::transient(Error::runtime(format!("{endpoint}: {}", describe_io(&e)))))?;
     Ok(StreamOwned::new(conn, tcp))
 }
 
@@ -415,24 +438,28 @@ fn untrusted(host: &str, r: &Rejection, names: &Names) -> Error {
     ))
 }
 
-fn handshake_failure(endpoint: &str, e: &io::Error, timeout: Duration, names: &Names) -> Error {
+/// Why a handshake begun at `began` failed; the network's failures may pass, the
+/// server's refusals (another protocol, no common cipher) will not.
+fn handshake_failure(endpoint: &str, e: &io::Error, began: Instant, names: &Names) -> Unreached {
     let tls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let what = match (e.kind(), tls_error) {
+    let (what, transient) = match (e.kind(), tls_error) {
         (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
-            format!("no answer within {}", seconds(timeout))
+            (format!("no answer within {}", super::connect::waited(began)), true)
         }
         // A plain IMAP server greets in clear text, which is not a TLS record.
-        (_, Some(rustls::Error::InvalidMessage(_))) => {
+        (_, Some(rustls::Error::InvalidMessage(_))) => (
             format!(
                 "the server does not speak TLS on this port (a plain or STARTTLS port? then use {})",
                 names.starttls
-            )
-        }
-        (io::ErrorKind::UnexpectedEof, _) => "the server closed the connection".into(),
-        (_, Some(tls)) => tls.to_string(),
-        _ => describe_io(e),
+            ),
+            false,
+        ),
+        (io::ErrorKind::UnexpectedEof, _) => ("the server closed the connection".into(), true),
+        (_, Some(tls)) => (without_links(&tls.to_string()), false),
+        _ => (describe_io(e), true),
     };
-    Error::runtime(format!("TLS handshake with {endpoint} failed: {what}"))
+    let error = Error::runtime(format!("TLS handshake with {endpoint} failed: {what}"));
+    Unreached { error, transient }
 }
 
 /// A duration for messages: "60 s", "2.5 s".

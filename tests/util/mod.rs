@@ -2,8 +2,10 @@
 //! the compatibility vectors.
 #![allow(dead_code)]
 
+pub mod fake_gmail;
 pub mod fake_imap;
 pub mod fault_proxy;
+pub mod mock_oauth;
 pub mod proxy;
 pub mod pty;
 
@@ -328,4 +330,30 @@ pub fn original_restore_loop(dir: &Path, keys: &Path, out: &Path) -> usize {
     );
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     text.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unexpected output: {text}"))
+}
+
+/// The records of an archive root as they stand, in one document:
+/// `{"accounts": [...], "folders": [...]}`, from the log `.smailarchiver/records.jsonl`
+/// (one JSON record a line, a later line about a directory replacing the earlier one). An
+/// account's first server is also given as `"server"`.
+pub fn records(root: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(root.join(".smailarchiver/records.jsonl")).expect("records file");
+    let mut lines = text.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().expect("a header")).expect("records are JSON");
+    assert_eq!(header["smailarchiver-records"], 2, "{header}");
+    let (mut accounts, mut folders): (Vec<serde_json::Value>, Vec<serde_json::Value>) = (Vec::new(), Vec::new());
+    for line in lines {
+        let mut r: serde_json::Value = serde_json::from_str(line).expect("records are JSON");
+        let list = if r["kind"] == "account" {
+            r["server"] = r["servers"][0].clone();
+            &mut accounts
+        } else {
+            &mut folders
+        };
+        match list.iter_mut().find(|x| x["dir"] == r["dir"] && x["account"] == r["account"]) {
+            Some(x) => *x = r,
+            None => list.push(r),
+        }
+    }
+    serde_json::json!({"accounts": accounts, "folders": folders})
 }

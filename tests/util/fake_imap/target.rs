@@ -379,8 +379,10 @@ pub(super) fn headers(folder: &Folder, set: &str, items: &str, out: &mut Vec<u8>
             Some(n) => ("<0>", &header[..header.len().min(n)]),
             None => ("", header),
         };
+        // A backup samples headers with their sizes (the mailstore's evidence).
+        let size = if items.contains("RFC822.SIZE") { format!(" RFC822.SIZE {}", body.len()) } else { String::new() };
         out.extend_from_slice(
-            format!("* {} FETCH (UID {uid} BODY[HEADER]{origin} {{{}}}\r\n", i + 1, data.len()).as_bytes(),
+            format!("* {} FETCH (UID {uid}{size} BODY[HEADER]{origin} {{{}}}\r\n", i + 1, data.len()).as_bytes(),
         );
         out.extend_from_slice(data);
         out.extend_from_slice(b")\r\n");
