@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::codec::Form;
 use crate::error::{Error, Result};
+use crate::imap::tls::{Names, FLAG_NAMES};
 use crate::keys::KeySpec;
 use crate::secret::{self, Secret, Sources};
 
@@ -78,6 +79,8 @@ pub struct Account {
     /// Gmail mode where the server offers it (`X-GM-EXT-1`): bodies from All Mail only,
     /// the other folders hard-linked (`--no-gmail-mode`, config `"gmail_mode": 0` turn it off).
     pub gmail_mode: bool,
+    /// What its settings are called in messages: the flags, or the config file's keys.
+    pub names: &'static Names,
 }
 
 /// The credential an account logs in with.
@@ -110,6 +113,35 @@ impl CredentialCommand<'_> {
 }
 
 impl Account {
+    /// An account with every setting at its default: INBOX, neither compressed nor
+    /// encrypted, named by the command line's flags in messages.
+    pub fn new(user: String, host: String, root: PathBuf) -> Account {
+        Account {
+            user,
+            host,
+            port: None,
+            starttls: false,
+            ca_file: None,
+            pin_sha256: None,
+            password: None,
+            passwd_command: None,
+            oauth2_command: None,
+            folders: Folders::Named(vec!["INBOX".into()]),
+            root,
+            form: Form { compressed: false, encrypted: false },
+            level: crate::codec::DEFAULT_LEVEL,
+            keys: None,
+            buffer_size: DEFAULT_BUFFER,
+            timeout: DEFAULT_TIMEOUT,
+            connections: DEFAULT_CONNECTIONS,
+            since: None,
+            pipelining: true,
+            gmail_mode: true,
+            oauth2: None,
+            names: &FLAG_NAMES,
+        }
+    }
+
     /// The command [`Account::credential`] gets the credential from, if it does (the
     /// same order): a backup runs it again for a fresh one during the run.
     pub fn credential_command(&self) -> Option<CredentialCommand<'_>> {

@@ -5,8 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::account::{Account, Folders, DEFAULT_BUFFER, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT};
-use crate::codec::{Form, DEFAULT_LEVEL};
+use crate::account::{Account, Folders};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
 use crate::flags::{self, LowArgs};
@@ -373,8 +372,10 @@ impl LowArgs {
         Ok((Mode::Upload { path, account: Box::new(account), to_folder: self.to_folder.clone(), keys }, out, sandbox))
     }
 
-    /// The backup the flags (or the config file they name) describe.
-    fn backup(&self, mut out: Output) -> Result<(Mode, Output, Option<String>)> {
+    /// The backup the flags (or the config file they name) describe. A config file sets
+    /// defaults and the flags win: `-u`/`-i` pick its accounts, every other flag
+    /// overrides the matching key of each account.
+    fn backup(&self, out: Output) -> Result<(Mode, Output, Option<String>)> {
         let root = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if !self.exclude.is_empty() && !self.all_folders && self.config.is_none() {
             return Err(Error::usage("--exclude goes with --all-folders"));
@@ -382,100 +383,158 @@ impl LowArgs {
         if self.all_folders && !self.folders.is_empty() {
             return Err(Error::usage("-f and --all-folders cannot be combined"));
         }
-        let mut config_sandbox = None;
-        let mut config_report = None;
-        let mut accounts = if let Some(path) = &self.config {
-            let account_flags = self.user.is_some()
-                || self.imap.is_some()
-                || self.passwd.is_some()
-                || !self.folders.is_empty()
-                || self.all_folders
-                || self.encrypt
-                || self.compress
-                || self.oauth2.is_some();
-            if account_flags {
-                return Err(Error::usage(
-                    "account options (-u, -i, -p, -f, -e, -z, --all-folders, --oauth2) go in the config file when -c is used",
-                ));
+        if self.passwd.is_some() && !self.quiet {
+            warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
+        }
+        let (mut accounts, out, config_sandbox, config_report) = match &self.config {
+            Some(path) => self.config_accounts(path, &root, out)?,
+            None => {
+                let (Some(user), Some(host)) = (&self.user, &self.imap) else {
+                    return Err(Error::usage(
+                        "a backup needs -u USER and -i SERVER (or -c CONFIG; or no arguments at all for the wizard)",
+                    ));
+                };
+                (vec![Account::new(user.clone(), host.clone(), root)], out, None, None)
             }
-            self.oauth2_settings()?;
-            let config = config::load(path, &root)?;
-            if !config.unknown.is_empty() && !self.quiet {
-                warn(format!(
-                    "warning: config {}: unknown keys ignored: {}",
-                    path.display(),
-                    config.unknown.join(", ")
-                ));
-            }
-            out.verbose |= config.verbose && !out.quiet;
-            out.quiet |= config.quiet;
-            config_sandbox = config.sandbox;
-            config_report = config.report;
-            config.accounts
-        } else {
-            let (Some(user), Some(host)) = (&self.user, &self.imap) else {
-                return Err(Error::usage(
-                    "a backup needs -u USER and -i SERVER (or -c CONFIG; or no arguments at all for the wizard)",
-                ));
-            };
-            let oauth2 = self.oauth2_settings()?;
-            if self.passwd.is_some() && !self.quiet {
-                warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
-            }
-            vec![Account {
-                user: user.clone(),
-                host: host.clone(),
-                port: self.port,
-                starttls: self.starttls,
-                ca_file: self.ca_file.clone(),
-                pin_sha256: self.pin_sha256.clone(),
-                password: self.passwd.clone().map(Secret::new),
-                passwd_command: self.passwd_command.clone(),
-                oauth2_command: self.oauth2_token_command.clone(),
-                oauth2,
-                folders: if self.all_folders {
-                    Folders::All { exclude: self.exclude.clone() }
-                } else if self.folders.is_empty() {
-                    Folders::Named(vec!["INBOX".into()])
-                } else {
-                    Folders::Named(self.folders.clone())
-                },
-                root,
-                form: Form { compressed: self.compress, encrypted: self.encrypt },
-                level: self.compress_level.unwrap_or(DEFAULT_LEVEL),
-                keys: self.encrypt.then(|| self.key_spec()),
-                buffer_size: self.buffer_size.unwrap_or(DEFAULT_BUFFER),
-                timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
-                since: None,
-                pipelining: true,
-                gmail_mode: true,
-            }]
         };
         let since = self.since.as_deref().map(|d| crate::date::Day::parse(d, "--since")).transpose()?;
         for a in &mut accounts {
-            if self.no_pipelining {
-                a.pipelining = false;
-            }
-            if let Some(size) = self.buffer_size {
-                a.buffer_size = size;
-            }
-            if let Some(t) = self.timeout {
-                a.timeout = t;
-            }
-            if let Some(n) = self.connections {
-                a.connections = n;
-            }
-            if since.is_some() {
-                a.since = since;
-            }
-            if self.no_gmail_mode {
-                a.gmail_mode = false;
-            }
+            self.override_account(a, since)?;
             a.validate()?;
         }
         let report = self.report.clone().or(config_report);
         Ok((Mode::Backup { accounts, report }, out, config_sandbox))
+    }
+
+    /// The accounts of the config file `path` that `-u`/`-i` pick (all without them), and
+    /// the output, sandbox and report it sets where the flags do not.
+    #[allow(clippy::type_complexity)]
+    fn config_accounts(
+        &self,
+        path: &Path,
+        root: &Path,
+        mut out: Output,
+    ) -> Result<(Vec<Account>, Output, Option<String>, Option<PathBuf>)> {
+        let config = config::load(path, root)?;
+        if !self.quiet && !self.verbose {
+            out.quiet = config.quiet;
+            out.verbose = config.verbose && !config.quiet;
+        }
+        if !config.unknown.is_empty() && !out.quiet {
+            warn(format!("warning: config {}: unknown keys ignored: {}", path.display(), config.unknown.join(", ")));
+        }
+        let all: Vec<String> = config.accounts.iter().map(Account::label).collect();
+        let picked: Vec<Account> = config
+            .accounts
+            .into_iter()
+            .filter(|a| {
+                self.user.as_ref().is_none_or(|u| *u == a.user) && self.imap.as_ref().is_none_or(|h| *h == a.host)
+            })
+            .collect();
+        if picked.is_empty() {
+            let wanted = match (&self.user, &self.imap) {
+                (Some(u), Some(h)) => format!("{u}@{h}"),
+                (Some(u), None) => format!("user {u}"),
+                (None, Some(h)) => format!("server {h}"),
+                (None, None) => unreachable!("a config holds at least one account"),
+            };
+            return Err(Error::usage(format!(
+                "config {}: no account of {wanted} (it has {})",
+                path.display(),
+                all.join(", ")
+            )));
+        }
+        Ok((picked, out, config.sandbox, config.report))
+    }
+
+    /// Sets what the flags say on an account (from the config file or from `-u`/`-i`).
+    fn override_account(&self, a: &mut Account, since: Option<crate::date::Day>) -> Result<()> {
+        if let Some(settings) = self.oauth2_settings()? {
+            a.oauth2 = Some(settings);
+            a.password = None;
+        }
+        if self.no_pipelining {
+            a.pipelining = false;
+        }
+        if self.no_gmail_mode {
+            a.gmail_mode = false;
+        }
+        if self.port.is_some() {
+            a.port = self.port;
+        }
+        a.starttls |= self.starttls;
+        if self.ca_file.is_some() || self.pin_sha256.is_some() {
+            a.ca_file = self.ca_file.clone();
+            a.pin_sha256 = self.pin_sha256.clone();
+        }
+        if self.starttls || self.ca_file.is_some() || self.pin_sha256.is_some() {
+            a.names = &crate::imap::tls::FLAG_NAMES;
+        }
+        if let Some(pw) = &self.passwd {
+            a.password = Some(Secret::new(pw.clone()));
+            a.oauth2_command = None;
+        }
+        if let Some(cmd) = &self.passwd_command {
+            a.passwd_command = Some(cmd.clone());
+            if self.passwd.is_none() {
+                a.password = None;
+            }
+            a.oauth2_command = None;
+        }
+        if let Some(cmd) = &self.oauth2_token_command {
+            a.oauth2_command = Some(cmd.clone());
+        }
+        if self.all_folders {
+            a.folders = Folders::All { exclude: self.exclude.clone() };
+        } else if !self.folders.is_empty() {
+            a.folders = Folders::Named(self.folders.clone());
+        } else if !self.exclude.is_empty() {
+            match &mut a.folders {
+                Folders::All { exclude } => exclude.clone_from(&self.exclude),
+                Folders::Named(_) => {
+                    return Err(Error::usage(format!(
+                        "{}: --exclude goes with --all-folders (or \"all_folders\" in the config)",
+                        a.label()
+                    )))
+                }
+            }
+        }
+        if let Some(dir) = &self.dir {
+            a.root = dir.clone();
+        }
+        a.form.compressed |= self.compress;
+        if let Some(level) = self.compress_level {
+            a.level = level;
+        }
+        if self.encrypt && !a.form.encrypted {
+            a.form.encrypted = true;
+        }
+        if a.form.encrypted {
+            let flags = self.key_spec();
+            let keys = a.keys.get_or_insert_with(|| flags.clone());
+            if self.keys.is_some() {
+                keys.path = flags.path.clone();
+            }
+            if let Some(flag_password) = flags.password {
+                let spec = keys.password.get_or_insert_with(PasswordSpec::default);
+                if flag_password.file.is_some() || flag_password.command.is_some() {
+                    *spec = flag_password;
+                }
+            }
+        }
+        if let Some(size) = self.buffer_size {
+            a.buffer_size = size;
+        }
+        if let Some(t) = self.timeout {
+            a.timeout = t;
+        }
+        if let Some(n) = self.connections {
+            a.connections = n;
+        }
+        if since.is_some() {
+            a.since = since;
+        }
+        Ok(())
     }
 }
 
@@ -536,7 +595,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
             println!("{report}");
             return Ok(if report.passed() { 0 } else { EXIT_FAILURE });
         }
-        Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings),
+        Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings, None),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
             return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
@@ -546,14 +605,22 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
             return interruptible(what, || Ok(run_oauth2_login(&accounts)));
         }
         Mode::Wizard => {
-            let account = wizard::ask_account()?;
-            if account.oauth2.is_some() {
-                let code = run_oauth2_login(std::slice::from_ref(&account));
+            let setup = wizard::ask_account()?;
+            if setup.account.oauth2.is_some() {
+                let code = run_oauth2_login(std::slice::from_ref(&setup.account));
                 if code != 0 {
+                    setup.not_saved();
                     return Ok(code);
                 }
             }
-            return run_backup(&[account], None, settings);
+            let code = run_backup(std::slice::from_ref(&setup.account), None, settings, setup.save_dir())?;
+            // Only a config that just worked is saved.
+            if code == 0 {
+                setup.save()?;
+            } else {
+                setup.not_saved();
+            }
+            return Ok(code);
         }
     }
     Ok(0)
@@ -570,8 +637,14 @@ fn generate(kind: &str) -> String {
 }
 
 /// Backs up `accounts`; writes `report` at the end, also after a failure or an interrupt.
-fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -> Result<i32> {
-    let writable = match report {
+/// `also_writable` is a directory the sandbox leaves writable for what follows the backup.
+fn run_backup(
+    accounts: &[Account],
+    report: Option<&Path>,
+    settings: Settings,
+    also_writable: Option<PathBuf>,
+) -> Result<i32> {
+    let mut writable = match report {
         Some(path) => {
             let dir = restore::parent_of(path);
             if !dir.is_dir() {
@@ -581,6 +654,7 @@ fn run_backup(accounts: &[Account], report: Option<&Path>, settings: Settings) -
         }
         None => Vec::new(),
     };
+    writable.extend(also_writable);
     let record = Arc::new(
         RunRecord::new(accounts.iter().map(|a| (a.user.as_str(), a.host.as_str()))).keeping_folders(report.is_some()),
     );

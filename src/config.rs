@@ -13,6 +13,7 @@ use crate::bounded;
 use crate::codec::{Form, DEFAULT_LEVEL};
 use crate::error::{Error, Result};
 use crate::keys::{KeySpec, PasswordSpec};
+use crate::nearest::edits;
 use crate::secret::Secret;
 
 /// Keys an account entry may have.
@@ -159,22 +160,6 @@ fn noted(key: &str, known: &[&'static str]) -> String {
     }
 }
 
-/// Levenshtein distance: insertions, deletions and substitutions of characters.
-fn edits(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let replaced = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = replaced.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
 fn string(v: &Value, key: &str) -> Result<String> {
     v.as_str().map(str::to_string).ok_or_else(|| Error::usage(format!("\"{key}\" must be a string")))
 }
@@ -272,6 +257,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
         since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
         pipelining: get("pipelining").is_none_or(truthy),
         gmail_mode: get("gmail_mode").is_none_or(truthy),
+        names: &crate::imap::tls::CONFIG_NAMES,
     })
 }
 
@@ -405,7 +391,6 @@ mod tests {
         assert_eq!(near_miss("ca-file", ACCOUNT_KEYS), Some("ca_file"));
         assert_eq!(near_miss("colour", ACCOUNT_KEYS), None);
         assert_eq!(near_miss("x", TOP_KEYS), None);
-        assert_eq!(edits("kitten", "sitting"), 3);
         let text =
             r#"{"list": [{"user": "u", "imap": "x", "passwd": "p", "folders": "I", "encrypt": 0, "compress": 0}]}"#;
         let e = parse(text.as_bytes(), Path::new(".")).unwrap_err();

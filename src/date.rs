@@ -56,6 +56,23 @@ fn days_in(year: u16, month: u8) -> u16 {
     }
 }
 
+/// A moment as `--list` shows every date: `2024-02-01 10:00:00 +0100`, in the zone
+/// `offset` (seconds east of UTC) it was given in.
+pub fn display(t: i64, offset: i64) -> String {
+    let local = t + offset;
+    let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+    let (y, m, d) = crate::mbox::civil_from_days(days);
+    let (sign, z) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        z / 3600,
+        z / 60 % 60
+    )
+}
+
 /// The IMAP form, `1-Feb-2024`.
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,6 +83,14 @@ impl fmt::Display for Day {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moments_display_in_their_zone() {
+        assert_eq!(display(0, 0), "1970-01-01 00:00:00 +0000");
+        assert_eq!(display(1_577_955_600, 3600), "2020-01-02 10:00:00 +0100");
+        assert_eq!(display(1_709_251_199, -16_200), "2024-02-29 19:29:59 -0430");
+        assert_eq!(display(-1, 0), "1969-12-31 23:59:59 +0000");
+    }
 
     #[test]
     fn dates_become_imap_dates() {

@@ -261,7 +261,7 @@ pub static FLAGS: &[Flag] = &[
         a.exclude.push(val(v)?);
         Ok(())
     }),
-    flag!(Some('c'), "config", Some("FILE"), Account, "Back up the accounts listed in the JSON file FILE.", |a, v| {
+    flag!(Some('c'), "config", Some("FILE"), Account, "Back up the accounts listed in the JSON file FILE. Flags given with it win over its keys; -u and -i pick its accounts.", |a, v| {
         a.config = Some(val(v)?.into());
         Ok(())
     }),

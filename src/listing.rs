@@ -89,16 +89,17 @@ pub struct Shown {
 /// (see [`list`]); `name` is its UID (or its file's name).
 pub fn line(name: &str, meta: Option<&MessageMeta>, values: &Shown) -> String {
     let field = |v: &Option<Vec<u8>>| v.as_deref().map(shown);
-    let date = meta.and_then(|m| m.internal_date.clone()).or_else(|| field(&values.date));
+    let date = meta
+        .and_then(|m| m.internal_date.as_deref())
+        .and_then(crate::metadata::parse_internal_date)
+        .map(|(t, zone)| crate::date::display(t, i64::from(zone) * 60))
+        .or_else(|| values.date.as_deref().map(header_date));
     let size = meta.and_then(|m| m.size).or(values.size);
     let flags = meta.map(|m| m.flags.join(" "));
     let dash = |v: Option<String>| v.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
     let server = meta.and_then(|m| m.gone).map(|g| match g.last_seen {
         0 => "gone, last seen -".to_string(),
-        t => format!(
-            "gone, last seen {}",
-            crate::run_report::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64))
-        ),
+        t => format!("gone, last seen {}", crate::date::display(t, 0)),
     });
     format!(
         "{name}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -134,7 +135,15 @@ fn read_header(f: &archive::ArchiveFile, keys: Option<&Keys>) -> std::io::Result
     Ok((size, head))
 }
 
-/// A header value on one line: encoded words decoded, unfolded, trimmed, control
+/// A `Date:` header as every date of the listing is shown; as it is when it is no date.
+fn header_date(value: &[u8]) -> String {
+    match crate::mbox::parse_rfc5322_date_zoned(value) {
+        Some((t, offset)) => crate::date::display(t, offset),
+        None => shown(value),
+    }
+}
+
+/// A header value on one line: unfolded, trimmed, RFC 2047 words decoded, control
 /// characters escaped, tabs as spaces, cut at [`MAX_SHOWN`] characters.
 fn shown(value: &[u8]) -> String {
     let text = crate::search::encoded::decode_value(value);
@@ -144,4 +153,21 @@ fn shown(value: &[u8]) -> String {
         s = s.chars().take(MAX_SHOWN).collect::<String>() + "...";
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_read_as_a_person_would() {
+        assert_eq!(shown(b"=?UTF-8?B?R3LDvMOfZSBOci4gMTUx?="), "Grüße Nr. 151");
+        assert_eq!(shown(b"Re: =?utf-8?Q?caf=C3=A9?=\r\n\t=?utf-8?Q?_cr=C3=A8me?= ok"), "Re: café crème ok");
+        // What a decoded word holds is made as inert as the rest.
+        assert_eq!(shown(b"=?UTF-8?Q?a=09b=1Bc?="), "a b\\u{1b}c");
+        assert_eq!(header_date(b"Wed, 1 Jan 2014 00:00:00 +0000"), "2014-01-01 00:00:00 +0000");
+        assert_eq!(header_date(b"Thu, 2 Jan 2020 10:00:00 +0100 (CET)"), "2020-01-02 10:00:00 +0100");
+        assert_eq!(header_date(b"2 Jan 20 10:00 EST"), "2020-01-02 10:00:00 -0500");
+        assert_eq!(header_date(b"yesterday"), "yesterday");
+    }
 }

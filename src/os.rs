@@ -22,6 +22,15 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The width in columns of the terminal on `fd`, if it is one that says.
+pub fn terminal_columns(fd: &impl AsRawFd) -> Option<usize> {
+    // SAFETY: winsize is plain data, filled by the ioctl when it succeeds.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which is valid.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (r == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
 /// Turns terminal echo off on `fd` until the guard is dropped.
 pub struct EchoOff<'a, F: AsRawFd> {
     file: &'a F,

@@ -72,7 +72,9 @@ fn restored(folder: &Path, keys: &[&str]) -> Vec<Vec<u8>> {
     let o = run(&args, &[("SMAILARCHIVER_KEY_PASSWORD", "key pass")]);
     assert_eq!(o.status.code(), Some(0), "restore {}: {}", folder.display(), stderr(&o));
     let mut files: Vec<_> = fs::read_dir(out.join("cur")).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort_by_key(|p| p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse::<u64>().unwrap());
+    files.sort_by_key(|p| {
+        p.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse::<u64>().unwrap()
+    });
     files.iter().map(|p| fs::read(p).unwrap()).collect()
 }
 
@@ -401,7 +403,7 @@ fn wizard_with_piped_answers() {
     let uid = a.append("INBOX", &message("wiz", "asked for"));
     let tmp = TempDir::new("bk-wizard");
     let answers = format!(
-        "hana\n127.0.0.1\n{}\n\n{}\n{PW}\n\ny\nn\n{}\n\n",
+        "hana\n127.0.0.1\n{}\n\n{PW}\nn\n{}\n\ny\nn\n{}\n\n",
         d.imaps_port(),
         d.cert_pem_path().display(),
         tmp.path().display()
@@ -480,7 +482,7 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     let dir = tmp.join("ivan/INBOX");
     let archived: BTreeMap<u32, Vec<u8>> = fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().split('.').next().unwrap().parse::<u32>().unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().split([':', '.']).next().unwrap().parse::<u32>().unwrap())
         .map(|uid| (uid, served.get(&uid).unwrap_or_else(|| panic!("UID {uid} was never on the server")).clone()))
         .collect();
     let vanished: Vec<u32> = gone.iter().copied().filter(|u| !archived.contains_key(u)).collect();
@@ -653,4 +655,80 @@ fn several_connections_share_the_folders() {
     let rerun = d.fetch_stats("dan").since(&before);
     assert_eq!((rerun.sessions, rerun.body_count), (1, 0), "nothing to share: one session, no fetch");
     assert!(!d.commands_log("dan").contains("SELECT"), "read-only");
+}
+
+/// What a person reads: `--list` decodes RFC 2047 subjects and shows dates in one form,
+/// a Maildir restore names messages `UID:2,FLAGS`, and a folder the server lacks is
+/// named with the closest ones it has.
+#[test]
+fn output_a_person_reads() {
+    let d = Dovecot::start();
+    let a = account(&d, "rita");
+    for mb in ["Sent", "Sent Messages", "Drafts"] {
+        d.create_mailbox("rita", PW, mb);
+    }
+    let encoded = b"From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\r\nDate: Thu, 2 Jan 2020 10:00:00 +0100\r\n\
+                    Subject: =?UTF-8?B?R3LDvMOfZSBOci4gMTUx?=\r\n\r\nbody\r\n";
+    let uid = a.append("INBOX", encoded);
+    let tmp = TempDir::new("readable");
+    let root = tmp.dir("root");
+    let o = backup(&d, "rita", &root, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let folder = root.join("rita/INBOX");
+    let o = run(&["--list", folder.to_str().unwrap()], &[]);
+    let line = stdout(&o);
+    let fields: Vec<&str> = line.trim_end().split('\t').collect();
+    assert_eq!(fields[0], uid.to_string());
+    // The arrival time, in the form of every date the listing shows.
+    assert!(fields[1].len() == 25 && fields[1].as_bytes()[4] == b'-' && fields[1].as_bytes()[10] == b' ', "{line}");
+    assert_eq!(&fields[2..4], ["André <andre@example.org>", "Grüße Nr. 151"], "{line}");
+    let out = tmp.join("maildir");
+    let o = run(&["-r", folder.to_str().unwrap(), "--to-maildir", out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let names: Vec<String> =
+        fs::read_dir(out.join("cur")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, [format!("{uid}:2,")]);
+    let o = backup(&d, "rita", &root, &["-f", "Sent Items"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "(the server has no such folder; closest: \"Sent\", \"Sent Messages\"; --list-folders shows them all)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// On a terminal, a first run shows what to plan with: folder k of n, messages and bytes
+/// done of the total, the rate and the time left; every run ends with its total line.
+/// With -q, a good run prints nothing, terminal or not.
+#[test]
+fn a_first_run_on_a_terminal_shows_total_rate_and_eta() {
+    let d = Dovecot::start();
+    let a = account(&d, "tess");
+    d.create_mailbox("tess", PW, "Old");
+    let mut s = d.session("tess", PW);
+    let body = "x".repeat(20_000);
+    for i in 0..40 {
+        s.append(if i < 30 { "INBOX" } else { "Old" }, &[], &message(&format!("m{i}"), &body));
+    }
+    s.logout();
+    let tmp = TempDir::new("progress-pty");
+    let mut args = d.client_args(&a.user, &tmp.join("root"));
+    args.push("--all-folders".into());
+    let mut pty = util::pty::Pty::spawn(Command::new(bin()).args(&args).env("SMAILARCHIVER_PASSWD", PW));
+    let line = pty.expect("ETA ");
+    let (code, text) = pty.wait();
+    assert_eq!(code, 0, "{text}");
+    let line = line.rsplit('\r').next().unwrap_or_default().replace("\x1b[K", "");
+    assert!(line.starts_with("tess INBOX (folder 1 of 2): "), "{line:?}");
+    assert!(line.contains("/30 messages, ") && line.contains(" KiB of ") && line.contains("/s, "), "{line:?}");
+    assert!(text.contains("tess Old (folder 2 of 2): "), "{text}");
+    assert!(text.contains("\r\n1 account: 1 ok, 0 failed; 40 new messages, "), "the total line: {text}");
+    // Quiet: not a byte, even on a terminal.
+    a.append("INBOX", &message("later", "one more"));
+    let mut quiet = args.clone();
+    quiet.push("-q".into());
+    let pty = util::pty::Pty::spawn(Command::new(bin()).args(&quiet).env("SMAILARCHIVER_PASSWD", PW));
+    assert_eq!(pty.wait(), (0, String::new()));
 }

@@ -150,7 +150,7 @@ fn restored(folder: &Path, keys: &[&str]) -> BTreeMap<u32, Vec<u8>> {
     let mut got = BTreeMap::new();
     for e in fs::read_dir(out.join("cur")).unwrap() {
         let p = e.unwrap().path();
-        let uid = p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse().unwrap();
+        let uid = p.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse().unwrap();
         got.insert(uid, fs::read(&p).unwrap());
     }
     fs::remove_dir_all(&out).unwrap();
@@ -328,7 +328,8 @@ fn exclude_patterns_with_all_folders() {
     let out = stdout(&o);
     let mut summaries: Vec<&str> = out.lines().map(|l| l.split(':').next().unwrap()).collect();
     summaries.sort();
-    assert_eq!(summaries, ["exa Archive/2019", "exa INBOX", "exa Work"]);
+    // The folders' lines, and the run's total line.
+    assert_eq!(summaries, ["1 account", "exa Archive/2019", "exa INBOX", "exa Work"]);
     let log = mail_commands(&d.commands_log("exa"));
     assert_eq!(examined(&log), ["Archive/2019", "INBOX", "Work"], "{log}");
 }
@@ -353,7 +354,7 @@ fn noselect_folders_are_skipped_by_all_folders() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
     let out = stdout(&o);
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(out.lines().count(), 3, "two folders and the total: {out}");
     assert!(out.contains("nos Projects/2024: 1 new") && out.contains("nos INBOX: 1 new"), "{out}");
     assert!(tmp.join(format!("nos/Projects2024/{uid}.mbox")).is_file());
     assert!(!tmp.join("nos/Projects").exists());
@@ -408,7 +409,12 @@ fn verbose_prints_one_line_per_message() {
     // Without --verbose, only the folder's line.
     d.append("vera", PW, "INBOX", &message("v4"));
     let o = backup(&d, "vera", tmp.path(), &[]);
-    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert_eq!(stdout(&o).lines().count(), 2, "the folder's line and the run's total: {}", stdout(&o));
+    assert!(
+        stdout(&o).lines().nth(1).unwrap().starts_with("1 account: 1 ok, 0 failed; 1 new message, "),
+        "{}",
+        stdout(&o)
+    );
     // Nothing archived, nothing per message.
     let o = backup(&d, "vera", tmp.path(), &["-v"]);
     assert!(!stdout(&o).contains(" archived ("), "{}", stdout(&o));

@@ -238,7 +238,9 @@ fn restored_natively(folder: &Path, keys: &[&str]) -> Vec<Vec<u8>> {
     let o = run(&[&["-r", folder.to_str().unwrap(), "--to-maildir", out.to_str().unwrap()][..], keys].concat(), &[]);
     assert_exit(&o, 0, &format!("native restore of {}", folder.display()));
     let mut files: Vec<PathBuf> = fs::read_dir(out.join("cur")).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort_by_key(|p| p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse::<u64>().unwrap());
+    files.sort_by_key(|p| {
+        p.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse::<u64>().unwrap()
+    });
     files.iter().map(|p| fs::read(p).unwrap()).collect()
 }
 

@@ -83,7 +83,7 @@ fn assert_complete(folder: &Path, keys: &Path, served: &HashMap<u32, Vec<u8>>) {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for e in fs::read_dir(out.join("cur")).unwrap() {
         let p = e.unwrap().path();
-        let uid: u32 = p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse().unwrap();
+        let uid: u32 = p.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse().unwrap();
         assert_same(&fs::read(&p).unwrap(), &served[&uid], &format!("UID {uid}"));
     }
     let v = run(&["--verify", folder.to_str().unwrap(), "-k", keys.to_str().unwrap()], &[]);

@@ -251,7 +251,7 @@ fn sigint_mid_restore_to_maildir() {
     assert_eq!(fs::read_dir(out.join("tmp")).unwrap().count(), 0, "tmp/ is empty");
     for entry in fs::read_dir(out.join("cur")).unwrap() {
         let path = entry.unwrap().path();
-        let uid = path.file_name().unwrap().to_string_lossy().split('.').next().unwrap().to_string();
+        let uid = path.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().to_string();
         let stored = fs::read(folder.join(format!("{uid}.mbox"))).unwrap();
         assert_eq!(fs::read(&path).unwrap(), stored["From a@example.org\n".len()..], "{} is whole", path.display());
     }

@@ -758,3 +758,86 @@ fn set_version_changes_what_a_release_needs() {
         assert!(o.status.success(), "{manifest}: --locked after set-version: {}", stderr(&o));
     }
 }
+
+/// The rows of README's config table (`| key | where | meaning |`): the keys each names.
+fn readme_config_rows(readme: &str) -> BTreeSet<String> {
+    let start = readme.find("| key | where | meaning |").expect("README has its config table");
+    let mut keys = BTreeSet::new();
+    for row in readme[start..].lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        keys.extend(first.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    keys
+}
+
+/// README's config table names every key the tool knows, and only those.
+#[test]
+fn readme_config_table_is_the_tools_keys() {
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let rows = readme_config_rows(&readme);
+    let known = all_config_keys();
+    let missing: Vec<_> = known.difference(&rows).collect();
+    let unknown: Vec<_> = rows.difference(&known).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "README's config table lacks {missing:?}, has unknown {unknown:?}"
+    );
+}
+
+/// Every command line the documents show (`smailarchiver -...` lines) uses flags the tool
+/// has, and README's exit statuses are the ones `--help` lists.
+#[test]
+fn documented_commands_and_exit_statuses_are_the_tools() {
+    let mut docs = vec![repo().join("README.md")];
+    for e in fs::read_dir(repo().join("packaging")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            docs.push(p);
+        }
+    }
+    let mut checked = 0;
+    for doc in &docs {
+        let text = fs::read_to_string(doc).unwrap();
+        for line in text.lines() {
+            for (at, _) in line.match_indices("smailarchiver -") {
+                // The program, not a directory named after it (`/var/lib/smailarchiver`).
+                let before = &line[..at];
+                if before.ends_with('/') && !before.ends_with("bin/") && !before.ends_with("./") {
+                    continue;
+                }
+                let command = &line[at + "smailarchiver".len()..];
+                let command = command.split(['`', '|', '#', ')', '"']).next().unwrap_or_default();
+                for word in command.split_whitespace().filter(|w| w.starts_with('-') && w.len() > 1) {
+                    let word = word.trim_end_matches([',', '.', ';', ']']).split('=').next().unwrap_or_default();
+                    let word = word.trim_start_matches('[');
+                    if word.len() < 2 {
+                        continue;
+                    }
+                    // Only whether the flag exists: values and combinations are other tests'.
+                    let known = match smailarchiver::flags::parse([std::ffi::OsString::from(word)]) {
+                        Ok(_) => true,
+                        Err(e) => !e.to_string().contains("unknown option") && !e.to_string().contains("ambiguous"),
+                    };
+                    assert!(known, "{}: `{}` uses {word}, which the tool does not have", doc.display(), line.trim());
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} flags found in the documents' commands");
+    let help = String::from_utf8(Command::new(bin()).arg("--help").output().unwrap().stdout).unwrap();
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let table = &readme[readme.find("| code | meaning |").expect("README's exit status table")..];
+    let codes: Vec<i32> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1)?.trim().parse().ok())
+        .collect();
+    let tool: Vec<i32> = smailarchiver::flags::EXIT_STATUSES.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes, tool, "README's exit statuses");
+    let help_line = help.split("Exit status:").nth(1).expect("--help lists the exit statuses").replace('\n', " ");
+    for (code, what) in smailarchiver::flags::EXIT_STATUSES {
+        assert!(help_line.contains(&format!("{code} {what}")), "--help lacks exit status {code}: {help_line}");
+    }
+}

@@ -114,7 +114,7 @@ fn restore_folder(dir: &Path, keys: Option<&Path>) -> BTreeMap<u32, (Vec<u8>, St
     for e in fs::read_dir(out.join("cur")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        let uid: u32 = name.split('.').next().unwrap().parse().unwrap();
+        let uid: u32 = name.split([':', '.']).next().unwrap().parse().unwrap();
         let info = name.split_once(":2,").map(|(_, f)| f.to_string()).unwrap_or_default();
         let mtime = fs::metadata(&p).unwrap().modified().unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
         got.insert(uid, (fs::read(&p).unwrap(), info, mtime));

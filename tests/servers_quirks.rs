@@ -150,7 +150,7 @@ fn a_renumbered_folder_is_linked_from_the_archive_not_fetched_again() {
             let file = std::fs::read_dir(out_dir.join("cur"))
                 .unwrap()
                 .map(|e| e.unwrap().path())
-                .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{uid}.")))
+                .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{uid}:")))
                 .unwrap_or_else(|| panic!("UID {uid} not restored"));
             assert_same(&std::fs::read(file).unwrap(), raw, &format!("UID {uid}"));
         }

@@ -84,7 +84,7 @@ fn restored(dir: &Path, keys: Option<&Path>) -> BTreeMap<u32, Vec<u8>> {
     let mut got = BTreeMap::new();
     for e in fs::read_dir(out.join("cur")).unwrap() {
         let p = e.unwrap().path();
-        let uid = p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse().unwrap();
+        let uid = p.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse().unwrap();
         got.insert(uid, fs::read(&p).unwrap());
     }
     fs::remove_dir_all(&out).unwrap();

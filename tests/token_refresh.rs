@@ -92,7 +92,7 @@ fn archived(root: &Path, folder: &str, served: &[(u32, Vec<u8>)]) -> Vec<u32> {
     let mut uids = Vec::new();
     for entry in fs::read_dir(maildir.join("cur")).unwrap() {
         let path = entry.unwrap().path();
-        let uid: u32 = path.file_name().unwrap().to_string_lossy().split('.').next().unwrap().parse().unwrap();
+        let uid: u32 = path.file_name().unwrap().to_string_lossy().split([':', '.']).next().unwrap().parse().unwrap();
         let (_, want) = served.iter().find(|(u, _)| *u == uid).expect("archived but never served");
         assert_same(&fs::read(&path).unwrap(), want, &format!("UID {uid}"));
         uids.push(uid);

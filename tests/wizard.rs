@@ -30,11 +30,11 @@ fn wizard_offers_starttls_takes_every_folder_and_saves_a_config_that_runs() {
     let tmp = TempDir::new("wizard-config");
     let work = tmp.dir("work");
     // The plain port (143 would make STARTTLS the default; the test server's is another),
-    // STARTTLS; the CA file; all folders; compressed and encrypted with a password-protected
+    // STARTTLS; the password; the certificate not pinned but trusted through the CA file; all folders; compressed and encrypted with a password-protected
     // key whose password a command prints;
     // archive and key file relative to the wizard's directory; saved with a password command.
     let answers = format!(
-        "{user}\n127.0.0.1\n{}\ny\n{}\n{PW}\n*\ny\ny\nmy.keys\ny\necho 'key pass'\narchive\nbackup.json\necho '{PW}'\n",
+        "{user}\n127.0.0.1\n{}\ny\n{PW}\nn\n{}\n*\ny\ny\nmy.keys\ny\necho 'key pass'\narchive\nbackup.json\necho '{PW}'\n",
         d.imap_port(),
         d.cert_pem_path().display(),
     );
@@ -73,4 +73,78 @@ fn wizard_offers_starttls_takes_every_folder_and_saves_a_config_that_runs() {
     let o = wizard(&answers, &work);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("backup.json exists: not overwritten"), "{}", stderr(&o));
+}
+
+/// At a terminal: empty answers asked again, the server's self-signed certificate shown by
+/// its fingerprint and pinned, a wrong password asked again before anything else (and
+/// nothing saved then), and a saved config that runs with -c from a non-terminal.
+#[test]
+fn at_a_terminal_the_wizard_tests_the_login_before_it_saves() {
+    let d = Dovecot::start();
+    let user = "tina";
+    d.add_user(user, PW);
+    let first = d.append(user, PW, "INBOX", b"Subject: one\r\n\r\nfirst\r\n");
+    let tmp = TempDir::new("wizard-pty");
+    let work = tmp.dir("work");
+    let mut w = util::pty::Pty::spawn(Command::new(bin()).current_dir(&work).env_remove("SMAILARCHIVER_PASSWD"));
+    w.expect("Email user name: ");
+    w.send("");
+    w.expect("an answer is needed");
+    w.expect("Email user name: ");
+    w.send(user);
+    w.expect("IMAP server: ");
+    w.send("127.0.0.1");
+    w.expect("IMAP port");
+    w.send(&d.imaps_port().to_string());
+    w.expect("STARTTLS? (y/n) [n]: ");
+    w.send("");
+    w.expect("Email password: ");
+    w.send("wr0ng-pass");
+    let shown = w.expect("(pin it)? (y/n) [n]: ");
+    let fingerprint: String = d
+        .cert_sha256_hex()
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(shown.contains(&format!("its SHA-256 fingerprint is {fingerprint}")), "{shown}");
+    w.send("y");
+    w.expect("login failed for tina");
+    w.expect("Email password: ");
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "nothing saved or written after a wrong password");
+    w.send(PW);
+    w.expect("logged in");
+    w.expect("Folders");
+    w.send("");
+    w.expect("Compress the messages? (y/n) [n]: ");
+    w.send("y");
+    w.expect("Encrypt the messages? (y/n) [n]: ");
+    w.send("");
+    w.expect("Archive directory [.]: ");
+    w.send("archive");
+    w.expect("Save these settings");
+    w.send("tina.json");
+    w.expect("Command that prints the email password");
+    w.send("");
+    let (code, text) = w.wait();
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("wr0ng-pass") && !text.contains(PW), "a password was echoed: {text}");
+    assert!(text.contains("saved tina.json (mode 0600)"), "{text}");
+    let config = work.join("tina.json");
+    let saved = fs::read_to_string(&config).unwrap();
+    assert!(saved.contains(&format!("\"pin_sha256\": \"{}\"", d.cert_sha256_hex())), "{saved}");
+    assert!(work.join(format!("archive/{user}/INBOX/{first}.mbox.gz")).is_file());
+    // The saved config, from cron's point of view: no terminal, another directory.
+    let later = d.append(user, PW, "INBOX", b"Subject: two\r\n\r\nlater\r\n");
+    let o = Command::new(bin())
+        .args(["-c", config.to_str().unwrap(), "-q"])
+        .current_dir(tmp.path())
+        .env_remove("SMAILARCHIVER_PASSWD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!((o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()), (Some(0), "", ""));
+    assert!(work.join(format!("archive/{user}/INBOX/{later}.mbox.gz")).is_file());
 }

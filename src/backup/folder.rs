@@ -35,9 +35,21 @@ pub struct Context<'a> {
     /// Each folder's state as the server gave it at the start of the run (LIST-STATUS or
     /// STATUS), by wire name.
     pub statuses: &'a HashMap<String, FolderStatus>,
+    /// The account's folders of this run, in order: the progress line says which of them
+    /// it is at.
+    pub folders: &'a [Mailbox],
 }
 
 impl Context<'_> {
+    /// The progress line of `mailbox`'s backup (`report.folder` names it).
+    pub fn progress(&self, mailbox: &Mailbox, report: &FolderReport) -> Progress {
+        let mut progress = Progress::new(format!("{} {}", self.account.user, report.folder), self.progress);
+        if let Some(k) = self.folders.iter().position(|m| m == mailbox) {
+            progress.place(k + 1, self.folders.len());
+        }
+        progress
+    }
+
     /// The UIDNEXT below which a pass that opened `mailbox` saw every message: the one its
     /// EXAMINE gave, else the one of the run's start (Courier gives UIDNEXT only in STATUS)
     /// when it is of the same UIDVALIDITY. That one is never too high: it was asked before
@@ -241,7 +253,7 @@ pub fn backup(
 ) -> Result<FolderReport> {
     let name = mailbox.shown();
     let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
-    report.progress = Progress::new(format!("{} {name}", ctx.account.user), ctx.progress);
+    report.progress = ctx.progress(mailbox, &report);
     let mut lessons = Lessons::default();
     loop {
         match pass(ctx, session, place, mailbox, &mut report, &mut lessons) {
@@ -408,7 +420,7 @@ fn pass(
         }
     }
     let budget = ctx.account.buffer_size;
-    report.progress.start(sized.len());
+    report.progress.start(sized.len(), sized.iter().map(|&(_, size)| u64::from(size)).sum());
     let mut writer = writer_for(ctx, place, &opened)?;
     let batches = plan::batches(&sized, budget, &|uid| lessons.one_by_one.contains(&uid));
     let fetched = (|| -> std::result::Result<(), Stop> {

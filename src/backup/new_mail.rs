@@ -13,7 +13,6 @@ use super::writer::{MessageWriter, Stamp};
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};
 use crate::mailbox_name::Mailbox;
-use crate::progress::Progress;
 
 /// A folder with new mail: the mailbox, its recorded UIDVALIDITY and UIDNEXT.
 pub struct Changed<'a> {
@@ -80,7 +79,7 @@ pub fn fetch(
                     let folder = &folders[index];
                     let opened = place.records().open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?;
                     let mut report = FolderReport::new(&folder.mailbox.shown());
-                    report.progress = Progress::new(format!("{} {}", ctx.account.user, report.folder), ctx.progress);
+                    report.progress = ctx.progress(folder.mailbox, &report);
                     let archived = archived_uids(&opened.dir)?;
                     report.existing = archived.len();
                     let writer = writer_for(ctx, place, &opened)?;

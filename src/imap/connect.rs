@@ -61,6 +61,18 @@ impl ServerSpec {
         ca_file: Option<&Path>,
         pin_sha256: Option<&str>,
     ) -> Result<ServerSpec> {
+        ServerSpec::named(host, port, starttls, ca_file, pin_sha256, &tls::FLAG_NAMES)
+    }
+
+    /// [`ServerSpec::new`], naming the settings in errors as `names` says.
+    pub fn named(
+        host: &str,
+        port: Option<u16>,
+        starttls: bool,
+        ca_file: Option<&Path>,
+        pin_sha256: Option<&str>,
+        names: &'static tls::Names,
+    ) -> Result<ServerSpec> {
         let host = bare_host(host);
         if host.is_empty() {
             return Err(Error::usage("the server name is empty"));
@@ -69,7 +81,7 @@ impl ServerSpec {
             host: host.to_string(),
             port: port.unwrap_or(if starttls { IMAP_PORT } else { IMAPS_PORT }),
             starttls,
-            trust: Trust::load(ca_file, pin_sha256)?,
+            trust: Trust::load_as(ca_file, pin_sha256, names)?,
             timeout: DEFAULT_TIMEOUT,
             one_at_a_time: Arc::default(),
         })
@@ -241,16 +253,17 @@ fn io_timeout(e: &io::Error) -> bool {
 fn starttls(tcp: &TcpStream, spec: &ServerSpec, endpoint: &str) -> std::result::Result<(), Unreached> {
     let timeout = spec.timeout;
     let began = Instant::now();
+    let starttls = spec.trust.names().starttls;
     let mut reader = BufReader::new(Until { tcp, deadline: began + timeout });
     let no_greeting = |why: String| {
         Unreached::transient(Error::runtime(format!(
-            "no IMAP greeting from {endpoint}: {why} (an implicit-TLS port? then leave out --starttls)"
+            "no IMAP greeting from {endpoint}: {why} (an implicit-TLS port? then leave out {starttls})"
         )))
     };
     let implicit_tls = || {
         Unreached::permanent(Error::runtime(format!(
             "no IMAP greeting from {endpoint}: it speaks TLS at once, an implicit-TLS port: \
-             leave out --starttls (or give the STARTTLS port, usually {IMAP_PORT})"
+             leave out {starttls} (or give the STARTTLS port, usually {IMAP_PORT})"
         )))
     };
     wait_for_greeting(tcp, &mut reader, spec).map_err(|e| match e {

@@ -1313,6 +1313,12 @@ fn ask_capabilities(link: &mut Link) -> std::result::Result<Vec<String>, ImapErr
     Ok(caps)
 }
 
+/// Whether `e` is the server refusing the credential (a wrong password), as the first
+/// login reports it.
+pub fn is_refused_login(e: &Error) -> bool {
+    e.message().starts_with("login failed for ")
+}
+
 /// Why a login failed.
 enum LoginFailure {
     /// The server refused the credential: a fresh one may do.

@@ -98,6 +98,9 @@ impl Write for Socket {
 pub struct Trust {
     provider: Arc<CryptoProvider>,
     mode: Mode,
+    names: &'static Names,
+    /// The last certificate refused, shared by the clones (the wizard offers to pin it).
+    refused: Arc<Mutex<Option<Rejection>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -118,7 +121,7 @@ impl Trust {
 
     /// [`Trust::load`], naming the settings in errors as `names` says (the config file's
     /// keys are not the flags).
-    pub fn load_as(ca_file: Option<&Path>, pin_sha256: Option<&str>, names: &Names) -> Result<Trust> {
+    pub fn load_as(ca_file: Option<&Path>, pin_sha256: Option<&str>, names: &'static Names) -> Result<Trust> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mode = match (ca_file, pin_sha256) {
             (Some(_), Some(_)) => {
@@ -130,22 +133,37 @@ impl Trust {
             (None, Some(pin)) => Mode::Pin(parse_pin(pin).map_err(|e| e.context(names.pin))?),
             (ca_file, None) => roots_mode(ca_file, &provider, names)?,
         };
-        Ok(Trust { provider, mode })
+        Ok(Trust { provider, mode, names, refused: Arc::default() })
+    }
+
+    /// The SHA-256 (lowercase hex) of the last server certificate refused, and why.
+    pub fn refused(&self) -> Option<(String, String)> {
+        let slot = self.refused.lock().ok()?;
+        slot.as_ref().map(|r| (r.fingerprint.clone(), r.reason.clone()))
+    }
+
+    /// What the trust settings are called where they were given.
+    pub fn names(&self) -> &'static Names {
+        self.names
     }
 }
 
-/// What the trust settings are called where they were given.
+/// What the connection settings are called where they were given: messages name the
+/// flags for a command line, the keys for a config file.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Names {
     /// The CA file's name.
     pub ca_file: &'static str,
     /// The pin's name.
     pub pin: &'static str,
+    /// STARTTLS's name.
+    pub starttls: &'static str,
 }
 
 /// The command line's names.
-pub const FLAG_NAMES: Names = Names { ca_file: "--ca-file", pin: "--pin-sha256" };
+pub static FLAG_NAMES: Names = Names { ca_file: "--ca-file", pin: "--pin-sha256", starttls: "--starttls" };
 /// The config file's names.
-pub const CONFIG_NAMES: Names = Names { ca_file: "\"ca_file\"", pin: "\"pin_sha256\"" };
+pub static CONFIG_NAMES: Names = Names { ca_file: "\"ca_file\"", pin: "\"pin_sha256\"", starttls: "\"starttls\"" };
 
 fn roots_mode(ca_file: Option<&Path>, provider: &Arc<CryptoProvider>, names: &Names) -> Result<Mode> {
     let exact = match ca_file {
@@ -240,7 +258,7 @@ impl Verifier {
             Mode::Pin(pin) if Sha256::digest(end_entity.as_ref()).as_slice() == pin => Ok(()),
             Mode::Pin(_) => Err((
                 rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure),
-                "its SHA-256 is not the one given with --pin-sha256".into(),
+                format!("its SHA-256 is not the one given with {}", self.trust.names.pin),
             )),
             Mode::Roots { webpki, exact } => {
                 match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
@@ -380,14 +398,17 @@ pub fn handshake(
     let began = Instant::now();
     let mut tcp = Socket::new(tcp);
     tcp.deadline = Some(began + timeout);
-    let rejection = Arc::new(Mutex::new(None));
+    let rejection = Arc::clone(&trust.refused);
+    if let Ok(mut slot) = rejection.lock() {
+        *slot = None;
+    }
     let mut conn = client(trust, host, endpoint, rejection.clone())?;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut tcp) {
             let recorded = rejection.lock().ok().and_then(|slot| slot.clone());
             return Err(match recorded {
-                Some(r) => Unreached::permanent(untrusted(host, &r)),
-                None => handshake_failure(endpoint, &e, began),
+                Some(r) => Unreached::permanent(untrusted(host, &r, trust.names)),
+                None => handshake_failure(endpoint, &e, began, trust.names),
             });
         }
     }
@@ -404,26 +425,35 @@ fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(bare.to_string()).map_err(|_| Error::usage(format!("{host:?} is not a valid server name")))
 }
 
-fn untrusted(host: &str, r: &Rejection) -> Error {
+fn untrusted(host: &str, r: &Rejection, names: &Names) -> Error {
+    let pin = if *names == CONFIG_NAMES {
+        format!("{}: \"{}\"", names.pin, r.fingerprint)
+    } else {
+        format!("{} {}", names.pin, r.fingerprint)
+    };
     Error::runtime(format!(
         "TLS certificate of {host} not trusted: {} (the server presented SHA-256 {}; \
-         if that is your server's certificate, trust it with --ca-file or --pin-sha256 {})",
-        r.reason, r.fingerprint, r.fingerprint
+         if that is your server's certificate, trust it with {} or {pin})",
+        r.reason, r.fingerprint, names.ca_file
     ))
 }
 
 /// Why a handshake begun at `began` failed; the network's failures may pass, the
 /// server's refusals (another protocol, no common cipher) will not.
-fn handshake_failure(endpoint: &str, e: &io::Error, began: Instant) -> Unreached {
+fn handshake_failure(endpoint: &str, e: &io::Error, began: Instant, names: &Names) -> Unreached {
     let tls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let (what, transient) = match (e.kind(), tls_error) {
         (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
             (format!("no answer within {}", super::connect::waited(began)), true)
         }
         // A plain IMAP server greets in clear text, which is not a TLS record.
-        (_, Some(rustls::Error::InvalidMessage(_))) => {
-            ("the server does not speak TLS on this port (a plain or STARTTLS port? then use --starttls)".into(), false)
-        }
+        (_, Some(rustls::Error::InvalidMessage(_))) => (
+            format!(
+                "the server does not speak TLS on this port (a plain or STARTTLS port? then use {})",
+                names.starttls
+            ),
+            false,
+        ),
         (io::ErrorKind::UnexpectedEof, _) => ("the server closed the connection".into(), true),
         (_, Some(tls)) => (without_links(&tls.to_string()), false),
         _ => (describe_io(e), true),

@@ -60,7 +60,7 @@ pub struct Client {
 }
 
 /// How the OAuth 2.0 CA file is named in errors.
-const CA_NAMES: Names = Names { ca_file: "\"oauth2\" \"ca_file\"", pin: "-" };
+static CA_NAMES: Names = Names { ca_file: "\"oauth2\" \"ca_file\"", pin: "-", starttls: "-" };
 
 impl Client {
     /// Reads the trust settings and resolves the token endpoint: call it before the

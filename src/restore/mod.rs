@@ -275,6 +275,7 @@ fn to_maildir(
         fs::create_dir_all(out.join(sub)).at(&out.join(sub))?;
     }
     let mut report = Report { output: out.to_path_buf(), ..Report::default() };
+    let mut names = MaildirNames::default();
     // Messages are named in batches: one filesystem sync for many small files.
     let mut batch = Batch::default();
     let commit = |batch: &mut Batch| {
@@ -291,7 +292,7 @@ fn to_maildir(
         // Flags in the name (`:2,` and the letters), arrival time as the file's time.
         let meta = index.zip(f.uid).and_then(|(i, uid)| i.lookup(uid));
         let letters = meta.as_ref().map(|m| metadata::maildir_letters(&m.flags)).unwrap_or_default();
-        let target = out.join("cur").join(format!("{name}:2,{letters}"));
+        let target = out.join("cur").join(format!("{}:2,{letters}", names.unique(f)));
         let tmp = TempFile::create_in(&out.join("tmp"), &name, 0o600).at(&out.join("tmp"))?;
         let written = (|| -> io::Result<u64> {
             let (_, mut msg) = ahead.next_message()?;
@@ -334,6 +335,39 @@ fn to_maildir(
     }
     commit(&mut batch)?;
     Ok(report)
+}
+
+/// The base names (before `:2,`) of the messages of one Maildir restore: the UID, as a
+/// Maildir a server wrote would have it, or for a file not named after one its name
+/// without the archive extensions; the archive's layers are gone from what it holds.
+#[derive(Default)]
+struct MaildirNames(std::collections::HashSet<String>);
+
+impl MaildirNames {
+    /// A name for `f` that no earlier message of this restore has.
+    fn unique(&mut self, f: &ArchiveFile) -> String {
+        let base = match f.uid {
+            Some(uid) => uid.to_string(),
+            None => {
+                let name = f.name();
+                let stem = name.find(".mbox").map_or(name.as_str(), |end| &name[..end]);
+                // `:` starts a Maildir name's flags; `/` cannot be in it.
+                let stem: String = stem.chars().map(|c| if c == ':' || c == '/' { '_' } else { c }).collect();
+                if stem.is_empty() {
+                    "message".to_string()
+                } else {
+                    stem
+                }
+            }
+        };
+        let mut name = base.clone();
+        let mut n = 1;
+        while !self.0.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}.{n}");
+        }
+        name
+    }
 }
 
 /// Reads a whole stream, for callers that decode into nothing.

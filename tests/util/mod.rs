@@ -7,6 +7,7 @@ pub mod fake_imap;
 pub mod fault_proxy;
 pub mod mock_oauth;
 pub mod proxy;
+pub mod pty;
 
 use std::collections::BTreeMap;
 use std::fs;
