@@ -8,7 +8,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::support::dovecot::Dovecot;
 use crate::support::*;
@@ -49,18 +49,6 @@ fn account<'a>(d: &'a Dovecot, name: &str) -> Account<'a> {
     Account { d, user: name.to_string() }
 }
 
-/// Runs a backup of `user` with the test server's certificate trusted.
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
-}
-
-fn message(subject: &str, body: &str) -> Vec<u8> {
-    format!("From: Ann <ann@example.org>\r\nTo: bo@example.net\r\nSubject: {subject}\r\n\r\n{body}\r\n").into_bytes()
-}
-
 /// Restores a folder directory to a Maildir and returns the messages in UID order.
 fn restored(folder: &Path, keys: &[&str]) -> Vec<Vec<u8>> {
     let out = folder.with_extension("restored");
@@ -87,21 +75,21 @@ fn folders_of_every_kind_restore_byte_exact() {
     }
     big_from.extend_from_slice(b"From: Late <late@example.org>\r\n\r\nbody\r\n");
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("INBOX", message("hello", "plain text")),
+        ("INBOX", mail::note("hello", "plain text")),
         ("INBOX", b"Subject: no from header\r\n\r\nnobody\r\n".to_vec()),
         ("INBOX", big_from),
-        ("INBOX", message("from lines", "From the start\r\n>From quoted\r\nFrom: in body")),
-        ("INBOX", [message("8bit", "caf\u{e9} na\u{ef}ve").as_slice(), &[0xe9, 0xff, 0x80, b'\r', b'\n']].concat()),
-        ("Sent Items", message("sent", "sent text")),
-        ("Re&AOc-us", message("recu", "re\u{e7}u")),
-        ("Archive/2019", message("old", "2019")),
+        ("INBOX", mail::note("from lines", "From the start\r\n>From quoted\r\nFrom: in body")),
+        ("INBOX", [mail::note("8bit", "caf\u{e9} na\u{ef}ve").as_slice(), &[0xe9, 0xff, 0x80, b'\r', b'\n']].concat()),
+        ("Sent Items", mail::note("sent", "sent text")),
+        ("Re&AOc-us", mail::note("recu", "re\u{e7}u")),
+        ("Archive/2019", mail::note("old", "2019")),
     ];
     let mut uids = Vec::new();
     for (mb, msg) in &cases {
         uids.push((*mb, a.append(mb, msg)));
     }
     let tmp = TempDir::new("bk-kinds");
-    let o = backup(&d, "alice", tmp.path(), &["--all-folders", "-z"]);
+    let o = backup(&d, "alice", PW, tmp.path(), &["--all-folders", "-z"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     let raws: BTreeMap<u32, Vec<u8>> =
@@ -154,7 +142,8 @@ fn folders_of_every_kind_restore_byte_exact() {
 fn all_option_combinations_and_key_modes_round_trip() {
     let d = Dovecot::start();
     let a = account(&d, "bob");
-    let msgs: Vec<Vec<u8>> = (0..12).map(|i| message(&format!("m{i}"), &"line of text\r\n".repeat(i * 37))).collect();
+    let msgs: Vec<Vec<u8>> =
+        (0..12).map(|i| mail::note(&format!("m{i}"), &"line of text\r\n".repeat(i * 37))).collect();
     let uids: Vec<u32> = msgs.iter().map(|m| a.append("INBOX", m)).collect();
     let want: Vec<Vec<u8>> = uids.iter().map(|u| a.raw("INBOX", *u)).collect();
     let tmp = TempDir::new("bk-combos");
@@ -209,16 +198,16 @@ fn second_run_fetches_nothing_and_new_mail_is_added() {
     let d = Dovecot::start();
     let a = account(&d, "carol");
     for i in 0..30 {
-        a.append("INBOX", &message(&format!("n{i}"), "x"));
+        a.append("INBOX", &mail::note(&format!("n{i}"), "x"));
     }
     let tmp = TempDir::new("bk-incr");
     let before = d.fetch_stats("carol");
-    let o = backup(&d, "carol", tmp.path(), &["-z", "-q"]);
+    let o = backup(&d, "carol", PW, tmp.path(), &["-z", "-q"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "", "--quiet prints nothing");
     let first = d.fetch_stats("carol").since(&before);
     assert_eq!(first.body_count, 30);
-    let o = backup(&d, "carol", tmp.path(), &["-z"]);
+    let o = backup(&d, "carol", PW, tmp.path(), &["-z"], &[]);
     assert!(stdout(&o).contains("carol INBOX: 0 new, 30 already archived, 0 failed"), "{}", stdout(&o));
     let second = d.fetch_stats("carol").since(&before);
     assert_eq!(second.body_count, 30, "the second run fetched message bodies");
@@ -228,8 +217,8 @@ fn second_run_fetches_nothing_and_new_mail_is_added() {
     assert_eq!(evidence, 1, "{log}");
     let fetches = log.lines().filter(|l| l.contains("FETCH")).count() - evidence;
     assert!(fetches <= 2, "too many FETCH commands over two runs:\n{log}");
-    a.append("INBOX", &message("late", "new one"));
-    let o = backup(&d, "carol", tmp.path(), &["-z"]);
+    a.append("INBOX", &mail::note("late", "new one"));
+    let o = backup(&d, "carol", PW, tmp.path(), &["-z"], &[]);
     assert!(stdout(&o).contains("carol INBOX: 1 new, 30 already archived"), "{}", stdout(&o));
     assert_original_decodes(&tmp.join("carol/INBOX"), None, None, &a.all_raw("INBOX"));
 }
@@ -239,17 +228,17 @@ fn uidvalidity_change_moves_the_old_archive_aside() {
     let d = Dovecot::start();
     let a = account(&d, "dave");
     d.create_mailbox("dave", PW, "Work");
-    let first = a.append("Work", &message("one", "first life"));
+    let first = a.append("Work", &mail::note("one", "first life"));
     let tmp = TempDir::new("bk-uidv");
-    assert_eq!(backup(&d, "dave", tmp.path(), &["-f", "Work"]).status.code(), Some(0));
+    assert_eq!(backup(&d, "dave", PW, tmp.path(), &["-f", "Work"], &[]).status.code(), Some(0));
     let old_v = d.mailbox_uidvalidity("dave", PW, "Work");
     let old_raw = a.all_raw("Work");
     d.delete_mailbox("dave", PW, "Work");
     d.create_mailbox("dave", PW, "Work");
-    let second = a.append("Work", &message("two", "second life"));
+    let second = a.append("Work", &mail::note("two", "second life"));
     assert_eq!(first, second, "the test needs a reused UID");
     let new_raw = a.raw("Work", second);
-    let o = backup(&d, "dave", tmp.path(), &["-f", "Work"]);
+    let o = backup(&d, "dave", PW, tmp.path(), &["-f", "Work"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("UIDVALIDITY changed"), "{}", stderr(&o));
     let old_dir = tmp.join(format!("dave/Work.uidvalidity-{old_v}"));
@@ -264,21 +253,22 @@ fn uidvalidity_change_moves_the_old_archive_aside() {
 fn big_message_streams_through_a_small_budget() {
     let d = Dovecot::start();
     let a = account(&d, "erin");
-    let mut big = message("big", "");
+    let mut big = mail::note("big", "");
     let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/0123456789\r\n";
     while big.len() < 20 * 1024 * 1024 {
         big.extend_from_slice(line);
     }
     let uid = a.append("INBOX", &big);
-    a.append("INBOX", &message("small", "after the big one"));
+    a.append("INBOX", &mail::note("small", "after the big one"));
     // Exactly twice the budget.
-    let mut exact = message("exact", "");
+    let mut exact = mail::note("exact", "");
     exact.resize(512 * 1024 - 2, b'e');
     exact.extend_from_slice(b"\r\n");
     let exact_uid = a.append("INBOX", &exact);
     let tmp = TempDir::new("bk-big");
     let keys = tmp.join("keys");
-    let o = backup(&d, "erin", tmp.path(), &["-z", "-e", "-k", keys.to_str().unwrap(), "--buffer-size", "256K"]);
+    let o =
+        backup(&d, "erin", PW, tmp.path(), &["-z", "-e", "-k", keys.to_str().unwrap(), "--buffer-size", "256K"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let log = d.commands_log("erin");
     // Fetched alone and whole, its body streamed to disk: no partial fetches.
@@ -300,7 +290,7 @@ fn big_message_streams_through_a_small_budget() {
 fn starttls_and_certificate_trust() {
     let d = Dovecot::start();
     let a = account(&d, "fay");
-    a.append("INBOX", &message("tls", "x"));
+    a.append("INBOX", &mail::note("tls", "x"));
     let tmp = TempDir::new("bk-tls");
     let root = tmp.path().to_str().unwrap();
     let imap = d.imap_port().to_string();
@@ -356,7 +346,7 @@ fn starttls_and_certificate_trust() {
 fn config_with_two_accounts_one_failing() {
     let d = Dovecot::start();
     let a = account(&d, "gus");
-    a.append("INBOX", &message("cfg", "x"));
+    a.append("INBOX", &mail::note("cfg", "x"));
     let tmp = TempDir::new("bk-cfg");
     let cfg = tmp.join("config.json");
     let port = d.imaps_port();
@@ -396,7 +386,7 @@ fn concurrent_run_is_refused() {
 fn wizard_with_piped_answers() {
     let d = Dovecot::start();
     let a = account(&d, "hana");
-    let uid = a.append("INBOX", &message("wiz", "asked for"));
+    let uid = a.append("INBOX", &mail::note("wiz", "asked for"));
     let tmp = TempDir::new("bk-wizard");
     let answers = format!(
         "hana\n127.0.0.1\n{}\n\n{}\n{PW}\n\ny\nn\n{}\n\n",
@@ -426,12 +416,12 @@ fn wizard_with_piped_answers() {
 fn expunged_between_listing_and_fetch_is_not_fatal() {
     let d = Dovecot::start();
     let a = account(&d, "ivan");
-    let keep = a.append("INBOX", &message("keep", "stays"));
+    let keep = a.append("INBOX", &mail::note("keep", "stays"));
     let tmp = TempDir::new("bk-expunge");
     // 20 KB each: three to a 64 KiB fetch, so few are asked for ahead of the one written.
     let mut s = d.session("ivan", PW);
     let all: Vec<u32> =
-        (0..300).map(|i| s.append("INBOX", &[], &message(&format!("g{i}"), &"z".repeat(20_000))).1).collect();
+        (0..300).map(|i| s.append("INBOX", &[], &mail::note(&format!("g{i}"), &"z".repeat(20_000))).1).collect();
     s.logout();
     let gone = &all[150..];
     // Taken before the run: the expunged messages cannot be fetched afterwards.
@@ -500,7 +490,7 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
 fn config_password_protected_keys_use_the_key_password_sources() {
     let d = Dovecot::start();
     let a = account(&d, "kai");
-    let uid = a.append("INBOX", &message("promp", "password mode"));
+    let uid = a.append("INBOX", &mail::note("promp", "password mode"));
     let tmp = TempDir::new("bk-promp");
     let cfg = tmp.join("c.json");
     let text = format!(
@@ -521,11 +511,11 @@ fn config_password_protected_keys_use_the_key_password_sources() {
     assert_same(&got[0], &a.raw("INBOX", uid), "promp backup");
     // A wrong key password is refused before anything is written.
     let before = fs::read_dir(tmp.join("arch/kai/INBOX")).unwrap().count();
-    let more = a.append("INBOX", &message("more", "x"));
+    let more = a.append("INBOX", &mail::note("more", "x"));
     let o = run(&["-c", cfg.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0));
     fs::write(&cfg, fs::read_to_string(&cfg).unwrap().replace("echo key pass", "echo wrong")).unwrap();
-    a.append("INBOX", &message("even more", "x"));
+    a.append("INBOX", &mail::note("even more", "x"));
     let o = run(&["-c", cfg.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("wrong key password"), "{}", stderr(&o));
@@ -629,14 +619,14 @@ fn several_connections_share_the_folders() {
             d.create_mailbox("dan", PW, f);
         }
         for n in 0..(3 + i) {
-            a.append(f, &message(&format!("{f} {n}"), &"x".repeat(100 * n)));
+            a.append(f, &mail::note(&format!("{f} {n}"), &"x".repeat(100 * n)));
         }
     }
     let tmp = TempDir::new("bk-conn");
     let keys = tmp.join("keys");
     let args = ["--all-folders", "--connections", "3", "-z", "-e", "-k", keys.to_str().unwrap()];
     let before = d.fetch_stats("dan");
-    let o = backup(&d, "dan", tmp.path(), &args);
+    let o = backup(&d, "dan", PW, tmp.path(), &args, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = d.fetch_stats("dan").since(&before);
     assert_eq!(run.sessions, 3, "one session per connection");
@@ -646,7 +636,7 @@ fn several_connections_share_the_folders() {
         assert_original_decodes(&tmp.join("dan").join(dir), Some(&keys), None, &a.all_raw(f));
     }
     let before = d.fetch_stats("dan");
-    let o = backup(&d, "dan", tmp.path(), &args);
+    let o = backup(&d, "dan", PW, tmp.path(), &args, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let rerun = d.fetch_stats("dan").since(&before);
     assert_eq!((rerun.sessions, rerun.body_count), (1, 0), "nothing to share: one session, no fetch");

@@ -9,24 +9,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::support::dovecot::{quote, Dovecot};
 use crate::support::*;
 
 const PW: &str = "claims pw";
-
-/// Runs a backup of `user` into `root`, the password from the environment.
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
-}
-
-fn message(subject: &str) -> Vec<u8> {
-    format!("From: Ann <ann@example.org>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n").into_bytes()
-}
 
 /// A message of exactly `size` bytes as served (CRLF lines only, so Dovecot serves it
 /// unchanged), distinct per `tag`.
@@ -228,7 +216,7 @@ fn backup_is_read_only_flags_unchanged_and_examine_only() {
     let kinds: [&[&str]; 5] = [&[], &["\\Seen"], &["\\Flagged"], &["\\Seen", "\\Flagged", "\\Answered"], &[]];
     for mb in ["INBOX", "Work"] {
         for (i, f) in kinds.iter().enumerate() {
-            s.append(mb, f, &message(&format!("{mb} {i}")));
+            s.append(mb, f, &mail::titled(&format!("{mb} {i}")));
         }
         // Bigger than the budget: fetched alone (streamed), which must not set \Seen either.
         s.append(mb, &[], &sized_message("unseen big", 200_000));
@@ -242,7 +230,7 @@ fn backup_is_read_only_flags_unchanged_and_examine_only() {
         assert!(f.values().all(|f| f.contains(&"\\Recent".to_string())), "{f:?}");
     }
     let tmp = TempDir::new("claims-ro");
-    let o = backup(&d, "rita", tmp.path(), &["--all-folders", "--buffer-size", "64K"]);
+    let o = backup(&d, "rita", PW, tmp.path(), &["--all-folders", "--buffer-size", "64K"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("rita Work: 6 new"), "{}", stdout(&o));
     let after: Vec<_> = ["INBOX", "Work"].iter().map(|mb| flags(&d, "rita", mb)).collect();
@@ -279,7 +267,7 @@ fn messages_at_the_budget_edges_come_whole() {
         assert_eq!(served[uid].len(), n, "the server serves UID {uid} with another size");
     }
     let tmp = TempDir::new("claims-edges");
-    let o = backup(&d, "edge", tmp.path(), &["--buffer-size", "64K"]);
+    let o = backup(&d, "edge", PW, tmp.path(), &["--buffer-size", "64K"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let log = d.commands_log("edge");
     // Up to the budget a message comes in a batch; above it, alone: whole either way (no
@@ -307,15 +295,17 @@ fn exclude_patterns_with_all_folders() {
         if f != "INBOX" {
             d.create_mailbox("exa", PW, f);
         }
-        d.append("exa", PW, f, &message(f));
+        d.append("exa", PW, f, &mail::titled(f));
     }
     let tmp = TempDir::new("claims-exclude");
     // `*` matches across the hierarchy separator, `%` does not.
     let o = backup(
         &d,
         "exa",
+        PW,
         tmp.path(),
         &["--all-folders", "--exclude", "Trash", "--exclude", "Junk*", "--exclude", "Arch%"],
+        &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let mut dirs: Vec<String> =
@@ -336,8 +326,8 @@ fn noselect_folders_are_skipped_by_all_folders() {
     d.add_user("nos", PW);
     // Creating only the child leaves the parent a `\Noselect` name in LIST.
     d.create_mailbox("nos", PW, "Projects/2024");
-    let uid = d.append("nos", PW, "Projects/2024", &message("child"));
-    d.append("nos", PW, "INBOX", &message("inbox"));
+    let uid = d.append("nos", PW, "Projects/2024", &mail::titled("child"));
+    d.append("nos", PW, "INBOX", &mail::titled("inbox"));
     let mut s = d.session("nos", PW);
     let list = s.ok("LIST \"\" \"*\"");
     s.logout();
@@ -346,7 +336,7 @@ fn noselect_folders_are_skipped_by_all_folders() {
         "the test needs a \\Noselect folder: {list:?}"
     );
     let tmp = TempDir::new("claims-noselect");
-    let o = backup(&d, "nos", tmp.path(), &["--all-folders"]);
+    let o = backup(&d, "nos", PW, tmp.path(), &["--all-folders"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
     let out = stdout(&o);
@@ -362,7 +352,7 @@ fn noselect_folders_are_skipped_by_all_folders() {
 fn passwd_command_on_the_command_line() {
     let d = Dovecot::start();
     d.add_user("pcmd", PW);
-    let uid = d.append("pcmd", PW, "INBOX", &message("by command"));
+    let uid = d.append("pcmd", PW, "INBOX", &mail::titled("by command"));
     let tmp = TempDir::new("claims-pcmd");
     let with_command = |cmd: &str| {
         let mut args = d.client_args("pcmd", tmp.path());
@@ -388,11 +378,11 @@ fn verbose_prints_one_line_per_message() {
     let d = Dovecot::start();
     d.add_user("vera", PW);
     for i in 0..4 {
-        d.append("vera", PW, "INBOX", &message(&format!("v{i}")));
+        d.append("vera", PW, "INBOX", &mail::titled(&format!("v{i}")));
     }
     let served = served(&d, "vera", "INBOX");
     let tmp = TempDir::new("claims-verbose");
-    let o = backup(&d, "vera", tmp.path(), &["--verbose"]);
+    let o = backup(&d, "vera", PW, tmp.path(), &["--verbose"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     let mut per_message: Vec<String> = out.lines().filter(|l| l.contains(" archived (")).map(String::from).collect();
@@ -403,11 +393,11 @@ fn verbose_prints_one_line_per_message() {
     assert_eq!(per_message, want, "{out}");
     assert!(out.contains("vera INBOX: 4 new, 0 already archived, 0 failed"), "{out}");
     // Without --verbose, only the folder's line.
-    d.append("vera", PW, "INBOX", &message("v4"));
-    let o = backup(&d, "vera", tmp.path(), &[]);
+    d.append("vera", PW, "INBOX", &mail::titled("v4"));
+    let o = backup(&d, "vera", PW, tmp.path(), &[], &[]);
     assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
     // Nothing archived, nothing per message.
-    let o = backup(&d, "vera", tmp.path(), &["-v"]);
+    let o = backup(&d, "vera", PW, tmp.path(), &["-v"], &[]);
     assert!(!stdout(&o).contains(" archived ("), "{}", stdout(&o));
 }
 
@@ -415,10 +405,10 @@ fn verbose_prints_one_line_per_message() {
 fn key_file_creation_is_announced_once_on_stderr() {
     let d = Dovecot::start();
     d.add_user("kent", PW);
-    d.append("kent", PW, "INBOX", &message("k"));
+    d.append("kent", PW, "INBOX", &mail::titled("k"));
     let tmp = TempDir::new("claims-keynote");
     let (keys, pkeys) = (tmp.join("kent.keys"), tmp.join("kent.pkeys"));
-    let o = backup(&d, "kent", &tmp.join("a"), &["-e", "-k", keys.to_str().unwrap()]);
+    let o = backup(&d, "kent", PW, &tmp.join("a"), &["-e", "-k", keys.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let notice = format!(
         "smailarchiver: created the key file {}: keep a copy in a safe place, without it the archive cannot be read\n",
@@ -426,8 +416,8 @@ fn key_file_creation_is_announced_once_on_stderr() {
     );
     assert_eq!(stderr(&o), notice);
     assert!(!stdout(&o).contains("key file"), "{}", stdout(&o));
-    d.append("kent", PW, "INBOX", &message("k2"));
-    let o = backup(&d, "kent", &tmp.join("a"), &["-e", "-k", keys.to_str().unwrap()]);
+    d.append("kent", PW, "INBOX", &mail::titled("k2"));
+    let o = backup(&d, "kent", PW, &tmp.join("a"), &["-e", "-k", keys.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o), "", "said again for an existing key file");
     // Password mode names the .sha too.
@@ -451,8 +441,8 @@ fn a_file_in_any_form_counts_as_archived() {
     // One new message per run, each run in another form: one file in each form.
     let mut uids = Vec::new();
     for (i, (flags, suffix)) in forms.iter().enumerate() {
-        let uid = d.append("inc", PW, "INBOX", &message(&format!("form {suffix}")));
-        let o = backup(&d, "inc", tmp.path(), flags);
+        let uid = d.append("inc", PW, "INBOX", &mail::titled(&format!("form {suffix}")));
+        let o = backup(&d, "inc", PW, tmp.path(), flags, &[]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains(&format!("inc INBOX: 1 new, {i} already archived")), "{flags:?}: {}", stdout(&o));
         assert!(tmp.join(format!("inc/INBOX/{uid}.{suffix}")).is_file());
@@ -461,7 +451,7 @@ fn a_file_in_any_form_counts_as_archived() {
     // Then a run in each form finds all four archived and fetches no message.
     for (flags, _) in forms {
         let before = d.fetch_stats("inc");
-        let o = backup(&d, "inc", tmp.path(), flags);
+        let o = backup(&d, "inc", PW, tmp.path(), flags, &[]);
         assert!(stdout(&o).contains("inc INBOX: 0 new, 4 already archived, 0 failed"), "{flags:?}: {}", stdout(&o));
         assert_eq!(d.fetch_stats("inc").since(&before).body_count, 0, "{flags:?} fetched message bodies");
     }
@@ -475,8 +465,8 @@ fn files_0600_and_directories_0700_under_umask_000() {
     let d = Dovecot::start();
     d.add_user("um", PW);
     d.create_mailbox("um", PW, "Sub/Deeper");
-    d.append("um", PW, "INBOX", &message("one"));
-    d.append("um", PW, "Sub/Deeper", &message("two"));
+    d.append("um", PW, "INBOX", &mail::titled("one"));
+    d.append("um", PW, "Sub/Deeper", &mail::titled("two"));
     let tmp = TempDir::new("claims-umask");
     // The umask really is 000 in such a shell: a file it makes is 0666.
     let probe = tmp.join("probe");

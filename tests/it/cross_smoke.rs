@@ -225,10 +225,6 @@ fn verify_matches_native() {
     }
 }
 
-fn message(subject: &str, body: &str) -> Vec<u8> {
-    format!("From: Ann <ann@example.org>\r\nTo: bo@example.net\r\nSubject: {subject}\r\n\r\n{body}\r\n").into_bytes()
-}
-
 /// Restores a folder directory with the native binary, returning the messages in UID order.
 fn restored_natively(folder: &Path, keys: &[&str]) -> Vec<Vec<u8>> {
     let out = folder.with_extension("restored");
@@ -251,16 +247,16 @@ fn backup_from_dovecot_over_tls() {
     let user = "crossuser";
     d.add_user(user, PW);
     d.create_mailbox(user, PW, "Sent Items");
-    let mut big = message("big", "");
+    let mut big = mail::note("big", "");
     for i in 0..6000 {
         big.extend_from_slice(format!("line {i:05} of a message bigger than the fetch buffer\r\n").as_bytes());
     }
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("INBOX", message("hello", "plain text")),
-        ("INBOX", message("from lines", "From the start\r\n>From quoted\r\nFrom: in body")),
-        ("INBOX", [message("8bit", "caf\u{e9}").as_slice(), &[0xe9, 0xff, 0x80, b'\r', b'\n']].concat()),
+        ("INBOX", mail::note("hello", "plain text")),
+        ("INBOX", mail::note("from lines", "From the start\r\n>From quoted\r\nFrom: in body")),
+        ("INBOX", [mail::note("8bit", "caf\u{e9}").as_slice(), &[0xe9, 0xff, 0x80, b'\r', b'\n']].concat()),
         ("INBOX", big),
-        ("Sent Items", message("sent", "sent text")),
+        ("Sent Items", mail::note("sent", "sent text")),
     ];
     let uids: Vec<(&str, u32)> = cases.iter().map(|(mb, msg)| (*mb, d.append(user, PW, mb, msg))).collect();
     let want = |mb: &str| -> Vec<Vec<u8>> {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use crate::support::dovecot::Dovecot;
 use crate::support::*;
@@ -14,25 +13,12 @@ const PW: &str = "s3cret pass";
 const OLD: &str = "01-Jan-2020 10:00:00 +0000";
 const NEW: &str = "15-Jun-2024 10:00:00 +0000";
 
-fn message(subject: &str) -> Vec<u8> {
-    format!("From: Ann <ann@example.org>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n").into_bytes()
-}
-
-/// APPENDs `message(subject)` to `mailbox` with INTERNALDATE `date`; returns its UID.
+/// APPENDs `mail::titled(subject)` to `mailbox` with INTERNALDATE `date`; returns its UID.
 fn append(d: &Dovecot, user: &str, mailbox: &str, date: &str, subject: &str) -> u32 {
     let mut s = d.session(user, PW);
-    let (_, uid) = s.append_at(mailbox, &[], Some(date), &message(subject));
+    let (_, uid) = s.append_at(mailbox, &[], Some(date), &mail::titled(subject));
     s.logout();
     uid
-}
-
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, &[("SMAILARCHIVER_PASSWD", PW)]);
-    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-    o
 }
 
 /// The UIDs archived in a folder directory.
@@ -86,7 +72,7 @@ fn dry_run_counts_and_writes_nothing() {
     let keys = tmp.join("dora.keys");
     let keys_arg = ["--dry-run", "--all-folders", "-e", "-k", keys.to_str().unwrap()];
     // A first run: the counts, and no root, records, lock or key file.
-    let o = backup(&d, user, &root, &keys_arg);
+    let o = backup_ok(&d, user, PW, &root, &keys_arg, &[]);
     let out = stdout(&o);
     let line = |folder: &str, n: usize, bytes: u64, archived: usize| {
         let s = if n == 1 { "" } else { "s" };
@@ -103,14 +89,14 @@ fn dry_run_counts_and_writes_nothing() {
     assert!(!keys.exists(), "a key file was made");
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "something was written beside");
     // --since counts only what it would fetch.
-    let o = backup(&d, user, &root, &["--dry-run", "--all-folders", "--since", "2024-01-01"]);
+    let o = backup_ok(&d, user, PW, &root, &["--dry-run", "--all-folders", "--since", "2024-01-01"], &[]);
     assert!(stdout(&o).contains(&line("Sent", 0, 0, 0)), "{}", stdout(&o));
     assert!(stdout(&o).contains(&line("INBOX", 3, inbox_bytes, 0)), "{}", stdout(&o));
     // After a backup, one new message: counted, and the archive stays byte for byte.
-    backup(&d, user, &root, &["--all-folders"]);
+    backup_ok(&d, user, PW, &root, &["--all-folders"], &[]);
     let new = append(&d, user, "INBOX", NEW, "in 4");
     let before = snapshot(&root);
-    let o = backup(&d, user, &root, &["--dry-run", "--all-folders"]);
+    let o = backup_ok(&d, user, PW, &root, &["--dry-run", "--all-folders"], &[]);
     let new_bytes = sizes(&d, user, "INBOX", &[new]);
     assert!(stdout(&o).contains(&line("INBOX", 1, new_bytes, 3)), "{}", stdout(&o));
     assert!(stdout(&o).contains(&line("Sent", 0, 0, 1)), "{}", stdout(&o));
@@ -138,14 +124,14 @@ fn since_archives_only_newer_mail_and_a_later_run_fetches_the_rest() {
     let tmp = TempDir::new("since");
     let root = tmp.join("archive");
     let dir = root.join(user).join("INBOX");
-    let o = backup(&d, user, &root, &["--since", "2024-01-01"]);
+    let o = backup_ok(&d, user, PW, &root, &["--since", "2024-01-01"], &[]);
     assert!(stdout(&o).contains("INBOX: 2 new, 0 already archived, 0 failed"), "{}", stdout(&o));
     assert_eq!(archived(&dir), new);
     // Again with --since: nothing new; the folder was not marked complete, so ...
-    let o = backup(&d, user, &root, &["--since", "2024-01-01"]);
+    let o = backup_ok(&d, user, PW, &root, &["--since", "2024-01-01"], &[]);
     assert!(stdout(&o).contains("INBOX: 0 new, 2 already archived"), "{}", stdout(&o));
     // ... a run without it looks at every UID and fetches the older ones.
-    let o = backup(&d, user, &root, &[]);
+    let o = backup_ok(&d, user, PW, &root, &[], &[]);
     assert!(stdout(&o).contains("INBOX: 2 new, 2 already archived"), "{}", stdout(&o));
     let mut all = [old.clone(), new.clone()].concat();
     all.sort_unstable();
@@ -154,10 +140,10 @@ fn since_archives_only_newer_mail_and_a_later_run_fetches_the_rest() {
     // not new by date), and fetched by the next ordinary run.
     let late_old = append(&d, user, "INBOX", OLD, "old, appended late");
     let late_new = append(&d, user, "INBOX", NEW, "new, appended late");
-    let o = backup(&d, user, &root, &["--since", "2024-01-01"]);
+    let o = backup_ok(&d, user, PW, &root, &["--since", "2024-01-01"], &[]);
     assert!(stdout(&o).contains("INBOX: 1 new"), "{}", stdout(&o));
     assert!(archived(&dir).contains(&late_new) && !archived(&dir).contains(&late_old));
-    let o = backup(&d, user, &root, &[]);
+    let o = backup_ok(&d, user, PW, &root, &[], &[]);
     assert!(stdout(&o).contains("INBOX: 1 new, 5 already archived"), "{}", stdout(&o));
     assert!(archived(&dir).contains(&late_old));
     // From the config too.

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,15 +20,6 @@ const PW: &str = "s3cret pass";
 
 fn message(i: usize) -> Vec<u8> {
     format!("From: a{i}@example.org\r\nSubject: m{i}\r\n\r\nbody {i} {}\r\n", "x".repeat(i * 13)).into_bytes()
-}
-
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, &[("SMAILARCHIVER_PASSWD", PW)]);
-    assert_eq!(o.status.code(), Some(0), "backup {extra:?}: {}{}", stdout(&o), stderr(&o));
-    o
 }
 
 /// The only journal of `user`.
@@ -103,7 +94,7 @@ fn verify_reports_every_damage_and_counts_messages() {
     let key = tmp.join("keys");
     let k = key.to_str().unwrap();
     let sealed = tmp.dir("sealed");
-    backup(&d, user, &sealed, &["-z", "-e", "-k", k]);
+    backup_ok(&d, user, PW, &sealed, &["-z", "-e", "-k", k], &[]);
     let folder = sealed.join(user).join("INBOX");
     for uid in 1..=3 {
         flip_file(&file_of(&folder, uid));
@@ -123,7 +114,7 @@ fn verify_reports_every_damage_and_counts_messages() {
     // The damage mix, plain and compressed: a file deleted (named as recorded), one
     // copied over another UID's, a damaged file, a damaged journal record.
     let plain = tmp.dir("plain");
-    backup(&d, user, &plain, &["-z"]);
+    backup_ok(&d, user, PW, &plain, &["-z"], &[]);
     let folder = plain.join(user).join("INBOX");
     let journal = journal_of(&plain, user);
     fs::remove_file(folder.join("9.mbox.gz")).unwrap();
@@ -183,7 +174,7 @@ fn flipped_byte(mode: &str, options: &[&str]) {
         keys = vec!["-k", key.to_str().unwrap()];
         extra.extend(&keys);
     }
-    backup(&d, &user, &root, &extra);
+    backup_ok(&d, &user, PW, &root, &extra, &[]);
     let folder = root.join(&user).join("INBOX");
     let journal = journal_of(&root, &user);
     flip_in_line(&journal, line_of(&journal, options.contains(&"-e").then_some(key.as_path()), 5));
@@ -235,7 +226,7 @@ fn flipped_byte(mode: &str, options: &[&str]) {
 
     // The next backup (nothing new on the server) repairs it; no message is fetched.
     let fetched = d.fetch_count(&user);
-    let o = backup(&d, &user, &root, &extra);
+    let o = backup_ok(&d, &user, PW, &root, &extra, &[]);
     assert!(stderr(&o).contains("the metadata journal had 1 damaged record"), "{mode}: {}", stderr(&o));
     assert_eq!(d.fetch_count(&user), fetched, "{mode}: a message was fetched again");
     let o = run(&args, &[]);
@@ -253,7 +244,7 @@ fn flipped_byte(mode: &str, options: &[&str]) {
     }
     // A no-op rerun after the repair reads nothing whole (its journal is intact).
     let before = d.commands_log(&user).len();
-    backup(&d, &user, &root, &extra);
+    backup_ok(&d, &user, PW, &root, &extra, &[]);
     let log = d.commands_log(&user)[before..].to_string();
     assert!(!log.contains("FETCH"), "{mode}: {log}");
 }
@@ -280,7 +271,7 @@ fn verify_during_backups_never_reports_new_files_missing() {
     }
     let tmp = TempDir::new("verify-race");
     let root = tmp.dir("root");
-    backup(&d, user, &root, &["-q"]);
+    backup_ok(&d, user, PW, &root, &["-q"], &[]);
     let folder = root.join(user).join("INBOX");
     let stop = Arc::new(AtomicBool::new(false));
     let verifier = {
@@ -307,7 +298,7 @@ fn verify_during_backups_never_reports_new_files_missing() {
             s.append("INBOX", &[], &message(100 + round * 10 + i));
         }
         s.logout();
-        backup(&d, user, &root, &["-q", "--buffer-size", "64K"]);
+        backup_ok(&d, user, PW, &root, &["-q", "--buffer-size", "64K"], &[]);
     }
     stop.store(true, Ordering::Relaxed);
     let (runs, failures) = verifier.join().unwrap();
@@ -350,7 +341,7 @@ fn journals_of_millions_of_records_are_read_in_bounded_memory() {
     }
     let tmp = TempDir::new("big-journal");
     let root = tmp.dir("root");
-    backup(&d, user, &root, &[]);
+    backup_ok(&d, user, PW, &root, &[], &[]);
     let folder = root.join(user).join("INBOX");
     let journal = journal_of(&root, user);
     let binding = format!("folder {user}/{}", journal.file_name().unwrap().to_string_lossy());

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::dovecot::Dovecot;
@@ -36,15 +36,8 @@ const INTERNATIONAL: &[&str] = &[
     "Ünïcödé/Ωmega",
 ];
 
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args, &[("SMAILARCHIVER_PASSWD", PW)])
-}
-
 fn message(subject: &str, n: usize) -> Vec<u8> {
-    format!("From: Ann <ann@example.org>\r\nSubject: {subject} {n}\r\n\r\nbody of {subject} {n}\r\n").into_bytes()
+    mail::titled(&format!("{subject} {n}"))
 }
 
 /// Live folder records of `account`: wire name -> directory.
@@ -122,7 +115,7 @@ fn international_folders_are_all_archived_in_the_originals_directories() {
     let tmp = TempDir::new("layout-intl");
     let root = tmp.join("archive");
     let keys = tmp.join("keys");
-    let o = backup(&d, "intl", &root, &["--all-folders", "-e", "-k", keys.to_str().unwrap()]);
+    let o = backup(&d, "intl", PW, &root, &["--all-folders", "-e", "-k", keys.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     let dirs = folder_dirs(&root, "intl");
@@ -147,7 +140,7 @@ fn international_folders_are_all_archived_in_the_originals_directories() {
 
     // `-f` takes the wire name (as the original's cron lines give it) or the real name.
     for arg in ["Re&AOc-us", "Reçus"] {
-        let o = backup(&d, "intl", &root, &["-f", arg, "-e", "-k", keys.to_str().unwrap()]);
+        let o = backup(&d, "intl", PW, &root, &["-f", arg, "-e", "-k", keys.to_str().unwrap()], &[]);
         assert_eq!(o.status.code(), Some(0), "{arg}: {}", stderr(&o));
         assert!(stdout(&o).contains("intl Reçus: 0 new, 2 already archived"), "{arg}: {}", stdout(&o));
     }
@@ -156,7 +149,7 @@ fn international_folders_are_all_archived_in_the_originals_directories() {
     let newcomer = "!Rechnungen2024";
     d.create_mailbox("intl", PW, newcomer);
     d.append("intl", PW, newcomer, &message("new", 0));
-    let o = backup(&d, "intl", &root, &["--all-folders", "-e", "-k", keys.to_str().unwrap(), "-q"]);
+    let o = backup(&d, "intl", PW, &root, &["--all-folders", "-e", "-k", keys.to_str().unwrap(), "-q"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "", "quiet");
     let after = folder_dirs(&root, "intl");
@@ -168,7 +161,7 @@ fn international_folders_are_all_archived_in_the_originals_directories() {
 
     // --list-folders names each folder's directory and count, and writes nothing.
     let fresh = tmp.join("not-made");
-    let o = backup(&d, "intl", &fresh, &["--list-folders", "--all-folders", "--exclude", "Корзина"]);
+    let o = backup(&d, "intl", PW, &fresh, &["--list-folders", "--all-folders", "--exclude", "Корзина"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let listing = stdout(&o);
     assert!(listing.contains("  Reçus\twire Re&AOc-us\tdir ReAOc-us\t2 messages\tbacked up"), "{listing}");
@@ -177,7 +170,7 @@ fn international_folders_are_all_archived_in_the_originals_directories() {
     assert!(ab.len() == 2 && ab[0].contains("\tdir ab\t") && ab[1].contains("\tdir ab~"), "distinct: {listing}");
     assert!(listing.lines().any(|l| l.starts_with("  Корзина\t") && l.ends_with("\texcluded")), "{listing}");
     assert!(!fresh.exists(), "--list-folders made {}", fresh.display());
-    let o = backup(&d, "intl", &root, &["--list-folders", "--all-folders"]);
+    let o = backup(&d, "intl", PW, &root, &["--list-folders", "--all-folders"], &[]);
     assert!(stdout(&o).contains(&format!("dir {}\t1 messages", after[newcomer])), "{}", stdout(&o));
 
     // The whole account restores to one mbox file per folder, by real name...
@@ -267,7 +260,7 @@ fn a_slash_b_then_ab_in_two_runs_are_kept_apart() {
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o).matches("-p shows the password").count(), 1, "-p is warned about once: {}", stderr(&o));
-    let o = backup(&d, "jo", tmp.path(), &["-f", "ab"]);
+    let o = backup(&d, "jo", PW, tmp.path(), &["-f", "ab"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("jo ab: 1 new"), "{}", stdout(&o));
     let dirs = folder_dirs(tmp.path(), "jo");
@@ -374,7 +367,7 @@ fn a_version_06_archive_is_converted_without_fetching_again() {
         }
     }
     let tmp = TempDir::new("layout-06");
-    let o = backup(&d, "vera", tmp.path(), &["--all-folders", "-z"]);
+    let o = backup(&d, "vera", PW, tmp.path(), &["--all-folders", "-z"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let folders: Vec<(&str, u32)> = [("INBOX", "INBOX"), ("Reçus", "Re&AOc-us"), ("Work", "Work")]
         .map(|(n, w)| (n, d.mailbox_uidvalidity("vera", PW, w)))
@@ -384,7 +377,7 @@ fn a_version_06_archive_is_converted_without_fetching_again() {
     assert!(user_dir.join("Reus").is_dir());
 
     let before = d.fetch_stats("vera");
-    let o = backup(&d, "vera", tmp.path(), &["--all-folders", "-z"]);
+    let o = backup(&d, "vera", PW, tmp.path(), &["--all-folders", "-z"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(d.fetch_stats("vera").since(&before).body_count, 0, "nothing fetched again: {}", stdout(&o));
     assert!(stdout(&o).contains("vera Reçus: 0 new, 3 already archived"), "{}", stdout(&o));

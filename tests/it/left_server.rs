@@ -5,26 +5,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
 
 use crate::support::dovecot::Dovecot;
 use crate::support::*;
 use serde_json::Value;
 
 const PW: &str = "s3cret pass";
-
-fn message(i: usize) -> Vec<u8> {
-    format!("From: a{i}@example.org\r\nSubject: m{i}\r\n\r\nbody {i}\r\n").into_bytes()
-}
-
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, &[("SMAILARCHIVER_PASSWD", PW)]);
-    assert_eq!(o.status.code(), Some(0), "backup: {}{}", stdout(&o), stderr(&o));
-    o
-}
 
 fn report(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
@@ -34,7 +20,7 @@ fn server_side_deletions(options: &[&str]) {
     let d = Dovecot::start();
     let user = format!("gone{}", options.len());
     d.add_user(&user, PW);
-    let uids: Vec<u32> = (0..5).map(|i| d.append(&user, PW, "INBOX", &message(i))).collect();
+    let uids: Vec<u32> = (0..5).map(|i| d.append(&user, PW, "INBOX", &mail::numbered(i))).collect();
     let tmp = TempDir::new("left-server");
     let root = tmp.dir("root");
     let key = tmp.join("keys");
@@ -44,7 +30,7 @@ fn server_side_deletions(options: &[&str]) {
         keys = vec!["-k", key.to_str().unwrap()];
         extra.extend(&keys);
     }
-    backup(&d, &user, &root, &extra);
+    backup_ok(&d, &user, PW, &root, &extra, &[]);
     let folder = root.join(&user).join("INBOX");
     let before: Vec<_> = fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
 
@@ -53,7 +39,7 @@ fn server_side_deletions(options: &[&str]) {
     let report_path = tmp.join("report.json");
     let mut args = extra.clone();
     args.extend(["--report", report_path.to_str().unwrap()]);
-    let o = backup(&d, &user, &root, &args);
+    let o = backup_ok(&d, &user, PW, &root, &args, &[]);
     let out = stdout(&o);
     assert!(
         out.contains(&format!(
@@ -85,11 +71,13 @@ fn server_side_deletions(options: &[&str]) {
     // Later runs still count it, without asking every message's flags again; one more
     // expunged with new mail in the same run is found too.
     let before_log = d.commands_log(&user).len();
-    let o = backup(
+    let o = backup_ok(
         &d,
         &user,
+        PW,
         &root,
         &["--report", report_path.to_str().unwrap()].iter().chain(&extra).copied().collect::<Vec<_>>(),
+        &[],
     );
     assert!(stdout(&o).contains("INBOX: 0 new, 5 already archived, 0 failed, 1 only in the archive"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("left the server"), "{}", stdout(&o));
@@ -99,8 +87,8 @@ fn server_side_deletions(options: &[&str]) {
     let inbox = &r["accounts"][0]["folders"][0];
     assert_eq!((inbox["left_server"].as_u64(), inbox["only_in_archive"].as_u64()), (Some(0), Some(1)), "{r}");
     d.expunge(&user, PW, "INBOX", uids[4]);
-    d.append(&user, PW, "INBOX", &message(9));
-    let o = backup(&d, &user, &root, &extra);
+    d.append(&user, PW, "INBOX", &mail::numbered(9));
+    let o = backup_ok(&d, &user, PW, &root, &extra, &[]);
     assert!(stdout(&o).contains("INBOX: 1 new"), "{}", stdout(&o));
     assert!(
         stdout(&o)

@@ -15,6 +15,8 @@ use crate::support::*;
 
 const PW: &str = "s3cret pass";
 const KEY_PW: &str = "key pass";
+/// The key password, from the environment.
+const KEY_ENV: &[(&str, &str)] = &[("SMAILARCHIVER_KEY_PASSWORD", KEY_PW)];
 
 /// Flags appended with, INTERNALDATE, its Unix time, Date header or none, Maildir letters.
 type Case = (&'static [&'static str], &'static str, i64, Option<&'static str>, &'static str);
@@ -35,15 +37,6 @@ fn message(i: usize, date: Option<&str>) -> Vec<u8> {
     let date = date.map(|d| format!("Date: {d}\r\n")).unwrap_or_default();
     format!("From: Ann <ann@example.org>\r\nTo: bo@example.net\r\n{date}Subject: note {i}\r\n\r\nbody {i}\r\n")
         .into_bytes()
-}
-
-fn backup(d: &Dovecot, user: &str, root: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = d.client_args(user, root);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&args, &[("SMAILARCHIVER_PASSWD", PW), ("SMAILARCHIVER_KEY_PASSWORD", KEY_PW)]);
-    assert_eq!(o.status.code(), Some(0), "backup {extra:?}: {}", stderr(&o));
-    o
 }
 
 fn tool(args: &[&str]) -> std::process::Output {
@@ -122,7 +115,7 @@ fn round_trip(mode: &str, options: &[&str]) {
         .collect();
     assert_eq!(served.len(), 3);
     s.logout();
-    backup(&d, &user, &root, &extra);
+    backup_ok(&d, &user, PW, &root, &extra, KEY_ENV);
     let folder = root.join(&user).join("INBOX");
     // The metadata lives beside the records, not in the folder directory.
     for e in fs::read_dir(&folder).unwrap() {
@@ -173,7 +166,7 @@ fn round_trip(mode: &str, options: &[&str]) {
     s.ok(&format!("UID STORE {} +FLAGS (\\Seen)", uids[2]));
     s.logout();
     let before = d.commands_log(&user).len();
-    backup(&d, &user, &root, &extra);
+    backup_ok(&d, &user, PW, &root, &extra, KEY_ENV);
     let log = d.commands_log(&user)[before..].to_string();
     assert!(log.contains("CHANGEDSINCE"), "{mode}: Dovecot offers CONDSTORE:\n{log}");
     assert!(!log.contains("BODY"), "{mode}: no message fetched again:\n{log}");
@@ -183,7 +176,7 @@ fn round_trip(mode: &str, options: &[&str]) {
 
     // A no-op rerun opens no folder.
     let before = d.commands_log(&user).len();
-    backup(&d, &user, &root, &extra);
+    backup_ok(&d, &user, PW, &root, &extra, KEY_ENV);
     let log = d.commands_log(&user)[before..].to_string();
     assert!(!log.contains("EXAMINE") && !log.contains("FETCH"), "{mode}: a no-op rerun opened a folder:\n{log}");
 
@@ -254,7 +247,7 @@ fn without_condstore_flags_are_refreshed_when_the_folder_is_opened() {
     let mut s = d.session(user, PW);
     let (_, first) = s.append_at("INBOX", &["\\Seen"], Some(MESSAGES[0].1), &message(0, None));
     s.logout();
-    backup(&d, user, &root, &[]);
+    backup_ok(&d, user, PW, &root, &[], KEY_ENV);
     let folder = root.join(user).join("INBOX");
     assert_eq!(listing(&folder, &[])[0][5], "\\Seen");
     let mut s = d.session(user, PW);
@@ -263,14 +256,14 @@ fn without_condstore_flags_are_refreshed_when_the_folder_is_opened() {
     s.logout();
     // No new mail: the folder is not opened, its flags wait.
     let before = d.commands_log(user).len();
-    backup(&d, user, &root, &[]);
+    backup_ok(&d, user, PW, &root, &[], KEY_ENV);
     let log = d.commands_log(user)[before..].to_string();
     assert!(!log.contains("EXAMINE") && !log.contains("HIGHESTMODSEQ"), "{log}");
     assert_eq!(listing(&folder, &[])[0][5], "\\Seen");
     // New mail: opened, and every message's flags asked in one command.
     d.append(user, PW, "INBOX", &message(1, None));
     let before = d.commands_log(user).len();
-    backup(&d, user, &root, &[]);
+    backup_ok(&d, user, PW, &root, &[], KEY_ENV);
     let log = d.commands_log(user)[before..].to_string();
     assert!(log.contains("UID FETCH 1:* (UID FLAGS)") && !log.contains("CHANGEDSINCE"), "{log}");
     let listed = listing(&folder, &[]);
@@ -364,7 +357,7 @@ fn a_killed_backup_leaves_metadata_consistent_with_the_files() {
         assert_eq!(code, 0, "round {round}: {out}");
     }
     assert!(kills >= 4, "only {kills} runs were killed mid-way");
-    backup(&d, user, &root, &[]);
+    backup_ok(&d, user, PW, &root, &[], KEY_ENV);
     let listed = listing(&folder, &[]);
     assert_eq!(listed.len(), 300);
     assert!(listed.iter().all(|l| l[5] == "\\Seen" && l[1] != "-" && l[4] != "-"), "every message has its metadata");

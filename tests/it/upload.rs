@@ -92,17 +92,7 @@ fn epoch(date: &str) -> i64 {
 }
 
 fn message(n: usize, size: usize) -> Vec<u8> {
-    let mut m = format!(
-        "From: Sender {n} <s{n}@example.org>\r\nTo: r@example.org\r\nSubject: message {n}\r\n\
-         Date: Tue, {:02} Mar 2021 10:{:02}:07 +0100\r\nMessage-ID: <{n}@example.org>\r\n\r\n",
-        1 + n % 28,
-        n % 60
-    )
-    .into_bytes();
-    while m.len() < size {
-        m.extend_from_slice(format!("line {} of message {n}\r\n", m.len()).as_bytes());
-    }
-    m
+    mail::dated(n, size, "")
 }
 
 /// What users' mailboxes hold: dated and undated mail, bare LF line ends, 8-bit text, a

@@ -19,17 +19,7 @@ const PW: &str = "cross pw";
 const FOLDERS: [&str; 8] = ["INBOX", "Archive", "Archive/2023", "Отправленные", "日本語", "Reçus", "R&D", "Sent Items"];
 
 fn message(n: usize, size: usize) -> Vec<u8> {
-    let mut m = format!(
-        "From: Sender {n} <s{n}@example.org>\r\nTo: r@example.org\r\nSubject: message {n}\r\n\
-         Date: Tue, {:02} Mar 2021 10:{:02}:07 +0100\r\nMessage-ID: <{n}.cross@example.org>\r\n\r\n",
-        1 + n % 28,
-        n % 60
-    )
-    .into_bytes();
-    while m.len() < size {
-        m.extend_from_slice(format!("line {} of message {n}\r\n", m.len()).as_bytes());
-    }
-    m
+    mail::dated(n, size, ".cross")
 }
 
 /// Fills `user`'s mailboxes on `server`.

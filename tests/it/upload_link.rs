@@ -1,5 +1,5 @@
 //! Issue 20's upload acceptance over a bad link: an upload through a TCP proxy that
-//! stalls or cuts connections at random points (tests/it/support/fault_proxy.rs), some runs
+//! stalls or cuts connections at random points (tests/it/support/proxy.rs), some runs
 //! killed with SIGKILL, leaves every message at the target at most once after each
 //! round and exactly once after a last run over a good link. The archive holds a message
 //! with a 120 KiB header, so the target soon holds one and every later round has to read
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::fault_proxy::{FaultProxy, Plan, Rng};
+use crate::support::proxy::{Plan, Proxy, Rng};
 use crate::support::servers::{self, Kind, MailServer};
 use crate::support::*;
 
@@ -120,7 +120,7 @@ fn through_a_bad_link(kind: Kind) {
     target.append(user, PW, "INBOX", &[], None, &want[0]);
     let total: u64 = want.iter().map(|m| m.len() as u64).sum();
     let plan = Plan { seed, chance: 80, within: total / 2, timeout: TIMEOUT };
-    let proxy = FaultProxy::start(target.imaps_port(), plan);
+    let proxy = Proxy::with_faults(target.imaps_port(), plan);
     let mut rng = Rng::new(seed ^ 0x5eed);
     let (mut kills, mut exits) = (0, BTreeMap::new());
     let started = Instant::now();

@@ -18,17 +18,7 @@ const USER: &str = "alice";
 const PW: &str = "s3cret pass";
 
 fn message(n: u32, size: usize) -> Vec<u8> {
-    let mut m = format!(
-        "From: Sender {n} <s{n}@example.org>\r\nTo: r@example.org\r\nSubject: message {n}\r\n\
-         Date: Tue, {:02} Mar 2021 10:{:02}:07 +0100\r\nMessage-ID: <{n}@example.org>\r\n\r\n",
-        1 + n % 28,
-        n % 60
-    )
-    .into_bytes();
-    while m.len() < size {
-        m.extend_from_slice(format!("line {} of message {n}\r\n", m.len()).as_bytes());
-    }
-    m
+    mail::dated(n as usize, size, "")
 }
 
 /// What the source server holds: nested folders, an 8-bit folder name, 8-bit headers,

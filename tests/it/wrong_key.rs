@@ -36,10 +36,6 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (u64, String)> {
     out
 }
 
-fn message(i: usize) -> Vec<u8> {
-    format!("From: a{i}@example.org\r\nSubject: m{i}\r\n\r\nbody {i}\r\n").into_bytes()
-}
-
 fn tool(d: &Dovecot, user: &str, root: &Path, extra: &[&str], key_pw: &str) -> Output {
     let mut args = d.client_args(user, root);
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -65,7 +61,7 @@ fn refused_before_writing(tag: &str, options: &[&str], right: &Path, right_pw: &
     let tmp = TempDir::new(&format!("wrong-key-{tag}"));
     let root = tmp.dir("root");
     for i in 0..3 {
-        d.append(&user, PW, "INBOX", &message(i));
+        d.append(&user, PW, "INBOX", &mail::numbered(i));
     }
     let with = |key: &Path| -> Vec<String> {
         let mut v: Vec<String> = options.iter().map(|s| s.to_string()).collect();
@@ -77,7 +73,7 @@ fn refused_before_writing(tag: &str, options: &[&str], right: &Path, right_pw: &
     let o = tool(&d, &user, &root, &right_args, right_pw);
     assert_eq!(o.status.code(), Some(0), "{tag}: first backup: {}", stderr(&o));
     for i in 3..5 {
-        d.append(&user, PW, "INBOX", &message(i));
+        d.append(&user, PW, "INBOX", &mail::numbered(i));
     }
     let before = tree(&root);
     assert!(before.keys().any(|p| p.starts_with(".smailarchiver/meta")), "{tag}: a journal was written");
@@ -158,7 +154,7 @@ fn a_wrong_password_mode_key_writes_nothing() {
     // Another archive's key file with its own .sha and password: the .sha check passes.
     let d = Dovecot::start();
     d.add_user("wkother", PW);
-    d.append("wkother", PW, "INBOX", &message(0));
+    d.append("wkother", PW, "INBOX", &mail::numbered(0));
     let tmp = TempDir::new("wrong-key-pw");
     let wrong = tmp.join("other.keys");
     let o = tool(&d, "wkother", &tmp.join("other-root"), &["-e", "-P", "-k", wrong.to_str().unwrap()], "other pw");
@@ -175,7 +171,7 @@ fn nothing_sealed_yet_is_not_refused() {
     d.add_user("wkfirst", PW);
     d.add_user("wkplain", PW);
     for user in ["wkfirst", "wkplain"] {
-        d.append(user, PW, "INBOX", &message(0));
+        d.append(user, PW, "INBOX", &mail::numbered(0));
     }
     let tmp = TempDir::new("wrong-key-first");
     let root = tmp.dir("root");
@@ -187,7 +183,7 @@ fn nothing_sealed_yet_is_not_refused() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let existing = tmp.join("existing.keys");
     other_key(&existing);
-    d.append("wkplain", PW, "INBOX", &message(1));
+    d.append("wkplain", PW, "INBOX", &mail::numbered(1));
     let o = tool(&d, "wkplain", &root, &["-e", "-k", existing.to_str().unwrap()], "");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("INBOX: 1 new, 1 already archived"), "{}", stdout(&o));

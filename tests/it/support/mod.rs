@@ -1,13 +1,13 @@
 //! Helpers shared by the integration tests: running the binary, temporary directories,
 //! the compatibility vectors; in submodules the scripted IMAP server (`fake_imap`), the
-//! TCP proxies (`proxy`, `fault_proxy`) and the real servers (`dovecot`, `cyrus`,
-//! `courier`, behind one interface in `servers`).
+//! TCP proxy for failing links (`proxy`) and the real servers (`dovecot`, `cyrus`,
+//! `courier`, behind one interface in `servers`), and builders of test messages (`mail`).
 
 pub mod courier;
 pub mod cyrus;
 pub mod dovecot;
 pub mod fake_imap;
-pub mod fault_proxy;
+pub mod mail;
 pub mod proxy;
 pub mod servers;
 
@@ -83,6 +83,33 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run smailarchiver")
+}
+
+/// Runs a backup of `user` from the Dovecot `d` into `root`: the server's arguments
+/// (`Dovecot::client_args`), then `extra`; the password `pw` from the environment, as
+/// cron passes it, and `env` besides.
+pub fn backup(d: &dovecot::Dovecot, user: &str, pw: &str, root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = d.client_args(user, root);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut env = env.to_vec();
+    env.push(("SMAILARCHIVER_PASSWD", pw));
+    run(&args, &env)
+}
+
+/// [`backup`], which must exit 0.
+#[track_caller]
+pub fn backup_ok(
+    d: &dovecot::Dovecot,
+    user: &str,
+    pw: &str,
+    root: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let o = backup(d, user, pw, root, extra, env);
+    assert_eq!(o.status.code(), Some(0), "backup {extra:?}: {}{}", stdout(&o), stderr(&o));
+    o
 }
 
 /// Runs `cmd` (the binary, with its arguments) with `input` piped to its standard input
