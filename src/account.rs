@@ -55,6 +55,9 @@ pub struct Account {
     pub password: Option<Secret>,
     pub passwd_command: Option<String>,
     pub oauth2_command: Option<String>,
+    /// OAuth 2.0 built in (`--oauth2`, config `"oauth2"`): tokens from the stored refresh
+    /// token, renewed by the run itself.
+    pub oauth2: Option<crate::oauth2::Settings>,
     pub folders: Folders,
     /// The archive root.
     pub root: PathBuf,
@@ -69,6 +72,12 @@ pub struct Account {
     pub connections: usize,
     /// `--since`: only messages whose INTERNALDATE is on or after this day.
     pub since: Option<crate::date::Day>,
+    /// Send commands that do not wait for each other together (false: `--no-pipelining`,
+    /// config `"pipelining": false`, for a server that mishandles it).
+    pub pipelining: bool,
+    /// Gmail mode where the server offers it (`X-GM-EXT-1`): bodies from All Mail only,
+    /// the other folders hard-linked (`--no-gmail-mode`, config `"gmail_mode": 0` turn it off).
+    pub gmail_mode: bool,
 }
 
 /// The credential an account logs in with.
@@ -104,6 +113,9 @@ impl Account {
     /// The command [`Account::credential`] gets the credential from, if it does (the
     /// same order): a backup runs it again for a fresh one during the run.
     pub fn credential_command(&self) -> Option<CredentialCommand<'_>> {
+        if self.oauth2.is_some() {
+            return None;
+        }
         if let Some(command) = &self.oauth2_command {
             return Some(CredentialCommand { command, oauth2: true });
         }
@@ -136,12 +148,22 @@ impl Account {
                 return Err(Error::usage(format!("{}: no folder to back up", self.label())));
             }
         }
+        if self.oauth2.as_ref().is_some_and(|o| o.seal) && self.keys.is_none() {
+            return Err(Error::usage(format!(
+                "{}: sealing the OAuth2 token needs the archive's key: encrypt the archive (-e, config \"encrypt\")",
+                self.label()
+            )));
+        }
         Ok(())
     }
 
     /// Obtains the credential: token command, given password, password command,
     /// `SMAILARCHIVER_PASSWD`, else the terminal.
     pub fn credential(&self) -> Result<Credential> {
+        if self.oauth2.is_some() {
+            // Its token comes from its token source (`oauth2::login::source_for`).
+            return Err(Error::runtime("the OAuth2 token comes from the token file, not from a command"));
+        }
         if let Some(cmd) = &self.oauth2_command {
             let token = secret::run_command(cmd, "OAuth2 token")?;
             if token.is_empty() {

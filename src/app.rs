@@ -44,6 +44,8 @@ pub enum Mode {
     ListFolders { accounts: Vec<Account> },
     /// Count what a backup of these accounts would fetch.
     DryRun { accounts: Vec<Account> },
+    /// Sign these accounts in to their OAuth 2.0 providers (`--oauth2-login`).
+    OAuth2Login { accounts: Vec<Account> },
     /// Ask for an account, then back it up.
     Wizard,
 }
@@ -202,6 +204,9 @@ impl LowArgs {
         if self.report.is_some() && (self.restore.is_some() || self.verify.is_some() || self.list_folders) {
             return Err(Error::usage("--report goes with a backup"));
         }
+        if self.oauth2_login {
+            return self.oauth2_login(out);
+        }
         let restore_only = self.to_maildir.is_some() || self.output.is_some() || self.to_imap || self.uid.is_some();
         if restore_only && self.restore.is_none() {
             return Err(Error::usage("-o, --to-maildir, --to-imap and --uid go with -r DIR"));
@@ -274,6 +279,68 @@ impl LowArgs {
 }
 
 impl LowArgs {
+    /// `--oauth2-login`: the accounts to sign in (those of the config that use OAuth2 built
+    /// in, or the one of the flags).
+    fn oauth2_login(&self, out: Output) -> Result<(Mode, Output, Option<String>)> {
+        let elsewhere = self.restore.is_some()
+            || self.verify.is_some()
+            || self.list.is_some()
+            || self.dry_run
+            || self.list_folders
+            || self.report.is_some();
+        if elsewhere {
+            return Err(Error::usage("--oauth2-login signs in and exits: it goes with the account's options only"));
+        }
+        if self.config.is_none() && self.oauth2.is_none() {
+            return Err(Error::usage("--oauth2-login needs --oauth2 PROVIDER (or -c CONFIG with \"oauth2\" accounts)"));
+        }
+        let (mode, out, sandbox) = self.backup(out)?;
+        let Mode::Backup { accounts, .. } = mode else { return Err(Error::usage("--oauth2-login needs an account")) };
+        let accounts: Vec<Account> = accounts.into_iter().filter(|a| a.oauth2.is_some()).collect();
+        if accounts.is_empty() {
+            return Err(Error::usage("--oauth2-login: no account of the config file has an \"oauth2\" object"));
+        }
+        Ok((Mode::OAuth2Login { accounts }, out, sandbox))
+    }
+
+    /// The OAuth 2.0 settings the `--oauth2*` flags give (`None` without `--oauth2`).
+    fn oauth2_settings(&self) -> Result<Option<crate::oauth2::Settings>> {
+        let Some(provider) = &self.oauth2 else {
+            let stray = self.oauth2_client_id.is_some()
+                || self.oauth2_client_secret_file.is_some()
+                || self.oauth2_tenant.is_some()
+                || self.oauth2_flow.is_some()
+                || self.oauth2_token_file.is_some()
+                || self.oauth2_seal;
+            if stray {
+                return Err(Error::usage("the --oauth2-* options go with --oauth2 PROVIDER"));
+            }
+            return Ok(None);
+        };
+        if self.passwd.is_some() || self.passwd_command.is_some() || self.oauth2_token_command.is_some() {
+            return Err(Error::usage(
+                "--oauth2 logs in with its own tokens: -p, --passwd-command and --oauth2-token-command do not go with it",
+            ));
+        }
+        let given = crate::oauth2::provider::Given {
+            provider: Some(provider.clone()),
+            tenant: self.oauth2_tenant.clone(),
+            client_id: self.oauth2_client_id.clone(),
+            client_secret_file: self.oauth2_client_secret_file.clone(),
+            flow: self.oauth2_flow.clone(),
+            token_file: self.oauth2_token_file.clone(),
+            seal: self.oauth2_seal,
+            ..Default::default()
+        };
+        let name = |key: &str| match key {
+            "provider" => "--oauth2".to_string(),
+            "client_secret" | "client_secret_file" => "--oauth2-client-secret-file".to_string(),
+            "client_id" | "tenant" | "flow" | "token_file" => format!("--oauth2-{}", key.replace('_', "-")),
+            other => format!("--oauth2 ({other})"),
+        };
+        given.settings(&name).map(Some)
+    }
+
     /// `-r PATH --to-imap`: the account to upload to, from the flags or the config file.
     fn upload(&self, out: Output) -> Result<(Mode, Output, Option<String>)> {
         if self.to_maildir.is_some() || self.output.is_some() {
@@ -314,12 +381,14 @@ impl LowArgs {
                 || !self.folders.is_empty()
                 || self.all_folders
                 || self.encrypt
-                || self.compress;
+                || self.compress
+                || self.oauth2.is_some();
             if account_flags {
                 return Err(Error::usage(
-                    "account options (-u, -i, -p, -f, -e, -z, --all-folders) go in the config file when -c is used",
+                    "account options (-u, -i, -p, -f, -e, -z, --all-folders, --oauth2) go in the config file when -c is used",
                 ));
             }
+            self.oauth2_settings()?;
             let config = config::load(path, &root)?;
             if !config.unknown.is_empty() && !self.quiet {
                 warn(format!(
@@ -339,6 +408,7 @@ impl LowArgs {
                     "a backup needs -u USER and -i SERVER (or -c CONFIG; or no arguments at all for the wizard)",
                 ));
             };
+            let oauth2 = self.oauth2_settings()?;
             if self.passwd.is_some() && !self.quiet {
                 warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
             }
@@ -352,6 +422,7 @@ impl LowArgs {
                 password: self.passwd.clone().map(Secret::new),
                 passwd_command: self.passwd_command.clone(),
                 oauth2_command: self.oauth2_token_command.clone(),
+                oauth2,
                 folders: if self.all_folders {
                     Folders::All { exclude: self.exclude.clone() }
                 } else if self.folders.is_empty() {
@@ -367,10 +438,15 @@ impl LowArgs {
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 connections: self.connections.unwrap_or(DEFAULT_CONNECTIONS),
                 since: None,
+                pipelining: true,
+                gmail_mode: true,
             }]
         };
         let since = self.since.as_deref().map(|d| crate::date::Day::parse(d, "--since")).transpose()?;
         for a in &mut accounts {
+            if self.no_pipelining {
+                a.pipelining = false;
+            }
             if let Some(size) = self.buffer_size {
                 a.buffer_size = size;
             }
@@ -382,6 +458,9 @@ impl LowArgs {
             }
             if since.is_some() {
                 a.since = since;
+            }
+            if self.no_gmail_mode {
+                a.gmail_mode = false;
             }
             a.validate()?;
         }
@@ -448,7 +527,20 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::DryRun { accounts } => {
             return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
         }
-        Mode::Wizard => return run_backup(&[wizard::ask_account()?], None, settings),
+        Mode::OAuth2Login { accounts } => {
+            let what = "the sign-in was abandoned; no token was kept".to_string();
+            return interruptible(what, || Ok(run_oauth2_login(&accounts)));
+        }
+        Mode::Wizard => {
+            let account = wizard::ask_account()?;
+            if account.oauth2.is_some() {
+                let code = run_oauth2_login(std::slice::from_ref(&account));
+                if code != 0 {
+                    return Ok(code);
+                }
+            }
+            return run_backup(&[account], None, settings);
+        }
     }
     Ok(0)
 }
@@ -757,15 +849,20 @@ fn run_upload(
     let files = archive::files_of(dests.iter().map(|d| d.dir.as_path()))?;
     let keys = keys_if_needed(&files, &journals, path, keys)?;
     let label = account.label();
-    let (spec, auth, addrs) = backup::connection(account).map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+    let backup::Connection { spec, auth, addrs, source } =
+        backup::connection(account).map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     // The archive (and its metadata) is only read; the one connection allowed is to the
-    // server's port.
+    // server's port (and an OAuth2 token endpoint's, whose rotated refresh tokens are
+    // written in the token file's directory).
     let mut read = vec![path.canonicalize().at(path)?];
     read.extend(dests.iter().filter_map(|d| d.journal.as_deref()?.parent()).map(Path::to_path_buf));
-    confine(&Rules { read, connect_tcp: vec![spec.port], ..Rules::default() }, settings)?;
+    let connect_tcp = std::iter::once(spec.port).chain(source.as_ref().map(|s| s.port())).collect();
+    let read_write = source.as_ref().map(|s| s.dir()).into_iter().collect();
+    confine(&Rules { read, read_write, connect_tcp, ..Rules::default() }, settings)?;
     let sink = Printer { out: settings.out };
     let grace = spec.timeout;
-    let mut session = Session::new(spec, addrs, auth);
+    let renewal = source.as_ref().map(crate::oauth2::TokenSource::renewal);
+    let mut session = Session::new(spec, addrs, auth).renewing(renewal);
     session
         .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
@@ -799,6 +896,51 @@ fn run_upload(
     }
     let _ = session.logout();
     Ok(code)
+}
+
+/// `--oauth2-login`: signs each account in, one after the other; exit 1 if one failed.
+fn run_oauth2_login(accounts: &[Account]) -> i32 {
+    let mut code = 0;
+    for account in accounts {
+        let label = account.label();
+        let seal = account.oauth2.as_ref().is_some_and(|o| o.seal);
+        let signed = (|| {
+            // A sealed token needs the archive's key: made now if the archive has none yet.
+            let keys = match &account.keys {
+                Some(spec) if seal => {
+                    let (keys, created) = spec.load_or_create()?;
+                    if created {
+                        warn(format!(
+                            "{label}: created the key file {}: keep a copy in a safe place, without it the archive cannot be read",
+                            spec.path.display()
+                        ));
+                    }
+                    Some(keys)
+                }
+                _ => None,
+            };
+            crate::oauth2::login::login(account, keys.as_ref(), &mut |line| warn(format!("{label}: {line}")))
+        })();
+        match signed {
+            Ok(s) => println!(
+                "{label}: signed in{}; the refresh token is in {} (mode 0600{}); IMAP login to {} with it worked",
+                match s.via {
+                    Some(crate::oauth2::pkce::Via::Pasted) => " (pasted address)",
+                    Some(crate::oauth2::pkce::Via::Loopback) => " (browser)",
+                    None => "",
+                },
+                s.file.display(),
+                if s.sealed { ", sealed with the archive's key" } else { "" },
+                s.server
+            ),
+            Err(e) if e.is_interrupted() => return e.exit_code(),
+            Err(e) => {
+                eprintln!("smailarchiver: error: {label}: {e}");
+                code = EXIT_FAILURE.max(e.exit_code());
+            }
+        }
+    }
+    code
 }
 
 /// `--list-folders`: one line per folder of each account; exit 1 if an account failed.

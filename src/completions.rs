@@ -23,8 +23,10 @@ pub enum ValueKind {
 
 /// The value names of the flag table that are free text. A value name that is in neither
 /// this list nor [`kind`]'s match is a new kind of value: the tests fail until it is placed.
-pub const TEXT_VALUES: &[&str] =
-    &["USER", "SERVER", "N", "HEX", "PASS", "SECONDS", "FOLDER", "DATE", "PATTERN", "SIZE", "NAME", "N[,M-K]"];
+pub const TEXT_VALUES: &[&str] = &[
+    "USER", "SERVER", "N", "HEX", "PASS", "SECONDS", "FOLDER", "DATE", "PATTERN", "SIZE", "NAME", "N[,M-K]", "ID",
+    "TENANT",
+];
 
 /// What `flag`'s value is, from its value name (`FILE`, `DIR`, `CMD`...).
 pub fn kind(flag: &Flag) -> ValueKind {

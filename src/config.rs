@@ -31,6 +31,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "pin_sha256",
     "passwd_cmd",
     "oauth2_token_cmd",
+    "oauth2",
     "all_folders",
     "exclude",
     "archive_dir",
@@ -41,6 +42,8 @@ const ACCOUNT_KEYS: &[&str] = &[
     "timeout",
     "connections",
     "since",
+    "pipelining",
+    "gmail_mode",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox", "report"];
@@ -194,7 +197,14 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     let get = |k: &str| obj.get(k);
     let required = |k: &str| get(k).ok_or_else(|| missing(obj, k, ACCOUNT_KEYS));
     let flag = |k: &str| get(k).is_some_and(truthy);
-    let has_login_source = get("passwd_cmd").is_some() || get("oauth2_token_cmd").is_some();
+    let has_login_source = get("passwd_cmd").is_some() || get("oauth2_token_cmd").is_some() || get("oauth2").is_some();
+    if get("oauth2").is_some() {
+        if let Some(other) = ["passwd", "passwd_cmd", "oauth2_token_cmd"].into_iter().find(|k| get(k).is_some()) {
+            return Err(Error::usage(format!(
+                "\"oauth2\" and \"{other}\" exclude each other: the login is one or the other"
+            )));
+        }
+    }
     let user = string(required("user")?, "user")?;
     let host = string(required("imap")?, "imap")?;
     let password = match get("passwd") {
@@ -235,6 +245,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
         password,
         passwd_command: get("passwd_cmd").map(|v| string(v, "passwd_cmd")).transpose()?,
         oauth2_command: get("oauth2_token_cmd").map(|v| string(v, "oauth2_token_cmd")).transpose()?,
+        oauth2: crate::oauth2::provider::from_config_entry(obj, truthy)?,
         folders,
         root: get("archive_dir")
             .map(|v| string(v, "archive_dir"))
@@ -259,6 +270,8 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
             .transpose()?
             .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
         since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
+        pipelining: get("pipelining").is_none_or(truthy),
+        gmail_mode: get("gmail_mode").is_none_or(truthy),
     })
 }
 
@@ -359,6 +372,31 @@ mod tests {
         assert!(a.form.compressed && a.starttls && a.password.is_none());
         assert_eq!((a.level, a.port, a.root.as_path()), (1, Some(1993), Path::new("/a")));
         assert_eq!(c.unknown, vec!["quit (did you mean \"quiet\"?)".to_string(), "account u: colour".to_string()]);
+    }
+
+    #[test]
+    fn oauth2_objects() {
+        let entry = |more: &str| {
+            format!(r#"{{"list": [{{"user": "u", "imap": "x", "folder": "I", "encrypt": 0, "compress": 0{more}}}]}}"#)
+        };
+        let c =
+            parse(entry(r#", "oauth2": {"provider": "microsoft", "client_id": "id-1"}"#).as_bytes(), Path::new("."));
+        let a = &c.unwrap().accounts[0];
+        assert_eq!(a.oauth2.as_ref().map(|o| o.provider.client_id.as_str()), Some("id-1"));
+        assert!(a.password.is_none() && a.credential_command().is_none());
+        for (more, want) in [
+            (r#", "oauth2": {"provider": "microsoft", "client_id": "i"}, "passwd": "p""#, "exclude each other"),
+            (
+                r#", "oauth2": {"provider": "microsoft", "client_id": "i"}, "oauth2_token_cmd": "c""#,
+                "exclude each other",
+            ),
+            (r#", "oauth2": {"provider": "microsoft"}"#, "account u: \"oauth2\" \"client_id\": missing"),
+            (r#", "oauth2": "google""#, "must be an object"),
+        ] {
+            let e = parse(entry(more).as_bytes(), Path::new(".")).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(want), "{more}: {e}");
+        }
     }
 
     #[test]

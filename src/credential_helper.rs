@@ -176,7 +176,11 @@ pub fn renewals(accounts: &[Account]) -> Result<Vec<Option<Renewal>>> {
             c.as_ref().map(|c| {
                 let (helper, mine, what) = (helper.clone(), slot, c.what());
                 slot += 1;
-                Renewal { on_reconnect: c.oauth2, fetch: Arc::new(move || helper.fetch(mine, what)) }
+                Renewal {
+                    on_reconnect: c.oauth2,
+                    every_login: false,
+                    fetch: Arc::new(move |_| helper.fetch(mine, what)),
+                }
             })
         })
         .collect())

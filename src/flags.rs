@@ -21,12 +21,23 @@ pub struct LowArgs {
     pub passwd: Option<String>,
     pub passwd_command: Option<String>,
     pub oauth2_token_command: Option<String>,
+    pub oauth2_login: bool,
+    pub oauth2: Option<String>,
+    pub oauth2_client_id: Option<String>,
+    pub oauth2_client_secret_file: Option<PathBuf>,
+    pub oauth2_tenant: Option<String>,
+    pub oauth2_flow: Option<String>,
+    pub oauth2_token_file: Option<PathBuf>,
+    pub oauth2_seal: bool,
+    pub no_pipelining: bool,
     pub folders: Vec<String>,
     pub all_folders: bool,
     pub exclude: Vec<String>,
     pub dir: Option<PathBuf>,
     pub port: Option<u16>,
     pub starttls: bool,
+    /// `--no-gmail-mode`.
+    pub no_gmail_mode: bool,
     pub ca_file: Option<PathBuf>,
     pub pin_sha256: Option<String>,
     pub encrypt: bool,
@@ -73,7 +84,7 @@ impl Group {
     /// The section's heading in `--help` (with its colon).
     pub fn title(self) -> &'static str {
         match self {
-            Group::Account => "Backup (account and folders):",
+            Group::Account => "Backup (account, login and folders):",
             Group::Storage => "Archive, compression and encryption:",
             Group::Restore => "Restore and verify:",
             Group::Output => "Output and other:",
@@ -167,6 +178,42 @@ pub static FLAGS: &[Flag] = &[
         a.oauth2_token_command = Some(val(v)?);
         Ok(())
     }),
+    flag!(None, "oauth2", Some("PROVIDER"), Account, "Log in with OAuth2 built in: google or microsoft (any other provider: \"oauth2\" in the config). Sign in once with --oauth2-login; later runs renew the token themselves. No password is asked.", |a, v| {
+        let p = val(v)?;
+        if !OAUTH2_PROVIDERS.contains(&p.as_str()) { return Err(format!("'{p}' is not one of google, microsoft (other providers: \"oauth2\" in the config file)")); }
+        a.oauth2 = Some(p);
+        Ok(())
+    }),
+    flag!(None, "oauth2-client-id", Some("ID"), Account, "With --oauth2: the client id of the application you registered with the provider (README, \"Gmail and Microsoft 365\").", |a, v| {
+        a.oauth2_client_id = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "oauth2-client-secret-file", Some("FILE"), Account, "With --oauth2: read the client secret (Google wants the one of a \"Desktop app\" client) from the first line of FILE.", |a, v| {
+        a.oauth2_client_secret_file = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "oauth2-tenant", Some("TENANT"), Account, "With --oauth2 microsoft: the directory (tenant) id or domain your application is registered in (default common).", |a, v| {
+        a.oauth2_tenant = Some(val(v)?);
+        Ok(())
+    }),
+    flag!(None, "oauth2-flow", Some("FLOW"), Account, "How --oauth2-login signs in: device (a code to enter in a browser on any device; Microsoft's default) or browser (an address to open; the only one Google allows for Gmail).", |a, v| {
+        let f = val(v)?;
+        if !OAUTH2_FLOWS.contains(&f.as_str()) { return Err(format!("'{f}' is not one of device, browser")); }
+        a.oauth2_flow = Some(f);
+        Ok(())
+    }),
+    flag!(None, "oauth2-token-file", Some("PATH"), Account, "Keep the refresh token in PATH (mode 0600) instead of ROOT/.smailarchiver/oauth2/; the run may write in its directory.", |a, v| {
+        a.oauth2_token_file = Some(val(v)?.into());
+        Ok(())
+    }),
+    flag!(None, "oauth2-seal", None, Account, "Seal the refresh token with the archive's key (needs -e): a copy of the token file is useless without the key file.", |a, _| {
+        a.oauth2_seal = true;
+        Ok(())
+    }),
+    flag!(None, "oauth2-login", None, Account, "Sign in to the provider once (OAuth2 accounts of -c, or --oauth2), keep the refresh token, try it on the IMAP server, and exit. Works without a browser on this machine.", |a, _| {
+        a.oauth2_login = true;
+        Ok(())
+    }),
     flag!(None, "timeout", Some("SECONDS"), Account, "Give up on a server that does not answer for this long (default 60).", |a, v| {
         let n: u64 = num(v)?;
         if n == 0 { return Err("the timeout must be at least 1 second".into()); }
@@ -177,6 +224,14 @@ pub static FLAGS: &[Flag] = &[
         let n: usize = num(v)?;
         if !(1..=crate::account::MAX_CONNECTIONS).contains(&n) { return Err(format!("{n} is not from 1 to {}", crate::account::MAX_CONNECTIONS)); }
         a.connections = Some(n);
+        Ok(())
+    }),
+    flag!(None, "no-pipelining", None, Account, "Send one command at a time, each after the answer to the one before (found out by itself, and remembered, for a server that garbles pipelined commands).", |a, _| {
+        a.no_pipelining = true;
+        Ok(())
+    }),
+    flag!(None, "no-gmail-mode", None, Account, "On Gmail, archive every folder as a plain server's (each label folder downloads its own copy) instead of fetching each message once from All Mail and hard-linking the label folders' files.", |a, _| {
+        a.no_gmail_mode = true;
         Ok(())
     }),
     flag!(Some('f'), "folder", Some("FOLDER"), Account, "IMAP folder to back up, by its name (Reçus) or its modified UTF-7 wire name (Re&AOc-us); repeat for several (default INBOX).", |a, v| {
@@ -320,6 +375,10 @@ pub const SANDBOX_MODES: &[&str] = &["auto", "require", "off"];
 
 /// The Maildir layouts `--maildir-layout` names (checked by `restore::layout`).
 pub const MAILDIR_LAYOUTS: &[&str] = &["dovecot", "courier"];
+/// `--oauth2`'s providers (others go in the config file).
+pub const OAUTH2_PROVIDERS: &[&str] = &["google", "microsoft"];
+/// `--oauth2-flow`'s sign-in flows.
+pub const OAUTH2_FLOWS: &[&str] = &["device", "browser"];
 
 /// What `--generate` prints: the man page, and the completion scripts for bash, zsh, fish.
 pub const GENERATE_KINDS: &[&str] = &["man", "complete-bash", "complete-zsh", "complete-fish"];
@@ -341,6 +400,8 @@ impl Flag {
             "sandbox" => SANDBOX_MODES,
             "generate" => GENERATE_KINDS,
             "maildir-layout" => MAILDIR_LAYOUTS,
+            "oauth2" => OAUTH2_PROVIDERS,
+            "oauth2-flow" => OAUTH2_FLOWS,
             _ => &[],
         }
     }
@@ -357,6 +418,7 @@ impl Flag {
 pub const USAGE: &[&str] = &[
     "-u USER -i SERVER [-f FOLDER]... [-z] [-e [-k KEYS] [-P]]",
     "-c CONFIG.json [--dry-run | --list-folders]",
+    "-c CONFIG.json --oauth2-login",
     "-u USER -i SERVER --list-folders [--all-folders]",
     "-u USER -i SERVER --dry-run [--since DATE]",
     "-r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]",

@@ -29,6 +29,7 @@ pub mod mailstore;
 pub mod manpage;
 pub mod mbox;
 pub mod metadata;
+pub mod oauth2;
 pub mod os;
 pub mod printable;
 pub mod probe;

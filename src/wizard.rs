@@ -90,10 +90,18 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
     let pin_sha256 = (!pin_sha256.is_empty()).then_some(pin_sha256);
     // Checked now rather than after every other question.
     Trust::load(ca_file.as_deref(), pin_sha256.as_deref()).map_err(|e| e.context("wizard"))?;
-    let password = {
-        let stdin = io::stdin();
-        let _echo_off = terminal.then(|| EchoOff::new(&stdin)).transpose().doing("switching terminal echo off")?;
-        Secret::new(answer(&mut input, "Email password", None, false)?)
+    let (password, oauth2) = match ask_login(&mut input, terminal, &host)? {
+        Login::Password(p) => (Some(p), None),
+        Login::OAuth2(o) => (None, Some(o)),
+    };
+    let settings = match &oauth2 {
+        Some(o) => {
+            let mut entry = Map::new();
+            entry.insert("oauth2".into(), o.clone());
+            crate::oauth2::provider::from_config_entry(&entry, |v| v.as_bool().unwrap_or(false))
+                .map_err(|e| e.context("wizard"))?
+        }
+        None => None,
     };
     let folders = ask(&mut input, "Folders, separated by commas (* for all of them)", Some("INBOX"))?;
     let folders: Vec<String> = folders.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
@@ -123,9 +131,10 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
         starttls,
         ca_file,
         pin_sha256,
-        password: Some(password),
+        password,
         passwd_command: None,
         oauth2_command: None,
+        oauth2: settings,
         folders,
         root,
         form: Form { compressed, encrypted },
@@ -135,19 +144,25 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
         timeout: DEFAULT_TIMEOUT,
         connections: crate::account::DEFAULT_CONNECTIONS,
         since: None,
+        pipelining: true,
+        gmail_mode: true,
     };
     let save = ask(&mut input, "Save these settings as a config file for -c (empty: do not save)", Some(""))?;
     if Path::new(&save).exists() && !save.is_empty() {
         return Err(Error::usage(format!("wizard: {save} exists: not overwritten")));
     }
     if !save.is_empty() {
-        let command = ask(
-            &mut input,
-            "Command that prints the email password, e.g. pass show mail (empty: store the password in the file)",
-            Some(""),
-        )?;
+        let command = if oauth2.is_some() {
+            String::new()
+        } else {
+            ask(
+                &mut input,
+                "Command that prints the email password, e.g. pass show mail (empty: store the password in the file)",
+                Some(""),
+            )?
+        };
         let path = PathBuf::from(save);
-        save_config(&account, (!command.is_empty()).then_some(command.as_str()), &path)?;
+        save_config(&account, (!command.is_empty()).then_some(command.as_str()), oauth2.as_ref(), &path)?;
         eprintln!(
             "smailarchiver: saved {} (mode 0600); next time run: smailarchiver -c {}",
             path.display(),
@@ -157,10 +172,85 @@ fn ask_from(mut input: &mut dyn BufRead, terminal: bool) -> Result<Account> {
     Ok(account)
 }
 
+/// The provider behind a well-known IMAP host, whose login needs steps of its own.
+fn provider_of(host: &str) -> Option<&'static str> {
+    match host.trim_end_matches('.').to_ascii_lowercase().as_str() {
+        "imap.gmail.com" | "imap.googlemail.com" => Some("google"),
+        "outlook.office365.com" | "outlook.office.com" | "imap-mail.outlook.com" => Some("microsoft"),
+        _ => None,
+    }
+}
+
+const GMAIL_STEPS: &str = "\
+Gmail: an app password is simplest (Google Account, Security, 2-Step Verification on, then
+https://myaccount.google.com/apppasswords). Or OAuth2 (no password kept):
+  1. https://console.cloud.google.com/ : a project; Google Auth Platform: External (or
+     Internal), you as a test user, then Publish app (a \"Testing\" app's sign-in lasts 7 days).
+  2. Clients, Create client, Desktop app: note the client id, save the secret in a file (0600).
+  3. Answer below; the tool then prints an address to open in any browser. From another
+     machine the last page does not load: paste its address here.
+(README, \"Gmail and Microsoft 365\".)";
+
+const MICROSOFT_STEPS: &str = "\
+Microsoft 365 takes OAuth2 only. Once, at https://entra.microsoft.com/ :
+  1. App registrations, New registration (no redirect URI): note the application (client)
+     id and the directory (tenant) id.
+  2. Authentication: Allow public client flows: Yes.
+  3. API permissions: Office 365 Exchange Online, Delegated, IMAP.AccessAsUser.All, and
+     Microsoft Graph offline_access; grant admin consent if your tenant asks for it.
+  4. IMAP on for the mailbox (Exchange admin center, the mailbox, Email apps).
+Then answer below; the tool prints a code to enter at Microsoft's address from any device.
+(README, \"Gmail and Microsoft 365\".)";
+
+/// How the wizard's account logs in.
+enum Login {
+    Password(Secret),
+    /// The config's `"oauth2"` object.
+    OAuth2(Value),
+}
+
+/// Asks how the account logs in: a password, or for Gmail and Microsoft 365 (told by the
+/// host) the OAuth2 client, after the steps to register one.
+fn ask_login(mut input: &mut dyn BufRead, terminal: bool, host: &str) -> Result<Login> {
+    let password = |input: &mut dyn BufRead, question: &str| -> Result<Login> {
+        let stdin = io::stdin();
+        let _echo_off = terminal.then(|| EchoOff::new(&stdin)).transpose().doing("switching terminal echo off")?;
+        Ok(Login::Password(Secret::new(answer(input, question, None, false)?)))
+    };
+    match provider_of(host) {
+        Some("google") => {
+            eprintln!("{GMAIL_STEPS}");
+            let how = ask(&mut input, "Log in with an app password or OAuth2? (a/o)", Some("a"))?;
+            if !how.eq_ignore_ascii_case("o") && !how.eq_ignore_ascii_case("oauth2") {
+                return password(input, "App password");
+            }
+            let id = ask(&mut input, "OAuth2 client id (ends in .apps.googleusercontent.com)", None)?;
+            let secret = ask(&mut input, "File holding the client secret", None)?;
+            let secret = std::path::absolute(&secret).doing("making the path absolute")?;
+            let mut o = Map::new();
+            o.insert("provider".into(), "google".into());
+            o.insert("client_id".into(), id.into());
+            o.insert("client_secret_file".into(), secret.to_string_lossy().into_owned().into());
+            Ok(Login::OAuth2(Value::Object(o)))
+        }
+        Some(_) => {
+            eprintln!("{MICROSOFT_STEPS}");
+            let id = ask(&mut input, "Application (client) id", None)?;
+            let tenant = ask(&mut input, "Directory (tenant) id or domain", Some("common"))?;
+            let mut o = Map::new();
+            o.insert("provider".into(), "microsoft".into());
+            o.insert("client_id".into(), id.into());
+            o.insert("tenant".into(), tenant.into());
+            Ok(Login::OAuth2(Value::Object(o)))
+        }
+        None => password(input, "Email password"),
+    }
+}
+
 /// The config file (`-c`) that backs up `account` as the wizard set it up; the password
-/// is `passwd_cmd` when given, else stored. Paths are made absolute, so the file works
-/// from any directory (cron's is not this one).
-fn config_text(account: &Account, passwd_cmd: Option<&str>) -> Result<String> {
+/// is `passwd_cmd` when given, else stored (none with `oauth2`, the `"oauth2"` object).
+/// Paths are made absolute, so the file works from any directory (cron's is not this one).
+fn config_text(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Value>) -> Result<String> {
     let absolute = |p: &Path| -> Result<String> {
         Ok(std::path::absolute(p).doing("making the path absolute")?.to_string_lossy().into_owned())
     };
@@ -175,10 +265,11 @@ fn config_text(account: &Account, passwd_cmd: Option<&str>) -> Result<String> {
     if let Some(pin) = &account.pin_sha256 {
         entry.insert("pin_sha256".into(), pin.clone().into());
     }
-    match (passwd_cmd, &account.password) {
-        (Some(cmd), _) => entry.insert("passwd_cmd".into(), cmd.into()),
-        (None, Some(pw)) => entry.insert("passwd".into(), pw.expose().into()),
-        (None, None) => None,
+    match (oauth2, passwd_cmd, &account.password) {
+        (Some(o), _, _) => entry.insert("oauth2".into(), o.clone()),
+        (None, Some(cmd), _) => entry.insert("passwd_cmd".into(), cmd.into()),
+        (None, None, Some(pw)) => entry.insert("passwd".into(), pw.expose().into()),
+        (None, None, None) => None,
     };
     match &account.folders {
         Folders::All { .. } => entry.insert("all_folders".into(), true.into()),
@@ -203,8 +294,8 @@ fn config_text(account: &Account, passwd_cmd: Option<&str>) -> Result<String> {
 
 /// Writes the config file: complete or not at all, readable by its owner only (it may
 /// hold the password), never over an existing file.
-fn save_config(account: &Account, passwd_cmd: Option<&str>, path: &Path) -> Result<()> {
-    let text = config_text(account, passwd_cmd)?;
+fn save_config(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Value>, path: &Path) -> Result<()> {
+    let text = config_text(account, passwd_cmd, oauth2)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let parent = crate::restore::parent_of(path);
     let tmp = TempFile::create_in(parent, &name, 0o600).at(parent)?;
@@ -244,6 +335,44 @@ mod tests {
     }
 
     #[test]
+    fn gmail_and_microsoft_365_ask_for_their_login() {
+        // Microsoft 365: the OAuth2 client, no password; saved as an "oauth2" object.
+        let answers =
+            "ann@contoso.com\noutlook.office365.com\n\n\n\n\nclient-9\ncontoso.onmicrosoft.com\n\nn\nn\n.\n\n";
+        let a = ask_from(&mut answers.as_bytes(), false).unwrap();
+        assert!(a.password.is_none());
+        let o = a.oauth2.as_ref().unwrap();
+        assert_eq!(o.provider.client_id, "client-9");
+        assert_eq!(
+            o.provider.token_endpoint,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        let object =
+            serde_json::json!({"provider": "microsoft", "client_id": "client-9", "tenant": "contoso.onmicrosoft.com"});
+        let text = config_text(&a, None, Some(&object)).unwrap();
+        let c = crate::config::parse(text.as_bytes(), Path::new("/")).unwrap();
+        assert_eq!(c.accounts[0].oauth2.as_ref().map(|o| o.provider.client_id.as_str()), Some("client-9"));
+        assert!(!text.contains("passwd"), "{text}");
+        // Gmail: an app password by default; OAuth2 on request (client id and secret file).
+        let a = ask_from(&mut "ann@gmail.com\nimap.gmail.com\n\n\n\n\n\nabcd efgh\n\nn\nn\n.\n\n".as_bytes(), false)
+            .unwrap();
+        assert_eq!((a.password.as_ref().map(Secret::expose), a.oauth2.is_none()), (Some("abcd efgh"), true));
+        let secret = std::env::temp_dir().join(format!("wizard-google-secret-{}", std::process::id()));
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let answers = format!(
+            "ann@gmail.com\nimap.gmail.com\n\n\n\n\no\nid.apps.googleusercontent.com\n{}\n\nn\nn\n.\n\n",
+            secret.display()
+        );
+        let a = ask_from(&mut answers.as_bytes(), false).unwrap();
+        std::fs::remove_file(&secret).unwrap();
+        let o = a.oauth2.as_ref().unwrap();
+        assert_eq!(
+            (o.provider.name.as_str(), o.provider.client_secret.as_ref().map(Secret::expose)),
+            ("google", Some("s3cret"))
+        );
+    }
+
+    #[test]
     fn a_saved_config_reads_back_as_the_same_account() {
         let account = Account {
             user: "ann".into(),
@@ -255,6 +384,7 @@ mod tests {
             password: Some(Secret::new("pw \" quoted".into())),
             passwd_command: None,
             oauth2_command: None,
+            oauth2: None,
             folders: Folders::All { exclude: Vec::new() },
             root: PathBuf::from("arch"),
             form: Form { compressed: true, encrypted: true },
@@ -267,10 +397,12 @@ mod tests {
             timeout: DEFAULT_TIMEOUT,
             connections: 1,
             since: None,
+            pipelining: true,
+            gmail_mode: true,
         };
         let here = std::env::current_dir().unwrap();
         for cmd in [None, Some("pass show mail")] {
-            let text = config_text(&account, cmd).unwrap();
+            let text = config_text(&account, cmd, None).unwrap();
             let c = crate::config::parse(text.as_bytes(), Path::new("/elsewhere")).unwrap();
             assert!(c.unknown.is_empty(), "{:?}", c.unknown);
             let a = &c.accounts[0];

@@ -72,6 +72,10 @@ pub struct FolderReport {
     pub errors: Vec<String>,
     /// The terminal's progress line.
     pub progress: Progress,
+    /// Of `new`, the messages linked from Gmail's All Mail rather than downloaded.
+    pub linked: usize,
+    /// Gmail's download limit stopped the folder (and the account).
+    pub capped: bool,
 }
 
 impl FolderReport {
@@ -90,6 +94,8 @@ impl FolderReport {
             started: Instant::now(),
             errors: Vec::new(),
             progress: Progress::new(folder.to_string(), false),
+            linked: 0,
+            capped: false,
         }
     }
 
@@ -115,7 +121,11 @@ impl FolderReport {
         if self.only_in_archive > 0 {
             vanished += &format!(", {} only in the archive", self.only_in_archive);
         }
-        let renumbered = if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
+        let mut renumbered =
+            if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
+        if self.linked > 0 {
+            renumbered += &format!(" ({} of them linked from All Mail)", self.linked);
+        }
         format!(
             "{}: {} new, {} already archived, {} failed{renumbered}{vanished}, {} bytes, {:.2} s",
             self.folder,
@@ -137,6 +147,8 @@ pub(super) enum Stop {
     Again,
     /// Anything else: the folder fails.
     Fatal(Error),
+    /// Gmail's download limit: the folder stops with what it has, and so does the account.
+    Cap(String),
 }
 
 impl From<Error> for Stop {
@@ -150,7 +162,9 @@ impl From<Error> for Stop {
 fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(ImapError) -> Stop + 'a {
     move |e| {
         let err = spec.imap_error(what, &e);
-        if e.breaks_session() {
+        if super::gmail::over_cap(&err.to_string()) {
+            Stop::Cap(err.to_string())
+        } else if e.breaks_session() {
             Stop::Connection(err.to_string())
         } else {
             Stop::Fatal(err)
@@ -237,6 +251,12 @@ pub fn backup(
             }
             // Stopped by a signal: what is archived so far is this folder's result.
             Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(report)),
+            Err(Stop::Cap(why)) => {
+                report.progress.clear();
+                report.capped = true;
+                report.errors.push(why);
+                return Ok(report);
+            }
             Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(report)),
             Err(Stop::Connection(why)) => {
                 report.progress.clear();
@@ -477,7 +497,7 @@ fn pass(
             metadata_lost(ctx, report, &mut journal, &e);
         }
     }
-    sync_journal(place, &journal);
+    sync_journal(ctx, report, place, &mut journal);
     fetched?;
     // Everything below UIDNEXT is now archived: the next run starts there. Not after a
     // message went missing: the next run looks at every UID again, in case it was not
@@ -573,7 +593,10 @@ pub(super) fn tally(
 /// Has the folder's new metadata made durable before the folder is recorded complete:
 /// with the journals of the other folders, when the marks are written (one commit for
 /// all of them on a journaling file system, instead of one a folder).
-pub(super) fn sync_journal(place: &Place<'_>, journal: &Option<Journal>) {
+pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, place: &Place<'_>, journal: &mut Option<Journal>) {
+    if let Some(Err(e)) = journal.as_mut().map(Journal::end_unsynced) {
+        metadata_lost(ctx, report, journal, &e);
+    }
     if let Some(j) = journal {
         place.records().sync_before_marks(j.path());
     }
@@ -632,7 +655,11 @@ const WHOLE: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
 
 /// A `UID FETCH` whose answers broke the session.
 fn fetch_lost(session: &Session, e: &ImapError) -> Stop {
-    Stop::Connection(format!("UID FETCH: {}", e.describe(session.spec().timeout)))
+    let why = format!("UID FETCH: {}", e.describe(session.spec().timeout));
+    if super::gmail::over_cap(&why) {
+        return Stop::Cap(why);
+    }
+    Stop::Connection(why)
 }
 
 /// Hands the messages of a whole batch's answers to the writer.
@@ -647,6 +674,9 @@ fn store_whole(
 ) -> std::result::Result<(), Stop> {
     let answers = match answers {
         Ok(a) => a,
+        Err(Ok(text)) if super::gmail::over_cap(&text) => {
+            return Err(Stop::Cap(format!("UID FETCH refused: {}", crate::imap::error::quote(&text))))
+        }
         Err(Ok(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
             let why = format!("UID FETCH refused: {}", crate::imap::error::quote(&text));
@@ -684,10 +714,13 @@ fn store_whole(
     Ok(())
 }
 
-/// The most data a message whose announced size is `announced` may bring: an eighth more
-/// (servers' sizes can be slightly off) and one budget. Past it the message is left out.
+/// The most data a message whose announced size is `announced` may bring: twice that, and
+/// one budget more. Sizes are estimates on some servers (Exchange's `RFC822.SIZE` unless
+/// `EnableExactRFC822Size` is set: a quarter or a third off is common), and such a message
+/// still comes whole, streamed to disk. The ceiling is only against a hostile server whose
+/// message never ends: past it the message is left out (README, "Limits").
 pub fn data_ceiling(announced: u64, budget: usize) -> u64 {
-    announced + announced / 8 + budget as u64
+    announced.saturating_mul(2).saturating_add(budget as u64)
 }
 
 /// Body bytes gathered from the socket before they go to the writer: its queue's piece.
@@ -763,6 +796,9 @@ fn fetch_alone(
             }
             writer.abort()?;
             return Err(match e {
+                ImapError::Refused(text) if super::gmail::over_cap(&text) => {
+                    Stop::Cap(format!("UID FETCH refused: {}", crate::imap::error::quote(&text)))
+                }
                 ImapError::Refused(text) => Stop::Fatal(Error::runtime(format!(
                     "UID FETCH of UID {uid} refused: {}",
                     crate::imap::error::quote(&text)

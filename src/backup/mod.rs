@@ -3,7 +3,9 @@
 
 pub mod dry_run;
 pub mod folder;
+pub mod gmail;
 pub mod new_mail;
+pub mod pipelining;
 pub mod plan;
 pub mod rebase;
 pub mod refresh;
@@ -13,17 +15,18 @@ pub mod writer;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
 use crate::error::{Result, EXIT_FAILURE};
-use crate::imap::auth::Renewal;
+use crate::imap::auth::{Ask, Renewal};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
+use crate::oauth2::TokenSource;
 use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
@@ -64,7 +67,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return crate::interrupt::exit_code();
         }
         match prepare(account, sink, &mut roots) {
-            Ok(p) => ready.push(Prepared { renewal, ..p }),
+            Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
             Err(e) => {
                 failed(account, &e);
                 code = EXIT_FAILURE;
@@ -80,8 +83,8 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         return EXIT_FAILURE;
     }
     let rules = Rules {
-        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).collect(),
-        connect_tcp: ready.iter().map(|p| p.spec.port).collect(),
+        read_write: roots.paths().into_iter().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
+        connect_tcp: ready.iter().map(|p| p.spec.port).chain(oauth2_ports(&ready)).collect(),
         // Messages are written in the root's temporary directory, then linked into place.
         cross_dir_renames: true,
         ..Rules::default()
@@ -104,13 +107,18 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             break;
         }
         let account = p.account;
+        let source = p.source.clone();
         sink.account_started(&account.user, &account.host);
-        match backup_account(p, out, sink, &mut roots) {
+        let outcome = backup_account(p, out, sink, &mut roots);
+        if let Some(w) = source.and_then(|s| s.take_warning()) {
+            sink.warning(&format!("{}: {w}", account.label()));
+        }
+        match outcome {
             Ok(totals) => {
                 tally.new += totals.new;
                 tally.left += totals.left;
                 tally.bytes += totals.bytes;
-                if totals.failed > 0 {
+                if totals.failed > 0 || totals.capped {
                     tally.failed += 1;
                     code = EXIT_FAILURE;
                 }
@@ -179,10 +187,25 @@ struct Prepared<'a> {
     keys_created: bool,
     guessed_dir: String,
     auth: Auth,
-    /// Where a fresh credential comes from during the run (the credential helper).
+    /// Where a fresh credential comes from during the run (the credential helper, or the
+    /// account's OAuth 2.0 token source).
     renewal: Option<Renewal>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in.
+    source: Option<Arc<TokenSource>>,
     spec: ServerSpec,
     addrs: Vec<SocketAddr>,
+}
+
+/// The token endpoints' ports of the accounts with OAuth 2.0 built in: renewing a token
+/// mid-run connects there.
+fn oauth2_ports<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = u16> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.port()))
+}
+
+/// The token files' directories: a provider that rotates refresh tokens (Microsoft) has
+/// the new one written there mid-run.
+fn oauth2_dirs<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = PathBuf> + 'p {
+    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.dir()))
 }
 
 /// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
@@ -192,22 +215,43 @@ fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) 
     // Before anything is created: a refused CA file, password or server name leaves no
     // archive root, lock or key file behind.
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
+    // A sealed OAuth2 token opens with the archive's key: loaded first, and used for both.
+    let early_keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, early_keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
     // The real path: the sandbox rules and a symlinked root must agree.
     let root = roots.prepare(&account.root)?;
     // Records that give a directory two owners are refused here, before anything is
     // fetched or moved.
     let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink)?;
-    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal: None, spec, addrs })
+    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink, early_keys)?;
+    let renewal = source.as_ref().map(TokenSource::renewal);
+    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, source, spec, addrs })
+}
+
+/// Everything needed to connect to an account's server, obtained before the sandbox
+/// closes.
+pub struct Connection {
+    /// TLS settings and timeout.
+    pub spec: ServerSpec,
+    /// The first credential.
+    pub auth: Auth,
+    /// The server's addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in: a session
+    /// renews through it, and the sandbox lets it reach the token endpoint and write the
+    /// token file's directory.
+    pub source: Option<Arc<TokenSource>>,
 }
 
 /// Everything needed to connect to the account's server, obtained now (before the
 /// sandbox closes): TLS settings, the credential and the addresses.
-pub fn connection(account: &Account) -> Result<(ServerSpec, Auth, Vec<SocketAddr>)> {
+pub fn connection(account: &Account) -> Result<Connection> {
     let spec = server_spec(account)?;
-    let (auth, addrs) = login_and_addresses(account, &spec)?;
-    Ok((spec, auth, addrs))
+    let keys = crate::oauth2::login::keys_for(account)?;
+    let source = crate::oauth2::login::source_for(account, keys.as_ref())?;
+    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
+    Ok(Connection { spec, auth, addrs, source })
 }
 
 /// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
@@ -220,14 +264,25 @@ fn server_spec(account: &Account) -> Result<ServerSpec> {
         account.pin_sha256.as_deref(),
     )?;
     spec.timeout = Duration::from_secs(account.timeout);
+    if !account.pipelining {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(spec)
 }
 
-/// The credential to log in with and the server's addresses.
-fn login_and_addresses(account: &Account, spec: &ServerSpec) -> Result<(Auth, Vec<SocketAddr>)> {
-    let auth = match account.credential()? {
-        Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-        Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+/// The credential to log in with (from the account's OAuth 2.0 token `source`, if it has
+/// one) and the server's addresses.
+fn login_and_addresses(
+    account: &Account,
+    spec: &ServerSpec,
+    source: Option<&TokenSource>,
+) -> Result<(Auth, Vec<SocketAddr>)> {
+    let auth = match source {
+        Some(s) => Auth::OAuth2 { user: account.user.clone(), token: s.token(Ask::Login)? },
+        None => match account.credential()? {
+            Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
+            Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
+        },
     };
     let addrs = imap::resolve(&spec.host, spec.port)?;
     Ok((auth, addrs))
@@ -265,27 +320,27 @@ fn read_only<T>(
     let mut ready = Vec::new();
     let mut results = Vec::new();
     for account in accounts {
-        let needs = account.validate().and_then(|()| server_spec(account)).and_then(|spec| {
-            let (auth, addrs) = login_and_addresses(account, &spec)?;
-            Ok((auth, spec, addrs))
-        });
+        let needs = account.validate().and_then(|()| connection(account));
         match needs {
             Ok(s) => ready.push((account, s)),
             Err(e) => results.push((account.label(), Err(e))),
         }
     }
+    let sources = || ready.iter().filter_map(|(_, c)| c.source.as_ref());
     let rules = Rules {
         read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
-        connect_tcp: ready.iter().map(|(_, (_, spec, _))| spec.port).collect(),
+        // Rotated OAuth2 refresh tokens are written there mid-run; nothing else is.
+        read_write: sources().map(|s| s.dir()).collect(),
+        connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
         ..Rules::default()
     };
     if let Err(e) = sandbox::restrict(&rules, sandbox) {
         return vec![(String::from("sandbox"), Err(e))];
     }
     crate::probe::after_confinement();
-    for (account, (auth, spec, addrs)) in ready {
+    for (account, Connection { spec, auth, addrs, source }) in ready {
         let label = account.label();
-        let mut session = Session::new(spec, addrs, auth);
+        let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));
         // Retries are not said: the outcome is.
         let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
         let _ = session.logout();
@@ -333,8 +388,13 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
 /// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
-    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs } = p;
+    let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs, .. } = p;
     let label = account.label();
+    // Every connection of the account shares what the spec says of pipelining.
+    let mut remembered = pipelining::remembered(&root, &guessed_dir);
+    if remembered {
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
     session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
     // Logged in: only now is the root the run's, and a directory claimed in it.
@@ -351,6 +411,10 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         ));
     }
     let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
+    if !remembered && account_dir != guessed_dir && pipelining::remembered(&root, &account_dir) {
+        remembered = true;
+        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if keys_created && account_dir != guessed_dir && crate::archive::any_encrypted(&root.join(&account_dir)) {
         let spec_keys = account.keys.as_ref().map(|k| k.path.display().to_string()).unwrap_or_default();
         return Err(crate::error::Error::runtime(format!(
@@ -367,7 +431,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let registry = Mutex::new(registry);
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
     // infers it from the names), and the run costs no command more.
-    let Chosen { folders, statuses, unusable, namespace, separators } = choose_folders(account, &mut session, sink)?;
+    let Chosen { folders, statuses, unusable, namespace, separators, entries } =
+        choose_folders(account, &mut session, sink)?;
     // Every folder without a directory gets its record and its directory now, all at once.
     {
         let mut records = lock(&registry);
@@ -384,7 +449,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             .collect();
         records.claim_folders(&account_dir, &claims)?;
     }
-    let connections = account.connections.max(1);
+    let gmail = if account.gmail_mode && session.has("X-GM-EXT-1").unwrap_or(false) {
+        gmail::Plan::of(&entries, &folders)
+    } else {
+        None
+    };
+    let connections = account.connections.max(1).min(if gmail.is_some() { gmail::MAX_CONNECTIONS } else { usize::MAX });
     let ctx = folder::Context {
         account,
         keys: keys.as_ref(),
@@ -445,7 +515,31 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // A report begun by the new-mail step is boxed: most entries have none, and 10,000
     // folders' entries at a report's size each would hold megabytes.
     let mut ordinary: VecDeque<(&Mailbox, Option<Box<FolderReport>>)> = VecDeque::new();
+    // Gmail mode: All Mail and the folders linked from it first.
+    let step = match &gmail {
+        Some(plan) => gmail::run(&ctx, &mut session, &place, plan, &folders, &done)?,
+        None => gmail::Outcome { handled: vec![false; folders.len()], ..gmail::Outcome::default() },
+    };
+    for &(i, files) in &step.unopened {
+        flagged[i].opened = false;
+        flagged[i].files = Some(files);
+    }
+    let mut not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)> = Vec::new();
+    for (i, prior) in step.ordinary {
+        if step.capped {
+            not_reached.push((&folders[i], prior.map(Box::new)));
+        } else {
+            ordinary.push_back((&folders[i], prior.map(Box::new)));
+        }
+    }
     for (i, mailbox) in folders.iter().enumerate() {
+        if step.handled[i] {
+            continue;
+        }
+        if step.capped {
+            not_reached.push((mailbox, None));
+            continue;
+        }
         let status = statuses.get(&mailbox.wire).copied();
         if let Some(r) = folder::unchanged_report(&place, mailbox, status)? {
             flagged[i].opened = false;
@@ -472,6 +566,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     }
     let extra = (connections - 1).min(ordinary.len().saturating_sub(1));
     let queue = Mutex::new(ordinary);
+    let cap_met = std::sync::atomic::AtomicBool::new(step.capped);
     // One connection's share: folders from the queue until it is empty.
     let work = |session: &mut Session| {
         loop {
@@ -484,8 +579,18 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 lock(&queue).push_front((mailbox, prior));
                 return;
             }
+            if cap_met.load(std::sync::atomic::Ordering::SeqCst) {
+                // Gmail's download limit: the rest is not reached (reckoned below).
+                lock(&queue).push_front((mailbox, prior));
+                return;
+            }
             match folder::backup(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
-                Ok(r) => done(r),
+                Ok(r) => {
+                    if r.capped {
+                        cap_met.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    done(r)
+                }
                 Err(e) => {
                     failed(&mailbox.shown(), e.to_string());
                     lock(&failed_folders).push(mailbox.wire.clone());
@@ -513,14 +618,26 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         }
         work(&mut session);
     });
+    let capped = cap_met.load(std::sync::atomic::Ordering::SeqCst);
     // Folders an interrupt left untouched; those the new-mail step began keep what it stored.
-    for (_, prior) in std::mem::take(&mut *lock(&queue)) {
+    for (mailbox, prior) in std::mem::take(&mut *lock(&queue)) {
+        if capped {
+            not_reached.push((mailbox, prior));
+            continue;
+        }
         if let Some(mut r) = prior {
             if crate::interrupt::requested() {
                 r.errors.push("interrupted".into());
             }
             done(*r);
         }
+    }
+    if capped {
+        let bytes = lock(&totals).bytes;
+        said_capped(&ctx, not_reached, bytes, &|r| {
+            sink.folder_done(&account.user, &account.host, r.figures());
+            lock(&totals).add(&r);
+        });
     }
     let failed_folders = failed_folders.into_inner().unwrap_or_else(PoisonError::into_inner);
     // Fewer messages on the server than the archive holds of it (less those known to have
@@ -555,7 +672,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             changed.push(f);
             continue;
         }
-        match refresh::refresh(&ctx, &mut session, &place, f, condstore) {
+        let refreshed = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh(&ctx, s, &place, f, condstore),
+            |r| r.as_ref().err().map(ToString::to_string),
+        );
+        match refreshed {
             Ok(found) => {
                 said_refreshed(&ctx, f.mailbox, &found);
                 lock(&totals).left += found.left;
@@ -564,7 +688,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
-        for (f, outcome) in changed.iter().zip(refresh::refresh_changed(&ctx, &mut session, &place, &changed)) {
+        let outcomes = reconnected(
+            &mut session,
+            sink,
+            &label,
+            |s| refresh::refresh_changed(&ctx, s, &place, &changed),
+            |all| all.iter().find_map(|o| o.as_ref().err().map(ToString::to_string)),
+        );
+        for (f, outcome) in changed.iter().zip(outcomes) {
             if let Err(e) = outcome {
                 sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
             }
@@ -587,6 +718,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let separators: Vec<(&str, Option<char>)> = separators.iter().map(|(w, s)| (w.as_str(), *s)).collect();
     lock(&registry).set_hierarchy(&account_dir, namespace.as_ref(), &separators)?;
     lock(&registry).flush()?;
+    if spec.serial() && !remembered && account.pipelining {
+        match pipelining::remember(&root, &account_dir) {
+            Ok(()) => sink
+                .remark(&format!("{label}: the server mishandles pipelining: later runs send one command at a time")),
+            Err(e) => sink.warning(&format!("{label}: {e}")),
+        }
+    }
     Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 
@@ -613,14 +751,66 @@ struct Totals {
     failed: usize,
     /// Messages that left the server since the last run.
     left: usize,
+    /// Gmail's download limit stopped the account.
+    capped: bool,
 }
 
 impl Totals {
     fn add(&mut self, r: &FolderReport) {
+        self.capped |= r.capped;
         self.new += r.new;
         self.left += r.left_server;
         self.bytes += r.bytes;
         self.failed += usize::from(r.failed > 0);
+    }
+}
+
+/// Runs `attempt`; when it `failed` because the connection was lost (an access token's
+/// hour ending, say), reconnects within the session's budget, saying so, and runs it once
+/// more.
+fn reconnected<T>(
+    session: &mut Session,
+    sink: &dyn Sink,
+    label: &str,
+    mut attempt: impl FnMut(&mut Session) -> T,
+    failed: impl Fn(&T) -> Option<String>,
+) -> T {
+    let first = attempt(session);
+    let Some(why) = failed(&first).filter(|_| !session.connected() && !crate::interrupt::requested()) else {
+        return first;
+    };
+    match session.lost(&why) {
+        Ok(notice) => {
+            sink.warning(&format!("{label}: {notice}"));
+            attempt(session)
+        }
+        Err(_) => first,
+    }
+}
+
+/// Gmail's download limit stopped the account: one line for it (an error, the account's
+/// error in `--report`), and a report for each folder not reached, what was linked into
+/// it counted.
+fn said_capped(
+    ctx: &folder::Context<'_>,
+    not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)>,
+    bytes: u64,
+    add: &dyn Fn(FolderReport),
+) {
+    let account = ctx.account;
+    let n = not_reached.len();
+    let line = format!(
+        "{}: Gmail's download limit reached after {bytes} bytes: stopped, {n} folder{} not reached; \
+         the next run continues where this one stopped",
+        account.label(),
+        if n == 1 { "" } else { "s" }
+    );
+    ctx.sink.error(&line);
+    ctx.sink.account_failed(&account.user, &account.host, &line);
+    for (mailbox, prior) in not_reached {
+        let mut r = prior.map_or_else(|| FolderReport::new(&mailbox.shown()), |r| *r);
+        r.errors.push("not reached: Gmail's download limit".into());
+        add(r);
     }
 }
 
@@ -663,6 +853,7 @@ fn load_keys(
     root: &std::path::Path,
     account_dir: &str,
     sink: &dyn Sink,
+    loaded: Option<Keys>,
 ) -> Result<(Option<Keys>, bool)> {
     let Some(spec) = &account.keys else { return Ok((None, false)) };
     let user_dir = root.join(account_dir);
@@ -675,7 +866,10 @@ fn load_keys(
             user_dir.display()
         )));
     }
-    let (keys, created) = spec.load_or_create()?;
+    let (keys, created) = match loaded {
+        Some(keys) => (keys, false),
+        None => spec.load_or_create()?,
+    };
     if !created {
         crate::key_check::check_account(&keys, &spec.path, root, account_dir)?;
     }
@@ -697,11 +891,18 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
     let mut folders: Vec<Mailbox> = Vec::new();
     let mut unusable = Vec::new();
     let (mut namespace, mut separators) = (None, Vec::new());
+    let mut entries = Vec::new();
     match &account.folders {
         Folders::Named(names) => {
             for m in names.iter().map(|n| Mailbox::from_arg(n)) {
                 if !folders.contains(&m) {
                     folders.push(m);
+                }
+            }
+            // Gmail mode needs to know which named folder is All Mail: its LIST attribute.
+            if account.gmail_mode && session.has("X-GM-EXT-1").unwrap_or(false) {
+                if let Ok(listed) = session.list(false) {
+                    entries = listed.entries;
                 }
             }
         }
@@ -719,6 +920,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses = listed.statuses;
             namespace = listed.namespace;
             separators = listed.entries.iter().map(|e| (e.wire.clone(), e.delimiter)).collect();
+            entries = listed.entries.clone();
             for e in listed.entries.iter().filter(|e| e.selectable()) {
                 // A name that is not valid modified UTF-7 is still the server's name for it:
                 // it is backed up under that name rather than refused.
@@ -739,7 +941,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
             statuses.extend(more);
         }
     }
-    Ok(Chosen { folders, statuses, unusable, namespace, separators })
+    Ok(Chosen { folders, statuses, unusable, namespace, separators, entries })
 }
 
 /// The folders a backup goes through.
@@ -754,4 +956,6 @@ struct Chosen {
     namespace: Option<crate::hierarchy::Hierarchy>,
     /// Each listed folder's wire name and separator, for the records.
     separators: Vec<(String, Option<char>)>,
+    /// The LIST entries (special-use attributes for Gmail mode); none when nothing was listed.
+    entries: Vec<crate::imap::wire::ListEntry>,
 }

@@ -65,7 +65,7 @@ pub fn fetch(
         let finished = writer.finish();
         report.progress.clear();
         tally(ctx, &mut report, &mut journal, finished?);
-        sync_journal(place, &journal);
+        sync_journal(ctx, &report, place, &mut journal);
         let complete = !unfinished && !refused && report.failed == 0;
         if let (true, Some(uidnext)) = (complete, uidnext) {
             place.records().set_complete(place.account_dir, folders[index].mailbox, uidnext)?;

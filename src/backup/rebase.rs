@@ -336,6 +336,8 @@ fn link(
                 internal_date: d.arrived.map(|(t, zone)| metadata::format_internal_date(t, zone)),
                 flags: flag_sets.get(d.flags as usize).cloned().unwrap_or_default(),
                 form: Some(c.form),
+                headers: None,
+                labels: None,
             });
         }
         if entries.is_empty() {
@@ -398,7 +400,7 @@ fn describe_file(
 
 /// Gives the file `name` of `from` the name `to_name` in `to`: a hard link, or where the
 /// file system has none, a copy written in `tmp` and committed.
-fn place_file(from: &Dir, name: &str, to: &Dir, to_name: &str, tmp: &std::sync::Arc<Dir>) -> io::Result<()> {
+pub(super) fn place_file(from: &Dir, name: &str, to: &Dir, to_name: &str, tmp: &std::sync::Arc<Dir>) -> io::Result<()> {
     match from.link(name, to, to_name) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),

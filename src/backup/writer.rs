@@ -14,6 +14,7 @@ use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
 use crate::dir::Dir;
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
+use crate::metadata::headers::FieldScanner;
 use crate::metadata::{Entry, Hasher};
 
 /// Largest piece of message data in the queue.
@@ -336,6 +337,8 @@ struct Pending {
     size: u64,
     digest: Digest,
     form: Form,
+    /// The header fields the journal keeps, found in the bytes as they go by.
+    headers: FieldScanner,
 }
 
 /// How a message's digest is had: SHA-256 of its bytes, or for an encrypted file the HMAC
@@ -362,7 +365,7 @@ impl Pending {
             },
         )
         .map_err(|e| write_error(&target, e))?;
-        Ok(Pending { tmp, chain, name, target, uid, size: 0, digest, form: s.form })
+        Ok(Pending { tmp, chain, name, target, uid, size: 0, digest, form: s.form, headers: FieldScanner::kept() })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -370,12 +373,15 @@ impl Pending {
         if let Digest::Sha(h) = &mut self.digest {
             h.update(data);
         }
+        if self.headers.ended().is_none() {
+            self.headers.feed(data);
+        }
         self.chain.write_all(data).map_err(|e| write_error(&self.target, e))
     }
 
     /// Finishes the file; it waits in `done` for the batch commit that names it.
     fn finish(self, stamp: Stamp, done: &mut Done) -> Result<()> {
-        let Pending { tmp, chain, name, target, uid, size, digest, form } = self;
+        let Pending { tmp, chain, name, target, uid, size, digest, form, headers } = self;
         chain.finish().map_err(|e| write_error(&target, e))?;
         let digest = match digest {
             Digest::Sha(h) => h.finish(),
@@ -386,7 +392,8 @@ impl Pending {
         };
         done.batch.push_at(tmp, done.dir.clone(), name);
         let Stamp { flags, internal_date } = stamp;
-        done.messages.push(Entry { uid, size, digest, internal_date, flags, form: Some(form) });
+        let headers = Some(Box::new(headers.finish_kept()));
+        done.messages.push(Entry { uid, size, digest, internal_date, flags, form: Some(form), headers, labels: None });
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Credentials and how they are sent: `LOGIN`, or `AUTHENTICATE PLAIN` where LOGIN cannot
-//! carry them, or `AUTHENTICATE XOAUTH2` with an OAuth 2.0 token. Every buffer that holds
-//! a credential is ours and is wiped when dropped.
+//! carry them, or with an OAuth 2.0 token `AUTHENTICATE OAUTHBEARER` (RFC 7628) where the
+//! server offers it, else `AUTHENTICATE XOAUTH2` (Google's and Microsoft's own). Every
+//! buffer that holds a credential is ours and is wiped when dropped.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub enum Auth {
         /// The account password.
         password: Secret,
     },
-    /// An OAuth 2.0 access token: `AUTHENTICATE XOAUTH2`.
+    /// An OAuth 2.0 access token: `AUTHENTICATE OAUTHBEARER` or `XOAUTH2`.
     OAuth2 {
         /// The account name.
         user: String,
@@ -47,21 +48,38 @@ impl Auth {
     }
 }
 
-/// Where a fresh credential comes from while a run goes on (the credential helper, which
-/// runs the account's token or password command again).
+/// Why a fresh credential is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// A login is about to be made.
+    Login,
+    /// The server refused the credential in hand.
+    Refused,
+}
+
+/// Where a fresh credential comes from while a run goes on: the credential helper, which
+/// runs the account's token or password command again, or the run's own OAuth 2.0 token
+/// source.
 #[derive(Clone)]
 pub struct Renewal {
     /// Renew before every login of a session after its first, not only when the server
     /// refuses the credential: an access token expires (after about an hour), a password
     /// rarely changes, and its command may ask someone for it.
     pub on_reconnect: bool,
+    /// Ask before every login, the first included: the source keeps a token while it is
+    /// fresh (so asking is cheap) and renews it before it expires. A refused login asks
+    /// again, with [`Ask::Refused`].
+    pub every_login: bool,
     /// Gets the fresh password or token.
-    pub fetch: Arc<dyn Fn() -> Result<Secret> + Send + Sync>,
+    pub fetch: Arc<dyn Fn(Ask) -> Result<Secret> + Send + Sync>,
 }
 
 impl fmt::Debug for Renewal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Renewal").field("on_reconnect", &self.on_reconnect).finish_non_exhaustive()
+        f.debug_struct("Renewal")
+            .field("on_reconnect", &self.on_reconnect)
+            .field("every_login", &self.every_login)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,6 +167,41 @@ pub fn xoauth2(user: &str, token: &str) -> Wiped {
     w
 }
 
+/// The OAUTHBEARER initial client response (RFC 7628, 3.1): a GS2 header naming the user,
+/// then the server's host and port and the bearer token, separated by ^A.
+pub fn oauthbearer(user: &str, host: &str, port: u16, token: &str) -> Wiped {
+    // In the GS2 header `,` and `=` of the name are written =2C and =3D.
+    let user = user.replace('=', "=3D").replace(',', "=2C");
+    let port = port.to_string();
+    let mut w = Wiped::with_capacity(user.len() + host.len() + token.len() + 40);
+    for piece in [
+        b"n,a=".as_slice(),
+        user.as_bytes(),
+        b",\x01host=",
+        host.as_bytes(),
+        b"\x01port=",
+        port.as_bytes(),
+        b"\x01auth=Bearer ",
+        token.as_bytes(),
+        b"\x01\x01",
+    ] {
+        w.push(piece);
+    }
+    w
+}
+
+/// Which OAuth 2.0 mechanism to use: OAUTHBEARER, the standard one, where offered, else
+/// XOAUTH2; `None` when the server offers neither.
+pub fn oauth2_mechanism(has: impl Fn(&str) -> bool) -> Option<&'static str> {
+    if has("AUTH=OAUTHBEARER") {
+        Some("OAUTHBEARER")
+    } else if has("AUTH=XOAUTH2") {
+        Some("XOAUTH2")
+    } else {
+        None
+    }
+}
+
 /// `LOGIN "user" "password"` (after the tag), as an IMAP command line.
 pub fn login_command(tag: &str, user: &str, password: &str) -> Wiped {
     let mut w = Wiped::with_capacity(tag.len() + 16 + 2 * (user.len() + password.len()));
@@ -194,6 +247,12 @@ mod tests {
     fn credentials_are_encoded_and_hidden() {
         assert_eq!(plain("ann", "pässword").bytes(), "\0ann\0pässword".as_bytes());
         assert_eq!(xoauth2("ann@example.org", "tok").bytes(), b"user=ann@example.org\x01auth=Bearer tok\x01\x01");
+        // RFC 7628, 4.1, with the user escaped as RFC 5801 says.
+        assert_eq!(
+            oauthbearer("user@example.com", "server.example.com", 143, "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==").bytes(),
+            b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+        );
+        assert!(oauthbearer("a,b=c", "h", 1, "t").bytes().starts_with(b"n,a=a=2Cb=3Dc,\x01"));
         assert_eq!(
             login_command("a1", "ann", r#"p"w\x"#).bytes(),
             br#"a1 LOGIN "ann" "p\"w\\x""#.iter().chain(b"\r\n").copied().collect::<Vec<u8>>()
@@ -207,6 +266,9 @@ mod tests {
     #[test]
     fn mechanism_choice() {
         let caps = |list: &'static [&'static str]| move |c: &str| list.contains(&c);
+        assert_eq!(oauth2_mechanism(caps(&["AUTH=XOAUTH2", "AUTH=OAUTHBEARER"])), Some("OAUTHBEARER"));
+        assert_eq!(oauth2_mechanism(caps(&["AUTH=XOAUTH2"])), Some("XOAUTH2"));
+        assert_eq!(oauth2_mechanism(caps(&["AUTH=PLAIN"])), None);
         assert_eq!(use_plain(caps(&["AUTH=PLAIN"]), "ann", "pw"), Ok(false));
         assert_eq!(use_plain(caps(&["AUTH=PLAIN"]), "ann", "pä"), Ok(true));
         assert_eq!(use_plain(caps(&["LOGINDISABLED", "AUTH=PLAIN"]), "ann", "pw"), Ok(true));

@@ -9,6 +9,8 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{quote, ImapError};
@@ -43,6 +45,10 @@ pub struct ServerSpec {
     pub trust: Trust,
     /// Limit for connecting and for each read and write.
     pub timeout: Duration,
+    /// Send one command at a time, never several before their answers (a server that
+    /// mishandles pipelining, found out or configured). Shared by the copies of the spec:
+    /// every connection of the account learns it once one found out.
+    pub one_at_a_time: Arc<AtomicBool>,
 }
 
 impl ServerSpec {
@@ -65,7 +71,13 @@ impl ServerSpec {
             starttls,
             trust: Trust::load(ca_file, pin_sha256)?,
             timeout: DEFAULT_TIMEOUT,
+            one_at_a_time: Arc::default(),
         })
+    }
+
+    /// Whether commands go one at a time (see [`ServerSpec::one_at_a_time`]).
+    pub fn serial(&self) -> bool {
+        self.one_at_a_time.load(Ordering::Relaxed)
     }
 
     /// `host:port` for messages, with IPv6 addresses in brackets.

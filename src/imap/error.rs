@@ -27,6 +27,14 @@ pub enum ImapError {
     /// What was being sent could not be read here (an archive file that changed): the
     /// command is broken off with the connection.
     Local(String),
+    /// The server answered `BAD Command Error. 10` (Exchange's) to a command sent while
+    /// another was still unanswered: it mishandles pipelined commands. Its answers
+    /// on this connection cannot be trusted; the next connection sends one at a time.
+    Garbled(String),
+    /// The server is throttling the account (`NO [THROTTLED]`, `[UNAVAILABLE]`,
+    /// Exchange's `Request is throttled. Suggested Backoff Time: N milliseconds`): wait,
+    /// reconnect and go on.
+    Throttled(String),
 }
 
 impl ImapError {
@@ -55,7 +63,45 @@ impl fmt::Display for ImapError {
             ImapError::Timeout => f.write_str("no answer in time"),
             ImapError::Slow => f.write_str("the answer came too slowly (below 8 KiB/s after the timeout)"),
             ImapError::Local(why) => f.write_str(why),
+            ImapError::Garbled(text) => {
+                write!(f, "the server refused a pipelined command ({}): it mishandles pipelining", quote(text))
+            }
+            ImapError::Throttled(text) => write!(f, "the server is throttling the account: {}", quote(text)),
         }
+    }
+}
+
+/// Whether a refusal's text says the server is throttling or briefly unavailable (RFC 5530
+/// `[UNAVAILABLE]`; `[THROTTLED]`; Exchange Online's "Request is throttled" and "Server
+/// Unavailable. 15"), rather than refusing the command itself.
+pub fn is_throttling(text: &str) -> bool {
+    let upper = text.trim_start().to_ascii_uppercase();
+    upper.starts_with("[THROTTLED]")
+        || upper.starts_with("[UNAVAILABLE]")
+        || upper.starts_with("REQUEST IS THROTTLED")
+        || upper.starts_with("SERVER UNAVAILABLE")
+}
+
+/// Whether a BAD's text is Exchange's answer to a command line it garbled: `Command Error.
+/// 10` (its argument errors, `Command Argument Error. 11`, are about the command itself).
+/// Only a pipelined command's BAD is taken so; other servers' BADs stay refusals.
+pub fn is_garbled_command(text: &str) -> bool {
+    let upper = text.trim_start().to_ascii_uppercase();
+    upper.starts_with("COMMAND ERROR")
+}
+
+/// The wait a throttling text suggests (Exchange: "Suggested Backoff Time: 299961
+/// milliseconds"), if it names one.
+pub fn suggested_backoff(text: &str) -> Option<std::time::Duration> {
+    let lower = text.to_ascii_lowercase();
+    let rest = &lower[lower.find("backoff time:")? + "backoff time:".len()..];
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    let unit = rest.trim_start()[digits.len()..].trim_start();
+    if unit.starts_with("ms") || unit.starts_with("milli") {
+        Some(std::time::Duration::from_millis(n))
+    } else {
+        Some(std::time::Duration::from_secs(n))
     }
 }
 
@@ -66,5 +112,34 @@ pub fn quote(text: &str) -> String {
     match clean.char_indices().nth(MAX_QUOTE) {
         Some((cut, _)) => format!("{}...", &clean[..cut]),
         None => clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn throttling_texts() {
+        for t in [
+            "Request is throttled. Suggested Backoff Time: 299961 milliseconds",
+            "[THROTTLED] slow down",
+            "[UNAVAILABLE] Temporary failure",
+            "Server Unavailable. 15",
+        ] {
+            assert!(is_throttling(t), "{t}");
+        }
+        for t in ["Command Error. 10", "[AUTHENTICATIONFAILED] no", "Unavailable folder name"] {
+            assert!(!is_throttling(t), "{t}");
+        }
+        assert_eq!(
+            suggested_backoff("Request is throttled. Suggested Backoff Time: 299961 milliseconds"),
+            Some(Duration::from_millis(299_961))
+        );
+        assert_eq!(suggested_backoff("[THROTTLED] Suggested backoff time: 5 s"), Some(Duration::from_secs(5)));
+        assert_eq!(suggested_backoff("Server Unavailable. 15"), None);
+        assert!(is_garbled_command("Command Error. 10"));
+        assert!(!is_garbled_command("Command Argument Error. 11") && !is_garbled_command("internal error"));
     }
 }

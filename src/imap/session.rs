@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::auth::{self, Auth, Renewal, Wiped};
+use super::auth::{self, Ask, Auth, Renewal, Wiped};
 use super::connect::{self, ServerSpec, Unreached};
 use super::error::{quote, ImapError};
 use super::tls::Stream;
@@ -18,11 +18,49 @@ use crate::error::{describe_io, Error, IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name;
 
+mod gmail;
 mod target;
+pub use gmail::GmailIds;
 pub use target::{Appending, Holding, HEADER_PREFIX};
 
-/// How often a lost connection is re-established before the account is given up.
+/// How often a lost connection is re-established before the account is given up. A
+/// connection that moved the work on (delivered a message, stored an upload) before it was
+/// lost restores the count: a run lasts as long as its work, whatever ends its connections
+/// now and then (an access token's hour); a server that fails every connection before any
+/// progress still ends the account.
 pub const RECONNECTS: u32 = 3;
+/// The most time an account's session waits for a throttling server in one run: past it
+/// the account stops for this run (what was archived stays; the next run goes on).
+pub const THROTTLE_BUDGET: Duration = Duration::from_secs(30 * 60);
+/// The longest single wait for a throttling server, whatever it suggests.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(10 * 60);
+/// The first wait for a throttling server that suggests none; it doubles each time in a
+/// row (up to [`MAX_THROTTLE_WAIT`]).
+const FIRST_THROTTLE_WAIT: Duration = Duration::from_secs(15);
+
+/// How long to wait after the throttling answer `text`, the `nth` in a row (from 0): what
+/// the server suggests, else a doubling wait.
+fn throttle_wait(text: &str, nth: u32) -> Duration {
+    super::error::suggested_backoff(text)
+        .unwrap_or_else(|| FIRST_THROTTLE_WAIT.saturating_mul(1 << nth.min(10)))
+        .min(MAX_THROTTLE_WAIT)
+}
+
+/// Sleeps `wait`, listening for Ctrl-C.
+fn pause(wait: Duration) -> Result<()> {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(crate::interrupt::TICK));
+    }
+}
+
 /// Untagged answers of no interest tolerated during one command.
 const MAX_OTHER_ANSWERS: usize = 100_000;
 /// Folders one LIST may name.
@@ -182,6 +220,16 @@ struct Link {
     appends: VecDeque<String>,
     /// Tagged answers of those that came while the go-ahead for a later one was awaited.
     answered: HashMap<String, (Status, String)>,
+    /// A message came whole over this connection, or an upload was stored: losing it
+    /// later does not count against [`RECONNECTS`].
+    progressed: bool,
+    /// One command at a time: a command is written only once the ones before it were
+    /// answered (a server that mishandles pipelining).
+    serial: bool,
+    /// In that mode, the commands (the last ones of `in_flight`) not written yet.
+    queued: VecDeque<Vec<u8>>,
+    /// Tags of commands written while an earlier one was still unanswered.
+    pipelined: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Link {
@@ -200,18 +248,50 @@ impl Link {
         format!("s{}", self.next_tag)
     }
 
-    /// Sends commands in one write; returns their tags.
+    /// Sends commands in one write (one at a time, each after the answer of the one
+    /// before, when [`Link::serial`]); returns their tags.
     fn send(&mut self, commands: &[String]) -> std::result::Result<Vec<String>, ImapError> {
         let mut out = Vec::new();
         let mut tags = Vec::new();
         for c in commands {
             let tag = self.tag();
-            out.extend_from_slice(format!("{tag} {c}\r\n").as_bytes());
+            let line = format!("{tag} {c}\r\n").into_bytes();
+            if self.serial {
+                self.queued.push_back(line);
+            } else {
+                if !self.in_flight.is_empty() || !tags.is_empty() {
+                    self.pipelined.insert(tag.clone());
+                }
+                out.extend_from_slice(&line);
+            }
             tags.push(tag);
         }
-        self.write(&out)?;
+        if !out.is_empty() {
+            self.write(&out)?;
+        }
         self.in_flight.extend(tags.iter().cloned());
+        self.pump()?;
         Ok(tags)
+    }
+
+    /// One at a time: writes the next queued command once every command written before
+    /// it was answered.
+    fn pump(&mut self) -> std::result::Result<(), ImapError> {
+        if self.in_flight.len() == self.queued.len() {
+            if let Some(line) = self.queued.pop_front() {
+                self.write(&line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every queued command now: before a command written directly (APPEND),
+    /// which must come after them.
+    fn unqueue(&mut self) -> std::result::Result<(), ImapError> {
+        while let Some(line) = self.queued.pop_front() {
+            self.write(&line)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), ImapError> {
@@ -242,9 +322,15 @@ impl Link {
         on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
     ) -> std::result::Result<String, ImapError> {
         let mut others = 0;
+        let mut bodies = false;
         self.io.get_mut().restart();
         loop {
+            self.pump()?;
             match wire::read_response_into(&mut self.io, max_literal, sink.as_deref_mut())? {
+                Response::Data(Data::Fetch(f)) => {
+                    bodies |= f.body.is_some() || f.streamed.is_some();
+                    on_data(Data::Fetch(f))?
+                }
                 Response::Data(Data::Bye(text)) => {
                     return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
                 }
@@ -267,9 +353,20 @@ impl Link {
                     if self.fetches.front() == Some(&t) {
                         self.fetches.pop_front();
                     }
+                    let pipelined = self.pipelined.remove(&t);
+                    if status != Status::Ok && super::error::is_throttling(&text) {
+                        // Whatever it ends, it is not the command's fault.
+                        return Err(ImapError::Throttled(text));
+                    }
+                    if status == Status::Bad && pipelined && super::error::is_garbled_command(&text) {
+                        return Err(ImapError::Garbled(text));
+                    }
                     if t == tag {
                         return match status {
-                            Status::Ok => Ok(text),
+                            Status::Ok => {
+                                self.progressed |= bodies;
+                                Ok(text)
+                            }
                             Status::No | Status::Bad => Err(ImapError::Refused(text)),
                         };
                     }
@@ -293,12 +390,40 @@ pub struct Session {
     unrenewable: Option<String>,
     link: Option<Link>,
     reconnects: u32,
+    /// The connection dropped last had moved the work on (see [`RECONNECTS`]).
+    dropped_progress: bool,
+    /// The connection dropped last garbled pipelined commands: the next one sends them one
+    /// at a time, at once and without counting against [`RECONNECTS`] (once).
+    garbled: Option<String>,
+    /// The connection dropped last was throttled: the next one waits first.
+    throttled: Option<String>,
+    /// Throttled in a row, without progress between: the wait grows.
+    throttled_in_a_row: u32,
+    /// Time spent waiting for throttling so far (at most [`THROTTLE_BUDGET`]).
+    throttle_waited: Duration,
+    /// This session learnt that the server mishandles pipelining.
+    learnt_serial: bool,
 }
 
 impl Session {
     /// A session that connects on first use.
     pub fn new(spec: ServerSpec, addrs: Vec<SocketAddr>, auth: Auth) -> Session {
-        Session { spec, addrs, auth, renewal: None, logged_in: false, unrenewable: None, link: None, reconnects: 0 }
+        Session {
+            spec,
+            addrs,
+            auth,
+            renewal: None,
+            logged_in: false,
+            unrenewable: None,
+            link: None,
+            reconnects: 0,
+            dropped_progress: false,
+            garbled: None,
+            throttled: None,
+            throttled_in_a_row: 0,
+            throttle_waited: Duration::ZERO,
+            learnt_serial: false,
+        }
     }
 
     /// The same session, renewing its credential through `renewal` (see [`Renewal`]).
@@ -353,13 +478,14 @@ impl Session {
     }
 
     /// Connects and logs in. A reconnect first renews a token (it may have expired since
-    /// the last login); a credential the server refuses is renewed once and tried again,
-    /// unless it was renewed for this very login.
+    /// the last login), and a source that keeps its token while it is fresh is asked before
+    /// every login; a credential the server refuses is renewed once and tried again, unless
+    /// a command ran for this very login.
     fn open_link(&mut self) -> std::result::Result<Link, Unreached> {
         let Session { spec, addrs, auth, renewal, logged_in, unrenewable, .. } = self;
-        let mut renew = |auth: &mut Auth| -> Result<()> {
+        let mut renew = |auth: &mut Auth, ask: Ask| -> Result<()> {
             let Some(r) = renewal.as_ref() else { return Ok(()) };
-            match (r.fetch)() {
+            match (r.fetch)(ask) {
                 Ok(secret) => {
                     *auth = auth.renewed(secret);
                     Ok(())
@@ -370,14 +496,20 @@ impl Session {
                 }
             }
         };
-        let renewed = renewal.as_ref().is_some_and(|r| r.on_reconnect && *logged_in);
+        let renewed = renewal.as_ref().is_some_and(|r| r.every_login || (r.on_reconnect && *logged_in));
         if renewed {
-            renew(auth).map_err(Unreached::permanent)?;
+            renew(auth, Ask::Login).map_err(Unreached::permanent)?;
         }
-        let retry = renewal.is_some() && !renewed;
-        let link = open(spec, addrs, auth, if retry { Some(&mut renew) } else { None })?;
+        let retry = renewal.as_ref().is_some_and(|r| r.every_login || !renewed);
+        let mut on_refusal = |auth: &mut Auth| renew(auth, Ask::Refused);
+        let link = open(spec, addrs, auth, if retry { Some(&mut on_refusal) } else { None })?;
         *logged_in = true;
         Ok(link)
+    }
+
+    /// Whether a connection is up (none before the first use, and none after one broke).
+    pub fn connected(&self) -> bool {
+        self.link.is_some()
     }
 
     /// Whether the connection was lost more often than allowed.
@@ -385,12 +517,49 @@ impl Session {
         self.reconnects > RECONNECTS
     }
 
-    /// Drops a connection that broke and waits before the next (1, 2, 4 s); returns what
-    /// to tell the user, or an error once [`RECONNECTS`] are used up.
+    /// Drops a connection that broke and waits before the next (1, 2, 4 s, unless it moved
+    /// the work on; a throttling server's wait); returns what to tell the user, or an error
+    /// once [`RECONNECTS`] (or [`THROTTLE_BUDGET`]) are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
-        self.link = None;
+        self.drop_link();
+        let progressed = std::mem::take(&mut self.dropped_progress);
+        if progressed {
+            self.reconnects = 0;
+            self.throttled_in_a_row = 0;
+        }
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
+        }
+        if let Some(text) = self.garbled.take() {
+            // Learnt once per session: a server that garbles single commands too is an
+            // ordinary lost connection from then on.
+            if !std::mem::replace(&mut self.learnt_serial, true) {
+                return Ok(format!(
+                    "the server refused a pipelined command ({}): it mishandles pipelining, so commands go one at a time from now on; reconnecting",
+                    quote(&text)
+                ));
+            }
+        }
+        if let Some(text) = self.throttled.take() {
+            let wait = throttle_wait(&text, self.throttled_in_a_row);
+            let left = THROTTLE_BUDGET.saturating_sub(self.throttle_waited);
+            if left.is_zero() {
+                self.reconnects = RECONNECTS + 1;
+                return Err(Error::runtime(format!(
+                    "throttled by the server for {} in all, giving up for this run (last: {})",
+                    crate::imap::tls::seconds(THROTTLE_BUDGET),
+                    quote(&text)
+                )));
+            }
+            let wait = wait.min(left);
+            self.throttled_in_a_row += 1;
+            self.throttle_waited += wait;
+            pause(wait)?;
+            return Ok(format!(
+                "the server is throttling the account ({}); waited {}, resuming",
+                quote(&text),
+                crate::imap::tls::seconds(wait)
+            ));
         }
         if let Some(e) = self.unrenewable.take() {
             // The account's credential command failed: the next attempt would only run it again.
@@ -401,8 +570,19 @@ impl Session {
         if self.given_up() {
             return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
         }
-        std::thread::sleep(Duration::from_secs(1 << (self.reconnects - 1)));
+        // A connection that moved the work on was not failing: its successor starts at
+        // once (an access token's hour ended, say). Failures in a row wait 1, 2, 4 s.
+        if !progressed {
+            pause(Duration::from_secs(1 << (self.reconnects - 1)))?;
+        }
         Ok(format!("connection lost ({why}); reconnecting"))
+    }
+
+    /// Drops the connection, noting whether it had moved the work on.
+    fn drop_link(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.dropped_progress = link.progressed;
+        }
     }
 
     /// The live connection for a new command, connecting first if needed. Answers of a
@@ -410,19 +590,33 @@ impl Session {
     /// such a connection is dropped.
     fn link(&mut self) -> std::result::Result<&mut Link, ImapError> {
         if self.link.as_ref().is_some_and(|l| !l.fetches.is_empty() || !l.appends.is_empty()) {
-            self.link = None;
+            self.drop_link();
         }
         if self.link.is_none() {
+            // Reconnected without a word (a failure that did not matter): nothing to say
+            // or wait for any more.
+            self.garbled = None;
+            self.throttled = None;
             let link = self.open_link().map_err(|e| ImapError::Lost(e.error.to_string()))?;
             self.link = Some(link);
         }
         self.link.as_mut().ok_or_else(|| ImapError::Lost("no connection".into()))
     }
 
-    /// Runs `result`'s bookkeeping: a failure that breaks the stream drops the connection.
+    /// Runs `result`'s bookkeeping: a failure that breaks the stream drops the connection;
+    /// a server that garbled pipelined commands gets them one at a time from now on (every
+    /// connection of the account), and a throttled one is waited for before the next.
     fn checked<T>(&mut self, result: std::result::Result<T, ImapError>) -> std::result::Result<T, ImapError> {
+        match &result {
+            Err(ImapError::Garbled(text)) => {
+                self.spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.garbled = Some(text.clone());
+            }
+            Err(ImapError::Throttled(text)) => self.throttled = Some(text.clone()),
+            _ => {}
+        }
         if result.as_ref().is_err_and(ImapError::breaks_session) {
-            self.link = None;
+            self.drop_link();
         }
         result
     }
@@ -874,6 +1068,7 @@ impl Session {
             let tags = link.send(&["LOGOUT".to_string()])?;
             // The BYE that comes first is expected here, unlike during any other command.
             loop {
+                link.pump()?;
                 if let Response::Tagged { tag, .. } = wire::read_response(&mut link.io, MAX_SMALL_LITERAL)? {
                     if tag == tags[0] {
                         return Ok(());
@@ -1036,6 +1231,10 @@ fn open(
         fetches: VecDeque::new(),
         appends: VecDeque::new(),
         answered: HashMap::new(),
+        progressed: false,
+        serial: spec.serial(),
+        queued: VecDeque::new(),
+        pipelined: std::collections::HashSet::new(),
     };
     // A broken stream may be the link's fault and pass; an answer refused or unreadable
     // is the server's.
@@ -1163,7 +1362,7 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
             let plain = auth::use_plain(|c| link.has(c), user, password)
                 .map_err(|why| LoginFailure::Other(Error::runtime(format!("{endpoint} {why}"))))?;
             if plain {
-                sasl(link, "PLAIN", &auth::plain(user, password)).map_err(|(e, _)| failure(e))
+                sasl(link, "PLAIN", &auth::plain(user, password), b"\r\n").map_err(|(e, _)| failure(e))
             } else {
                 let tag = link.tag();
                 link.write(auth::login_command(&tag, user, password).bytes()).map_err(failure)?;
@@ -1172,10 +1371,20 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
             }
         }
         Auth::OAuth2 { user, token } => {
-            if !link.has("AUTH=XOAUTH2") {
-                return Err(Error::runtime(format!("{endpoint} does not offer OAuth2 login (AUTH=XOAUTH2)")).into());
-            }
-            sasl(link, "XOAUTH2", &auth::xoauth2(user, token.expose())).map_err(|(e, detail)| {
+            let Some(mechanism) = auth::oauth2_mechanism(|c| link.has(c)) else {
+                return Err(Error::runtime(format!(
+                    "{endpoint} does not offer OAuth2 login (AUTH=OAUTHBEARER or AUTH=XOAUTH2)"
+                ))
+                .into());
+            };
+            // After a failure both send a JSON error as a challenge; the client's answer
+            // ends the exchange: an empty line (XOAUTH2) or ^A (OAUTHBEARER, RFC 7628 3.2.3).
+            let (response, cancel) = if mechanism == "OAUTHBEARER" {
+                (auth::oauthbearer(user, &spec.host, spec.port, token.expose()), &b"AQ==\r\n"[..])
+            } else {
+                (auth::xoauth2(user, token.expose()), &b"\r\n"[..])
+            };
+            sasl(link, mechanism, &response, cancel).map_err(|(e, detail)| {
                 let with_detail = |error: Error| match &detail {
                     Some(detail) => Error::runtime(format!("{error} ({detail})")),
                     None => error,
@@ -1191,12 +1400,13 @@ fn log_in(link: &mut Link, auth: &Auth, spec: &ServerSpec) -> std::result::Resul
 }
 
 /// One SASL exchange with a single client response (with SASL-IR in the command itself).
-/// On failure, XOAUTH2 servers send a JSON error as a challenge first: it comes back with
-/// the error.
+/// On failure, OAuth 2.0 servers send a JSON error as a challenge first: it comes back with
+/// the error, after `cancel` answered it.
 fn sasl(
     link: &mut Link,
     mechanism: &str,
     response: &Wiped,
+    cancel: &[u8],
 ) -> std::result::Result<String, (ImapError, Option<String>)> {
     let tag = link.tag();
     let encoded = response.base64();
@@ -1220,7 +1430,7 @@ fn sasl(
                     let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, challenge.trim())
                         .unwrap_or_else(|_| challenge.into_bytes());
                     detail = Some(quote(&String::from_utf8_lossy(&decoded)));
-                    link.write(b"\r\n").map_err(|e| (e, detail.clone()))?;
+                    link.write(cancel).map_err(|e| (e, detail.clone()))?;
                 } else {
                     let mut line = Wiped::with_capacity(encoded.bytes().len() + 2);
                     line.push(encoded.bytes());

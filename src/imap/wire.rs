@@ -149,7 +149,19 @@ pub struct Fetched {
     pub flags: Option<Vec<String>>,
     /// `INTERNALDATE` (`"17-Jul-1996 02:44:25 -0700"`), when it had that form.
     pub internal_date: Option<String>,
+    /// Gmail's `X-GM-MSGID`: the message's one id across all its folders.
+    pub gm_msgid: Option<u64>,
+    /// Gmail's `X-GM-THRID`: its conversation.
+    pub gm_thrid: Option<u64>,
+    /// Gmail's `X-GM-LABELS`, as sent (modified UTF-7 names, system labels with `\`); at
+    /// most [`MAX_LABELS`] of at most [`MAX_LABEL_LEN`] bytes each (more fails the answer).
+    pub gm_labels: Option<Vec<String>>,
 }
+
+/// Most Gmail labels one message may carry in an answer.
+pub const MAX_LABELS: usize = 1000;
+/// Longest Gmail label name accepted.
+pub const MAX_LABEL_LEN: usize = 1024;
 
 /// Most flags one message may carry in an answer: far above any real mailbox's keywords.
 pub const MAX_FLAGS: usize = 64;
@@ -671,6 +683,12 @@ fn fetched(v: Value) -> Result<Fetched, ImapError> {
             out.flags = Some(flags(value)?);
         } else if upper == "INTERNALDATE" {
             out.internal_date = value.text().filter(|d| internal_date_ok(d));
+        } else if upper == "X-GM-MSGID" {
+            out.gm_msgid = value.number();
+        } else if upper == "X-GM-THRID" {
+            out.gm_thrid = value.number();
+        } else if upper == "X-GM-LABELS" {
+            out.gm_labels = Some(labels(value)?);
         } else if upper == "BODY[]"
             || upper == "BODY[HEADER]"
             || upper.starts_with("BODY[HEADER.FIELDS ")
@@ -715,6 +733,27 @@ fn flags(v: Value) -> Result<Vec<String>, ImapError> {
         }
     }
     // In one order, so a refresh compares sets, not the server's whims.
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// A FETCH answer's Gmail label list (atoms, quoted strings or literals), bounded, sorted.
+fn labels(v: Value) -> Result<Vec<String>, ImapError> {
+    let Value::List(items) = v else {
+        return Err(ImapError::Protocol("X-GM-LABELS without a list in a FETCH answer".into()));
+    };
+    if items.len() > MAX_LABELS {
+        return Err(ImapError::Protocol(format!("a message with more than {MAX_LABELS} labels")));
+    }
+    let mut out = Vec::new();
+    for item in items {
+        let (Value::Atom(a) | Value::Str(a)) = item else { continue };
+        if a.len() > MAX_LABEL_LEN {
+            return Err(ImapError::Protocol(format!("a label name of more than {MAX_LABEL_LEN} bytes")));
+        }
+        out.push(String::from_utf8_lossy(&a).into_owned());
+    }
     out.sort_unstable();
     out.dedup();
     Ok(out)
@@ -907,6 +946,23 @@ mod tests {
         // Cut short: the connection is lost.
         let (responses, _) = read_streamed(b"* 3 FETCH (UID 7 BODY[] {30}\r\nhello", 7, 100);
         assert!(matches!(&responses[0], Err(ImapError::Lost(_))), "{responses:?}");
+    }
+
+    #[test]
+    fn gmail_items() {
+        let Data::Fetch(f) = data(
+            b"* 1 FETCH (X-GM-THRID 1266894439832287888 X-GM-MSGID 1278455344230334865 \
+              X-GM-LABELS (\\Inbox \"Work/2019\" {5}\r\n&AOc- \\Sent) UID 4)\r\n",
+        ) else {
+            panic!()
+        };
+        assert_eq!(f.uid, Some(4));
+        assert_eq!((f.gm_msgid, f.gm_thrid), (Some(1278455344230334865), Some(1266894439832287888)));
+        assert_eq!(f.gm_labels.unwrap(), ["&AOc-", "Work/2019", "\\Inbox", "\\Sent"]);
+        let Data::Fetch(f) = data(b"* 1 FETCH (X-GM-LABELS () UID 4)\r\n") else { panic!() };
+        assert_eq!(f.gm_labels, Some(vec![]));
+        let many = format!("* 1 FETCH (X-GM-LABELS ({}) UID 4)\r\n", "a ".repeat(MAX_LABELS + 1));
+        assert!(read(many.as_bytes(), 100).is_err());
     }
 
     #[test]

@@ -34,7 +34,11 @@ struct Slot {
 impl Slot {
     /// Its memory, roughly (the map's share included).
     fn cost(&self) -> usize {
-        std::mem::size_of::<(u32, Slot)>() + 32 + self.fields.flags.as_ref().map_or(0, String::capacity)
+        std::mem::size_of::<(u32, Slot)>()
+            + 32
+            + self.fields.flags.as_ref().map_or(0, String::capacity)
+            + self.fields.headers.as_ref().map_or(0, |h| std::mem::size_of_val(&**h) + h.heap_bytes())
+            + self.fields.labels.as_ref().map_or(0, |l| l.iter().map(|s| 24 + s.capacity()).sum())
     }
 }
 
@@ -262,6 +266,9 @@ fn meta(f: Fields) -> MessageMeta {
         gone: f.gone,
         archived: f.size.is_some(),
         archived_at: f.archived,
+        headers: f.headers,
+        labels: f.labels,
+        gmail: f.gmail,
     }
 }
 

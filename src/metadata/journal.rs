@@ -208,6 +208,9 @@ impl Journal {
                     flags: Some(join_flags(&e.flags)),
                     archived: Some(archived),
                     gone: None,
+                    headers: e.headers.clone(),
+                    labels: e.labels.clone(),
+                    gmail: None,
                 },
             })
             .collect();
@@ -227,6 +230,16 @@ impl Journal {
     /// Records flags that changed.
     pub fn flags(&mut self, changed: &[(u32, Vec<String>)]) -> Result<()> {
         self.updates(changed.iter().map(|(u, f)| (*u, Fields { flags: Some(join_flags(f)), ..Fields::default() })))
+    }
+
+    /// Records Gmail labels and ids learnt or changed: `(uid, labels, (msgid, thrid))`.
+    pub fn gmail(&mut self, changed: &[(u32, Vec<String>, (u64, u64))]) -> Result<()> {
+        let fields = |labels: &Vec<String>, ids: (u64, u64)| Fields {
+            labels: Some(labels.clone()),
+            gmail: Some(ids),
+            ..Fields::default()
+        };
+        self.updates(changed.iter().map(|(u, l, ids)| (*u, fields(l, *ids))))
     }
 
     /// Records INTERNALDATEs learnt after the messages were archived.
@@ -287,6 +300,17 @@ impl Journal {
     /// Ends what was written with an end record (or rewrites the journal when its tail
     /// grew too long, or it held damage) and makes it durable.
     pub fn sync(&mut self) -> Result<()> {
+        self.end(true)
+    }
+
+    /// [`Journal::sync`] without the fsync of an appended end record: for a backup that
+    /// syncs many folders' journals together before it records them complete. A rewrite
+    /// is synced all the same (it replaces the file).
+    pub fn end_unsynced(&mut self) -> Result<()> {
+        self.end(false)
+    }
+
+    fn end(&mut self, durable: bool) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
@@ -300,7 +324,9 @@ impl Journal {
         let end = self.line(&Record::End(Mark { time_ns: Some(time), modseq: self.modseq, gone: self.gone }))?;
         let file = self.file()?;
         file.write_all(&end).at(&path)?;
-        file.sync_all().at(&path)?;
+        if durable {
+            file.sync_all().at(&path)?;
+        }
         set_mtime(file, time).at(&path)?;
         self.dirty = false;
         Ok(())
@@ -533,6 +559,8 @@ mod tests {
             internal_date: Some("07-Jul-2019 02:44:25 -0700".into()),
             flags: flags.iter().map(|s| s.to_string()).collect(),
             form: None,
+            headers: None,
+            labels: None,
         }
     }
 

@@ -9,9 +9,10 @@
 //! record only; compacted now and then into one sorted record per message. Reading
 //! ([`index`]) streams it in UID order in bounded memory, whatever its size.
 
+pub mod headers;
 mod index;
 mod journal;
-mod line;
+pub mod line;
 pub mod reader;
 pub mod record;
 
@@ -58,6 +59,12 @@ pub struct MessageMeta {
     pub archived: bool,
     /// When it was archived (Unix time), when recorded.
     pub archived_at: Option<i64>,
+    /// Its From, To, Subject, Date and Message-ID, when recorded (by a backup of 0.7.0 on).
+    pub headers: Option<Box<headers::HeaderFields>>,
+    /// Its Gmail labels, when recorded.
+    pub labels: Option<Vec<String>>,
+    /// Its Gmail message and thread ids (`X-GM-MSGID`, `X-GM-THRID`), when recorded.
+    pub gmail: Option<(u64, u64)>,
 }
 
 /// One message's line, written once it is committed.
@@ -75,6 +82,10 @@ pub struct Entry {
     pub flags: Vec<String>,
     /// The layers of its file.
     pub form: Option<Form>,
+    /// Its From, To, Subject, Date and Message-ID, as the writer saw them go by.
+    pub headers: Option<Box<headers::HeaderFields>>,
+    /// Its Gmail labels, when known.
+    pub labels: Option<Vec<String>>,
 }
 
 /// The journal of one folder: `META/USERDIR/HASH-UIDVALIDITY` where HASH is the first 16

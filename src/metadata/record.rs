@@ -15,9 +15,19 @@
 //!
 //! Fields: `s=SIZE`, `h=SHA256` (hex; an encrypted file's HMAC tag), `x=.mbox.gz.enc` (the
 //! file's suffix), `t=UNIX_TIME z=ZONE_MINUTES` (INTERNALDATE), `f=FLAGS` (space-separated),
-//! `a=UNIX_TIME` (archived), `g=LAST_SEEN/NOTICED` (left the server: Unix times).
+//! `a=UNIX_TIME` (archived), `g=LAST_SEEN/NOTICED` (left the server: Unix times);
+//! `hf= ht= hs= hd= hm=` (From, To, Subject, Date, Message-ID as the message has them,
+//! [`super::headers::escape`]d) with `hx=CUT` (present whenever the header fields were
+//! recorded; CUT names the fields cut at their bound: letters of `ftsdm`), `l=LABELS`
+//! (Gmail labels, each escaped, space-separated), `gm=MSGID/THRID` (Gmail's `X-GM-MSGID` and
+//! `X-GM-THRID`).
 
+use super::headers::{escape, unescape, HeaderFields};
 use crate::codec::Form;
+
+/// The record keys of the kept header fields, in [`super::headers::KEPT`] order, and the
+/// letter of each in `hx=`.
+const HEADER_KEYS: [(&str, char); 5] = [("hf", 'f'), ("ht", 't'), ("hs", 's'), ("hd", 'd'), ("hm", 'm')];
 
 /// Longest record text accepted (flags with many keywords stay far below).
 pub const MAX_TEXT: usize = 64 * 1024;
@@ -48,6 +58,12 @@ pub struct Fields {
     pub archived: Option<i64>,
     /// It left the server.
     pub gone: Option<Gone>,
+    /// Its From, To, Subject, Date and Message-ID, when they were recorded.
+    pub headers: Option<Box<HeaderFields>>,
+    /// Its Gmail labels, when recorded.
+    pub labels: Option<Vec<String>>,
+    /// Its Gmail message and thread ids (`X-GM-MSGID`, `X-GM-THRID`), when recorded.
+    pub gmail: Option<(u64, u64)>,
 }
 
 impl Fields {
@@ -56,7 +72,7 @@ impl Fields {
         macro_rules! take {
             ($($f:ident),*) => {$(if later.$f.is_some() { self.$f = later.$f.clone(); })*};
         }
-        take!(size, digest, form, date, flags, archived, gone);
+        take!(size, digest, form, date, flags, archived, gone, headers, labels, gmail);
     }
 }
 
@@ -150,6 +166,25 @@ fn fields_text(f: &Fields) -> String {
     if let Some(g) = f.gone {
         s += &format!("\tg={}/{}", g.last_seen, g.noticed);
     }
+    if let Some(h) = &f.headers {
+        let mut cut = String::new();
+        for (i, (key, letter)) in HEADER_KEYS.iter().enumerate() {
+            if let Some(v) = &h.values[i] {
+                s += &format!("\t{key}={}", escape(v));
+            }
+            if h.cut & (1 << i) != 0 {
+                cut.push(*letter);
+            }
+        }
+        s += &format!("\thx={cut}");
+    }
+    if let Some(labels) = &f.labels {
+        let escaped: Vec<String> = labels.iter().map(|l| escape(l.as_bytes()).replace(' ', "%20")).collect();
+        s += &format!("\tl={}", escaped.join(" "));
+    }
+    if let Some((msgid, thrid)) = f.gmail {
+        s += &format!("\tgm={msgid}/{thrid}");
+    }
     s
 }
 
@@ -192,8 +227,14 @@ pub fn parse(text: &str) -> Option<Record> {
             let mut f = Fields::default();
             let mut zone = 0i16;
             let mut time = None;
+            let mut headers = HeaderFields::default();
+            let mut headers_recorded = false;
             for p in parts {
                 let (k, v) = p.split_once('=')?;
+                if let Some(i) = HEADER_KEYS.iter().position(|(key, _)| *key == k) {
+                    headers.values[i] = Some(unescape(v)?);
+                    continue;
+                }
                 match k {
                     "s" => f.size = Some(number(v)?),
                     "h" => f.digest = Some(super::unhex32(v)?),
@@ -206,10 +247,31 @@ pub fn parse(text: &str) -> Option<Record> {
                         let (seen, noticed) = v.split_once('/')?;
                         f.gone = Some(Gone { last_seen: signed(seen)?, noticed: signed(noticed)? });
                     }
+                    "hx" => {
+                        headers_recorded = true;
+                        for c in v.chars() {
+                            let i = HEADER_KEYS.iter().position(|(_, letter)| *letter == c)?;
+                            headers.cut |= 1 << i;
+                        }
+                    }
+                    "l" => {
+                        let labels = v
+                            .split(' ')
+                            .filter(|s| !s.is_empty())
+                            .map(|l| unescape(l).and_then(|b| String::from_utf8(b).ok()));
+                        f.labels = Some(labels.collect::<Option<Vec<String>>>()?);
+                    }
+                    "gm" => {
+                        let (msgid, thrid) = v.split_once('/')?;
+                        f.gmail = Some((number(msgid)?, number(thrid)?));
+                    }
                     _ => {}
                 }
             }
             f.date = time.map(|t| (t, zone));
+            if headers_recorded {
+                f.headers = Some(Box::new(headers));
+            }
             Some(if kind == "M" { Record::Message { uid, fields: f } } else { Record::Update { uid, fields: f } })
         }
         "B" => Some(Record::Begin),
@@ -259,10 +321,20 @@ mod tests {
             flags: Some("\\Seen $Work".into()),
             archived: Some(1_700_000_000),
             gone: Some(Gone { last_seen: 1_700_000_100, noticed: 1_700_000_200 }),
+            headers: Some(Box::new(HeaderFields {
+                values: [Some(b"Ann <a@x>".to_vec()), None, Some(b"caf\xe9 100%\t=".to_vec()), Some(vec![]), None],
+                cut: 0b10010,
+            })),
+            labels: Some(vec!["\\Inbox".into(), "My label".into(), "100%".into()]),
+            gmail: Some((u64::MAX, 1_266_894_439_832_287_888)),
         };
         for r in [
             Record::Head { base_end: 123, count: 4 },
             Record::Message { uid: 9, fields: full.clone() },
+            Record::Message {
+                uid: 9,
+                fields: Fields { headers: Some(Box::default()), labels: Some(Vec::new()), ..Fields::default() },
+            },
             Record::Update { uid: u32::MAX, fields: Fields { flags: Some(String::new()), ..Fields::default() } },
             Record::Begin,
             Record::End(Mark { time_ns: Some(1), modseq: Some(u64::MAX), gone: Some(3) }),
@@ -289,6 +361,11 @@ mod tests {
             "M\t1\th=12",
             "M\t1\tx=.gz",
             "M\t1\tnoequals",
+            "M\t1\ths=%g1\thx=",
+            "M\t1\thx=q",
+            "M\t1\tl=%",
+            "M\t1\tgm=1",
+            "M\t1\tgm=1/x",
             "E\tn=",
             "1",
             "H\tb=1",

@@ -86,6 +86,9 @@ pub struct FolderRun<'a> {
     removed: usize,
     twice: usize,
     started: Instant,
+    /// Each message this run stored with the UID the server gave it: `(archived UID,
+    /// target UID)` (for Gmail labels set after).
+    pub appended: Vec<(u32, u32)>,
 }
 
 impl<'a> FolderRun<'a> {
@@ -119,6 +122,7 @@ impl<'a> FolderRun<'a> {
             removed: 0,
             twice: 0,
             started: Instant::now(),
+            appended: Vec::new(),
         })
     }
 
@@ -323,6 +327,7 @@ impl<'a> FolderRun<'a> {
 
     /// A message in doubt was found at `uid`: it is this run's.
     fn landed(&mut self, i: usize, uid: u32, size: u64) {
+        self.appended.extend(self.files[i].uid.map(|source| (source, uid)));
         self.states[i] = State::Sent;
         self.own.insert(uid);
         self.bytes += size;
@@ -390,6 +395,7 @@ impl<'a> FolderRun<'a> {
                     Some(uid) => {
                         self.states[i] = State::Sent;
                         self.own.insert(uid);
+                        self.appended.extend(self.files[i].uid.map(|source| (source, uid)));
                     }
                     None => self.states[i] = State::SentBlind,
                 }

@@ -15,6 +15,7 @@
 //! the run ([`folder`]). The archive is only read.
 
 pub mod folder;
+pub mod gmail;
 pub mod matching;
 pub mod measure;
 
@@ -135,8 +136,22 @@ pub fn upload_all(
     done: &mut dyn FnMut(&str, Result<FolderUpload>),
 ) -> Result<()> {
     let target = target_hierarchy(session, sink)?;
+    // A Gmail archive to a Gmail: All Mail once, with its labels; the label folders not again.
+    let gmail = gmail::plan(session, dests, keys);
+    let all_mail_dest =
+        gmail.as_ref().map(|g| Destination { named: Some(g.target.clone()), ..dests[g.all_mail].clone() });
     let mut pending: Vec<FolderRun<'_>> = Vec::new();
-    for dest in dests {
+    for (i, dest) in dests.iter().enumerate() {
+        let dest = match (&gmail, &all_mail_dest) {
+            (Some(g), _) if g.labels_only.contains(&i) => {
+                let present = archive::list_folder(&dest.dir).map_or(0, |f| f.len());
+                sink.remark(&format!("{}: a Gmail label: its messages go with All Mail's, labelled", dest.shown()));
+                done(&dest.shown(), Ok(FolderUpload { present, ..FolderUpload::default() }));
+                continue;
+            }
+            (Some(g), Some(all)) if g.all_mail == i => all,
+            _ => dest,
+        };
         let mailbox = match dest.mailbox(target.as_ref()) {
             Ok(m) => m,
             Err(why) => {
@@ -152,7 +167,12 @@ pub fn upload_all(
                 continue;
             }
         };
-        match run.upload(session, sink) {
+        let uploaded = run.upload(session, sink);
+        if let (Some(g), true) = (&gmail, gmail.as_ref().is_some_and(|g| g.all_mail == i)) {
+            let labelled = gmail::set_labels(session, g, dest, keys, &run.appended, sink);
+            sink.remark(&format!("{name}: labels set on {labelled} messages"));
+        }
+        match uploaded {
             Ok(()) if run.in_doubt() => pending.push(run),
             Ok(()) => done(&name, Ok(run.report())),
             Err(e) => done(&name, Err(e)),

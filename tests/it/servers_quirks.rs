@@ -110,7 +110,9 @@ fn a_renumbered_folder_is_linked_from_the_archive_not_fetched_again() {
         // The STATUS at the start showed the new UIDVALIDITY: one EXAMINE, every UID.
         let until_fields: Vec<&String> = second.iter().take_while(|c| !c.contains("HEADER.FIELDS")).collect();
         assert_eq!(until_fields.iter().filter(|c| c.starts_with("EXAMINE")).count(), 1, "{second:?}");
-        let fields: Vec<&String> = second.iter().filter(|c| c.contains("HEADER.FIELDS")).collect();
+        // The mailstore's evidence, retaken after a UIDVALIDITY change, is not the rebase's.
+        let evidence = |c: &String| c.contains("HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)");
+        let fields: Vec<&String> = second.iter().filter(|c| c.contains("HEADER.FIELDS") && !evidence(c)).collect();
         assert_eq!(fields.len(), 1, "{second:?}");
         assert!(fields[0].starts_with("UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS"));
         let bodies: Vec<&String> = second.iter().filter(|c| c.contains("BODY.PEEK[]")).collect();

@@ -79,7 +79,8 @@ fn tokens(server: &FakeImap) -> Vec<Vec<String>> {
 /// message served.
 fn archived(root: &Path, folder: &str, served: &[(u32, Vec<u8>)]) -> Vec<u32> {
     let dir = root.join(USER).join(folder);
-    if !dir.exists() {
+    // A folder's directory is made with the others before any is fetched: it may be empty.
+    if !dir.exists() || fs::read_dir(&dir).unwrap().next().is_none() {
         return Vec::new();
     }
     let out = TempDir::new("token-restore");
@@ -128,6 +129,26 @@ fn a_token_that_expires_mid_run_is_renewed_on_reconnect() {
     assert_eq!(runs(&count), 2);
     assert_eq!(archived(root.path(), "INBOX", &served), [1, 2, 3, 4]);
     assert!(stdout(&o).contains("INBOX: 4 new, 0 already archived, 0 failed"), "{}", stdout(&o));
+}
+
+/// Five expiries in one run, each followed by a good login with a fresh token: every
+/// connection delivers a message, then the server hangs up (its token's hour is over).
+/// Each loss after progress leaves the reconnect budget whole, so the run completes; it
+/// used to end in "connection lost 3 times, giving up".
+#[test]
+fn five_expiries_each_followed_by_a_good_login_do_not_end_the_run() {
+    let served = messages(&[1, 2, 3, 4, 5, 6], 40_000);
+    let hang_up = Script::healthy().at("BODY.PEEK", 2, Fault::Bye);
+    let folders = vec![Folder::new("INBOX", 7, served.clone())];
+    let server = FakeImap::start_expiring(USER, Expiring::Tokens("tok-"), 1, folders, vec![hang_up]);
+    let (root, state) = (TempDir::new("token-five"), TempDir::new("token-five-state"));
+    let count = state.join("count");
+    let o = backup(&server, root.path(), &token_command(&count, None), &["--buffer-size", "64K"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches("reconnecting").count(), 5, "{}", stderr(&o));
+    let expected: Vec<Vec<String>> = (1..=6).map(|n| vec![format!("tok-{n}")]).collect();
+    assert_eq!(tokens(&server), expected, "{:?}", server.commands());
+    assert_eq!(archived(root.path(), "INBOX", &served), [1, 2, 3, 4, 5, 6]);
 }
 
 /// A second connection starts with the token the run began with, which has expired by

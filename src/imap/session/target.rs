@@ -193,6 +193,9 @@ impl Session {
             let plus = link.has("LITERAL+") || (link.has("LITERAL-") && message.size <= LITERAL_MINUS_MAX);
             let size = message.size;
             let head = format!("APPEND {} ({flags}){date} {{{size}{}}}", quoted(wire)?, if plus { "+" } else { "" });
+            // Uploads pipeline their APPENDs even one command at a time: each waits for
+            // its go-ahead, or the server said it takes literals without one.
+            link.unqueue()?;
             let tag = link.tag();
             link.write(format!("{tag} {head}\r\n").as_bytes())?;
             link.in_flight.push_back(tag.clone());
@@ -236,6 +239,7 @@ impl Session {
                 Some((_, text)) => return Err(ImapError::Refused(text)),
                 None => link.finish(&tag, MAX_SMALL_LITERAL, &mut |_| Ok(()))?,
             };
+            link.progressed = true;
             Ok(appended_uid(&text))
         })();
         self.checked(result)

@@ -1,8 +1,9 @@
 //! A scripted IMAP server for fault tests: implicit TLS on a free local port, just enough
 //! of IMAP4rev1 for a backup (CAPABILITY, LOGIN, AUTHENTICATE XOAUTH2 when started with
-//! [`FakeImap::start_oauth2`], EXAMINE, UID SEARCH, UID FETCH of sizes and of whole or
-//! partial bodies, LIST, NOOP, LOGOUT), and faults injected at chosen points, which is
-//! what a real Dovecot cannot be made to do.
+//! [`FakeImap::start_oauth2`], XOAUTH2 and OAUTHBEARER with the tokens an OAuth 2.0 mock
+//! issued when started with [`FakeImap::start_bearer`], EXAMINE, UID SEARCH, UID FETCH of
+//! sizes and of whole or partial bodies, LIST, NOOP, LOGOUT), and faults injected at
+//! chosen points, which is what a real Dovecot cannot be made to do.
 //!
 //! Connections are served one after another; connection `i` follows `scripts[i]`, the
 //! last script repeating, so "the first connection breaks, the next ones are fine" is
@@ -152,6 +153,20 @@ pub enum Expiring {
 /// When a connection was accepted, and when the server closed it (`None` while served).
 pub type ConnectionTimes = (Instant, Option<Instant>);
 
+/// What an OAuth 2.0 provider says of an access token (see [`FakeImap::start_bearer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bearer {
+    /// Issued, and good now.
+    Valid,
+    /// Issued, but its lifetime is over.
+    Expired,
+    /// Never issued.
+    Unknown,
+}
+
+/// Asks the provider about an access token.
+pub type BearerCheck = Arc<dyn Fn(&str) -> Bearer + Send + Sync>;
+
 /// The pause a test sets with [`FakeImap::pause_at`].
 #[derive(Default)]
 struct Pause {
@@ -221,7 +236,36 @@ pub struct Offer {
     pub no_uidnext_on_examine: bool,
     /// How the server names folders and takes uploads (see [`Persona`]).
     pub persona: Persona,
+    /// A pause before each answer that carries message bodies: a slow link, so a run
+    /// lasts long enough for tokens to expire in it.
+    pub pace: Duration,
+    /// `RFC822.SIZE` is an estimate, as Exchange's is without `EnableExactRFC822Size`: a
+    /// quarter below the real size for odd UIDs, a quarter above for even ones.
+    pub estimated_sizes: bool,
+    /// Pipelining garbled, as Exchange and Microsoft 365 do: a command that arrives while
+    /// the one before it is still being answered gets `BAD Command Error. 10`.
+    pub garbles_pipelining: bool,
 }
+
+impl Offer {
+    /// Microsoft 365 (Exchange Online) as its documentation and users' session logs show
+    /// it: IMAP4rev1 without CONDSTORE, LIST-STATUS or LITERAL-, sizes that are estimates,
+    /// pipelining that garbles answers. Start it with [`FakeImap::start_bearer`] and
+    /// `"XOAUTH2"` (basic authentication is off); throttling comes by [`Script`]:
+    /// [`Fault::No`] with [`EXCHANGE_THROTTLED`].
+    pub fn microsoft365() -> Offer {
+        Offer {
+            capabilities: "SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+",
+            estimated_sizes: true,
+            garbles_pipelining: true,
+            ..Offer::default()
+        }
+    }
+}
+
+/// Exchange Online's throttling answer (its real suggestions are minutes; the tests' is
+/// short).
+pub const EXCHANGE_THROTTLED: &str = "Request is throttled. Suggested Backoff Time: 30 milliseconds";
 
 impl FakeImap {
     /// Starts a server for `user`/`password` with `folders`, following `scripts`.
@@ -262,6 +306,24 @@ impl FakeImap {
             Expiring::Passwords(prefix) => (prefix, None),
         };
         FakeImap::start_with(Account::new(user, password, token, Some(logins), folders, Offer::default()), scripts)
+    }
+
+    /// Starts a server that takes `user` with any access token `check` calls valid, by
+    /// AUTHENTICATE with the SASL mechanisms `mechanisms` (`"XOAUTH2"`, `"XOAUTH2
+    /// OAUTHBEARER"`); no password. A connection whose token expires meanwhile is ended at
+    /// its next command with `* BYE Session invalidated - AccessTokenExpired`, as Exchange
+    /// Online does. Each AUTHENTICATE's outcome is logged as `AUTH OK` or `AUTH NO`.
+    pub fn start_bearer(
+        user: &str,
+        check: BearerCheck,
+        mechanisms: &'static str,
+        folders: Vec<Folder>,
+        scripts: Vec<Script>,
+        offer: Offer,
+    ) -> FakeImap {
+        let mut account = Account::new(user, "", None, None, folders, offer);
+        account.bearer = Some((check, mechanisms));
+        FakeImap::start_with(account, scripts)
     }
 
     fn start_with(account: Account, scripts: Vec<Script>) -> FakeImap {
@@ -444,7 +506,7 @@ fn serve_one(
     n: usize,
     (log, errors): (&Mutex<Vec<Vec<String>>>, &Mutex<Vec<String>>),
 ) {
-    let mut conn = Conn { account, script, pause, log, errors, n, counts: HashMap::new(), broken: false };
+    let mut conn = Conn { account, script, pause, log, errors, n, counts: HashMap::new(), broken: false, bearer: None };
     // Caught so that the client meets a closed connection rather than a server gone for
     // good, and the panic is reported with the others.
     let served = catch_unwind(AssertUnwindSafe(|| conn.serve(tcp, tls)));
@@ -470,7 +532,7 @@ fn refuse(tcp: TcpStream, tls: &Arc<ServerConfig>) {
 }
 
 /// Locks `m`; a poisoned lock only means a connection panicked, which is reported itself.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -482,8 +544,8 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A TLS server configuration with a fresh self-signed certificate (`dir`/cert.pem) for
-/// 127.0.0.1 and localhost.
+/// A TLS server configuration with a fresh self-signed certificate (`dir`/cert.pem,
+/// `key.pem`) for 127.0.0.1 and localhost.
 pub fn tls_config(dir: &TempDir) -> Arc<ServerConfig> {
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let status = Command::new("openssl")
@@ -523,6 +585,8 @@ struct Account {
     offer: Offer,
     /// APPENDs held back by [`Fault::LandLate`], and the count they wait for.
     landing: Mutex<target::Landing>,
+    /// Access tokens checked with the provider, by these SASL mechanisms (no password).
+    bearer: Option<(BearerCheck, &'static str)>,
 }
 
 impl Account {
@@ -543,6 +607,7 @@ impl Account {
             folders: Arc::new(Mutex::new(folders)),
             offer,
             landing: Mutex::default(),
+            bearer: None,
         }
     }
 
@@ -557,6 +622,10 @@ impl Account {
     }
 
     fn capabilities(&self) -> String {
+        if let Some((_, mechanisms)) = &self.bearer {
+            let auth: Vec<String> = mechanisms.split_whitespace().map(|m| format!("AUTH={m}")).collect();
+            return format!("IMAP4rev1 {} {}", auth.join(" "), self.offer.capabilities).trim_end().to_string();
+        }
         let base = if self.token.is_some() { "IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2" } else { "IMAP4rev1 AUTH=PLAIN" };
         format!("{base} {}", self.offer.capabilities).trim_end().to_string()
     }
@@ -577,7 +646,7 @@ struct State {
     id: bool,
 }
 
-type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
+pub(super) type Tls = BufReader<StreamOwned<ServerConnection, TcpStream>>;
 
 /// One connection being served.
 struct Conn<'a> {
@@ -591,6 +660,8 @@ struct Conn<'a> {
     counts: HashMap<usize, usize>,
     /// A fault that may make the client drop the connection anywhere was injected.
     broken: bool,
+    /// The access token this connection logged in with ([`FakeImap::start_bearer`]).
+    bearer: Option<String>,
 }
 
 impl Conn<'_> {
@@ -608,6 +679,7 @@ impl Conn<'_> {
             None => send(&mut s, format!("* OK [CAPABILITY {}] ready\r\n", self.account.capabilities()).as_bytes())?,
         }
         let mut state = State::default();
+        let mut garble_next = false;
         loop {
             let mut line = String::new();
             match s.read_line(&mut line) {
@@ -621,8 +693,31 @@ impl Conn<'_> {
             let (tag, cmd) = line.split_once(' ').unwrap_or((line, ""));
             lock(self.log)[self.n].push(cmd.to_string());
             if let Some(rest) = cmd.strip_prefix("AUTHENTICATE ").or_else(|| cmd.strip_prefix("authenticate ")) {
-                self.authenticate(&mut s, tag, rest)?;
+                if self.account.bearer.is_some() {
+                    self.authenticate_bearer(&mut s, tag, rest)?;
+                } else {
+                    self.authenticate(&mut s, tag, rest)?;
+                }
                 continue;
+            }
+            if let (Some(token), Some((check, _))) = (&self.bearer, &self.account.bearer) {
+                if check(token) != Bearer::Valid && !cmd.eq_ignore_ascii_case("LOGOUT") {
+                    // The client learns of it only now: whatever it sent meanwhile is lost.
+                    self.broken = true;
+                    send(&mut s, b"* BYE Session invalidated - AccessTokenExpired\r\n")?;
+                    s.get_mut().conn.send_close_notify();
+                    return s.get_mut().flush();
+                }
+            }
+            if std::mem::take(&mut garble_next) {
+                lock(self.log)[self.n].push("GARBLED".into());
+                send(&mut s, format!("{tag} BAD Command Error. 10\r\n").as_bytes())?;
+                continue;
+            }
+            // The next command came before this one was answered: it will be garbled.
+            garble_next = self.account.offer.garbles_pipelining && !s.buffer().is_empty();
+            if !self.account.offer.pace.is_zero() && cmd.to_ascii_uppercase().contains("BODY.PEEK[]") {
+                std::thread::sleep(self.account.offer.pace);
             }
             let fault = self.fault_for(cmd);
             if let Some((size, plus)) = target::announced(cmd) {
@@ -724,6 +819,66 @@ impl Conn<'_> {
         send(s, format!("{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n").as_bytes())
     }
 
+    /// AUTHENTICATE on a server started with [`FakeImap::start_bearer`]: XOAUTH2 or
+    /// OAUTHBEARER (those offered), the token asked of the provider. The client's response
+    /// is logged decoded, as `MECHANISM RESPONSE {text:?}`, then `AUTH OK` or `AUTH NO`. A
+    /// refused token gets the JSON error challenge, then, after the client's answer (an
+    /// empty line for XOAUTH2, ^A for OAUTHBEARER), NO.
+    fn authenticate_bearer(&mut self, s: &mut Tls, tag: &str, args: &str) -> io::Result<()> {
+        let (mech, initial) = args.split_once(' ').map_or((args, None), |(m, i)| (m, Some(i)));
+        let mech = mech.to_ascii_uppercase();
+        let Some((check, offered)) = &self.account.bearer else { unreachable!() };
+        if !offered.split_whitespace().any(|m| m == mech) {
+            return send(s, format!("{tag} NO unsupported mechanism\r\n").as_bytes());
+        }
+        let line = match initial {
+            Some(i) => i.to_string(),
+            None => {
+                send(s, b"+ \r\n")?;
+                let mut line = String::new();
+                s.read_line(&mut line)?;
+                line.trim_end().to_string()
+            }
+        };
+        let response = base64::engine::general_purpose::STANDARD.decode(&line).unwrap_or_default();
+        let response = String::from_utf8_lossy(&response).into_owned();
+        lock(self.log)[self.n].push(format!("{mech} RESPONSE {response:?}"));
+        let user = &self.account.user;
+        let bearer = if mech == "XOAUTH2" {
+            response.strip_prefix(&format!("user={user}\x01auth=Bearer ")).and_then(|r| r.strip_suffix("\x01\x01"))
+        } else {
+            // RFC 7628: "n,a=USER," then key=value pairs separated by ^A.
+            let (gs2, rest) = response.split_once('\x01').unwrap_or_default();
+            let fields: Vec<&str> = rest.split('\x01').collect();
+            let named = gs2 == format!("n,a={user},");
+            let has_host = fields.contains(&"host=127.0.0.1");
+            let has_port = fields.iter().any(|f| f.starts_with("port="));
+            fields
+                .iter()
+                .find_map(|f| f.strip_prefix("auth=Bearer "))
+                .filter(|_| named && has_host && has_port && response.ends_with("\x01\x01"))
+        };
+        if let Some(token) = bearer.filter(|b| check(b) == Bearer::Valid) {
+            self.bearer = Some(token.to_string());
+            lock(self.log)[self.n].push("AUTH OK".into());
+            return send(
+                s,
+                format!("{tag} OK [CAPABILITY {}] authenticated\r\n", self.account.capabilities()).as_bytes(),
+            );
+        }
+        lock(self.log)[self.n].push("AUTH NO".into());
+        let error =
+            base64::engine::general_purpose::STANDARD.encode(r#"{"status":"invalid_token","schemes":"bearer"}"#);
+        send(s, format!("+ {error}\r\n").as_bytes())?;
+        let mut answer = String::new();
+        s.read_line(&mut answer)?;
+        let want = if mech == "XOAUTH2" { "" } else { "AQ==" };
+        if answer.trim_end() != want {
+            lock(self.errors).push(format!("connection {}: {mech} error challenge answered {answer:?}", self.n));
+        }
+        send(s, format!("{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n").as_bytes())
+    }
+
     /// The fault that strikes at this command, counting it for every pattern it matches.
     fn fault_for(&mut self, cmd: &str) -> Option<Fault> {
         let upper = cmd.to_ascii_uppercase();
@@ -743,11 +898,11 @@ impl Conn<'_> {
     }
 }
 
-fn client_left(e: &io::Error) -> bool {
+pub(super) fn client_left(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
 }
 
-fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn send(s: &mut Tls, bytes: &[u8]) -> io::Result<()> {
     s.get_mut().write_all(bytes)?;
     s.get_mut().flush()
 }
@@ -970,7 +1125,7 @@ fn answer(
                     ok(&mut out, "searched");
                 }
                 (Some((sub, args)), Some(folder)) if sub.eq_ignore_ascii_case("FETCH") => {
-                    fetch(folder, args, fault, &mut out, &mut literals);
+                    fetch(folder, args, fault, account.offer.estimated_sizes, &mut out, &mut literals);
                     ok(&mut out, "fetched");
                 }
                 _ => return None,
@@ -982,7 +1137,14 @@ fn answer(
 }
 
 /// The untagged answers to `UID FETCH set (items)`.
-fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, literals: &mut Vec<usize>) {
+fn fetch(
+    folder: &Folder,
+    args: &str,
+    fault: Option<&Fault>,
+    estimated: bool,
+    out: &mut Vec<u8>,
+    literals: &mut Vec<usize>,
+) {
     let (set, items) = args.split_once(' ').unwrap_or((args, ""));
     let items = items.to_ascii_uppercase();
     if items.contains("BODY.PEEK[HEADER]") {
@@ -1017,7 +1179,12 @@ fn fetch(folder: &Folder, args: &str, fault: Option<&Fault>, out: &mut Vec<u8>, 
         }
         let with_body = items.contains("BODY.PEEK[]");
         // Asked together, size and body come in one answer, as Dovecot sends them.
-        let told = if matches!(fault, Some(Fault::SmallSizes)) { 100 } else { body.len() };
+        let told = match fault {
+            Some(Fault::SmallSizes) => 100,
+            _ if estimated && uid % 2 == 1 => body.len() * 3 / 4,
+            _ if estimated => body.len() * 5 / 4,
+            _ => body.len(),
+        };
         let size = if items.contains("RFC822.SIZE") { format!(" RFC822.SIZE {told}") } else { String::new() };
         if !size.is_empty() && !with_body {
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid}{size})\r\n").as_bytes());
@@ -1062,7 +1229,7 @@ fn header_fields_asked(items: &str) -> Option<Vec<String>> {
 
 /// The header fields of `message` named in `fields` (with their continuation lines), in
 /// message order, then the blank line: what `HEADER.FIELDS` answers.
-fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
+pub(super) fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut keep = false;
     for line in message.split_inclusive(|&b| b == b'\n') {
@@ -1082,7 +1249,7 @@ fn header_fields(message: &[u8], fields: &[String]) -> Vec<u8> {
 }
 
 /// Whether `uid` is in the IMAP set `set` (`1:3,7,9:*`), `*` being the highest UID `max`.
-fn in_set(uid: u32, set: &str, max: u32) -> bool {
+pub(super) fn in_set(uid: u32, set: &str, max: u32) -> bool {
     let num = |s: &str| if s == "*" { Some(max) } else { s.parse().ok() };
     set.split(',').any(|part| match part.split_once(':') {
         Some((a, b)) => match (num(a), num(b)) {
@@ -1094,7 +1261,7 @@ fn in_set(uid: u32, set: &str, max: u32) -> bool {
 }
 
 /// The arguments of a command: atoms and quoted strings (with `\"` and `\\` escapes).
-fn args(text: &str) -> Vec<String> {
+pub(super) fn args(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {

@@ -1,13 +1,16 @@
 //! Helpers shared by the integration tests: running the binary, temporary directories,
 //! the compatibility vectors; in submodules the scripted IMAP server (`fake_imap`), the
-//! TCP proxy for failing links (`proxy`) and the real servers (`dovecot`, `cyrus`,
+//! scripted Gmail (`fake_gmail`), a mock OAuth2 provider (`mock_oauth`), the TCP proxy for
+//! failing links (`proxy`) and the real servers (`dovecot`, `cyrus`,
 //! `courier`, behind one interface in `servers`), and builders of test messages (`mail`).
 
 pub mod courier;
 pub mod cyrus;
 pub mod dovecot;
+pub mod fake_gmail;
 pub mod fake_imap;
 pub mod mail;
+pub mod mock_oauth;
 pub mod proxy;
 pub mod servers;
 
