@@ -1,4 +1,4 @@
-"""The test oracle of `--search` (tests/search.rs): which messages a query selects, found
+"""The test oracle of `--search` (tests/it/search.rs): which messages a query selects, found
 with Python's standard library only: the `email` package parses each message (its feed
 parser, header value parser, and payload decoding), `html.parser` turns HTML into text,
 the `codecs` decode charsets (labels read as the WHATWG Encoding Standard reads them).

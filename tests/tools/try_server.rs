@@ -1,6 +1,6 @@
 //! The program behind `tests/try-server`: a private Dovecot on 127.0.0.1 with a sample
 //! mailbox, left running to try smailarchiver against by hand. It is the test harness's
-//! server (tests/common/dovecot.rs), kept alive after this program exits.
+//! server (tests/it/support/dovecot.rs), kept alive after this program exits.
 //!
 //!     try-server start DIR BINARY    start it, state in DIR/server; print the backup command
 //!     try-server stop DIR            stop it and remove DIR/server (DIR's other files stay)
@@ -8,7 +8,7 @@
 //! Needs root and `.ci/install-test-deps` (Dovecot, openssl, the mail user), as the tests.
 
 #[allow(dead_code)]
-#[path = "../common/dovecot.rs"]
+#[path = "../it/support/dovecot.rs"]
 mod dovecot;
 
 use std::os::unix::fs::PermissionsExt;
