@@ -383,9 +383,6 @@ impl LowArgs {
         if self.all_folders && !self.folders.is_empty() {
             return Err(Error::usage("-f and --all-folders cannot be combined"));
         }
-        if self.passwd.is_some() && !self.quiet {
-            warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
-        }
         let (mut accounts, out, config_sandbox, config_report) = match &self.config {
             Some(path) => self.config_accounts(path, &root, out)?,
             None => {
@@ -403,6 +400,10 @@ impl LowArgs {
             a.validate()?;
         }
         let report = self.report.clone().or(config_report);
+        // Said once the flags are known to make a run: a usage error stays one line.
+        if self.passwd.is_some() && !self.quiet {
+            warn("warning: -p shows the password to every user of this machine (ps); prefer --passwd-command or SMAILARCHIVER_PASSWD");
+        }
         Ok((Mode::Backup { accounts, report }, out, config_sandbox))
     }
 

@@ -427,7 +427,7 @@ fn set_mtime(file: &File, ns: u64) -> io::Result<()> {
     use std::os::unix::io::AsRawFd;
     let times = [
         libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as _ },
+        libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ },
     ];
     // SAFETY: a live descriptor and an array of two timespecs, as futimens wants.
     if unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) } == 0 {
