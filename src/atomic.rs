@@ -189,6 +189,42 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Makes `dir` and its missing parents (mode 0700 whatever the umask), each made durable
+/// in its parent; a symlink or a file where a directory should be is refused, never
+/// followed (the tool's directories beneath an archive root).
+pub fn make_dirs(dir: &Path) -> crate::error::Result<()> {
+    use crate::error::IoContext;
+    if dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        make_dirs(parent)?;
+    }
+    make_dir(dir)?;
+    sync_dir(crate::restore::parent_of(dir)).at(dir)
+}
+
+/// Makes the directory `path` (mode 0700) unless a directory is there.
+fn make_dir(path: &Path) -> crate::error::Result<()> {
+    use crate::error::{Error, IoContext};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let is_dir = || path.symlink_metadata().is_ok_and(|m| m.is_dir());
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::runtime(format!(
+            "{} is not a directory (a symlink or a file): refusing to write through it",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::DirBuilder::new().mode(0o700).create(path) {
+            // The umask may have taken bits away; none may be added.
+            Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(0o700)).at(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_dir() => Ok(()),
+            Err(e) => Err(e).at(path),
+        },
+        Err(e) => Err(e).at(path),
+    }
+}
+
 /// Removes temporary files a crashed run left in `dir`; returns how many.
 pub fn remove_leftovers(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;

@@ -26,8 +26,7 @@ pub fn remembered(root: &Path, account_dir: &str) -> bool {
 /// Notes that the account's server mishandles pipelining.
 pub fn remember(root: &Path, account_dir: &str) -> Result<()> {
     let path = note(root, account_dir);
-    let dir = crate::restore::parent_of(&path);
-    std::fs::create_dir_all(dir).at(dir)?;
+    crate::atomic::make_dirs(crate::restore::parent_of(&path))?;
     OpenOptions::new()
         .write(true)
         .create(true)

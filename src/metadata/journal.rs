@@ -100,7 +100,7 @@ impl Journal {
     fn open(&mut self) -> Result<()> {
         let path = self.path.clone();
         if let Some(dir) = path.parent() {
-            make_dirs(dir)?;
+            crate::atomic::make_dirs(dir)?;
         }
         let created = !path.exists();
         let mut file = OpenOptions::new()
@@ -386,39 +386,6 @@ impl Journal {
         self.dirty = false;
         self.compact = false;
         Ok(())
-    }
-}
-
-/// Makes `dir` and its missing parents (mode 0700), each made durable in its parent.
-fn make_dirs(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        make_dirs(parent)?;
-    }
-    make_dir(dir)?;
-    crate::atomic::sync_dir(crate::restore::parent_of(dir)).at(dir)
-}
-
-/// Makes the directory `path` (mode 0700) unless a directory is there; a symlink or a
-/// file in its place is refused, never written through.
-fn make_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match path.symlink_metadata() {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::runtime(format!(
-            "{} is not a directory (a symlink or a file): refusing to write through it",
-            path.display()
-        ))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::DirBuilder::new().mode(0o700).create(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.symlink_metadata().is_ok_and(|m| m.is_dir()) => {
-                Ok(())
-            }
-            Err(e) => Err(e).at(path),
-        },
-        Err(e) => Err(e).at(path),
     }
 }
 
