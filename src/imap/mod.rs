@@ -8,6 +8,7 @@
 //! the sandbox.
 
 pub mod auth;
+pub mod clock;
 pub mod connect;
 pub mod error;
 pub mod session;

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::auth::{self, Ask, Auth, Renewal, Wiped};
-use super::connect::{self, ServerSpec, Unreached};
-use super::error::{quote, ImapError};
+use super::clock::{seconds, waited};
+use super::connect::{self, ServerSpec};
+use super::error::{quote, ImapError, Unreached};
 use super::tls::Stream;
 use super::wire::{self, Data, Fetched, ListEntry, Response, Status, MAX_SMALL_LITERAL};
 use crate::error::{describe_io, Error, IoContext, Result};
@@ -464,11 +465,11 @@ impl Session {
                         return Err(Error::runtime(format!(
                             "{} (tried {attempts} times in {})",
                             u.error,
-                            connect::waited(began)
+                            waited(began)
                         )));
                     }
                     let pause = Duration::from_secs(1 << (self.reconnects - 1));
-                    notice(&format!("{}; trying again in {}", u.error, super::tls::seconds(pause)));
+                    notice(&format!("{}; trying again in {}", u.error, seconds(pause)));
                     std::thread::sleep(pause);
                 }
                 Err(u) => return Err(u.error),
@@ -547,7 +548,7 @@ impl Session {
                 self.reconnects = RECONNECTS + 1;
                 return Err(Error::runtime(format!(
                     "throttled by the server for {} in all, giving up for this run (last: {})",
-                    crate::imap::tls::seconds(THROTTLE_BUDGET),
+                    seconds(THROTTLE_BUDGET),
                     quote(&text)
                 )));
             }
@@ -558,7 +559,7 @@ impl Session {
             return Ok(format!(
                 "the server is throttling the account ({}); waited {}, resuming",
                 quote(&text),
-                crate::imap::tls::seconds(wait)
+                seconds(wait)
             ));
         }
         if let Some(e) = self.unrenewable.take() {
