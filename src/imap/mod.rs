@@ -11,6 +11,7 @@ pub mod auth;
 pub mod clock;
 pub mod connect;
 pub mod error;
+mod link;
 pub mod session;
 pub mod tls;
 pub mod wire;

@@ -4,8 +4,8 @@
 //! (pipelined) and their answers read in order, so a folder costs one round trip where a
 //! command-by-command client waits for several.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use super::auth::{self, Ask, Auth, Renewal, Wiped};
 use super::clock::{seconds, waited};
 use super::connect::{self, ServerSpec};
 use super::error::{quote, ImapError, Unreached};
-use super::tls::Stream;
+use super::link::Link;
 use super::wire::{self, Data, Fetched, ListEntry, Response, Status, MAX_SMALL_LITERAL};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::hierarchy::Hierarchy;
@@ -62,8 +62,6 @@ fn pause(wait: Duration) -> Result<()> {
     }
 }
 
-/// Untagged answers of no interest tolerated during one command.
-const MAX_OTHER_ANSWERS: usize = 100_000;
 /// Folders one LIST may name.
 const MAX_FOLDERS: usize = 100_000;
 /// UIDs per `UID FETCH (UID RFC822.SIZE)` command.
@@ -147,234 +145,6 @@ pub enum NewMail {
     Message(usize, Fetched),
     /// Folder `index` is done (the fetch refused, with the server's text).
     Done(usize, Option<String>),
-}
-
-/// The slowest an answer may come once it is [`Paced::grace`] late: slower, a server (or
-/// something between) is stalling us and the command fails, whatever its size.
-const MIN_RATE: u64 = 8 * 1024;
-
-/// The connection's stream with a pace check: a command's answer must arrive within the
-/// timeout plus the time its size takes at [`MIN_RATE`]. The socket's timeout catches a
-/// silent server; this catches one that sends a byte now and then.
-struct Paced {
-    inner: Stream,
-    grace: Duration,
-    since: std::time::Instant,
-    received: u64,
-}
-
-impl Paced {
-    /// Starts the clock for a new answer.
-    fn restart(&mut self) {
-        self.since = std::time::Instant::now();
-        self.received = 0;
-    }
-}
-
-impl Read for Paced {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let allowed = self.grace + Duration::from_secs(self.received / MIN_RATE);
-        if self.since.elapsed() > allowed {
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, super::wire::TOO_SLOW));
-        }
-        // The socket wakes every tick (see `open`), so SIGINT is heard while the server is
-        // silent; the server has the whole timeout to say something.
-        let waiting = std::time::Instant::now();
-        loop {
-            if crate::interrupt::requested() {
-                return Err(std::io::Error::other("interrupted"));
-            }
-            match self.inner.read(buf) {
-                Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
-                        && waiting.elapsed() < self.grace => {}
-                Err(e) => return Err(e),
-                Ok(n) => {
-                    self.received += n as u64;
-                    return Ok(n);
-                }
-            }
-        }
-    }
-}
-
-impl Write for Paced {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// One live connection.
-struct Link {
-    io: BufReader<Paced>,
-    caps: Vec<String>,
-    next_tag: u32,
-    /// Tags of commands sent whose answers are not read yet, oldest first.
-    in_flight: VecDeque<String>,
-    /// The `UID FETCH` commands among them, for [`Session::read_fetch`].
-    fetches: VecDeque<String>,
-    /// The `APPEND` commands among them, for [`Session::read_append`].
-    appends: VecDeque<String>,
-    /// Tagged answers of those that came while the go-ahead for a later one was awaited.
-    answered: HashMap<String, (Status, String)>,
-    /// A message came whole over this connection, or an upload was stored: losing it
-    /// later does not count against [`RECONNECTS`].
-    progressed: bool,
-    /// One command at a time: a command is written only once the ones before it were
-    /// answered (a server that mishandles pipelining).
-    serial: bool,
-    /// In that mode, the commands (the last ones of `in_flight`) not written yet.
-    queued: VecDeque<Vec<u8>>,
-    /// Tags of commands written while an earlier one was still unanswered.
-    pipelined: std::collections::HashSet<String>,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("in_flight", &self.in_flight).finish_non_exhaustive()
-    }
-}
-
-impl Link {
-    fn has(&self, cap: &str) -> bool {
-        self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
-    }
-
-    fn tag(&mut self) -> String {
-        self.next_tag += 1;
-        format!("s{}", self.next_tag)
-    }
-
-    /// Sends commands in one write (one at a time, each after the answer of the one
-    /// before, when [`Link::serial`]); returns their tags.
-    fn send(&mut self, commands: &[String]) -> std::result::Result<Vec<String>, ImapError> {
-        let mut out = Vec::new();
-        let mut tags = Vec::new();
-        for c in commands {
-            let tag = self.tag();
-            let line = format!("{tag} {c}\r\n").into_bytes();
-            if self.serial {
-                self.queued.push_back(line);
-            } else {
-                if !self.in_flight.is_empty() || !tags.is_empty() {
-                    self.pipelined.insert(tag.clone());
-                }
-                out.extend_from_slice(&line);
-            }
-            tags.push(tag);
-        }
-        if !out.is_empty() {
-            self.write(&out)?;
-        }
-        self.in_flight.extend(tags.iter().cloned());
-        self.pump()?;
-        Ok(tags)
-    }
-
-    /// One at a time: writes the next queued command once every command written before
-    /// it was answered.
-    fn pump(&mut self) -> std::result::Result<(), ImapError> {
-        if self.in_flight.len() == self.queued.len() {
-            if let Some(line) = self.queued.pop_front() {
-                self.write(&line)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes every queued command now: before a command written directly (APPEND),
-    /// which must come after them.
-    fn unqueue(&mut self) -> std::result::Result<(), ImapError> {
-        while let Some(line) = self.queued.pop_front() {
-            self.write(&line)?;
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), ImapError> {
-        let stream = self.io.get_mut();
-        stream.write_all(bytes).and_then(|()| stream.flush()).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ImapError::Timeout,
-            _ => ImapError::Lost(format!("sending a command: {}", describe_io(&e))),
-        })
-    }
-
-    /// Reads answers up to the end of the command tagged `tag`, handing data to `on_data`;
-    /// the commands sent before it end on the way (their outcome is not needed).
-    fn finish(
-        &mut self,
-        tag: &str,
-        max_literal: usize,
-        on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
-    ) -> std::result::Result<String, ImapError> {
-        self.finish_into(tag, max_literal, None, on_data)
-    }
-
-    /// [`Link::finish`], a `BODY[]` going to `sink` when given.
-    fn finish_into(
-        &mut self,
-        tag: &str,
-        max_literal: usize,
-        mut sink: Option<&mut wire::BodySink<'_>>,
-        on_data: &mut dyn FnMut(Data) -> std::result::Result<(), ImapError>,
-    ) -> std::result::Result<String, ImapError> {
-        let mut others = 0;
-        let mut bodies = false;
-        self.io.get_mut().restart();
-        loop {
-            self.pump()?;
-            match wire::read_response_into(&mut self.io, max_literal, sink.as_deref_mut())? {
-                Response::Data(Data::Fetch(f)) => {
-                    bodies |= f.body.is_some() || f.streamed.is_some();
-                    on_data(Data::Fetch(f))?
-                }
-                Response::Data(Data::Bye(text)) => {
-                    return Err(ImapError::Lost(format!("the server hung up: {}", quote(&text))))
-                }
-                Response::Data(d @ (Data::Other | Data::State { .. })) => {
-                    others += 1;
-                    if others > MAX_OTHER_ANSWERS {
-                        return Err(ImapError::Protocol(format!("more than {MAX_OTHER_ANSWERS} unasked-for answers")));
-                    }
-                    on_data(d)?;
-                }
-                Response::Data(d) => on_data(d)?,
-                Response::Continue(_) => {
-                    return Err(ImapError::Protocol("the server asked for more of a complete command".into()))
-                }
-                Response::Tagged { tag: t, status, text } => {
-                    if self.in_flight.front() != Some(&t) {
-                        return Err(ImapError::Protocol(format!("an answer tagged {} out of turn", quote(&t))));
-                    }
-                    self.in_flight.pop_front();
-                    if self.fetches.front() == Some(&t) {
-                        self.fetches.pop_front();
-                    }
-                    let pipelined = self.pipelined.remove(&t);
-                    if status != Status::Ok && super::error::is_throttling(&text) {
-                        // Whatever it ends, it is not the command's fault.
-                        return Err(ImapError::Throttled(text));
-                    }
-                    if status == Status::Bad && pipelined && super::error::is_garbled_command(&text) {
-                        return Err(ImapError::Garbled(text));
-                    }
-                    if t == tag {
-                        return match status {
-                            Status::Ok => {
-                                self.progressed |= bodies;
-                                Ok(text)
-                            }
-                            Status::No | Status::Bad => Err(ImapError::Refused(text)),
-                        };
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The session with one account's server.
@@ -1221,22 +991,7 @@ fn open(
         .set_read_timeout(Some(crate::interrupt::TICK.min(spec.timeout)))
         .doing("setting the socket timeout")
         .map_err(Unreached::transient)?;
-    let mut link = Link {
-        io: BufReader::with_capacity(
-            64 * 1024,
-            Paced { inner: stream, grace: spec.timeout, since: std::time::Instant::now(), received: 0 },
-        ),
-        caps: Vec::new(),
-        next_tag: 0,
-        in_flight: VecDeque::new(),
-        fetches: VecDeque::new(),
-        appends: VecDeque::new(),
-        answered: HashMap::new(),
-        progressed: false,
-        serial: spec.serial(),
-        queued: VecDeque::new(),
-        pipelined: std::collections::HashSet::new(),
-    };
+    let mut link = Link::new(stream, spec);
     // A broken stream may be the link's fault and pass; an answer refused or unreadable
     // is the server's.
     let failed = |what: &str, e: &ImapError| {
