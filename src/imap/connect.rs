@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::clock::waited;
 use super::error::{quote, ImapError, Unreached};
 use super::tls::{self, Stream, Trust};
+use super::wire;
 use crate::error::{describe_io, Error, Result};
 
 /// How long any connect, read or write may take before the server is given up on.
@@ -26,7 +27,7 @@ pub const IMAPS_PORT: u16 = 993;
 pub const IMAP_PORT: u16 = 143;
 
 /// Longest line accepted from the server before STARTTLS (a greeting, a tagged reply).
-const MAX_LINE: u64 = 8192;
+const MAX_LINE: usize = 8192;
 /// Most untagged lines accepted while waiting for the answer to STARTTLS.
 const MAX_UNTAGGED: usize = 64;
 /// How long STARTTLS waits for the greeting before it asks, on a second connection,
@@ -319,7 +320,7 @@ fn tagged_reply(reader: &mut impl BufRead, began: Instant) -> std::result::Resul
 /// `began`, for a timeout's).
 fn read_line(reader: &mut impl BufRead, began: Instant) -> std::result::Result<String, String> {
     let mut line = Vec::new();
-    match Read::take(&mut *reader, MAX_LINE).read_until(b'\n', &mut line) {
+    match wire::read_raw_line(reader, MAX_LINE, &mut line) {
         Ok(0) => Err("the server closed the connection".into()),
         Ok(_) if !line.ends_with(b"\n") => Err("line too long or cut off".into()),
         Ok(_) => Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string()),

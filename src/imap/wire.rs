@@ -262,10 +262,17 @@ fn stream_literal(
     Ok(())
 }
 
+/// Reads one line with its line end into `line`, at most `max` bytes: the client's one
+/// line reader (answers, the greeting, the clear-text part of STARTTLS). The bytes read: 0
+/// when the stream had ended; a line without its end was cut at `max` or by the end.
+pub fn read_raw_line(r: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> io::Result<usize> {
+    r.by_ref().take(max as u64).read_until(b'\n', line)
+}
+
 /// One line with its line end; `false` when the cap was reached first.
 fn read_line(r: &mut impl BufRead) -> Result<(Vec<u8>, bool), ImapError> {
     let mut line = Vec::new();
-    let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut line).map_err(io_error)?;
+    let n = read_raw_line(r, MAX_LINE, &mut line).map_err(io_error)?;
     if n == 0 {
         return Err(ImapError::Lost("the server closed the connection".into()));
     }
