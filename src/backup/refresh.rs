@@ -14,7 +14,7 @@
 
 use super::folder::{Context, Place};
 use crate::error::{Error, Result};
-use crate::imap::session::FlagsAsk;
+use crate::imap::FlagsAsk;
 use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
 use crate::metadata::{Gone, Index, Journal};

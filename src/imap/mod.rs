@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod commands;
 pub mod connect;
 pub mod error;
 mod link;
@@ -17,9 +18,13 @@ pub mod tls;
 pub mod wire;
 
 pub use auth::Auth;
+pub use commands::{
+    Appending, Examined, FlagsAsk, FolderStatus, Found, GmailIds, Holding, Listed, NewMail, Sampled, Then,
+    HEADER_PREFIX,
+};
 pub use connect::{is_timeout, resolve, ServerSpec, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
 pub use error::ImapError;
-pub use session::{connect, Examined, FolderStatus, Found, Listed, NewMail, Sampled, Session, Then};
+pub use session::{connect, Session};
 pub use tls::{Stream, Trust};
 
 /// An IMAP sequence set for sorted UIDs, with runs folded into ranges (`1:5,9,12:13`).
