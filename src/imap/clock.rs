@@ -1,7 +1,12 @@
-//! Time as the client says it in messages: how long something waited, a duration in
-//! seconds. Below every other module of `imap`, so that each may word its timeouts.
+//! Time as the client sees it: the [`Clock`] a session waits with between attempts (the
+//! real one, or in tests one that does not sleep), and how durations are said in
+//! messages. Below every other module of `imap`, so that each may word its timeouts.
 
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
 
 /// A duration for messages: "60 s", "2.5 s".
 pub fn seconds(d: Duration) -> String {
@@ -25,6 +30,75 @@ pub(crate) fn waited_for(d: Duration) -> String {
         seconds(whole)
     } else {
         seconds(Duration::from_millis(d.as_millis() as u64 / 100 * 100))
+    }
+}
+
+/// What a session waits with between attempts: the real clock, or in tests one whose
+/// waits take no time ([`InstantClock`]), so a test of what happens after a lost
+/// connection does not sleep through the back-off.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Now, as this clock counts.
+    fn now(&self) -> Instant;
+    /// Waits `wait` (not listening for Ctrl-C: see [`pause`]).
+    fn sleep(&self, wait: Duration);
+}
+
+/// The clock on the wall: waits are real sleeps.
+#[derive(Debug, Default)]
+pub struct RealClock;
+
+impl Clock for RealClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, wait: Duration) {
+        std::thread::sleep(wait);
+    }
+}
+
+/// A clock whose waits return at once and move its own time on by what was waited: what
+/// a run says of its waits ("trying again in 2 s", "tried 4 times in 7 s") stays the same.
+#[derive(Debug, Default)]
+pub struct InstantClock {
+    slept: Mutex<Duration>,
+}
+
+impl Clock for InstantClock {
+    fn now(&self) -> Instant {
+        Instant::now() + self.slept.lock().map_or(Duration::ZERO, |s| *s)
+    }
+
+    fn sleep(&self, wait: Duration) {
+        if let Ok(mut slept) = self.slept.lock() {
+            *slept += wait;
+        }
+    }
+}
+
+/// The clock a session waits with: the real one. A test build (the `test-clock` feature,
+/// which only `cargo test` turns on) takes [`InstantClock`] when the environment says
+/// `SMAILARCHIVER_TEST_CLOCK=instant`; a release build has no such switch.
+pub fn session_clock() -> Arc<dyn Clock> {
+    #[cfg(feature = "test-clock")]
+    if std::env::var_os("SMAILARCHIVER_TEST_CLOCK").is_some_and(|v| v == "instant") {
+        return Arc::new(InstantClock::default());
+    }
+    Arc::new(RealClock)
+}
+
+/// Waits `wait` on `clock`, listening for Ctrl-C.
+pub fn pause(clock: &dyn Clock, wait: Duration) -> Result<()> {
+    let until = clock.now() + wait;
+    loop {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        let left = until.saturating_duration_since(clock.now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        clock.sleep(left.min(crate::interrupt::TICK));
     }
 }
 

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod connect;
 pub mod error;
 mod link;
+pub mod reconnect;
 pub mod session;
 pub mod tls;
 pub mod wire;

@@ -5,54 +5,16 @@
 //! command-by-command client waits for several.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 pub use super::auth::is_refused_login;
 use super::auth::{self, Ask, Auth, Renewal};
-use super::clock::{seconds, waited};
+use super::clock::seconds;
 use super::connect::ServerSpec;
-use super::error::{quote, ImapError, Unreached};
+use super::error::{ImapError, Unreached};
 use super::link::Link;
+use super::reconnect::Backoff;
 use super::wire::{self, Response, MAX_SMALL_LITERAL};
 use crate::error::{Error, Result};
-
-/// How often a lost connection is re-established before the account is given up. A
-/// connection that moved the work on (delivered a message, stored an upload) before it was
-/// lost restores the count: a run lasts as long as its work, whatever ends its connections
-/// now and then (an access token's hour); a server that fails every connection before any
-/// progress still ends the account.
-pub const RECONNECTS: u32 = 3;
-/// The most time an account's session waits for a throttling server in one run: past it
-/// the account stops for this run (what was archived stays; the next run goes on).
-pub const THROTTLE_BUDGET: Duration = Duration::from_secs(30 * 60);
-/// The longest single wait for a throttling server, whatever it suggests.
-const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(10 * 60);
-/// The first wait for a throttling server that suggests none; it doubles each time in a
-/// row (up to [`MAX_THROTTLE_WAIT`]).
-const FIRST_THROTTLE_WAIT: Duration = Duration::from_secs(15);
-
-/// How long to wait after the throttling answer `text`, the `nth` in a row (from 0): what
-/// the server suggests, else a doubling wait.
-fn throttle_wait(text: &str, nth: u32) -> Duration {
-    super::error::suggested_backoff(text)
-        .unwrap_or_else(|| FIRST_THROTTLE_WAIT.saturating_mul(1 << nth.min(10)))
-        .min(MAX_THROTTLE_WAIT)
-}
-
-/// Sleeps `wait`, listening for Ctrl-C.
-fn pause(wait: Duration) -> Result<()> {
-    let until = std::time::Instant::now() + wait;
-    loop {
-        if crate::interrupt::requested() {
-            return Err(Error::interrupted());
-        }
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        std::thread::sleep(left.min(crate::interrupt::TICK));
-    }
-}
 
 /// The session with one account's server.
 #[derive(Debug)]
@@ -67,20 +29,10 @@ pub struct Session {
     /// Why a fresh credential could not be had: reconnecting cannot help then.
     unrenewable: Option<String>,
     link: Option<Link>,
-    reconnects: u32,
-    /// The connection dropped last had moved the work on (see [`RECONNECTS`]).
+    /// Lost connections counted, and the waits before the next.
+    backoff: Backoff,
+    /// The connection dropped last had moved the work on (see [`RECONNECTS`](super::reconnect::RECONNECTS)).
     dropped_progress: bool,
-    /// The connection dropped last garbled pipelined commands: the next one sends them one
-    /// at a time, at once and without counting against [`RECONNECTS`] (once).
-    garbled: Option<String>,
-    /// The connection dropped last was throttled: the next one waits first.
-    throttled: Option<String>,
-    /// Throttled in a row, without progress between: the wait grows.
-    throttled_in_a_row: u32,
-    /// Time spent waiting for throttling so far (at most [`THROTTLE_BUDGET`]).
-    throttle_waited: Duration,
-    /// This session learnt that the server mishandles pipelining.
-    learnt_serial: bool,
 }
 
 impl Session {
@@ -94,13 +46,8 @@ impl Session {
             logged_in: false,
             unrenewable: None,
             link: None,
-            reconnects: 0,
+            backoff: Backoff::new(),
             dropped_progress: false,
-            garbled: None,
-            throttled: None,
-            throttled_in_a_row: 0,
-            throttle_waited: Duration::ZERO,
-            learnt_serial: false,
         }
     }
 
@@ -127,27 +74,25 @@ impl Session {
     /// Connects and logs in now, unless connected. A failure that may pass (no answer, a
     /// refused or dropped connection, a busy server: a NAS that woke before its network, a
     /// faulty link) is tried again like a lost connection, after 1, 2 and 4 s, counted in
-    /// the same budget of [`RECONNECTS`]; `notice` hears of each attempt that failed. The
+    /// the same budget of [`RECONNECTS`](super::reconnect::RECONNECTS); `notice` hears of each attempt that failed. The
     /// other failures (an untrusted certificate, a wrong password) are the account's at once.
     pub fn connect_retrying(&mut self, notice: &mut dyn FnMut(&str)) -> Result<()> {
-        let began = std::time::Instant::now();
+        let began = self.backoff.now();
         let mut attempts = 0;
         while self.link.is_none() {
             attempts += 1;
             match self.open_link() {
                 Ok(link) => self.link = Some(link),
                 Err(u) if u.transient && !crate::interrupt::requested() => {
-                    self.reconnects += 1;
-                    if self.given_up() {
+                    let Some(pause) = self.backoff.failed_attempt() else {
                         return Err(Error::runtime(format!(
                             "{} (tried {attempts} times in {})",
                             u.error,
-                            waited(began)
+                            self.backoff.waited(began)
                         )));
-                    }
-                    let pause = Duration::from_secs(1 << (self.reconnects - 1));
+                    };
                     notice(&format!("{}; trying again in {}", u.error, seconds(pause)));
-                    std::thread::sleep(pause);
+                    self.backoff.sleep(pause);
                 }
                 Err(u) => return Err(u.error),
             }
@@ -192,68 +137,16 @@ impl Session {
 
     /// Whether the connection was lost more often than allowed.
     pub fn given_up(&self) -> bool {
-        self.reconnects > RECONNECTS
+        self.backoff.given_up()
     }
 
     /// Drops a connection that broke and waits before the next (1, 2, 4 s, unless it moved
     /// the work on; a throttling server's wait); returns what to tell the user, or an error
-    /// once [`RECONNECTS`] (or [`THROTTLE_BUDGET`]) are used up.
+    /// once [`RECONNECTS`](super::reconnect::RECONNECTS) (or [`THROTTLE_BUDGET`](super::reconnect::THROTTLE_BUDGET)) are used up.
     pub fn lost(&mut self, why: &str) -> Result<String> {
         self.drop_link();
         let progressed = std::mem::take(&mut self.dropped_progress);
-        if progressed {
-            self.reconnects = 0;
-            self.throttled_in_a_row = 0;
-        }
-        if crate::interrupt::requested() {
-            return Err(Error::interrupted());
-        }
-        if let Some(text) = self.garbled.take() {
-            // Learnt once per session: a server that garbles single commands too is an
-            // ordinary lost connection from then on.
-            if !std::mem::replace(&mut self.learnt_serial, true) {
-                return Ok(format!(
-                    "the server refused a pipelined command ({}): it mishandles pipelining, so commands go one at a time from now on; reconnecting",
-                    quote(&text)
-                ));
-            }
-        }
-        if let Some(text) = self.throttled.take() {
-            let wait = throttle_wait(&text, self.throttled_in_a_row);
-            let left = THROTTLE_BUDGET.saturating_sub(self.throttle_waited);
-            if left.is_zero() {
-                self.reconnects = RECONNECTS + 1;
-                return Err(Error::runtime(format!(
-                    "throttled by the server for {} in all, giving up for this run (last: {})",
-                    seconds(THROTTLE_BUDGET),
-                    quote(&text)
-                )));
-            }
-            let wait = wait.min(left);
-            self.throttled_in_a_row += 1;
-            self.throttle_waited += wait;
-            pause(wait)?;
-            return Ok(format!(
-                "the server is throttling the account ({}); waited {}, resuming",
-                quote(&text),
-                seconds(wait)
-            ));
-        }
-        if let Some(e) = self.unrenewable.take() {
-            // The account's credential command failed: the next attempt would only run it again.
-            self.reconnects = RECONNECTS + 1;
-            return Err(Error::runtime(e));
-        }
-        self.reconnects += 1;
-        if self.given_up() {
-            return Err(Error::runtime(format!("connection lost {RECONNECTS} times, giving up (last: {why})")));
-        }
-        // A connection that moved the work on was not failing: its successor starts at
-        // once (an access token's hour ended, say). Failures in a row wait 1, 2, 4 s.
-        if !progressed {
-            pause(Duration::from_secs(1 << (self.reconnects - 1)))?;
-        }
-        Ok(format!("connection lost ({why}); reconnecting"))
+        self.backoff.lost(progressed, &mut self.unrenewable, why)
     }
 
     /// Drops the connection, noting whether it had moved the work on.
@@ -273,8 +166,7 @@ impl Session {
         if self.link.is_none() {
             // Reconnected without a word (a failure that did not matter): nothing to say
             // or wait for any more.
-            self.garbled = None;
-            self.throttled = None;
+            self.backoff.reconnected_quietly();
             let link = self.open_link().map_err(|e| ImapError::Lost(e.error.to_string()))?;
             self.link = Some(link);
         }
@@ -288,13 +180,11 @@ impl Session {
         &mut self,
         result: std::result::Result<T, ImapError>,
     ) -> std::result::Result<T, ImapError> {
-        match &result {
-            Err(ImapError::Garbled(text)) => {
+        if let Err(e) = &result {
+            if matches!(e, ImapError::Garbled(_)) {
                 self.spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.garbled = Some(text.clone());
             }
-            Err(ImapError::Throttled(text)) => self.throttled = Some(text.clone()),
-            _ => {}
+            self.backoff.note(e);
         }
         if result.as_ref().is_err_and(ImapError::breaks_session) {
             self.drop_link();
