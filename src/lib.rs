@@ -2,21 +2,18 @@
 //! in the format of SMail Archiver 0.5, through fixed-size buffers.
 
 pub mod account;
-pub mod app;
 pub mod archive;
 pub mod atomic;
 pub mod backends;
 pub mod backup;
 pub mod bounded;
+pub mod cli;
 pub mod codec;
-pub mod completions;
-pub mod config;
 pub mod credential_helper;
 pub mod date;
 pub mod dir;
 pub mod encoded_words;
 pub mod error;
-pub mod flags;
 pub mod hierarchy;
 pub mod imap;
 pub mod interrupt;
@@ -27,7 +24,6 @@ pub mod listing;
 pub mod lock;
 pub mod mailbox_name;
 pub mod mailstore;
-pub mod manpage;
 pub mod mbox;
 pub mod metadata;
 pub mod nearest;
@@ -48,4 +44,3 @@ pub mod search;
 pub mod secret;
 pub mod upload;
 pub mod verify;
-pub mod wizard;
