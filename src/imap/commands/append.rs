@@ -8,8 +8,8 @@ use std::io::Read;
 use super::quoted;
 use crate::imap::error::{quote, ImapError};
 use crate::imap::link::Link;
+use crate::imap::session::Session;
 use crate::imap::wire::{self, Data, Response, Status, MAX_SMALL_LITERAL};
-use crate::imap::Session;
 
 /// Largest message sent as a non-synchronizing literal where the server offers LITERAL-
 /// (RFC 7888) only.

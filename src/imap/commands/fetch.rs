@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use super::select::{deselect, note_examined, still_open, Examined};
+use super::uid_set;
 use super::{quoted, sorted_sizes};
 use crate::imap::error::ImapError;
+use crate::imap::session::Session;
 use crate::imap::wire::{self, Data, Fetched, MAX_SMALL_LITERAL, MAX_UIDS};
-use crate::imap::{uid_set, Session};
 
 /// UIDs per `UID FETCH (UID RFC822.SIZE)` command.
 const SIZES_PER_COMMAND: usize = 5000;

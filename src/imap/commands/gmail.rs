@@ -4,9 +4,10 @@
 
 use super::quoted;
 use super::select::{note_examined, Examined};
+use super::uid_set;
 use crate::imap::error::ImapError;
+use crate::imap::session::Session;
 use crate::imap::wire::{Data, Fetched, MAX_SMALL_LITERAL};
-use crate::imap::{uid_set, Session};
 
 /// One message of a folder as Gmail identifies it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use super::quoted;
 use crate::hierarchy::Hierarchy;
 use crate::imap::error::ImapError;
 use crate::imap::link::Link;
+use crate::imap::session::Session;
 use crate::imap::wire::{Data, ListEntry, MAX_SMALL_LITERAL};
-use crate::imap::Session;
 
 /// Folders one LIST may name.
 const MAX_FOLDERS: usize = 100_000;

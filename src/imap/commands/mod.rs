@@ -11,7 +11,7 @@
 //! closure, and returns the completion's text, or `Err(ImapError::Refused)` for a NO or
 //! BAD (the connection stays usable). For example:
 //!
-//! ```ignore
+//! ```text
 //! impl Session {
 //!     /// Creates the mailbox `wire`.
 //!     pub fn create(&mut self, wire: &str) -> Result<(), ImapError> {
@@ -61,6 +61,30 @@ pub(super) fn sorted_sizes(mut sizes: Vec<(u32, u32)>, wanted: impl Fn(u32) -> b
     sizes
 }
 
+/// An IMAP sequence set for sorted UIDs, with runs folded into ranges (`1:5,9,12:13`).
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +93,12 @@ mod tests {
     fn sizes_keep_only_what_was_asked() {
         let got = sorted_sizes(vec![(9, 1), (3, 2), (3, 2), (100, 5)], |u| u < 50);
         assert_eq!(got, [(3, 2), (9, 1)]);
+    }
+
+    #[test]
+    fn sets_fold_runs() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
     }
 }

@@ -8,8 +8,8 @@
 use super::{quoted, sorted_sizes};
 use crate::imap::error::{quote, ImapError};
 use crate::imap::link::Link;
+use crate::imap::session::Session;
 use crate::imap::wire::{Data, Fetched, MAX_SMALL_LITERAL};
-use crate::imap::Session;
 
 /// What EXAMINE reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

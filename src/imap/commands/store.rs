@@ -3,9 +3,10 @@
 
 use super::quoted;
 use super::select::{note_examined, Examined};
+use super::uid_set;
 use crate::imap::error::ImapError;
+use crate::imap::session::Session;
 use crate::imap::wire::MAX_SMALL_LITERAL;
-use crate::imap::{uid_set, Session};
 
 impl Session {
     /// Removes exactly the messages `uids` of `wire` (UID STORE `\Deleted`, then UID
