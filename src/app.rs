@@ -64,47 +64,7 @@ pub enum RestoreOutput {
 
 pub use crate::report::Output;
 
-/// Prints a run's messages: results and details on stdout, the rest on stderr, each
-/// filtered by the output settings.
-pub struct Printer {
-    /// How much to say.
-    pub out: Output,
-}
-
-impl crate::report::Events for Printer {}
-
-/// After SIGINT or SIGTERM the run says one line, at its end: nothing else is printed.
-impl crate::report::Sink for Printer {
-    fn result(&self, text: &str) {
-        if !self.out.quiet && !interrupt::requested() {
-            println!("{text}");
-        }
-    }
-
-    fn detail(&self, text: &str) {
-        if self.out.verbose && !interrupt::requested() {
-            println!("{text}");
-        }
-    }
-
-    fn warning(&self, text: &str) {
-        if !interrupt::requested() {
-            warn(text);
-        }
-    }
-
-    fn remark(&self, text: &str) {
-        if self.out.verbose && !interrupt::requested() {
-            warn(text);
-        }
-    }
-
-    fn error(&self, text: &str) {
-        if !interrupt::requested() {
-            eprintln!("smailarchiver: error: {text}");
-        }
-    }
-}
+pub use crate::print::{warn, Printer};
 
 /// A backup's sink: printed by the printer, recorded for `--report` and the line an
 /// interrupted run ends with.
@@ -539,11 +499,6 @@ impl LowArgs {
     }
 }
 
-/// Prints a non-fatal problem on stderr.
-pub fn warn(msg: impl std::fmt::Display) {
-    eprintln!("smailarchiver: {msg}");
-}
-
 /// Runs the tool; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     match run(args) {
@@ -955,36 +910,10 @@ fn run_upload(
     session
         .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
-    let mut code = 0;
-    let outcome =
-        upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink, &mut |name, result| match result {
-            Ok(r) => {
-                crate::report::Sink::result(&sink, &format!("{label} {name}: {}", r.summary()));
-                if r.in_doubt > 0 {
-                    crate::report::Sink::warning(
-                        &sink,
-                        &format!(
-                            "{label} {name}: {} message(s) sent on a lost connection may or may not be at the \
-                             target: run the upload again to settle them",
-                            r.in_doubt
-                        ),
-                    );
-                }
-                if r.failing() {
-                    code = EXIT_FAILURE;
-                }
-            }
-            Err(e) => {
-                crate::report::Sink::error(&sink, &format!("{label} {name}: {e}"));
-                code = EXIT_FAILURE;
-            }
-        });
-    if let Err(e) = outcome {
-        let _ = session.logout();
-        return Err(e);
-    }
+    let sink = crate::print::upload::UploadPrinter { printer: sink, label: &label };
+    let outcome = upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink);
     let _ = session.logout();
-    Ok(code)
+    Ok(if outcome?.failing > 0 { EXIT_FAILURE } else { 0 })
 }
 
 /// `--oauth2-login`: signs each account in, one after the other; exit 1 if one failed.
