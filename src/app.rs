@@ -2,7 +2,6 @@
 //! flags, and running them with honest exit codes.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders};
@@ -1043,58 +1042,20 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
     let mut code = 0;
-    // `--list ... | head` closes the pipe early: stop quietly then.
-    let mut stdout = std::io::stdout().lock();
-    let mut gone = false;
+    let printer = crate::print::list::ListPrinter::default();
     for (name, dir, journal) in folders {
         if let Some(name) = name {
-            gone |= writeln!(stdout, "# {name}").is_err();
+            printer.heading(&name);
         }
-        if gone {
+        // `--list ... | head` closes the pipe early: stop quietly then.
+        if crate::events::Sink::gone(&printer) {
             break;
         }
-        let listed = crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &mut |line| {
-            gone |= writeln!(stdout, "{line}").is_err();
-            !gone
-        })?;
-        if let Some(p) = listed.metadata_problem {
-            warn(format!("warning: {}: no flags and arrival times: {p}", dir.display()));
-        }
-        if listed.damaged_records > 0 {
-            warn(format!(
-                "warning: {}: {} damaged metadata record{} left out (see --verify)",
-                dir.display(),
-                listed.damaged_records,
-                if listed.damaged_records == 1 { "" } else { "s" }
-            ));
-        }
-        for (file, why) in &listed.failed {
-            warn(format!("{}: {why}", file.display()));
+        if crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &printer)?.failed > 0 {
             code = EXIT_FAILURE;
         }
     }
     Ok(code)
-}
-
-/// Prints a search's hits on stdout (`FOLDERDIR<TAB>` and the `--list` line), its
-/// problems on stderr.
-struct SearchOutput {
-    stdout: std::io::StdoutLock<'static>,
-}
-
-impl crate::search::Events for SearchOutput {
-    fn hit(&mut self, folder: &Path, line: &str) -> bool {
-        // `--search ... | head` closes the pipe early: stop quietly then.
-        writeln!(self.stdout, "{}\t{line}", crate::printable::escape(&folder.display().to_string())).is_ok()
-    }
-
-    fn problem(&mut self, path: &Path, why: &str) {
-        warn(format!("{}: {why}", path.display()));
-    }
-
-    fn warning(&mut self, text: &str) {
-        warn(format!("warning: {text}"));
-    }
 }
 
 /// `--search QUERY PATH`: the messages of PATH's folders that QUERY selects.
@@ -1110,11 +1071,11 @@ fn run_search(query: &crate::search::query::Query, path: &Path, keys: &KeySpec, 
     let keys = keys_if_needed(&sample, &journals, path, keys)?;
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
-    let mut output = SearchOutput { stdout: std::io::stdout().lock() };
-    let report = crate::search::search(&folders, query, keys.as_ref(), &mut output)?;
-    drop(output);
+    let printer = crate::print::search::SearchPrinter::default();
+    let report = crate::search::search(&folders, query, keys.as_ref(), &printer)?;
+    drop(printer);
     if !settings.out.quiet {
-        warn(crate::search::summary(&report));
+        warn(crate::print::search::summary(&report));
     }
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
 }
@@ -1134,38 +1095,8 @@ fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     drop(files);
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
-    let mut bad_records = false;
-    let report = verify::verify(&folders, keys.as_ref(), &mut |path: &Path, why: &str| {
-        bad_records |= why.contains("metadata record");
-        println!("BAD {}: {why}", path.display())
-    })?;
-    if bad_records {
-        println!("{}", verify::REPAIR_HINT);
-    }
-    if !out.quiet || report.is_bad() {
-        println!("{}", verified_line(&report));
-    }
+    let printer = crate::print::verify::VerifyPrinter::default();
+    let report = verify::verify(&folders, keys.as_ref(), &printer)?;
+    printer.finish(&report, out.quiet);
     Ok(if report.is_bad() { EXIT_FAILURE } else { 0 })
-}
-
-/// `verified N messages: G good, B bad (D damaged, M missing), BYTES message bytes; J
-/// metadata journals, R damaged records`.
-fn verified_line(r: &verify::Report) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let mut line =
-        format!("verified {}: {} good, {} bad", plural(r.messages, "message"), r.good, r.damaged + r.missing);
-    if r.damaged + r.missing > 0 {
-        line += &format!(" ({} damaged, {} missing)", r.damaged, r.missing);
-    }
-    line += &format!(", {} message bytes", r.bytes);
-    if r.journals > 0 {
-        line += &format!("; {}", plural(r.journals, "metadata journal"));
-        if r.damaged_records > 0 {
-            line += &format!(", {}", plural(r.damaged_records, "damaged record"));
-        }
-        if r.bad_journals > 0 {
-            line += &format!(", {} unreadable", r.bad_journals);
-        }
-    }
-    line
 }

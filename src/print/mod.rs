@@ -1,7 +1,10 @@
 //! Every word a run prints: each mode's events rendered as lines, filtered by the output
 //! settings (`--quiet`, `--verbose`), with the progress line kept out of their way.
 
+pub mod list;
+pub mod search;
 pub mod upload;
+pub mod verify;
 
 use crate::interrupt;
 use crate::report::Output;
@@ -83,6 +86,6 @@ pub fn warn(msg: impl std::fmt::Display) {
 }
 
 /// `N thing` or `N things`.
-pub fn plural(n: usize, word: &str) -> String {
+pub fn plural(n: u64, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
