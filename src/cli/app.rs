@@ -5,16 +5,17 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders};
+use crate::cli::flags::{self, LowArgs};
+use crate::cli::{config, wizard};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
-use crate::flags::{self, LowArgs};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::run_report::RunRecord;
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backends, backup, config, interrupt, progress, restore, upload, verify, wizard};
+use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
 use std::sync::Arc;
 
 /// What the command line asks for.
@@ -63,7 +64,7 @@ pub enum RestoreOutput {
 
 pub use crate::report::Output;
 
-pub use crate::print::{warn, Printer};
+pub use crate::cli::print::{warn, Printer};
 
 /// A backup's sink: printed by the printer, recorded for `--report` and the line an
 /// interrupted run ends with.
@@ -584,10 +585,10 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
 /// What `--generate KIND` prints (KIND is one of [`flags::GENERATE_KINDS`]).
 fn generate(kind: &str) -> String {
     match kind {
-        "man" => crate::manpage::render(),
-        "complete-bash" => crate::completions::bash(),
-        "complete-zsh" => crate::completions::zsh(),
-        _ => crate::completions::fish(),
+        "man" => crate::cli::manpage::render(),
+        "complete-bash" => crate::cli::completions::bash(),
+        "complete-zsh" => crate::cli::completions::zsh(),
+        _ => crate::cli::completions::fish(),
     }
 }
 
@@ -909,7 +910,7 @@ fn run_upload(
     session
         .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
-    let sink = crate::print::upload::UploadPrinter { printer: sink, label: &label };
+    let sink = crate::cli::print::upload::UploadPrinter { printer: sink, label: &label };
     let outcome = upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink);
     let _ = session.logout();
     Ok(if outcome?.failing > 0 { EXIT_FAILURE } else { 0 })
@@ -1042,7 +1043,7 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
     let mut code = 0;
-    let printer = crate::print::list::ListPrinter::default();
+    let printer = crate::cli::print::list::ListPrinter::default();
     for (name, dir, journal) in folders {
         if let Some(name) = name {
             printer.heading(&name);
@@ -1071,11 +1072,11 @@ fn run_search(query: &crate::search::query::Query, path: &Path, keys: &KeySpec, 
     let keys = keys_if_needed(&sample, &journals, path, keys)?;
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
-    let printer = crate::print::search::SearchPrinter::default();
+    let printer = crate::cli::print::search::SearchPrinter::default();
     let report = crate::search::search(&folders, query, keys.as_ref(), &printer)?;
     drop(printer);
     if !settings.out.quiet {
-        warn(crate::print::search::summary(&report));
+        warn(crate::cli::print::search::summary(&report));
     }
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
 }
@@ -1095,7 +1096,7 @@ fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     drop(files);
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
-    let printer = crate::print::verify::VerifyPrinter::default();
+    let printer = crate::cli::print::verify::VerifyPrinter::default();
     let report = verify::verify(&folders, keys.as_ref(), &printer)?;
     printer.finish(&report, out.quiet);
     Ok(if report.is_bad() { EXIT_FAILURE } else { 0 })
