@@ -10,14 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::archive::files::readahead::ReadAhead;
+use crate::archive::layout::scope::FolderDir;
+use crate::archive::metadata::{HashingReader, Index};
 use crate::archive::{self, ArchiveFile};
 use crate::codec::Form;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::metadata::{HashingReader, Index};
-use crate::readahead::ReadAhead;
 use crate::restore::drain;
-use crate::scope::FolderDir;
 
 /// What a verification found.
 #[derive(Debug, Default)]
@@ -59,7 +59,7 @@ pub enum Event<'a> {
     /// A message the journal records whose file is gone (`path`: its name as recorded).
     Missing { path: &'a Path, uid: u32 },
     /// A damaged record of the journal, left out.
-    DamagedRecord { journal: &'a Path, damage: &'a crate::metadata::Damage },
+    DamagedRecord { journal: &'a Path, damage: &'a crate::archive::metadata::Damage },
 }
 
 /// Where a verification's events go.

@@ -11,10 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use super::event::{Event, Sink};
 use super::Destination;
 use crate::archive;
+use crate::archive::metadata::Index;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::Index;
 
 /// UIDs per `UID STORE` command.
 const UIDS_PER_STORE: usize = 1000;
