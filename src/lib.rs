@@ -30,7 +30,6 @@ pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod restore;
-pub mod run_report;
 pub mod sandbox;
 pub mod search;
 pub mod secret;

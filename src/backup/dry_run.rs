@@ -5,14 +5,14 @@
 
 use std::collections::HashSet;
 
+use super::event::{Event, Sink};
 use super::folder::archived_uids;
 use super::{choose_folders, read_only};
 use crate::account::Account;
 use crate::archive::layout::registry::Registry;
-use crate::error::{Result, EXIT_FAILURE};
+use crate::error::Result;
 use crate::imap::{Found, Session, Then};
 use crate::mailbox_name::Mailbox;
-use crate::report::Sink;
 use crate::sandbox::Mode;
 
 /// What a backup of one folder would fetch.
@@ -28,16 +28,16 @@ pub struct Planned {
     pub archived: usize,
 }
 
-/// Counts what a backup of `accounts` would fetch, one line per folder and one per
-/// account; returns the exit code (1 when an account or a folder could not be counted).
-pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
-    let mut code = 0;
+/// Counts what a backup of `accounts` would fetch, told per folder and per account;
+/// returns whether all of it could be counted.
+pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> bool {
+    let mut counted_all = true;
     for (label, counted) in read_only(accounts, sandbox, |a, s| count_account(a, s, sink)) {
         let folders = match counted {
             Ok(f) => f,
-            Err(e) => {
-                sink.error(&format!("{label}: {e}"));
-                code = EXIT_FAILURE;
+            Err(error) => {
+                sink.event(Event::AccountNotCounted { account: &label, error: &error });
+                counted_all = false;
                 continue;
             }
         };
@@ -45,28 +45,20 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
         for (name, planned) in folders {
             match planned {
                 Ok(p) => {
-                    sink.result(&format!(
-                        "{label} {}: would fetch {} message{}, {} bytes ({} already archived)",
-                        p.folder,
-                        p.messages,
-                        if p.messages == 1 { "" } else { "s" },
-                        p.bytes,
-                        p.archived
-                    ));
+                    sink.event(Event::WouldFetch { account: &label, planned: &p });
                     messages += p.messages;
                     bytes += p.bytes;
                 }
-                Err(e) => {
-                    sink.error(&format!("{label} {name}: {e}"));
+                Err(error) => {
+                    sink.event(Event::NotCounted { account: &label, folder: &name, error: &error });
                     failed += 1;
-                    code = EXIT_FAILURE;
+                    counted_all = false;
                 }
             }
         }
-        let failed = if failed > 0 { format!(" ({failed} folder(s) could not be counted)") } else { String::new() };
-        sink.result(&format!("{label}: would fetch {messages} messages, {bytes} bytes{failed}; nothing was written"));
+        sink.event(Event::WouldFetchAll { account: &label, messages, bytes, failed });
     }
-    code
+    counted_all
 }
 
 /// Each folder a backup would go through, with what it would fetch from it.

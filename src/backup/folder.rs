@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use super::event::{Event, Sink};
 use super::plan::{self, Batch};
 use super::rebase;
 use super::writer::{MessageWriter, Outcome, Settings, Stamp};
@@ -22,7 +23,7 @@ use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::os::dir::Dir;
 use crate::progress::Progress;
-use crate::report::{FolderFigures, Sink};
+use crate::report::FolderFigures;
 
 /// What does not change while the folders of an account are backed up.
 pub struct Context<'a> {
@@ -125,29 +126,6 @@ impl FolderReport {
             left_server: self.left_server,
         }
     }
-
-    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`
-    /// (and messages that vanished while fetched, or are kept only in the archive).
-    pub fn summary(&self) -> String {
-        let mut vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
-        if self.only_in_archive > 0 {
-            vanished += &format!(", {} only in the archive", self.only_in_archive);
-        }
-        let mut renumbered =
-            if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
-        if self.linked > 0 {
-            renumbered += &format!(" ({} of them linked from All Mail)", self.linked);
-        }
-        format!(
-            "{}: {} new, {} already archived, {} failed{renumbered}{vanished}, {} bytes, {:.2} s",
-            self.folder,
-            self.new,
-            self.existing,
-            self.failed,
-            self.bytes,
-            self.started.elapsed().as_secs_f64()
-        )
-    }
 }
 
 /// Why a pass over the folder stopped.
@@ -200,12 +178,11 @@ struct Lessons {
 impl Lessons {
     /// Gives up `uid` for this run, saying why.
     fn leave_out(&mut self, ctx: &Context<'_>, report: &mut FolderReport, uid: u32, why: &str) {
-        let why = format!("UID {uid} left out: {why}");
         if self.left_out.insert(uid) {
             report.failed += 1;
-            report.errors.push(why.clone());
+            report.errors.push(format!("UID {uid} left out: {why}"));
         }
-        ctx.sink.warning(&format!("{} {}: {why}", ctx.account.label(), report.folder));
+        ctx.sink.event(Event::LeftOut { account: ctx.account, folder: &report.folder, uid, why });
     }
 }
 
@@ -273,7 +250,7 @@ pub fn backup(
             Err(Stop::Connection(why)) => {
                 report.progress.clear();
                 let notice = session.lost(&why)?;
-                ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
+                ctx.sink.event(Event::Reconnected { account: ctx.account, notice: &notice });
             }
             // Each time, a message more is fetched alone or left out: this ends.
             Err(Stop::Again) => report.progress.clear(),
@@ -371,26 +348,8 @@ fn pass(
     if let Some((old, aside)) = &opened.retired {
         let previous = recognised.as_ref().map_or(0, |r: &rebase::Rebased| r.previous);
         let found = recognised.as_ref().map_or(0, |r| r.linked.len());
-        if previous > 0 && found == previous {
-            // The same mail, renumbered: nothing to worry about.
-            ctx.sink.remark(&format!(
-                "{}: UIDVALIDITY changed ({old} -> {uidvalidity}), the mail did not: all {found} messages recognised, \
-                 none fetched again; the previous numbering stays in {}",
-                report.folder,
-                aside.display()
-            ));
-        } else {
-            let also = if found > 0 {
-                format!(" ({found} of its {previous} messages recognised in the new numbering, not fetched again)")
-            } else {
-                String::new()
-            };
-            ctx.sink.warning(&format!(
-                "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}{also}",
-                report.folder,
-                aside.display()
-            ));
-        }
+        let (old, new) = (*old, uidvalidity);
+        ctx.sink.event(Event::Renumbered { folder: &report.folder, old, new, found, previous, aside });
     }
     let sized = match found {
         Found::Sizes(sizes) => {
@@ -470,12 +429,12 @@ fn pass(
                         Ok(answers) => Ok(answers),
                         Err(ImapError::Refused(text)) => Err(Ok(text)),
                         Err(ImapError::TooMuch(why)) => {
-                            ctx.sink.warning(&format!(
-                                "{} {}: UID FETCH: {why}; asking for those {} messages one at a time",
-                                ctx.account.label(),
-                                report.folder,
-                                uids.len()
-                            ));
+                            ctx.sink.event(Event::OneAtATime {
+                                account: ctx.account,
+                                folder: &report.folder,
+                                why: &why,
+                                count: uids.len(),
+                            });
                             lessons.one_by_one.extend(uids.iter().copied());
                             Err(Err(Stop::Again))
                         }
@@ -561,11 +520,7 @@ fn relink(
         Err(rebase::Failure::Other(e)) if e.is_interrupted() => Err(Stop::Fatal(e)),
         Err(rebase::Failure::Other(e)) => {
             lessons.relinked = true;
-            ctx.sink.warning(&format!(
-                "{} {}: the messages of the previous UIDVALIDITY could not be recognised ({e}); fetching them",
-                ctx.account.label(),
-                report.folder
-            ));
+            ctx.sink.event(Event::NotRecognised { account: ctx.account, folder: &report.folder, error: &e });
             Ok(None)
         }
     }
@@ -588,8 +543,7 @@ pub(super) fn tally(
                 report.new += 1;
                 report.bytes += size;
                 report.progress.tick(size);
-                ctx.sink.message_stored(size);
-                ctx.sink.detail(&format!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder));
+                ctx.sink.event(Event::Stored { account: ctx.account, folder: &report.folder, uid, size });
                 entries.push(entry);
             }
             Outcome::Existing(_) => report.existing += 1,
@@ -615,7 +569,7 @@ pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, place: &Pla
 }
 
 pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>, e: &Error) {
-    ctx.sink.warning(&format!("{} {}: metadata not kept: {e}", ctx.account.label(), report.folder));
+    ctx.sink.event(Event::MetadataNotKept { account: ctx.account, folder: &report.folder, error: e });
     *journal = None;
 }
 
@@ -691,9 +645,9 @@ fn store_whole(
         }
         Err(Ok(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
-            let why = format!("UID FETCH refused: {}", crate::imap::error::quote(&text));
-            ctx.sink.warning(&format!("{} {}: {why}", ctx.account.label(), report.folder));
-            report.errors.push(why);
+            let text = crate::imap::error::quote(&text);
+            ctx.sink.event(Event::FetchRefused { account: ctx.account, folder: &report.folder, text: &text });
+            report.errors.push(format!("UID FETCH refused: {text}"));
             report.failed += uids.iter().filter(|u| early.remove(u).is_none()).count();
             return Ok(());
         }

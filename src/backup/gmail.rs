@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::event::Event;
 use super::folder::{self, Context, FolderReport, Place};
 use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::ArchiveFile;
@@ -121,14 +122,14 @@ pub fn all_mail(ctx: &Context<'_>, session: &mut Session, place: &Place<'_>, mai
         let written =
             changed.chunks(ENTRIES_PER_WRITE).try_for_each(|c| journal.gmail(c)).and_then(|()| journal.sync());
         match written {
-            Ok(()) => ctx.sink.remark(&format!(
-                "{} {}: labels recorded or changed for {} message{}",
-                ctx.account.label(),
-                mailbox.shown(),
-                changed.len(),
-                if changed.len() == 1 { "" } else { "s" }
-            )),
-            Err(e) => ctx.sink.warning(&format!("{} {}: labels not kept: {e}", ctx.account.label(), mailbox.shown())),
+            Ok(()) => ctx.sink.event(Event::LabelsRecorded {
+                account: ctx.account,
+                folder: &mailbox.shown(),
+                count: changed.len(),
+            }),
+            Err(error) => {
+                ctx.sink.event(Event::LabelsNotKept { account: ctx.account, folder: &mailbox.shown(), error: &error })
+            }
         }
     }
     Ok(AllMail { dir, files, by_msgid, index })
@@ -272,11 +273,8 @@ pub fn run(
         Ok(a) => Some(a),
         Err(None) => None,
         Err(Some(e)) => {
-            ctx.sink.warning(&format!(
-                "{} {}: Gmail labels not asked ({e}); the other folders are archived as on any server",
-                ctx.account.label(),
-                plan.all_mail.shown()
-            ));
+            let folder = &plan.all_mail.shown();
+            ctx.sink.event(Event::LabelsNotAsked { account: ctx.account, folder, error: &e });
             None
         }
     };
@@ -299,11 +297,7 @@ pub fn run(
             Ok((r, false)) => out.ordinary.push((i, Some(r))),
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => {
-                ctx.sink.warning(&format!(
-                    "{} {}: not linked from All Mail ({e}); fetched as on any server",
-                    ctx.account.label(),
-                    m.shown()
-                ));
+                ctx.sink.event(Event::NotLinked { account: ctx.account, folder: &m.shown(), error: &e });
                 out.ordinary.push((i, None));
             }
         }

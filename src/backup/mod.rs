@@ -2,6 +2,7 @@
 //! file per message. One failing account never stops the others.
 
 pub mod dry_run;
+pub mod event;
 pub mod folder;
 pub mod gmail;
 pub mod new_mail;
@@ -21,19 +22,20 @@ use std::time::Duration;
 use crate::account::{Account, Credential, Folders};
 use crate::archive::layout::registry::{Claim, Registry};
 use crate::credential_helper;
-use crate::error::{Result, EXIT_FAILURE};
+use crate::error::Result;
 use crate::imap::auth::{Ask, Renewal};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
 use crate::oauth2::TokenSource;
-use crate::report::{Output, Sink};
+use crate::report::Output;
 use crate::sandbox::{self, Mode, Rules};
 
+pub use event::{Event, Sink};
 pub use folder::FolderReport;
 
-/// Backs up every account; returns the exit code (0 only when everything worked).
+/// Backs up every account; returns what came of them (the caller picks the exit code).
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
 /// system (password commands, key files, CA files, DNS, making a missing archive root)
@@ -45,44 +47,40 @@ pub use folder::FolderReport;
 ///
 /// `writable` are more directories the run may write in once confined (where `--report`
 /// goes). After SIGINT or SIGTERM no further account is begun.
-pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> i32 {
+pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> Summary {
     let started = std::time::Instant::now();
     // First of all, while the process holds the least: the helper gets a copy of it.
     let renewals = match credential_helper::renewals(accounts) {
         Ok(r) => r,
-        Err(e) => {
-            sink.error(&e.to_string());
-            return EXIT_FAILURE;
+        Err(error) => {
+            sink.event(Event::Failed { error: &error });
+            return Summary::aborted(accounts.len(), started);
         }
     };
     // Dropped last, on every way out: roots made for accounts that never logged in go.
     let mut roots = roots::Roots::default();
-    let mut code = 0;
     let mut ready = Vec::new();
-    let failed = |account: &Account, e: &crate::error::Error| {
-        sink.error(&format!("{}: {e}", account.label()));
-        sink.account_failed(&account.user, &account.host, &e.to_string());
+    let failed = |account: &Account, error: &crate::error::Error| {
+        sink.event(Event::AccountFailed { account, error });
     };
     for (account, renewal) in accounts.iter().zip(renewals) {
         if crate::interrupt::requested() {
-            return crate::interrupt::exit_code();
+            return Summary::aborted(accounts.len(), started);
         }
         match prepare(account, sink, &mut roots) {
             Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
-            Err(e) => {
-                failed(account, &e);
-                code = EXIT_FAILURE;
-            }
+            Err(e) => failed(account, &e),
         }
     }
     if ready.is_empty() {
         let failed = accounts.len();
-        Tally { accounts: failed, failed, new: 0, bytes: 0, left: 0, started, reached: false }.say(sink);
-        return code;
+        let summary = Summary { failed, ..Summary::aborted(failed, started) }.ended(started);
+        sink.event(Event::Finished { summary: &summary });
+        return summary;
     }
-    if let Err(e) = roots.start_janitor() {
-        sink.error(&e.to_string());
-        return EXIT_FAILURE;
+    if let Err(error) = roots.start_janitor() {
+        sink.event(Event::Failed { error: &error });
+        return Summary::aborted(accounts.len(), started);
     }
     let rules = Rules {
         read_write: roots.paths().into_iter().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
@@ -92,30 +90,28 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         ..Rules::default()
     };
     match sandbox::restrict(&rules, sandbox) {
-        Ok(status) if !status.fully_enforced() => sink.remark(&format!("sandbox: {status}")),
+        Ok(status) if !status.fully_enforced() => sink.event(Event::SandboxPartial { status: &status }),
         Ok(_) => {}
-        Err(e) => {
-            sink.error(&e.to_string());
-            for p in &ready {
-                sink.account_failed(&p.account.user, &p.account.host, &e.to_string());
-            }
-            return EXIT_FAILURE;
+        Err(error) => {
+            let accounts: Vec<&Account> = ready.iter().map(|p| p.account).collect();
+            sink.event(Event::SandboxRefused { error: &error, accounts: &accounts });
+            return Summary::aborted(accounts.len(), started);
         }
     }
     crate::probe::after_confinement();
     let failed_early = accounts.len() - ready.len();
-    let mut tally =
-        Tally { accounts: accounts.len(), failed: failed_early, new: 0, bytes: 0, left: 0, started, reached: false };
+    let mut tally = Summary { failed: failed_early, ..Summary::aborted(accounts.len(), started) };
+    tally.aborted = false;
     for p in ready {
         if crate::interrupt::requested() {
             break;
         }
         let account = p.account;
         let source = p.source.clone();
-        sink.account_started(&account.user, &account.host);
+        sink.event(Event::AccountStarted { account });
         let outcome = backup_account(p, out, sink, &mut roots);
-        if let Some(w) = source.and_then(|s| s.take_warning()) {
-            sink.warning(&format!("{}: {w}", account.label()));
+        if let Some(warning) = source.and_then(|s| s.take_warning()) {
+            sink.event(Event::TokenWarning { account, warning: &warning });
         }
         match outcome {
             Ok(totals) => {
@@ -125,70 +121,67 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
                 tally.bytes += totals.bytes;
                 if totals.failed > 0 || totals.capped {
                     tally.failed += 1;
-                    code = EXIT_FAILURE;
                 }
             }
             Err(e) => {
                 failed(account, &e);
                 tally.failed += 1;
-                code = EXIT_FAILURE;
             }
         }
     }
-    if crate::interrupt::requested() {
-        return crate::interrupt::exit_code();
+    let tally = tally.ended(started);
+    if !crate::interrupt::requested() {
+        sink.event(Event::Finished { summary: &tally });
     }
-    tally.say(sink);
-    code
+    tally
 }
 
-/// What became of the accounts of a run, for its last line.
-struct Tally {
-    accounts: usize,
-    failed: usize,
-    new: usize,
-    bytes: u64,
+/// What became of the accounts of a run, for its last line and the exit code.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    /// Accounts of the run.
+    pub accounts: usize,
+    /// Of those, the ones that failed (or not to the end).
+    pub failed: usize,
+    /// Messages archived.
+    pub new: usize,
+    /// Their bytes.
+    pub bytes: u64,
     /// Archived messages found to have left the server.
-    left: usize,
-    /// When the run began.
-    started: std::time::Instant,
+    pub left: usize,
+    /// How long the run took.
+    pub elapsed: Duration,
     /// Whether an account got as far as its folders (a single account that did not has
     /// said why in its error, which ends the run).
-    reached: bool,
+    pub reached: bool,
+    /// The run stopped before its accounts' end: the credential helper, the janitor or the
+    /// sandbox failed, or a signal came.
+    pub aborted: bool,
 }
 
-impl Tally {
-    /// One line to end the run (`2 accounts: 1 ok, 1 failed; 35 new messages, B bytes in
-    /// 4 min 12 s (1.2 MiB/s)[; N left the server]`): a result, so `--quiet` keeps a good
-    /// run silent as cron wants, but a warning when one of several accounts failed, so the
-    /// mail cron sends has the whole count.
-    fn say(&self, sink: &dyn Sink) {
-        if self.accounts < 2 && !self.reached {
-            return;
+impl Summary {
+    /// A run of `accounts` stopped before it got anywhere.
+    fn aborted(accounts: usize, started: std::time::Instant) -> Summary {
+        Summary {
+            accounts,
+            failed: 0,
+            new: 0,
+            bytes: 0,
+            left: 0,
+            elapsed: started.elapsed(),
+            reached: false,
+            aborted: true,
         }
-        let elapsed = self.started.elapsed();
-        let mut line = format!(
-            "{} account{}: {} ok, {} failed; {} new message{}, {} bytes in {}",
-            self.accounts,
-            if self.accounts == 1 { "" } else { "s" },
-            self.accounts - self.failed,
-            self.failed,
-            self.new,
-            if self.new == 1 { "" } else { "s" },
-            self.bytes,
-            crate::progress::duration(elapsed)
-        );
-        if self.bytes > 0 && elapsed.as_secs_f64() >= 0.5 {
-            line += &format!(" ({}/s)", crate::progress::bytes((self.bytes as f64 / elapsed.as_secs_f64()) as u64));
-        }
-        if self.left > 0 {
-            line += &format!("; {} left the server (kept in the archive)", self.left);
-        }
-        if self.failed > 0 && self.accounts > 1 {
-            sink.warning(&line);
-        } else {
-            sink.result(&line);
-        }
+    }
+
+    /// The same, timed up to now.
+    fn ended(self, started: std::time::Instant) -> Summary {
+        Summary { elapsed: started.elapsed(), ..self }
+    }
+
+    /// Whether something failed: the exit code is not 0.
+    pub fn failing(&self) -> bool {
+        self.aborted || self.failed > 0
     }
 }
 
@@ -406,14 +399,13 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
     let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs, .. } = p;
-    let label = account.label();
     // Every connection of the account shares what the spec says of pipelining.
     let mut remembered = pipelining::remembered(&root, &guessed_dir);
     if remembered {
         spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
-    session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
+    session.connect_retrying(&mut |notice| sink.event(Event::Reconnected { account, notice }))?;
     // Logged in: only now is the root the run's, and a directory claimed in it.
     roots.claim(&root)?;
     let mut registry = Registry::open(&root)?;
@@ -421,11 +413,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let same = mailstore::recognise(&registry, &mut session, &endpoint, &account.user)
         .map_err(|e| spec.imap_error("EXAMINE", &e))?;
     if let Some((dir, was)) = &same {
-        sink.result(&format!(
-            "{label}: the same mailstore as {} on {was}: continuing in {}",
-            account.user,
-            root.join(dir).display()
-        ));
+        sink.event(Event::SameMailstore { account, was, dir: &root.join(dir) });
     }
     let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
     if !remembered && account_dir != guessed_dir && pipelining::remembered(&root, &account_dir) {
@@ -494,15 +482,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let totals = Mutex::new(Totals::default());
     let done = |mut r: FolderReport| {
         r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
-        sink.result(&format!("{} {}", account.user, r.summary()));
-        sink.folder_done(&account.user, &account.host, r.figures());
+        sink.event(Event::FolderDone { account, report: &r });
         lock(&totals).add(&r);
     };
     // A folder that failed as a whole: said, and counted as one failure.
     let failed = |name: &str, why: String| {
-        sink.error(&format!("{label} {name}: {why}"));
         let r = FolderReport { failed: 1, errors: vec![why], ..FolderReport::new(name) };
-        sink.folder_done(&account.user, &account.host, r.figures());
+        sink.event(Event::FolderFailed { account, report: &r, why: &r.errors[0] });
         lock(&totals).add(&r);
     };
     for name in unusable {
@@ -626,12 +612,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     std::thread::scope(|scope| {
         for n in 0..extra {
             let (spec, addrs, auth, renewal) = (spec.clone(), addrs.clone(), auth.clone(), renewal.clone());
-            let (work, label) = (&work, &label);
+            let work = &work;
             scope.spawn(move || {
                 let mut more = Session::new(spec, addrs, auth).renewing(renewal);
                 // A server that limits connections refuses this one: the others carry on.
-                if let Err(e) = more.connect() {
-                    sink.remark(&format!("{label}: connection {} refused ({e}); carrying on with fewer", n + 2));
+                if let Err(error) = more.connect() {
+                    sink.event(Event::ConnectionRefused { account, n: n + 2, error: &error });
                     return;
                 }
                 work(&mut more);
@@ -657,7 +643,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     if capped {
         let bytes = lock(&totals).bytes;
         said_capped(&ctx, not_reached, bytes, &|r| {
-            sink.folder_done(&account.user, &account.host, r.figures());
+            sink.event(Event::FolderNotReached { account, report: &r });
             lock(&totals).add(&r);
         });
     }
@@ -697,7 +683,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         let refreshed = reconnected(
             &mut session,
             sink,
-            &label,
+            account,
             |s| refresh::refresh(&ctx, s, &place, f, condstore),
             |r| r.as_ref().err().map(ToString::to_string),
         );
@@ -706,20 +692,20 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 said_refreshed(&ctx, f.mailbox, &found);
                 lock(&totals).left += found.left;
             }
-            Err(e) => sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown())),
+            Err(error) => sink.event(Event::FlagsNotRefreshed { account, folder: &f.mailbox.shown(), error: &error }),
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
         let outcomes = reconnected(
             &mut session,
             sink,
-            &label,
+            account,
             |s| refresh::refresh_changed(&ctx, s, &place, &changed),
             |all| all.iter().find_map(|o| o.as_ref().err().map(ToString::to_string)),
         );
         for (f, outcome) in changed.iter().zip(outcomes) {
-            if let Err(e) = outcome {
-                sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
+            if let Err(error) = outcome {
+                sink.event(Event::FlagsNotRefreshed { account, folder: &f.mailbox.shown(), error: &error });
             }
         }
     }
@@ -732,7 +718,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today, archived)) {
             match mailstore::take(&records, &account_dir, &statuses, &mut session) {
                 Ok(evidence) => records.set_evidence(&account_dir, evidence, today)?,
-                Err(e) => sink.remark(&format!("{label}: the mailstore's evidence was not taken: {e}")),
+                Err(error) => sink.event(Event::EvidenceNotTaken { account, error: &error }),
             }
         }
     }
@@ -742,9 +728,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     lock(&registry).flush()?;
     if spec.serial() && !remembered && account.pipelining {
         match pipelining::remember(&root, &account_dir) {
-            Ok(()) => sink
-                .remark(&format!("{label}: the server mishandles pipelining: later runs send one command at a time")),
-            Err(e) => sink.warning(&format!("{label}: {e}")),
+            Ok(()) => sink.event(Event::Serial { account }),
+            Err(error) => sink.event(Event::SerialNotKept { account, error: &error }),
         }
     }
     Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
@@ -793,7 +778,7 @@ impl Totals {
 fn reconnected<T>(
     session: &mut Session,
     sink: &dyn Sink,
-    label: &str,
+    account: &Account,
     mut attempt: impl FnMut(&mut Session) -> T,
     failed: impl Fn(&T) -> Option<String>,
 ) -> T {
@@ -803,7 +788,7 @@ fn reconnected<T>(
     };
     match session.lost(&why) {
         Ok(notice) => {
-            sink.warning(&format!("{label}: {notice}"));
+            sink.event(Event::Reconnected { account, notice: &notice });
             attempt(session)
         }
         Err(_) => first,
@@ -820,15 +805,7 @@ fn said_capped(
     add: &dyn Fn(FolderReport),
 ) {
     let account = ctx.account;
-    let n = not_reached.len();
-    let line = format!(
-        "{}: Gmail's download limit reached after {bytes} bytes: stopped, {n} folder{} not reached; \
-         the next run continues where this one stopped",
-        account.label(),
-        if n == 1 { "" } else { "s" }
-    );
-    ctx.sink.error(&line);
-    ctx.sink.account_failed(&account.user, &account.host, &line);
+    ctx.sink.event(Event::Capped { account, bytes, not_reached: not_reached.len() });
     for (mailbox, prior) in not_reached {
         let mut r = prior.map_or_else(|| FolderReport::new(&mailbox.shown()), |r| *r);
         r.errors.push("not reached: Gmail's download limit".into());
@@ -839,25 +816,13 @@ fn said_capped(
 /// Says what a full flag refresh found: messages that left the server, a journal repaired.
 fn said_refreshed(ctx: &folder::Context<'_>, mailbox: &Mailbox, found: &refresh::Refreshed) {
     let account = ctx.account;
+    let folder = &mailbox.shown();
     if found.damaged > 0 {
-        ctx.sink.warning(&format!(
-            "{} {}: the metadata journal had {} damaged record{}: left out, and what they held asked of the server again",
-            account.label(),
-            mailbox.shown(),
-            found.damaged,
-            if found.damaged == 1 { "" } else { "s" }
-        ));
+        ctx.sink.event(Event::JournalRepaired { account, folder, damaged: found.damaged });
     }
     if found.left > 0 {
         let total = found.only_in_archive.unwrap_or(found.left as u64);
-        ctx.sink.result(&format!(
-            "{} {}: {} message{} left the server since the last run, kept in the archive ({total} only in the archive)",
-            account.user,
-            mailbox.shown(),
-            found.left,
-            if found.left == 1 { "" } else { "s" },
-        ));
-        ctx.sink.folder_gone(&account.user, &account.host, &mailbox.shown(), found.left, total);
+        ctx.sink.event(Event::LeftServer { account, folder, left: found.left, total });
     }
 }
 
@@ -897,11 +862,7 @@ fn load_keys(
         crate::archive::key_check::check_account(&keys, &spec.path, root, account_dir)?;
     }
     if created {
-        sink.warning(&format!(
-            "created the key file {}{}: keep a copy in a safe place, without it the archive cannot be read",
-            spec.path.display(),
-            if spec.password.is_some() { " (and its .sha)" } else { "" }
-        ));
+        sink.event(Event::KeyCreated { account, path: &spec.path, sha: spec.password.is_some() });
     }
     Ok((Some(keys), created))
 }
@@ -954,7 +915,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
                 match session.list(true) {
                     Ok(l) => break l,
                     Err(e) if e.breaks_session() => {
-                        sink.warning(&format!("{}: {}", account.label(), session.lost(&e.to_string())?))
+                        sink.event(Event::Reconnected { account, notice: &session.lost(&e.to_string())? })
                     }
                     Err(e) => return Err(session.spec().imap_error("LIST", &e)),
                 }

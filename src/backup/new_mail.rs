@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use super::event::Event;
 use super::folder::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
 use super::writer::{MessageWriter, Stamp};
 use crate::error::{Error, Result};
@@ -154,7 +155,7 @@ pub fn fetch(
         Err(_) if crate::interrupt::requested() => {}
         Err(e) => {
             let notice = session.lost(&e.describe(session.spec().timeout))?;
-            ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
+            ctx.sink.event(Event::Reconnected { account: ctx.account, notice: &notice });
         }
         Ok(_) => {}
     }

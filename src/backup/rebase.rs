@@ -22,6 +22,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::event::Event;
 use super::folder::{metadata_lost, Context, FolderReport, Place};
 use crate::archive::files::atomic::TempFile;
 use crate::archive::metadata::{self, Entry, Index, Journal};
@@ -287,13 +288,12 @@ fn candidates(
             }
             Ok(_) => {}
             // A file that cannot be read is not a match: the message is fetched instead.
-            Err(e) => ctx.sink.remark(&format!(
-                "{} {}: {} not considered: {}",
-                ctx.account.label(),
-                report.folder,
-                file.path.display(),
-                crate::error::describe_io(&e)
-            )),
+            Err(e) => ctx.sink.event(Event::NotConsidered {
+                account: ctx.account,
+                folder: &report.folder,
+                path: &file.path,
+                error: &e,
+            }),
         }
     }
     Ok(candidates)

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders};
 use crate::cli::flags::{self, LowArgs};
+use crate::cli::print::backup::BackupPrinter;
+use crate::cli::run_report::RunRecord;
 use crate::cli::{config, wizard};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
-use crate::run_report::RunRecord;
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
 use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
@@ -65,57 +66,6 @@ pub enum RestoreOutput {
 pub use crate::report::Output;
 
 pub use crate::cli::print::{warn, Printer};
-
-/// A backup's sink: printed by the printer, recorded for `--report` and the line an
-/// interrupted run ends with.
-struct BackupSink<'a> {
-    printer: Printer,
-    record: &'a RunRecord,
-}
-
-impl crate::report::Events for BackupSink<'_> {
-    fn account_started(&self, user: &str, server: &str) {
-        self.record.account_started(user, server);
-    }
-
-    fn folder_done(&self, user: &str, server: &str, figures: crate::report::FolderFigures) {
-        self.record.folder_done(user, server, figures);
-    }
-
-    fn account_failed(&self, user: &str, server: &str, error: &str) {
-        self.record.account_failed(user, server, error);
-    }
-
-    fn message_stored(&self, bytes: u64) {
-        self.record.message_stored(bytes);
-    }
-
-    fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
-        self.record.folder_gone(user, server, folder, left, total);
-    }
-}
-
-impl crate::report::Sink for BackupSink<'_> {
-    fn result(&self, text: &str) {
-        self.printer.result(text);
-    }
-
-    fn detail(&self, text: &str) {
-        self.printer.detail(text);
-    }
-
-    fn warning(&self, text: &str) {
-        self.printer.warning(text);
-    }
-
-    fn remark(&self, text: &str) {
-        self.printer.remark(text);
-    }
-
-    fn error(&self, text: &str) {
-        self.printer.error(text);
-    }
-}
 
 /// What every mode shares: output and confinement.
 #[derive(Clone, Copy, Debug, Default)]
@@ -554,7 +504,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings, None),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
-            return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
+            let printer = BackupPrinter { printer: Printer { out: settings.out }, record: None };
+            return Ok(if backup::dry_run::run(&accounts, settings.sandbox, &printer) { 0 } else { EXIT_FAILURE });
         }
         Mode::OAuth2Login { accounts } => {
             let what = "the sign-in was abandoned; no token was kept".to_string();
@@ -643,14 +594,15 @@ fn run_backup(
         .doing("setting up signal handling")?;
     }
     let out = settings.out;
-    let code = backup::run(
-        accounts,
-        out,
-        settings.sandbox,
-        &writable,
-        &BackupSink { printer: Printer { out }, record: &record },
-    );
-    let code = if interrupt::requested() { interrupt::exit_code() } else { code };
+    let printer = BackupPrinter { printer: Printer { out }, record: Some(&record) };
+    let summary = backup::run(accounts, out, settings.sandbox, &writable, &printer);
+    let code = if interrupt::requested() {
+        interrupt::exit_code()
+    } else if summary.failing() {
+        EXIT_FAILURE
+    } else {
+        0
+    };
     take_last_word();
     Ok(last_words(code))
 }

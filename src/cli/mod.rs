@@ -7,4 +7,5 @@ pub mod config;
 pub mod flags;
 pub mod manpage;
 pub mod print;
+pub mod run_report;
 pub mod wizard;

@@ -1,6 +1,7 @@
 //! Every word a run prints: each mode's events rendered as lines, filtered by the output
 //! settings (`--quiet`, `--verbose`), with the progress line kept out of their way.
 
+pub mod backup;
 pub mod list;
 pub mod search;
 pub mod upload;
@@ -53,30 +54,6 @@ impl Printer {
         if !interrupt::requested() {
             eprintln!("smailarchiver: error: {text}");
         }
-    }
-}
-
-impl crate::report::Events for Printer {}
-
-impl crate::report::Sink for Printer {
-    fn result(&self, text: &str) {
-        Printer::result(self, text);
-    }
-
-    fn detail(&self, text: &str) {
-        Printer::detail(self, text);
-    }
-
-    fn warning(&self, text: &str) {
-        Printer::warning(self, text);
-    }
-
-    fn remark(&self, text: &str) {
-        Printer::remark(self, text);
-    }
-
-    fn error(&self, text: &str) {
-        Printer::error(self, text);
     }
 }
 
