@@ -5,28 +5,17 @@
 
 use std::collections::HashSet;
 
+use super::choose_folders;
+use super::context::archived_uids;
+pub use super::event::Planned;
 use super::event::{Event, Sink};
-use super::folder::archived_uids;
-use super::{choose_folders, read_only};
+use super::list_folders::read_only;
 use crate::account::Account;
 use crate::archive::layout::registry::Registry;
 use crate::error::Result;
 use crate::imap::{Found, Session, Then};
 use crate::mailbox_name::Mailbox;
 use crate::sandbox::Mode;
-
-/// What a backup of one folder would fetch.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Planned {
-    /// The folder's name.
-    pub folder: String,
-    /// Messages to fetch.
-    pub messages: usize,
-    /// Their size, as the server announces it.
-    pub bytes: u64,
-    /// Messages already in the archive.
-    pub archived: usize,
-}
 
 /// Counts what a backup of `accounts` would fetch, told per folder and per account;
 /// returns whether all of it could be counted.

@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use super::dry_run::Planned;
-use super::FolderReport;
+use super::folder_report::FolderReport;
 use crate::account::Account;
 use crate::error::Error;
 
@@ -94,3 +93,16 @@ pub enum Event<'a> {
 pub trait Sink: for<'a> crate::events::Sink<Event<'a>> + Sync {}
 
 impl<S: for<'a> crate::events::Sink<Event<'a>> + Sync + ?Sized> Sink for S {}
+
+/// What a backup of one folder would fetch.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// The folder's name.
+    pub folder: String,
+    /// Messages to fetch.
+    pub messages: usize,
+    /// Their size, as the server announces it.
+    pub bytes: u64,
+    /// Messages already in the archive.
+    pub archived: usize,
+}

@@ -4,129 +4,19 @@
 //! folder directory only when complete.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::path::Path;
 
-use super::event::{Event, Sink};
+use super::context::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
+use super::event::Event;
 use super::plan::{self, Batch};
 use super::rebase;
-use super::writer::{MessageWriter, Outcome, Settings, Stamp};
-use crate::account::Account;
-use crate::archive::layout::registry::{OpenFolder, Registry};
-use crate::archive::metadata::{self, Journal};
-use crate::archive::ArchiveFile;
-use crate::error::{Error, IoContext, Result};
+use super::writer::{MessageWriter, Stamp};
+use crate::archive::layout::registry::OpenFolder;
+use crate::archive::metadata::Journal;
+use crate::error::{Error, Result};
 use crate::imap::wire::{BodySink, Fetched};
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
-use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::os::dir::Dir;
-use crate::progress::Progress;
-use crate::report::FolderFigures;
-
-/// What does not change while the folders of an account are backed up.
-pub struct Context<'a> {
-    pub account: &'a Account,
-    pub keys: Option<&'a Keys>,
-    /// Where messages go.
-    pub sink: &'a dyn Sink,
-    /// Show a progress line (one connection on a terminal: several would overwrite it).
-    pub progress: bool,
-    /// Each folder's state as the server gave it at the start of the run (LIST-STATUS or
-    /// STATUS), by wire name.
-    pub statuses: &'a HashMap<String, FolderStatus>,
-    /// The account's folders of this run, in order: the progress line says which of them
-    /// it is at.
-    pub folders: &'a [Mailbox],
-}
-
-impl Context<'_> {
-    /// The progress line of `mailbox`'s backup (`report.folder` names it).
-    pub fn progress(&self, mailbox: &Mailbox, report: &FolderReport) -> Progress {
-        let mut progress = Progress::new(format!("{} {}", self.account.user, report.folder), self.progress);
-        if let Some(k) = self.folders.iter().position(|m| m == mailbox) {
-            progress.place(k + 1, self.folders.len());
-        }
-        progress
-    }
-
-    /// The UIDNEXT below which a pass that opened `mailbox` saw every message: the one its
-    /// EXAMINE gave, else the one of the run's start (Courier gives UIDNEXT only in STATUS)
-    /// when it is of the same UIDVALIDITY. That one is never too high: it was asked before
-    /// the EXAMINE, and a message that arrived in between is looked at again next time.
-    pub fn uidnext(&self, mailbox: &Mailbox, examined: &Examined) -> Option<u32> {
-        examined.uid_next.or_else(|| {
-            let status = self.statuses.get(&mailbox.wire)?;
-            status.uidnext.filter(|_| status.uidvalidity.is_some() && status.uidvalidity == examined.uid_validity)
-        })
-    }
-}
-
-/// What happened to one folder.
-#[derive(Debug)]
-pub struct FolderReport {
-    pub folder: String,
-    pub new: usize,
-    pub existing: usize,
-    pub failed: usize,
-    /// Messages expunged between listing and fetching.
-    pub vanished: usize,
-    /// Messages of a previous UIDVALIDITY recognised under their new UIDs and linked from
-    /// the archive, not fetched again (counted as already archived too).
-    pub renumbered: usize,
-    /// Archived messages known to have left the server (kept only in the archive).
-    pub only_in_archive: u64,
-    /// Of those, the ones this run found gone.
-    pub left_server: usize,
-    pub bytes: u64,
-    pub started: Instant,
-    /// What went wrong, for `--report`.
-    pub errors: Vec<String>,
-    /// The terminal's progress line.
-    pub progress: Progress,
-    /// Of `new`, the messages linked from Gmail's All Mail rather than downloaded.
-    pub linked: usize,
-    /// Gmail's download limit stopped the folder (and the account).
-    pub capped: bool,
-}
-
-impl FolderReport {
-    /// An empty report for `folder`, timed from now.
-    pub fn new(folder: &str) -> FolderReport {
-        FolderReport {
-            folder: folder.to_string(),
-            new: 0,
-            existing: 0,
-            failed: 0,
-            vanished: 0,
-            renumbered: 0,
-            only_in_archive: 0,
-            left_server: 0,
-            bytes: 0,
-            started: Instant::now(),
-            errors: Vec::new(),
-            progress: Progress::new(folder.to_string(), false),
-            linked: 0,
-            capped: false,
-        }
-    }
-
-    /// The figures `--report` gives.
-    pub fn figures(&self) -> FolderFigures {
-        FolderFigures {
-            name: self.folder.clone(),
-            new: self.new,
-            archived: self.new + self.existing,
-            failed: self.failed,
-            bytes: self.bytes,
-            seconds: self.started.elapsed().as_secs_f64(),
-            errors: self.errors.clone(),
-            only_in_archive: self.only_in_archive,
-            left_server: self.left_server,
-        }
-    }
-}
 
 /// Why a pass over the folder stopped.
 pub(super) enum Stop {
@@ -152,7 +42,7 @@ impl From<Error> for Stop {
 fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(ImapError) -> Stop + 'a {
     move |e| {
         let err = spec.imap_error(what, &e);
-        if super::gmail::over_cap(&err.to_string()) {
+        if super::context::over_cap(&err.to_string()) {
             Stop::Cap(err.to_string())
         } else if e.breaks_session() {
             Stop::Connection(err.to_string())
@@ -183,28 +73,6 @@ impl Lessons {
             report.errors.push(format!("UID {uid} left out: {why}"));
         }
         ctx.sink.event(Event::LeftOut { account: ctx.account, folder: &report.folder, uid, why });
-    }
-}
-
-/// Where a folder's messages go: the root's records (shared by the connections of one
-/// account) and the folder's user directory.
-pub struct Place<'a> {
-    /// The archive root's records.
-    pub registry: &'a Mutex<Registry>,
-    /// The account's user directory in the root.
-    pub account_dir: &'a str,
-}
-
-impl Place<'_> {
-    /// The records, locked for one short step.
-    pub fn records(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The metadata journal of `mailbox` at `uidvalidity` (opened when first written).
-    pub fn journal(&self, ctx: &Context<'_>, mailbox: &Mailbox, uidvalidity: u32) -> Journal {
-        let root = self.records().root().to_path_buf();
-        Journal::new(metadata::journal_path(&root, self.account_dir, &mailbox.wire, uidvalidity), ctx.keys.cloned())
     }
 }
 
@@ -526,88 +394,6 @@ fn relink(
     }
 }
 
-/// Counts the writer's outcomes in the report and records the stored messages' metadata
-/// (their files are committed by now). Metadata that cannot be written is said once and
-/// left out for the rest of the folder: the messages are safe, restore does without it.
-pub(super) fn tally(
-    ctx: &Context<'_>,
-    report: &mut FolderReport,
-    journal: &mut Option<Journal>,
-    outcomes: Vec<Outcome>,
-) {
-    let mut entries = Vec::new();
-    for o in outcomes {
-        match o {
-            Outcome::Stored(entry) => {
-                let (uid, size) = (entry.uid, entry.size);
-                report.new += 1;
-                report.bytes += size;
-                report.progress.tick(size);
-                ctx.sink.event(Event::Stored { account: ctx.account, folder: &report.folder, uid, size });
-                entries.push(entry);
-            }
-            Outcome::Existing(_) => report.existing += 1,
-        }
-    }
-    if let (false, Some(j)) = (entries.is_empty(), journal.as_mut()) {
-        if let Err(e) = j.messages(&entries) {
-            metadata_lost(ctx, report, journal, &e);
-        }
-    }
-}
-
-/// Has the folder's new metadata made durable before the folder is recorded complete:
-/// with the journals of the other folders, when the marks are written (one commit for
-/// all of them on a journaling file system, instead of one a folder).
-pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, place: &Place<'_>, journal: &mut Option<Journal>) {
-    if let Some(Err(e)) = journal.as_mut().map(Journal::end_unsynced) {
-        metadata_lost(ctx, report, journal, &e);
-    }
-    if let Some(j) = journal {
-        place.records().sync_before_marks(j.path());
-    }
-}
-
-pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>, e: &Error) {
-    ctx.sink.event(Event::MetadataNotKept { account: ctx.account, folder: &report.folder, error: e });
-    *journal = None;
-}
-
-/// The archive files of `mailbox`'s folder directory (0 when it has none).
-pub fn count_files(place: &Place<'_>, mailbox: &Mailbox) -> Result<usize> {
-    let Some(dir) = place.records().folder_of(place.account_dir, mailbox).map(|r| r.dir.clone()) else {
-        return Ok(0);
-    };
-    match place.records().open_beneath(&Path::new(place.account_dir).join(dir)) {
-        Ok(dir) => Ok(archived_uids(&dir)?.len()),
-        Err(_) => Ok(0),
-    }
-}
-
-/// UIDs that have a file in the folder directory, in any form: one directory listing,
-/// no file opened.
-pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
-    let mut uids = HashSet::new();
-    dir.for_each_name(|name| {
-        if let Some(uid) = ArchiveFile::from_path(PathBuf::from(name)).and_then(|f| f.uid) {
-            uids.insert(uid);
-        }
-    })
-    .at(dir.path())?;
-    Ok(uids)
-}
-
-/// The writer of the messages of a folder opened for them.
-pub(super) fn writer_for(ctx: &Context<'_>, place: &Place<'_>, opened: &OpenFolder) -> Result<MessageWriter> {
-    MessageWriter::spawn(Settings {
-        dir: opened.dir.clone(),
-        tmp_dir: place.records().tmp()?,
-        form: ctx.account.form,
-        level: ctx.account.level,
-        keys: ctx.keys.cloned(),
-    })
-}
-
 /// The largest literal accepted in an answer: more than any message we planned for.
 fn max_literal(ctx: &Context<'_>) -> usize {
     2 * ctx.account.buffer_size + (1 << 20)
@@ -622,7 +408,7 @@ const WHOLE: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
 /// A `UID FETCH` whose answers broke the session.
 fn fetch_lost(session: &Session, e: &ImapError) -> Stop {
     let why = format!("UID FETCH: {}", e.describe(session.spec().timeout));
-    if super::gmail::over_cap(&why) {
+    if super::context::over_cap(&why) {
         return Stop::Cap(why);
     }
     Stop::Connection(why)
@@ -640,7 +426,7 @@ fn store_whole(
 ) -> std::result::Result<(), Stop> {
     let answers = match answers {
         Ok(a) => a,
-        Err(Ok(text)) if super::gmail::over_cap(&text) => {
+        Err(Ok(text)) if super::context::over_cap(&text) => {
             return Err(Stop::Cap(format!("UID FETCH refused: {}", crate::imap::error::quote(&text))))
         }
         Err(Ok(text)) => {
@@ -762,7 +548,7 @@ fn fetch_alone(
             }
             writer.abort()?;
             return Err(match e {
-                ImapError::Refused(text) if super::gmail::over_cap(&text) => {
+                ImapError::Refused(text) if super::context::over_cap(&text) => {
                     Stop::Cap(format!("UID FETCH refused: {}", crate::imap::error::quote(&text)))
                 }
                 ImapError::Refused(text) => Stop::Fatal(Error::runtime(format!(

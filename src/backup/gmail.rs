@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::context::{self, Context, FolderReport, Place};
 use super::event::Event;
-use super::folder::{self, Context, FolderReport, Place};
+use super::folder;
 use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::ArchiveFile;
 use crate::error::{Error, IoContext, Result};
@@ -28,12 +29,6 @@ pub const MAX_CONNECTIONS: usize = 15;
 
 /// Records written to a journal at a time.
 const ENTRIES_PER_WRITE: usize = 1000;
-
-/// Whether a server's text says its download limit was reached (Gmail's `[OVERQUOTA]`
-/// answer; also its `[ALERT]` form of the same words).
-pub fn over_cap(text: &str) -> bool {
-    text.contains("[OVERQUOTA]") || text.to_ascii_lowercase().contains("exceeded command or bandwidth limits")
-}
 
 /// Which folders play which part, by the special-use attributes of their LIST entries.
 #[derive(Debug)]
@@ -152,7 +147,7 @@ pub fn link_folder(
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
-    let archived = folder::archived_uids(&opened.dir)?;
+    let archived = context::archived_uids(&opened.dir)?;
     let mut journal: Option<Journal> = Some(place.journal(ctx, mailbox, uidvalidity));
     let tmp = place.records().tmp()?;
     let mut missing = 0usize;
@@ -206,11 +201,11 @@ pub fn link_folder(
         opened.dir.sync().at(opened.dir.path())?;
         if let (false, Some(j)) = (entries.is_empty(), journal.as_mut()) {
             if let Err(e) = j.messages(&entries) {
-                folder::metadata_lost(ctx, &report, &mut journal, &e);
+                context::metadata_lost(ctx, &report, &mut journal, &e);
             }
         }
     }
-    folder::sync_journal(ctx, &report, place, &mut journal);
+    context::sync_journal(ctx, &report, place, &mut journal);
     let complete = missing == 0;
     if let (true, Some(uidnext), None) = (complete, ctx.uidnext(mailbox, &examined), ctx.account.since) {
         place.records().set_complete(place.account_dir, mailbox, uidnext)?;
@@ -329,14 +324,5 @@ mod tests {
         // All Mail left out of the backup (an exclude, or -f): no Gmail mode.
         assert!(Plan::of(&entries, &folders[..1]).is_none());
         assert!(Plan::of(&entries[..1], &folders).is_none());
-    }
-
-    #[test]
-    fn the_download_cap_is_recognised() {
-        assert!(over_cap(
-            "the server hung up: \"[OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)\""
-        ));
-        assert!(over_cap("[ALERT] Account exceeded command or bandwidth limits. (Failure)"));
-        assert!(!over_cap("[ALERT] Too many simultaneous connections. (Failure)"));
     }
 }

@@ -1,39 +1,42 @@
 //! Backup: each account's folders into the archive, incrementally by UID, one crash-safe
 //! file per message. One failing account never stops the others.
 
+pub mod context;
 pub mod dry_run;
 pub mod event;
 pub mod folder;
+pub mod folder_report;
 pub mod gmail;
+pub mod list_folders;
 pub mod new_mail;
 pub mod pipelining;
 pub mod plan;
+pub mod prepare;
 pub mod rebase;
 pub mod refresh;
 pub mod roots;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::account::{Account, Credential, Folders};
+use crate::account::{Account, Folders};
 use crate::archive::layout::registry::{Claim, Registry};
 use crate::credential_helper;
 use crate::error::Result;
-use crate::imap::auth::{Ask, Renewal};
-use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
-use crate::keys::Keys;
+use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
-use crate::oauth2::TokenSource;
 use crate::report::Output;
 use crate::sandbox::{self, Mode, Rules};
 
+pub use context::FolderReport;
 pub use event::{Event, Sink};
-pub use folder::FolderReport;
+pub use list_folders::{list_folders, Listing};
+pub use prepare::{connection, Connection};
+use prepare::{oauth2_dirs, oauth2_ports, prepare, Prepared};
 
 /// Backs up every account; returns what came of them (the caller picks the exit code).
 ///
@@ -185,214 +188,6 @@ impl Summary {
     }
 }
 
-/// An account with everything it needs from outside the archive already in hand.
-struct Prepared<'a> {
-    account: &'a Account,
-    /// The archive root, as the sandbox knows it.
-    root: PathBuf,
-    keys: Option<Keys>,
-    /// The key file was made by this run, for the user directory `guessed_dir` (the one
-    /// recorded for the server, or the one that would be made).
-    keys_created: bool,
-    guessed_dir: String,
-    auth: Auth,
-    /// Where a fresh credential comes from during the run (the credential helper, or the
-    /// account's OAuth 2.0 token source).
-    renewal: Option<Renewal>,
-    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in.
-    source: Option<Arc<TokenSource>>,
-    spec: ServerSpec,
-    addrs: Vec<SocketAddr>,
-}
-
-/// The token endpoints' ports of the accounts with OAuth 2.0 built in: renewing a token
-/// mid-run connects there.
-fn oauth2_ports<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = u16> + 'p {
-    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.port()))
-}
-
-/// The token files' directories: a provider that rotates refresh tokens (Microsoft) has
-/// the new one written there mid-run.
-fn oauth2_dirs<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = PathBuf> + 'p {
-    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.dir()))
-}
-
-/// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
-/// lock checked, its records read and checked), keys.
-fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Prepared<'a>> {
-    account.validate()?;
-    // Before anything is created: a refused CA file, password or server name leaves no
-    // archive root, lock or key file behind.
-    let spec = server_spec(account)?;
-    // A sealed OAuth2 token opens with the archive's key: loaded first, and used for both.
-    let early_keys = crate::oauth2::login::keys_for(account)?;
-    let source = crate::oauth2::login::source_for(account, early_keys.as_ref())?;
-    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
-    // The real path: the sandbox rules and a symlinked root must agree.
-    let root = roots.prepare(&account.root)?;
-    // Records that give a directory two owners are refused here, before anything is
-    // fetched or moved.
-    let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink, early_keys)?;
-    let renewal = source.as_ref().map(TokenSource::renewal);
-    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, source, spec, addrs })
-}
-
-/// Everything needed to connect to an account's server, obtained before the sandbox
-/// closes.
-pub struct Connection {
-    /// TLS settings and timeout.
-    pub spec: ServerSpec,
-    /// The first credential.
-    pub auth: Auth,
-    /// The server's addresses.
-    pub addrs: Vec<SocketAddr>,
-    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in: a session
-    /// renews through it, and the sandbox lets it reach the token endpoint and write the
-    /// token file's directory.
-    pub source: Option<Arc<TokenSource>>,
-}
-
-/// Everything needed to connect to the account's server, obtained now (before the
-/// sandbox closes): TLS settings, the credential and the addresses.
-pub fn connection(account: &Account) -> Result<Connection> {
-    let spec = server_spec(account)?;
-    let keys = crate::oauth2::login::keys_for(account)?;
-    let source = crate::oauth2::login::source_for(account, keys.as_ref())?;
-    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
-    Ok(Connection { spec, auth, addrs, source })
-}
-
-/// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
-fn server_spec(account: &Account) -> Result<ServerSpec> {
-    let mut spec = ServerSpec::named(
-        &account.host,
-        account.port,
-        account.starttls,
-        account.ca_file.as_deref(),
-        account.pin_sha256.as_deref(),
-        account.names,
-    )?;
-    spec.timeout = Duration::from_secs(account.timeout);
-    if !account.pipelining {
-        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(spec)
-}
-
-/// The credential to log in with (from the account's OAuth 2.0 token `source`, if it has
-/// one) and the server's addresses.
-fn login_and_addresses(
-    account: &Account,
-    spec: &ServerSpec,
-    source: Option<&TokenSource>,
-) -> Result<(Auth, Vec<SocketAddr>)> {
-    let auth = match source {
-        Some(s) => Auth::OAuth2 { user: account.user.clone(), token: s.token(Ask::Login)? },
-        None => match account.credential()? {
-            Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-            Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
-        },
-    };
-    let addrs = imap::resolve(&spec.host, spec.port)?;
-    Ok((auth, addrs))
-}
-
-/// One folder as `--list-folders` shows it.
-#[derive(Debug)]
-pub struct Listing {
-    /// The mailbox.
-    pub mailbox: Mailbox,
-    /// Its folder directory in the user directory: recorded, or the one a backup would make.
-    pub dir: String,
-    /// Messages in it (STATUS); `None` when it cannot be selected.
-    pub messages: Option<u32>,
-    /// Left out by `--exclude` (or not named with `-f`).
-    pub excluded: bool,
-    /// Whether it can hold messages (not `\Noselect`).
-    pub selectable: bool,
-}
-
-/// Lists every account's folders with the directory a backup uses for each. Writes
-/// nothing: the process is confined to reading the archive roots before it connects.
-pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<Vec<Listing>>)> {
-    read_only(accounts, sandbox, list_account)
-}
-
-/// Runs `each` on a session with every account's server, the process confined to reading
-/// the archive roots (nothing is created, not even the root); each account's label with
-/// what came of it.
-fn read_only<T>(
-    accounts: &[Account],
-    sandbox: Mode,
-    each: impl Fn(&Account, &mut Session) -> Result<T>,
-) -> Vec<(String, Result<T>)> {
-    let mut ready = Vec::new();
-    let mut results = Vec::new();
-    for account in accounts {
-        let needs = account.validate().and_then(|()| connection(account));
-        match needs {
-            Ok(s) => ready.push((account, s)),
-            Err(e) => results.push((account.label(), Err(e))),
-        }
-    }
-    let sources = || ready.iter().filter_map(|(_, c)| c.source.as_ref());
-    let rules = Rules {
-        read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
-        // Rotated OAuth2 refresh tokens are written there mid-run; nothing else is.
-        read_write: sources().map(|s| s.dir()).collect(),
-        connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
-        ..Rules::default()
-    };
-    if let Err(e) = sandbox::restrict(&rules, sandbox) {
-        return vec![(String::from("sandbox"), Err(e))];
-    }
-    crate::probe::after_confinement();
-    for (account, Connection { spec, auth, addrs, source }) in ready {
-        let label = account.label();
-        let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));
-        // Retries are not said: the outcome is.
-        let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
-        let _ = session.logout();
-        results.push((label.clone(), listed));
-    }
-    results
-}
-
-fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>> {
-    let mut registry = Registry::read(&account.root)?;
-    let account_dir = account_dir_seen(&registry, session, &account.user)?;
-    let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
-    let (entries, mut statuses) = (listed.entries, listed.statuses);
-    let missing: Vec<String> =
-        entries.iter().filter(|e| e.selectable() && !statuses.contains_key(&e.wire)).map(|e| e.wire.clone()).collect();
-    if !missing.is_empty() {
-        statuses.extend(session.statuses(&missing).map_err(|e| session.spec().imap_error("STATUS", &e))?);
-    }
-    let mut out = Vec::new();
-    for e in entries {
-        let mailbox = Mailbox::from_wire(&e.wire);
-        let excluded = match &account.folders {
-            Folders::Named(names) => !names.iter().any(|f| Mailbox::from_arg(f) == mailbox),
-            Folders::All { exclude } => exclude.iter().any(|p| mailbox.matches(p, e.delimiter)),
-        };
-        let messages = statuses.get(&e.wire).and_then(|s| s.messages).filter(|_| e.selectable());
-        out.push(Listing { dir: String::new(), mailbox, messages, excluded, selectable: e.selectable() });
-    }
-    out.sort_by_key(|l| (l.mailbox.name(), l.mailbox.wire.clone()));
-    // Directories are handed out as a backup would: the backed-up folders first, in name
-    // order, then what an exclude left out; a folder that holds no mail gets none.
-    for pass in [false, true] {
-        for l in out.iter_mut().filter(|l| l.selectable && l.excluded == pass) {
-            l.dir = registry.plan_folder(&account_dir, &l.mailbox);
-        }
-    }
-    for l in out.iter_mut().filter(|l| !l.selectable) {
-        l.dir = "-".into();
-    }
-    Ok(out)
-}
-
 /// Phase three: one account's folders. Each folder's state is asked first, all at once;
 /// a folder whose UIDVALIDITY and UIDNEXT are what the last complete backup recorded has
 /// no new mail and is not opened at all; the new mail of the others is asked for together;
@@ -460,7 +255,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         None
     };
     let connections = account.connections.max(1).min(if gmail.is_some() { gmail::MAX_CONNECTIONS } else { usize::MAX });
-    let ctx = folder::Context {
+    let ctx = context::Context {
         account,
         keys: keys.as_ref(),
         sink,
@@ -468,7 +263,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         statuses: &statuses,
         folders: &folders,
     };
-    let place = folder::Place { registry: &registry, account_dir: &account_dir };
+    let place = context::Place { registry: &registry, account_dir: &account_dir };
     // Flags are refreshed after the mail: the journals' ends are read before this run
     // appends. A journal changed since its last end record is read whole later.
     let summaries: Vec<Option<crate::archive::metadata::Summary>> =
@@ -655,7 +450,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         let files = match f.files {
             Some(n) => n,
             // A folder directory that cannot be listed has its error in its own report.
-            None => folder::count_files(&place, f.mailbox).unwrap_or(0),
+            None => context::count_files(&place, f.mailbox).unwrap_or(0),
         };
         let gone = usize::try_from(f.gone.unwrap_or(0)).unwrap_or(usize::MAX);
         if (messages as usize) < files.saturating_sub(gone) {
@@ -799,7 +594,7 @@ fn reconnected<T>(
 /// error in `--report`), and a report for each folder not reached, what was linked into
 /// it counted.
 fn said_capped(
-    ctx: &folder::Context<'_>,
+    ctx: &context::Context<'_>,
     not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)>,
     bytes: u64,
     add: &dyn Fn(FolderReport),
@@ -814,7 +609,7 @@ fn said_capped(
 }
 
 /// Says what a full flag refresh found: messages that left the server, a journal repaired.
-fn said_refreshed(ctx: &folder::Context<'_>, mailbox: &Mailbox, found: &refresh::Refreshed) {
+fn said_refreshed(ctx: &context::Context<'_>, mailbox: &Mailbox, found: &refresh::Refreshed) {
     let account = ctx.account;
     let folder = &mailbox.shown();
     if found.damaged > 0 {
@@ -828,43 +623,6 @@ fn said_refreshed(ctx: &folder::Context<'_>, mailbox: &Mailbox, found: &refresh:
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The account's keys and whether this run made the key file; a new key file is made
-/// only for an archive without encrypted messages or metadata (a second key could not
-/// read them), and said so even with `--quiet`: it is the one thing to copy somewhere
-/// safe. An existing key is checked against what the archive holds sealed before
-/// anything is written with it.
-fn load_keys(
-    account: &Account,
-    root: &std::path::Path,
-    account_dir: &str,
-    sink: &dyn Sink,
-    loaded: Option<Keys>,
-) -> Result<(Option<Keys>, bool)> {
-    let Some(spec) = &account.keys else { return Ok((None, false)) };
-    let user_dir = root.join(account_dir);
-    let sealed =
-        || crate::archive::any_encrypted(&user_dir) || crate::archive::key_check::any_sealed_journal(root, account_dir);
-    if !spec.path.exists() && sealed() {
-        return Err(crate::error::Error::runtime(format!(
-            "the key file {} is missing, but {} holds encrypted messages that a new key could not read: \
-             put the key file back (or name it with -k / \"keys\")",
-            spec.path.display(),
-            user_dir.display()
-        )));
-    }
-    let (keys, created) = match loaded {
-        Some(keys) => (keys, false),
-        None => spec.load_or_create()?,
-    };
-    if !created {
-        crate::archive::key_check::check_account(&keys, &spec.path, root, account_dir)?;
-    }
-    if created {
-        sink.event(Event::KeyCreated { account, path: &spec.path, sha: spec.password.is_some() });
-    }
-    Ok((Some(keys), created))
 }
 
 /// For a named folder that failed: when the server does not list it, what it has of the

@@ -8,8 +8,8 @@
 
 use std::collections::HashSet;
 
+use super::context::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
 use super::event::Event;
-use super::folder::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
 use super::writer::{MessageWriter, Stamp};
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};

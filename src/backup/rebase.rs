@@ -22,8 +22,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::context::{metadata_lost, Context, FolderReport, Place};
 use super::event::Event;
-use super::folder::{metadata_lost, Context, FolderReport, Place};
 use crate::archive::files::atomic::TempFile;
 use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::{self, ArchiveFile};

@@ -150,11 +150,9 @@ impl RunRecord {
                     self.account_failed(&a.user, &a.host, &error.to_string());
                 }
             }
-            Event::Capped { account, bytes, not_reached } => self.account_failed(
-                &account.user,
-                &account.host,
-                &crate::cli::print::backup::capped_line(&account.label(), bytes, not_reached),
-            ),
+            Event::Capped { account, bytes, not_reached } => {
+                self.account_failed(&account.user, &account.host, &capped_line(&account.label(), bytes, not_reached))
+            }
             Event::Stored { size, .. } => self.message_stored(size),
             Event::LeftServer { account, folder, left, total } => {
                 self.folder_gone(&account.user, &account.host, folder, left, total)
@@ -196,6 +194,15 @@ impl RunRecord {
             }
         });
     }
+}
+
+/// The line of an account that Gmail's download limit stopped (also its error in `--report`).
+pub fn capped_line(label: &str, bytes: u64, not_reached: usize) -> String {
+    format!(
+        "{label}: Gmail's download limit reached after {bytes} bytes: stopped, {} not reached; the next run \
+         continues where this one stopped",
+        crate::cli::print::plural(not_reached as u64, "folder")
+    )
 }
 
 /// `2026-11-30T13:28:42Z`: the time in UTC, to the second.

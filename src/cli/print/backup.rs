@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{plural, Printer};
 use crate::backup::{Event, FolderReport, Summary};
-use crate::cli::run_report::RunRecord;
+use crate::cli::run_report::{capped_line, RunRecord};
 use crate::events::Sink;
 
 /// Renders a backup's events as lines, and hands them to the run's record.
@@ -152,15 +152,6 @@ impl Sink<Event<'_>> for BackupPrinter<'_> {
             }
         }
     }
-}
-
-/// The line of an account that Gmail's download limit stopped (also its error in `--report`).
-pub fn capped_line(label: &str, bytes: u64, not_reached: usize) -> String {
-    format!(
-        "{label}: Gmail's download limit reached after {bytes} bytes: stopped, {} not reached; the next run \
-         continues where this one stopped",
-        plural(not_reached as u64, "folder")
-    )
 }
 
 /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`
