@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::account::{Account, Folders};
 use crate::cli::flags::{self, LowArgs};
 use crate::cli::print::backup::BackupPrinter;
+use crate::cli::print::restore::RestorePrinter;
 use crate::cli::run_report::RunRecord;
 use crate::cli::{config, wizard};
 use crate::error::IoContext;
@@ -708,7 +709,6 @@ fn run_restore(
         }
         Scope::Empty(_) => return Err(crate::archive::layout::scope::nothing_there(dir)),
     }
-    let out = settings.out;
     let files = archive::list_folder(dir)?;
     if files.is_empty() {
         return Err(Error::runtime(format!(
@@ -741,40 +741,10 @@ fn run_restore(
     confine(&rules, settings)?;
     let unix_line_ends = matches!(output, RestoreOutput::Maildir(_, layout) if layout.unix_line_ends());
     let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref(), unix_line_ends };
-    let report =
-        restore::restore(dir, &target, &opts, &mut |path, why| warn(format!("left out {}: {why}", path.display())))?;
-    metadata_warning(&report);
-    if !out.quiet {
-        println!("{}", restored_line(&report, name.as_deref()));
-    }
+    let printer = RestorePrinter { out: settings.out };
+    let report = restore::restore(dir, &target, &opts, &printer)?;
+    printer.folder_done(&report, name.as_deref());
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
-}
-
-/// Says why a folder's metadata (flags, arrival times) was not used, when it was not.
-fn metadata_warning(report: &restore::Report) {
-    if let Some(p) = &report.metadata_problem {
-        warn(format!("warning: restored without flags and arrival times: {p}"));
-    }
-    if report.damaged_records > 0 {
-        warn(format!(
-            "warning: {} damaged metadata record{} left out: some messages restored without their flags and arrival times (see --verify)",
-            report.damaged_records,
-            if report.damaged_records == 1 { "" } else { "s" }
-        ));
-    }
-}
-
-/// `restored N messages (B bytes) [of NAME] to PATH[; K file(s) failed]`.
-fn restored_line(report: &restore::Report, name: Option<&str>) -> String {
-    format!(
-        "restored {} message{} ({} bytes){} to {}{}",
-        report.restored,
-        if report.restored == 1 { "" } else { "s" },
-        report.bytes,
-        name.map(|n| format!(" of {}", crate::printable::escape(n))).unwrap_or_default(),
-        report.output.display(),
-        if report.failed.is_empty() { String::new() } else { format!("; {} file(s) failed", report.failed.len()) }
-    )
 }
 
 /// `-r ROOT/USER`: every folder of the account, each under its real name.
@@ -817,14 +787,10 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
         let unix_line_ends = matches!(target, AccountTarget::Maildir(_, layout) if layout.unix_line_ends());
         let opts =
             restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref(), unix_line_ends };
-        let report = account::restore_folder(folder, &folder_target, &opts, &mut |path, why| {
-            warn(format!("left out {}: {why}", path.display()))
-        })?;
-        metadata_warning(&report);
+        let printer = RestorePrinter { out: settings.out };
+        let report = account::restore_folder(folder, &folder_target, &opts, &printer)?;
         failed += report.failed.len();
-        if !settings.out.quiet {
-            println!("{}", restored_line(&report, Some(&folder.name())));
-        }
+        printer.folder_done(&report, Some(&folder.name()));
     }
     Ok(if failed == 0 { 0 } else { EXIT_FAILURE })
 }
