@@ -27,7 +27,6 @@ pub mod oauth2;
 pub mod os;
 pub mod printable;
 pub mod probe;
-pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod sandbox;

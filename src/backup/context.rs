@@ -19,7 +19,6 @@ use crate::imap::{Examined, FolderStatus};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::os::dir::Dir;
-use crate::progress::Progress;
 
 /// Whether a server's text says its download limit was reached (Gmail's `[OVERQUOTA]`
 /// answer; also its `[ALERT]` form of the same words).
@@ -44,13 +43,28 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The progress line of `mailbox`'s backup (`report.folder` names it).
-    pub fn progress(&self, mailbox: &Mailbox, report: &FolderReport) -> Progress {
-        let mut progress = Progress::new(format!("{} {}", self.account.user, report.folder), self.progress);
-        if let Some(k) = self.folders.iter().position(|m| m == mailbox) {
-            progress.place(k + 1, self.folders.len());
+    /// Begins the progress line of `mailbox`'s backup (`report.folder` names it), where
+    /// one is shown.
+    pub fn progress_begun(&self, mailbox: &Mailbox, report: &FolderReport) {
+        if self.progress {
+            let place = self.folders.iter().position(|m| m == mailbox).map(|k| (k + 1, self.folders.len()));
+            self.sink.event(Event::ProgressBegun { account: self.account, folder: &report.folder, place });
         }
-        progress
+    }
+
+    /// Says how many messages, of how many bytes in all, the progress line counts up to.
+    pub fn progress_total(&self, total: usize, bytes: u64) {
+        if self.progress {
+            self.sink.event(Event::ProgressTotal { total, bytes });
+        }
+    }
+
+    /// Takes the progress line off the terminal (a warning may follow; it comes back with
+    /// the next message).
+    pub fn progress_cleared(&self) {
+        if self.progress {
+            self.sink.event(Event::ProgressCleared);
+        }
     }
 
     /// The UIDNEXT below which a pass that opened `mailbox` saw every message: the one its
@@ -103,7 +117,6 @@ pub(super) fn tally(
                 let (uid, size) = (entry.uid, entry.size);
                 report.new += 1;
                 report.bytes += size;
-                report.progress.tick(size);
                 ctx.sink.event(Event::Stored { account: ctx.account, folder: &report.folder, uid, size });
                 entries.push(entry);
             }

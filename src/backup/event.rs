@@ -38,6 +38,13 @@ pub enum Event<'a> {
     FolderFailed { account: &'a Account, report: &'a FolderReport, why: &'a str },
     /// A folder was not reached (Gmail's download limit): recorded, not said.
     FolderNotReached { account: &'a Account, report: &'a FolderReport },
+    /// A folder's progress line begins (only where one is shown: one connection, not
+    /// `--quiet`); `place` is which of the account's folders it is, of how many.
+    ProgressBegun { account: &'a Account, folder: &'a str, place: Option<(usize, usize)> },
+    /// The messages the progress line counts up to: `total`, of `bytes` in all.
+    ProgressTotal { total: usize, bytes: u64 },
+    /// The progress line is taken off the terminal (a warning may follow).
+    ProgressCleared,
     /// A message was archived.
     Stored { account: &'a Account, folder: &'a str, uid: u32, size: u64 },
     /// A message is left out of this run (the next tries it again).

@@ -98,37 +98,37 @@ pub fn backup(
 ) -> Result<FolderReport> {
     let name = mailbox.shown();
     let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
-    report.progress = ctx.progress(mailbox, &report);
+    ctx.progress_begun(mailbox, &report);
     let mut lessons = Lessons::default();
     loop {
         match pass(ctx, session, place, mailbox, &mut report, &mut lessons) {
             Ok(()) => {
-                report.progress.clear();
+                ctx.progress_cleared();
                 return Ok(report);
             }
             // Stopped by a signal: what is archived so far is this folder's result.
-            Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(report)),
+            Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(ctx, report)),
             Err(Stop::Cap(why)) => {
-                report.progress.clear();
+                ctx.progress_cleared();
                 report.capped = true;
                 report.errors.push(why);
                 return Ok(report);
             }
-            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(report)),
+            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(ctx, report)),
             Err(Stop::Connection(why)) => {
-                report.progress.clear();
+                ctx.progress_cleared();
                 let notice = session.lost(&why)?;
                 ctx.sink.event(Event::Reconnected { account: ctx.account, notice: &notice });
             }
             // Each time, a message more is fetched alone or left out: this ends.
-            Err(Stop::Again) => report.progress.clear(),
+            Err(Stop::Again) => ctx.progress_cleared(),
             Err(Stop::Fatal(e)) => return Err(e),
         }
     }
 }
 
-fn interrupted(mut report: FolderReport) -> FolderReport {
-    report.progress.clear();
+fn interrupted(ctx: &Context<'_>, mut report: FolderReport) -> FolderReport {
+    ctx.progress_cleared();
     report.errors.push("interrupted".into());
     report
 }
@@ -247,7 +247,7 @@ fn pass(
         }
     }
     let budget = ctx.account.buffer_size;
-    report.progress.start(sized.len(), sized.iter().map(|&(_, size)| u64::from(size)).sum());
+    ctx.progress_total(sized.len(), sized.iter().map(|&(_, size)| u64::from(size)).sum());
     let mut writer = writer_for(ctx, place, &opened)?;
     let batches = plan::batches(&sized, budget, &|uid| lessons.one_by_one.contains(&uid));
     let fetched = (|| -> std::result::Result<(), Stop> {

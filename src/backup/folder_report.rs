@@ -1,8 +1,7 @@
-//! What happened to one folder of a backup: its counts, its errors, its progress line.
+//! What happened to one folder of a backup: its counts and its errors.
 
 use std::time::Instant;
 
-use crate::progress::Progress;
 use crate::report::FolderFigures;
 
 /// What happened to one folder.
@@ -25,8 +24,6 @@ pub struct FolderReport {
     pub started: Instant,
     /// What went wrong, for `--report`.
     pub errors: Vec<String>,
-    /// The terminal's progress line.
-    pub progress: Progress,
     /// Of `new`, the messages linked from Gmail's All Mail rather than downloaded.
     pub linked: usize,
     /// Gmail's download limit stopped the folder (and the account).
@@ -48,7 +45,6 @@ impl FolderReport {
             bytes: 0,
             started: Instant::now(),
             errors: Vec::new(),
-            progress: Progress::new(folder.to_string(), false),
             linked: 0,
             capped: false,
         }

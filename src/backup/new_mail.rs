@@ -63,7 +63,7 @@ pub fn fetch(
     let close = |open: Open, place: &Place<'_>, results: &mut Vec<_>, refused: bool| -> Result<()> {
         let Open { index, writer, mut journal, mut report, uidnext, unfinished, .. } = open;
         let finished = writer.finish();
-        report.progress.clear();
+        ctx.progress_cleared();
         tally(ctx, &mut report, &mut journal, finished?);
         sync_journal(ctx, &report, place, &mut journal);
         let complete = !unfinished && !refused && report.failed == 0;
@@ -80,7 +80,7 @@ pub fn fetch(
                     let folder = &folders[index];
                     let opened = place.records().open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?;
                     let mut report = FolderReport::new(&folder.mailbox.shown());
-                    report.progress = ctx.progress(folder.mailbox, &report);
+                    ctx.progress_begun(folder.mailbox, &report);
                     let archived = archived_uids(&opened.dir)?;
                     report.existing = archived.len();
                     let writer = writer_for(ctx, place, &opened)?;

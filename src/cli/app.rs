@@ -17,7 +17,7 @@ use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
+use crate::{archive, backends, backup, interrupt, restore, upload, verify};
 use std::sync::Arc;
 
 /// What the command line asks for.
@@ -505,7 +505,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings, None),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
-            let printer = BackupPrinter { printer: Printer { out: settings.out }, record: None };
+            let printer = BackupPrinter::new(Printer { out: settings.out }, None);
             return Ok(if backup::dry_run::run(&accounts, settings.sandbox, &printer) { 0 } else { EXIT_FAILURE });
         }
         Mode::OAuth2Login { accounts } => {
@@ -595,7 +595,7 @@ fn run_backup(
         .doing("setting up signal handling")?;
     }
     let out = settings.out;
-    let printer = BackupPrinter { printer: Printer { out }, record: Some(&record) };
+    let printer = BackupPrinter::new(Printer { out }, Some(&record));
     let summary = backup::run(accounts, out, settings.sandbox, &writable, &printer);
     let code = if interrupt::requested() {
         interrupt::exit_code()
@@ -620,7 +620,7 @@ fn take_last_word() {
 
 /// The line an interrupted run ends with; `what` says what it leaves.
 fn say_interrupted(what: &str) {
-    progress::clear_line();
+    crate::cli::print::progress::clear_line();
     warn(format!("interrupted by {}: {what}", interrupt::signal_name()));
 }
 

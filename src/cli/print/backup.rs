@@ -2,19 +2,35 @@
 //! they come, the run's total at its end. The events also go to the run's record, which
 //! `--report` writes as JSON and an interrupted run's last line counts from.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use super::progress::Progress;
 use super::{plural, Printer};
 use crate::backup::{Event, FolderReport, Summary};
 use crate::cli::run_report::{capped_line, RunRecord};
 use crate::events::Sink;
 
-/// Renders a backup's events as lines, and hands them to the run's record.
+/// Renders a backup's events as lines and a progress line, and hands them to the run's
+/// record.
 pub struct BackupPrinter<'a> {
     /// Where the lines go.
-    pub printer: Printer,
+    printer: Printer,
     /// What the run did so far (`--dry-run` has none).
-    pub record: Option<&'a RunRecord>,
+    record: Option<&'a RunRecord>,
+    /// The folder's progress line, while one is shown (one connection: one line).
+    progress: Mutex<Option<Progress>>,
+}
+
+impl<'a> BackupPrinter<'a> {
+    /// A printer of lines as `printer` says, handing the events to `record` too.
+    pub fn new(printer: Printer, record: Option<&'a RunRecord>) -> Self {
+        BackupPrinter { printer, record, progress: Mutex::new(None) }
+    }
+
+    fn progress(&self) -> MutexGuard<'_, Option<Progress>> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Sink<Event<'_>> for BackupPrinter<'_> {
@@ -28,6 +44,23 @@ impl Sink<Event<'_>> for BackupPrinter<'_> {
             Event::SandboxRefused { error, .. } => p.error(&error.to_string()),
             Event::SandboxPartial { status } => p.remark(&format!("sandbox: {status}")),
             Event::AccountStarted { .. } | Event::FolderNotReached { .. } => {}
+            Event::ProgressBegun { account, folder, place } => {
+                let mut line = Progress::new(format!("{} {folder}", account.user), true);
+                if let Some((k, n)) = place {
+                    line.place(k, n);
+                }
+                *self.progress() = Some(line);
+            }
+            Event::ProgressTotal { total, bytes } => {
+                if let Some(line) = self.progress().as_mut() {
+                    line.start(total, bytes);
+                }
+            }
+            Event::ProgressCleared => {
+                if let Some(line) = self.progress().as_mut() {
+                    line.clear();
+                }
+            }
             Event::AccountFailed { account, error } => p.error(&format!("{}: {error}", account.label())),
             Event::TokenWarning { account, warning } => p.warning(&format!("{}: {warning}", account.label())),
             Event::Reconnected { account, notice } => p.warning(&format!("{}: {notice}", account.label())),
@@ -45,11 +78,18 @@ impl Sink<Event<'_>> for BackupPrinter<'_> {
             Event::ConnectionRefused { account, n, error } => {
                 p.remark(&format!("{}: connection {n} refused ({error}); carrying on with fewer", account.label()))
             }
-            Event::FolderDone { account, report } => p.result(&format!("{} {}", account.user, summary(report))),
+            Event::FolderDone { account, report } => {
+                self.progress().take();
+                p.result(&format!("{} {}", account.user, summary(report)))
+            }
             Event::FolderFailed { account, report, why } => {
+                self.progress().take();
                 p.error(&format!("{} {}: {why}", account.label(), report.folder))
             }
             Event::Stored { account, folder, uid, size } => {
+                if let Some(line) = self.progress().as_mut() {
+                    line.tick(size);
+                }
                 p.detail(&format!("{} {folder}: UID {uid} archived ({size} bytes)", account.user))
             }
             Event::LeftOut { account, folder, uid, why } => {
@@ -191,10 +231,10 @@ fn finished(p: &Printer, s: &Summary) {
         s.failed,
         plural(s.new as u64, "new message"),
         s.bytes,
-        crate::progress::duration(s.elapsed)
+        super::progress::duration(s.elapsed)
     );
     if s.bytes > 0 && s.elapsed >= Duration::from_millis(500) {
-        line += &format!(" ({}/s)", crate::progress::bytes((s.bytes as f64 / s.elapsed.as_secs_f64()) as u64));
+        line += &format!(" ({}/s)", super::progress::bytes((s.bytes as f64 / s.elapsed.as_secs_f64()) as u64));
     }
     if s.left > 0 {
         line += &format!("; {} left the server (kept in the archive)", s.left);

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod list;
+pub mod progress;
 pub mod restore;
 pub mod search;
 pub mod upload;
