@@ -14,6 +14,7 @@ pub mod date;
 pub mod dir;
 pub mod encoded_words;
 pub mod error;
+pub mod exit;
 pub mod hierarchy;
 pub mod imap;
 pub mod interrupt;
