@@ -8,12 +8,12 @@ use std::collections::HashSet;
 use super::folder::archived_uids;
 use super::{choose_folders, read_only};
 use crate::account::Account;
-use crate::error::{Result, EXIT_FAILURE};
+use crate::error::Result;
 use crate::imap::{Found, Session, Then};
 use crate::mailbox_name::Mailbox;
 use crate::registry::Registry;
 use crate::report::Sink;
-use crate::sandbox::Mode;
+use crate::sandbox::Confine;
 
 /// What a backup of one folder would fetch.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,15 +29,16 @@ pub struct Planned {
 }
 
 /// Counts what a backup of `accounts` would fetch, one line per folder and one per
-/// account; returns the exit code (1 when an account or a folder could not be counted).
-pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
-    let mut code = 0;
-    for (label, counted) in read_only(accounts, sandbox, |a, s| count_account(a, s, sink)) {
+/// account, the process confined by `confine` before it connects; failed when an account
+/// or a folder could not be counted.
+pub fn run(accounts: &[Account], confine: &dyn Confine, sink: &dyn Sink) -> super::Summary {
+    let mut failed_any = false;
+    for (label, counted) in read_only(accounts, confine, |a, s| count_account(a, s, sink)) {
         let folders = match counted {
             Ok(f) => f,
             Err(e) => {
                 sink.error(&format!("{label}: {e}"));
-                code = EXIT_FAILURE;
+                failed_any = true;
                 continue;
             }
         };
@@ -59,14 +60,14 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
                 Err(e) => {
                     sink.error(&format!("{label} {name}: {e}"));
                     failed += 1;
-                    code = EXIT_FAILURE;
+                    failed_any = true;
                 }
             }
         }
         let failed = if failed > 0 { format!(" ({failed} folder(s) could not be counted)") } else { String::new() };
         sink.result(&format!("{label}: would fetch {messages} messages, {bytes} bytes{failed}; nothing was written"));
     }
-    code
+    super::Summary { failed: failed_any }
 }
 
 /// Each folder a backup would go through, with what it would fetch from it.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
 use crate::credential_helper;
-use crate::error::{Result, EXIT_FAILURE};
+use crate::error::Result;
 use crate::imap::auth::{Ask, Renewal};
 use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
 use crate::keys::Keys;
@@ -29,11 +29,11 @@ use crate::mailstore;
 use crate::oauth2::TokenSource;
 use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
-use crate::sandbox::{self, Mode, Rules};
+use crate::sandbox::{Confine, Rules};
 
 pub use folder::FolderReport;
 
-/// Backs up every account; returns the exit code (0 only when everything worked).
+/// Backs up every account; whether everything worked.
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
 /// system (password commands, key files, CA files, DNS, making a missing archive root)
@@ -43,21 +43,22 @@ pub use folder::FolderReport;
 /// backed up, each root claimed (locked, its records opened) only once an account of it
 /// has logged in. One failing account never stops the others.
 ///
-/// `writable` are more directories the run may write in once confined (where `--report`
-/// goes). After SIGINT or SIGTERM no further account is begun.
-pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> i32 {
+/// `confine` closes the sandbox; `writable` are more directories the run may write in
+/// once confined (where `--report` goes). After SIGINT or SIGTERM no further account is
+/// begun.
+pub fn run(accounts: &[Account], out: Output, confine: &dyn Confine, writable: &[PathBuf], sink: &dyn Sink) -> Summary {
     let started = std::time::Instant::now();
     // First of all, while the process holds the least: the helper gets a copy of it.
     let renewals = match credential_helper::renewals(accounts) {
         Ok(r) => r,
         Err(e) => {
             sink.error(&e.to_string());
-            return EXIT_FAILURE;
+            return Summary { failed: true };
         }
     };
     // Dropped last, on every way out: roots made for accounts that never logged in go.
     let mut roots = roots::Roots::default();
-    let mut code = 0;
+    let mut failed_any = false;
     let mut ready = Vec::new();
     let failed = |account: &Account, e: &crate::error::Error| {
         sink.error(&format!("{}: {e}", account.label()));
@@ -65,24 +66,24 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
     };
     for (account, renewal) in accounts.iter().zip(renewals) {
         if crate::interrupt::requested() {
-            return crate::interrupt::exit_code();
+            return Summary { failed: true };
         }
         match prepare(account, sink, &mut roots) {
             Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
             Err(e) => {
                 failed(account, &e);
-                code = EXIT_FAILURE;
+                failed_any = true;
             }
         }
     }
     if ready.is_empty() {
         let failed = accounts.len();
         Tally { accounts: failed, failed, new: 0, bytes: 0, left: 0, started, reached: false }.say(sink);
-        return code;
+        return Summary { failed: failed_any };
     }
     if let Err(e) = roots.start_janitor() {
         sink.error(&e.to_string());
-        return EXIT_FAILURE;
+        return Summary { failed: true };
     }
     let rules = Rules {
         read_write: roots.paths().into_iter().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
@@ -91,7 +92,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         cross_dir_renames: true,
         ..Rules::default()
     };
-    match sandbox::restrict(&rules, sandbox) {
+    match confine.confine(&rules) {
         Ok(status) if !status.fully_enforced() => sink.remark(&format!("sandbox: {status}")),
         Ok(_) => {}
         Err(e) => {
@@ -99,10 +100,9 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             for p in &ready {
                 sink.account_failed(&p.account.user, &p.account.host, &e.to_string());
             }
-            return EXIT_FAILURE;
+            return Summary { failed: true };
         }
     }
-    crate::probe::after_confinement();
     let failed_early = accounts.len() - ready.len();
     let mut tally =
         Tally { accounts: accounts.len(), failed: failed_early, new: 0, bytes: 0, left: 0, started, reached: false };
@@ -125,21 +125,28 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
                 tally.bytes += totals.bytes;
                 if totals.failed > 0 || totals.capped {
                     tally.failed += 1;
-                    code = EXIT_FAILURE;
+                    failed_any = true;
                 }
             }
             Err(e) => {
                 failed(account, &e);
                 tally.failed += 1;
-                code = EXIT_FAILURE;
+                failed_any = true;
             }
         }
     }
     if crate::interrupt::requested() {
-        return crate::interrupt::exit_code();
+        return Summary { failed: true };
     }
     tally.say(sink);
-    code
+    Summary { failed: failed_any }
+}
+
+/// What a backup run came to, for the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Whether an account failed, or was left incomplete.
+    pub failed: bool,
 }
 
 /// What became of the accounts of a run, for its last line.
@@ -322,8 +329,8 @@ pub struct Listing {
 
 /// Lists every account's folders with the directory a backup uses for each. Writes
 /// nothing: the process is confined to reading the archive roots before it connects.
-pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<Vec<Listing>>)> {
-    read_only(accounts, sandbox, list_account)
+pub fn list_folders(accounts: &[Account], confine: &dyn Confine) -> Vec<(String, Result<Vec<Listing>>)> {
+    read_only(accounts, confine, list_account)
 }
 
 /// Runs `each` on a session with every account's server, the process confined to reading
@@ -331,7 +338,7 @@ pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<
 /// what came of it.
 fn read_only<T>(
     accounts: &[Account],
-    sandbox: Mode,
+    confine: &dyn Confine,
     each: impl Fn(&Account, &mut Session) -> Result<T>,
 ) -> Vec<(String, Result<T>)> {
     let mut ready = Vec::new();
@@ -351,10 +358,9 @@ fn read_only<T>(
         connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
         ..Rules::default()
     };
-    if let Err(e) = sandbox::restrict(&rules, sandbox) {
+    if let Err(e) = confine.confine(&rules) {
         return vec![(String::from("sandbox"), Err(e))];
     }
-    crate::probe::after_confinement();
     for (account, Connection { spec, auth, addrs, source }) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));

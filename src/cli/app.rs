@@ -15,7 +15,7 @@ use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::run_report::RunRecord;
-use crate::sandbox::{self, Rules};
+use crate::sandbox::{self, Confine, Rules};
 use crate::secret::Secret;
 use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
 use std::sync::Arc;
@@ -601,7 +601,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings, None),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
-            return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
+            let summary = backup::dry_run::run(&accounts, &Sandbox(settings.sandbox), &Printer { out: settings.out });
+            return Ok(exit_code(summary.failed));
         }
         Mode::OAuth2Login { accounts } => {
             let what = "the sign-in was abandoned; no token was kept".to_string();
@@ -690,16 +691,27 @@ fn run_backup(
         .doing("setting up signal handling")?;
     }
     let out = settings.out;
-    let code = backup::run(
+    let summary = backup::run(
         accounts,
         out,
-        settings.sandbox,
+        &Sandbox(settings.sandbox),
         &writable,
         &BackupSink { printer: Printer { out }, record: &record },
     );
-    let code = if interrupt::requested() { interrupt::exit_code() } else { code };
+    let code = exit_code(summary.failed);
     take_last_word();
     Ok(last_words(code))
+}
+
+/// The exit code of a run that `failed` or not: a signal's when one stopped it.
+fn exit_code(failed: bool) -> i32 {
+    if interrupt::requested() {
+        interrupt::exit_code()
+    } else if failed {
+        EXIT_FAILURE
+    } else {
+        crate::exit::EXIT_SUCCESS
+    }
 }
 
 /// Claims the run's last words from a forced exit; when that is already under way, waits
@@ -761,10 +773,21 @@ fn warn_odd_files(files: &[archive::ArchiveFile]) {
     }
 }
 
+/// The sandbox as `--sandbox` (or the config) sets it: the one way into it, for the modes
+/// the driver confines and those that confine themselves once connected.
+struct Sandbox(sandbox::Mode);
+
+impl Confine for Sandbox {
+    fn confine(&self, rules: &Rules) -> Result<sandbox::Status> {
+        let status = sandbox::restrict(rules, self.0)?;
+        crate::probe::after_confinement();
+        Ok(status)
+    }
+}
+
 /// Confines the process, saying so in verbose mode when the kernel cannot fully.
 fn confine(rules: &Rules, settings: Settings) -> Result<()> {
-    let status = sandbox::restrict(rules, settings.sandbox)?;
-    crate::probe::after_confinement();
+    let status = Sandbox(settings.sandbox).confine(rules)?;
     if settings.out.verbose && !status.fully_enforced() {
         warn(format!("sandbox: {status}"));
     }
@@ -1037,7 +1060,7 @@ fn run_oauth2_login(accounts: &[Account]) -> i32 {
 /// `--list-folders`: one line per folder of each account; exit 1 if an account failed.
 fn run_list_folders(accounts: &[Account], settings: Settings) -> i32 {
     let mut code = 0;
-    for (label, listed) in backup::list_folders(accounts, settings.sandbox) {
+    for (label, listed) in backup::list_folders(accounts, &Sandbox(settings.sandbox)) {
         match listed {
             Ok(folders) => {
                 println!("{label}:");
