@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::account::{Account, Folders};
-use crate::atomic::TempFile;
+use crate::archive::files::atomic::TempFile;
 use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::tls::Trust;
