@@ -13,6 +13,7 @@ pub mod date;
 pub mod encoded_words;
 pub mod error;
 pub mod events;
+pub mod exit;
 pub mod hierarchy;
 pub mod imap;
 pub mod interrupt;

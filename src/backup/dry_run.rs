@@ -15,13 +15,20 @@ use crate::archive::layout::registry::Registry;
 use crate::error::Result;
 use crate::imap::{Found, Session, Then};
 use crate::mailbox_name::Mailbox;
-use crate::sandbox::Mode;
+use crate::sandbox::Confine;
 
-/// Counts what a backup of `accounts` would fetch, told per folder and per account;
-/// returns whether all of it could be counted.
-pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> bool {
+/// What a dry run came to, for the exit code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Whether an account or a folder could not be counted.
+    pub failed: bool,
+}
+
+/// Counts what a backup of `accounts` would fetch, told per folder and per account, the
+/// process confined by `confine` before it connects.
+pub fn run(accounts: &[Account], confine: &dyn Confine, sink: &dyn Sink) -> Summary {
     let mut counted_all = true;
-    for (label, counted) in read_only(accounts, sandbox, |a, s| count_account(a, s, sink)) {
+    for (label, counted) in read_only(accounts, confine, |a, s| count_account(a, s, sink)) {
         let folders = match counted {
             Ok(f) => f,
             Err(error) => {
@@ -47,7 +54,7 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> bool {
         }
         sink.event(Event::WouldFetchAll { account: &label, messages, bytes, failed });
     }
-    counted_all
+    Summary { failed: !counted_all }
 }
 
 /// Each folder a backup would go through, with what it would fetch from it.

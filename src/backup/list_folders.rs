@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::imap::Session;
 use crate::mailbox_name::Mailbox;
 use crate::oauth2::TokenSource;
-use crate::sandbox::{self, Mode, Rules};
+use crate::sandbox::{Confine, Rules};
 
 /// One folder as `--list-folders` shows it.
 #[derive(Debug)]
@@ -28,8 +28,8 @@ pub struct Listing {
 
 /// Lists every account's folders with the directory a backup uses for each. Writes
 /// nothing: the process is confined to reading the archive roots before it connects.
-pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<Vec<Listing>>)> {
-    read_only(accounts, sandbox, list_account)
+pub fn list_folders(accounts: &[Account], confine: &dyn Confine) -> Vec<(String, Result<Vec<Listing>>)> {
+    read_only(accounts, confine, list_account)
 }
 
 /// Runs `each` on a session with every account's server, the process confined to reading
@@ -37,7 +37,7 @@ pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<
 /// what came of it.
 pub(super) fn read_only<T>(
     accounts: &[Account],
-    sandbox: Mode,
+    confine: &dyn Confine,
     each: impl Fn(&Account, &mut Session) -> Result<T>,
 ) -> Vec<(String, Result<T>)> {
     let mut ready = Vec::new();
@@ -57,10 +57,9 @@ pub(super) fn read_only<T>(
         connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
         ..Rules::default()
     };
-    if let Err(e) = sandbox::restrict(&rules, sandbox) {
+    if let Err(e) = confine.confine(&rules) {
         return vec![(String::from("sandbox"), Err(e))];
     }
-    crate::probe::after_confinement();
     for (account, Connection { spec, auth, addrs, source }) in ready {
         let label = account.label();
         let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));

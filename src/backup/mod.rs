@@ -30,7 +30,7 @@ use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
 use crate::report::Output;
-use crate::sandbox::{self, Mode, Rules};
+use crate::sandbox::{Confine, Rules};
 
 pub use context::FolderReport;
 pub use event::{Event, Sink};
@@ -48,9 +48,10 @@ use prepare::{oauth2_dirs, oauth2_ports, prepare, Prepared};
 /// backed up, each root claimed (locked, its records opened) only once an account of it
 /// has logged in. One failing account never stops the others.
 ///
-/// `writable` are more directories the run may write in once confined (where `--report`
-/// goes). After SIGINT or SIGTERM no further account is begun.
-pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> Summary {
+/// `confine` closes the sandbox; `writable` are more directories the run may write in
+/// once confined (where `--report` goes). After SIGINT or SIGTERM no further account is
+/// begun.
+pub fn run(accounts: &[Account], out: Output, confine: &dyn Confine, writable: &[PathBuf], sink: &dyn Sink) -> Summary {
     let started = std::time::Instant::now();
     // First of all, while the process holds the least: the helper gets a copy of it.
     let renewals = match credential_helper::renewals(accounts) {
@@ -92,7 +93,7 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         cross_dir_renames: true,
         ..Rules::default()
     };
-    match sandbox::restrict(&rules, sandbox) {
+    match confine.confine(&rules) {
         Ok(status) if !status.fully_enforced() => sink.event(Event::SandboxPartial { status: &status }),
         Ok(_) => {}
         Err(error) => {
@@ -101,7 +102,6 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
             return Summary::aborted(accounts.len(), started);
         }
     }
-    crate::probe::after_confinement();
     let failed_early = accounts.len() - ready.len();
     let mut tally = Summary { failed: failed_early, ..Summary::aborted(accounts.len(), started) };
     tally.aborted = false;

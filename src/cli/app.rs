@@ -11,11 +11,12 @@ use crate::cli::print::restore::RestorePrinter;
 use crate::cli::run_report::RunRecord;
 use crate::cli::{config, wizard};
 use crate::error::IoContext;
-use crate::error::{Error, Result, EXIT_FAILURE};
+use crate::error::{Error, Result};
+use crate::exit::EXIT_FAILURE;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
-use crate::sandbox::{self, Rules};
+use crate::sandbox::{self, Confine, Rules};
 use crate::secret::Secret;
 use crate::{archive, backends, backup, interrupt, restore, upload, verify};
 use std::sync::Arc;
@@ -506,7 +507,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
             let printer = BackupPrinter::new(Printer { out: settings.out }, None);
-            return Ok(if backup::dry_run::run(&accounts, settings.sandbox, &printer) { 0 } else { EXIT_FAILURE });
+            let summary = backup::dry_run::run(&accounts, &Sandbox(settings.sandbox), &printer);
+            return Ok(exit_code(summary.failed));
         }
         Mode::OAuth2Login { accounts } => {
             let what = "the sign-in was abandoned; no token was kept".to_string();
@@ -596,16 +598,21 @@ fn run_backup(
     }
     let out = settings.out;
     let printer = BackupPrinter::new(Printer { out }, Some(&record));
-    let summary = backup::run(accounts, out, settings.sandbox, &writable, &printer);
-    let code = if interrupt::requested() {
-        interrupt::exit_code()
-    } else if summary.failing() {
-        EXIT_FAILURE
-    } else {
-        0
-    };
+    let summary = backup::run(accounts, out, &Sandbox(settings.sandbox), &writable, &printer);
+    let code = exit_code(summary.failing());
     take_last_word();
     Ok(last_words(code))
+}
+
+/// The exit code of a run that `failed` or not: a signal's when one stopped it.
+fn exit_code(failed: bool) -> i32 {
+    if interrupt::requested() {
+        interrupt::exit_code()
+    } else if failed {
+        EXIT_FAILURE
+    } else {
+        crate::exit::EXIT_SUCCESS
+    }
 }
 
 /// Claims the run's last words from a forced exit; when that is already under way, waits
@@ -667,10 +674,21 @@ fn warn_odd_files(files: &[archive::ArchiveFile]) {
     }
 }
 
+/// The sandbox as `--sandbox` (or the config) sets it: the one way into it, for the modes
+/// the driver confines and those that confine themselves once connected.
+struct Sandbox(sandbox::Mode);
+
+impl Confine for Sandbox {
+    fn confine(&self, rules: &Rules) -> Result<sandbox::Status> {
+        let status = sandbox::restrict(rules, self.0)?;
+        crate::probe::after_confinement();
+        Ok(status)
+    }
+}
+
 /// Confines the process, saying so in verbose mode when the kernel cannot fully.
 fn confine(rules: &Rules, settings: Settings) -> Result<()> {
-    let status = sandbox::restrict(rules, settings.sandbox)?;
-    crate::probe::after_confinement();
+    let status = Sandbox(settings.sandbox).confine(rules)?;
     if settings.out.verbose && !status.fully_enforced() {
         warn(format!("sandbox: {status}"));
     }
@@ -882,7 +900,7 @@ fn run_oauth2_login(accounts: &[Account]) -> i32 {
 /// `--list-folders`: one line per folder of each account; exit 1 if an account failed.
 fn run_list_folders(accounts: &[Account], settings: Settings) -> i32 {
     let mut code = 0;
-    for (label, listed) in backup::list_folders(accounts, settings.sandbox) {
+    for (label, listed) in backup::list_folders(accounts, &Sandbox(settings.sandbox)) {
         match listed {
             Ok(folders) => {
                 println!("{label}:");
