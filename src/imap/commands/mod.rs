@@ -45,7 +45,7 @@ pub use select::{Examined, Found, Then};
 
 use super::error::ImapError;
 #[cfg(doc)]
-use super::{link::Link, Session};
+use super::{link::Link, session::Session};
 
 /// A mailbox name as a quoted string; a name that cannot be sent fails its command only.
 pub(super) fn quoted(wire: &str) -> std::result::Result<String, ImapError> {
