@@ -659,35 +659,6 @@ mod tests {
         }
     }
 
-    /// The completions offer a flag's choices: the tool must take each of them, and name
-    /// them all when it refuses another value.
-    #[test]
-    fn choices_are_what_the_tool_accepts() {
-        // A flag checked once the mode is known needs the rest of its command line.
-        let context = |long: &str| -> Vec<&str> {
-            match long {
-                "maildir-layout" => vec!["-r", "d", "--to-maildir", "o"],
-                _ => vec![],
-            }
-        };
-        for f in FLAGS.iter().filter(|f| !f.choices().is_empty()) {
-            let name = format!("--{}", f.long);
-            for c in f.choices() {
-                let low = p(&[context(f.long), vec![name.as_str(), c]].concat()).unwrap();
-                // Resolving may fail for want of an account, never for this value.
-                if let Err(e) = low.resolve() {
-                    assert!(!e.to_string().contains(&name), "{name} {c}: {e}");
-                }
-            }
-            let refused = p(&[context(f.long), vec![name.as_str(), "bogus"]].concat())
-                .and_then(|a| a.resolve().map(|_| ()))
-                .unwrap_err();
-            for c in f.choices() {
-                assert!(refused.to_string().contains(c), "{name} bogus: {refused}");
-            }
-        }
-    }
-
     /// A flag is repeatable (for the completions) exactly when a second value adds to
     /// the first rather than replacing it.
     #[test]

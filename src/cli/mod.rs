@@ -6,4 +6,5 @@ pub mod completions;
 pub mod config;
 pub mod flags;
 pub mod manpage;
+pub mod resolve;
 pub mod wizard;
