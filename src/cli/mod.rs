@@ -6,5 +6,7 @@ pub mod completions;
 pub mod config;
 pub mod flags;
 pub mod manpage;
+pub mod print;
 pub mod resolve;
+pub mod run_report;
 pub mod wizard;
