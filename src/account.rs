@@ -38,6 +38,12 @@ pub const MIN_BUFFER: usize = 64 * 1024;
 /// batching gains nothing while a NAS box or router runs out of memory.
 pub const MAX_BUFFER: usize = 64 * 1024 * 1024;
 
+/// `n` as a fetch budget, when it is one of the accepted sizes ([`MIN_BUFFER`] to
+/// [`MAX_BUFFER`]): the one check of them, whichever way the size is given.
+pub fn buffer_size(n: u64) -> Option<usize> {
+    usize::try_from(n).ok().filter(|n| (MIN_BUFFER..=MAX_BUFFER).contains(n))
+}
+
 /// The accepted buffer sizes, for messages: "from 64K to 64M (65536 to 67108864 bytes)".
 pub fn buffer_range() -> String {
     format!("from {}K to {}M ({MIN_BUFFER} to {MAX_BUFFER} bytes)", MIN_BUFFER >> 10, MAX_BUFFER >> 20)
@@ -171,9 +177,6 @@ impl Account {
     pub fn validate(&self) -> Result<()> {
         if self.user.is_empty() || self.host.is_empty() {
             return Err(Error::usage("the user name and the IMAP server must not be empty"));
-        }
-        if !(MIN_BUFFER..=MAX_BUFFER).contains(&self.buffer_size) {
-            return Err(Error::usage(format!("the buffer size {} is not {}", self.buffer_size, buffer_range())));
         }
         if let Folders::Named(f) = &self.folders {
             if f.is_empty() {

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::account::{buffer_range, MAX_BUFFER, MIN_BUFFER};
+use crate::account::buffer_range;
 use crate::error::{Error, Result};
 
 /// Everything the command line said, before it is checked for sense.
@@ -116,7 +116,7 @@ fn num<T: std::str::FromStr>(v: Option<String>) -> std::result::Result<T, String
     v.parse().map_err(|_| format!("'{v}' is not a valid number"))
 }
 
-/// A fetch budget like `4M`, `256K`, `1048576`, within [`MIN_BUFFER`]..=[`MAX_BUFFER`].
+/// A fetch budget like `4M`, `256K`, `1048576`, one of [`crate::account::buffer_size`]'s.
 /// Arithmetic is checked: a value too big for any integer is refused, never wrapped.
 fn buffer_size(v: Option<String>) -> std::result::Result<usize, String> {
     let v = val(v)?;
@@ -132,8 +132,7 @@ fn buffer_size(v: Option<String>) -> std::result::Result<usize, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (MIN_BUFFER..=MAX_BUFFER).contains(n))
+        .and_then(crate::account::buffer_size)
         .ok_or_else(|| format!("{v} is not {}", buffer_range()))
 }
 
@@ -607,6 +606,7 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::{MAX_BUFFER, MIN_BUFFER};
 
     fn p(args: &[&str]) -> Result<LowArgs> {
         parse(args.iter().map(OsString::from))

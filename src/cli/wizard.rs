@@ -511,8 +511,7 @@ fn save_config(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{DEFAULT_BUFFER, DEFAULT_TIMEOUT};
-    use crate::codec::{Form, DEFAULT_LEVEL};
+    use crate::codec::Form;
 
     /// A login that works at once, on a server with these folders.
     fn works(_: &Account) -> std::result::Result<Vec<String>, Failure> {
@@ -634,33 +633,16 @@ mod tests {
 
     #[test]
     fn a_saved_config_reads_back_as_the_same_account() {
-        let account = Account {
-            user: "ann".into(),
-            host: "imap.example.org".into(),
-            port: Some(143),
-            starttls: true,
-            ca_file: None,
-            pin_sha256: Some("ab".repeat(32)),
-            password: Some(Secret::new("pw \" quoted".into())),
-            passwd_command: None,
-            oauth2_command: None,
-            oauth2: None,
-            folders: Folders::All { exclude: Vec::new() },
-            root: PathBuf::from("arch"),
-            form: Form { compressed: true, encrypted: true },
-            level: DEFAULT_LEVEL,
-            keys: Some(KeySpec {
-                path: PathBuf::from("ann.keys"),
-                password: Some(PasswordSpec { file: None, command: Some("pass show key".into()) }),
-            }),
-            buffer_size: DEFAULT_BUFFER,
-            timeout: DEFAULT_TIMEOUT,
-            connections: 1,
-            since: None,
-            pipelining: true,
-            gmail_mode: true,
-            names: &crate::imap::tls::FLAG_NAMES,
-        };
+        let mut account = Account::new("ann".into(), "imap.example.org".into(), PathBuf::from("arch"));
+        (account.port, account.starttls) = (Some(143), true);
+        account.pin_sha256 = Some("ab".repeat(32));
+        account.password = Some(Secret::new("pw \" quoted".into()));
+        account.folders = Folders::All { exclude: Vec::new() };
+        account.form = Form { compressed: true, encrypted: true };
+        account.keys = Some(KeySpec {
+            path: PathBuf::from("ann.keys"),
+            password: Some(PasswordSpec { file: None, command: Some("pass show key".into()) }),
+        });
         let here = std::env::current_dir().unwrap();
         for cmd in [None, Some("pass show mail")] {
             let text = config_text(&account, cmd, None).unwrap();
