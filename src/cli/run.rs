@@ -1,5 +1,6 @@
-//! What the tool does for a given command line: the high-level modes resolved from the
-//! flags, and running them with honest exit codes.
+//! The driver: runs the [`Job`] a command line resolves to. It alone loads the keys,
+//! enters the sandbox (see [`Sandbox`]), handles SIGINT and SIGTERM and picks the exit
+//! code; the modes report what happened and [`crate::cli::print`] words it.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
