@@ -21,13 +21,31 @@ const MAX_SHOWN: usize = 160;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A message's line (see [`list`]).
-    Message { line: &'a str },
+    Message {
+        /// The message's line.
+        line: &'a str,
+    },
     /// The folder's metadata could not be used: lines without flags and arrival times.
-    MetadataUnusable { dir: &'a Path, error: &'a Error },
+    MetadataUnusable {
+        /// The folder directory.
+        dir: &'a Path,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// A file that could not be read (the listing goes on).
-    Unreadable { path: &'a Path, why: &'a str },
+    Unreadable {
+        /// The file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
     /// Damaged records of the folder's journal, left out.
-    DamagedRecords { dir: &'a Path, count: usize },
+    DamagedRecords {
+        /// The folder directory.
+        dir: &'a Path,
+        /// How many.
+        count: usize,
+    },
 }
 
 /// Where a listing's events go; a sink whose reader went away

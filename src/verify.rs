@@ -51,15 +51,40 @@ impl Report {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The folder's metadata journal could not be read at all.
-    JournalUnreadable { journal: &'a Path, error: &'a Error },
+    JournalUnreadable {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// A file that decodes, but to another message than the one recorded for its UID.
-    NotTheRecorded { path: &'a Path, uid: u32 },
+    NotTheRecorded {
+        /// The file (or where it should be).
+        path: &'a Path,
+        /// The message's UID.
+        uid: u32,
+    },
     /// A file that does not decode.
-    Undecodable { path: &'a Path, error: &'a std::io::Error },
+    Undecodable {
+        /// The file (or where it should be).
+        path: &'a Path,
+        /// What went wrong.
+        error: &'a std::io::Error,
+    },
     /// A message the journal records whose file is gone (`path`: its name as recorded).
-    Missing { path: &'a Path, uid: u32 },
+    Missing {
+        /// The file (or where it should be).
+        path: &'a Path,
+        /// The message's UID.
+        uid: u32,
+    },
     /// A damaged record of the journal, left out.
-    DamagedRecord { journal: &'a Path, damage: &'a crate::archive::metadata::Damage },
+    DamagedRecord {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// Where the record is and why it is damaged.
+        damage: &'a crate::archive::metadata::Damage,
+    },
 }
 
 /// Where a verification's events go.

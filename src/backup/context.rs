@@ -28,9 +28,11 @@ pub fn over_cap(text: &str) -> bool {
 
 /// What does not change while the folders of an account are backed up.
 pub struct Context<'a> {
+    /// The account.
     pub account: &'a Account,
+    /// Its keys, when it is encrypted.
     pub keys: Option<&'a Keys>,
-    /// Where messages go.
+    /// Where the backup's events go.
     pub sink: &'a dyn Sink,
     /// Show a progress line (one connection on a terminal: several would overwrite it).
     pub progress: bool,

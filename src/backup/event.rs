@@ -12,88 +12,337 @@ use crate::error::Error;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The run could not begin (or go on) at all.
-    Failed { error: &'a Error },
+    Failed {
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// The sandbox could not be entered: no account is backed up.
-    SandboxRefused { error: &'a Error, accounts: &'a [&'a Account] },
+    SandboxRefused {
+        /// What went wrong.
+        error: &'a Error,
+        /// The accounts the run was to back up.
+        accounts: &'a [&'a Account],
+    },
     /// The sandbox is entered, but does not confine all it should (`status` says what).
-    SandboxPartial { status: &'a crate::sandbox::Status },
+    SandboxPartial {
+        /// What the kernel enforces.
+        status: &'a crate::sandbox::Status,
+    },
     /// The backup of an account begins.
-    AccountStarted { account: &'a Account },
+    AccountStarted {
+        /// The account.
+        account: &'a Account,
+    },
     /// The account could not be backed up (or not to the end).
-    AccountFailed { account: &'a Account, error: &'a Error },
+    AccountFailed {
+        /// The account.
+        account: &'a Account,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// Something the account's OAuth 2.0 token source has to say.
-    TokenWarning { account: &'a Account, warning: &'a str },
+    TokenWarning {
+        /// The account.
+        account: &'a Account,
+        /// What the token source says.
+        warning: &'a str,
+    },
     /// The connection was lost and made again; `notice` says how.
-    Reconnected { account: &'a Account, notice: &'a str },
+    Reconnected {
+        /// The account.
+        account: &'a Account,
+        /// What the session says of it.
+        notice: &'a str,
+    },
     /// This run made the account's key file (to keep a copy of; `sha`: and its .sha).
-    KeyCreated { account: &'a Account, path: &'a Path, sha: bool },
+    KeyCreated {
+        /// The account.
+        account: &'a Account,
+        /// The archive file.
+        path: &'a Path,
+        /// Whether a .sha file was made beside it.
+        sha: bool,
+    },
     /// The server is the same mailstore as the one archived for `was`: the archive in
     /// `dir` goes on.
-    SameMailstore { account: &'a Account, was: &'a str, dir: &'a Path },
+    SameMailstore {
+        /// The account.
+        account: &'a Account,
+        /// The user name (and server) it was archived as.
+        was: &'a str,
+        /// The folder directory.
+        dir: &'a Path,
+    },
     /// Connection `n` of the account was refused: the others carry on.
-    ConnectionRefused { account: &'a Account, n: usize, error: &'a Error },
+    ConnectionRefused {
+        /// The account.
+        account: &'a Account,
+        /// Which connection of the account (1 is the first).
+        n: usize,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// A folder is done (or stopped).
-    FolderDone { account: &'a Account, report: &'a FolderReport },
+    FolderDone {
+        /// The account.
+        account: &'a Account,
+        /// The folder's report.
+        report: &'a FolderReport,
+    },
     /// A folder failed as a whole (`why`).
-    FolderFailed { account: &'a Account, report: &'a FolderReport, why: &'a str },
+    FolderFailed {
+        /// The account.
+        account: &'a Account,
+        /// The folder's report.
+        report: &'a FolderReport,
+        /// Why.
+        why: &'a str,
+    },
     /// A folder was not reached (Gmail's download limit): recorded, not said.
-    FolderNotReached { account: &'a Account, report: &'a FolderReport },
+    FolderNotReached {
+        /// The account.
+        account: &'a Account,
+        /// The folder's report.
+        report: &'a FolderReport,
+    },
     /// A folder's progress line begins (only where one is shown: one connection, not
     /// `--quiet`); `place` is which of the account's folders it is, of how many.
-    ProgressBegun { account: &'a Account, folder: &'a str, place: Option<(usize, usize)> },
+    ProgressBegun {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// Which of the account's folders it is, and of how many.
+        place: Option<(usize, usize)>,
+    },
     /// The messages the progress line counts up to: `total`, of `bytes` in all.
-    ProgressTotal { total: usize, bytes: u64 },
+    ProgressTotal {
+        /// How many in all.
+        total: usize,
+        /// Bytes, as the server counts them.
+        bytes: u64,
+    },
     /// The progress line is taken off the terminal (a warning may follow).
     ProgressCleared,
     /// A message was archived.
-    Stored { account: &'a Account, folder: &'a str, uid: u32, size: u64 },
+    Stored {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// The message's UID.
+        uid: u32,
+        /// Its size in bytes.
+        size: u64,
+    },
     /// A message is left out of this run (the next tries it again).
-    LeftOut { account: &'a Account, folder: &'a str, uid: u32, why: &'a str },
+    LeftOut {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// The message's UID.
+        uid: u32,
+        /// Why.
+        why: &'a str,
+    },
     /// The server refused a batch of messages (`text`, its answer quoted).
-    FetchRefused { account: &'a Account, folder: &'a str, text: &'a str },
+    FetchRefused {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// The server's answer, quoted.
+        text: &'a str,
+    },
     /// A batch's answers broke a limit (`why`): its `count` messages are asked one at a time.
-    OneAtATime { account: &'a Account, folder: &'a str, why: &'a str, count: usize },
+    OneAtATime {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// Why.
+        why: &'a str,
+        /// How many.
+        count: usize,
+    },
     /// The folder's metadata could not be written: the rest of the folder goes without.
-    MetadataNotKept { account: &'a Account, folder: &'a str, error: &'a Error },
+    MetadataNotKept {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// The folder's UIDVALIDITY changed from `old` to `new`; the old archive went to
     /// `aside`; `found` of its `previous` messages were recognised in the new numbering.
-    Renumbered { folder: &'a str, old: u32, new: u32, found: usize, previous: usize, aside: &'a Path },
+    Renumbered {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// The previous UIDVALIDITY.
+        old: u32,
+        /// The new UIDVALIDITY.
+        new: u32,
+        /// Messages recognised in the new numbering.
+        found: usize,
+        /// Messages of the previous UIDVALIDITY.
+        previous: usize,
+        /// Where the previous numbering's archive went.
+        aside: &'a Path,
+    },
     /// The messages of the previous UIDVALIDITY could not be recognised: fetched again.
-    NotRecognised { account: &'a Account, folder: &'a str, error: &'a Error },
+    NotRecognised {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// An archive file of the previous UIDVALIDITY could not be read: not considered.
-    NotConsidered { account: &'a Account, folder: &'a str, path: &'a Path, error: &'a std::io::Error },
+    NotConsidered {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// The archive file.
+        path: &'a Path,
+        /// What went wrong.
+        error: &'a std::io::Error,
+    },
     /// Gmail labels were recorded or changed for `count` messages.
-    LabelsRecorded { account: &'a Account, folder: &'a str, count: usize },
+    LabelsRecorded {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// How many.
+        count: usize,
+    },
     /// Gmail labels could not be recorded.
-    LabelsNotKept { account: &'a Account, folder: &'a str, error: &'a Error },
+    LabelsNotKept {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// All Mail's labels could not be asked: the folders are archived as on any server.
-    LabelsNotAsked { account: &'a Account, folder: &'a str, error: &'a Error },
+    LabelsNotAsked {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// A folder could not be linked from All Mail: fetched as on any server.
-    NotLinked { account: &'a Account, folder: &'a str, error: &'a Error },
+    NotLinked {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// Gmail's download limit stopped the account after `bytes`; `not_reached` folders wait.
-    Capped { account: &'a Account, bytes: u64, not_reached: usize },
+    Capped {
+        /// The account.
+        account: &'a Account,
+        /// Bytes, as the server counts them.
+        bytes: u64,
+        /// Folders not reached.
+        not_reached: usize,
+    },
     /// The flags of a folder could not be refreshed.
-    FlagsNotRefreshed { account: &'a Account, folder: &'a str, error: &'a Error },
+    FlagsNotRefreshed {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// A folder's journal had `damaged` damaged records: left out, asked again.
-    JournalRepaired { account: &'a Account, folder: &'a str, damaged: usize },
+    JournalRepaired {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// How many records were damaged.
+        damaged: usize,
+    },
     /// `left` archived messages left the server; `total` are now only in the archive.
-    LeftServer { account: &'a Account, folder: &'a str, left: usize, total: u64 },
+    LeftServer {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// Messages that left since the last run.
+        left: usize,
+        /// How many in all.
+        total: u64,
+    },
     /// The mailstore's evidence (how a later run recognises it) was not taken.
-    EvidenceNotTaken { account: &'a Account, error: &'a Error },
+    EvidenceNotTaken {
+        /// The account.
+        account: &'a Account,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// The server mishandles pipelining: later runs send one command at a time.
-    Serial { account: &'a Account },
+    Serial {
+        /// The account.
+        account: &'a Account,
+    },
     /// That note could not be written.
-    SerialNotKept { account: &'a Account, error: &'a Error },
+    SerialNotKept {
+        /// The account.
+        account: &'a Account,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// The run is over (not said after an interrupt).
-    Finished { summary: &'a super::Summary },
+    Finished {
+        /// What the run came to.
+        summary: &'a super::Summary,
+    },
     /// `--dry-run`: what a backup of a folder would fetch.
-    WouldFetch { account: &'a str, planned: &'a Planned },
+    WouldFetch {
+        /// The account's label.
+        account: &'a str,
+        /// What it would fetch.
+        planned: &'a Planned,
+    },
     /// `--dry-run`: a folder that could not be counted.
-    NotCounted { account: &'a str, folder: &'a str, error: &'a Error },
+    NotCounted {
+        /// The account's label.
+        account: &'a str,
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// `--dry-run`: an account that could not be counted.
-    AccountNotCounted { account: &'a str, error: &'a Error },
+    AccountNotCounted {
+        /// The account's label.
+        account: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// `--dry-run`: the account's total; `failed` folders could not be counted.
-    WouldFetchAll { account: &'a str, messages: usize, bytes: u64, failed: usize },
+    WouldFetchAll {
+        /// The account's label.
+        account: &'a str,
+        /// Messages it would fetch.
+        messages: usize,
+        /// Bytes, as the server counts them.
+        bytes: u64,
+        /// Folders that could not be counted.
+        failed: usize,
+    },
 }
 
 /// Where a backup's events go; called from several threads at once (one per connection).

@@ -7,9 +7,13 @@ use crate::report::FolderFigures;
 /// What happened to one folder.
 #[derive(Debug)]
 pub struct FolderReport {
+    /// The folder's name, printable.
     pub folder: String,
+    /// Messages archived by this run.
     pub new: usize,
+    /// Messages archived before.
     pub existing: usize,
+    /// Messages that could not be archived (the next run tries them again).
     pub failed: usize,
     /// Messages expunged between listing and fetching.
     pub vanished: usize,
@@ -20,7 +24,9 @@ pub struct FolderReport {
     pub only_in_archive: u64,
     /// Of those, the ones this run found gone.
     pub left_server: usize,
+    /// Message bytes archived by this run.
     pub bytes: u64,
+    /// When the folder's backup began.
     pub started: Instant,
     /// What went wrong, for `--report`.
     pub errors: Vec<String>,

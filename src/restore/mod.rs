@@ -40,7 +40,12 @@ pub enum Target {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// An archive file that could not be restored is left out (`why`); the rest goes on.
-    LeftOut { path: &'a Path, why: &'a str },
+    LeftOut {
+        /// The file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
 }
 
 /// Where a restore's events go.

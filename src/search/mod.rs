@@ -75,15 +75,38 @@ pub struct Report {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A hit: the folder directory and the message's `--list` line.
-    Hit { folder: &'a Path, line: &'a str },
+    Hit {
+        /// The folder's name, printable.
+        folder: &'a Path,
+        /// The message's line.
+        line: &'a str,
+    },
     /// The folder's journal could not be read: its messages are judged on their files.
-    MetadataNotUsed { journal: &'a Path, error: &'a Error },
+    MetadataNotUsed {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// A file that cannot be read (the search goes on).
-    Unreadable { path: &'a Path, why: &'a str },
+    Unreadable {
+        /// The file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
     /// Damaged records of the journal, left out: those messages were read from their files.
-    DamagedRecords { journal: &'a Path, count: usize },
+    DamagedRecords {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// How many.
+        count: usize,
+    },
     /// Files not named after a UID, taken anyway.
-    OddNames { files: &'a [ArchiveFile] },
+    OddNames {
+        /// The files.
+        files: &'a [ArchiveFile],
+    },
 }
 
 /// Where a search's events go; a sink whose reader went away ([`crate::events::Sink::gone`])

@@ -9,36 +9,105 @@ use crate::error::Error;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// The connection to `server` (host:port) was lost and made again; `notice` says how.
-    Reconnected { server: &'a str, notice: &'a str },
+    Reconnected {
+        /// The server, host:port.
+        server: &'a str,
+        /// What the session says of it.
+        notice: &'a str,
+    },
     /// The target will not say its hierarchy (`error`): folder names go as they are.
-    NoHierarchy { error: &'a Error },
+    NoHierarchy {
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// The folder's metadata journal could not be read: no flags and arrival times.
-    NoMetadata { folder: &'a str, error: &'a Error },
+    NoMetadata {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// An archive file that could not be read (or changed while it was sent) is left out.
-    LeftOut { path: &'a Path, why: &'a str },
+    LeftOut {
+        /// The archive file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
     /// The server refused a message; `text` is its answer, quoted.
-    Refused { path: &'a Path, text: &'a str },
+    Refused {
+        /// The archive file.
+        path: &'a Path,
+        /// The server's answer, quoted.
+        text: &'a str,
+    },
     /// A message was stored at the target.
-    Uploaded { path: &'a Path },
+    Uploaded {
+        /// The archive file.
+        path: &'a Path,
+    },
     /// `count` messages sent on a lost connection are not at the target: sent again.
-    Resending { folder: &'a str, count: usize },
+    Resending {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// How many.
+        count: usize,
+    },
     /// The copies this run made twice were removed (`uids`, as an IMAP set).
-    RemovedTwice { folder: &'a str, uids: &'a str },
+    RemovedTwice {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// Their UIDs, as an IMAP set.
+        uids: &'a str,
+    },
     /// Copies this run made twice are left at `uids`: the server refused to remove them
     /// (`refused`, its answer quoted), or cannot remove single messages (no UIDPLUS).
-    LeftTwice { folder: &'a str, uids: &'a str, refused: Option<&'a str> },
+    LeftTwice {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// Their UIDs, as an IMAP set.
+        uids: &'a str,
+        /// The server's answer when it refused to remove them.
+        refused: Option<&'a str>,
+    },
     /// A Gmail label's folder: its messages go with All Mail's, labelled.
-    GmailLabel { folder: &'a str },
+    GmailLabel {
+        /// The folder's name, printable.
+        folder: &'a str,
+    },
     /// Gmail labels were set on `count` messages of All Mail.
-    LabelsSet { folder: &'a str, count: usize },
+    LabelsSet {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// How many.
+        count: usize,
+    },
     /// Setting the Gmail labels of the folder failed.
-    LabelsNotSet { folder: &'a str, error: &'a Error },
+    LabelsNotSet {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
     /// Waiting `seconds` for what lost connections sent to land, before looking for it.
-    Waiting { seconds: f64 },
+    Waiting {
+        /// How long, in whole seconds.
+        seconds: f64,
+    },
     /// A folder is done.
-    FolderDone { folder: &'a str, upload: &'a FolderUpload },
+    FolderDone {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What the folder's upload came to.
+        upload: &'a FolderUpload,
+    },
     /// A folder could not be uploaded.
-    FolderFailed { folder: &'a str, error: &'a Error },
+    FolderFailed {
+        /// The folder's name, printable.
+        folder: &'a str,
+        /// What went wrong.
+        error: &'a Error,
+    },
 }
 
 /// Where an upload's events go.
