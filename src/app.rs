@@ -647,7 +647,7 @@ fn run_backup(
 ) -> Result<i32> {
     let mut writable = match report {
         Some(path) => {
-            let dir = restore::parent_of(path);
+            let dir = crate::archive::files::atomic::parent_of(path);
             if !dir.is_dir() {
                 return Err(Error::usage(format!("--report {}: no directory {}", path.display(), dir.display())));
             }
@@ -823,9 +823,11 @@ fn run_restore(
     };
     let read: Vec<PathBuf> = std::iter::once(dir.to_path_buf()).chain(journal.clone()).collect();
     let rules = match &target {
-        restore::Target::Mbox(output) => {
-            Rules { read_write: vec![restore::parent_of(output).to_path_buf()], read, ..Rules::default() }
-        }
+        restore::Target::Mbox(output) => Rules {
+            read_write: vec![crate::archive::files::atomic::parent_of(output).to_path_buf()],
+            read,
+            ..Rules::default()
+        },
         restore::Target::Maildir(maildir) => {
             std::fs::create_dir_all(maildir).at(maildir)?;
             Rules { read_write: vec![maildir.clone()], read, cross_dir_renames: true, ..Rules::default() }

@@ -14,10 +14,9 @@ use crate::archive::files::readahead::ReadAhead;
 use crate::archive::layout::scope::FolderDir;
 use crate::archive::metadata::{HashingReader, Index};
 use crate::archive::{self, ArchiveFile};
-use crate::codec::Form;
+use crate::codec::{drain, Form};
 use crate::error::{describe_io, Error, Result};
 use crate::keys::Keys;
-use crate::restore::drain;
 
 /// What a verification found.
 #[derive(Debug, Default)]

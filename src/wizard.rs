@@ -103,7 +103,7 @@ struct Save {
 impl Setup {
     /// The directory the config file goes to, which the sandbox must leave writable.
     pub fn save_dir(&self) -> Option<PathBuf> {
-        self.save.as_ref().map(|s| crate::restore::parent_of(&s.path).to_path_buf())
+        self.save.as_ref().map(|s| crate::archive::files::atomic::parent_of(&s.path).to_path_buf())
     }
 
     /// Saves the config file, if one was asked for, and says so. Call it only once a
@@ -495,7 +495,7 @@ fn config_text(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Valu
 fn save_config(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Value>, path: &Path) -> Result<()> {
     let text = config_text(account, passwd_cmd, oauth2)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let parent = crate::restore::parent_of(path);
+    let parent = crate::archive::files::atomic::parent_of(path);
     let tmp = TempFile::create_in(parent, &name, 0o600).at(parent)?;
     let mut file = tmp.file();
     file.write_all(text.as_bytes()).at(tmp.path())?;

@@ -8,6 +8,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::archive::files::atomic;
 use crate::archive::layout::registry::META_DIR;
 use crate::error::{IoContext, Result};
 
@@ -26,7 +27,7 @@ pub fn remembered(root: &Path, account_dir: &str) -> bool {
 /// Notes that the account's server mishandles pipelining.
 pub fn remember(root: &Path, account_dir: &str) -> Result<()> {
     let path = note(root, account_dir);
-    crate::archive::files::atomic::make_dirs(crate::restore::parent_of(&path))?;
+    atomic::make_dirs(atomic::parent_of(&path))?;
     OpenOptions::new()
         .write(true)
         .create(true)

@@ -198,7 +198,7 @@ pub fn restore_folder(
 ) -> Result<Report> {
     match target {
         Target::Mbox(path) => {
-            let parent = super::parent_of(path);
+            let parent = crate::archive::files::atomic::parent_of(path);
             fs::create_dir_all(parent).at(parent)?;
         }
         Target::Maildir(path) => {

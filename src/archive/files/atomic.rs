@@ -183,6 +183,14 @@ fn sync_data<'a>(files: impl Iterator<Item = &'a File>) -> io::Result<()> {
     files.iter().try_for_each(|f| f.sync_data())
 }
 
+/// The directory a file is in (`.` for a bare name): where its temporary file goes.
+pub fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Flushes a directory's entries to disk.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -201,7 +209,7 @@ pub fn make_dirs(dir: &Path) -> crate::error::Result<()> {
         make_dirs(parent)?;
     }
     make_dir(dir)?;
-    sync_dir(crate::restore::parent_of(dir)).at(dir)
+    sync_dir(parent_of(dir)).at(dir)
 }
 
 /// Makes the directory `path` (mode 0700) unless a directory is there.
