@@ -9,7 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::archive::files::atomic;
-use crate::archive::layout::registry::META_DIR;
+use crate::archive::layout::META_DIR;
 use crate::error::{IoContext, Result};
 
 /// The directory of the notes.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::layout::{file_name_part, MaildirLayout};
 use super::{restore, Options, Report, Target};
 use crate::archive;
-use crate::archive::layout::registry::{self, Registry};
+use crate::archive::layout::registry::Registry;
 use crate::error::{IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{encode_utf7, Mailbox};
@@ -117,7 +117,7 @@ fn folder_dirs(user_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for entry in fs::read_dir(user_dir).at(user_dir)? {
         let entry = entry.at(user_dir)?;
-        if entry.file_name() == registry::META_DIR || !entry.file_type().at(&entry.path())?.is_dir() {
+        if entry.file_name() == crate::archive::layout::META_DIR || !entry.file_type().at(&entry.path())?.is_dir() {
             continue;
         }
         if archive::holds(&entry.path(), |_| true) {
