@@ -2,19 +2,16 @@
 //! in the format of SMail Archiver 0.5, through fixed-size buffers.
 
 pub mod account;
-pub mod app;
 pub mod archive;
 pub mod backends;
 pub mod backup;
 pub mod bounded;
+pub mod cli;
 pub mod codec;
-pub mod completions;
-pub mod config;
 pub mod credential_helper;
 pub mod date;
 pub mod encoded_words;
 pub mod error;
-pub mod flags;
 pub mod hierarchy;
 pub mod imap;
 pub mod interrupt;
@@ -23,7 +20,6 @@ pub mod keys;
 pub mod listing;
 pub mod mailbox_name;
 pub mod mailstore;
-pub mod manpage;
 pub mod mbox;
 pub mod nearest;
 pub mod oauth2;
@@ -39,4 +35,3 @@ pub mod search;
 pub mod secret;
 pub mod upload;
 pub mod verify;
-pub mod wizard;

@@ -6,16 +6,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders};
+use crate::cli::flags::{self, LowArgs};
+use crate::cli::{config, wizard};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
-use crate::flags::{self, LowArgs};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::run_report::RunRecord;
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backends, backup, config, interrupt, progress, restore, upload, verify, wizard};
+use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
 use std::sync::Arc;
 
 /// What the command line asks for.
@@ -630,10 +631,10 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
 /// What `--generate KIND` prints (KIND is one of [`flags::GENERATE_KINDS`]).
 fn generate(kind: &str) -> String {
     match kind {
-        "man" => crate::manpage::render(),
-        "complete-bash" => crate::completions::bash(),
-        "complete-zsh" => crate::completions::zsh(),
-        _ => crate::completions::fish(),
+        "man" => crate::cli::manpage::render(),
+        "complete-bash" => crate::cli::completions::bash(),
+        "complete-zsh" => crate::cli::completions::zsh(),
+        _ => crate::cli::completions::fish(),
     }
 }
 
