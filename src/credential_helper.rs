@@ -33,6 +33,7 @@ use crate::account::Account;
 use crate::bounded;
 use crate::error::{Error, Result};
 use crate::imap::auth::{Renewal, Wiped};
+use crate::os::wipe;
 use crate::secret::{self, CommandError, Secret};
 
 /// An answer's header: kind (1 byte), code (4, little-endian), output length (4).
@@ -423,13 +424,6 @@ unsafe fn all(len: usize, mut step: impl FnMut(usize) -> isize) -> bool {
         }
     }
     true
-}
-
-fn wipe(bytes: &mut [u8]) {
-    for b in bytes {
-        // SAFETY: a valid, exclusive reference; volatile so the wipe is not optimised away.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::files::atomic;
 use crate::archive::layout::META_DIR;
 use crate::error::{IoContext, Result};
+use crate::os::file;
 
 /// The directory of the notes.
 const DIR: &str = "one-command-at-a-time";
@@ -28,13 +29,6 @@ pub fn remembered(root: &Path, account_dir: &str) -> bool {
 pub fn remember(root: &Path, account_dir: &str) -> Result<()> {
     let path = note(root, account_dir);
     atomic::make_dirs(atomic::parent_of(&path))?;
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .at(&path)?;
+    file::open_no_follow(OpenOptions::new().write(true).create(true).truncate(false).mode(0o600), &path).at(&path)?;
     Ok(())
 }

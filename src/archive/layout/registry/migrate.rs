@@ -13,6 +13,7 @@ use crate::archive::layout::naming::{canonical_dir, safe};
 use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 use crate::mailbox_name::{encode_utf7, Mailbox};
+use crate::os::file;
 
 /// Where version 0.6 kept a folder's state: inside the folder directory.
 pub(super) const OLD_STATE_FILE: &str = ".smailarchiver-state.json";
@@ -50,7 +51,7 @@ impl Registry {
                 let free = c != name && user_dir.join(&c).symlink_metadata().is_err() && !self.recorded(account, &c);
                 if free {
                     fs::rename(&dir, user_dir.join(&c)).at(&dir)?;
-                    atomic::sync_dir(&user_dir).at(&user_dir)?;
+                    file::sync_dir(&user_dir).at(&user_dir)?;
                     final_name = c;
                 }
             }
@@ -64,7 +65,7 @@ impl Registry {
             }
             let state = user_dir.join(&final_name).join(OLD_STATE_FILE);
             fs::remove_file(&state).at(&state)?;
-            atomic::sync_dir(&user_dir.join(&final_name)).at(&user_dir.join(&final_name))?;
+            file::sync_dir(&user_dir.join(&final_name)).at(&user_dir.join(&final_name))?;
         }
         Ok(())
     }

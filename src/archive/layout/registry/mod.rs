@@ -41,6 +41,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::Mailbox;
 use crate::os::dir::Dir;
+use crate::os::file;
 
 /// The records file in [`META_DIR`].
 pub const RECORDS_FILE: &str = records_log::FILE;
@@ -468,7 +469,7 @@ impl Registry {
                 let aside_path = user_dir.join(&aside);
                 if moving {
                     fs::rename(&path, &aside_path).at(&path)?;
-                    atomic::sync_dir(&user_dir).at(&user_dir)?;
+                    file::sync_dir(&user_dir).at(&user_dir)?;
                 }
                 // Also when a run was killed between the rename and the record.
                 if is_real_dir(&aside_path) {
@@ -578,7 +579,7 @@ impl Registry {
             }
         }
         for dir in dirs {
-            atomic::sync_dir(&dir).at(&dir)?;
+            file::sync_dir(&dir).at(&dir)?;
         }
         let marks: Vec<usize> = std::mem::take(&mut self.marks).into_iter().collect();
         for chunk in marks.chunks(LINES_AT_ONCE) {
