@@ -72,8 +72,10 @@ impl CredentialHelper {
         };
         let (request_out, request_in) = pipe().ok_or_else(|| fail("pipe"))?;
         let (answer_out, answer_in) = pipe().ok_or_else(|| fail("pipe"))?;
-        // SAFETY: plain system calls; the child only runs `serve`, which never returns.
+        // SAFETY: getpid reads nothing of ours and cannot fail.
         let parent = unsafe { libc::getpid() };
+        // SAFETY: the child only runs `serve`, which keeps to async-signal-safe calls and
+        // never returns, so no state another thread held at the fork is used in it.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(fail("fork"));
@@ -194,6 +196,7 @@ fn pipe() -> Option<(OwnedFd, OwnedFd)> {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return None;
     }
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
     Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
@@ -478,6 +481,7 @@ mod tests {
         drop(helper);
         // Reaped: no such child any more (a zombie would still be waitable).
         let mut status = 0;
+        // SAFETY: `status` is a live int for waitpid to write; WNOHANG never blocks.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) }, -1);
         assert_eq!(errno(), libc::ECHILD);
     }

@@ -1,6 +1,9 @@
 //! smailarchiver: back up IMAP mailboxes one file per message, compressed and encrypted,
 //! in the format of SMail Archiver 0.5, through fixed-size buffers.
 
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod account;
 pub mod archive;
 pub mod backends;

@@ -47,12 +47,14 @@ impl<'a, F: AsRawFd> EchoOff<'a, F> {
     pub fn new(file: &'a F) -> io::Result<Self> {
         // SAFETY: termios is plain data; tcgetattr fills it or fails.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr writes one termios through a pointer to a live one.
         if unsafe { libc::tcgetattr(file.as_raw_fd(), &mut saved) } != 0 {
             return Err(io::Error::last_os_error());
         }
         let mut quiet = saved;
         quiet.c_lflag &= !libc::ECHO;
         quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: tcsetattr only reads the termios, which is live for the call.
         if unsafe { libc::tcsetattr(file.as_raw_fd(), libc::TCSANOW, &quiet) } != 0 {
             return Err(io::Error::last_os_error());
         }
