@@ -17,7 +17,12 @@ pub enum Scope {
     /// A user directory: folder directories.
     Account(PathBuf),
     /// An archive root: user directories (in name order).
-    Root { root: PathBuf, accounts: Vec<PathBuf> },
+    Root {
+        /// The root.
+        root: PathBuf,
+        /// Its user directories, in name order.
+        accounts: Vec<PathBuf>,
+    },
     /// Nothing of an archive.
     Empty(PathBuf),
 }
