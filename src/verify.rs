@@ -152,7 +152,7 @@ fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mu
         report.messages += 1;
         report.missing += 1;
         let name = match meta.form.or(usual) {
-            Some(form) => format!("{uid}{}", form.suffix()),
+            Some(form) => archive::file_name(uid, form),
             None => format!("{uid}.mbox*"),
         };
         events.bad(&folder.dir.join(name), &format!("UID {uid} was archived but its file is missing"));
