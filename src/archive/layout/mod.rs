@@ -10,6 +10,7 @@ pub const TMP_DIR: &str = "tmp";
 /// The metadata journals' directory in [`META_DIR`]: one directory per user directory.
 pub const JOURNALS_DIR: &str = "meta";
 
+pub mod account;
 pub mod lock;
 pub mod naming;
 pub mod records_log;
