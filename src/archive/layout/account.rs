@@ -11,6 +11,10 @@ use crate::archive::layout::registry::Registry;
 use crate::error::{IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{encode_utf7, Mailbox};
+use crate::os::dir::Dir;
+
+/// Folder directories listed at most while looking for archived messages to sample.
+const LOOKED_AT: usize = 20;
 
 /// One folder directory of an account and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,4 +136,46 @@ pub fn source_hierarchy(user_dir: &Path, folders: &[Folder]) -> Hierarchy {
         .map(|f| f.mailbox.as_ref().map_or_else(|| encode_utf7(&f.name()), |m| m.wire.clone()))
         .collect();
     crate::hierarchy::infer(names.iter().map(String::as_str), known)
+}
+
+/// Archived messages of user directory `account` to sample (what tells its mailstore from
+/// another, [`crate::mailstore`]): of up to `folders` live folders with the most messages
+/// (`count` of a mailbox's wire name), INBOX first among equals, the first, middle and
+/// last archived UID, at most `per_folder` of them; each as (wire name, UIDVALIDITY,
+/// UIDs). Directories are opened from the root without following a symlink; one that
+/// cannot be listed is passed over.
+pub fn archived_samples(
+    registry: &Registry,
+    account: &str,
+    count: impl Fn(&str) -> u32,
+    folders: usize,
+    per_folder: usize,
+) -> Result<Vec<(String, u32, Vec<u32>)>> {
+    let mut candidates: Vec<_> =
+        registry.folders_of(account).into_iter().filter(|f| !f.retired && f.uidvalidity.is_some()).collect();
+    candidates.sort_by_key(|f| (std::cmp::Reverse(count(&f.mailbox.wire)), f.mailbox.wire != "INBOX"));
+    let root = Dir::open(registry.root()).map_err(|e| crate::error::Error::runtime(e.to_string()))?;
+    let mut asks: Vec<(String, u32, Vec<u32>)> = Vec::new();
+    for f in candidates.into_iter().take(LOOKED_AT) {
+        let Ok(dir) = root.open_beneath(&Path::new(account).join(&f.dir)) else { continue };
+        let mut uids = Vec::new();
+        let listed = dir.for_each_name(|name| {
+            if let Some(uid) = archive::ArchiveFile::from_path(PathBuf::from(name)).and_then(|f| f.uid) {
+                uids.push(uid);
+            }
+        });
+        if listed.is_err() || uids.is_empty() {
+            continue;
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        let mut chosen = vec![uids[0], uids[uids.len() / 2], uids[uids.len() - 1]];
+        chosen.dedup();
+        chosen.truncate(per_folder);
+        asks.push((f.mailbox.wire.clone(), f.uidvalidity.unwrap_or(0), chosen));
+        if asks.len() == folders {
+            break;
+        }
+    }
+    Ok(asks)
 }
