@@ -26,7 +26,9 @@ use crate::report::{FolderFigures, Sink};
 
 /// What does not change while the folders of an account are backed up.
 pub struct Context<'a> {
+    /// The account.
     pub account: &'a Account,
+    /// Its keys, when it is encrypted.
     pub keys: Option<&'a Keys>,
     /// Where messages go.
     pub sink: &'a dyn Sink,
@@ -65,9 +67,13 @@ impl Context<'_> {
 /// What happened to one folder.
 #[derive(Debug)]
 pub struct FolderReport {
+    /// The folder's name, printable.
     pub folder: String,
+    /// Messages archived by this run.
     pub new: usize,
+    /// Messages archived before.
     pub existing: usize,
+    /// Messages that could not be archived (the next run tries them again).
     pub failed: usize,
     /// Messages expunged between listing and fetching.
     pub vanished: usize,
@@ -78,7 +84,9 @@ pub struct FolderReport {
     pub only_in_archive: u64,
     /// Of those, the ones this run found gone.
     pub left_server: usize,
+    /// Message bytes archived by this run.
     pub bytes: u64,
+    /// When the folder's backup began.
     pub started: Instant,
     /// What went wrong, for `--report`.
     pub errors: Vec<String>,

@@ -77,7 +77,12 @@ fn no(input: &mut dyn BufRead, question: &str) -> Result<bool> {
 #[derive(Debug)]
 pub enum Failure {
     /// The server's certificate is not trusted: its SHA-256 and why.
-    Untrusted { fingerprint: String, reason: String },
+    Untrusted {
+        /// Its SHA-256 fingerprint, to pin it with.
+        fingerprint: String,
+        /// Why it is not trusted.
+        reason: String,
+    },
     /// The server refused the user name or password.
     Login(String),
     /// Anything else: no such server, nothing on that port, a timeout.
