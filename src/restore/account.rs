@@ -4,7 +4,7 @@
 //! folders are [`crate::archive::layout::account`]'s.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::layout::{file_name_part, MaildirLayout};
 use super::{restore, Options, Report, Target};
@@ -67,12 +67,7 @@ fn mbox_rel_path(name: &str) -> PathBuf {
 
 /// Restores `folder` to `target`, making the directories it needs; a Maildir++ folder gets
 /// its `maildirfolder` marker.
-pub fn restore_folder(
-    folder: &Folder,
-    target: &Target,
-    opts: &Options<'_>,
-    on_failure: &mut dyn FnMut(&Path, &str),
-) -> Result<Report> {
+pub fn restore_folder(folder: &Folder, target: &Target, opts: &Options<'_>, sink: &dyn super::Sink) -> Result<Report> {
     match target {
         Target::Mbox(path) => {
             let parent = crate::archive::files::atomic::parent_of(path);
@@ -87,7 +82,7 @@ pub fn restore_folder(
             }
         }
     }
-    restore(&folder.dir, target, opts, on_failure)
+    restore(&folder.dir, target, opts, sink)
 }
 
 #[cfg(test)]
