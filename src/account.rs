@@ -52,26 +52,38 @@ pub fn buffer_range() -> String {
 /// An account's settings.
 #[derive(Clone, Debug)]
 pub struct Account {
+    /// The login name (`-u`, config `user`).
     pub user: String,
+    /// The IMAP server's host name or address (`-i`, config `imap`).
     pub host: String,
+    /// Its port (`--port`); `None`: 993, or 143 with STARTTLS.
     pub port: Option<u16>,
+    /// Start in plain text and upgrade with STARTTLS (`--starttls`).
     pub starttls: bool,
+    /// More certificates to trust for the server (`--ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// The one server certificate to accept, by its SHA-256 fingerprint (`--pin-sha256`).
     pub pin_sha256: Option<String>,
     /// The password given directly (`-p`, config `passwd`).
     pub password: Option<Secret>,
+    /// A command whose output is the password (`--passwd-command`).
     pub passwd_command: Option<String>,
+    /// A command whose output is an OAuth 2.0 access token (`--oauth2-token-command`).
     pub oauth2_command: Option<String>,
     /// OAuth 2.0 built in (`--oauth2`, config `"oauth2"`): tokens from the stored refresh
     /// token, renewed by the run itself.
     pub oauth2: Option<crate::oauth2::Settings>,
+    /// Which folders to back up.
     pub folders: Folders,
     /// The archive root.
     pub root: PathBuf,
+    /// The layers of the files written: compressed (`-z`), encrypted (`-e`).
     pub form: Form,
+    /// The compression level (`--compress-level`).
     pub level: u8,
     /// The key file, when encrypting.
     pub keys: Option<KeySpec>,
+    /// The memory budget for one fetch, in bytes (`--buffer-size`).
     pub buffer_size: usize,
     /// Longest wait for the server, in seconds.
     pub timeout: u64,

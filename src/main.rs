@@ -1,3 +1,7 @@
+//! The `smailarchiver` command: the library's command line, and the allocator's setting.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 fn main() {
     // glibc gives each thread that allocates an arena of its own; the codec threads come
     // and go with messages, and their arenas' free pages stay resident. Two arenas keep

@@ -14,72 +14,130 @@ use crate::error::{Error, Result};
 pub struct LowArgs {
     /// Number of arguments given (none at all starts the wizard).
     pub count: usize,
+    /// `--help`.
     pub help: bool,
+    /// `--version`.
     pub version: bool,
+    /// `--user`.
     pub user: Option<String>,
+    /// `--imap`.
     pub imap: Option<String>,
+    /// `--passwd`.
     pub passwd: Option<String>,
+    /// `--passwd-command`.
     pub passwd_command: Option<String>,
+    /// `--oauth2-token-command`.
     pub oauth2_token_command: Option<String>,
+    /// `--oauth2-login`.
     pub oauth2_login: bool,
+    /// `--oauth2`.
     pub oauth2: Option<String>,
+    /// `--oauth2-client-id`.
     pub oauth2_client_id: Option<String>,
+    /// `--oauth2-client-secret-file`.
     pub oauth2_client_secret_file: Option<PathBuf>,
+    /// `--oauth2-tenant`.
     pub oauth2_tenant: Option<String>,
+    /// `--oauth2-flow`.
     pub oauth2_flow: Option<String>,
+    /// `--oauth2-token-file`.
     pub oauth2_token_file: Option<PathBuf>,
+    /// `--oauth2-seal`.
     pub oauth2_seal: bool,
+    /// `--no-pipelining`.
     pub no_pipelining: bool,
+    /// `--folder`.
     pub folders: Vec<String>,
+    /// `--all-folders`.
     pub all_folders: bool,
+    /// `--exclude`.
     pub exclude: Vec<String>,
+    /// `--dir`.
     pub dir: Option<PathBuf>,
+    /// `--port`.
     pub port: Option<u16>,
+    /// `--starttls`.
     pub starttls: bool,
     /// `--no-gmail-mode`.
     pub no_gmail_mode: bool,
+    /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
+    /// `--pin-sha256`.
     pub pin_sha256: Option<String>,
+    /// `--encrypt`.
     pub encrypt: bool,
+    /// `--keys`.
     pub keys: Option<PathBuf>,
+    /// `--promp`.
     pub promp: bool,
+    /// `--key-password-file`.
     pub key_password_file: Option<PathBuf>,
+    /// `--key-password-command`.
     pub key_password_command: Option<String>,
+    /// `--compress`.
     pub compress: bool,
+    /// `--compress-level`.
     pub compress_level: Option<u8>,
+    /// `--buffer-size`.
     pub buffer_size: Option<usize>,
+    /// `--timeout`.
     pub timeout: Option<u64>,
+    /// `--connections`.
     pub connections: Option<usize>,
+    /// `--since`.
     pub since: Option<String>,
+    /// `--dry-run`.
     pub dry_run: bool,
+    /// `--config`.
     pub config: Option<PathBuf>,
+    /// `--restore`.
     pub restore: Option<PathBuf>,
+    /// `--to-maildir`.
     pub to_maildir: Option<PathBuf>,
+    /// `--maildir-layout`.
     pub maildir_layout: Option<String>,
+    /// `--to-imap`.
     pub to_imap: bool,
+    /// `--to-folder`.
     pub to_folder: Option<String>,
+    /// `--output`.
     pub output: Option<PathBuf>,
+    /// `--list-folders`.
     pub list_folders: bool,
+    /// `--verify`.
     pub verify: Option<PathBuf>,
+    /// `--list`.
     pub list: Option<PathBuf>,
+    /// `--search`.
     pub search: Option<String>,
     /// The PATH after `--search QUERY`.
     pub search_path: Option<PathBuf>,
+    /// `--uid`.
     pub uid: Option<String>,
+    /// `--sandbox`.
     pub sandbox: Option<String>,
+    /// `--sandbox-check`.
     pub sandbox_check: bool,
+    /// `--report`.
     pub report: Option<PathBuf>,
+    /// `--generate`.
     pub generate: Option<String>,
+    /// `--verbose`.
     pub verbose: bool,
+    /// `--quiet`.
     pub quiet: bool,
 }
 
 /// Sections of `--help`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Group {
+    /// The account, its login and its folders.
     Account,
+    /// The archive, compression and encryption.
     Storage,
+    /// Restore and verify.
     Restore,
+    /// Output and the rest.
     Output,
 }
 
@@ -99,10 +157,15 @@ type Apply = fn(&mut LowArgs, Option<String>) -> std::result::Result<(), String>
 
 /// One flag: its names, its value's name, its help text and what it sets.
 pub struct Flag {
+    /// The one-letter name, if it has one (`-u`).
     pub short: Option<char>,
+    /// The long name, without its dashes (`user` for `--user`).
     pub long: &'static str,
+    /// The name of its value in `--help` (`USER`); `None` for a switch.
     pub value: Option<&'static str>,
+    /// Its section of `--help`.
     pub group: Group,
+    /// Its help text.
     pub doc: &'static str,
     apply: Apply,
 }

@@ -43,25 +43,80 @@ pub enum Mode {
     /// Print the man page or a completion script (`--generate KIND`).
     Generate(String),
     /// Restore a folder directory, or every folder of a user directory.
-    Restore { dir: PathBuf, output: RestoreOutput, keys: KeySpec, uids: Option<restore::UidSet> },
+    Restore {
+        /// The folder or user directory.
+        dir: PathBuf,
+        /// Where it goes.
+        output: RestoreOutput,
+        /// The key file, used if the files are encrypted.
+        keys: KeySpec,
+        /// Only these UIDs (`--uid`).
+        uids: Option<restore::UidSet>,
+    },
     /// List the messages of a folder or user directory.
-    List { path: PathBuf, keys: KeySpec },
+    List {
+        /// The folder directory, user directory or archive root.
+        path: PathBuf,
+        /// The key file, used if the files are encrypted.
+        keys: KeySpec,
+    },
     /// List the messages a query selects.
-    Search { query: Box<crate::search::query::Query>, path: PathBuf, keys: KeySpec },
+    Search {
+        /// The query.
+        query: Box<crate::search::query::Query>,
+        /// The folder directory, user directory or archive root searched.
+        path: PathBuf,
+        /// The key file, used if the files are encrypted.
+        keys: KeySpec,
+    },
     /// Upload a folder directory, or every folder of a user directory, to a server.
-    Upload { path: PathBuf, account: Box<Account>, to_folder: Option<String>, keys: KeySpec },
+    Upload {
+        /// The folder or user directory.
+        path: PathBuf,
+        /// The server and login to upload to.
+        account: Box<Account>,
+        /// The mailbox to upload a folder directory into (`--to-folder`), instead of the
+        /// name it was backed up from.
+        to_folder: Option<String>,
+        /// The key file, used if the files are encrypted.
+        keys: KeySpec,
+    },
     /// Verify an archive.
-    Verify { path: PathBuf, keys: KeySpec },
+    Verify {
+        /// The folder directory, user directory or archive root.
+        path: PathBuf,
+        /// The key file, used if the files are encrypted.
+        keys: KeySpec,
+    },
     /// Report and prove what the sandbox confines.
-    SandboxCheck { root: PathBuf, port: u16 },
+    SandboxCheck {
+        /// The directory the confinement is proved on (`--dir`).
+        root: PathBuf,
+        /// The one port a connection is allowed to (`--port`, default 993).
+        port: u16,
+    },
     /// Back up these accounts; write what happened to `report` (`--report`).
-    Backup { accounts: Vec<Account>, report: Option<PathBuf> },
+    Backup {
+        /// The accounts, in order.
+        accounts: Vec<Account>,
+        /// Where the JSON report goes (`--report`).
+        report: Option<PathBuf>,
+    },
     /// List these accounts' folders.
-    ListFolders { accounts: Vec<Account> },
+    ListFolders {
+        /// The accounts, in order.
+        accounts: Vec<Account>,
+    },
     /// Count what a backup of these accounts would fetch.
-    DryRun { accounts: Vec<Account> },
+    DryRun {
+        /// The accounts, in order.
+        accounts: Vec<Account>,
+    },
     /// Sign these accounts in to their OAuth 2.0 providers (`--oauth2-login`).
-    OAuth2Login { accounts: Vec<Account> },
+    OAuth2Login {
+        /// The accounts, in order.
+        accounts: Vec<Account>,
+    },
     /// Ask for an account, then back it up.
     Wizard,
 }

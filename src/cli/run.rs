@@ -130,7 +130,7 @@ fn run_backup(
 ) -> Result<i32> {
     let mut writable = match report {
         Some(path) => {
-            let dir = restore::parent_of(path);
+            let dir = crate::archive::files::atomic::parent_of(path);
             if !dir.is_dir() {
                 return Err(Error::usage(format!("--report {}: no directory {}", path.display(), dir.display())));
             }
@@ -314,7 +314,7 @@ fn run_restore(
     if uids.is_none() {
         warn_odd_files(&files);
     }
-    let name = restore::account::folder_name(dir);
+    let name = crate::archive::layout::account::folder_name(dir);
     let target = match output {
         RestoreOutput::Default => restore::Target::Mbox(restore::mbox_path(dir)?),
         RestoreOutput::Mbox(path) => restore::Target::Mbox(path.clone()),
@@ -322,9 +322,11 @@ fn run_restore(
     };
     let read: Vec<PathBuf> = std::iter::once(dir.to_path_buf()).chain(journal.clone()).collect();
     let rules = match &target {
-        restore::Target::Mbox(output) => {
-            Rules { read_write: vec![restore::parent_of(output).to_path_buf()], read, ..Rules::default() }
-        }
+        restore::Target::Mbox(output) => Rules {
+            read_write: vec![crate::archive::files::atomic::parent_of(output).to_path_buf()],
+            read,
+            ..Rules::default()
+        },
         restore::Target::Maildir(maildir) => {
             std::fs::create_dir_all(maildir).at(maildir)?;
             Rules { read_write: vec![maildir.clone()], read, cross_dir_renames: true, ..Rules::default() }
@@ -342,12 +344,12 @@ fn run_restore(
 /// `-r ROOT/USER`: every folder of the account, each under its real name.
 fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, settings: Settings) -> Result<i32> {
     use restore::account::{self, AccountTarget};
-    let (folders, problem) = account::folders(dir)?;
+    let (folders, problem) = crate::archive::layout::account::folders(dir)?;
     if let Some(p) = problem {
         warn(format!("warning: {p}; folders are named after their directories"));
     }
     // Read before confinement: the records are outside the user directory.
-    let source = account::source_hierarchy(dir, &folders);
+    let source = crate::archive::layout::account::source_hierarchy(dir, &folders);
     let target = match output {
         RestoreOutput::Mbox(path) => AccountTarget::MboxDir(path.clone()),
         RestoreOutput::Maildir(path, layout) => AccountTarget::Maildir(path.clone(), *layout),
@@ -512,8 +514,8 @@ type Listed = (Option<String>, PathBuf, Option<PathBuf>);
 /// user directory (each under a `# NAME` line), or of every account of an archive root
 /// (`# USERDIR/NAME`).
 fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
+    use crate::archive::layout::account;
     use crate::archive::layout::scope::Scope;
-    use restore::account;
     let named = |user_dir: &Path, prefix: Option<String>| -> Result<Vec<Listed>> {
         let (folders, problem) = account::folders(user_dir)?;
         if let Some(p) = problem {

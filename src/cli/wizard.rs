@@ -77,7 +77,12 @@ fn no(input: &mut dyn BufRead, question: &str) -> Result<bool> {
 #[derive(Debug)]
 pub enum Failure {
     /// The server's certificate is not trusted: its SHA-256 and why.
-    Untrusted { fingerprint: String, reason: String },
+    Untrusted {
+        /// Its SHA-256 fingerprint, to pin it with.
+        fingerprint: String,
+        /// Why it is not trusted.
+        reason: String,
+    },
     /// The server refused the user name or password.
     Login(String),
     /// Anything else: no such server, nothing on that port, a timeout.
@@ -103,7 +108,7 @@ struct Save {
 impl Setup {
     /// The directory the config file goes to, which the sandbox must leave writable.
     pub fn save_dir(&self) -> Option<PathBuf> {
-        self.save.as_ref().map(|s| crate::restore::parent_of(&s.path).to_path_buf())
+        self.save.as_ref().map(|s| crate::archive::files::atomic::parent_of(&s.path).to_path_buf())
     }
 
     /// Saves the config file, if one was asked for, and says so. Call it only once a
@@ -495,7 +500,7 @@ fn config_text(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Valu
 fn save_config(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Value>, path: &Path) -> Result<()> {
     let text = config_text(account, passwd_cmd, oauth2)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let parent = crate::restore::parent_of(path);
+    let parent = crate::archive::files::atomic::parent_of(path);
     let tmp = TempFile::create_in(parent, &name, 0o600).at(parent)?;
     let mut file = tmp.file();
     file.write_all(text.as_bytes()).at(tmp.path())?;
