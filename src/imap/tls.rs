@@ -49,12 +49,14 @@ pub struct Socket {
     /// While set (during the handshake), each read may only wait for what is left until
     /// then: a server that answers a little now and then cannot stretch the handshake.
     deadline: Option<Instant>,
+    /// A write found the server gone (a broken pipe, a reset).
+    peer_gone: bool,
 }
 
 impl Socket {
     /// Wraps a connected socket.
     pub fn new(tcp: TcpStream) -> Socket {
-        Socket { tcp, buf: vec![0u8; SOCKET_READ].into_boxed_slice(), pos: 0, end: 0, deadline: None }
+        Socket { tcp, buf: vec![0u8; SOCKET_READ].into_boxed_slice(), pos: 0, end: 0, deadline: None, peer_gone: false }
     }
 
     /// The socket itself, for its options.
@@ -83,9 +85,23 @@ impl Read for Socket {
     }
 }
 
+/// Once a write finds the server gone, later writes are dropped rather than failed: what
+/// the server sent before it hung up (a whole message, its goodbye) is still to be read,
+/// and the read that meets the end of the connection tells the loss. Failing instead
+/// would fail every read too (rustls writes what it holds before it reads), and a message
+/// already received would be fetched again on the next connection.
 impl Write for Socket {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.tcp.write(data)
+        if self.peer_gone {
+            return Ok(data.len());
+        }
+        match self.tcp.write(data) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                self.peer_gone = true;
+                Ok(data.len())
+            }
+            other => other,
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
