@@ -52,6 +52,9 @@ pub struct LowArgs {
     pub connections: Option<usize>,
     pub since: Option<String>,
     pub dry_run: bool,
+    /// `--prune-older-than DAYS`.
+    pub prune_older_than: Option<u32>,
+    pub prune_keep_flagged: bool,
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
     pub to_maildir: Option<PathBuf>,
@@ -253,6 +256,18 @@ pub static FLAGS: &[Flag] = &[
         a.dry_run = true;
         Ok(())
     }),
+    flag!(None, "prune-older-than", Some("DAYS"), Account, "After a folder's backup completed without a failure, remove from the server its messages that arrived more than DAYS days ago, each only once its archived file was read back, decoded and found to be the message fetched (with UIDPLUS's UID EXPUNGE, or MOVE to Trash; --dry-run lists them). The only write to the server.", |a, v| {
+        let days: u32 = num(v)?;
+        if !(1..=crate::prune::MAX_DAYS).contains(&days) {
+            return Err(format!("{days} is not a number of days from 1 to {}", crate::prune::MAX_DAYS));
+        }
+        a.prune_older_than = Some(days);
+        Ok(())
+    }),
+    flag!(None, "prune-keep-flagged", None, Account, "With --prune-older-than, keep flagged messages on the server.", |a, _| {
+        a.prune_keep_flagged = true;
+        Ok(())
+    }),
     flag!(None, "all-folders", None, Account, "Back up every selectable folder the server lists.", |a, _| {
         a.all_folders = true;
         Ok(())
@@ -428,6 +443,7 @@ pub const USAGE: &[&str] = &[
     "-c CONFIG.json --oauth2-login",
     "-u USER -i SERVER --list-folders [--all-folders]",
     "-u USER -i SERVER --dry-run [--since DATE]",
+    "-u USER -i SERVER --prune-older-than DAYS [--prune-keep-flagged] [--dry-run]",
     "-r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]",
     "-r DIR --uid N[,M-K] [-o PATH | --to-maildir OUT] [-k KEYS]",
     "-r USERDIR --to-maildir OUT --maildir-layout courier",

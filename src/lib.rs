@@ -36,6 +36,7 @@ pub mod os;
 pub mod printable;
 pub mod probe;
 pub mod progress;
+pub mod prune;
 pub mod readahead;
 pub mod records_log;
 pub mod registry;

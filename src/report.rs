@@ -46,6 +46,22 @@ pub struct FolderFigures {
     pub only_in_archive: u64,
     /// Of those, the ones this run found gone.
     pub left_server: usize,
+    /// What verified prune did to it, when it ran.
+    pub pruned: Option<PruneFigures>,
+}
+
+/// What verified prune did to one folder, for `--report`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneFigures {
+    /// Old messages removed from the server.
+    pub removed: usize,
+    /// Old messages kept there.
+    pub kept: usize,
+    /// The kept ones by reason (`flagged`, `not_archived`, `damaged`, ...).
+    pub kept_by_reason: Vec<(String, usize)>,
+    /// The kept ones whose reason is a problem (a damaged copy, a refusal), one line
+    /// each: `UID 7: its archived file is damaged: ...`.
+    pub problems: Vec<String>,
 }
 
 /// What a backup tells about its progress beyond text, for `--report` and the line an
@@ -63,4 +79,6 @@ pub trait Events: Sync {
     /// `left` archived messages of the folder `folder` (after its `folder_done`) were found
     /// to have left the server; `total` of its messages are now only in the archive.
     fn folder_gone(&self, _user: &str, _server: &str, _folder: &str, _left: usize, _total: u64) {}
+    /// Verified prune went through the folder `folder` (after its `folder_done`).
+    fn folder_pruned(&self, _user: &str, _server: &str, _folder: &str, _figures: PruneFigures) {}
 }

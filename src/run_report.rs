@@ -94,7 +94,7 @@ impl RunRecord {
                     "user": a.user,
                     "server": a.server,
                     "error": error,
-                    "folders": a.folders.iter().map(|f| json!({
+                    "folders": a.folders.iter().map(|f| with_prune(f, json!({
                         "name": f.name,
                         "new": f.new,
                         "archived": f.archived,
@@ -104,7 +104,7 @@ impl RunRecord {
                         "only_in_archive": f.only_in_archive,
                         "left_server": f.left_server,
                         "errors": f.errors,
-                    })).collect::<Vec<_>>(),
+                    }))).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -155,6 +155,14 @@ impl crate::report::Events for RunRecord {
         stored.1 += bytes;
     }
 
+    fn folder_pruned(&self, user: &str, server: &str, folder: &str, figures: crate::report::PruneFigures) {
+        self.with_account(user, server, |a| {
+            if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == folder) {
+                f.pruned = Some(figures);
+            }
+        });
+    }
+
     fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
         self.with_account(user, server, |a| {
             if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == folder) {
@@ -163,6 +171,20 @@ impl crate::report::Events for RunRecord {
             }
         });
     }
+}
+
+/// A folder's entry with what verified prune did to it, when it ran: `"prune": {"removed":
+/// N, "kept": M, "kept_by_reason": {"flagged": 2, ...}, "problems": ["UID 7: ..."]}`.
+fn with_prune(f: &FolderFigures, mut entry: Value) -> Value {
+    if let (Some(p), Some(map)) = (&f.pruned, entry.as_object_mut()) {
+        let reasons: serde_json::Map<String, Value> =
+            p.kept_by_reason.iter().map(|(k, n)| (k.clone(), Value::from(*n))).collect();
+        map.insert(
+            "prune".into(),
+            json!({"removed": p.removed, "kept": p.kept, "kept_by_reason": reasons, "problems": p.problems}),
+        );
+    }
+    entry
 }
 
 /// `2026-11-30T13:28:42Z`: the time in UTC, to the second.

@@ -659,6 +659,7 @@ mod tests {
             since: None,
             pipelining: true,
             gmail_mode: true,
+            prune: None,
             names: &crate::imap::tls::FLAG_NAMES,
         };
         let here = std::env::current_dir().unwrap();

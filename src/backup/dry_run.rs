@@ -10,6 +10,7 @@ use super::{choose_folders, read_only};
 use crate::account::Account;
 use crate::error::{Result, EXIT_FAILURE};
 use crate::imap::{Found, Session, Then};
+use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::registry::Registry;
 use crate::report::Sink;
@@ -32,7 +33,26 @@ pub struct Planned {
 /// account; returns the exit code (1 when an account or a folder could not be counted).
 pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
     let mut code = 0;
-    for (label, counted) in read_only(accounts, sandbox, |a, s| count_account(a, s, sink)) {
+    // Prune's dry run reads the archived copies back: the keys are read before the sandbox
+    // closes (nothing is created: a missing key file stays missing).
+    let keys: Vec<Result<Option<Keys>>> = accounts.iter().map(prune_keys).collect();
+    let keys_of = |a: &Account| {
+        accounts.iter().position(|b| std::ptr::eq(a, b)).and_then(|k| keys[k].as_ref().ok()).and_then(Option::as_ref)
+    };
+    let pruning = std::sync::atomic::AtomicUsize::new(0);
+    let counted = read_only(accounts, sandbox, |a, s| {
+        let (planned, problems) = count_account(a, keys_of(a), s, sink)?;
+        pruning.fetch_add(problems, std::sync::atomic::Ordering::Relaxed);
+        Ok(planned)
+    });
+    if pruning.into_inner() > 0 {
+        code = EXIT_FAILURE;
+    }
+    for (k, e) in keys.iter().enumerate().filter_map(|(k, r)| Some((k, r.as_ref().err()?))) {
+        sink.error(&format!("{}: prune: {e}", accounts[k].label()));
+        code = EXIT_FAILURE;
+    }
+    for (label, counted) in counted {
         let folders = match counted {
             Ok(f) => f,
             Err(e) => {
@@ -69,8 +89,23 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
     code
 }
 
-/// Each folder a backup would go through, with what it would fetch from it.
-fn count_account(account: &Account, session: &mut Session, sink: &dyn Sink) -> Result<Vec<(String, Result<Planned>)>> {
+/// The keys prune's dry run of `account` checks encrypted copies with: loaded when it
+/// prunes, encrypts and its key file exists.
+fn prune_keys(account: &Account) -> Result<Option<Keys>> {
+    match &account.keys {
+        Some(spec) if account.prune.is_some() && spec.path.exists() => spec.load().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Each folder a backup would go through, with what it would fetch from it; and the
+/// number of folders where prune's dry run found a problem.
+fn count_account(
+    account: &Account,
+    keys: Option<&Keys>,
+    session: &mut Session,
+    sink: &dyn Sink,
+) -> Result<(Vec<(String, Result<Planned>)>, usize)> {
     let registry = Registry::read(&account.root)?;
     let account_dir = super::account_dir_seen(&registry, session, &account.user)?;
     let chosen = choose_folders(account, session, sink)?;
@@ -78,7 +113,17 @@ fn count_account(account: &Account, session: &mut Session, sink: &dyn Sink) -> R
     for mailbox in &chosen.folders {
         out.push((mailbox.shown(), count_folder(account, session, &registry, &account_dir, mailbox)));
     }
-    Ok(out)
+    let problems = super::prune_step::dry_run(
+        account,
+        keys,
+        session,
+        &registry,
+        &account_dir,
+        &chosen.folders,
+        chosen.entries,
+        sink,
+    );
+    Ok((out, problems))
 }
 
 fn count_folder(

@@ -7,6 +7,7 @@ pub mod gmail;
 pub mod new_mail;
 pub mod pipelining;
 pub mod plan;
+pub mod prune_step;
 pub mod rebase;
 pub mod refresh;
 pub mod roots;
@@ -492,7 +493,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // What the folders came to; their reports are said and handed on as they end, not kept
     // (10,000 folders' would hold megabytes).
     let totals = Mutex::new(Totals::default());
+    // Folders whose backup completed without a failure: the only ones prune may touch.
+    let clean = Mutex::new(Vec::new());
     let done = |mut r: FolderReport| {
+        if r.failed == 0 && r.errors.is_empty() && !r.capped {
+            lock(&clean).push(r.folder.clone());
+        }
         r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
         sink.result(&format!("{} {}", account.user, r.summary()));
         sink.folder_done(&account.user, &account.host, r.figures());
@@ -722,6 +728,23 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
             }
         }
+    }
+    // Verified prune, the only write to the server, when the account asks for it.
+    if account.prune.is_some() && !session.given_up() && !crate::interrupt::requested() {
+        let clean = std::mem::take(&mut *lock(&clean));
+        let (keys, entries) = (keys.as_ref(), entries.clone());
+        let problems = prune_step::after_backup(
+            account,
+            keys,
+            &mut session,
+            &registry,
+            &account_dir,
+            &folders,
+            &clean,
+            entries,
+            sink,
+        );
+        lock(&totals).failed += problems;
     }
     // What identifies the mailstore, taken once there is mail archived and again when it
     // grew old: a later run through another name recognises it by this.

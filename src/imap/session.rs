@@ -19,8 +19,10 @@ use crate::hierarchy::Hierarchy;
 use crate::mailbox_name;
 
 mod gmail;
+mod prune;
 mod target;
 pub use gmail::GmailIds;
+pub use prune::{Removal, Removed};
 pub use target::{Appending, Holding, HEADER_PREFIX};
 
 /// How often a lost connection is re-established before the account is given up. A
