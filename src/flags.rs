@@ -443,7 +443,7 @@ pub const USAGE: &[&str] = &[
     "-c CONFIG.json --oauth2-login",
     "-u USER -i SERVER --list-folders [--all-folders]",
     "-u USER -i SERVER --dry-run [--since DATE]",
-    "-u USER -i SERVER --prune-older-than DAYS [--prune-keep-flagged] [--dry-run]",
+    "-u USER -i SERVER --prune-older-than DAYS [--prune-keep-flagged]",
     "-r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]",
     "-r DIR --uid N[,M-K] [-o PATH | --to-maildir OUT] [-k KEYS]",
     "-r USERDIR --to-maildir OUT --maildir-layout courier",

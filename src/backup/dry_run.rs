@@ -89,6 +89,10 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
     code
 }
 
+/// Each folder's name and what a backup would fetch from it; and the number of folders
+/// where prune's dry run found a problem.
+type Counted = (Vec<(String, Result<Planned>)>, usize);
+
 /// The keys prune's dry run of `account` checks encrypted copies with: loaded when it
 /// prunes, encrypts and its key file exists.
 fn prune_keys(account: &Account) -> Result<Option<Keys>> {
@@ -100,12 +104,7 @@ fn prune_keys(account: &Account) -> Result<Option<Keys>> {
 
 /// Each folder a backup would go through, with what it would fetch from it; and the
 /// number of folders where prune's dry run found a problem.
-fn count_account(
-    account: &Account,
-    keys: Option<&Keys>,
-    session: &mut Session,
-    sink: &dyn Sink,
-) -> Result<(Vec<(String, Result<Planned>)>, usize)> {
+fn count_account(account: &Account, keys: Option<&Keys>, session: &mut Session, sink: &dyn Sink) -> Result<Counted> {
     let registry = Registry::read(&account.root)?;
     let account_dir = super::account_dir_seen(&registry, session, &account.user)?;
     let chosen = choose_folders(account, session, sink)?;
@@ -113,16 +112,8 @@ fn count_account(
     for mailbox in &chosen.folders {
         out.push((mailbox.shown(), count_folder(account, session, &registry, &account_dir, mailbox)));
     }
-    let problems = super::prune_step::dry_run(
-        account,
-        keys,
-        session,
-        &registry,
-        &account_dir,
-        &chosen.folders,
-        chosen.entries,
-        sink,
-    );
+    let scope = super::prune_step::Scope { account, keys, account_dir: &account_dir, folders: &chosen.folders };
+    let problems = super::prune_step::dry_run(&scope, session, &registry, chosen.entries, sink);
     Ok((out, problems))
 }
 

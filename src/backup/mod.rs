@@ -732,18 +732,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // Verified prune, the only write to the server, when the account asks for it.
     if account.prune.is_some() && !session.given_up() && !crate::interrupt::requested() {
         let clean = std::mem::take(&mut *lock(&clean));
-        let (keys, entries) = (keys.as_ref(), entries.clone());
-        let problems = prune_step::after_backup(
-            account,
-            keys,
-            &mut session,
-            &registry,
-            &account_dir,
-            &folders,
-            &clean,
-            entries,
-            sink,
-        );
+        let scope = prune_step::Scope { account, keys: keys.as_ref(), account_dir: &account_dir, folders: &folders };
+        let problems = prune_step::after_backup(&scope, &mut session, &registry, &clean, entries.clone(), sink);
         lock(&totals).failed += problems;
     }
     // What identifies the mailstore, taken once there is mail archived and again when it

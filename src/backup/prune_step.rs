@@ -19,6 +19,7 @@ use crate::registry::Registry;
 use crate::report::{PruneFigures, Sink};
 
 /// The archive of one folder, as prune needs it.
+#[derive(Debug)]
 struct Archived {
     dir: Dir,
     journal: Option<PathBuf>,
@@ -54,21 +55,30 @@ fn removal_for(session: &mut Session, entries: &mut Vec<ListEntry>, wire: &str) 
     remove::removal(offers, trash.as_deref(), wire).ok_or_else(|| Error::runtime(remove::CANNOT))
 }
 
-/// Prunes, after an account's backup, the folders of `folders` whose backup completed
+/// An account's side of prune: whose, with which keys, where in the archive, which folders.
+pub struct Scope<'a> {
+    /// The account.
+    pub account: &'a Account,
+    /// The archive's keys, under `-e`.
+    pub keys: Option<&'a Keys>,
+    /// Its user directory in the root.
+    pub account_dir: &'a str,
+    /// The folders of the run, in order.
+    pub folders: &'a [Mailbox],
+}
+
+/// Prunes, after an account's backup, the folders of the run whose backup completed
 /// without a failure (`clean`, by printable name) and that have a limit. Returns the
 /// number of folders with a problem (a refusal, a damaged copy), which fail the account.
-#[allow(clippy::too_many_arguments)]
 pub fn after_backup(
-    account: &Account,
-    keys: Option<&Keys>,
+    scope: &Scope<'_>,
     session: &mut Session,
     registry: &std::sync::Mutex<Registry>,
-    account_dir: &str,
-    folders: &[Mailbox],
     clean: &[String],
     mut entries: Vec<ListEntry>,
     sink: &dyn Sink,
 ) -> usize {
+    let Scope { account, keys, account_dir, folders } = *scope;
     let Some(settings) = &account.prune else { return 0 };
     let label = account.label();
     let mut problems = 0;
@@ -108,15 +118,13 @@ pub fn after_backup(
 /// complete them first). `keys` were loaded before the sandbox closed. Returns the number
 /// of folders with a problem.
 pub fn dry_run(
-    account: &Account,
-    keys: Option<&Keys>,
+    scope: &Scope<'_>,
     session: &mut Session,
     registry: &Registry,
-    account_dir: &str,
-    folders: &[Mailbox],
     mut entries: Vec<ListEntry>,
     sink: &dyn Sink,
 ) -> usize {
+    let Scope { account, keys, account_dir, folders } = *scope;
     let Some(settings) = &account.prune else { return 0 };
     let label = account.label();
     let mut problems = 0;

@@ -40,15 +40,14 @@ pub struct Removed {
     pub refused: Option<String>,
 }
 
+/// Where [`Session::arrivals`] hands each message: its UID, INTERNALDATE and flags.
+pub type OnArrival<'a> = &'a mut dyn FnMut(u32, Option<&str>, &[String]);
+
 impl Session {
     /// Opens `wire` read-only and hands each message's UID, INTERNALDATE (as sent) and
     /// flags to `on`, in one round trip (`EXAMINE`, `UID FETCH 1:* (UID INTERNALDATE
     /// FLAGS)`); returns what EXAMINE reported (its UIDVALIDITY above all).
-    pub fn arrivals(
-        &mut self,
-        wire: &str,
-        on: &mut dyn FnMut(u32, Option<&str>, &[String]),
-    ) -> std::result::Result<Examined, ImapError> {
+    pub fn arrivals(&mut self, wire: &str, on: OnArrival<'_>) -> std::result::Result<Examined, ImapError> {
         let result = (|| {
             let link = self.link()?;
             let tags =
