@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::atomic::TempFile;
+use crate::archive::files::atomic::TempFile;
 use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 use crate::secret::{Secret, Sources};

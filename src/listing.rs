@@ -7,10 +7,10 @@ use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use crate::archive;
+use crate::archive::metadata::{Index, MessageMeta};
 use crate::error::Result;
 use crate::keys::Keys;
 use crate::mbox::header_field;
-use crate::metadata::{Index, MessageMeta};
 
 /// Most header bytes read of a message.
 const MAX_HEADER: u64 = 256 * 1024;
@@ -91,7 +91,7 @@ pub fn line(name: &str, meta: Option<&MessageMeta>, values: &Shown) -> String {
     let field = |v: &Option<Vec<u8>>| v.as_deref().map(shown);
     let date = meta
         .and_then(|m| m.internal_date.as_deref())
-        .and_then(crate::metadata::parse_internal_date)
+        .and_then(crate::archive::metadata::parse_internal_date)
         .map(|(t, zone)| crate::date::display(t, i64::from(zone) * 60))
         .or_else(|| values.date.as_deref().map(header_date));
     let size = meta.and_then(|m| m.size).or(values.size);

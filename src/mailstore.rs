@@ -25,11 +25,11 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::archive::layout::registry::{AccountRecord, Registry, Sample};
 use crate::archive::ArchiveFile;
-use crate::dir::Dir;
 use crate::error::Result;
 use crate::imap::{FolderStatus, ImapError, Session};
-use crate::registry::{AccountRecord, Registry, Sample};
+use crate::os::dir::Dir;
 
 /// Folders sampled at most.
 pub const FOLDERS: usize = 3;

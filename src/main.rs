@@ -7,6 +7,6 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    let code = smailarchiver::app::main(std::env::args_os().skip(1));
+    let code = smailarchiver::cli::app::main(std::env::args_os().skip(1));
     std::process::exit(code);
 }

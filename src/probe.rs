@@ -33,7 +33,7 @@ pub fn after_confinement() {
 /// Just before prune reads back the archived file `name` of message `uid` in `dir`: in
 /// test builds, the damage the environment asks for (see the module documentation); in
 /// other builds nothing.
-pub fn before_prune_check(dir: &crate::dir::Dir, name: &str, uid: u32) {
+pub fn before_prune_check(dir: &crate::os::dir::Dir, name: &str, uid: u32) {
     #[cfg(feature = "probe")]
     enabled::damage(dir, name, uid);
     #[cfg(not(feature = "probe"))]
@@ -70,7 +70,7 @@ mod enabled {
         }
     }
 
-    pub fn damage(dir: &crate::dir::Dir, name: &str, uid: u32) {
+    pub fn damage(dir: &crate::os::dir::Dir, name: &str, uid: u32) {
         use std::io::{Read, Seek, SeekFrom};
         let Ok(list) = std::env::var("SMAILARCHIVER_PROBE_DAMAGE_UIDS") else { return };
         if !list.split(',').any(|u| u.trim().parse() == Ok(uid)) {

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::atomic::TempFile;
+use crate::archive::files::atomic::TempFile;
 use crate::error::{describe_io, Error, Result};
 use crate::report::FolderFigures;
 

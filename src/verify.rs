@@ -10,14 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::archive::files::readahead::ReadAhead;
+use crate::archive::layout::scope::FolderDir;
+use crate::archive::metadata::{HashingReader, Index};
 use crate::archive::{self, ArchiveFile};
 use crate::codec::Form;
 use crate::error::{describe_io, Error, Result};
 use crate::keys::Keys;
-use crate::metadata::{HashingReader, Index};
-use crate::readahead::ReadAhead;
 use crate::restore::drain;
-use crate::scope::FolderDir;
 
 /// What a verification found.
 #[derive(Debug, Default)]

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smailarchiver::config;
+use smailarchiver::cli::config;
 
 fuzz_target!(|data: &[u8]| {
     let clear = |e: &smailarchiver::error::Error| {

@@ -20,8 +20,8 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 use smailarchiver::keys::{self, Keys};
-use smailarchiver::metadata::record::{self, Fields, Record};
-use smailarchiver::metadata::{Index, Journal};
+use smailarchiver::archive::metadata::record::{self, Fields, Record};
+use smailarchiver::archive::metadata::{Index, Journal};
 
 fn keys() -> Keys {
     let text = STANDARD.encode([7u8; 64]);
@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = index.lookup(2);
             let _ = index.damage();
         }
-        let _ = smailarchiver::metadata::summary(&path, keys);
+        let _ = smailarchiver::archive::metadata::summary(&path, keys);
     }
 
     // The lines as records.

@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use super::folder::archived_uids;
 use super::{choose_folders, read_only};
 use crate::account::Account;
+use crate::archive::layout::registry::Registry;
 use crate::error::{Result, EXIT_FAILURE};
 use crate::imap::{Found, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::registry::Registry;
 use crate::report::Sink;
 use crate::sandbox::Mode;
 
@@ -136,7 +136,7 @@ fn count_folder(
     let recorded = registry.folder_of(account_dir, mailbox).and_then(|r| r.uidvalidity);
     let rel = std::path::Path::new(account_dir).join(registry.folder_dir(account_dir, mailbox));
     // Opened from the root without following a symlink, as a backup would.
-    let dir = crate::dir::Dir::open(registry.root()).and_then(|root| root.open_beneath(&rel));
+    let dir = crate::os::dir::Dir::open(registry.root()).and_then(|root| root.open_beneath(&rel));
     let archived = match dir {
         Ok(dir) if recorded.is_none() || recorded == examined.uid_validity => archived_uids(&dir)?,
         _ => HashSet::new(),

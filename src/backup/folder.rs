@@ -12,16 +12,16 @@ use super::plan::{self, Batch};
 use super::rebase;
 use super::writer::{MessageWriter, Outcome, Settings, Stamp};
 use crate::account::Account;
+use crate::archive::layout::registry::{OpenFolder, Registry};
+use crate::archive::metadata::{self, Journal};
 use crate::archive::ArchiveFile;
-use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::{BodySink, Fetched};
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::{self, Journal};
+use crate::os::dir::Dir;
 use crate::progress::Progress;
-use crate::registry::{OpenFolder, Registry};
 use crate::report::{FolderFigures, Sink};
 
 /// What does not change while the folders of an account are backed up.

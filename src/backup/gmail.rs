@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::folder::{self, Context, FolderReport, Place};
+use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::ArchiveFile;
-use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::wire::ListEntry;
 use crate::imap::Session;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::{self, Entry, Index, Journal};
+use crate::os::dir::Dir;
 
 /// Gmail's limit of simultaneous IMAP connections per account.
 pub const MAX_CONNECTIONS: usize = 15;

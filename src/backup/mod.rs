@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::account::{Account, Credential, Folders};
+use crate::archive::layout::registry::{Claim, Registry};
 use crate::credential_helper;
 use crate::error::{Result, EXIT_FAILURE};
 use crate::imap::auth::{Ask, Renewal};
@@ -28,7 +29,6 @@ use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
 use crate::oauth2::TokenSource;
-use crate::registry::{Claim, Registry};
 use crate::report::{Output, Sink};
 use crate::sandbox::{self, Mode, Rules};
 
@@ -444,7 +444,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // Another name's archive of this mailstore: the key must be the one its files were
     // sealed with, checked before anything is written with it.
     if let (Some(k), Some(spec_keys), false) = (&keys, &account.keys, account_dir == guessed_dir) {
-        crate::key_check::check_account(k, &spec_keys.path, &root, &account_dir)?;
+        crate::archive::key_check::check_account(k, &spec_keys.path, &root, &account_dir)?;
     }
     let registry = Mutex::new(registry);
     // Folders named with -f are not listed: their hierarchy is not recorded (an upload
@@ -484,9 +484,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let place = folder::Place { registry: &registry, account_dir: &account_dir };
     // Flags are refreshed after the mail: the journals' ends are read before this run
     // appends. A journal changed since its last end record is read whole later.
-    let summaries: Vec<Option<crate::metadata::Summary>> =
+    let summaries: Vec<Option<crate::archive::metadata::Summary>> =
         folders.iter().map(|mailbox| refresh::summary(&ctx, &place, mailbox)).collect();
-    let known_gone = |s: &Option<crate::metadata::Summary>| s.filter(|s| s.intact).and_then(|s| s.mark?.gone);
+    let known_gone = |s: &Option<crate::archive::metadata::Summary>| s.filter(|s| s.intact).and_then(|s| s.mark?.gone);
     // Messages known to have left the server, by folder, for the summary lines.
     let only_in_archive: HashMap<String, u64> =
         folders.iter().zip(&summaries).filter_map(|(m, s)| Some((m.shown(), known_gone(s)?))).collect();
@@ -892,7 +892,8 @@ fn load_keys(
 ) -> Result<(Option<Keys>, bool)> {
     let Some(spec) = &account.keys else { return Ok((None, false)) };
     let user_dir = root.join(account_dir);
-    let sealed = || crate::archive::any_encrypted(&user_dir) || crate::key_check::any_sealed_journal(root, account_dir);
+    let sealed =
+        || crate::archive::any_encrypted(&user_dir) || crate::archive::key_check::any_sealed_journal(root, account_dir);
     if !spec.path.exists() && sealed() {
         return Err(crate::error::Error::runtime(format!(
             "the key file {} is missing, but {} holds encrypted messages that a new key could not read: \
@@ -906,7 +907,7 @@ fn load_keys(
         None => spec.load_or_create()?,
     };
     if !created {
-        crate::key_check::check_account(&keys, &spec.path, root, account_dir)?;
+        crate::archive::key_check::check_account(&keys, &spec.path, root, account_dir)?;
     }
     if created {
         sink.warning(&format!(

@@ -36,7 +36,7 @@ pub enum Outcome {
 struct Open {
     index: usize,
     writer: MessageWriter,
-    journal: Option<crate::metadata::Journal>,
+    journal: Option<crate::archive::metadata::Journal>,
     report: FolderReport,
     archived: HashSet<u32>,
     uidnext: Option<u32>,
@@ -114,7 +114,7 @@ pub fn fetch(
                     }
                     if !o.begun {
                         o.begun = true;
-                        if let Some(Err(e)) = o.journal.as_mut().map(crate::metadata::Journal::begin) {
+                        if let Some(Err(e)) = o.journal.as_mut().map(crate::archive::metadata::Journal::begin) {
                             metadata_lost(ctx, &o.report, &mut o.journal, &e);
                         }
                     }

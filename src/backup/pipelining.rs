@@ -8,8 +8,8 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::archive::layout::registry::META_DIR;
 use crate::error::{IoContext, Result};
-use crate::registry::META_DIR;
 
 /// The directory of the notes.
 const DIR: &str = "one-command-at-a-time";
@@ -26,7 +26,7 @@ pub fn remembered(root: &Path, account_dir: &str) -> bool {
 /// Notes that the account's server mishandles pipelining.
 pub fn remember(root: &Path, account_dir: &str) -> Result<()> {
     let path = note(root, account_dir);
-    crate::atomic::make_dirs(crate::restore::parent_of(&path))?;
+    crate::archive::files::atomic::make_dirs(crate::restore::parent_of(&path))?;
     OpenOptions::new()
         .write(true)
         .create(true)

@@ -6,16 +6,16 @@
 use std::path::PathBuf;
 
 use crate::account::Account;
-use crate::dir::Dir;
+use crate::archive::layout::registry::Registry;
 use crate::error::{Error, Result};
 use crate::imap::session::Removal;
 use crate::imap::wire::ListEntry;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
+use crate::os::dir::Dir;
 use crate::prune::remove::{self, Offers};
 use crate::prune::{self, Copies, Job, Outcome};
-use crate::registry::Registry;
 use crate::report::{PruneFigures, Sink};
 
 /// The archive of one folder, as prune needs it.
@@ -37,7 +37,7 @@ fn archived(registry: &Registry, account_dir: &str, mailbox: &Mailbox) -> Result
     let dir = Dir::open(root)
         .and_then(|r| r.open_beneath(&rel))
         .map_err(|e| Error::runtime(format!("{}: {}", root.join(&rel).display(), crate::error::describe_io(&e))))?;
-    let journal = crate::metadata::journal_path(root, account_dir, &mailbox.wire, uidvalidity);
+    let journal = crate::archive::metadata::journal_path(root, account_dir, &mailbox.wire, uidvalidity);
     Ok(Some(Archived { dir, journal: journal.is_file().then_some(journal), uidvalidity }))
 }
 
@@ -105,7 +105,7 @@ pub fn after_backup(
                 days,
                 keep_flagged: settings.keep_flagged,
                 removal: Some(&how),
-                now: crate::metadata::now(),
+                now: crate::archive::metadata::now(),
             };
             prune::folder(session, &copies, &job).map(Some)
         });
@@ -137,8 +137,13 @@ pub fn dry_run(
         let outcome = archived(registry, account_dir, mailbox).and_then(|a| {
             let Some(a) = a else { return Ok(None) };
             let copies = Copies { dir: &a.dir, journal: a.journal.as_deref(), uidvalidity: a.uidvalidity, keys };
-            let job =
-                Job { mailbox, days, keep_flagged: settings.keep_flagged, removal: None, now: crate::metadata::now() };
+            let job = Job {
+                mailbox,
+                days,
+                keep_flagged: settings.keep_flagged,
+                removal: None,
+                now: crate::archive::metadata::now(),
+            };
             prune::folder(session, &copies, &job).map(Some)
         });
         problems += usize::from(said(account, &mailbox.shown(), outcome, sink));

@@ -23,14 +23,14 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::folder::{metadata_lost, Context, FolderReport, Place};
+use crate::archive::files::atomic::TempFile;
+use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::{self, ArchiveFile};
-use crate::atomic::TempFile;
 use crate::codec;
-use crate::dir::Dir;
 use crate::error::{Error, IoContext};
 use crate::imap::{ImapError, Session};
 use crate::mailbox_name::Mailbox;
-use crate::metadata::{self, Entry, Index, Journal};
+use crate::os::dir::Dir;
 
 /// The header fields whose values make a message's fingerprint.
 pub const FIELDS: &str = "MESSAGE-ID DATE FROM TO CC SUBJECT CONTENT-TYPE";

@@ -13,11 +13,11 @@
 //! the message.
 
 use super::folder::{Context, Place};
+use crate::archive::metadata::{Gone, Index, Journal};
 use crate::error::{Error, Result};
 use crate::imap::session::FlagsAsk;
 use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
-use crate::metadata::{Gone, Index, Journal};
 
 /// Changed flags written per journal line at most, so memory stays bounded however
 /// many changed.
@@ -182,7 +182,7 @@ fn compare(
     let mut entries = index.map(Index::entries);
     let mut next_entry = entries.as_mut().and_then(Iterator::next);
     let mut files = files.iter().copied().peekable();
-    let noticed = crate::metadata::now();
+    let noticed = crate::archive::metadata::now();
     let mut gone: Vec<(u32, Gone)> = Vec::new();
     loop {
         let uid = match (next_entry.as_ref().map(|e| e.0), files.peek().copied()) {
@@ -407,11 +407,11 @@ impl Update {
 }
 
 /// The end of `mailbox`'s journal: its mark, and whether it is intact (see
-/// [`crate::metadata::summary`]); `None` for a folder never backed up.
-pub fn summary(ctx: &Context<'_>, place: &Place<'_>, mailbox: &Mailbox) -> Option<crate::metadata::Summary> {
+/// [`crate::archive::metadata::summary`]); `None` for a folder never backed up.
+pub fn summary(ctx: &Context<'_>, place: &Place<'_>, mailbox: &Mailbox) -> Option<crate::archive::metadata::Summary> {
     let uidvalidity = place.records().folder_of(place.account_dir, mailbox)?.uidvalidity?;
     let journal: Journal = place.journal(ctx, mailbox, uidvalidity);
-    journal.path().is_file().then(|| crate::metadata::summary(journal.path(), ctx.keys))
+    journal.path().is_file().then(|| crate::archive::metadata::summary(journal.path(), ctx.keys))
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use crate::archive::layout::lock::RootLock;
 use crate::error::{Error, IoContext, Result};
 use crate::janitor::Janitor;
-use crate::lock::RootLock;
 
 /// The roots of a run.
 #[derive(Default)]
@@ -143,7 +143,7 @@ fn make_root(root: &Path) -> Result<Vec<PathBuf>> {
         }
         made.push(dir.clone());
         if let Some(parent) = dir.parent() {
-            crate::atomic::sync_dir(parent).at(parent)?;
+            crate::archive::files::atomic::sync_dir(parent).at(parent)?;
         }
     }
     Ok(made)
@@ -162,13 +162,16 @@ mod tests {
         let fresh = roots.prepare(&base.join("new/deeper/root")).unwrap();
         let existing = roots.prepare(&base.join("kept")).unwrap();
         let claimed = roots.prepare(&base.join("claimed")).unwrap();
-        assert!(fresh.is_dir() && !fresh.join(crate::lock::LOCK_FILE).exists(), "no lock file before a login");
+        assert!(
+            fresh.is_dir() && !fresh.join(crate::archive::layout::lock::LOCK_FILE).exists(),
+            "no lock file before a login"
+        );
         roots.claim(&claimed).unwrap();
         drop(roots);
         assert!(!base.join("new").exists(), "the root and the parents made for it are gone");
         assert!(existing.is_dir() && std::fs::read_dir(&existing).unwrap().next().is_none(), "nothing left in it");
-        assert!(claimed.join(crate::lock::LOCK_FILE).is_file(), "a claimed root stays");
-        let e = make_root(&claimed.join(crate::lock::LOCK_FILE).join("x")).unwrap_err().to_string();
+        assert!(claimed.join(crate::archive::layout::lock::LOCK_FILE).is_file(), "a claimed root stays");
+        let e = make_root(&claimed.join(crate::archive::layout::lock::LOCK_FILE).join("x")).unwrap_err().to_string();
         assert!(e.contains("part of its path is a file"), "{e}");
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -8,14 +8,14 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::atomic::{Batch, TempFile};
+use crate::archive::files::atomic::{Batch, TempFile};
+use crate::archive::metadata::headers::FieldScanner;
+use crate::archive::metadata::{Entry, Hasher};
 use crate::codec::cipher::TagSlot;
 use crate::codec::{self, Finish, Form, WriteOptions, BUF_SIZE};
-use crate::dir::Dir;
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
-use crate::metadata::headers::FieldScanner;
-use crate::metadata::{Entry, Hasher};
+use crate::os::dir::Dir;
 
 /// Largest piece of message data in the queue.
 const PIECE: usize = 256 * 1024;

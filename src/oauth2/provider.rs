@@ -98,7 +98,7 @@ impl Settings {
             .map(|c| if c.is_ascii_alphanumeric() || "._@+-".contains(c) { c } else { '_' })
             .collect();
         let name = if name.starts_with('.') { format!("_{name}") } else { name };
-        root.join(crate::registry::META_DIR).join("oauth2").join(format!("{name}.token"))
+        root.join(crate::archive::layout::registry::META_DIR).join("oauth2").join(format!("{name}.token"))
     }
 }
 

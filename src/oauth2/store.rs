@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::atomic::TempFile;
+use crate::archive::files::atomic::TempFile;
+use crate::archive::metadata::line::LineCodec;
 use crate::error::{describe_io, Error, Result};
 use crate::imap::auth::Wiped;
 use crate::keys::Keys;
-use crate::metadata::line::LineCodec;
 use crate::secret::Secret;
 
 /// The format's version.
@@ -80,7 +80,7 @@ impl Store {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(crate::dir::DIR_MODE)
+                .mode(crate::os::dir::DIR_MODE)
                 .create(&dir)
                 .map_err(|e| Error::runtime(format!("{}: {}", dir.display(), describe_io(&e))))?;
         }

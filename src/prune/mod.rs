@@ -18,13 +18,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::dir::Dir;
+use crate::archive::metadata::Index;
 use crate::error::{Error, Result};
 use crate::imap::session::Removal;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::Index;
+use crate::os::dir::Dir;
 
 /// The longest limit accepted, in days (a century).
 pub const MAX_DAYS: u32 = 36_500;

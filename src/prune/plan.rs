@@ -40,7 +40,7 @@ impl Plan {
     /// Takes one message of the listing: its UID, INTERNALDATE as sent and flags.
     pub fn note(&mut self, uid: u32, internal_date: Option<&str>, flags: &[String]) {
         self.listed += 1;
-        match internal_date.and_then(crate::metadata::parse_internal_date) {
+        match internal_date.and_then(crate::archive::metadata::parse_internal_date) {
             Some((arrived, _)) if arrived < self.cutoff => self.old.push(Old { uid, arrived, flagged: flagged(flags) }),
             Some(_) => {}
             None => self.undated += 1,

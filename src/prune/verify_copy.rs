@@ -8,10 +8,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use super::Reason;
+use crate::archive::metadata::{HashingReader, MessageMeta};
 use crate::codec::{self, fromline, Form};
-use crate::dir::Dir;
 use crate::keys::Keys;
-use crate::metadata::{HashingReader, MessageMeta};
+use crate::os::dir::Dir;
 
 /// Every form a message's file may have, for records that do not say.
 const FORMS: [Form; 4] = [

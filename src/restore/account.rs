@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use super::layout::{file_name_part, MaildirLayout};
 use super::{restore, Options, Report, Target};
 use crate::archive;
+use crate::archive::layout::registry::{self, Registry};
 use crate::error::{IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{encode_utf7, Mailbox};
-use crate::registry::{self, Registry};
 
 /// One folder directory of an account and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +80,9 @@ pub fn folders(user_dir: &Path) -> Result<(Vec<Folder>, Option<String>)> {
             let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let record = registry.as_ref().and_then(|r| r.folder_at(&account, &name));
             let journal = record
-                .and_then(|r| Some(crate::metadata::journal_path(root, &account, &r.mailbox.wire, r.uidvalidity?)))
+                .and_then(|r| {
+                    Some(crate::archive::metadata::journal_path(root, &account, &r.mailbox.wire, r.uidvalidity?))
+                })
                 .filter(|p| p.is_file());
             Folder {
                 mailbox: record.map(|r| r.mailbox.clone()),

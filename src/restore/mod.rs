@@ -12,14 +12,14 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use crate::archive::files::atomic::{Batch, TempFile};
+use crate::archive::files::readahead::ReadAhead;
+use crate::archive::metadata::{self, Index};
 use crate::archive::{self, ArchiveFile};
-use crate::atomic::{Batch, TempFile};
 use crate::codec::{self, base64::read_full, BUF_SIZE};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 use crate::mbox::{separator_line, separator_line_at, MboxrdWriter};
-use crate::metadata::{self, Index};
-use crate::readahead::ReadAhead;
 
 /// Maildir messages named per filesystem sync.
 const MAILDIR_BATCH: usize = 256;

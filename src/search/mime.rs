@@ -17,7 +17,7 @@ use std::io::{self, BufRead};
 use super::charset::{Charset, TextDecoder};
 use super::html::HtmlText;
 use super::transfer;
-use crate::metadata::headers::FieldScanner;
+use crate::archive::metadata::headers::FieldScanner;
 
 /// Longest piece of a line handled at once (longer lines come in pieces).
 const MAX_LINE: usize = 64 * 1024;

@@ -24,15 +24,15 @@ use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use crate::archive::files::readahead::ReadAhead;
+use crate::archive::layout::scope::FolderDir;
+use crate::archive::metadata::headers::Kept;
+use crate::archive::metadata::{Index, MessageMeta};
 use crate::archive::ArchiveFile;
 use crate::codec::Form;
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 use crate::listing::{line, Shown};
-use crate::metadata::headers::Kept;
-use crate::metadata::{Index, MessageMeta};
-use crate::readahead::ReadAhead;
-use crate::scope::FolderDir;
 use matcher::{bit, normalize, Doc, Docs, Matcher};
 use query::{Pred, Query, Tri};
 
@@ -442,7 +442,7 @@ impl Known {
 
 /// The calendar day of an INTERNALDATE, in its own zone.
 fn internal_day(date: &str) -> Option<i64> {
-    let (t, zone) = crate::metadata::parse_internal_date(date)?;
+    let (t, zone) = crate::archive::metadata::parse_internal_date(date)?;
     Some((t + i64::from(zone) * 60).div_euclid(86400))
 }
 

@@ -17,13 +17,13 @@ use std::time::Instant;
 use super::matching::{BySize, UidRanges};
 use super::measure::{measure, Crlf, Measured, Print};
 use super::{Destination, FolderUpload};
+use crate::archive::metadata::Index;
 use crate::archive::{self, ArchiveFile};
 use crate::error::{describe_io, Error, Result};
 use crate::imap::session::{Appending, Holding};
 use crate::imap::{ImapError, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::Index;
 use crate::report::Sink;
 
 /// Messages measured and checked against the target at a time: their fingerprints are
@@ -445,8 +445,9 @@ impl<'a> FolderRun<'a> {
         let flags = meta.as_ref().map_or_else(Vec::new, |m| {
             m.flags.iter().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).cloned().collect()
         });
-        let date =
-            meta.and_then(|m| m.internal_date).or_else(|| date.map(|t| crate::metadata::format_internal_date(t, 0)));
+        let date = meta
+            .and_then(|m| m.internal_date)
+            .or_else(|| date.map(|t| crate::archive::metadata::format_internal_date(t, 0)));
         (flags, date)
     }
 

@@ -10,10 +10,10 @@ use std::os::unix::fs::MetadataExt;
 
 use super::Destination;
 use crate::archive;
+use crate::archive::metadata::Index;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::metadata::Index;
 use crate::report::Sink;
 
 /// UIDs per `UID STORE` command.

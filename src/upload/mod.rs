@@ -23,12 +23,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::archive;
+use crate::archive::layout::registry::Registry;
 use crate::error::{Error, Result};
 use crate::hierarchy::{self, Hierarchy, SourceName};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::registry::Registry;
 use crate::report::Sink;
 use folder::FolderRun;
 
@@ -286,7 +286,7 @@ pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destina
                 source: records.source(&names, dir, mailbox),
                 named: None,
                 generation: *retired,
-                journal: crate::metadata::journal_of_dir(dir),
+                journal: crate::archive::metadata::journal_of_dir(dir),
                 dir: dir.clone(),
             })
             .collect();
@@ -295,7 +295,7 @@ pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destina
     if archive::list_folder(path)?.is_empty() {
         return Err(Error::runtime(format!("{}: no archive files (UID.mbox...) to upload", path.display())));
     }
-    let journal = crate::metadata::journal_of_dir(path);
+    let journal = crate::archive::metadata::journal_of_dir(path);
     let canonical = path.canonicalize().ok();
     let user_dir = canonical.as_deref().and_then(Path::parent);
     let records = user_dir.map(Records::of).unwrap_or_default();

@@ -103,7 +103,7 @@ fn version() {
 #[ignore = "run by cross/test with SMAILARCHIVER_CROSS_BIN set"]
 fn generated_docs_match_native() {
     let c = cross();
-    for kind in smailarchiver::flags::GENERATE_KINDS {
+    for kind in smailarchiver::cli::flags::GENERATE_KINDS {
         let o = c.run(&["--generate", kind], &[]);
         assert_exit(&o, 0, kind);
         let native = run(&["--generate", kind], &[]);

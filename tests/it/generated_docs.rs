@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::support::*;
-use smailarchiver::flags::FLAGS;
+use smailarchiver::cli::flags::FLAGS;
 
 /// `--generate KIND` written to `dir/name`.
 fn generate(kind: &str, dir: &Path, name: &str) -> PathBuf {

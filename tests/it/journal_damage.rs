@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::support::dovecot::Dovecot;
 use crate::support::*;
-use smailarchiver::metadata::{reader::Source, record::Record};
+use smailarchiver::archive::metadata::{reader::Source, record::Record};
 
 const PW: &str = "s3cret pass";
 

@@ -257,16 +257,16 @@ fn service_syscall_filter_allows_what_the_tool_uses() {
     }
 }
 
-/// The string literals of `const NAME: &[&str] = &[...];` in src/config.rs: the keys the
+/// The string literals of `const NAME: &[&str] = &[...];` in src/cli/config.rs: the keys the
 /// tool knows, read from its source so that a key added there must be documented here.
 fn config_keys(name: &str) -> Vec<String> {
-    let src = fs::read_to_string(repo().join("src/config.rs")).unwrap();
+    let src = fs::read_to_string(repo().join("src/cli/config.rs")).unwrap();
     let start =
-        src.find(&format!("const {name}: &[&str] = &[")).unwrap_or_else(|| panic!("no {name} in src/config.rs"));
+        src.find(&format!("const {name}: &[&str] = &[")).unwrap_or_else(|| panic!("no {name} in src/cli/config.rs"));
     let list = &src[start..];
     let list = &list[list.find("&[").unwrap() + 2..list.find("];").unwrap()];
     let keys: Vec<String> = list.split('"').skip(1).step_by(2).map(str::to_string).collect();
-    assert!(keys.len() >= 5, "{name} in src/config.rs parsed as {keys:?}");
+    assert!(keys.len() >= 5, "{name} in src/cli/config.rs parsed as {keys:?}");
     keys
 }
 
@@ -812,7 +812,7 @@ fn documented_commands_and_exit_statuses_are_the_tools() {
                         continue;
                     }
                     // Only whether the flag exists: values and combinations are other tests'.
-                    let known = match smailarchiver::flags::parse([std::ffi::OsString::from(word)]) {
+                    let known = match smailarchiver::cli::flags::parse([std::ffi::OsString::from(word)]) {
                         Ok(_) => true,
                         Err(e) => !e.to_string().contains("unknown option") && !e.to_string().contains("ambiguous"),
                     };
@@ -832,10 +832,10 @@ fn documented_commands_and_exit_statuses_are_the_tools() {
         .take_while(|l| l.starts_with('|'))
         .filter_map(|l| l.split('|').nth(1)?.trim().parse().ok())
         .collect();
-    let tool: Vec<i32> = smailarchiver::flags::EXIT_STATUSES.iter().map(|(code, _)| *code).collect();
+    let tool: Vec<i32> = smailarchiver::cli::flags::EXIT_STATUSES.iter().map(|(code, _)| *code).collect();
     assert_eq!(codes, tool, "README's exit statuses");
     let help_line = help.split("Exit status:").nth(1).expect("--help lists the exit statuses").replace('\n', " ");
-    for (code, what) in smailarchiver::flags::EXIT_STATUSES {
+    for (code, what) in smailarchiver::cli::flags::EXIT_STATUSES {
         assert!(help_line.contains(&format!("{code} {what}")), "--help lacks exit status {code}: {help_line}");
     }
 }

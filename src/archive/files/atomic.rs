@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::dir::Dir;
+use crate::os::dir::Dir;
 
 /// Temporary files start with this, so a later run can recognise and remove leftovers.
 pub const TEMP_PREFIX: &str = ".smailarchiver-tmp-";

@@ -1,8 +1,8 @@
 //! `--generate complete-bash|complete-zsh|complete-fish`: shell completion scripts made
-//! from the flag table of [`crate::flags`], so that every flag completes, with what its
+//! from the flag table of [`crate::cli::flags`], so that every flag completes, with what its
 //! value is (a file, a directory, a command, one of a fixed set).
 
-use crate::flags::{Flag, FLAGS};
+use crate::cli::flags::{Flag, FLAGS};
 
 /// What a flag's value is, for completing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

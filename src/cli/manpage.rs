@@ -1,7 +1,7 @@
 //! `--generate man`: the manual page (roff, `man(7)` macros), made from the flag table of
-//! [`crate::flags`] like `--help`, so that a flag cannot be added without appearing in it.
+//! [`crate::cli::flags`] like `--help`, so that a flag cannot be added without appearing in it.
 
-use crate::flags::{Flag, Group, EXIT_STATUSES, FLAGS, USAGE};
+use crate::cli::flags::{Flag, Group, EXIT_STATUSES, FLAGS, USAGE};
 
 /// What the page says beside the options: each entry is a paragraph.
 const DESCRIPTION: &[&str] = &[

@@ -303,7 +303,7 @@ impl Index {
     /// and INTERNALDATE from.
     pub fn of_folder(
         root: &Path,
-        folder: &crate::registry::FolderRecord,
+        folder: &crate::archive::layout::registry::FolderRecord,
         keys: Option<&Keys>,
     ) -> Result<Option<Index>> {
         let Some(uidvalidity) = folder.uidvalidity else { return Ok(None) };

@@ -22,7 +22,7 @@ use super::line::LineCodec;
 use super::reader::{self, binding, Source, MAX_LINE_2};
 use super::record::{join_flags, Fields, Gone, Mark, Record};
 use super::{parse_internal_date, Entry};
-use crate::atomic::TempFile;
+use crate::archive::files::atomic::TempFile;
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
 
@@ -100,7 +100,7 @@ impl Journal {
     fn open(&mut self) -> Result<()> {
         let path = self.path.clone();
         if let Some(dir) = path.parent() {
-            crate::atomic::make_dirs(dir)?;
+            crate::archive::files::atomic::make_dirs(dir)?;
         }
         let created = !path.exists();
         let mut file = OpenOptions::new()
@@ -122,7 +122,7 @@ impl Journal {
             file.write_all(&out).at(&path)?;
             if created {
                 // The new name must survive a crash as the records naming it will.
-                crate::atomic::sync_dir(crate::restore::parent_of(&path)).at(&path)?;
+                crate::archive::files::atomic::sync_dir(crate::restore::parent_of(&path)).at(&path)?;
             }
             self.tail_start = end;
             self.base_len = 0;

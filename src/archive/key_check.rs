@@ -45,7 +45,7 @@ fn spread<T>(items: &[T], n: usize) -> Vec<&T> {
 fn sample(journals: &[&Path], files: &[&ArchiveFile], keys: &Keys) -> Tried {
     let mut tried = Tried::default();
     for j in journals {
-        match crate::metadata::authenticates(j, keys) {
+        match crate::archive::metadata::authenticates(j, keys) {
             Some(true) => return Tried { opens: true, ..tried },
             Some(false) => tried.mismatches += 1,
             None => {}
@@ -88,7 +88,10 @@ pub fn check(files: &[ArchiveFile], journals: &[PathBuf], keys: &Keys, key_path:
 
 /// The metadata journals of the account whose user directory is `account_dir` in `root`.
 pub fn account_journals(root: &Path, account_dir: &str) -> Vec<PathBuf> {
-    let dir = root.join(crate::registry::META_DIR).join(crate::metadata::METADATA_DIR).join(account_dir);
+    let dir = root
+        .join(crate::archive::layout::registry::META_DIR)
+        .join(crate::archive::metadata::METADATA_DIR)
+        .join(account_dir);
     let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
         .flatten()
@@ -102,7 +105,7 @@ pub fn account_journals(root: &Path, account_dir: &str) -> Vec<PathBuf> {
 
 /// Whether the account has sealed metadata (journals that a new key could not read).
 pub fn any_sealed_journal(root: &Path, account_dir: &str) -> bool {
-    account_journals(root, account_dir).iter().any(|j| crate::metadata::reader::is_sealed(j) == Some(true))
+    account_journals(root, account_dir).iter().any(|j| crate::archive::metadata::reader::is_sealed(j) == Some(true))
 }
 
 /// Checks `keys` against the account whose user directory is `account_dir` in `root`,

@@ -1,9 +1,17 @@
-//! The archive's files on disk: `{root}/{user}/{folder}/{uid}.mbox[.gz][.enc]`. Finding
-//! them in a folder or under a root, in UID order, and opening one for reading.
+//! The archive on disk, and the one answer to where its files go: the files of messages,
+//! `{root}/{user}/{folder}/{uid}.mbox[.gz][.enc]` (found here, in UID order, and opened for
+//! reading; written by [`files`]), the root's own records of who owns which directory
+//! ([`layout`]), each folder's metadata journal ([`metadata`]), and whether a key opens what
+//! is there ([`key_check`]).
 //!
 //! A file in a folder directory that has an archive file's suffix but not a UID for its
 //! name (`foo.mbox.enc`) is one too for restore, `--list` and `--verify`, as the original's
 //! restore loop took every file by its extension; it comes after the UID-named ones.
+
+pub mod files;
+pub mod key_check;
+pub mod layout;
+pub mod metadata;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};

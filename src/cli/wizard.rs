@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::account::{Account, Folders};
-use crate::atomic::TempFile;
+use crate::archive::files::atomic::TempFile;
 use crate::bounded;
 use crate::error::{Error, IoContext, Result};
 use crate::imap::tls::Trust;
@@ -605,7 +605,7 @@ mod tests {
         let object =
             serde_json::json!({"provider": "microsoft", "client_id": "client-9", "tenant": "contoso.onmicrosoft.com"});
         let text = config_text(&a, None, Some(&object)).unwrap();
-        let c = crate::config::parse(text.as_bytes(), Path::new("/")).unwrap();
+        let c = crate::cli::config::parse(text.as_bytes(), Path::new("/")).unwrap();
         assert_eq!(c.accounts[0].oauth2.as_ref().map(|o| o.provider.client_id.as_str()), Some("client-9"));
         assert!(!text.contains("passwd"), "{text}");
         // Gmail: an app password by default; OAuth2 on request (client id and secret file).
@@ -665,7 +665,7 @@ mod tests {
         let here = std::env::current_dir().unwrap();
         for cmd in [None, Some("pass show mail")] {
             let text = config_text(&account, cmd, None).unwrap();
-            let c = crate::config::parse(text.as_bytes(), Path::new("/elsewhere")).unwrap();
+            let c = crate::cli::config::parse(text.as_bytes(), Path::new("/elsewhere")).unwrap();
             assert!(c.unknown.is_empty(), "{:?}", c.unknown);
             let a = &c.accounts[0];
             assert_eq!(

@@ -8,7 +8,7 @@
 //! lists is anything else). And a directory, once made, keeps its owner: whatever folders
 //! or accounts appear later, mail of another mailbox or another mailstore is never mixed in.
 //!
-//! The records are a log ([`crate::records_log`]): each change appends one line, so a first
+//! The records are a log ([`crate::archive::layout::records_log`]): each change appends one line, so a first
 //! run of 10,000 folders writes 10,000 short lines, not 10,000 copies of a growing file.
 //! What must be durable before something depends on it is synced then (a directory's
 //! record before the directory is made, in bulk for the folders of a run); completion marks
@@ -24,13 +24,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::atomic;
+use crate::archive::files::atomic;
+use crate::archive::layout::records_log::{self, Log};
 use crate::bounded;
-use crate::dir::Dir;
 use crate::error::{Error, IoContext, Result};
 use crate::hierarchy::Hierarchy;
 use crate::mailbox_name::{canonical_dir, encode_utf7, fallback_dir, safe, Mailbox};
-use crate::records_log::{self, Log};
+use crate::os::dir::Dir;
 
 /// The tool's own directory in an archive root.
 pub const META_DIR: &str = ".smailarchiver";
@@ -1325,7 +1325,7 @@ mod tests {
 
     #[test]
     fn the_journals_directory_is_the_metadata_modules() {
-        assert_eq!(JOURNALS_DIR, crate::metadata::METADATA_DIR);
+        assert_eq!(JOURNALS_DIR, crate::archive::metadata::METADATA_DIR);
     }
 
     /// Marks wait for the journals they vouch for: those are synced first.
@@ -1340,7 +1340,7 @@ mod tests {
         r.sync_before_marks(&journal);
         r.set_complete(&acct, &mb("INBOX"), 5).unwrap();
         assert!(!root.records().contains("\"uidnext\""), "not written before the flush");
-        crate::dir::tests::synced();
+        crate::os::dir::tests::synced();
         r.flush().unwrap();
         assert!(root.records().contains("\"uidnext\":5"));
     }

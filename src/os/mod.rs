@@ -1,5 +1,7 @@
 //! Thin safe wrappers over the few system calls std does not offer.
 
+pub mod dir;
+
 use std::io;
 use std::os::fd::AsRawFd;
 

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::archive;
+use crate::archive::layout::registry::{self, Registry};
 use crate::error::{Error, IoContext, Result};
-use crate::registry::{self, Registry};
 
 /// What a path is in an archive.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub fn classify(path: &Path) -> Result<Scope> {
     }
     // UID-named files make a folder; other `.mbox` files (a restore's output in a user
     // directory) only where nothing else is.
-    if archive::holds(path, |_| true) || crate::metadata::journal_of_dir(path).is_some() {
+    if archive::holds(path, |_| true) || crate::archive::metadata::journal_of_dir(path).is_some() {
         return Ok(Scope::Folder(path.to_path_buf()));
     }
     if is_account(path)? {
@@ -122,14 +122,16 @@ pub fn account_folders(user_dir: &Path) -> Result<Vec<FolderDir>> {
 }
 
 fn journal_of(root: &Path, account: &str, f: &registry::FolderRecord) -> Option<PathBuf> {
-    let path = crate::metadata::journal_path(root, account, &f.mailbox.wire, f.uidvalidity?);
+    let path = crate::archive::metadata::journal_path(root, account, &f.mailbox.wire, f.uidvalidity?);
     path.is_file().then_some(path)
 }
 
 /// Every folder of a scope, with its journal.
 pub fn folders(scope: &Scope) -> Result<Vec<FolderDir>> {
     Ok(match scope {
-        Scope::Folder(dir) => vec![FolderDir { dir: dir.clone(), journal: crate::metadata::journal_of_dir(dir) }],
+        Scope::Folder(dir) => {
+            vec![FolderDir { dir: dir.clone(), journal: crate::archive::metadata::journal_of_dir(dir) }]
+        }
         Scope::Account(user_dir) => account_folders(user_dir)?,
         Scope::Root { accounts, .. } => {
             let mut all = Vec::new();

@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::atomic::TempFile;
-use crate::dir::Dir;
+use crate::archive::files::atomic::TempFile;
 use crate::error::{Error, IoContext, Result};
+use crate::os::dir::Dir;
 
 /// The log's name in the tool's directory.
 pub const FILE: &str = "records.jsonl";

@@ -6,16 +6,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders};
+use crate::cli::flags::{self, LowArgs};
+use crate::cli::{config, wizard};
 use crate::error::IoContext;
 use crate::error::{Error, Result, EXIT_FAILURE};
-use crate::flags::{self, LowArgs};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::run_report::RunRecord;
 use crate::sandbox::{self, Rules};
 use crate::secret::Secret;
-use crate::{archive, backends, backup, config, interrupt, progress, restore, upload, verify, wizard};
+use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
 use std::sync::Arc;
 
 /// What the command line asks for.
@@ -655,10 +656,10 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
 /// What `--generate KIND` prints (KIND is one of [`flags::GENERATE_KINDS`]).
 fn generate(kind: &str) -> String {
     match kind {
-        "man" => crate::manpage::render(),
-        "complete-bash" => crate::completions::bash(),
-        "complete-zsh" => crate::completions::zsh(),
-        _ => crate::completions::fish(),
+        "man" => crate::cli::manpage::render(),
+        "complete-bash" => crate::cli::completions::bash(),
+        "complete-zsh" => crate::cli::completions::zsh(),
+        _ => crate::cli::completions::fish(),
     }
 }
 
@@ -759,7 +760,7 @@ fn interruptible(what: String, work: impl FnOnce() -> Result<i32>) -> Result<i32
 
 /// Loads the keys now if any of `files` is encrypted or any of `journals` sealed: before
 /// the sandbox closes, so a key password command can still run. A key that opens nothing
-/// of a sample spread over them (see [`crate::key_check`]) stops here, before anything is
+/// of a sample spread over them (see [`crate::archive::key_check`]) stops here, before anything is
 /// read or written with it; `archive` names what was given.
 fn keys_if_needed(
     files: &[archive::ArchiveFile],
@@ -767,10 +768,10 @@ fn keys_if_needed(
     archive: &Path,
     keys: &KeySpec,
 ) -> Result<Option<Keys>> {
-    let sealed = journals.iter().any(|j| crate::metadata::reader::is_sealed(j) == Some(true));
+    let sealed = journals.iter().any(|j| crate::archive::metadata::reader::is_sealed(j) == Some(true));
     if files.iter().any(|f| f.form.encrypted) || sealed {
         let loaded = keys.load()?;
-        crate::key_check::check(files, journals, &loaded, &keys.path, archive)?;
+        crate::archive::key_check::check(files, journals, &loaded, &keys.path, archive)?;
         Ok(Some(loaded))
     } else {
         Ok(None)
@@ -801,8 +802,8 @@ fn run_restore(
     uids: Option<&restore::UidSet>,
     settings: Settings,
 ) -> Result<i32> {
-    use crate::scope::Scope;
-    match crate::scope::classify(dir)? {
+    use crate::archive::layout::scope::Scope;
+    match crate::archive::layout::scope::classify(dir)? {
         Scope::Folder(_) => {}
         Scope::Account(_) => {
             if uids.is_some() {
@@ -824,7 +825,7 @@ fn run_restore(
                 dir.display()
             )));
         }
-        Scope::Empty(_) => return Err(crate::scope::nothing_there(dir)),
+        Scope::Empty(_) => return Err(crate::archive::layout::scope::nothing_there(dir)),
     }
     let out = settings.out;
     let files = archive::list_folder(dir)?;
@@ -835,7 +836,7 @@ fn run_restore(
         )));
     }
     // Read before confinement: the records and metadata are outside the folder directory.
-    let journal = crate::metadata::journal_of_dir(dir);
+    let journal = crate::archive::metadata::journal_of_dir(dir);
     let keys = keys_if_needed(&files, journal.as_slice(), dir, keys)?;
     if uids.is_none() {
         warn_odd_files(&files);
@@ -1098,7 +1099,7 @@ type Listed = (Option<String>, PathBuf, Option<PathBuf>);
 /// user directory (each under a `# NAME` line), or of every account of an archive root
 /// (`# USERDIR/NAME`).
 fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
-    use crate::scope::Scope;
+    use crate::archive::layout::scope::Scope;
     use restore::account;
     let named = |user_dir: &Path, prefix: Option<String>| -> Result<Vec<Listed>> {
         let (folders, problem) = account::folders(user_dir)?;
@@ -1116,8 +1117,8 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
             })
             .collect())
     };
-    let folders = match crate::scope::classify(path)? {
-        Scope::Folder(_) => vec![(None, path.to_path_buf(), crate::metadata::journal_of_dir(path))],
+    let folders = match crate::archive::layout::scope::classify(path)? {
+        Scope::Folder(_) => vec![(None, path.to_path_buf(), crate::archive::metadata::journal_of_dir(path))],
         Scope::Account(_) => named(path, None)?,
         Scope::Root { accounts, .. } => {
             let mut all = Vec::new();
@@ -1127,11 +1128,11 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
             }
             all
         }
-        Scope::Empty(_) => return Err(crate::scope::nothing_there(path)),
+        Scope::Empty(_) => return Err(crate::archive::layout::scope::nothing_there(path)),
     };
     let files = archive::files_of(folders.iter().map(|f| f.1.as_path()))?;
     if files.is_empty() && folders.iter().all(|f| f.2.is_none()) {
-        return Err(crate::scope::nothing_there(path));
+        return Err(crate::archive::layout::scope::nothing_there(path));
     }
     let journals: Vec<PathBuf> = folders.iter().filter_map(|f| f.2.clone()).collect();
     let keys = keys_if_needed(&files, &journals, path, keys)?;
@@ -1195,12 +1196,12 @@ impl crate::search::Events for SearchOutput {
 
 /// `--search QUERY PATH`: the messages of PATH's folders that QUERY selects.
 fn run_search(query: &crate::search::query::Query, path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
-    let scope = crate::scope::classify(path)?;
-    if let crate::scope::Scope::Empty(_) = scope {
-        return Err(crate::scope::nothing_there(path));
+    let scope = crate::archive::layout::scope::classify(path)?;
+    if let crate::archive::layout::scope::Scope::Empty(_) = scope {
+        return Err(crate::archive::layout::scope::nothing_there(path));
     }
     // Found before confinement: the journals may be outside PATH.
-    let folders = crate::scope::folders(&scope)?;
+    let folders = crate::archive::layout::scope::folders(&scope)?;
     let journals = verify::journals(&folders);
     let sample = crate::search::key_sample(&folders);
     let keys = keys_if_needed(&sample, &journals, path, keys)?;
@@ -1217,12 +1218,12 @@ fn run_search(query: &crate::search::query::Query, path: &Path, keys: &KeySpec, 
 
 fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let out = settings.out;
-    let scope = crate::scope::classify(path)?;
-    if let crate::scope::Scope::Empty(_) = scope {
-        return Err(crate::scope::nothing_there(path));
+    let scope = crate::archive::layout::scope::classify(path)?;
+    if let crate::archive::layout::scope::Scope::Empty(_) = scope {
+        return Err(crate::archive::layout::scope::nothing_there(path));
     }
     // Found before confinement: the records and journals may be outside PATH.
-    let folders = crate::scope::folders(&scope)?;
+    let folders = crate::archive::layout::scope::folders(&scope)?;
     let journals = verify::journals(&folders);
     let files = archive::files_of(folders.iter().map(|f| f.dir.as_path()))?;
     let keys = keys_if_needed(&files, &journals, path, keys)?;

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::archive::layout::registry::{self, Registry};
 use crate::mbox::{civil_from_days, days_from_civil, days_in_month, MONTHS};
-use crate::registry::{self, Registry};
 
 pub use index::{Cursor, Index};
 pub use journal::{authenticates, last_modseq, now, summary, Journal, Summary};
