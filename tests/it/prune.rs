@@ -296,10 +296,23 @@ fn kill_9_at_random_points_of_pruning_runs_loses_no_message() {
             .args(args)
             .env("SMAILARCHIVER_PASSWD", PW)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
+    };
+    // The folder's backup line: prune begins right after it.
+    let backed_up = |child: &mut std::process::Child| {
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+                if line.contains(" INBOX: ") && line.contains(" new, ") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx
     };
     // How long a whole run takes: kills fall anywhere in it.
     add(&mut sent);
@@ -309,32 +322,65 @@ fn kill_9_at_random_points_of_pruning_runs_loses_no_message() {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     let mut rng = Rng(seed);
     let folder = root.join(user).join("INBOX");
-    let mut killed = 0;
+    let (mut killed, mut killed_after_removing) = (0, 0);
     for round in 0..20 {
         add(&mut sent);
+        let before = ids_on_server(&d, user).len();
         let mut child = start(&args);
-        let delay = rng.below(whole);
-        std::thread::sleep(Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
+        let backup_done = backed_up(&mut child);
+        // Every other round anywhere in the run, the others in its prune step.
+        let started = Instant::now();
+        if round % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(rng.below(whole)));
+        } else {
+            let _ = backup_done.recv_timeout(Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(rng.below(150)));
+        }
+        let delay = started.elapsed().as_millis();
+        let was_killed = child.try_wait().unwrap().is_none();
+        if was_killed {
             child.kill().unwrap();
             killed += 1;
         }
         child.wait().unwrap();
         // Each message is on the server or whole in the archive.
         let on_server = ids_on_server(&d, user);
+        if was_killed && on_server.len() < before {
+            killed_after_removing += 1;
+        }
         let kept = archived(&folder);
         for (id, bytes) in &sent {
             let safe = on_server.contains(id) || kept.get(id) == Some(bytes);
             assert!(safe, "round {round} (seed {seed}, killed after {delay} ms): {id} is lost");
         }
     }
-    assert!(killed >= 10, "only {killed} of 20 runs were killed before they ended (seed {seed})");
-    // A last run ends the work: only the young messages remain, every one archived.
-    assert!(start(&args).wait().unwrap().success());
+    assert!(killed >= 8, "only {killed} of 20 runs were killed before they ended (seed {seed})");
+    // A last run ends the work: every message is archived, and of the old ones only those
+    // a killed run committed but could not record (no digest to check the copy against)
+    // are still on the server, kept for that reason and said so.
+    let report = tmp.join("report.json");
+    let mut last = args.clone();
+    last.extend(["--report".to_string(), report.to_string_lossy().into_owned()]);
+    assert!(start(&last).wait().unwrap().success());
     let on_server = ids_on_server(&d, user);
     let young: BTreeSet<String> =
         sent.keys().filter(|id| id[2..id.len() - 13].parse::<usize>().unwrap() % 4 == 3).cloned().collect();
-    assert_eq!(on_server, young, "seed {seed}");
+    assert!(young.is_subset(&on_server), "seed {seed}");
+    let unrecorded = on_server.difference(&young).count();
+    let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    let prune = &r["accounts"][0]["folders"][0]["prune"];
+    let reasons = &prune["kept_by_reason"];
+    if unrecorded == 0 {
+        assert_eq!(prune["kept"], 0, "seed {seed}: {r}");
+    } else {
+        assert_eq!(reasons, &serde_json::json!({"no_digest": unrecorded}), "seed {seed}: {r}");
+    }
+    let old = sent.len() - young.len();
+    assert!(unrecorded * 4 < old, "seed {seed}: {unrecorded} of {old} old messages could not be checked");
+    eprintln!(
+        "kill -9: {killed} of 20 runs killed ({killed_after_removing} once they had removed messages); \
+         {unrecorded} of {old} old messages left without a digest"
+    );
     let kept = archived(&folder);
     assert!(sent.iter().all(|(id, bytes)| kept.get(id) == Some(bytes)), "seed {seed}");
     let o = run(&["--verify", folder.to_str().unwrap()], &[]);
