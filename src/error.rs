@@ -4,10 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-/// Exit code for runtime failures (a file, the network, a bad archive).
-pub const EXIT_FAILURE: i32 = 1;
-/// Exit code for usage and configuration errors.
-pub const EXIT_USAGE: i32 = 2;
+pub use crate::exit::{EXIT_FAILURE, EXIT_USAGE};
 
 /// An error with the message the user sees and the exit code it deserves.
 #[derive(Debug)]

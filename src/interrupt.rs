@@ -37,8 +37,8 @@ pub fn requested() -> bool {
 /// SIGTERM); 1 if none was.
 pub fn exit_code() -> i32 {
     match SIGNAL.load(Ordering::SeqCst) {
-        0 => crate::error::EXIT_FAILURE,
-        sig => 128 + sig,
+        0 => crate::exit::EXIT_FAILURE,
+        sig => crate::exit::of_signal(sig),
     }
 }
 

@@ -4,11 +4,11 @@
 //! the header section.
 
 use std::io::{BufRead, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::archive;
 use crate::archive::metadata::{Index, MessageMeta};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::mbox::header_field;
 
@@ -17,58 +17,95 @@ const MAX_HEADER: u64 = 256 * 1024;
 /// Longest From or Subject shown.
 const MAX_SHOWN: usize = 160;
 
-/// What a listing met besides its lines.
-#[derive(Debug, Default)]
-pub struct Listed {
-    /// Files that could not be read, with the reason.
-    pub failed: Vec<(PathBuf, String)>,
-    /// Why the folder's metadata could not be used, when it could not.
-    pub metadata_problem: Option<String>,
-    /// Damaged records of its journal met (left out).
-    pub damaged_records: usize,
+/// What a listing tells as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A message's line (see [`list`]).
+    Message {
+        /// The message's line.
+        line: &'a str,
+    },
+    /// The folder's metadata could not be used: lines without flags and arrival times.
+    MetadataUnusable {
+        /// The folder directory.
+        dir: &'a Path,
+        /// What went wrong.
+        error: &'a Error,
+    },
+    /// A file that could not be read (the listing goes on).
+    Unreadable {
+        /// The file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
+    /// Damaged records of the folder's journal, left out.
+    DamagedRecords {
+        /// The folder directory.
+        dir: &'a Path,
+        /// How many.
+        count: usize,
+    },
 }
 
-/// Lists the messages of the folder directory `dir` in UID order, handing each line to `out`
-/// (which returns false to stop: the reader went away):
+/// Where a listing's events go; a sink whose reader went away
+/// ([`crate::events::Sink::gone`]) stops it.
+pub trait Sink: for<'a> crate::events::Sink<Event<'a>> {}
+
+impl<S: for<'a> crate::events::Sink<Event<'a>> + ?Sized> Sink for S {}
+
+/// What a listing came to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Files that could not be read.
+    pub failed: usize,
+}
+
+/// Lists the messages of the folder directory `dir` in UID order, each line told to `sink`
+/// (whose reader may go away: the listing stops then):
 /// `UID<TAB>date<TAB>From<TAB>Subject<TAB>size<TAB>flags<TAB>server`. The date is the
 /// arrival time (INTERNALDATE) when the folder's metadata (`journal`) has it, else the
 /// `Date:` header; `server` is `gone, last seen DATE` for a message that left the server
 /// (kept only in the archive); `-` stands for what is unknown (or, last, for a message not
 /// known to have left). A file not named after a UID shows its name in the UID column.
-pub fn list(
-    dir: &Path,
-    keys: Option<&Keys>,
-    journal: Option<&Path>,
-    out: &mut dyn FnMut(String) -> bool,
-) -> Result<Listed> {
-    let mut listed = Listed::default();
-    let index = match journal.map(|j| Index::load(j, keys, false)) {
-        Some(Ok(i)) => Some(i),
-        Some(Err(e)) => {
-            listed.metadata_problem = Some(e.to_string());
-            None
-        }
-        None => None,
+pub fn list(dir: &Path, keys: Option<&Keys>, journal: Option<&Path>, sink: &dyn Sink) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let (index, unusable) = match journal.map(|j| Index::load(j, keys, false)) {
+        Some(Ok(i)) => (Some(i), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
     };
+    let mut failed = Vec::new();
     for f in archive::list_folder(dir)? {
         let meta = index.as_ref().zip(f.uid).and_then(|(i, uid)| i.lookup(uid));
         let head = match read_header(&f, keys) {
             Ok(h) => h,
             Err(e) => {
-                listed.failed.push((f.path.clone(), crate::error::describe_io(&e)));
+                failed.push((f.path.clone(), crate::error::describe_io(&e)));
                 continue;
             }
         };
         let field = |name: &[u8]| header_field(&head.1, name);
         let name = f.uid.map_or_else(|| crate::printable::escape(&f.name()), |u| u.to_string());
         let shown = Shown { date: field(b"date"), from: field(b"from"), subject: field(b"subject"), size: head.0 };
-        let more = out(line(&name, meta.as_ref(), &shown));
-        if !more {
+        sink.event(Event::Message { line: &line(&name, meta.as_ref(), &shown) });
+        if sink.gone() {
             break;
         }
     }
-    listed.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
-    Ok(listed)
+    // What went wrong is said after the lines.
+    if let Some(error) = &unusable {
+        sink.event(Event::MetadataUnusable { dir, error });
+    }
+    let damaged = index.as_ref().map_or(0, |i| i.damage().len());
+    if damaged > 0 {
+        sink.event(Event::DamagedRecords { dir, count: damaged });
+    }
+    for (path, why) in &failed {
+        sink.event(Event::Unreadable { path, why });
+    }
+    summary.failed = failed.len();
+    Ok(summary)
 }
 
 /// What a message's line shows besides its metadata: raw header values, and its size

@@ -1,5 +1,5 @@
-//! How a run tells what happens. Library code hands what it has to say to a [`Sink`], and
-//! `app`, the one place that prints, decides how it looks and where it goes.
+//! What the modes share of their output: the settings (`--quiet`, `--verbose`) and a
+//! backup's figures per folder for `--report`.
 
 /// Output settings shared by every mode.
 #[derive(Clone, Copy, Debug, Default)]
@@ -8,21 +8,6 @@ pub struct Output {
     pub quiet: bool,
     /// One line per message.
     pub verbose: bool,
-}
-
-/// Where a run's messages go. Called from several threads at once (one per connection).
-pub trait Sink: Events {
-    /// A result line, such as a folder's summary (left out with `--quiet`).
-    fn result(&self, text: &str);
-    /// A detail, such as one line per message (only with `--verbose`).
-    fn detail(&self, text: &str);
-    /// A problem that did not stop the run (always shown).
-    fn warning(&self, text: &str);
-    /// A remark on how the run goes, such as a refused extra connection (only with
-    /// `--verbose`).
-    fn remark(&self, text: &str);
-    /// Something failed (always shown).
-    fn error(&self, text: &str);
 }
 
 /// One folder's figures once it is done (or stopped), for `--report`.
@@ -64,21 +49,14 @@ pub struct PruneFigures {
     pub problems: Vec<String>,
 }
 
-/// What a backup tells about its progress beyond text, for `--report` and the line an
-/// interrupted run ends with. Called from several threads at once; the default is to
-/// ignore it.
-pub trait Events: Sync {
-    /// The backup of an account (`user` at `server`, as configured) begins.
-    fn account_started(&self, _user: &str, _server: &str) {}
-    /// A folder of the account is done.
-    fn folder_done(&self, _user: &str, _server: &str, _figures: FolderFigures) {}
-    /// The account could not be backed up (or not to the end).
-    fn account_failed(&self, _user: &str, _server: &str, _error: &str) {}
-    /// A message of `bytes` bytes was archived.
-    fn message_stored(&self, _bytes: u64) {}
-    /// `left` archived messages of the folder `folder` (after its `folder_done`) were found
-    /// to have left the server; `total` of its messages are now only in the archive.
-    fn folder_gone(&self, _user: &str, _server: &str, _folder: &str, _left: usize, _total: u64) {}
-    /// Verified prune went through the folder `folder` (after its `folder_done`).
-    fn folder_pruned(&self, _user: &str, _server: &str, _folder: &str, _figures: PruneFigures) {}
+impl PruneFigures {
+    /// The figures of what prune did to a folder.
+    pub fn of(outcome: &crate::prune::Outcome) -> PruneFigures {
+        PruneFigures {
+            removed: outcome.removed.len(),
+            kept: outcome.kept.len(),
+            kept_by_reason: outcome.kept_by_reason().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+            problems: outcome.problems().map(|k| format!("UID {}: {}", k.uid, k.reason)).collect(),
+        }
+    }
 }

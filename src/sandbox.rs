@@ -193,6 +193,14 @@ impl fmt::Display for Status {
     }
 }
 
+/// Confinement at the moment a mode chooses, by the rules it gives. The command line's
+/// driver builds it (it holds `--sandbox`) and is the one caller of [`restrict`]; a mode
+/// that must connect before it can confine itself (a backup) takes one.
+pub trait Confine {
+    /// Confines the process to `rules` (see [`restrict`]); what was enforced.
+    fn confine(&self, rules: &Rules) -> Result<Status>;
+}
+
 /// Confines the calling thread, and every thread and process it starts afterwards, to
 /// `rules`. Call it on the main thread before any other thread exists: threads already
 /// running stay unconfined (ABI 8's all-threads flag is deliberately not used, which is

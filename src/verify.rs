@@ -15,7 +15,7 @@ use crate::archive::layout::scope::FolderDir;
 use crate::archive::metadata::{HashingReader, Index};
 use crate::archive::{self, ArchiveFile};
 use crate::codec::Form;
-use crate::error::{describe_io, Error, Result};
+use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::restore::drain;
 
@@ -47,26 +47,59 @@ impl Report {
     }
 }
 
-/// What a verification tells as it goes.
-pub trait Events {
-    /// A bad file, a missing one, a journal or one of its records: `path` and why.
-    fn bad(&mut self, path: &Path, why: &str);
+/// What a verification finds wrong, as it goes: every bad thing, never only the first.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The folder's metadata journal could not be read at all.
+    JournalUnreadable {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// What went wrong.
+        error: &'a Error,
+    },
+    /// A file that decodes, but to another message than the one recorded for its UID.
+    NotTheRecorded {
+        /// The file (or where it should be).
+        path: &'a Path,
+        /// The message's UID.
+        uid: u32,
+    },
+    /// A file that does not decode.
+    Undecodable {
+        /// The file (or where it should be).
+        path: &'a Path,
+        /// What went wrong.
+        error: &'a std::io::Error,
+    },
+    /// A message the journal records whose file is gone (`path`: its name as recorded).
+    Missing {
+        /// The file (or where it should be).
+        path: &'a Path,
+        /// The message's UID.
+        uid: u32,
+    },
+    /// A damaged record of the journal, left out.
+    DamagedRecord {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// Where the record is and why it is damaged.
+        damage: &'a crate::archive::metadata::Damage,
+    },
 }
 
-impl<F: FnMut(&Path, &str)> Events for F {
-    fn bad(&mut self, path: &Path, why: &str) {
-        self(path, why)
-    }
-}
+/// Where a verification's events go.
+pub trait Sink: for<'a> crate::events::Sink<Event<'a>> {}
+
+impl<S: for<'a> crate::events::Sink<Event<'a>> + ?Sized> Sink for S {}
 
 /// Verifies `folders`. `keys` are needed where files or journals are encrypted.
-pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, events: &mut dyn Events) -> Result<Report> {
+pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, sink: &dyn Sink) -> Result<Report> {
     let mut report = Report::default();
     for folder in folders {
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
         }
-        verify_folder(folder, keys, &mut report, events)?;
+        verify_folder(folder, keys, &mut report, sink)?;
     }
     if report.messages == 0 && report.journals == 0 {
         return Err(Error::runtime("no archive files found"));
@@ -74,7 +107,7 @@ pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, events: &mut dyn Event
     Ok(report)
 }
 
-fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, events: &mut dyn Events) -> Result<()> {
+fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, sink: &dyn Sink) -> Result<()> {
     // The journal first: what it records was committed before it was opened.
     let index = match folder.journal.as_deref().map(|j| Index::load(j, keys, true)) {
         Some(Ok(i)) => {
@@ -84,7 +117,10 @@ fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, e
         Some(Err(e)) => {
             report.journals += 1;
             report.bad_journals += 1;
-            events.bad(folder.journal.as_deref().unwrap_or(&folder.dir), &format!("metadata: {e}"));
+            sink.event(Event::JournalUnreadable {
+                journal: folder.journal.as_deref().unwrap_or(&folder.dir),
+                error: &e,
+            });
             None
         }
         None => None,
@@ -117,10 +153,7 @@ fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, e
             Ok((_, digest)) if recorded.is_some_and(|d| d != digest) => {
                 report.damaged += 1;
                 let uid = f.uid.unwrap_or(0);
-                events.bad(
-                    &f.path,
-                    &format!("not the message archived as UID {uid} (its digest differs: copied from another UID?)"),
-                );
+                sink.event(Event::NotTheRecorded { path: &f.path, uid });
             }
             Ok((n, _)) => {
                 report.good += 1;
@@ -128,12 +161,12 @@ fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, e
             }
             Err(e) => {
                 report.damaged += 1;
-                events.bad(&f.path, &describe_io(&e));
+                sink.event(Event::Undecodable { path: &f.path, error: &e });
             }
         }
     }
     if let Some(index) = &index {
-        missing(folder, index, &files, report, events);
+        missing(folder, index, &files, report, sink);
     }
     Ok(())
 }
@@ -141,7 +174,7 @@ fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, e
 /// Reports each message the journal records whose file is gone, named as recorded (or
 /// after the folder's other files when the record does not say), and the journal's
 /// damaged records.
-fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mut Report, events: &mut dyn Events) {
+fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mut Report, sink: &dyn Sink) {
     let mut have: Vec<u32> = files.iter().filter_map(|f| f.uid).collect();
     have.sort_unstable();
     let usual: Option<Form> = files.first().map(|f| f.form);
@@ -156,22 +189,14 @@ fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mu
             Some(form) => format!("{uid}{}", form.suffix()),
             None => format!("{uid}.mbox*"),
         };
-        events.bad(&folder.dir.join(name), &format!("UID {uid} was archived but its file is missing"));
+        sink.event(Event::Missing { path: &folder.dir.join(name), uid });
     }
     let journal = index.path().to_path_buf();
     for d in entries.damage() {
         report.damaged_records += 1;
-        events.bad(
-            &journal,
-            &format!("{d}: a damaged metadata record (the metadata of one message, or of a run's end); left out"),
-        );
+        sink.event(Event::DamagedRecord { journal: &journal, damage: d });
     }
 }
-
-/// The line that says how damaged records are repaired.
-pub const REPAIR_HINT: &str = "damaged metadata records are repaired by the next backup of the account: it reads \
-     the journal whole, rewrites it without them and asks the server again for the flags, arrival times and sizes \
-     they held (the messages' files are not touched)";
 
 /// The folders' journals, for the sandbox's rules.
 pub fn journals(folders: &[FolderDir]) -> Vec<PathBuf> {

@@ -5,34 +5,30 @@
 
 use std::collections::HashSet;
 
-use super::folder::archived_uids;
-use super::{choose_folders, read_only};
+use super::choose_folders;
+use super::context::archived_uids;
+pub use super::event::Planned;
+use super::event::{Event, Sink};
+use super::list_folders::read_only;
 use crate::account::Account;
 use crate::archive::layout::registry::Registry;
-use crate::error::{Result, EXIT_FAILURE};
+use crate::error::Result;
 use crate::imap::{Found, Session, Then};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::report::Sink;
-use crate::sandbox::Mode;
+use crate::sandbox::Confine;
 
-/// What a backup of one folder would fetch.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Planned {
-    /// The folder's name.
-    pub folder: String,
-    /// Messages to fetch.
-    pub messages: usize,
-    /// Their size, as the server announces it.
-    pub bytes: u64,
-    /// Messages already in the archive.
-    pub archived: usize,
+/// What a dry run came to, for the exit code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Whether an account or a folder could not be counted.
+    pub failed: bool,
 }
 
-/// Counts what a backup of `accounts` would fetch, one line per folder and one per
-/// account; returns the exit code (1 when an account or a folder could not be counted).
-pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
-    let mut code = 0;
+/// Counts what a backup of `accounts` would fetch, told per folder and per account, the
+/// process confined by `confine` before it connects.
+pub fn run(accounts: &[Account], confine: &dyn Confine, sink: &dyn Sink) -> Summary {
+    let mut counted_all = true;
     // Prune's dry run reads the archived copies back: the keys are read before the sandbox
     // closes (nothing is created: a missing key file stays missing).
     let keys: Vec<Result<Option<Keys>>> = accounts.iter().map(prune_keys).collect();
@@ -40,24 +36,24 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
         accounts.iter().position(|b| std::ptr::eq(a, b)).and_then(|k| keys[k].as_ref().ok()).and_then(Option::as_ref)
     };
     let pruning = std::sync::atomic::AtomicUsize::new(0);
-    let counted = read_only(accounts, sandbox, |a, s| {
+    let counted = read_only(accounts, confine, |a, s| {
         let (planned, problems) = count_account(a, keys_of(a), s, sink)?;
         pruning.fetch_add(problems, std::sync::atomic::Ordering::Relaxed);
         Ok(planned)
     });
     if pruning.into_inner() > 0 {
-        code = EXIT_FAILURE;
+        counted_all = false;
     }
-    for (k, e) in keys.iter().enumerate().filter_map(|(k, r)| Some((k, r.as_ref().err()?))) {
-        sink.error(&format!("{}: prune: {e}", accounts[k].label()));
-        code = EXIT_FAILURE;
+    for (k, error) in keys.iter().enumerate().filter_map(|(k, r)| Some((k, r.as_ref().err()?))) {
+        sink.event(Event::PruneFailed { account: &accounts[k], folder: None, error });
+        counted_all = false;
     }
     for (label, counted) in counted {
         let folders = match counted {
             Ok(f) => f,
-            Err(e) => {
-                sink.error(&format!("{label}: {e}"));
-                code = EXIT_FAILURE;
+            Err(error) => {
+                sink.event(Event::AccountNotCounted { account: &label, error: &error });
+                counted_all = false;
                 continue;
             }
         };
@@ -65,28 +61,20 @@ pub fn run(accounts: &[Account], sandbox: Mode, sink: &dyn Sink) -> i32 {
         for (name, planned) in folders {
             match planned {
                 Ok(p) => {
-                    sink.result(&format!(
-                        "{label} {}: would fetch {} message{}, {} bytes ({} already archived)",
-                        p.folder,
-                        p.messages,
-                        if p.messages == 1 { "" } else { "s" },
-                        p.bytes,
-                        p.archived
-                    ));
+                    sink.event(Event::WouldFetch { account: &label, planned: &p });
                     messages += p.messages;
                     bytes += p.bytes;
                 }
-                Err(e) => {
-                    sink.error(&format!("{label} {name}: {e}"));
+                Err(error) => {
+                    sink.event(Event::NotCounted { account: &label, folder: &name, error: &error });
                     failed += 1;
-                    code = EXIT_FAILURE;
+                    counted_all = false;
                 }
             }
         }
-        let failed = if failed > 0 { format!(" ({failed} folder(s) could not be counted)") } else { String::new() };
-        sink.result(&format!("{label}: would fetch {messages} messages, {bytes} bytes{failed}; nothing was written"));
+        sink.event(Event::WouldFetchAll { account: &label, messages, bytes, failed });
     }
-    code
+    Summary { failed: !counted_all }
 }
 
 /// Each folder's name and what a backup would fetch from it; and the number of folders

@@ -4,152 +4,19 @@
 //! folder directory only when complete.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::path::Path;
 
+use super::context::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
+use super::event::Event;
 use super::plan::{self, Batch};
 use super::rebase;
-use super::writer::{MessageWriter, Outcome, Settings, Stamp};
-use crate::account::Account;
-use crate::archive::layout::registry::{OpenFolder, Registry};
-use crate::archive::metadata::{self, Journal};
-use crate::archive::ArchiveFile;
-use crate::error::{Error, IoContext, Result};
+use super::writer::{MessageWriter, Stamp};
+use crate::archive::layout::registry::OpenFolder;
+use crate::archive::metadata::Journal;
+use crate::error::{Error, Result};
 use crate::imap::wire::{BodySink, Fetched};
 use crate::imap::{Examined, FolderStatus, Found, ImapError, ServerSpec, Session, Then};
-use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::os::dir::Dir;
-use crate::progress::Progress;
-use crate::report::{FolderFigures, Sink};
-
-/// What does not change while the folders of an account are backed up.
-pub struct Context<'a> {
-    pub account: &'a Account,
-    pub keys: Option<&'a Keys>,
-    /// Where messages go.
-    pub sink: &'a dyn Sink,
-    /// Show a progress line (one connection on a terminal: several would overwrite it).
-    pub progress: bool,
-    /// Each folder's state as the server gave it at the start of the run (LIST-STATUS or
-    /// STATUS), by wire name.
-    pub statuses: &'a HashMap<String, FolderStatus>,
-    /// The account's folders of this run, in order: the progress line says which of them
-    /// it is at.
-    pub folders: &'a [Mailbox],
-}
-
-impl Context<'_> {
-    /// The progress line of `mailbox`'s backup (`report.folder` names it).
-    pub fn progress(&self, mailbox: &Mailbox, report: &FolderReport) -> Progress {
-        let mut progress = Progress::new(format!("{} {}", self.account.user, report.folder), self.progress);
-        if let Some(k) = self.folders.iter().position(|m| m == mailbox) {
-            progress.place(k + 1, self.folders.len());
-        }
-        progress
-    }
-
-    /// The UIDNEXT below which a pass that opened `mailbox` saw every message: the one its
-    /// EXAMINE gave, else the one of the run's start (Courier gives UIDNEXT only in STATUS)
-    /// when it is of the same UIDVALIDITY. That one is never too high: it was asked before
-    /// the EXAMINE, and a message that arrived in between is looked at again next time.
-    pub fn uidnext(&self, mailbox: &Mailbox, examined: &Examined) -> Option<u32> {
-        examined.uid_next.or_else(|| {
-            let status = self.statuses.get(&mailbox.wire)?;
-            status.uidnext.filter(|_| status.uidvalidity.is_some() && status.uidvalidity == examined.uid_validity)
-        })
-    }
-}
-
-/// What happened to one folder.
-#[derive(Debug)]
-pub struct FolderReport {
-    pub folder: String,
-    pub new: usize,
-    pub existing: usize,
-    pub failed: usize,
-    /// Messages expunged between listing and fetching.
-    pub vanished: usize,
-    /// Messages of a previous UIDVALIDITY recognised under their new UIDs and linked from
-    /// the archive, not fetched again (counted as already archived too).
-    pub renumbered: usize,
-    /// Archived messages known to have left the server (kept only in the archive).
-    pub only_in_archive: u64,
-    /// Of those, the ones this run found gone.
-    pub left_server: usize,
-    pub bytes: u64,
-    pub started: Instant,
-    /// What went wrong, for `--report`.
-    pub errors: Vec<String>,
-    /// The terminal's progress line.
-    pub progress: Progress,
-    /// Of `new`, the messages linked from Gmail's All Mail rather than downloaded.
-    pub linked: usize,
-    /// Gmail's download limit stopped the folder (and the account).
-    pub capped: bool,
-}
-
-impl FolderReport {
-    /// An empty report for `folder`, timed from now.
-    pub fn new(folder: &str) -> FolderReport {
-        FolderReport {
-            folder: folder.to_string(),
-            new: 0,
-            existing: 0,
-            failed: 0,
-            vanished: 0,
-            renumbered: 0,
-            only_in_archive: 0,
-            left_server: 0,
-            bytes: 0,
-            started: Instant::now(),
-            errors: Vec::new(),
-            progress: Progress::new(folder.to_string(), false),
-            linked: 0,
-            capped: false,
-        }
-    }
-
-    /// The figures `--report` gives.
-    pub fn figures(&self) -> FolderFigures {
-        FolderFigures {
-            name: self.folder.clone(),
-            new: self.new,
-            archived: self.new + self.existing,
-            failed: self.failed,
-            bytes: self.bytes,
-            seconds: self.started.elapsed().as_secs_f64(),
-            errors: self.errors.clone(),
-            only_in_archive: self.only_in_archive,
-            left_server: self.left_server,
-            pruned: None,
-        }
-    }
-
-    /// The one-line summary: `folder: N new, M already archived, K failed, bytes, seconds`
-    /// (and messages that vanished while fetched, or are kept only in the archive).
-    pub fn summary(&self) -> String {
-        let mut vanished = if self.vanished > 0 { format!(", {} vanished", self.vanished) } else { String::new() };
-        if self.only_in_archive > 0 {
-            vanished += &format!(", {} only in the archive", self.only_in_archive);
-        }
-        let mut renumbered =
-            if self.renumbered > 0 { format!(", {} renumbered", self.renumbered) } else { String::new() };
-        if self.linked > 0 {
-            renumbered += &format!(" ({} of them linked from All Mail)", self.linked);
-        }
-        format!(
-            "{}: {} new, {} already archived, {} failed{renumbered}{vanished}, {} bytes, {:.2} s",
-            self.folder,
-            self.new,
-            self.existing,
-            self.failed,
-            self.bytes,
-            self.started.elapsed().as_secs_f64()
-        )
-    }
-}
 
 /// Why a pass over the folder stopped.
 pub(super) enum Stop {
@@ -175,7 +42,7 @@ impl From<Error> for Stop {
 fn imap_stop<'a>(spec: &'a ServerSpec, what: &'a str) -> impl Fn(ImapError) -> Stop + 'a {
     move |e| {
         let err = spec.imap_error(what, &e);
-        if super::gmail::over_cap(&err.to_string()) {
+        if super::context::over_cap(&err.to_string()) {
             Stop::Cap(err.to_string())
         } else if e.breaks_session() {
             Stop::Connection(err.to_string())
@@ -201,34 +68,11 @@ struct Lessons {
 impl Lessons {
     /// Gives up `uid` for this run, saying why.
     fn leave_out(&mut self, ctx: &Context<'_>, report: &mut FolderReport, uid: u32, why: &str) {
-        let why = format!("UID {uid} left out: {why}");
         if self.left_out.insert(uid) {
             report.failed += 1;
-            report.errors.push(why.clone());
+            report.errors.push(format!("UID {uid} left out: {why}"));
         }
-        ctx.sink.warning(&format!("{} {}: {why}", ctx.account.label(), report.folder));
-    }
-}
-
-/// Where a folder's messages go: the root's records (shared by the connections of one
-/// account) and the folder's user directory.
-pub struct Place<'a> {
-    /// The archive root's records.
-    pub registry: &'a Mutex<Registry>,
-    /// The account's user directory in the root.
-    pub account_dir: &'a str,
-}
-
-impl Place<'_> {
-    /// The records, locked for one short step.
-    pub fn records(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The metadata journal of `mailbox` at `uidvalidity` (opened when first written).
-    pub fn journal(&self, ctx: &Context<'_>, mailbox: &Mailbox, uidvalidity: u32) -> Journal {
-        let root = self.records().root().to_path_buf();
-        Journal::new(metadata::journal_path(&root, self.account_dir, &mailbox.wire, uidvalidity), ctx.keys.cloned())
+        ctx.sink.event(Event::LeftOut { account: ctx.account, folder: &report.folder, uid, why });
     }
 }
 
@@ -254,37 +98,37 @@ pub fn backup(
 ) -> Result<FolderReport> {
     let name = mailbox.shown();
     let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
-    report.progress = ctx.progress(mailbox, &report);
+    ctx.progress_begun(mailbox, &report);
     let mut lessons = Lessons::default();
     loop {
         match pass(ctx, session, place, mailbox, &mut report, &mut lessons) {
             Ok(()) => {
-                report.progress.clear();
+                ctx.progress_cleared();
                 return Ok(report);
             }
             // Stopped by a signal: what is archived so far is this folder's result.
-            Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(report)),
+            Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(ctx, report)),
             Err(Stop::Cap(why)) => {
-                report.progress.clear();
+                ctx.progress_cleared();
                 report.capped = true;
                 report.errors.push(why);
                 return Ok(report);
             }
-            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(report)),
+            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(ctx, report)),
             Err(Stop::Connection(why)) => {
-                report.progress.clear();
+                ctx.progress_cleared();
                 let notice = session.lost(&why)?;
-                ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
+                ctx.sink.event(Event::Reconnected { account: ctx.account, notice: &notice });
             }
             // Each time, a message more is fetched alone or left out: this ends.
-            Err(Stop::Again) => report.progress.clear(),
+            Err(Stop::Again) => ctx.progress_cleared(),
             Err(Stop::Fatal(e)) => return Err(e),
         }
     }
 }
 
-fn interrupted(mut report: FolderReport) -> FolderReport {
-    report.progress.clear();
+fn interrupted(ctx: &Context<'_>, mut report: FolderReport) -> FolderReport {
+    ctx.progress_cleared();
     report.errors.push("interrupted".into());
     report
 }
@@ -372,26 +216,8 @@ fn pass(
     if let Some((old, aside)) = &opened.retired {
         let previous = recognised.as_ref().map_or(0, |r: &rebase::Rebased| r.previous);
         let found = recognised.as_ref().map_or(0, |r| r.linked.len());
-        if previous > 0 && found == previous {
-            // The same mail, renumbered: nothing to worry about.
-            ctx.sink.remark(&format!(
-                "{}: UIDVALIDITY changed ({old} -> {uidvalidity}), the mail did not: all {found} messages recognised, \
-                 none fetched again; the previous numbering stays in {}",
-                report.folder,
-                aside.display()
-            ));
-        } else {
-            let also = if found > 0 {
-                format!(" ({found} of its {previous} messages recognised in the new numbering, not fetched again)")
-            } else {
-                String::new()
-            };
-            ctx.sink.warning(&format!(
-                "{}: UIDVALIDITY changed ({old} -> {uidvalidity}): the old archive was moved to {}{also}",
-                report.folder,
-                aside.display()
-            ));
-        }
+        let (old, new) = (*old, uidvalidity);
+        ctx.sink.event(Event::Renumbered { folder: &report.folder, old, new, found, previous, aside });
     }
     let sized = match found {
         Found::Sizes(sizes) => {
@@ -421,7 +247,7 @@ fn pass(
         }
     }
     let budget = ctx.account.buffer_size;
-    report.progress.start(sized.len(), sized.iter().map(|&(_, size)| u64::from(size)).sum());
+    ctx.progress_total(sized.len(), sized.iter().map(|&(_, size)| u64::from(size)).sum());
     let mut writer = writer_for(ctx, place, &opened)?;
     let batches = plan::batches(&sized, budget, &|uid| lessons.one_by_one.contains(&uid));
     let fetched = (|| -> std::result::Result<(), Stop> {
@@ -471,12 +297,12 @@ fn pass(
                         Ok(answers) => Ok(answers),
                         Err(ImapError::Refused(text)) => Err(Ok(text)),
                         Err(ImapError::TooMuch(why)) => {
-                            ctx.sink.warning(&format!(
-                                "{} {}: UID FETCH: {why}; asking for those {} messages one at a time",
-                                ctx.account.label(),
-                                report.folder,
-                                uids.len()
-                            ));
+                            ctx.sink.event(Event::OneAtATime {
+                                account: ctx.account,
+                                folder: &report.folder,
+                                why: &why,
+                                count: uids.len(),
+                            });
                             lessons.one_by_one.extend(uids.iter().copied());
                             Err(Err(Stop::Again))
                         }
@@ -562,97 +388,10 @@ fn relink(
         Err(rebase::Failure::Other(e)) if e.is_interrupted() => Err(Stop::Fatal(e)),
         Err(rebase::Failure::Other(e)) => {
             lessons.relinked = true;
-            ctx.sink.warning(&format!(
-                "{} {}: the messages of the previous UIDVALIDITY could not be recognised ({e}); fetching them",
-                ctx.account.label(),
-                report.folder
-            ));
+            ctx.sink.event(Event::NotRecognised { account: ctx.account, folder: &report.folder, error: &e });
             Ok(None)
         }
     }
-}
-
-/// Counts the writer's outcomes in the report and records the stored messages' metadata
-/// (their files are committed by now). Metadata that cannot be written is said once and
-/// left out for the rest of the folder: the messages are safe, restore does without it.
-pub(super) fn tally(
-    ctx: &Context<'_>,
-    report: &mut FolderReport,
-    journal: &mut Option<Journal>,
-    outcomes: Vec<Outcome>,
-) {
-    let mut entries = Vec::new();
-    for o in outcomes {
-        match o {
-            Outcome::Stored(entry) => {
-                let (uid, size) = (entry.uid, entry.size);
-                report.new += 1;
-                report.bytes += size;
-                report.progress.tick(size);
-                ctx.sink.message_stored(size);
-                ctx.sink.detail(&format!("{} {}: UID {uid} archived ({size} bytes)", ctx.account.user, report.folder));
-                entries.push(entry);
-            }
-            Outcome::Existing(_) => report.existing += 1,
-        }
-    }
-    if let (false, Some(j)) = (entries.is_empty(), journal.as_mut()) {
-        if let Err(e) = j.messages(&entries) {
-            metadata_lost(ctx, report, journal, &e);
-        }
-    }
-}
-
-/// Has the folder's new metadata made durable before the folder is recorded complete:
-/// with the journals of the other folders, when the marks are written (one commit for
-/// all of them on a journaling file system, instead of one a folder).
-pub(super) fn sync_journal(ctx: &Context<'_>, report: &FolderReport, place: &Place<'_>, journal: &mut Option<Journal>) {
-    if let Some(Err(e)) = journal.as_mut().map(Journal::end_unsynced) {
-        metadata_lost(ctx, report, journal, &e);
-    }
-    if let Some(j) = journal {
-        place.records().sync_before_marks(j.path());
-    }
-}
-
-pub(super) fn metadata_lost(ctx: &Context<'_>, report: &FolderReport, journal: &mut Option<Journal>, e: &Error) {
-    ctx.sink.warning(&format!("{} {}: metadata not kept: {e}", ctx.account.label(), report.folder));
-    *journal = None;
-}
-
-/// The archive files of `mailbox`'s folder directory (0 when it has none).
-pub fn count_files(place: &Place<'_>, mailbox: &Mailbox) -> Result<usize> {
-    let Some(dir) = place.records().folder_of(place.account_dir, mailbox).map(|r| r.dir.clone()) else {
-        return Ok(0);
-    };
-    match place.records().open_beneath(&Path::new(place.account_dir).join(dir)) {
-        Ok(dir) => Ok(archived_uids(&dir)?.len()),
-        Err(_) => Ok(0),
-    }
-}
-
-/// UIDs that have a file in the folder directory, in any form: one directory listing,
-/// no file opened.
-pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
-    let mut uids = HashSet::new();
-    dir.for_each_name(|name| {
-        if let Some(uid) = ArchiveFile::from_path(PathBuf::from(name)).and_then(|f| f.uid) {
-            uids.insert(uid);
-        }
-    })
-    .at(dir.path())?;
-    Ok(uids)
-}
-
-/// The writer of the messages of a folder opened for them.
-pub(super) fn writer_for(ctx: &Context<'_>, place: &Place<'_>, opened: &OpenFolder) -> Result<MessageWriter> {
-    MessageWriter::spawn(Settings {
-        dir: opened.dir.clone(),
-        tmp_dir: place.records().tmp()?,
-        form: ctx.account.form,
-        level: ctx.account.level,
-        keys: ctx.keys.cloned(),
-    })
 }
 
 /// The largest literal accepted in an answer: more than any message we planned for.
@@ -669,7 +408,7 @@ const WHOLE: &str = "(UID FLAGS INTERNALDATE BODY.PEEK[])";
 /// A `UID FETCH` whose answers broke the session.
 fn fetch_lost(session: &Session, e: &ImapError) -> Stop {
     let why = format!("UID FETCH: {}", e.describe(session.spec().timeout));
-    if super::gmail::over_cap(&why) {
+    if super::context::over_cap(&why) {
         return Stop::Cap(why);
     }
     Stop::Connection(why)
@@ -687,14 +426,14 @@ fn store_whole(
 ) -> std::result::Result<(), Stop> {
     let answers = match answers {
         Ok(a) => a,
-        Err(Ok(text)) if super::gmail::over_cap(&text) => {
+        Err(Ok(text)) if super::context::over_cap(&text) => {
             return Err(Stop::Cap(format!("UID FETCH refused: {}", crate::imap::error::quote(&text))))
         }
         Err(Ok(text)) => {
             // A refused batch fails its messages, not the folder: the next run retries them.
-            let why = format!("UID FETCH refused: {}", crate::imap::error::quote(&text));
-            ctx.sink.warning(&format!("{} {}: {why}", ctx.account.label(), report.folder));
-            report.errors.push(why);
+            let text = crate::imap::error::quote(&text);
+            ctx.sink.event(Event::FetchRefused { account: ctx.account, folder: &report.folder, text: &text });
+            report.errors.push(format!("UID FETCH refused: {text}"));
             report.failed += uids.iter().filter(|u| early.remove(u).is_none()).count();
             return Ok(());
         }
@@ -809,7 +548,7 @@ fn fetch_alone(
             }
             writer.abort()?;
             return Err(match e {
-                ImapError::Refused(text) if super::gmail::over_cap(&text) => {
+                ImapError::Refused(text) if super::context::over_cap(&text) => {
                     Stop::Cap(format!("UID FETCH refused: {}", crate::imap::error::quote(&text)))
                 }
                 ImapError::Refused(text) => Stop::Fatal(Error::runtime(format!(

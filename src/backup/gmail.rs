@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::folder::{self, Context, FolderReport, Place};
+use super::context::{self, Context, FolderReport, Place};
+use super::event::Event;
+use super::folder;
 use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::ArchiveFile;
 use crate::error::{Error, IoContext, Result};
@@ -27,12 +29,6 @@ pub const MAX_CONNECTIONS: usize = 15;
 
 /// Records written to a journal at a time.
 const ENTRIES_PER_WRITE: usize = 1000;
-
-/// Whether a server's text says its download limit was reached (Gmail's `[OVERQUOTA]`
-/// answer; also its `[ALERT]` form of the same words).
-pub fn over_cap(text: &str) -> bool {
-    text.contains("[OVERQUOTA]") || text.to_ascii_lowercase().contains("exceeded command or bandwidth limits")
-}
 
 /// Which folders play which part, by the special-use attributes of their LIST entries.
 #[derive(Debug)]
@@ -121,14 +117,14 @@ pub fn all_mail(ctx: &Context<'_>, session: &mut Session, place: &Place<'_>, mai
         let written =
             changed.chunks(ENTRIES_PER_WRITE).try_for_each(|c| journal.gmail(c)).and_then(|()| journal.sync());
         match written {
-            Ok(()) => ctx.sink.remark(&format!(
-                "{} {}: labels recorded or changed for {} message{}",
-                ctx.account.label(),
-                mailbox.shown(),
-                changed.len(),
-                if changed.len() == 1 { "" } else { "s" }
-            )),
-            Err(e) => ctx.sink.warning(&format!("{} {}: labels not kept: {e}", ctx.account.label(), mailbox.shown())),
+            Ok(()) => ctx.sink.event(Event::LabelsRecorded {
+                account: ctx.account,
+                folder: &mailbox.shown(),
+                count: changed.len(),
+            }),
+            Err(error) => {
+                ctx.sink.event(Event::LabelsNotKept { account: ctx.account, folder: &mailbox.shown(), error: &error })
+            }
         }
     }
     Ok(AllMail { dir, files, by_msgid, index })
@@ -151,7 +147,7 @@ pub fn link_folder(
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
-    let archived = folder::archived_uids(&opened.dir)?;
+    let archived = context::archived_uids(&opened.dir)?;
     let mut journal: Option<Journal> = Some(place.journal(ctx, mailbox, uidvalidity));
     let tmp = place.records().tmp()?;
     let mut missing = 0usize;
@@ -205,11 +201,11 @@ pub fn link_folder(
         opened.dir.sync().at(opened.dir.path())?;
         if let (false, Some(j)) = (entries.is_empty(), journal.as_mut()) {
             if let Err(e) = j.messages(&entries) {
-                folder::metadata_lost(ctx, &report, &mut journal, &e);
+                context::metadata_lost(ctx, &report, &mut journal, &e);
             }
         }
     }
-    folder::sync_journal(ctx, &report, place, &mut journal);
+    context::sync_journal(ctx, &report, place, &mut journal);
     let complete = missing == 0;
     if let (true, Some(uidnext), None) = (complete, ctx.uidnext(mailbox, &examined), ctx.account.since) {
         place.records().set_complete(place.account_dir, mailbox, uidnext)?;
@@ -272,11 +268,8 @@ pub fn run(
         Ok(a) => Some(a),
         Err(None) => None,
         Err(Some(e)) => {
-            ctx.sink.warning(&format!(
-                "{} {}: Gmail labels not asked ({e}); the other folders are archived as on any server",
-                ctx.account.label(),
-                plan.all_mail.shown()
-            ));
+            let folder = &plan.all_mail.shown();
+            ctx.sink.event(Event::LabelsNotAsked { account: ctx.account, folder, error: &e });
             None
         }
     };
@@ -299,11 +292,7 @@ pub fn run(
             Ok((r, false)) => out.ordinary.push((i, Some(r))),
             Err(e) if e.is_interrupted() => return Err(e),
             Err(e) => {
-                ctx.sink.warning(&format!(
-                    "{} {}: not linked from All Mail ({e}); fetched as on any server",
-                    ctx.account.label(),
-                    m.shown()
-                ));
+                ctx.sink.event(Event::NotLinked { account: ctx.account, folder: &m.shown(), error: &e });
                 out.ordinary.push((i, None));
             }
         }
@@ -335,14 +324,5 @@ mod tests {
         // All Mail left out of the backup (an exclude, or -f): no Gmail mode.
         assert!(Plan::of(&entries, &folders[..1]).is_none());
         assert!(Plan::of(&entries[..1], &folders).is_none());
-    }
-
-    #[test]
-    fn the_download_cap_is_recognised() {
-        assert!(over_cap(
-            "the server hung up: \"[OVERQUOTA] Account exceeded command or bandwidth limits. (Failure)\""
-        ));
-        assert!(over_cap("[ALERT] Account exceeded command or bandwidth limits. (Failure)"));
-        assert!(!over_cap("[ALERT] Too many simultaneous connections. (Failure)"));
     }
 }

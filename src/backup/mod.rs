@@ -1,12 +1,17 @@
 //! Backup: each account's folders into the archive, incrementally by UID, one crash-safe
 //! file per message. One failing account never stops the others.
 
+pub mod context;
 pub mod dry_run;
+pub mod event;
 pub mod folder;
+pub mod folder_report;
 pub mod gmail;
+pub mod list_folders;
 pub mod new_mail;
 pub mod pipelining;
 pub mod plan;
+pub mod prepare;
 pub mod prune_step;
 pub mod rebase;
 pub mod refresh;
@@ -14,27 +19,27 @@ pub mod roots;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::account::{Account, Credential, Folders};
+use crate::account::{Account, Folders};
 use crate::archive::layout::registry::{Claim, Registry};
 use crate::credential_helper;
-use crate::error::{Result, EXIT_FAILURE};
-use crate::imap::auth::{Ask, Renewal};
-use crate::imap::{self, Auth, FolderStatus, ServerSpec, Session};
-use crate::keys::Keys;
+use crate::error::Result;
+use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
-use crate::oauth2::TokenSource;
-use crate::report::{Output, Sink};
-use crate::sandbox::{self, Mode, Rules};
+use crate::report::Output;
+use crate::sandbox::{Confine, Rules};
 
-pub use folder::FolderReport;
+pub use context::FolderReport;
+pub use event::{Event, Sink};
+pub use list_folders::{list_folders, Listing};
+pub use prepare::{connection, Connection};
+use prepare::{oauth2_dirs, oauth2_ports, prepare, Prepared};
 
-/// Backs up every account; returns the exit code (0 only when everything worked).
+/// Backs up every account; returns what came of them (the caller picks the exit code).
 ///
 /// Three phases, so the sandbox can close in between: everything that needs the wider
 /// system (password commands, key files, CA files, DNS, making a missing archive root)
@@ -44,46 +49,43 @@ pub use folder::FolderReport;
 /// backed up, each root claimed (locked, its records opened) only once an account of it
 /// has logged in. One failing account never stops the others.
 ///
-/// `writable` are more directories the run may write in once confined (where `--report`
-/// goes). After SIGINT or SIGTERM no further account is begun.
-pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf], sink: &dyn Sink) -> i32 {
+/// `confine` closes the sandbox; `writable` are more directories the run may write in
+/// once confined (where `--report` goes). After SIGINT or SIGTERM no further account is
+/// begun.
+pub fn run(accounts: &[Account], out: Output, confine: &dyn Confine, writable: &[PathBuf], sink: &dyn Sink) -> Summary {
     let started = std::time::Instant::now();
     // First of all, while the process holds the least: the helper gets a copy of it.
     let renewals = match credential_helper::renewals(accounts) {
         Ok(r) => r,
-        Err(e) => {
-            sink.error(&e.to_string());
-            return EXIT_FAILURE;
+        Err(error) => {
+            sink.event(Event::Failed { error: &error });
+            return Summary::aborted(accounts.len(), started);
         }
     };
     // Dropped last, on every way out: roots made for accounts that never logged in go.
     let mut roots = roots::Roots::default();
-    let mut code = 0;
     let mut ready = Vec::new();
-    let failed = |account: &Account, e: &crate::error::Error| {
-        sink.error(&format!("{}: {e}", account.label()));
-        sink.account_failed(&account.user, &account.host, &e.to_string());
+    let failed = |account: &Account, error: &crate::error::Error| {
+        sink.event(Event::AccountFailed { account, error });
     };
     for (account, renewal) in accounts.iter().zip(renewals) {
         if crate::interrupt::requested() {
-            return crate::interrupt::exit_code();
+            return Summary::aborted(accounts.len(), started);
         }
         match prepare(account, sink, &mut roots) {
             Ok(p) => ready.push(Prepared { renewal: renewal.or(p.renewal.clone()), ..p }),
-            Err(e) => {
-                failed(account, &e);
-                code = EXIT_FAILURE;
-            }
+            Err(e) => failed(account, &e),
         }
     }
     if ready.is_empty() {
         let failed = accounts.len();
-        Tally { accounts: failed, failed, new: 0, bytes: 0, left: 0, started, reached: false }.say(sink);
-        return code;
+        let summary = Summary { failed, ..Summary::aborted(failed, started) }.ended(started);
+        sink.event(Event::Finished { summary: &summary });
+        return summary;
     }
-    if let Err(e) = roots.start_janitor() {
-        sink.error(&e.to_string());
-        return EXIT_FAILURE;
+    if let Err(error) = roots.start_janitor() {
+        sink.event(Event::Failed { error: &error });
+        return Summary::aborted(accounts.len(), started);
     }
     let rules = Rules {
         read_write: roots.paths().into_iter().chain(writable.iter().cloned()).chain(oauth2_dirs(&ready)).collect(),
@@ -92,31 +94,28 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
         cross_dir_renames: true,
         ..Rules::default()
     };
-    match sandbox::restrict(&rules, sandbox) {
-        Ok(status) if !status.fully_enforced() => sink.remark(&format!("sandbox: {status}")),
+    match confine.confine(&rules) {
+        Ok(status) if !status.fully_enforced() => sink.event(Event::SandboxPartial { status: &status }),
         Ok(_) => {}
-        Err(e) => {
-            sink.error(&e.to_string());
-            for p in &ready {
-                sink.account_failed(&p.account.user, &p.account.host, &e.to_string());
-            }
-            return EXIT_FAILURE;
+        Err(error) => {
+            let accounts: Vec<&Account> = ready.iter().map(|p| p.account).collect();
+            sink.event(Event::SandboxRefused { error: &error, accounts: &accounts });
+            return Summary::aborted(accounts.len(), started);
         }
     }
-    crate::probe::after_confinement();
     let failed_early = accounts.len() - ready.len();
-    let mut tally =
-        Tally { accounts: accounts.len(), failed: failed_early, new: 0, bytes: 0, left: 0, started, reached: false };
+    let mut tally = Summary { failed: failed_early, ..Summary::aborted(accounts.len(), started) };
+    tally.aborted = false;
     for p in ready {
         if crate::interrupt::requested() {
             break;
         }
         let account = p.account;
         let source = p.source.clone();
-        sink.account_started(&account.user, &account.host);
+        sink.event(Event::AccountStarted { account });
         let outcome = backup_account(p, out, sink, &mut roots);
-        if let Some(w) = source.and_then(|s| s.take_warning()) {
-            sink.warning(&format!("{}: {w}", account.label()));
+        if let Some(warning) = source.and_then(|s| s.take_warning()) {
+            sink.event(Event::TokenWarning { account, warning: &warning });
         }
         match outcome {
             Ok(totals) => {
@@ -126,279 +125,68 @@ pub fn run(accounts: &[Account], out: Output, sandbox: Mode, writable: &[PathBuf
                 tally.bytes += totals.bytes;
                 if totals.failed > 0 || totals.capped {
                     tally.failed += 1;
-                    code = EXIT_FAILURE;
                 }
             }
             Err(e) => {
                 failed(account, &e);
                 tally.failed += 1;
-                code = EXIT_FAILURE;
             }
         }
     }
-    if crate::interrupt::requested() {
-        return crate::interrupt::exit_code();
+    let tally = tally.ended(started);
+    if !crate::interrupt::requested() {
+        sink.event(Event::Finished { summary: &tally });
     }
-    tally.say(sink);
-    code
+    tally
 }
 
-/// What became of the accounts of a run, for its last line.
-struct Tally {
-    accounts: usize,
-    failed: usize,
-    new: usize,
-    bytes: u64,
+/// What became of the accounts of a run, for its last line and the exit code.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    /// Accounts of the run.
+    pub accounts: usize,
+    /// Of those, the ones that failed (or not to the end).
+    pub failed: usize,
+    /// Messages archived.
+    pub new: usize,
+    /// Their bytes.
+    pub bytes: u64,
     /// Archived messages found to have left the server.
-    left: usize,
-    /// When the run began.
-    started: std::time::Instant,
+    pub left: usize,
+    /// How long the run took.
+    pub elapsed: Duration,
     /// Whether an account got as far as its folders (a single account that did not has
     /// said why in its error, which ends the run).
-    reached: bool,
+    pub reached: bool,
+    /// The run stopped before its accounts' end: the credential helper, the janitor or the
+    /// sandbox failed, or a signal came.
+    pub aborted: bool,
 }
 
-impl Tally {
-    /// One line to end the run (`2 accounts: 1 ok, 1 failed; 35 new messages, B bytes in
-    /// 4 min 12 s (1.2 MiB/s)[; N left the server]`): a result, so `--quiet` keeps a good
-    /// run silent as cron wants, but a warning when one of several accounts failed, so the
-    /// mail cron sends has the whole count.
-    fn say(&self, sink: &dyn Sink) {
-        if self.accounts < 2 && !self.reached {
-            return;
-        }
-        let elapsed = self.started.elapsed();
-        let mut line = format!(
-            "{} account{}: {} ok, {} failed; {} new message{}, {} bytes in {}",
-            self.accounts,
-            if self.accounts == 1 { "" } else { "s" },
-            self.accounts - self.failed,
-            self.failed,
-            self.new,
-            if self.new == 1 { "" } else { "s" },
-            self.bytes,
-            crate::progress::duration(elapsed)
-        );
-        if self.bytes > 0 && elapsed.as_secs_f64() >= 0.5 {
-            line += &format!(" ({}/s)", crate::progress::bytes((self.bytes as f64 / elapsed.as_secs_f64()) as u64));
-        }
-        if self.left > 0 {
-            line += &format!("; {} left the server (kept in the archive)", self.left);
-        }
-        if self.failed > 0 && self.accounts > 1 {
-            sink.warning(&line);
-        } else {
-            sink.result(&line);
+impl Summary {
+    /// A run of `accounts` stopped before it got anywhere.
+    fn aborted(accounts: usize, started: std::time::Instant) -> Summary {
+        Summary {
+            accounts,
+            failed: 0,
+            new: 0,
+            bytes: 0,
+            left: 0,
+            elapsed: started.elapsed(),
+            reached: false,
+            aborted: true,
         }
     }
-}
 
-/// An account with everything it needs from outside the archive already in hand.
-struct Prepared<'a> {
-    account: &'a Account,
-    /// The archive root, as the sandbox knows it.
-    root: PathBuf,
-    keys: Option<Keys>,
-    /// The key file was made by this run, for the user directory `guessed_dir` (the one
-    /// recorded for the server, or the one that would be made).
-    keys_created: bool,
-    guessed_dir: String,
-    auth: Auth,
-    /// Where a fresh credential comes from during the run (the credential helper, or the
-    /// account's OAuth 2.0 token source).
-    renewal: Option<Renewal>,
-    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in.
-    source: Option<Arc<TokenSource>>,
-    spec: ServerSpec,
-    addrs: Vec<SocketAddr>,
-}
-
-/// The token endpoints' ports of the accounts with OAuth 2.0 built in: renewing a token
-/// mid-run connects there.
-fn oauth2_ports<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = u16> + 'p {
-    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.port()))
-}
-
-/// The token files' directories: a provider that rotates refresh tokens (Microsoft) has
-/// the new one written there mid-run.
-fn oauth2_dirs<'p>(ready: &'p [Prepared<'_>]) -> impl Iterator<Item = PathBuf> + 'p {
-    ready.iter().filter_map(|p| p.source.as_ref().map(|s| s.dir()))
-}
-
-/// Phase one: trust anchors, credentials, addresses, the root (made when missing, its
-/// lock checked, its records read and checked), keys.
-fn prepare<'a>(account: &'a Account, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Prepared<'a>> {
-    account.validate()?;
-    // Before anything is created: a refused CA file, password or server name leaves no
-    // archive root, lock or key file behind.
-    let spec = server_spec(account)?;
-    // A sealed OAuth2 token opens with the archive's key: loaded first, and used for both.
-    let early_keys = crate::oauth2::login::keys_for(account)?;
-    let source = crate::oauth2::login::source_for(account, early_keys.as_ref())?;
-    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
-    // The real path: the sandbox rules and a symlinked root must agree.
-    let root = roots.prepare(&account.root)?;
-    // Records that give a directory two owners are refused here, before anything is
-    // fetched or moved.
-    let guessed_dir = Registry::read(&root)?.account_dir(&spec.endpoint(), &account.user);
-    let (keys, keys_created) = load_keys(account, &root, &guessed_dir, sink, early_keys)?;
-    let renewal = source.as_ref().map(TokenSource::renewal);
-    Ok(Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, source, spec, addrs })
-}
-
-/// Everything needed to connect to an account's server, obtained before the sandbox
-/// closes.
-pub struct Connection {
-    /// TLS settings and timeout.
-    pub spec: ServerSpec,
-    /// The first credential.
-    pub auth: Auth,
-    /// The server's addresses.
-    pub addrs: Vec<SocketAddr>,
-    /// The account's OAuth 2.0 token source, when it has OAuth 2.0 built in: a session
-    /// renews through it, and the sandbox lets it reach the token endpoint and write the
-    /// token file's directory.
-    pub source: Option<Arc<TokenSource>>,
-}
-
-/// Everything needed to connect to the account's server, obtained now (before the
-/// sandbox closes): TLS settings, the credential and the addresses.
-pub fn connection(account: &Account) -> Result<Connection> {
-    let spec = server_spec(account)?;
-    let keys = crate::oauth2::login::keys_for(account)?;
-    let source = crate::oauth2::login::source_for(account, keys.as_ref())?;
-    let (auth, addrs) = login_and_addresses(account, &spec, source.as_deref())?;
-    Ok(Connection { spec, auth, addrs, source })
-}
-
-/// How to reach the account's server: TLS settings (the CA file is read now) and timeout.
-fn server_spec(account: &Account) -> Result<ServerSpec> {
-    let mut spec = ServerSpec::named(
-        &account.host,
-        account.port,
-        account.starttls,
-        account.ca_file.as_deref(),
-        account.pin_sha256.as_deref(),
-        account.names,
-    )?;
-    spec.timeout = Duration::from_secs(account.timeout);
-    if !account.pipelining {
-        spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
+    /// The same, timed up to now.
+    fn ended(self, started: std::time::Instant) -> Summary {
+        Summary { elapsed: started.elapsed(), ..self }
     }
-    Ok(spec)
-}
 
-/// The credential to log in with (from the account's OAuth 2.0 token `source`, if it has
-/// one) and the server's addresses.
-fn login_and_addresses(
-    account: &Account,
-    spec: &ServerSpec,
-    source: Option<&TokenSource>,
-) -> Result<(Auth, Vec<SocketAddr>)> {
-    let auth = match source {
-        Some(s) => Auth::OAuth2 { user: account.user.clone(), token: s.token(Ask::Login)? },
-        None => match account.credential()? {
-            Credential::Password(password) => Auth::Login { user: account.user.clone(), password },
-            Credential::OAuth2(token) => Auth::OAuth2 { user: account.user.clone(), token },
-        },
-    };
-    let addrs = imap::resolve(&spec.host, spec.port)?;
-    Ok((auth, addrs))
-}
-
-/// One folder as `--list-folders` shows it.
-#[derive(Debug)]
-pub struct Listing {
-    /// The mailbox.
-    pub mailbox: Mailbox,
-    /// Its folder directory in the user directory: recorded, or the one a backup would make.
-    pub dir: String,
-    /// Messages in it (STATUS); `None` when it cannot be selected.
-    pub messages: Option<u32>,
-    /// Left out by `--exclude` (or not named with `-f`).
-    pub excluded: bool,
-    /// Whether it can hold messages (not `\Noselect`).
-    pub selectable: bool,
-}
-
-/// Lists every account's folders with the directory a backup uses for each. Writes
-/// nothing: the process is confined to reading the archive roots before it connects.
-pub fn list_folders(accounts: &[Account], sandbox: Mode) -> Vec<(String, Result<Vec<Listing>>)> {
-    read_only(accounts, sandbox, list_account)
-}
-
-/// Runs `each` on a session with every account's server, the process confined to reading
-/// the archive roots (nothing is created, not even the root); each account's label with
-/// what came of it.
-fn read_only<T>(
-    accounts: &[Account],
-    sandbox: Mode,
-    each: impl Fn(&Account, &mut Session) -> Result<T>,
-) -> Vec<(String, Result<T>)> {
-    let mut ready = Vec::new();
-    let mut results = Vec::new();
-    for account in accounts {
-        let needs = account.validate().and_then(|()| connection(account));
-        match needs {
-            Ok(s) => ready.push((account, s)),
-            Err(e) => results.push((account.label(), Err(e))),
-        }
+    /// Whether something failed: the exit code is not 0.
+    pub fn failing(&self) -> bool {
+        self.aborted || self.failed > 0
     }
-    let sources = || ready.iter().filter_map(|(_, c)| c.source.as_ref());
-    let rules = Rules {
-        read: ready.iter().map(|(a, _)| a.root.clone()).filter(|r| r.is_dir()).collect(),
-        // Rotated OAuth2 refresh tokens are written there mid-run; nothing else is.
-        read_write: sources().map(|s| s.dir()).collect(),
-        connect_tcp: ready.iter().map(|(_, c)| c.spec.port).chain(sources().map(|s| s.port())).collect(),
-        ..Rules::default()
-    };
-    if let Err(e) = sandbox::restrict(&rules, sandbox) {
-        return vec![(String::from("sandbox"), Err(e))];
-    }
-    crate::probe::after_confinement();
-    for (account, Connection { spec, auth, addrs, source }) in ready {
-        let label = account.label();
-        let mut session = Session::new(spec, addrs, auth).renewing(source.as_ref().map(TokenSource::renewal));
-        // Retries are not said: the outcome is.
-        let listed = session.connect_retrying(&mut |_| {}).and_then(|()| each(account, &mut session));
-        let _ = session.logout();
-        results.push((label.clone(), listed));
-    }
-    results
-}
-
-fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>> {
-    let mut registry = Registry::read(&account.root)?;
-    let account_dir = account_dir_seen(&registry, session, &account.user)?;
-    let listed = session.list(true).map_err(|e| session.spec().imap_error("LIST", &e))?;
-    let (entries, mut statuses) = (listed.entries, listed.statuses);
-    let missing: Vec<String> =
-        entries.iter().filter(|e| e.selectable() && !statuses.contains_key(&e.wire)).map(|e| e.wire.clone()).collect();
-    if !missing.is_empty() {
-        statuses.extend(session.statuses(&missing).map_err(|e| session.spec().imap_error("STATUS", &e))?);
-    }
-    let mut out = Vec::new();
-    for e in entries {
-        let mailbox = Mailbox::from_wire(&e.wire);
-        let excluded = match &account.folders {
-            Folders::Named(names) => !names.iter().any(|f| Mailbox::from_arg(f) == mailbox),
-            Folders::All { exclude } => exclude.iter().any(|p| mailbox.matches(p, e.delimiter)),
-        };
-        let messages = statuses.get(&e.wire).and_then(|s| s.messages).filter(|_| e.selectable());
-        out.push(Listing { dir: String::new(), mailbox, messages, excluded, selectable: e.selectable() });
-    }
-    out.sort_by_key(|l| (l.mailbox.name(), l.mailbox.wire.clone()));
-    // Directories are handed out as a backup would: the backed-up folders first, in name
-    // order, then what an exclude left out; a folder that holds no mail gets none.
-    for pass in [false, true] {
-        for l in out.iter_mut().filter(|l| l.selectable && l.excluded == pass) {
-            l.dir = registry.plan_folder(&account_dir, &l.mailbox);
-        }
-    }
-    for l in out.iter_mut().filter(|l| !l.selectable) {
-        l.dir = "-".into();
-    }
-    Ok(out)
 }
 
 /// Phase three: one account's folders. Each folder's state is asked first, all at once;
@@ -407,14 +195,13 @@ fn list_account(account: &Account, session: &mut Session) -> Result<Vec<Listing>
 /// folders that need a full pass are shared by up to `connections` connections.
 fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roots::Roots) -> Result<Totals> {
     let Prepared { account, root, keys, keys_created, guessed_dir, auth, renewal, spec, addrs, .. } = p;
-    let label = account.label();
     // Every connection of the account shares what the spec says of pipelining.
     let mut remembered = pipelining::remembered(&root, &guessed_dir);
     if remembered {
         spec.one_at_a_time.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let mut session = Session::new(spec.clone(), addrs.clone(), auth.clone()).renewing(renewal.clone());
-    session.connect_retrying(&mut |notice| sink.warning(&format!("{label}: {notice}")))?;
+    session.connect_retrying(&mut |notice| sink.event(Event::Reconnected { account, notice }))?;
     // Logged in: only now is the root the run's, and a directory claimed in it.
     roots.claim(&root)?;
     let mut registry = Registry::open(&root)?;
@@ -422,11 +209,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let same = mailstore::recognise(&registry, &mut session, &endpoint, &account.user)
         .map_err(|e| spec.imap_error("EXAMINE", &e))?;
     if let Some((dir, was)) = &same {
-        sink.result(&format!(
-            "{label}: the same mailstore as {} on {was}: continuing in {}",
-            account.user,
-            root.join(dir).display()
-        ));
+        sink.event(Event::SameMailstore { account, was, dir: &root.join(dir) });
     }
     let account_dir = registry.claim_account(&endpoint, &account.user, same.as_ref().map(|(d, _)| d.as_str()))?;
     if !remembered && account_dir != guessed_dir && pipelining::remembered(&root, &account_dir) {
@@ -473,7 +256,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         None
     };
     let connections = account.connections.max(1).min(if gmail.is_some() { gmail::MAX_CONNECTIONS } else { usize::MAX });
-    let ctx = folder::Context {
+    let ctx = context::Context {
         account,
         keys: keys.as_ref(),
         sink,
@@ -481,7 +264,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         statuses: &statuses,
         folders: &folders,
     };
-    let place = folder::Place { registry: &registry, account_dir: &account_dir };
+    let place = context::Place { registry: &registry, account_dir: &account_dir };
     // Flags are refreshed after the mail: the journals' ends are read before this run
     // appends. A journal changed since its last end record is read whole later.
     let summaries: Vec<Option<crate::archive::metadata::Summary>> =
@@ -500,15 +283,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
             lock(&clean).push(r.folder.clone());
         }
         r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
-        sink.result(&format!("{} {}", account.user, r.summary()));
-        sink.folder_done(&account.user, &account.host, r.figures());
+        sink.event(Event::FolderDone { account, report: &r });
         lock(&totals).add(&r);
     };
     // A folder that failed as a whole: said, and counted as one failure.
     let failed = |name: &str, why: String| {
-        sink.error(&format!("{label} {name}: {why}"));
         let r = FolderReport { failed: 1, errors: vec![why], ..FolderReport::new(name) };
-        sink.folder_done(&account.user, &account.host, r.figures());
+        sink.event(Event::FolderFailed { account, report: &r, why: &r.errors[0] });
         lock(&totals).add(&r);
     };
     for name in unusable {
@@ -632,12 +413,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     std::thread::scope(|scope| {
         for n in 0..extra {
             let (spec, addrs, auth, renewal) = (spec.clone(), addrs.clone(), auth.clone(), renewal.clone());
-            let (work, label) = (&work, &label);
+            let work = &work;
             scope.spawn(move || {
                 let mut more = Session::new(spec, addrs, auth).renewing(renewal);
                 // A server that limits connections refuses this one: the others carry on.
-                if let Err(e) = more.connect() {
-                    sink.remark(&format!("{label}: connection {} refused ({e}); carrying on with fewer", n + 2));
+                if let Err(error) = more.connect() {
+                    sink.event(Event::ConnectionRefused { account, n: n + 2, error: &error });
                     return;
                 }
                 work(&mut more);
@@ -663,7 +444,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     if capped {
         let bytes = lock(&totals).bytes;
         said_capped(&ctx, not_reached, bytes, &|r| {
-            sink.folder_done(&account.user, &account.host, r.figures());
+            sink.event(Event::FolderNotReached { account, report: &r });
             lock(&totals).add(&r);
         });
     }
@@ -675,7 +456,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         let files = match f.files {
             Some(n) => n,
             // A folder directory that cannot be listed has its error in its own report.
-            None => folder::count_files(&place, f.mailbox).unwrap_or(0),
+            None => context::count_files(&place, f.mailbox).unwrap_or(0),
         };
         let gone = usize::try_from(f.gone.unwrap_or(0)).unwrap_or(usize::MAX);
         if (messages as usize) < files.saturating_sub(gone) {
@@ -703,7 +484,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         let refreshed = reconnected(
             &mut session,
             sink,
-            &label,
+            account,
             |s| refresh::refresh(&ctx, s, &place, f, condstore),
             |r| r.as_ref().err().map(ToString::to_string),
         );
@@ -712,20 +493,20 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 said_refreshed(&ctx, f.mailbox, &found);
                 lock(&totals).left += found.left;
             }
-            Err(e) => sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown())),
+            Err(error) => sink.event(Event::FlagsNotRefreshed { account, folder: &f.mailbox.shown(), error: &error }),
         }
     }
     if !changed.is_empty() && !session.given_up() && !crate::interrupt::requested() {
         let outcomes = reconnected(
             &mut session,
             sink,
-            &label,
+            account,
             |s| refresh::refresh_changed(&ctx, s, &place, &changed),
             |all| all.iter().find_map(|o| o.as_ref().err().map(ToString::to_string)),
         );
         for (f, outcome) in changed.iter().zip(outcomes) {
-            if let Err(e) = outcome {
-                sink.warning(&format!("{label} {}: flags not refreshed: {e}", f.mailbox.shown()));
+            if let Err(error) = outcome {
+                sink.event(Event::FlagsNotRefreshed { account, folder: &f.mailbox.shown(), error: &error });
             }
         }
     }
@@ -745,7 +526,7 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
         if records.account_of(&account_dir).is_some_and(|a| mailstore::stale(a, &statuses, today, archived)) {
             match mailstore::take(&records, &account_dir, &statuses, &mut session) {
                 Ok(evidence) => records.set_evidence(&account_dir, evidence, today)?,
-                Err(e) => sink.remark(&format!("{label}: the mailstore's evidence was not taken: {e}")),
+                Err(error) => sink.event(Event::EvidenceNotTaken { account, error: &error }),
             }
         }
     }
@@ -755,9 +536,8 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     lock(&registry).flush()?;
     if spec.serial() && !remembered && account.pipelining {
         match pipelining::remember(&root, &account_dir) {
-            Ok(()) => sink
-                .remark(&format!("{label}: the server mishandles pipelining: later runs send one command at a time")),
-            Err(e) => sink.warning(&format!("{label}: {e}")),
+            Ok(()) => sink.event(Event::Serial { account }),
+            Err(error) => sink.event(Event::SerialNotKept { account, error: &error }),
         }
     }
     Ok(totals.into_inner().unwrap_or_else(PoisonError::into_inner))
@@ -806,7 +586,7 @@ impl Totals {
 fn reconnected<T>(
     session: &mut Session,
     sink: &dyn Sink,
-    label: &str,
+    account: &Account,
     mut attempt: impl FnMut(&mut Session) -> T,
     failed: impl Fn(&T) -> Option<String>,
 ) -> T {
@@ -816,7 +596,7 @@ fn reconnected<T>(
     };
     match session.lost(&why) {
         Ok(notice) => {
-            sink.warning(&format!("{label}: {notice}"));
+            sink.event(Event::Reconnected { account, notice: &notice });
             attempt(session)
         }
         Err(_) => first,
@@ -827,21 +607,13 @@ fn reconnected<T>(
 /// error in `--report`), and a report for each folder not reached, what was linked into
 /// it counted.
 fn said_capped(
-    ctx: &folder::Context<'_>,
+    ctx: &context::Context<'_>,
     not_reached: Vec<(&Mailbox, Option<Box<FolderReport>>)>,
     bytes: u64,
     add: &dyn Fn(FolderReport),
 ) {
     let account = ctx.account;
-    let n = not_reached.len();
-    let line = format!(
-        "{}: Gmail's download limit reached after {bytes} bytes: stopped, {n} folder{} not reached; \
-         the next run continues where this one stopped",
-        account.label(),
-        if n == 1 { "" } else { "s" }
-    );
-    ctx.sink.error(&line);
-    ctx.sink.account_failed(&account.user, &account.host, &line);
+    ctx.sink.event(Event::Capped { account, bytes, not_reached: not_reached.len() });
     for (mailbox, prior) in not_reached {
         let mut r = prior.map_or_else(|| FolderReport::new(&mailbox.shown()), |r| *r);
         r.errors.push("not reached: Gmail's download limit".into());
@@ -850,73 +622,20 @@ fn said_capped(
 }
 
 /// Says what a full flag refresh found: messages that left the server, a journal repaired.
-fn said_refreshed(ctx: &folder::Context<'_>, mailbox: &Mailbox, found: &refresh::Refreshed) {
+fn said_refreshed(ctx: &context::Context<'_>, mailbox: &Mailbox, found: &refresh::Refreshed) {
     let account = ctx.account;
+    let folder = &mailbox.shown();
     if found.damaged > 0 {
-        ctx.sink.warning(&format!(
-            "{} {}: the metadata journal had {} damaged record{}: left out, and what they held asked of the server again",
-            account.label(),
-            mailbox.shown(),
-            found.damaged,
-            if found.damaged == 1 { "" } else { "s" }
-        ));
+        ctx.sink.event(Event::JournalRepaired { account, folder, damaged: found.damaged });
     }
     if found.left > 0 {
         let total = found.only_in_archive.unwrap_or(found.left as u64);
-        ctx.sink.result(&format!(
-            "{} {}: {} message{} left the server since the last run, kept in the archive ({total} only in the archive)",
-            account.user,
-            mailbox.shown(),
-            found.left,
-            if found.left == 1 { "" } else { "s" },
-        ));
-        ctx.sink.folder_gone(&account.user, &account.host, &mailbox.shown(), found.left, total);
+        ctx.sink.event(Event::LeftServer { account, folder, left: found.left, total });
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The account's keys and whether this run made the key file; a new key file is made
-/// only for an archive without encrypted messages or metadata (a second key could not
-/// read them), and said so even with `--quiet`: it is the one thing to copy somewhere
-/// safe. An existing key is checked against what the archive holds sealed before
-/// anything is written with it.
-fn load_keys(
-    account: &Account,
-    root: &std::path::Path,
-    account_dir: &str,
-    sink: &dyn Sink,
-    loaded: Option<Keys>,
-) -> Result<(Option<Keys>, bool)> {
-    let Some(spec) = &account.keys else { return Ok((None, false)) };
-    let user_dir = root.join(account_dir);
-    let sealed =
-        || crate::archive::any_encrypted(&user_dir) || crate::archive::key_check::any_sealed_journal(root, account_dir);
-    if !spec.path.exists() && sealed() {
-        return Err(crate::error::Error::runtime(format!(
-            "the key file {} is missing, but {} holds encrypted messages that a new key could not read: \
-             put the key file back (or name it with -k / \"keys\")",
-            spec.path.display(),
-            user_dir.display()
-        )));
-    }
-    let (keys, created) = match loaded {
-        Some(keys) => (keys, false),
-        None => spec.load_or_create()?,
-    };
-    if !created {
-        crate::archive::key_check::check_account(&keys, &spec.path, root, account_dir)?;
-    }
-    if created {
-        sink.warning(&format!(
-            "created the key file {}{}: keep a copy in a safe place, without it the archive cannot be read",
-            spec.path.display(),
-            if spec.password.is_some() { " (and its .sha)" } else { "" }
-        ));
-    }
-    Ok((Some(keys), created))
 }
 
 /// For a named folder that failed: when the server does not list it, what it has of the
@@ -967,7 +686,7 @@ fn choose_folders(account: &Account, session: &mut Session, sink: &dyn Sink) -> 
                 match session.list(true) {
                     Ok(l) => break l,
                     Err(e) if e.breaks_session() => {
-                        sink.warning(&format!("{}: {}", account.label(), session.lost(&e.to_string())?))
+                        sink.event(Event::Reconnected { account, notice: &session.lost(&e.to_string())? })
                     }
                     Err(e) => return Err(session.spec().imap_error("LIST", &e)),
                 }

@@ -8,7 +8,8 @@
 
 use std::collections::HashSet;
 
-use super::folder::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
+use super::context::{archived_uids, metadata_lost, sync_journal, tally, writer_for, Context, FolderReport, Place};
+use super::event::Event;
 use super::writer::{MessageWriter, Stamp};
 use crate::error::{Error, Result};
 use crate::imap::{NewMail, Session};
@@ -62,7 +63,7 @@ pub fn fetch(
     let close = |open: Open, place: &Place<'_>, results: &mut Vec<_>, refused: bool| -> Result<()> {
         let Open { index, writer, mut journal, mut report, uidnext, unfinished, .. } = open;
         let finished = writer.finish();
-        report.progress.clear();
+        ctx.progress_cleared();
         tally(ctx, &mut report, &mut journal, finished?);
         sync_journal(ctx, &report, place, &mut journal);
         let complete = !unfinished && !refused && report.failed == 0;
@@ -79,7 +80,7 @@ pub fn fetch(
                     let folder = &folders[index];
                     let opened = place.records().open_folder(place.account_dir, folder.mailbox, folder.uidvalidity)?;
                     let mut report = FolderReport::new(&folder.mailbox.shown());
-                    report.progress = ctx.progress(folder.mailbox, &report);
+                    ctx.progress_begun(folder.mailbox, &report);
                     let archived = archived_uids(&opened.dir)?;
                     report.existing = archived.len();
                     let writer = writer_for(ctx, place, &opened)?;
@@ -154,7 +155,7 @@ pub fn fetch(
         Err(_) if crate::interrupt::requested() => {}
         Err(e) => {
             let notice = session.lost(&e.describe(session.spec().timeout))?;
-            ctx.sink.warning(&format!("{}: {notice}", ctx.account.label()));
+            ctx.sink.event(Event::Reconnected { account: ctx.account, notice: &notice });
         }
         Ok(_) => {}
     }

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::event::{Event, Sink};
 use crate::account::Account;
 use crate::archive::layout::registry::Registry;
 use crate::error::{Error, Result};
@@ -16,7 +17,6 @@ use crate::mailbox_name::Mailbox;
 use crate::os::dir::Dir;
 use crate::prune::remove::{self, Offers};
 use crate::prune::{self, Copies, Job, Outcome};
-use crate::report::{PruneFigures, Sink};
 
 /// The archive of one folder, as prune needs it.
 #[derive(Debug)]
@@ -80,7 +80,6 @@ pub fn after_backup(
 ) -> usize {
     let Scope { account, keys, account_dir, folders } = *scope;
     let Some(settings) = &account.prune else { return 0 };
-    let label = account.label();
     let mut problems = 0;
     for mailbox in folders.iter().filter(|m| clean.contains(&m.shown())) {
         let Some(days) = settings.days_for(mailbox) else { continue };
@@ -89,10 +88,9 @@ pub fn after_backup(
         }
         let how = match removal_for(session, &mut entries, &mailbox.wire) {
             Ok(how) => how,
-            Err(e) => {
-                // One line for the account: the server cannot, whatever the folder.
-                sink.error(&format!("{label}: prune refused: {e}"));
-                sink.account_failed(&account.user, &account.host, &format!("prune refused: {e}"));
+            Err(error) => {
+                // Said once for the account: the server cannot, whatever the folder.
+                sink.event(Event::PruneRefused { account, error: &error });
                 return problems + 1;
             }
         };
@@ -126,12 +124,11 @@ pub fn dry_run(
 ) -> usize {
     let Scope { account, keys, account_dir, folders } = *scope;
     let Some(settings) = &account.prune else { return 0 };
-    let label = account.label();
     let mut problems = 0;
     for mailbox in folders {
         let Some(days) = settings.days_for(mailbox) else { continue };
-        if let Err(e) = removal_for(session, &mut entries, &mailbox.wire) {
-            sink.error(&format!("{label}: prune refused: {e}"));
+        if let Err(error) = removal_for(session, &mut entries, &mailbox.wire) {
+            sink.event(Event::PruneRefused { account, error: &error });
             return problems + 1;
         }
         let outcome = archived(registry, account_dir, mailbox).and_then(|a| {
@@ -151,47 +148,18 @@ pub fn dry_run(
     problems
 }
 
-/// Says what prune did to (or would do in) `folder`: a line per message removed (with
-/// `--verbose`; each one in a dry run), one per message kept for a problem, the summary,
-/// and the figures for `--report`. Whether there was a problem.
+/// Tells what prune did to (or would do in) `folder`; whether there was a problem.
 fn said(account: &Account, folder: &str, outcome: Result<Option<Outcome>>, sink: &dyn Sink) -> bool {
-    let (user, label) = (&account.user, account.label());
-    let outcome = match outcome {
-        Ok(Some(o)) => o,
+    match outcome {
+        Ok(Some(outcome)) => {
+            sink.event(Event::Pruned { account, outcome: &outcome });
+            outcome.problems().next().is_some()
+        }
         // Never archived: nothing can be checked, nothing goes.
-        Ok(None) => return false,
-        Err(e) => {
-            sink.error(&format!("{label} {folder}: prune: {e}"));
-            return true;
-        }
-    };
-    let arrived = |t: i64| crate::date::display(t, 0);
-    for &(uid, t) in &outcome.removed {
-        if outcome.dry_run {
-            sink.result(&format!("{user} {folder}: would remove UID {uid} (arrived {})", arrived(t)));
-        } else {
-            sink.detail(&format!("{user} {folder}: removed UID {uid} (arrived {}) from the server", arrived(t)));
+        Ok(None) => false,
+        Err(error) => {
+            sink.event(Event::PruneFailed { account, folder: Some(folder), error: &error });
+            true
         }
     }
-    for &(uid, t) in &outcome.after_archiving {
-        sink.result(&format!("{user} {folder}: would remove UID {uid} once archived (arrived {})", arrived(t)));
-    }
-    for k in outcome.problems() {
-        sink.warning(&format!("{label} {folder}: UID {} kept on the server: {}", k.uid, k.reason));
-    }
-    sink.result(&format!("{user} {folder}: {}", outcome.summary()));
-    let problems: Vec<String> = outcome.problems().map(|k| format!("UID {}: {}", k.uid, k.reason)).collect();
-    let bad = !problems.is_empty();
-    sink.folder_pruned(
-        &account.user,
-        &account.host,
-        folder,
-        PruneFigures {
-            removed: outcome.removed.len(),
-            kept: outcome.kept.len(),
-            kept_by_reason: outcome.kept_by_reason().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
-            problems,
-        },
-    );
-    bad
 }

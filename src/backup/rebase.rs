@@ -22,7 +22,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::folder::{metadata_lost, Context, FolderReport, Place};
+use super::context::{metadata_lost, Context, FolderReport, Place};
+use super::event::Event;
 use crate::archive::files::atomic::TempFile;
 use crate::archive::metadata::{self, Entry, Index, Journal};
 use crate::archive::{self, ArchiveFile};
@@ -287,13 +288,12 @@ fn candidates(
             }
             Ok(_) => {}
             // A file that cannot be read is not a match: the message is fetched instead.
-            Err(e) => ctx.sink.remark(&format!(
-                "{} {}: {} not considered: {}",
-                ctx.account.label(),
-                report.folder,
-                file.path.display(),
-                crate::error::describe_io(&e)
-            )),
+            Err(e) => ctx.sink.event(Event::NotConsidered {
+                account: ctx.account,
+                folder: &report.folder,
+                path: &file.path,
+                error: &e,
+            }),
         }
     }
     Ok(candidates)

@@ -12,7 +12,7 @@
 //! message (a record lost to damage or to a killed run): asked again, without fetching
 //! the message.
 
-use super::folder::{Context, Place};
+use super::context::{Context, Place};
 use crate::archive::metadata::{Gone, Index, Journal};
 use crate::error::{Error, Result};
 use crate::imap::session::FlagsAsk;
@@ -242,7 +242,7 @@ fn folder_uids(place: &Place<'_>, mailbox: &Mailbox) -> Result<Vec<u32>> {
         Ok(d) => d,
         Err(_) => return Ok(Vec::new()),
     };
-    let mut uids: Vec<u32> = super::folder::archived_uids(&dir)?.into_iter().collect();
+    let mut uids: Vec<u32> = super::context::archived_uids(&dir)?.into_iter().collect();
     uids.sort_unstable();
     Ok(uids)
 }

@@ -2,21 +2,23 @@
 //! flags, and running them with honest exit codes.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::account::{Account, Folders};
 use crate::cli::flags::{self, LowArgs};
+use crate::cli::print::backup::BackupPrinter;
+use crate::cli::print::restore::RestorePrinter;
+use crate::cli::run_report::RunRecord;
 use crate::cli::{config, wizard};
 use crate::error::IoContext;
-use crate::error::{Error, Result, EXIT_FAILURE};
+use crate::error::{Error, Result};
+use crate::exit::EXIT_FAILURE;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::keys::{KeySpec, PasswordSpec};
-use crate::run_report::RunRecord;
-use crate::sandbox::{self, Rules};
+use crate::sandbox::{self, Confine, Rules};
 use crate::secret::Secret;
-use crate::{archive, backends, backup, interrupt, progress, restore, upload, verify};
+use crate::{archive, backends, backup, interrupt, restore, upload, verify};
 use std::sync::Arc;
 
 /// What the command line asks for.
@@ -65,102 +67,7 @@ pub enum RestoreOutput {
 
 pub use crate::report::Output;
 
-/// Prints a run's messages: results and details on stdout, the rest on stderr, each
-/// filtered by the output settings.
-pub struct Printer {
-    /// How much to say.
-    pub out: Output,
-}
-
-impl crate::report::Events for Printer {}
-
-/// After SIGINT or SIGTERM the run says one line, at its end: nothing else is printed.
-impl crate::report::Sink for Printer {
-    fn result(&self, text: &str) {
-        if !self.out.quiet && !interrupt::requested() {
-            println!("{text}");
-        }
-    }
-
-    fn detail(&self, text: &str) {
-        if self.out.verbose && !interrupt::requested() {
-            println!("{text}");
-        }
-    }
-
-    fn warning(&self, text: &str) {
-        if !interrupt::requested() {
-            warn(text);
-        }
-    }
-
-    fn remark(&self, text: &str) {
-        if self.out.verbose && !interrupt::requested() {
-            warn(text);
-        }
-    }
-
-    fn error(&self, text: &str) {
-        if !interrupt::requested() {
-            eprintln!("smailarchiver: error: {text}");
-        }
-    }
-}
-
-/// A backup's sink: printed by the printer, recorded for `--report` and the line an
-/// interrupted run ends with.
-struct BackupSink<'a> {
-    printer: Printer,
-    record: &'a RunRecord,
-}
-
-impl crate::report::Events for BackupSink<'_> {
-    fn account_started(&self, user: &str, server: &str) {
-        self.record.account_started(user, server);
-    }
-
-    fn folder_done(&self, user: &str, server: &str, figures: crate::report::FolderFigures) {
-        self.record.folder_done(user, server, figures);
-    }
-
-    fn account_failed(&self, user: &str, server: &str, error: &str) {
-        self.record.account_failed(user, server, error);
-    }
-
-    fn message_stored(&self, bytes: u64) {
-        self.record.message_stored(bytes);
-    }
-
-    fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
-        self.record.folder_gone(user, server, folder, left, total);
-    }
-
-    fn folder_pruned(&self, user: &str, server: &str, folder: &str, figures: crate::report::PruneFigures) {
-        self.record.folder_pruned(user, server, folder, figures);
-    }
-}
-
-impl crate::report::Sink for BackupSink<'_> {
-    fn result(&self, text: &str) {
-        self.printer.result(text);
-    }
-
-    fn detail(&self, text: &str) {
-        self.printer.detail(text);
-    }
-
-    fn warning(&self, text: &str) {
-        self.printer.warning(text);
-    }
-
-    fn remark(&self, text: &str) {
-        self.printer.remark(text);
-    }
-
-    fn error(&self, text: &str) {
-        self.printer.error(text);
-    }
-}
+pub use crate::cli::print::{warn, Printer};
 
 /// What every mode shares: output and confinement.
 #[derive(Clone, Copy, Debug, Default)]
@@ -211,10 +118,8 @@ impl LowArgs {
             return Err(Error::usage("--report goes with a backup"));
         }
         let prune = self.prune_older_than.is_some() || self.prune_keep_flagged;
-        if prune && (self.restore.is_some() || self.verify.is_some() || self.list.is_some() || self.search.is_some()) {
-            return Err(Error::usage("--prune-older-than goes with a backup (or its --dry-run)"));
-        }
-        if prune && (self.list_folders || self.oauth2_login) {
+        let elsewhere = self.restore.is_some() || self.verify.is_some() || self.list.is_some() || self.search.is_some();
+        if prune && (elsewhere || self.list_folders || self.oauth2_login) {
             return Err(Error::usage("--prune-older-than goes with a backup (or its --dry-run)"));
         }
         if self.oauth2_login {
@@ -565,11 +470,6 @@ impl LowArgs {
     }
 }
 
-/// Prints a non-fatal problem on stderr.
-pub fn warn(msg: impl std::fmt::Display) {
-    eprintln!("smailarchiver: {msg}");
-}
-
 /// Runs the tool; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     match run(args) {
@@ -625,7 +525,9 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32> {
         Mode::Backup { accounts, report } => return run_backup(&accounts, report.as_deref(), settings, None),
         Mode::ListFolders { accounts } => return Ok(run_list_folders(&accounts, settings)),
         Mode::DryRun { accounts } => {
-            return Ok(backup::dry_run::run(&accounts, settings.sandbox, &Printer { out: settings.out }))
+            let printer = BackupPrinter::new(Printer { out: settings.out }, None);
+            let summary = backup::dry_run::run(&accounts, &Sandbox(settings.sandbox), &printer);
+            return Ok(exit_code(summary.failed));
         }
         Mode::OAuth2Login { accounts } => {
             let what = "the sign-in was abandoned; no token was kept".to_string();
@@ -714,16 +616,22 @@ fn run_backup(
         .doing("setting up signal handling")?;
     }
     let out = settings.out;
-    let code = backup::run(
-        accounts,
-        out,
-        settings.sandbox,
-        &writable,
-        &BackupSink { printer: Printer { out }, record: &record },
-    );
-    let code = if interrupt::requested() { interrupt::exit_code() } else { code };
+    let printer = BackupPrinter::new(Printer { out }, Some(&record));
+    let summary = backup::run(accounts, out, &Sandbox(settings.sandbox), &writable, &printer);
+    let code = exit_code(summary.failing());
     take_last_word();
     Ok(last_words(code))
+}
+
+/// The exit code of a run that `failed` or not: a signal's when one stopped it.
+fn exit_code(failed: bool) -> i32 {
+    if interrupt::requested() {
+        interrupt::exit_code()
+    } else if failed {
+        EXIT_FAILURE
+    } else {
+        crate::exit::EXIT_SUCCESS
+    }
 }
 
 /// Claims the run's last words from a forced exit; when that is already under way, waits
@@ -738,7 +646,7 @@ fn take_last_word() {
 
 /// The line an interrupted run ends with; `what` says what it leaves.
 fn say_interrupted(what: &str) {
-    progress::clear_line();
+    crate::cli::print::progress::clear_line();
     warn(format!("interrupted by {}: {what}", interrupt::signal_name()));
 }
 
@@ -785,10 +693,21 @@ fn warn_odd_files(files: &[archive::ArchiveFile]) {
     }
 }
 
+/// The sandbox as `--sandbox` (or the config) sets it: the one way into it, for the modes
+/// the driver confines and those that confine themselves once connected.
+struct Sandbox(sandbox::Mode);
+
+impl Confine for Sandbox {
+    fn confine(&self, rules: &Rules) -> Result<sandbox::Status> {
+        let status = sandbox::restrict(rules, self.0)?;
+        crate::probe::after_confinement();
+        Ok(status)
+    }
+}
+
 /// Confines the process, saying so in verbose mode when the kernel cannot fully.
 fn confine(rules: &Rules, settings: Settings) -> Result<()> {
-    let status = sandbox::restrict(rules, settings.sandbox)?;
-    crate::probe::after_confinement();
+    let status = Sandbox(settings.sandbox).confine(rules)?;
     if settings.out.verbose && !status.fully_enforced() {
         warn(format!("sandbox: {status}"));
     }
@@ -827,7 +746,6 @@ fn run_restore(
         }
         Scope::Empty(_) => return Err(crate::archive::layout::scope::nothing_there(dir)),
     }
-    let out = settings.out;
     let files = archive::list_folder(dir)?;
     if files.is_empty() {
         return Err(Error::runtime(format!(
@@ -860,40 +778,10 @@ fn run_restore(
     confine(&rules, settings)?;
     let unix_line_ends = matches!(output, RestoreOutput::Maildir(_, layout) if layout.unix_line_ends());
     let opts = restore::Options { keys: keys.as_ref(), uids, journal: journal.as_deref(), unix_line_ends };
-    let report =
-        restore::restore(dir, &target, &opts, &mut |path, why| warn(format!("left out {}: {why}", path.display())))?;
-    metadata_warning(&report);
-    if !out.quiet {
-        println!("{}", restored_line(&report, name.as_deref()));
-    }
+    let printer = RestorePrinter { out: settings.out };
+    let report = restore::restore(dir, &target, &opts, &printer)?;
+    printer.folder_done(&report, name.as_deref());
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
-}
-
-/// Says why a folder's metadata (flags, arrival times) was not used, when it was not.
-fn metadata_warning(report: &restore::Report) {
-    if let Some(p) = &report.metadata_problem {
-        warn(format!("warning: restored without flags and arrival times: {p}"));
-    }
-    if report.damaged_records > 0 {
-        warn(format!(
-            "warning: {} damaged metadata record{} left out: some messages restored without their flags and arrival times (see --verify)",
-            report.damaged_records,
-            if report.damaged_records == 1 { "" } else { "s" }
-        ));
-    }
-}
-
-/// `restored N messages (B bytes) [of NAME] to PATH[; K file(s) failed]`.
-fn restored_line(report: &restore::Report, name: Option<&str>) -> String {
-    format!(
-        "restored {} message{} ({} bytes){} to {}{}",
-        report.restored,
-        if report.restored == 1 { "" } else { "s" },
-        report.bytes,
-        name.map(|n| format!(" of {}", crate::printable::escape(n))).unwrap_or_default(),
-        report.output.display(),
-        if report.failed.is_empty() { String::new() } else { format!("; {} file(s) failed", report.failed.len()) }
-    )
 }
 
 /// `-r ROOT/USER`: every folder of the account, each under its real name.
@@ -936,14 +824,10 @@ fn run_account_restore(dir: &Path, output: &RestoreOutput, keys: &KeySpec, setti
         let unix_line_ends = matches!(target, AccountTarget::Maildir(_, layout) if layout.unix_line_ends());
         let opts =
             restore::Options { keys: keys.as_ref(), uids: None, journal: folder.journal.as_deref(), unix_line_ends };
-        let report = account::restore_folder(folder, &folder_target, &opts, &mut |path, why| {
-            warn(format!("left out {}: {why}", path.display()))
-        })?;
-        metadata_warning(&report);
+        let printer = RestorePrinter { out: settings.out };
+        let report = account::restore_folder(folder, &folder_target, &opts, &printer)?;
         failed += report.failed.len();
-        if !settings.out.quiet {
-            println!("{}", restored_line(&report, Some(&folder.name())));
-        }
+        printer.folder_done(&report, Some(&folder.name()));
     }
     Ok(if failed == 0 { 0 } else { EXIT_FAILURE })
 }
@@ -981,36 +865,10 @@ fn run_upload(
     session
         .connect_retrying(&mut |notice| warn(format!("warning: {label}: {notice}")))
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
-    let mut code = 0;
-    let outcome =
-        upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink, &mut |name, result| match result {
-            Ok(r) => {
-                crate::report::Sink::result(&sink, &format!("{label} {name}: {}", r.summary()));
-                if r.in_doubt > 0 {
-                    crate::report::Sink::warning(
-                        &sink,
-                        &format!(
-                            "{label} {name}: {} message(s) sent on a lost connection may or may not be at the \
-                             target: run the upload again to settle them",
-                            r.in_doubt
-                        ),
-                    );
-                }
-                if r.failing() {
-                    code = EXIT_FAILURE;
-                }
-            }
-            Err(e) => {
-                crate::report::Sink::error(&sink, &format!("{label} {name}: {e}"));
-                code = EXIT_FAILURE;
-            }
-        });
-    if let Err(e) = outcome {
-        let _ = session.logout();
-        return Err(e);
-    }
+    let sink = crate::cli::print::upload::UploadPrinter { printer: sink, label: &label };
+    let outcome = upload::upload_all(&mut session, &dests, keys.as_ref(), grace, &sink);
     let _ = session.logout();
-    Ok(code)
+    Ok(if outcome?.failing > 0 { EXIT_FAILURE } else { 0 })
 }
 
 /// `--oauth2-login`: signs each account in, one after the other; exit 1 if one failed.
@@ -1061,7 +919,7 @@ fn run_oauth2_login(accounts: &[Account]) -> i32 {
 /// `--list-folders`: one line per folder of each account; exit 1 if an account failed.
 fn run_list_folders(accounts: &[Account], settings: Settings) -> i32 {
     let mut code = 0;
-    for (label, listed) in backup::list_folders(accounts, settings.sandbox) {
+    for (label, listed) in backup::list_folders(accounts, &Sandbox(settings.sandbox)) {
         match listed {
             Ok(folders) => {
                 println!("{label}:");
@@ -1140,58 +998,20 @@ fn run_list(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
     let mut code = 0;
-    // `--list ... | head` closes the pipe early: stop quietly then.
-    let mut stdout = std::io::stdout().lock();
-    let mut gone = false;
+    let printer = crate::cli::print::list::ListPrinter::default();
     for (name, dir, journal) in folders {
         if let Some(name) = name {
-            gone |= writeln!(stdout, "# {name}").is_err();
+            printer.heading(&name);
         }
-        if gone {
+        // `--list ... | head` closes the pipe early: stop quietly then.
+        if crate::events::Sink::gone(&printer) {
             break;
         }
-        let listed = crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &mut |line| {
-            gone |= writeln!(stdout, "{line}").is_err();
-            !gone
-        })?;
-        if let Some(p) = listed.metadata_problem {
-            warn(format!("warning: {}: no flags and arrival times: {p}", dir.display()));
-        }
-        if listed.damaged_records > 0 {
-            warn(format!(
-                "warning: {}: {} damaged metadata record{} left out (see --verify)",
-                dir.display(),
-                listed.damaged_records,
-                if listed.damaged_records == 1 { "" } else { "s" }
-            ));
-        }
-        for (file, why) in &listed.failed {
-            warn(format!("{}: {why}", file.display()));
+        if crate::listing::list(&dir, keys.as_ref(), journal.as_deref(), &printer)?.failed > 0 {
             code = EXIT_FAILURE;
         }
     }
     Ok(code)
-}
-
-/// Prints a search's hits on stdout (`FOLDERDIR<TAB>` and the `--list` line), its
-/// problems on stderr.
-struct SearchOutput {
-    stdout: std::io::StdoutLock<'static>,
-}
-
-impl crate::search::Events for SearchOutput {
-    fn hit(&mut self, folder: &Path, line: &str) -> bool {
-        // `--search ... | head` closes the pipe early: stop quietly then.
-        writeln!(self.stdout, "{}\t{line}", crate::printable::escape(&folder.display().to_string())).is_ok()
-    }
-
-    fn problem(&mut self, path: &Path, why: &str) {
-        warn(format!("{}: {why}", path.display()));
-    }
-
-    fn warning(&mut self, text: &str) {
-        warn(format!("warning: {text}"));
-    }
 }
 
 /// `--search QUERY PATH`: the messages of PATH's folders that QUERY selects.
@@ -1207,11 +1027,11 @@ fn run_search(query: &crate::search::query::Query, path: &Path, keys: &KeySpec, 
     let keys = keys_if_needed(&sample, &journals, path, keys)?;
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
-    let mut output = SearchOutput { stdout: std::io::stdout().lock() };
-    let report = crate::search::search(&folders, query, keys.as_ref(), &mut output)?;
-    drop(output);
+    let printer = crate::cli::print::search::SearchPrinter::default();
+    let report = crate::search::search(&folders, query, keys.as_ref(), &printer)?;
+    drop(printer);
     if !settings.out.quiet {
-        warn(crate::search::summary(&report));
+        warn(crate::cli::print::search::summary(&report));
     }
     Ok(if report.failed.is_empty() { 0 } else { EXIT_FAILURE })
 }
@@ -1231,38 +1051,8 @@ fn run_verify(path: &Path, keys: &KeySpec, settings: Settings) -> Result<i32> {
     drop(files);
     let read = std::iter::once(path.to_path_buf()).chain(journals).collect();
     confine(&Rules { read, ..Rules::default() }, settings)?;
-    let mut bad_records = false;
-    let report = verify::verify(&folders, keys.as_ref(), &mut |path: &Path, why: &str| {
-        bad_records |= why.contains("metadata record");
-        println!("BAD {}: {why}", path.display())
-    })?;
-    if bad_records {
-        println!("{}", verify::REPAIR_HINT);
-    }
-    if !out.quiet || report.is_bad() {
-        println!("{}", verified_line(&report));
-    }
+    let printer = crate::cli::print::verify::VerifyPrinter::default();
+    let report = verify::verify(&folders, keys.as_ref(), &printer)?;
+    printer.finish(&report, out.quiet);
     Ok(if report.is_bad() { EXIT_FAILURE } else { 0 })
-}
-
-/// `verified N messages: G good, B bad (D damaged, M missing), BYTES message bytes; J
-/// metadata journals, R damaged records`.
-fn verified_line(r: &verify::Report) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let mut line =
-        format!("verified {}: {} good, {} bad", plural(r.messages, "message"), r.good, r.damaged + r.missing);
-    if r.damaged + r.missing > 0 {
-        line += &format!(" ({} damaged, {} missing)", r.damaged, r.missing);
-    }
-    line += &format!(", {} message bytes", r.bytes);
-    if r.journals > 0 {
-        line += &format!("; {}", plural(r.journals, "metadata journal"));
-        if r.damaged_records > 0 {
-            line += &format!(", {}", plural(r.damaged_records, "damaged record"));
-        }
-        if r.bad_journals > 0 {
-            line += &format!(", {} unreadable", r.bad_journals);
-        }
-    }
-    line
 }

@@ -455,11 +455,11 @@ pub const USAGE: &[&str] = &[
 
 /// The exit statuses, for `--help` and the man page.
 pub const EXIT_STATUSES: &[(i32, &str)] = &[
-    (0, "all good"),
-    (crate::error::EXIT_FAILURE, "something failed"),
-    (crate::error::EXIT_USAGE, "usage or config error"),
-    (130, "interrupted by SIGINT"),
-    (143, "interrupted by SIGTERM"),
+    (crate::exit::EXIT_SUCCESS, "all good"),
+    (crate::exit::EXIT_FAILURE, "something failed"),
+    (crate::exit::EXIT_USAGE, "usage or config error"),
+    (crate::exit::of_signal(libc::SIGINT), "interrupted by SIGINT"),
+    (crate::exit::of_signal(libc::SIGTERM), "interrupted by SIGTERM"),
 ];
 
 /// The long names the original (argparse) knew; their prefixes must keep working.

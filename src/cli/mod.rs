@@ -6,4 +6,6 @@ pub mod completions;
 pub mod config;
 pub mod flags;
 pub mod manpage;
+pub mod print;
+pub mod run_report;
 pub mod wizard;

@@ -190,12 +190,7 @@ fn mbox_rel_path(name: &str) -> PathBuf {
 
 /// Restores `folder` to `target`, making the directories it needs; a Maildir++ folder gets
 /// its `maildirfolder` marker.
-pub fn restore_folder(
-    folder: &Folder,
-    target: &Target,
-    opts: &Options<'_>,
-    on_failure: &mut dyn FnMut(&Path, &str),
-) -> Result<Report> {
+pub fn restore_folder(folder: &Folder, target: &Target, opts: &Options<'_>, sink: &dyn super::Sink) -> Result<Report> {
     match target {
         Target::Mbox(path) => {
             let parent = super::parent_of(path);
@@ -210,7 +205,7 @@ pub fn restore_folder(
             }
         }
     }
-    restore(&folder.dir, target, opts, on_failure)
+    restore(&folder.dir, target, opts, sink)
 }
 
 #[cfg(test)]

@@ -36,6 +36,23 @@ pub enum Target {
     Maildir(PathBuf),
 }
 
+/// What a restore tells as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An archive file that could not be restored is left out (`why`); the rest goes on.
+    LeftOut {
+        /// The file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
+}
+
+/// Where a restore's events go.
+pub trait Sink: for<'a> crate::events::Sink<Event<'a>> {}
+
+impl<S: for<'a> crate::events::Sink<Event<'a>> + ?Sized> Sink for S {}
+
 /// What a restore did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -107,17 +124,12 @@ pub fn mbox_path(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Restores the folder directory `dir`. `keys` are needed when it holds encrypted files
-/// (checked before anything is written). `on_failure` hears of each file left out as it
+/// (checked before anything is written). `sink` hears of each file left out as it
 /// happens.
 /// With `uids`, only those messages are restored. The folder's metadata, where there is
 /// some, gives Maildir files their flags and arrival time, and mbox separators the arrival
 /// time; without it (archives of the original) restore works as before.
-pub fn restore(
-    dir: &Path,
-    target: &Target,
-    opts: &Options<'_>,
-    on_failure: &mut dyn FnMut(&Path, &str),
-) -> Result<Report> {
+pub fn restore(dir: &Path, target: &Target, opts: &Options<'_>, sink: &dyn Sink) -> Result<Report> {
     let Options { keys, uids, journal, unix_line_ends } = *opts;
     let mut files = archive::list_folder(dir)?;
     if let Some(set) = uids {
@@ -136,8 +148,8 @@ pub fn restore(
     };
     let mut ahead = ReadAhead::spawn(files.clone(), keys.cloned())?;
     let mut report = match target {
-        Target::Mbox(output) => to_mbox(&files, output, index.as_ref(), &mut ahead, on_failure),
-        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, unix_line_ends, on_failure),
+        Target::Mbox(output) => to_mbox(&files, output, index.as_ref(), &mut ahead, sink),
+        Target::Maildir(out) => to_maildir(&files, out, index.as_ref(), &mut ahead, unix_line_ends, sink),
     }?;
     report.metadata_problem = problem;
     report.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
@@ -157,7 +169,7 @@ fn to_mbox(
     output: &Path,
     index: Option<&Index>,
     ahead: &mut ReadAhead,
-    on_failure: &mut dyn FnMut(&Path, &str),
+    sink: &dyn Sink,
 ) -> Result<Report> {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = TempFile::create_in(parent_of(output), &name, 0o600).map_err(|e| {
@@ -193,7 +205,7 @@ fn to_mbox(
                     return Err(Error::runtime(format!("{}: {}", output.display(), describe_io(&e))));
                 }
                 let reason = describe_io(&e);
-                on_failure(&f.path, &reason);
+                sink.event(Event::LeftOut { path: &f.path, why: &reason });
                 report.failed.push((f.path.clone(), reason));
             }
         }
@@ -269,7 +281,7 @@ fn to_maildir(
     index: Option<&Index>,
     ahead: &mut ReadAhead,
     unix_line_ends: bool,
-    on_failure: &mut dyn FnMut(&Path, &str),
+    sink: &dyn Sink,
 ) -> Result<Report> {
     for sub in ["tmp", "new", "cur"] {
         fs::create_dir_all(out.join(sub)).at(&out.join(sub))?;
@@ -328,7 +340,7 @@ fn to_maildir(
             }
             Err(e) => {
                 let reason = describe_io(&e);
-                on_failure(&f.path, &reason);
+                sink.event(Event::LeftOut { path: &f.path, why: &reason });
                 report.failed.push((f.path.clone(), reason));
             }
         }

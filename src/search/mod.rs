@@ -72,15 +72,48 @@ pub struct Report {
 }
 
 /// What a search tells as it goes.
-pub trait Events {
-    /// A hit: the folder directory and the message's `--list` line; false stops the search
-    /// (the reader went away).
-    fn hit(&mut self, folder: &Path, line: &str) -> bool;
-    /// A problem that does not stop the search: a file or journal that cannot be read.
-    fn problem(&mut self, path: &Path, why: &str);
-    /// Something odd but harmless (files not named after a UID).
-    fn warning(&mut self, text: &str);
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A hit: the folder directory and the message's `--list` line.
+    Hit {
+        /// The folder's name, printable.
+        folder: &'a Path,
+        /// The message's line.
+        line: &'a str,
+    },
+    /// The folder's journal could not be read: its messages are judged on their files.
+    MetadataNotUsed {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// What went wrong.
+        error: &'a Error,
+    },
+    /// A file that cannot be read (the search goes on).
+    Unreadable {
+        /// The file.
+        path: &'a Path,
+        /// Why.
+        why: &'a str,
+    },
+    /// Damaged records of the journal, left out: those messages were read from their files.
+    DamagedRecords {
+        /// The metadata journal.
+        journal: &'a Path,
+        /// How many.
+        count: usize,
+    },
+    /// Files not named after a UID, taken anyway.
+    OddNames {
+        /// The files.
+        files: &'a [ArchiveFile],
+    },
 }
+
+/// Where a search's events go; a sink whose reader went away ([`crate::events::Sink::gone`])
+/// stops it.
+pub trait Sink: for<'a> crate::events::Sink<Event<'a>> {}
+
+impl<S: for<'a> crate::events::Sink<Event<'a>> + ?Sized> Sink for S {}
 
 /// What a key check looks at besides the journals: the first encrypted file found in
 /// each folder (a directory read that stops there, not a listing).
@@ -88,35 +121,12 @@ pub fn key_sample(folders: &[FolderDir]) -> Vec<ArchiveFile> {
     folders.iter().filter_map(|f| crate::archive::first(&f.dir, |a| a.form.encrypted)).collect()
 }
 
-/// The line that ends a search (on standard error): what was searched and how.
-pub fn summary(r: &Report) -> String {
-    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let mut line = format!(
-        "searched {} in {}: {} found ({} decided by the metadata alone, {} read)",
-        plural(r.messages, "message"),
-        plural(r.folders as u64, "folder"),
-        r.hits,
-        r.by_metadata,
-        plural(r.files_read, "file")
-    );
-    if !r.failed.is_empty() {
-        line += &format!("; {} could not be read", plural(r.failed.len() as u64, "file"));
-    }
-    if r.without_fields > 0 {
-        line += &format!(
-            "; {} archived before header fields were recorded (read from the file when the query needs them)",
-            plural(r.without_fields, "message")
-        );
-    }
-    line
-}
-
 /// Searches `folders` for `query`.
-pub fn search(folders: &[FolderDir], query: &Query, keys: Option<&Keys>, events: &mut dyn Events) -> Result<Report> {
+pub fn search(folders: &[FolderDir], query: &Query, keys: Option<&Keys>, sink: &dyn Sink) -> Result<Report> {
     let mut report = Report::default();
     for folder in folders {
         report.folders += 1;
-        if !search_folder(folder, query, keys, &mut report, events)? {
+        if !search_folder(folder, query, keys, &mut report, sink)? {
             break;
         }
     }
@@ -185,12 +195,12 @@ fn search_folder(
     query: &Query,
     keys: Option<&Keys>,
     report: &mut Report,
-    events: &mut dyn Events,
+    sink: &dyn Sink,
 ) -> Result<bool> {
     let index = match folder.journal.as_deref().map(|j| Index::load(j, keys, false)) {
         Some(Ok(i)) => Some(i),
         Some(Err(e)) => {
-            events.problem(folder.journal.as_deref().unwrap_or(&folder.dir), &format!("metadata not used: {e}"));
+            sink.event(Event::MetadataNotUsed { journal: folder.journal.as_deref().unwrap_or(&folder.dir), error: &e });
             None
         }
         None => None,
@@ -199,8 +209,8 @@ fn search_folder(
         return Ok(true);
     }
     let files = FolderFiles::list(&folder.dir)?;
-    if let Some(text) = crate::archive::odd_names(&files.odd) {
-        events.warning(&text);
+    if !files.odd.is_empty() {
+        sink.event(Event::OddNames { files: &files.odd });
     }
     let (to_read, read_rx) = mpsc::channel();
     let mut reading = Reading { ahead: ReadAhead::spawn(read_rx, keys.cloned())?, matcher: Matcher::new(&query.terms) };
@@ -231,7 +241,7 @@ fn search_folder(
         }
         while go_on && (waiting.len() > AHEAD || matches!(waiting.front(), Some(Waiting::Hit(_)))) {
             if let Some(w) = waiting.pop_front() {
-                go_on = settle(w, &folder.dir, query, &mut reading, report, events);
+                go_on = settle(w, &folder.dir, query, &mut reading, report, sink);
             }
         }
         if !go_on {
@@ -243,17 +253,14 @@ fn search_folder(
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
         }
-        if !settle(w, &folder.dir, query, &mut reading, report, events) {
+        if !settle(w, &folder.dir, query, &mut reading, report, sink) {
             return Ok(false);
         }
     }
     if let Some(index) = &index {
         let damaged = index.damage().len();
         if damaged > 0 {
-            events.problem(
-                index.path(),
-                &format!("{damaged} damaged metadata record(s) left out: those messages were read from their files"),
-            );
+            sink.event(Event::DamagedRecords { journal: index.path(), count: damaged });
         }
     }
     Ok(go_on)
@@ -266,7 +273,7 @@ fn settle<'q>(
     query: &'q Query,
     reading: &mut Reading<'q>,
     report: &mut Report,
-    events: &mut dyn Events,
+    sink: &dyn Sink,
 ) -> bool {
     let line = match w {
         Waiting::Hit(line) => Some(line),
@@ -276,7 +283,7 @@ fn settle<'q>(
                 Ok(line) => line,
                 Err(e) => {
                     let why = describe_io(&e);
-                    events.problem(&file.path, &why);
+                    sink.event(Event::Unreadable { path: &file.path, why: &why });
                     report.failed.push((file.path.clone(), why));
                     None
                 }
@@ -286,7 +293,8 @@ fn settle<'q>(
     match line {
         Some(line) => {
             report.hits += 1;
-            events.hit(dir, &line)
+            sink.event(Event::Hit { folder: dir, line: &line });
+            !sink.gone()
         }
         None => true,
     }

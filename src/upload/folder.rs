@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::time::Instant;
 
+use super::event::{Event, Sink};
 use super::matching::{BySize, UidRanges};
 use super::measure::{measure, Crlf, Measured, Print};
 use super::{Destination, FolderUpload};
@@ -24,7 +25,6 @@ use crate::imap::session::{Appending, Holding};
 use crate::imap::{ImapError, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::report::Sink;
 
 /// Messages measured and checked against the target at a time: their fingerprints are
 /// all that is held.
@@ -99,7 +99,7 @@ impl<'a> FolderRun<'a> {
             Some(path) => match Index::load(path, keys, false) {
                 Ok(index) => Some(index),
                 Err(e) => {
-                    sink.warning(&format!("{}: {e}; flags and arrival times not restored", dest.shown()));
+                    sink.event(Event::NoMetadata { folder: &dest.shown(), error: &e });
                     None
                 }
             },
@@ -165,7 +165,7 @@ impl<'a> FolderRun<'a> {
             Ok(()) => Ok(()),
             Err(Stop::Connection(why)) => {
                 let notice = session.lost(&why)?;
-                sink.warning(&format!("{}: {notice}", session.spec().endpoint()));
+                sink.event(Event::Reconnected { server: &session.spec().endpoint(), notice: &notice });
                 Ok(())
             }
             Err(Stop::Fatal(e)) => Err(e),
@@ -190,7 +190,7 @@ impl<'a> FolderRun<'a> {
                 Ok(()) => return Ok(()),
                 Err(Stop::Connection(why)) => {
                     let notice = session.lost(&why)?;
-                    sink.warning(&format!("{}: {notice}", session.spec().endpoint()));
+                    sink.event(Event::Reconnected { server: &session.spec().endpoint(), notice: &notice });
                 }
                 Err(Stop::Fatal(e)) => return Err(e),
             }
@@ -260,7 +260,7 @@ impl<'a> FolderRun<'a> {
             match read_message(f, self.keys).and_then(|mut r| measure(&mut r).map_err(|e| unreadable(f, &e))) {
                 Ok(m) => out.push((i, m)),
                 Err(e) => {
-                    sink.warning(&format!("left out {}: {e}", f.path.display()));
+                    sink.event(Event::LeftOut { path: &f.path, why: &e.to_string() });
                     self.states[i] = State::Failed;
                 }
             }
@@ -347,7 +347,7 @@ impl<'a> FolderRun<'a> {
             let mut body = match read_message(f, self.keys) {
                 Ok(r) => Crlf::new(r),
                 Err(e) => {
-                    sink.warning(&format!("left out {}: {e}", f.path.display()));
+                    sink.event(Event::LeftOut { path: &f.path, why: &e.to_string() });
                     self.states[*i] = State::Failed;
                     continue;
                 }
@@ -360,7 +360,7 @@ impl<'a> FolderRun<'a> {
                 // The archive file changed since it was measured: the APPEND was broken off
                 // with the connection.
                 Err(ImapError::Local(why)) => {
-                    sink.warning(&format!("left out {}: {why}", f.path.display()));
+                    sink.event(Event::LeftOut { path: &f.path, why: &why });
                     self.states[*i] = State::Failed;
                     self.doubt(in_flight);
                     return Err(Stop::Connection(format!("an upload was broken off: {why}")));
@@ -400,7 +400,7 @@ impl<'a> FolderRun<'a> {
                     None => self.states[i] = State::SentBlind,
                 }
                 self.bytes += size;
-                sink.detail(&format!("uploaded {}", self.files[i].path.display()));
+                sink.event(Event::Uploaded { path: &self.files[i].path });
                 Ok(())
             }
             Err(ImapError::Refused(text)) => {
@@ -432,7 +432,7 @@ impl<'a> FolderRun<'a> {
 
     fn refused(&mut self, i: usize, text: &str, sink: &dyn Sink) {
         let f = &self.files[i];
-        sink.warning(&format!("the server refused {}: {}", f.path.display(), crate::imap::error::quote(text)));
+        sink.event(Event::Refused { path: &f.path, text: &crate::imap::error::quote(text) });
         self.states[i] = State::Failed;
     }
 
@@ -475,11 +475,7 @@ impl<'a> FolderRun<'a> {
         }
         if !again.is_empty() {
             self.resent = true;
-            sink.remark(&format!(
-                "{}: {} message(s) sent on a lost connection are not at the target: sending them again",
-                self.dest.shown(),
-                again.len()
-            ));
+            sink.event(Event::Resending { folder: &self.dest.shown(), count: again.len() });
         }
         self.send(session, &again, sink)
     }
@@ -530,24 +526,18 @@ impl<'a> FolderRun<'a> {
             (true, Some(uidvalidity)) => match session.remove_copies(&self.mailbox.wire, uidvalidity, &extra) {
                 Ok(()) => {
                     self.removed += extra.len();
-                    sink.remark(&format!("{shown}: removed the copies this run made twice (UIDs {uids})"));
+                    sink.event(Event::RemovedTwice { folder: &shown, uids: &uids });
                 }
                 Err(ImapError::Refused(text)) => {
                     self.twice += extra.len();
-                    sink.warning(&format!(
-                        "{shown}: messages this run uploaded twice are left at UIDs {uids}: the server refused to \
-                         remove them: {}",
-                        crate::imap::error::quote(&text)
-                    ));
+                    let refused = crate::imap::error::quote(&text);
+                    sink.event(Event::LeftTwice { folder: &shown, uids: &uids, refused: Some(&refused) });
                 }
                 Err(e) => return Err(stop(session, "UID EXPUNGE", e)),
             },
             _ => {
                 self.twice += extra.len();
-                sink.warning(&format!(
-                    "{shown}: messages this run uploaded twice (a stalled connection stored them late) are left at \
-                     UIDs {uids}: the server cannot remove single messages (no UIDPLUS); remove them by hand"
-                ));
+                sink.event(Event::LeftTwice { folder: &shown, uids: &uids, refused: None });
             }
         }
         Ok(())

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 
+use super::event::{Event, Sink};
 use super::Destination;
 use crate::archive;
 use crate::archive::metadata::Index;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::report::Sink;
 
 /// UIDs per `UID STORE` command.
 const UIDS_PER_STORE: usize = 1000;
@@ -96,11 +96,8 @@ pub fn set_labels(
     match session.add_labels(&plan.target.wire, &batches) {
         Ok(()) => count,
         Err(e) => {
-            sink.warning(&format!(
-                "{}: labels not set: {}",
-                plan.target.shown(),
-                session.spec().imap_error("UID STORE", &e)
-            ));
+            let error = session.spec().imap_error("UID STORE", &e);
+            sink.event(Event::LabelsNotSet { folder: &plan.target.shown(), error: &error });
             0
         }
     }

@@ -14,6 +14,7 @@
 //! there is skipped. Messages in flight on a lost connection are settled at the end of
 //! the run ([`folder`]). The archive is only read.
 
+pub mod event;
 pub mod folder;
 pub mod gmail;
 pub mod matching;
@@ -29,7 +30,7 @@ use crate::hierarchy::{self, Hierarchy, SourceName};
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
-use crate::report::Sink;
+pub use event::{Event, Sink};
 use folder::FolderRun;
 
 /// One folder directory and where it goes.
@@ -102,29 +103,22 @@ pub struct FolderUpload {
 }
 
 impl FolderUpload {
-    /// `N uploaded, M already there, K failed, B bytes, S s`, with the copies made twice
-    /// where there were any.
-    pub fn summary(&self) -> String {
-        let mut twice = String::new();
-        if self.removed > 0 {
-            twice.push_str(&format!(", {} uploaded twice and removed", self.removed));
-        }
-        if self.twice > 0 {
-            twice.push_str(&format!(", {} uploaded twice and left", self.twice));
-        }
-        format!(
-            "{} uploaded, {} already there, {} failed{twice}, {} bytes, {:.2} s",
-            self.uploaded, self.present, self.failed, self.bytes, self.seconds
-        )
-    }
-
     /// Whether something is wrong: a message not uploaded, or one there twice.
     pub fn failing(&self) -> bool {
         self.failed > 0 || self.twice > 0
     }
 }
 
-/// Uploads every destination, each folder's outcome handed to `done` with the name to
+/// What an upload came to, for the exit code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Folders done.
+    pub folders: usize,
+    /// Of those, the ones that failed, or were left with a message missing or there twice.
+    pub failing: usize,
+}
+
+/// Uploads every destination, each folder's outcome told as an event with the name to
 /// show: all of the folders first, then, after the lost connections' APPENDs had `grace`
 /// to land (as long as the session waits for a silent server), the messages in doubt.
 pub fn upload_all(
@@ -133,8 +127,21 @@ pub fn upload_all(
     keys: Option<&Keys>,
     grace: Duration,
     sink: &dyn Sink,
-    done: &mut dyn FnMut(&str, Result<FolderUpload>),
-) -> Result<()> {
+) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let mut done = |name: &str, result: Result<FolderUpload>| {
+        summary.folders += 1;
+        match result {
+            Ok(upload) => {
+                summary.failing += usize::from(upload.failing());
+                sink.event(Event::FolderDone { folder: name, upload: &upload });
+            }
+            Err(error) => {
+                summary.failing += 1;
+                sink.event(Event::FolderFailed { folder: name, error: &error });
+            }
+        }
+    };
     let target = target_hierarchy(session, sink)?;
     // A Gmail archive to a Gmail: All Mail once, with its labels; the label folders not again.
     let gmail = gmail::plan(session, dests, keys);
@@ -145,7 +152,7 @@ pub fn upload_all(
         let dest = match (&gmail, &all_mail_dest) {
             (Some(g), _) if g.labels_only.contains(&i) => {
                 let present = archive::list_folder(&dest.dir).map_or(0, |f| f.len());
-                sink.remark(&format!("{}: a Gmail label: its messages go with All Mail's, labelled", dest.shown()));
+                sink.event(Event::GmailLabel { folder: &dest.shown() });
                 done(&dest.shown(), Ok(FolderUpload { present, ..FolderUpload::default() }));
                 continue;
             }
@@ -170,7 +177,7 @@ pub fn upload_all(
         let uploaded = run.upload(session, sink);
         if let (Some(g), true) = (&gmail, gmail.as_ref().is_some_and(|g| g.all_mail == i)) {
             let labelled = gmail::set_labels(session, g, dest, keys, &run.appended, sink);
-            sink.remark(&format!("{name}: labels set on {labelled} messages"));
+            sink.event(Event::LabelsSet { folder: &name, count: labelled });
         }
         match uploaded {
             Ok(()) if run.in_doubt() => pending.push(run),
@@ -186,10 +193,7 @@ pub fn upload_all(
         if let Some(lost) = pending.iter().filter_map(|r| r.lost_at).max() {
             let wait = (lost + grace).saturating_duration_since(Instant::now());
             if !wait.is_zero() {
-                sink.remark(&format!(
-                    "waiting {:.0} s for the server to store what lost connections sent, before looking for it",
-                    wait.as_secs_f64().ceil()
-                ));
+                sink.event(Event::Waiting { seconds: wait.as_secs_f64().ceil() });
                 sleep(wait)?;
             }
         }
@@ -210,7 +214,7 @@ pub fn upload_all(
             Err(e) => done(&name, Err(e)),
         }
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// The folder's name for its result line: the target's, after the source's where the
@@ -232,13 +236,10 @@ fn target_hierarchy(session: &mut Session, sink: &dyn Sink) -> Result<Option<Hie
             Ok(h) => return Ok(Some(h)),
             Err(e) if e.breaks_session() => {
                 let notice = session.lost(&session.spec().imap_error("NAMESPACE", &e).to_string())?;
-                sink.warning(&format!("{}: {notice}", session.spec().endpoint()));
+                sink.event(Event::Reconnected { server: &session.spec().endpoint(), notice: &notice });
             }
             Err(e) => {
-                sink.warning(&format!(
-                    "{}; folder names are used as they are",
-                    session.spec().imap_error("NAMESPACE", &e)
-                ));
+                sink.event(Event::NoHierarchy { error: &session.spec().imap_error("NAMESPACE", &e) });
                 return Ok(None);
             }
         }
@@ -391,17 +392,5 @@ mod tests {
         assert_eq!(inbox.mailbox(None).unwrap().wire, "INBOX (UIDVALIDITY 3)");
         let named = Destination { named: Some(Mailbox::from_arg("Copy")), ..old };
         assert_eq!(named.mailbox(Some(&courier)).unwrap().wire, "Copy");
-    }
-
-    #[test]
-    fn summaries_say_what_was_made_twice() {
-        let r = FolderUpload { uploaded: 3, present: 1, bytes: 10, ..FolderUpload::default() };
-        assert_eq!(r.summary(), "3 uploaded, 1 already there, 0 failed, 10 bytes, 0.00 s");
-        let r = FolderUpload { removed: 2, twice: 1, ..r };
-        assert_eq!(
-            r.summary(),
-            "3 uploaded, 1 already there, 0 failed, 2 uploaded twice and removed, 1 uploaded twice and left, 10 bytes, 0.00 s"
-        );
-        assert!(r.failing());
     }
 }

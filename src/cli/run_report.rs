@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::archive::files::atomic::TempFile;
+use crate::backup::Event;
 use crate::error::{describe_io, Error, Result};
 use crate::report::FolderFigures;
 
@@ -131,7 +132,39 @@ impl RunRecord {
     }
 }
 
-impl crate::report::Events for RunRecord {
+impl RunRecord {
+    /// Takes what a backup's event tells of the run.
+    pub fn event(&self, event: &Event<'_>) {
+        match *event {
+            Event::AccountStarted { account } => self.account_started(&account.user, &account.host),
+            Event::FolderDone { account, report }
+            | Event::FolderFailed { account, report, .. }
+            | Event::FolderNotReached { account, report } => {
+                self.folder_done(&account.user, &account.host, report.figures())
+            }
+            Event::AccountFailed { account, error } => {
+                self.account_failed(&account.user, &account.host, &error.to_string())
+            }
+            Event::SandboxRefused { error, accounts } => {
+                for a in accounts {
+                    self.account_failed(&a.user, &a.host, &error.to_string());
+                }
+            }
+            Event::Capped { account, bytes, not_reached } => {
+                self.account_failed(&account.user, &account.host, &capped_line(&account.label(), bytes, not_reached))
+            }
+            Event::Stored { size, .. } => self.message_stored(size),
+            Event::LeftServer { account, folder, left, total } => {
+                self.folder_gone(&account.user, &account.host, folder, left, total)
+            }
+            Event::Pruned { account, outcome } => self.folder_pruned(&account.user, &account.host, outcome),
+            Event::PruneRefused { account, error } => {
+                self.account_failed(&account.user, &account.host, &format!("prune refused: {error}"))
+            }
+            _ => {}
+        }
+    }
+
     fn account_started(&self, user: &str, server: &str) {
         self.with_account(user, server, |a| a.started = true);
     }
@@ -155,14 +188,17 @@ impl crate::report::Events for RunRecord {
         stored.1 += bytes;
     }
 
-    fn folder_pruned(&self, user: &str, server: &str, folder: &str, figures: crate::report::PruneFigures) {
+    /// Verified prune went through a folder (after its figures).
+    fn folder_pruned(&self, user: &str, server: &str, outcome: &crate::prune::Outcome) {
         self.with_account(user, server, |a| {
-            if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == folder) {
-                f.pruned = Some(figures);
+            if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == outcome.folder) {
+                f.pruned = Some(crate::report::PruneFigures::of(outcome));
             }
         });
     }
 
+    /// `left` archived messages of the folder `folder` (after its figures) were found to
+    /// have left the server; `total` of its messages are now only in the archive.
     fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
         self.with_account(user, server, |a| {
             if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == folder) {
@@ -171,6 +207,15 @@ impl crate::report::Events for RunRecord {
             }
         });
     }
+}
+
+/// The line of an account that Gmail's download limit stopped (also its error in `--report`).
+pub fn capped_line(label: &str, bytes: u64, not_reached: usize) -> String {
+    format!(
+        "{label}: Gmail's download limit reached after {bytes} bytes: stopped, {} not reached; the next run \
+         continues where this one stopped",
+        crate::cli::print::plural(not_reached as u64, "folder")
+    )
 }
 
 /// A folder's entry with what verified prune did to it, when it ran: `"prune": {"removed":
@@ -198,7 +243,6 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Events;
     use std::time::Duration;
 
     #[test]
