@@ -188,27 +188,6 @@ impl Outcome {
     pub fn problems(&self) -> impl Iterator<Item = &Kept> {
         self.kept.iter().filter(|k| k.reason.is_problem())
     }
-
-    /// One line: `removed N messages older than D days from the server, kept M (2
-    /// flagged, 1 damaged)`.
-    pub fn summary(&self) -> String {
-        let n = self.removed.len();
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        let mut line = if self.dry_run {
-            format!("would remove {n} message{} older than {} days", plural(n), self.days)
-        } else {
-            format!("removed {n} message{} older than {} days from the server", plural(n), self.days)
-        };
-        if !self.after_archiving.is_empty() {
-            line += &format!(" (and {} once archived)", self.after_archiving.len());
-        }
-        if !self.kept.is_empty() {
-            let reasons: Vec<String> =
-                self.kept_by_reason().iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
-            line += &format!(", kept {} ({})", self.kept.len(), reasons.join(", "));
-        }
-        line
-    }
 }
 
 /// The archived side of one folder.
@@ -332,18 +311,14 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_counts_by_reason() {
+    fn kept_messages_are_counted_by_reason() {
         let mut o = Outcome { folder: "INBOX".into(), days: 30, removed: vec![(1, 0), (2, 0)], ..Outcome::default() };
         o.kept = vec![
             Kept { uid: 3, reason: Reason::Flagged },
             Kept { uid: 4, reason: Reason::Damaged("MAC check failed".into()) },
             Kept { uid: 5, reason: Reason::Flagged },
         ];
-        assert_eq!(o.summary(), "removed 2 messages older than 30 days from the server, kept 3 (1 damaged, 2 flagged)");
+        assert_eq!(o.kept_by_reason(), [("damaged", 1), ("flagged", 2)]);
         assert_eq!(o.problems().map(|k| k.uid).collect::<Vec<_>>(), [4]);
-        o.dry_run = true;
-        o.kept.clear();
-        o.after_archiving = vec![(9, 0)];
-        assert_eq!(o.summary(), "would remove 2 messages older than 30 days (and 1 once archived)");
     }
 }

@@ -274,5 +274,50 @@ fn pruned(p: &Printer, account: &crate::account::Account, outcome: &crate::prune
     for k in outcome.problems() {
         p.warning(&format!("{} {folder}: UID {} kept on the server: {}", account.label(), k.uid, k.reason));
     }
-    p.result(&format!("{user} {folder}: {}", outcome.summary()));
+    p.result(&format!("{user} {folder}: {}", prune_summary(outcome)));
+}
+
+/// `removed N messages older than D days from the server, kept M (1 damaged, 2 flagged)`
+/// (`would remove ...` in a dry run).
+fn prune_summary(outcome: &crate::prune::Outcome) -> String {
+    let n = outcome.removed.len() as u64;
+    let mut line = if outcome.dry_run {
+        format!("would remove {} older than {} days", plural(n, "message"), outcome.days)
+    } else {
+        format!("removed {} older than {} days from the server", plural(n, "message"), outcome.days)
+    };
+    if !outcome.after_archiving.is_empty() {
+        line += &format!(" (and {} once archived)", outcome.after_archiving.len());
+    }
+    if !outcome.kept.is_empty() {
+        let reasons: Vec<String> =
+            outcome.kept_by_reason().iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+        line += &format!(", kept {} ({})", outcome.kept.len(), reasons.join(", "));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prune::{Kept, Outcome, Reason};
+
+    #[test]
+    fn the_prune_line_counts_by_reason() {
+        let mut o = Outcome { folder: "INBOX".into(), days: 30, removed: vec![(1, 0), (2, 0)], ..Outcome::default() };
+        o.kept = vec![
+            Kept { uid: 3, reason: Reason::Flagged },
+            Kept { uid: 4, reason: Reason::Damaged("MAC check failed".into()) },
+            Kept { uid: 5, reason: Reason::NotArchived },
+        ];
+        assert_eq!(
+            prune_summary(&o),
+            "removed 2 messages older than 30 days from the server, kept 3 (1 damaged, 1 flagged, 1 not archived)"
+        );
+        o.dry_run = true;
+        o.kept.clear();
+        o.removed.truncate(1);
+        o.after_archiving = vec![(9, 0)];
+        assert_eq!(prune_summary(&o), "would remove 1 message older than 30 days (and 1 once archived)");
+    }
 }
