@@ -17,7 +17,7 @@ pub mod wire;
 pub use auth::Auth;
 pub use connect::{is_timeout, resolve, ServerSpec, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
 pub use error::ImapError;
-pub use session::{connect, Examined, FolderStatus, Found, Listed, NewMail, Sampled, Session, Then};
+pub use session::{connect, Examined, FolderStatus, Found, Listed, NewMail, Removal, Removed, Sampled, Session, Then};
 pub use tls::{Stream, Trust};
 
 /// An IMAP sequence set for sorted UIDs, with runs folded into ranges (`1:5,9,12:13`).

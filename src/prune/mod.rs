@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::archive::metadata::Index;
 use crate::error::{Error, Result};
-use crate::imap::session::Removal;
+use crate::imap::Removal;
 use crate::imap::Session;
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;

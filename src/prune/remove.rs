@@ -4,8 +4,8 @@
 //! without UIDPLUS. A server with neither cannot remove only the messages meant (a plain
 //! EXPUNGE would take what the user marked `\Deleted` too): prune is refused there.
 
-use crate::imap::session::Removal;
 use crate::imap::wire::ListEntry;
+use crate::imap::Removal;
 
 /// What the server offers, as far as removing goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
