@@ -54,6 +54,7 @@ pub struct LowArgs {
     pub dry_run: bool,
     /// `--prune-older-than DAYS`.
     pub prune_older_than: Option<u32>,
+    /// `--prune-keep-flagged`.
     pub prune_keep_flagged: bool,
     pub config: Option<PathBuf>,
     pub restore: Option<PathBuf>,
