@@ -403,3 +403,73 @@ fn kill_9_at_random_points_of_pruning_runs_loses_no_message() {
     let o = run(&["--verify", folder.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn a_folder_recreated_between_its_backup_and_prune_loses_nothing() {
+    // Archive is backed up first; while Zlarge's backup goes on, Archive is deleted and
+    // made again with other old mail under the same UIDs: its UIDs now name messages
+    // never archived, which the old archive's copies would "verify".
+    let d = Dovecot::start();
+    let user = "recreated";
+    d.add_user(user, PW);
+    d.create_mailbox(user, PW, "Archive");
+    d.create_mailbox(user, PW, "Zlarge");
+    let mut s = d.session(user, PW);
+    for i in 0..20 {
+        s.append_at("Archive", &[], Some(&old_date(i)), &message(i, "a"));
+    }
+    for i in 0..600 {
+        s.append("Zlarge", &[], &message(i, "z"));
+    }
+    s.logout();
+    let before = d.mailbox_uidvalidity(user, PW, "Archive");
+    let tmp = TempDir::new("prune-recreated");
+    let root = tmp.dir("root");
+    let mut args = d.client_args(user, &root);
+    args.extend(["-f", "Archive", "-f", "Zlarge", "--prune-older-than", DAYS].map(String::from));
+    let mut child = Command::new(bin())
+        .args(&args)
+        .env("SMAILARCHIVER_PASSWD", PW)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "no Archive line: {said}");
+        said.push_str(&line);
+        if line.contains(" Archive: ") && line.contains(" new, ") {
+            break;
+        }
+    }
+    let mut s = d.session(user, PW);
+    s.ok("DELETE Archive");
+    s.ok("CREATE Archive");
+    let mut recreated = BTreeSet::new();
+    for i in 0..20 {
+        let m = message(i, "b");
+        s.append_at("Archive", &[], Some(&old_date(i)), &m);
+        recreated.insert(message_id(&m).unwrap());
+    }
+    s.logout();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(rest.contains(" Zlarge: 600 new"), "the recreation came before Zlarge was done: {said}{rest}{err}");
+    assert_ne!(d.mailbox_uidvalidity(user, PW, "Archive"), before, "Dovecot gave the new Archive a new UIDVALIDITY");
+    assert_eq!(o.status.code(), Some(1), "{said}{rest}{err}");
+    assert!(err.contains("Archive: prune: the folder's UIDVALIDITY is "), "{err}");
+    assert!(err.contains("nothing is removed"), "{err}");
+    // Every message of the new Archive is still there.
+    let mut s = d.session(user, PW);
+    s.ok("EXAMINE Archive");
+    let r = s.ok("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+    s.logout();
+    let there: BTreeSet<String> =
+        r.untagged.iter().flat_map(|u| u.literals.iter()).filter_map(|l| message_id(l)).collect();
+    assert_eq!(there, recreated);
+}
