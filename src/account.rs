@@ -38,6 +38,12 @@ pub const MIN_BUFFER: usize = 64 * 1024;
 /// batching gains nothing while a NAS box or router runs out of memory.
 pub const MAX_BUFFER: usize = 64 * 1024 * 1024;
 
+/// `n` as a fetch budget, when it is one of the accepted sizes ([`MIN_BUFFER`] to
+/// [`MAX_BUFFER`]): the one check of them, whichever way the size is given.
+pub fn buffer_size(n: u64) -> Option<usize> {
+    usize::try_from(n).ok().filter(|n| (MIN_BUFFER..=MAX_BUFFER).contains(n))
+}
+
 /// The accepted buffer sizes, for messages: "from 64K to 64M (65536 to 67108864 bytes)".
 pub fn buffer_range() -> String {
     format!("from {}K to {}M ({MIN_BUFFER} to {MAX_BUFFER} bytes)", MIN_BUFFER >> 10, MAX_BUFFER >> 20)
@@ -46,26 +52,38 @@ pub fn buffer_range() -> String {
 /// An account's settings.
 #[derive(Clone, Debug)]
 pub struct Account {
+    /// The login name (`-u`, config `user`).
     pub user: String,
+    /// The IMAP server's host name or address (`-i`, config `imap`).
     pub host: String,
+    /// Its port (`--port`); `None`: 993, or 143 with STARTTLS.
     pub port: Option<u16>,
+    /// Start in plain text and upgrade with STARTTLS (`--starttls`).
     pub starttls: bool,
+    /// More certificates to trust for the server (`--ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// The one server certificate to accept, by its SHA-256 fingerprint (`--pin-sha256`).
     pub pin_sha256: Option<String>,
     /// The password given directly (`-p`, config `passwd`).
     pub password: Option<Secret>,
+    /// A command whose output is the password (`--passwd-command`).
     pub passwd_command: Option<String>,
+    /// A command whose output is an OAuth 2.0 access token (`--oauth2-token-command`).
     pub oauth2_command: Option<String>,
     /// OAuth 2.0 built in (`--oauth2`, config `"oauth2"`): tokens from the stored refresh
     /// token, renewed by the run itself.
     pub oauth2: Option<crate::oauth2::Settings>,
+    /// Which folders to back up.
     pub folders: Folders,
     /// The archive root.
     pub root: PathBuf,
+    /// The layers of the files written: compressed (`-z`), encrypted (`-e`).
     pub form: Form,
+    /// The compression level (`--compress-level`).
     pub level: u8,
     /// The key file, when encrypting.
     pub keys: Option<KeySpec>,
+    /// The memory budget for one fetch, in bytes (`--buffer-size`).
     pub buffer_size: usize,
     /// Longest wait for the server, in seconds.
     pub timeout: u64,
@@ -175,9 +193,6 @@ impl Account {
     pub fn validate(&self) -> Result<()> {
         if self.user.is_empty() || self.host.is_empty() {
             return Err(Error::usage("the user name and the IMAP server must not be empty"));
-        }
-        if !(MIN_BUFFER..=MAX_BUFFER).contains(&self.buffer_size) {
-            return Err(Error::usage(format!("the buffer size {} is not {}", self.buffer_size, buffer_range())));
         }
         if let Folders::Named(f) = &self.folders {
             if f.is_empty() {

@@ -33,6 +33,7 @@ use crate::account::Account;
 use crate::bounded;
 use crate::error::{Error, Result};
 use crate::imap::auth::{Renewal, Wiped};
+use crate::os::wipe;
 use crate::secret::{self, CommandError, Secret};
 
 /// An answer's header: kind (1 byte), code (4, little-endian), output length (4).
@@ -71,8 +72,10 @@ impl CredentialHelper {
         };
         let (request_out, request_in) = pipe().ok_or_else(|| fail("pipe"))?;
         let (answer_out, answer_in) = pipe().ok_or_else(|| fail("pipe"))?;
-        // SAFETY: plain system calls; the child only runs `serve`, which never returns.
+        // SAFETY: getpid reads nothing of ours and cannot fail.
         let parent = unsafe { libc::getpid() };
+        // SAFETY: the child only runs `serve`, which keeps to async-signal-safe calls and
+        // never returns, so no state another thread held at the fork is used in it.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(fail("fork"));
@@ -193,6 +196,7 @@ fn pipe() -> Option<(OwnedFd, OwnedFd)> {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return None;
     }
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
     Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
@@ -425,13 +429,6 @@ unsafe fn all(len: usize, mut step: impl FnMut(usize) -> isize) -> bool {
     true
 }
 
-fn wipe(bytes: &mut [u8]) {
-    for b in bytes {
-        // SAFETY: a valid, exclusive reference; volatile so the wipe is not optimised away.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +481,7 @@ mod tests {
         drop(helper);
         // Reaped: no such child any more (a zombie would still be waitable).
         let mut status = 0;
+        // SAFETY: `status` is a live int for waitpid to write; WNOHANG never blocks.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) }, -1);
         assert_eq!(errno(), libc::ECHILD);
     }

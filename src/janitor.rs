@@ -50,6 +50,7 @@ impl Janitor {
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             let e = std::io::Error::last_os_error();
+            // SAFETY: both ends were made above and are owned by nothing else.
             unsafe {
                 libc::close(read_end);
                 libc::close(write_end);
@@ -62,6 +63,7 @@ impl Janitor {
         }
         // SAFETY: our end of the pipe, owned from here on; theirs is closed.
         unsafe { libc::close(read_end) };
+        // SAFETY: `write_end` is open and owned by nothing else: the File takes it over.
         let verdicts = unsafe { File::from_raw_fd(write_end) };
         Ok(Janitor { verdicts: Some(verdicts), pid, roots: made.len() })
     }

@@ -61,10 +61,8 @@ impl std::fmt::Debug for Keys {
 
 impl Drop for Keys {
     fn drop(&mut self) {
-        for b in self.enc.iter_mut().chain(self.sig.iter_mut()) {
-            // SAFETY: a valid, exclusive reference; volatile so the wipe stays.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        crate::os::wipe(&mut self.enc);
+        crate::os::wipe(&mut self.sig);
     }
 }
 

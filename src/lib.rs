@@ -1,6 +1,10 @@
 //! smailarchiver: back up IMAP mailboxes one file per message, compressed and encrypted,
 //! in the format of SMail Archiver 0.5, through fixed-size buffers.
 
+// Every unsafe block says why it is sound; every public item says what it is.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
 pub mod account;
 pub mod archive;
 pub mod backends;

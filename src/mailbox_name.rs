@@ -1,6 +1,6 @@
 //! Mailbox names: how they travel on the wire (modified UTF-7 and IMAP quoted
-//! strings), how they become directory names on disk, and how `--exclude`
-//! patterns match them.
+//! strings) and how `--exclude` patterns match them. The directory names they become on
+//! disk are the archive's ([`crate::archive::layout::naming`]).
 
 use std::fmt;
 
@@ -15,50 +15,6 @@ impl fmt::Display for NameError {
 }
 
 impl std::error::Error for NameError {}
-
-/// Maps a mailbox name to a directory name exactly as the original tool did.
-///
-/// Kept unchanged so existing archives are found again; note that distinct
-/// mailboxes can collide (`INBOX/Sent` and `INBOXSent` both give `INBOXSent`).
-pub fn safe(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.()@ ".contains(*c)).collect()
-}
-
-/// Longest directory name made from a name, in bytes: file systems allow 255, and a
-/// fallback suffix or a `.uidvalidity-N` must still fit.
-pub const MAX_DIR_NAME: usize = 200;
-
-/// Names under an archive root that belong to the tool itself.
-pub const RESERVED_PREFIX: &str = ".smailarchiver";
-
-/// The directory the original made for `name` (a mailbox's wire name, or a user name):
-/// [`safe`] of it. `None` when that cannot be a directory of its own: empty, `.`, `..`,
-/// longer than [`MAX_DIR_NAME`], or one of the tool's own names.
-pub fn canonical_dir(name: &str) -> Option<String> {
-    let dir = safe(name);
-    let unusable =
-        dir.is_empty() || dir == "." || dir == ".." || dir.len() > MAX_DIR_NAME || dir.starts_with(RESERVED_PREFIX);
-    (!unusable).then_some(dir)
-}
-
-/// The `n`-th fallback directory for `name` (n = 1, 2, ...): [`safe`] of it (cut to fit)
-/// plus `~` and the first 8 hex digits of SHA-256 of `key`, plus `-n` from the second on.
-/// `~` is not a [`safe`] character, so a fallback never equals a canonical name.
-pub fn fallback_dir(name: &str, key: &str, n: u32) -> String {
-    use sha2::{Digest, Sha256};
-    let mut base = safe(name);
-    base.truncate(MAX_DIR_NAME);
-    if base.starts_with(RESERVED_PREFIX) {
-        base.insert(0, '_');
-    }
-    let hash = Sha256::digest(key.as_bytes());
-    let hex: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
-    if n <= 1 {
-        format!("{base}~{hex}")
-    } else {
-        format!("{base}~{hex}-{n}")
-    }
-}
 
 /// A mailbox as the tool handles it: by the name the server knows it by (its wire name,
 /// modified UTF-7), shown to people by its decoded name.
@@ -358,39 +314,6 @@ mod tests {
             }
             Some((&c, rest)) => n.first() == Some(&c) && reference_match(rest, &n[1..], d),
         }
-    }
-
-    #[test]
-    fn safe_keeps_original_mapping() {
-        assert_eq!(safe("[Gmail]/All Mail"), "GmailAll Mail");
-        assert_eq!(safe("INBOX/Sent"), "INBOXSent");
-        assert_eq!(safe("Reçus"), "Reus");
-        assert_eq!(safe("a-b_c.d(e)@f 9"), "a-b_c.d(e)@f 9");
-        assert_eq!(safe("../x"), "..x");
-    }
-
-    #[test]
-    fn canonical_dirs_are_the_originals_filter_of_the_wire_name() {
-        assert_eq!(canonical_dir("INBOX/Sent").as_deref(), Some("INBOXSent"));
-        assert_eq!(canonical_dir(&encode_utf7("Reçus")).as_deref(), Some("ReAOc-us"));
-        assert_eq!(canonical_dir("[Gmail]/All Mail").as_deref(), Some("GmailAll Mail"));
-        for unusable in ["", "!!!", "./.", "/.", ".smailarchiver", ".smailarchiver-x"] {
-            assert_eq!(canonical_dir(unusable), None, "{unusable:?}");
-        }
-        assert_eq!(canonical_dir(&"a".repeat(MAX_DIR_NAME)).map(|d| d.len()), Some(MAX_DIR_NAME));
-        assert_eq!(canonical_dir(&"a".repeat(MAX_DIR_NAME + 1)), None);
-    }
-
-    #[test]
-    fn fallback_dirs_differ_from_canonical_ones_and_fit() {
-        let f = fallback_dir("!!!", "!!!", 1);
-        assert!(f.starts_with('~') && f.len() == 9, "{f}");
-        assert_eq!(fallback_dir("!!!", "!!!", 1), f, "stable");
-        assert_ne!(fallback_dir("!!!", "!!!?", 1), f);
-        assert_eq!(fallback_dir("!!!", "!!!", 3), format!("{f}-3"));
-        assert!(fallback_dir(&"x".repeat(400), "k", 1).len() <= MAX_DIR_NAME + 12);
-        assert!(fallback_dir(".smailarchiver", "k", 1).starts_with("_.smailarchiver~"));
-        assert!(canonical_dir(&fallback_dir("ab", "a/b", 1)).is_some_and(|d| d != fallback_dir("ab", "a/b", 1)));
     }
 
     #[test]

@@ -21,15 +21,13 @@
 //! message or a recreated folder says nothing either way).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::archive::layout::account;
 use crate::archive::layout::registry::{AccountRecord, Registry, Sample};
-use crate::archive::ArchiveFile;
 use crate::error::Result;
 use crate::imap::{FolderStatus, ImapError, Session};
-use crate::os::dir::Dir;
 
 /// Folders sampled at most.
 pub const FOLDERS: usize = 3;
@@ -41,8 +39,6 @@ pub const SAMPLES_PER_FOLDER: usize = 3;
 pub const FIELDS: &str = "MESSAGE-ID DATE FROM SUBJECT";
 /// The most bytes of those fields read for one message (longer is digested as cut).
 pub const HEAD: usize = 16 * 1024;
-/// Folder directories listed at most while looking for archived messages to sample.
-const LOOKED_AT: usize = 20;
 /// Evidence older than this many days is taken again (messages are expunged over years).
 const MAX_AGE_DAYS: i64 = 30;
 
@@ -146,33 +142,8 @@ pub fn take(
     statuses: &HashMap<String, FolderStatus>,
     session: &mut Session,
 ) -> Result<Vec<Sample>> {
-    let mut candidates: Vec<_> =
-        registry.folders_of(account).into_iter().filter(|f| !f.retired && f.uidvalidity.is_some()).collect();
     let count = |wire: &str| statuses.get(wire).and_then(|s| s.messages).unwrap_or(0);
-    candidates.sort_by_key(|f| (std::cmp::Reverse(count(&f.mailbox.wire)), f.mailbox.wire != "INBOX"));
-    let root = Dir::open(registry.root()).map_err(|e| crate::error::Error::runtime(e.to_string()))?;
-    let mut asks: Vec<(String, u32, Vec<u32>)> = Vec::new();
-    for f in candidates.into_iter().take(LOOKED_AT) {
-        let Ok(dir) = root.open_beneath(&Path::new(account).join(&f.dir)) else { continue };
-        let mut uids = Vec::new();
-        let listed = dir.for_each_name(|name| {
-            if let Some(uid) = ArchiveFile::from_path(std::path::PathBuf::from(name)).and_then(|f| f.uid) {
-                uids.push(uid);
-            }
-        });
-        if listed.is_err() || uids.is_empty() {
-            continue;
-        }
-        uids.sort_unstable();
-        uids.dedup();
-        let mut chosen = vec![uids[0], uids[uids.len() / 2], uids[uids.len() - 1]];
-        chosen.dedup();
-        chosen.truncate(SAMPLES_PER_FOLDER);
-        asks.push((f.mailbox.wire.clone(), f.uidvalidity.unwrap_or(0), chosen));
-        if asks.len() == FOLDERS {
-            break;
-        }
-    }
+    let asks = account::archived_samples(registry, account, count, FOLDERS, SAMPLES_PER_FOLDER)?;
     if asks.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,3 +1,7 @@
+//! The `smailarchiver` command: the library's command line, and the allocator's setting.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 fn main() {
     // glibc gives each thread that allocates an arena of its own; the codec threads come
     // and go with messages, and their arenas' free pages stay resident. Two arenas keep
@@ -7,6 +11,6 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    let code = smailarchiver::cli::app::main(std::env::args_os().skip(1));
+    let code = smailarchiver::cli::run::main(std::env::args_os().skip(1));
     std::process::exit(code);
 }

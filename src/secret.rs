@@ -34,10 +34,7 @@ impl fmt::Debug for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // SAFETY: zero bytes are valid UTF-8; volatile so the wipe is not optimised away.
-        for b in unsafe { self.0.as_bytes_mut() } {
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        crate::os::wipe_str(&mut self.0);
     }
 }
 

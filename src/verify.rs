@@ -14,10 +14,9 @@ use crate::archive::files::readahead::ReadAhead;
 use crate::archive::layout::scope::FolderDir;
 use crate::archive::metadata::{HashingReader, Index};
 use crate::archive::{self, ArchiveFile};
-use crate::codec::Form;
+use crate::codec::{drain, Form};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::restore::drain;
 
 /// What a verification found.
 #[derive(Debug, Default)]
@@ -186,7 +185,7 @@ fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mu
         report.messages += 1;
         report.missing += 1;
         let name = match meta.form.or(usual) {
-            Some(form) => format!("{uid}{}", form.suffix()),
+            Some(form) => archive::file_name(uid, form),
             None => format!("{uid}.mbox*"),
         };
         sink.event(Event::Missing { path: &folder.dir.join(name), uid });

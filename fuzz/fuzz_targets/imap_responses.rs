@@ -9,6 +9,7 @@ use std::io::BufReader;
 
 use libfuzzer_sys::fuzz_target;
 use smailarchiver::imap::wire::{read_response, Data, Response, MAX_UIDS};
+use smailarchiver::archive::layout::naming;
 use smailarchiver::mailbox_name as mn;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Ok(name) = mn::decode_utf7(&wire) {
                     assert_eq!(mn::encode_utf7(&name), wire, "decode is not canonical");
                 }
-                if let Some(dir) = mn::canonical_dir(&wire) {
+                if let Some(dir) = naming::canonical_dir(&wire) {
                     assert!(!dir.is_empty() && dir != "." && dir != ".." && !dir.contains('/'), "{dir:?}");
                 }
             }

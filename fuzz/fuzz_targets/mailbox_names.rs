@@ -6,6 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use smailarchiver::archive::layout::naming;
 use smailarchiver::mailbox_name as mn;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,15 +15,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(name) = mn::decode_utf7(&wire) {
         assert_eq!(mn::encode_utf7(&name), wire, "decode is not canonical");
     }
-    let canonical = mn::canonical_dir(&wire);
+    let canonical = naming::canonical_dir(&wire);
     if let Some(dir) = &canonical {
         assert_usable(dir);
-        assert!(dir.len() <= mn::MAX_DIR_NAME && !dir.starts_with(mn::RESERVED_PREFIX), "{dir:?}");
+        assert!(dir.len() <= naming::MAX_DIR_NAME && !dir.starts_with(naming::RESERVED_PREFIX), "{dir:?}");
     }
     for n in [1, 2] {
-        let fallback = mn::fallback_dir(&wire, &text, n);
+        let fallback = naming::fallback_dir(&wire, &text, n);
         assert_usable(&fallback);
-        assert!(!fallback.starts_with(mn::RESERVED_PREFIX), "{fallback:?}");
+        assert!(!fallback.starts_with(naming::RESERVED_PREFIX), "{fallback:?}");
         assert_ne!(canonical.as_ref(), Some(&fallback));
     }
     let encoded = mn::encode_utf7(&text);

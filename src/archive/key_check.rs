@@ -88,10 +88,7 @@ pub fn check(files: &[ArchiveFile], journals: &[PathBuf], keys: &Keys, key_path:
 
 /// The metadata journals of the account whose user directory is `account_dir` in `root`.
 pub fn account_journals(root: &Path, account_dir: &str) -> Vec<PathBuf> {
-    let dir = root
-        .join(crate::archive::layout::registry::META_DIR)
-        .join(crate::archive::metadata::METADATA_DIR)
-        .join(account_dir);
+    let dir = root.join(crate::archive::layout::META_DIR).join(crate::archive::layout::JOURNALS_DIR).join(account_dir);
     let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
         .flatten()

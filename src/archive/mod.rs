@@ -21,6 +21,12 @@ use crate::codec::{self, fromline, Form};
 use crate::error::{IoContext, Result};
 use crate::keys::Keys;
 
+/// The name of the file that holds message `uid` in form `form`: `UID.mbox[.gz][.enc]`,
+/// what [`ArchiveFile::from_path`] recognises.
+pub fn file_name(uid: u32, form: Form) -> String {
+    format!("{uid}{}", form.suffix())
+}
+
 /// One archive file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveFile {
@@ -168,6 +174,12 @@ mod tests {
         }
         for other in [".smailarchiver-tmp-1.2.3.mbox", "state.json", ".mbox", "x.mbox.txt"] {
             assert!(ArchiveFile::from_path_any(Path::new("a").join(other)).is_none(), "{other}");
+        }
+        // A name made for a message is recognised as that message's, in every form.
+        for (compressed, encrypted) in [(false, false), (true, false), (false, true), (true, true)] {
+            let form = Form { compressed, encrypted };
+            let f = ArchiveFile::from_path(Path::new("a").join(file_name(4_000_000_000, form))).unwrap();
+            assert_eq!((f.uid, f.form), (Some(4_000_000_000), form));
         }
     }
 }

@@ -177,7 +177,7 @@ pub fn link_folder(
                 continue;
             };
             let Some(file) = ArchiveFile::from_path(PathBuf::from(name)) else { continue };
-            let to_name = format!("{uid}{}", file.form.suffix());
+            let to_name = crate::archive::file_name(*uid, file.form);
             super::rebase::place_file(&all.dir, name, &opened.dir, &to_name, &tmp)
                 .at(&opened.dir.path().join(&to_name))?;
             report.new += 1;

@@ -8,8 +8,10 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::archive::layout::registry::META_DIR;
+use crate::archive::files::atomic;
+use crate::archive::layout::META_DIR;
 use crate::error::{IoContext, Result};
+use crate::os::file;
 
 /// The directory of the notes.
 const DIR: &str = "one-command-at-a-time";
@@ -26,14 +28,7 @@ pub fn remembered(root: &Path, account_dir: &str) -> bool {
 /// Notes that the account's server mishandles pipelining.
 pub fn remember(root: &Path, account_dir: &str) -> Result<()> {
     let path = note(root, account_dir);
-    crate::archive::files::atomic::make_dirs(crate::restore::parent_of(&path))?;
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .at(&path)?;
+    atomic::make_dirs(atomic::parent_of(&path))?;
+    file::open_no_follow(OpenOptions::new().write(true).create(true).truncate(false).mode(0o600), &path).at(&path)?;
     Ok(())
 }

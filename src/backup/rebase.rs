@@ -325,7 +325,7 @@ fn link(
         for d in chunk.iter_mut().filter(|d| !d.linked) {
             let key = (u64::from(d.size), d.fingerprint);
             let Some(c) = candidates.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
-            let name = format!("{}{}", d.uid, c.form.suffix());
+            let name = archive::file_name(d.uid, c.form);
             place_file(old_dir, &c.name, new_dir, &name, &tmp).at(&new_dir.path().join(&name))?;
             d.linked = true;
             rebased.linked.push(d.uid);

@@ -143,7 +143,7 @@ fn make_root(root: &Path) -> Result<Vec<PathBuf>> {
         }
         made.push(dir.clone());
         if let Some(parent) = dir.parent() {
-            crate::archive::files::atomic::sync_dir(parent).at(parent)?;
+            crate::os::file::sync_dir(parent).at(parent)?;
         }
     }
     Ok(made)

@@ -351,7 +351,7 @@ enum Digest {
 
 impl Pending {
     fn start(s: &Settings, uid: u32) -> Result<Pending> {
-        let name = format!("{uid}{}", s.form.suffix());
+        let name = crate::archive::file_name(uid, s.form);
         let target = s.dir.path().join(&name);
         let tmp = TempFile::create_at(&s.tmp_dir, &name, 0o600).map_err(|e| write_error(&target, e))?;
         let file = tmp.file().try_clone().at(tmp.path())?;

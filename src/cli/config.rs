@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::account::{
-    Account, Folders, DEFAULT_BUFFER, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, MAX_BUFFER, MAX_CONNECTIONS, MIN_BUFFER,
-};
+use crate::account::{buffer_size, Account, Folders, MAX_BUFFER, MAX_CONNECTIONS, MIN_BUFFER};
 use crate::bounded;
-use crate::codec::{Form, DEFAULT_LEVEL};
+use crate::codec::Form;
 use crate::error::{Error, Result};
 use crate::keys::{KeySpec, PasswordSpec};
 use crate::nearest::edits;
@@ -222,46 +220,41 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     let pin_sha256 = get("pin_sha256").map(|v| string(v, "pin_sha256")).transpose()?;
     // Checked now, so a bad one is named by its key here rather than as a flag later.
     crate::imap::tls::Trust::load_as(ca_file.as_deref(), pin_sha256.as_deref(), &crate::imap::tls::CONFIG_NAMES)?;
-    Ok(Account {
-        user,
-        host,
-        port: get("port").map(|v| number(v, "port", 0..=65535)).transpose()?.map(|p| p as u16),
-        starttls: flag("starttls"),
-        ca_file,
-        pin_sha256,
-        password,
-        passwd_command: get("passwd_cmd").map(|v| string(v, "passwd_cmd")).transpose()?,
-        oauth2_command: get("oauth2_token_cmd").map(|v| string(v, "oauth2_token_cmd")).transpose()?,
-        oauth2: crate::oauth2::provider::from_config_entry(obj, truthy)?,
-        folders,
-        root: get("archive_dir")
-            .map(|v| string(v, "archive_dir"))
-            .transpose()?
-            .map_or(root.to_path_buf(), PathBuf::from),
-        form: Form { compressed, encrypted },
-        level: get("compress_level")
-            .map(|v| number(v, "compress_level", 0..=9))
-            .transpose()?
-            .map_or(DEFAULT_LEVEL, |n| n as u8),
-        keys,
-        buffer_size: get("buffer_size")
-            .map(|v| number(v, "buffer_size", MIN_BUFFER as u64..=MAX_BUFFER as u64))
-            .transpose()?
-            .map_or(DEFAULT_BUFFER, |n| n as usize),
-        timeout: get("timeout")
-            .map(|v| number(v, "timeout", 0..=86_400))
-            .transpose()?
-            .map_or(DEFAULT_TIMEOUT, |n| n.max(1)),
-        connections: get("connections")
-            .map(|v| number(v, "connections", 1..=MAX_CONNECTIONS as u64))
-            .transpose()?
-            .map_or(DEFAULT_CONNECTIONS, |n| n as usize),
-        since: get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?,
-        pipelining: get("pipelining").is_none_or(truthy),
-        gmail_mode: get("gmail_mode").is_none_or(truthy),
-        prune: crate::prune::Settings::from_config(get("prune_older_than"), flag("prune_keep_flagged"))?,
-        names: &crate::imap::tls::CONFIG_NAMES,
-    })
+    // The defaults are Account::new's; the entry sets what it names.
+    let mut account = Account::new(user, host, root.to_path_buf());
+    account.port = get("port").map(|v| number(v, "port", 0..=65535)).transpose()?.map(|p| p as u16);
+    account.starttls = flag("starttls");
+    (account.ca_file, account.pin_sha256) = (ca_file, pin_sha256);
+    account.password = password;
+    account.passwd_command = get("passwd_cmd").map(|v| string(v, "passwd_cmd")).transpose()?;
+    account.oauth2_command = get("oauth2_token_cmd").map(|v| string(v, "oauth2_token_cmd")).transpose()?;
+    account.oauth2 = crate::oauth2::provider::from_config_entry(obj, truthy)?;
+    account.folders = folders;
+    if let Some(v) = get("archive_dir") {
+        account.root = PathBuf::from(string(v, "archive_dir")?);
+    }
+    account.form = Form { compressed, encrypted };
+    if let Some(level) = get("compress_level").map(|v| number(v, "compress_level", 0..=9)).transpose()? {
+        account.level = level as u8;
+    }
+    account.keys = keys;
+    if let Some(v) = get("buffer_size") {
+        account.buffer_size = v.as_u64().and_then(buffer_size).ok_or_else(|| {
+            Error::usage(format!("\"buffer_size\" must be a number from {MIN_BUFFER} to {MAX_BUFFER}"))
+        })?;
+    }
+    if let Some(timeout) = get("timeout").map(|v| number(v, "timeout", 0..=86_400)).transpose()? {
+        account.timeout = timeout.max(1);
+    }
+    if let Some(n) = get("connections").map(|v| number(v, "connections", 1..=MAX_CONNECTIONS as u64)).transpose()? {
+        account.connections = n as usize;
+    }
+    account.since = get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?;
+    account.pipelining = get("pipelining").is_none_or(truthy);
+    account.gmail_mode = get("gmail_mode").is_none_or(truthy);
+    account.prune = crate::prune::Settings::from_config(get("prune_older_than"), flag("prune_keep_flagged"))?;
+    account.names = &crate::imap::tls::CONFIG_NAMES;
+    Ok(account)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::account::{buffer_range, MAX_BUFFER, MIN_BUFFER};
+use crate::account::buffer_range;
 use crate::error::{Error, Result};
 
 /// Everything the command line said, before it is checked for sense.
@@ -14,76 +14,134 @@ use crate::error::{Error, Result};
 pub struct LowArgs {
     /// Number of arguments given (none at all starts the wizard).
     pub count: usize,
+    /// `--help`.
     pub help: bool,
+    /// `--version`.
     pub version: bool,
+    /// `--user`.
     pub user: Option<String>,
+    /// `--imap`.
     pub imap: Option<String>,
+    /// `--passwd`.
     pub passwd: Option<String>,
+    /// `--passwd-command`.
     pub passwd_command: Option<String>,
+    /// `--oauth2-token-command`.
     pub oauth2_token_command: Option<String>,
+    /// `--oauth2-login`.
     pub oauth2_login: bool,
+    /// `--oauth2`.
     pub oauth2: Option<String>,
+    /// `--oauth2-client-id`.
     pub oauth2_client_id: Option<String>,
+    /// `--oauth2-client-secret-file`.
     pub oauth2_client_secret_file: Option<PathBuf>,
+    /// `--oauth2-tenant`.
     pub oauth2_tenant: Option<String>,
+    /// `--oauth2-flow`.
     pub oauth2_flow: Option<String>,
+    /// `--oauth2-token-file`.
     pub oauth2_token_file: Option<PathBuf>,
+    /// `--oauth2-seal`.
     pub oauth2_seal: bool,
+    /// `--no-pipelining`.
     pub no_pipelining: bool,
+    /// `--folder`.
     pub folders: Vec<String>,
+    /// `--all-folders`.
     pub all_folders: bool,
+    /// `--exclude`.
     pub exclude: Vec<String>,
+    /// `--dir`.
     pub dir: Option<PathBuf>,
+    /// `--port`.
     pub port: Option<u16>,
+    /// `--starttls`.
     pub starttls: bool,
     /// `--no-gmail-mode`.
     pub no_gmail_mode: bool,
+    /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
+    /// `--pin-sha256`.
     pub pin_sha256: Option<String>,
+    /// `--encrypt`.
     pub encrypt: bool,
+    /// `--keys`.
     pub keys: Option<PathBuf>,
+    /// `--promp`.
     pub promp: bool,
+    /// `--key-password-file`.
     pub key_password_file: Option<PathBuf>,
+    /// `--key-password-command`.
     pub key_password_command: Option<String>,
+    /// `--compress`.
     pub compress: bool,
+    /// `--compress-level`.
     pub compress_level: Option<u8>,
+    /// `--buffer-size`.
     pub buffer_size: Option<usize>,
+    /// `--timeout`.
     pub timeout: Option<u64>,
+    /// `--connections`.
     pub connections: Option<usize>,
+    /// `--since`.
     pub since: Option<String>,
+    /// `--dry-run`.
     pub dry_run: bool,
     /// `--prune-older-than DAYS`.
     pub prune_older_than: Option<u32>,
     /// `--prune-keep-flagged`.
     pub prune_keep_flagged: bool,
+    /// `--config`.
     pub config: Option<PathBuf>,
+    /// `--restore`.
     pub restore: Option<PathBuf>,
+    /// `--to-maildir`.
     pub to_maildir: Option<PathBuf>,
+    /// `--maildir-layout`.
     pub maildir_layout: Option<String>,
+    /// `--to-imap`.
     pub to_imap: bool,
+    /// `--to-folder`.
     pub to_folder: Option<String>,
+    /// `--output`.
     pub output: Option<PathBuf>,
+    /// `--list-folders`.
     pub list_folders: bool,
+    /// `--verify`.
     pub verify: Option<PathBuf>,
+    /// `--list`.
     pub list: Option<PathBuf>,
+    /// `--search`.
     pub search: Option<String>,
     /// The PATH after `--search QUERY`.
     pub search_path: Option<PathBuf>,
+    /// `--uid`.
     pub uid: Option<String>,
+    /// `--sandbox`.
     pub sandbox: Option<String>,
+    /// `--sandbox-check`.
     pub sandbox_check: bool,
+    /// `--report`.
     pub report: Option<PathBuf>,
+    /// `--generate`.
     pub generate: Option<String>,
+    /// `--verbose`.
     pub verbose: bool,
+    /// `--quiet`.
     pub quiet: bool,
 }
 
 /// Sections of `--help`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Group {
+    /// The account, its login and its folders.
     Account,
+    /// The archive, compression and encryption.
     Storage,
+    /// Restore and verify.
     Restore,
+    /// Output and the rest.
     Output,
 }
 
@@ -103,10 +161,15 @@ type Apply = fn(&mut LowArgs, Option<String>) -> std::result::Result<(), String>
 
 /// One flag: its names, its value's name, its help text and what it sets.
 pub struct Flag {
+    /// The one-letter name, if it has one (`-u`).
     pub short: Option<char>,
+    /// The long name, without its dashes (`user` for `--user`).
     pub long: &'static str,
+    /// The name of its value in `--help` (`USER`); `None` for a switch.
     pub value: Option<&'static str>,
+    /// Its section of `--help`.
     pub group: Group,
+    /// Its help text.
     pub doc: &'static str,
     apply: Apply,
 }
@@ -120,7 +183,7 @@ fn num<T: std::str::FromStr>(v: Option<String>) -> std::result::Result<T, String
     v.parse().map_err(|_| format!("'{v}' is not a valid number"))
 }
 
-/// A fetch budget like `4M`, `256K`, `1048576`, within [`MIN_BUFFER`]..=[`MAX_BUFFER`].
+/// A fetch budget like `4M`, `256K`, `1048576`, one of [`crate::account::buffer_size`]'s.
 /// Arithmetic is checked: a value too big for any integer is refused, never wrapped.
 fn buffer_size(v: Option<String>) -> std::result::Result<usize, String> {
     let v = val(v)?;
@@ -136,8 +199,7 @@ fn buffer_size(v: Option<String>) -> std::result::Result<usize, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (MIN_BUFFER..=MAX_BUFFER).contains(n))
+        .and_then(crate::account::buffer_size)
         .ok_or_else(|| format!("{v} is not {}", buffer_range()))
 }
 
@@ -624,6 +686,7 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::{MAX_BUFFER, MIN_BUFFER};
 
     fn p(args: &[&str]) -> Result<LowArgs> {
         parse(args.iter().map(OsString::from))
@@ -673,35 +736,6 @@ mod tests {
     fn buffer_size_bounds_are_accepted() {
         for (text, want) in [("64K", MIN_BUFFER), ("65536", MIN_BUFFER), ("64M", MAX_BUFFER), ("1m", 1 << 20)] {
             assert_eq!(p(&["--buffer-size", text]).unwrap().buffer_size, Some(want), "{text}");
-        }
-    }
-
-    /// The completions offer a flag's choices: the tool must take each of them, and name
-    /// them all when it refuses another value.
-    #[test]
-    fn choices_are_what_the_tool_accepts() {
-        // A flag checked once the mode is known needs the rest of its command line.
-        let context = |long: &str| -> Vec<&str> {
-            match long {
-                "maildir-layout" => vec!["-r", "d", "--to-maildir", "o"],
-                _ => vec![],
-            }
-        };
-        for f in FLAGS.iter().filter(|f| !f.choices().is_empty()) {
-            let name = format!("--{}", f.long);
-            for c in f.choices() {
-                let low = p(&[context(f.long), vec![name.as_str(), c]].concat()).unwrap();
-                // Resolving may fail for want of an account, never for this value.
-                if let Err(e) = low.resolve() {
-                    assert!(!e.to_string().contains(&name), "{name} {c}: {e}");
-                }
-            }
-            let refused = p(&[context(f.long), vec![name.as_str(), "bogus"]].concat())
-                .and_then(|a| a.resolve().map(|_| ()))
-                .unwrap_err();
-            for c in f.choices() {
-                assert!(refused.to_string().contains(c), "{name} bogus: {refused}");
-            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::archive::files::atomic::TempFile;
+use crate::archive::files::atomic::{parent_of, TempFile};
 use crate::backup::Event;
 use crate::error::{describe_io, Error, Result};
 use crate::report::FolderFigures;
@@ -123,7 +123,7 @@ impl RunRecord {
         use std::io::Write;
         let fail = |e: std::io::Error| Error::runtime(format!("report {}: {}", path.display(), describe_io(&e)));
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = TempFile::create_in(crate::restore::parent_of(path), &name, 0o640).map_err(fail)?;
+        let tmp = TempFile::create_in(parent_of(path), &name, 0o640).map_err(fail)?;
         let mut text = serde_json::to_vec_pretty(&self.json(exit, interrupted))
             .map_err(|e| Error::runtime(format!("report {}: {e}", path.display())))?;
         text.push(b'\n');

@@ -77,7 +77,12 @@ fn no(input: &mut dyn BufRead, question: &str) -> Result<bool> {
 #[derive(Debug)]
 pub enum Failure {
     /// The server's certificate is not trusted: its SHA-256 and why.
-    Untrusted { fingerprint: String, reason: String },
+    Untrusted {
+        /// Its SHA-256 fingerprint, to pin it with.
+        fingerprint: String,
+        /// Why it is not trusted.
+        reason: String,
+    },
     /// The server refused the user name or password.
     Login(String),
     /// Anything else: no such server, nothing on that port, a timeout.
@@ -103,7 +108,7 @@ struct Save {
 impl Setup {
     /// The directory the config file goes to, which the sandbox must leave writable.
     pub fn save_dir(&self) -> Option<PathBuf> {
-        self.save.as_ref().map(|s| crate::restore::parent_of(&s.path).to_path_buf())
+        self.save.as_ref().map(|s| crate::archive::files::atomic::parent_of(&s.path).to_path_buf())
     }
 
     /// Saves the config file, if one was asked for, and says so. Call it only once a
@@ -495,7 +500,7 @@ fn config_text(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Valu
 fn save_config(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Value>, path: &Path) -> Result<()> {
     let text = config_text(account, passwd_cmd, oauth2)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let parent = crate::restore::parent_of(path);
+    let parent = crate::archive::files::atomic::parent_of(path);
     let tmp = TempFile::create_in(parent, &name, 0o600).at(parent)?;
     let mut file = tmp.file();
     file.write_all(text.as_bytes()).at(tmp.path())?;
@@ -511,8 +516,7 @@ fn save_config(account: &Account, passwd_cmd: Option<&str>, oauth2: Option<&Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{DEFAULT_BUFFER, DEFAULT_TIMEOUT};
-    use crate::codec::{Form, DEFAULT_LEVEL};
+    use crate::codec::Form;
 
     /// A login that works at once, on a server with these folders.
     fn works(_: &Account) -> std::result::Result<Vec<String>, Failure> {
@@ -634,34 +638,16 @@ mod tests {
 
     #[test]
     fn a_saved_config_reads_back_as_the_same_account() {
-        let account = Account {
-            user: "ann".into(),
-            host: "imap.example.org".into(),
-            port: Some(143),
-            starttls: true,
-            ca_file: None,
-            pin_sha256: Some("ab".repeat(32)),
-            password: Some(Secret::new("pw \" quoted".into())),
-            passwd_command: None,
-            oauth2_command: None,
-            oauth2: None,
-            folders: Folders::All { exclude: Vec::new() },
-            root: PathBuf::from("arch"),
-            form: Form { compressed: true, encrypted: true },
-            level: DEFAULT_LEVEL,
-            keys: Some(KeySpec {
-                path: PathBuf::from("ann.keys"),
-                password: Some(PasswordSpec { file: None, command: Some("pass show key".into()) }),
-            }),
-            buffer_size: DEFAULT_BUFFER,
-            timeout: DEFAULT_TIMEOUT,
-            connections: 1,
-            since: None,
-            pipelining: true,
-            gmail_mode: true,
-            prune: None,
-            names: &crate::imap::tls::FLAG_NAMES,
-        };
+        let mut account = Account::new("ann".into(), "imap.example.org".into(), PathBuf::from("arch"));
+        (account.port, account.starttls) = (Some(143), true);
+        account.pin_sha256 = Some("ab".repeat(32));
+        account.password = Some(Secret::new("pw \" quoted".into()));
+        account.folders = Folders::All { exclude: Vec::new() };
+        account.form = Form { compressed: true, encrypted: true };
+        account.keys = Some(KeySpec {
+            path: PathBuf::from("ann.keys"),
+            password: Some(PasswordSpec { file: None, command: Some("pass show key".into()) }),
+        });
         let here = std::env::current_dir().unwrap();
         for cmd in [None, Some("pass show mail")] {
             let text = config_text(&account, cmd, None).unwrap();

@@ -181,6 +181,11 @@ pub fn inflated<'a>(layer: impl Read + Send + 'a, form: Form) -> Box<dyn Read + 
     }
 }
 
+/// Reads a whole stream, for callers that decode into nothing.
+pub fn drain(r: &mut impl Read) -> io::Result<u64> {
+    pump(r, &mut io::sink())
+}
+
 /// Reads everything from `r` into `w` through one fixed buffer.
 pub fn pump(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
     let mut buf = vec![0u8; BUF_SIZE];

@@ -142,10 +142,7 @@ fn unsafe_bytes(s: &mut str) -> &mut [u8] {
 }
 
 fn wipe(bytes: &mut [u8]) {
-    for b in bytes {
-        // SAFETY: a valid, exclusive reference; volatile so the wipe is not optimised away.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
+    crate::os::wipe(bytes)
 }
 
 /// SASL PLAIN (RFC 4616) without an authorisation identity.

@@ -98,7 +98,7 @@ impl Settings {
             .map(|c| if c.is_ascii_alphanumeric() || "._@+-".contains(c) { c } else { '_' })
             .collect();
         let name = if name.starts_with('.') { format!("_{name}") } else { name };
-        root.join(crate::archive::layout::registry::META_DIR).join("oauth2").join(format!("{name}.token"))
+        root.join(crate::archive::layout::META_DIR).join("oauth2").join(format!("{name}.token"))
     }
 }
 
@@ -109,17 +109,29 @@ pub struct Given {
     pub provider: Option<String>,
     /// Microsoft's tenant (default `common`).
     pub tenant: Option<String>,
+    /// The registered application's id ([`Provider::client_id`]).
     pub client_id: Option<String>,
+    /// Its secret ([`Provider::client_secret`]).
     pub client_secret: Option<Secret>,
+    /// A file whose first line is the secret.
     pub client_secret_file: Option<PathBuf>,
+    /// Where the browser signs in ([`Provider::authorization_endpoint`]).
     pub authorization_endpoint: Option<String>,
+    /// Where tokens are issued ([`Provider::token_endpoint`]).
     pub token_endpoint: Option<String>,
+    /// Where a device code is asked for ([`Provider::device_endpoint`]).
     pub device_endpoint: Option<String>,
+    /// The scopes to ask for, space-separated ([`Provider::scope`]).
     pub scope: Option<String>,
+    /// `device` or `browser` ([`Settings::flow`]).
     pub flow: Option<String>,
+    /// Where the refresh token is kept ([`Settings::token_file`]).
     pub token_file: Option<PathBuf>,
+    /// Seal the refresh token with the archive's key ([`Settings::seal`]).
     pub seal: bool,
+    /// More certificates to trust for the endpoints ([`Settings::ca_file`]).
     pub ca_file: Option<PathBuf>,
+    /// The loopback redirect's port ([`Settings::redirect_port`]).
     pub redirect_port: Option<u16>,
 }
 

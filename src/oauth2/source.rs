@@ -86,7 +86,7 @@ impl TokenSource {
 
     /// The token file's directory, which rotated refresh tokens are written in.
     pub fn dir(&self) -> PathBuf {
-        crate::restore::parent_of(self.store.path()).to_path_buf()
+        crate::archive::files::atomic::parent_of(self.store.path()).to_path_buf()
     }
 
     /// An access token for a login: the one in hand while it is fresh, unless the server

@@ -75,7 +75,7 @@ impl Store {
 
     /// The directory it is in (made, mode 0700, when missing).
     pub fn ensure_dir(&self) -> Result<PathBuf> {
-        let dir = crate::restore::parent_of(&self.path).to_path_buf();
+        let dir = crate::archive::files::atomic::parent_of(&self.path).to_path_buf();
         if !dir.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()

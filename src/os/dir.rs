@@ -202,13 +202,16 @@ impl Dir {
         let stream = unsafe { libc::fdopendir(copy) };
         if stream.is_null() {
             let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so `copy` is still ours alone to close.
             unsafe { libc::close(copy) };
             return Err(e);
         }
         // The copy shares its offset with the original: start from the top.
+        // SAFETY: `stream` is the live stream fdopendir returned.
         unsafe { libc::rewinddir(stream) };
         let result = loop {
             // readdir reports an error only through errno, which must be cleared first.
+            // SAFETY: __errno_location returns this thread's errno, valid for writing.
             unsafe { *libc::__errno_location() = 0 };
             // SAFETY: a live stream; the entry is valid until the next readdir.
             let entry = unsafe { libc::readdir(stream) };

@@ -64,7 +64,7 @@ fn decode(file: File, form: Form, keys: Option<&Keys>) -> io::Result<(u64, [u8; 
     let (sealed, tag) = codec::open_sealed_tagged(file, form, keys)?;
     let (_, message) = fromline::split_stored(codec::inflated(sealed, form))?;
     let mut hashing = HashingReader { inner: message, hasher: Default::default() };
-    let n = crate::restore::drain(&mut hashing)?;
+    let n = crate::codec::drain(&mut hashing)?;
     Ok((n, tag.unwrap_or_else(|| hashing.hasher.finish())))
 }
 

@@ -87,6 +87,7 @@ pub struct UnixLineEnds<W: Write> {
 }
 
 impl<W: Write> UnixLineEnds<W> {
+    /// Writes to `inner`, each CRLF as LF.
     pub fn new(inner: W) -> UnixLineEnds<W> {
         UnixLineEnds { inner, pending_cr: false }
     }

@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use crate::archive::files::atomic::{Batch, TempFile};
+use crate::archive::files::atomic::{parent_of, Batch, TempFile};
 use crate::archive::files::readahead::ReadAhead;
 use crate::archive::metadata::{self, Index};
 use crate::archive::{self, ArchiveFile};
@@ -154,14 +154,6 @@ pub fn restore(dir: &Path, target: &Target, opts: &Options<'_>, sink: &dyn Sink)
     report.metadata_problem = problem;
     report.damaged_records = index.as_ref().map_or(0, |i| i.damage().len());
     Ok(report)
-}
-
-/// The directory a file is in (`.` for a bare name).
-pub fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 fn to_mbox(
@@ -380,9 +372,4 @@ impl MaildirNames {
         }
         name
     }
-}
-
-/// Reads a whole stream, for callers that decode into nothing.
-pub fn drain(r: &mut impl Read) -> io::Result<u64> {
-    codec::pump(r, &mut io::sink())
 }

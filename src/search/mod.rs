@@ -167,7 +167,7 @@ impl FolderFiles {
     fn get(&self, i: usize) -> ArchiveFile {
         match self.uids.get(i) {
             Some(&(uid, form)) => {
-                ArchiveFile { path: self.dir.join(format!("{uid}{}", form.suffix())), uid: Some(uid), form }
+                ArchiveFile { path: self.dir.join(crate::archive::file_name(uid, form)), uid: Some(uid), form }
             }
             None => self.odd[i - self.uids.len()].clone(),
         }

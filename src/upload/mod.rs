@@ -263,7 +263,7 @@ fn sleep(wait: Duration) -> Result<()> {
 /// Names and hierarchy come from the records of the archive root, else from the
 /// directory names (archives of the original program).
 pub fn destinations(path: &Path, to_folder: Option<&str>) -> Result<(Vec<Destination>, Option<String>)> {
-    use crate::restore::account;
+    use crate::archive::layout::account;
     if account::is_account_dir(path)? {
         if to_folder.is_some() {
             return Err(Error::usage(format!(

@@ -459,6 +459,7 @@ fn expunged_between_listing_and_fetch_is_not_fatal() {
     s.ok(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
     s.ok(&format!("UID EXPUNGE {set}"));
     s.logout();
+    // SAFETY: kill reads no memory; `pid` is the child stopped above, not yet waited for.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

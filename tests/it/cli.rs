@@ -225,6 +225,7 @@ fn unreadable_directory() {
     fs::copy(vectors().join("random/1.mbox"), folder.join("1.mbox")).unwrap();
     fs::set_permissions(&folder, fs::Permissions::from_mode(0o000)).unwrap();
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    // SAFETY: geteuid reads nothing of ours and cannot fail.
     let is_root = unsafe { libc::geteuid() } == 0;
     // Root reads anything: run the binary as nobody, as a real user would be.
     let run_as = |args: &[&str]| {

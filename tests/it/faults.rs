@@ -12,7 +12,7 @@ use std::process::Output;
 
 use crate::support::fake_imap::{FakeImap, Fault, Folder, Offer, Script};
 use crate::support::*;
-use smailarchiver::archive::layout::registry::{META_DIR, TMP_DIR};
+use smailarchiver::archive::layout::{META_DIR, TMP_DIR};
 
 const USER: &str = "alice";
 const PW: &str = "s3cret pass";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::support::dovecot::Dovecot;
 use crate::support::*;
 use smailarchiver::archive;
-use smailarchiver::archive::layout::registry::{META_DIR, TMP_DIR};
+use smailarchiver::archive::layout::{META_DIR, TMP_DIR};
 
 const PW: &str = "hardening pw";
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::fake_imap::{FakeImap, Fault, Folder, Script};
 use crate::support::*;
 use serde_json::Value;
-use smailarchiver::archive::layout::registry::{META_DIR, TMP_DIR};
+use smailarchiver::archive::layout::{META_DIR, TMP_DIR};
 
 const USER: &str = "alice";
 const PW: &str = "s3cret pass";

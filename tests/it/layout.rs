@@ -339,8 +339,8 @@ fn make_06_layout(root: &Path, user: &str, folders: &[(&str, u32)]) {
     fs::remove_dir_all(root.join(".smailarchiver")).unwrap();
     let user_dir = root.join(user);
     for (name, uidvalidity) in folders {
-        let new_dir = user_dir.join(smailarchiver::mailbox_name::safe(&encode_utf7(name)));
-        let old_dir = user_dir.join(smailarchiver::mailbox_name::safe(name));
+        let new_dir = user_dir.join(smailarchiver::archive::layout::naming::safe(&encode_utf7(name)));
+        let old_dir = user_dir.join(smailarchiver::archive::layout::naming::safe(name));
         if new_dir != old_dir {
             fs::rename(&new_dir, &old_dir).unwrap();
         }

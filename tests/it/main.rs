@@ -6,6 +6,8 @@
 //! `cargo test --test it NAME::` runs one suite (a filter is a substring of
 //! `module::test`: `backup::` also matches `servers_backup::`).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod support;
 
 mod archive_paths;

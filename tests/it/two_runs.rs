@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::dovecot::Dovecot;
 use crate::support::fake_imap::{FakeImap, Folder, Script};
 use crate::support::*;
-use smailarchiver::archive::layout::registry::{META_DIR, TMP_DIR};
+use smailarchiver::archive::layout::{META_DIR, TMP_DIR};
 
 const USER: &str = "alice";
 const PW: &str = "two runs pw";

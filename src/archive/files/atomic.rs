@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::os::dir::Dir;
+use crate::os::file::{self, sync_dir};
 
 /// Temporary files start with this, so a later run can recognise and remove leftovers.
 pub const TEMP_PREFIX: &str = ".smailarchiver-tmp-";
@@ -140,7 +141,7 @@ impl Batch {
     /// when it existed already and `replace` is off (that temporary file is removed).
     pub fn commit(&mut self, replace: bool) -> io::Result<Vec<(PathBuf, bool)>> {
         let pending = std::mem::take(&mut self.pending);
-        sync_data(pending.iter().map(|(t, _, _)| &t.file))?;
+        file::sync_data_together(pending.iter().map(|(t, _, _)| &t.file))?;
         let mut done = Vec::with_capacity(pending.len());
         let mut dirs: Vec<Arc<Dir>> = Vec::new();
         for (mut tmp, dir, name) in pending {
@@ -165,28 +166,12 @@ impl Batch {
     }
 }
 
-/// Makes the data of `files` durable, and nothing else: writeback of every file is started
-/// first, then each is synced. On a journaling file system the first sync's commit carries
-/// the blocks of all of them, so the others find nothing left to commit; and unlike
-/// `syncfs`, the dirty data of other programs on the same file system (a NAS volume's
-/// other services) is not flushed with ours, nor waited for.
-fn sync_data<'a>(files: impl Iterator<Item = &'a File>) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let files: Vec<&File> = files.collect();
-    if files.len() > 1 {
-        for f in &files {
-            // SAFETY: the descriptor is open for the call's duration. Only a hint: a
-            // failure (a file system without it) leaves the work to the sync below.
-            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        }
+/// The directory a file is in (`.` for a bare name): where its temporary file goes.
+pub fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
-    files.iter().try_for_each(|f| f.sync_data())
-}
-
-/// Flushes a directory's entries to disk.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    File::open(dir)?.sync_all()
 }
 
 /// Makes `dir` and its missing parents (mode 0700 whatever the umask), each made durable
@@ -201,7 +186,7 @@ pub fn make_dirs(dir: &Path) -> crate::error::Result<()> {
         make_dirs(parent)?;
     }
     make_dir(dir)?;
-    sync_dir(crate::restore::parent_of(dir)).at(dir)
+    sync_dir(parent_of(dir)).at(dir)
 }
 
 /// Makes the directory `path` (mode 0700) unless a directory is there.

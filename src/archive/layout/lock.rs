@@ -5,6 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
+use crate::os::file;
 
 /// The lock file's name in the archive root.
 pub const LOCK_FILE: &str = ".smailarchiver.lock";
@@ -23,13 +24,7 @@ impl RootLock {
         let path = root.join(LOCK_FILE);
         // Never through a planted symlink (as root it would create a file anywhere); 0600
         // whatever the umask.
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
+        let file = file::open_no_follow(OpenOptions::new().create(true).truncate(false).write(true).mode(0o600), &path)
             .map_err(|e| open_error(&path, &e))?;
         lock(root, &path, file).map(|file| RootLock { _file: file })
     }
@@ -38,7 +33,7 @@ impl RootLock {
     /// `root`; creates nothing and keeps no lock (the run takes it once logged in).
     pub fn check_free(root: &Path) -> Result<()> {
         let path = root.join(LOCK_FILE);
-        match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+        match file::open_no_follow(OpenOptions::new().read(true), &path) {
             Ok(file) => lock(root, &path, file).map(drop),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(open_error(&path, &e)),

@@ -17,7 +17,12 @@ pub enum Scope {
     /// A user directory: folder directories.
     Account(PathBuf),
     /// An archive root: user directories (in name order).
-    Root { root: PathBuf, accounts: Vec<PathBuf> },
+    Root {
+        /// The root.
+        root: PathBuf,
+        /// Its user directories, in name order.
+        accounts: Vec<PathBuf>,
+    },
     /// Nothing of an archive.
     Empty(PathBuf),
 }
@@ -48,7 +53,7 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
-        if entry.file_name() != registry::META_DIR && entry.file_type().at(&entry.path())?.is_dir() {
+        if entry.file_name() != crate::archive::layout::META_DIR && entry.file_type().at(&entry.path())?.is_dir() {
             out.push(entry.path());
         }
     }
@@ -86,7 +91,7 @@ pub fn classify(path: &Path) -> Result<Scope> {
             accounts.push(d);
         }
     }
-    if !accounts.is_empty() || path.join(registry::META_DIR).is_dir() {
+    if !accounts.is_empty() || path.join(crate::archive::layout::META_DIR).is_dir() {
         return Ok(Scope::Root { root: path.to_path_buf(), accounts });
     }
     if archive::holds_any(path) {

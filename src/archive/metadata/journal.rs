@@ -22,9 +22,10 @@ use super::line::LineCodec;
 use super::reader::{self, binding, Source, MAX_LINE_2};
 use super::record::{join_flags, Fields, Gone, Mark, Record};
 use super::{parse_internal_date, Entry};
-use crate::archive::files::atomic::TempFile;
+use crate::archive::files::atomic::{self, TempFile};
 use crate::error::{describe_io, Error, IoContext, Result};
 use crate::keys::Keys;
+use crate::os::file::{self, set_mtime};
 
 /// A tail shorter than this is never compacted.
 const MIN_TAIL: u64 = 1 << 20;
@@ -100,18 +101,14 @@ impl Journal {
     fn open(&mut self) -> Result<()> {
         let path = self.path.clone();
         if let Some(dir) = path.parent() {
-            crate::archive::files::atomic::make_dirs(dir)?;
+            atomic::make_dirs(dir)?;
         }
         let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .at(&path)?;
+        let mut file = file::open_no_follow(
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600),
+            &path,
+        )
+        .at(&path)?;
         let len = file.metadata().at(&path)?.len();
         if len == 0 {
             let mut out = self.header().into_bytes();
@@ -122,7 +119,7 @@ impl Journal {
             file.write_all(&out).at(&path)?;
             if created {
                 // The new name must survive a crash as the records naming it will.
-                crate::archive::files::atomic::sync_dir(crate::restore::parent_of(&path)).at(&path)?;
+                file::sync_dir(atomic::parent_of(&path)).at(&path)?;
             }
             self.tail_start = end;
             self.base_len = 0;
@@ -337,7 +334,7 @@ impl Journal {
     /// then takes its name.
     fn rewrite(&mut self) -> Result<()> {
         let path = self.path.clone();
-        let dir = crate::restore::parent_of(&path).to_path_buf();
+        let dir = atomic::parent_of(&path).to_path_buf();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let index = Index::of_source(Arc::new(Source::open(&path, self.keys.as_ref())?), true);
         let tmp = TempFile::create_in(&dir, &name, 0o600).at(&dir)?;
@@ -386,21 +383,6 @@ impl Journal {
         self.dirty = false;
         self.compact = false;
         Ok(())
-    }
-}
-
-/// Sets `file`'s modification time to `ns` (Unix time in nanoseconds).
-fn set_mtime(file: &File, ns: u64) -> io::Result<()> {
-    use std::os::unix::io::AsRawFd;
-    let times = [
-        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ },
-    ];
-    // SAFETY: a live descriptor and an array of two timespecs, as futimens wants.
-    if unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::layout::registry::{self, Registry};
+use crate::archive::layout::registry::Registry;
+use crate::archive::layout::{JOURNALS_DIR, META_DIR};
 use crate::mbox::{civil_from_days, days_from_civil, days_in_month, MONTHS};
 
 pub use index::{Cursor, Index};
@@ -31,9 +32,6 @@ pub use reader::Damage;
 pub use record::{Gone, Mark};
 
 use crate::codec::Form;
-
-/// The directory of the journals in [`registry::META_DIR`].
-pub const METADATA_DIR: &str = "meta";
 
 /// What is kept of one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +90,7 @@ pub struct Entry {
 /// hex digits of SHA-256 of the mailbox's wire name. Keyed by mailbox and UIDVALIDITY,
 /// so a folder directory moved aside after a UIDVALIDITY change keeps its journal.
 pub fn journal_path(root: &Path, account_dir: &str, wire: &str, uidvalidity: u32) -> PathBuf {
-    root.join(registry::META_DIR).join(METADATA_DIR).join(account_dir).join(journal_name(wire, uidvalidity))
+    root.join(META_DIR).join(JOURNALS_DIR).join(account_dir).join(journal_name(wire, uidvalidity))
 }
 
 fn journal_name(wire: &str, uidvalidity: u32) -> String {

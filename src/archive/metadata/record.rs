@@ -92,11 +92,26 @@ pub struct Mark {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// Where the sorted base ends, and how many records it holds.
-    Head { base_end: u64, count: u64 },
+    Head {
+        /// The offset just past the base's last record.
+        base_end: u64,
+        /// The records in the base.
+        count: u64,
+    },
     /// A message archived: everything known of it.
-    Message { uid: u32, fields: Fields },
+    Message {
+        /// Its UID.
+        uid: u32,
+        /// What is known of it.
+        fields: Fields,
+    },
     /// Fields of a message learnt or changed.
-    Update { uid: u32, fields: Fields },
+    Update {
+        /// Its UID.
+        uid: u32,
+        /// The fields learnt or changed; the others stay as they were.
+        fields: Fields,
+    },
     /// A run starts committing messages.
     Begin,
     /// A run's end.

@@ -149,6 +149,8 @@ pub fn wait_with_peak(child: std::process::Child) -> (i32, u64) {
     // SAFETY: rusage is plain data filled by wait4 for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
+    // SAFETY: `pid` is our own child, not waited for yet; wait4 writes status and usage
+    // through pointers to live values.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(r, pid, "wait4 failed");
     (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
