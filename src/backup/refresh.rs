@@ -15,7 +15,7 @@
 use super::context::{Context, Place};
 use crate::archive::metadata::{Gone, Index, Journal};
 use crate::error::{Error, Result};
-use crate::imap::session::FlagsAsk;
+use crate::imap::FlagsAsk;
 use crate::imap::{FolderStatus, Session};
 use crate::mailbox_name::Mailbox;
 

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::error::{quote, ImapError};
-use super::tls::{self, seconds, Stream, Trust};
+use super::clock::waited;
+use super::error::{quote, ImapError, Unreached};
+use super::tls::{self, Stream, Trust};
+use super::wire;
 use crate::error::{describe_io, Error, Result};
 
 /// How long any connect, read or write may take before the server is given up on.
@@ -25,7 +27,7 @@ pub const IMAPS_PORT: u16 = 993;
 pub const IMAP_PORT: u16 = 143;
 
 /// Longest line accepted from the server before STARTTLS (a greeting, a tagged reply).
-const MAX_LINE: u64 = 8192;
+const MAX_LINE: usize = 8192;
 /// Most untagged lines accepted while waiting for the answer to STARTTLS.
 const MAX_UNTAGGED: usize = 64;
 /// How long STARTTLS waits for the greeting before it asks, on a second connection,
@@ -104,42 +106,6 @@ impl ServerSpec {
     }
 }
 
-/// Why a server could not be reached (connected to, greeted by, logged in to), and whether
-/// trying again later may help: a refused or dropped connection, silence or a busy server
-/// may pass (a NAS whose network is not up yet, a faulty link); an untrusted certificate,
-/// a wrong password or a port that speaks another protocol will not.
-#[derive(Debug)]
-pub struct Unreached {
-    /// What to tell the user.
-    pub error: Error,
-    /// Trying again may help.
-    pub transient: bool,
-}
-
-impl Unreached {
-    /// A failure that may pass.
-    pub fn transient(error: Error) -> Unreached {
-        Unreached { error, transient: true }
-    }
-
-    /// A failure that will not pass by itself.
-    pub fn permanent(error: Error) -> Unreached {
-        Unreached { error, transient: false }
-    }
-}
-
-impl From<Unreached> for Error {
-    fn from(u: Unreached) -> Error {
-        u.error
-    }
-}
-
-impl From<Error> for Unreached {
-    fn from(error: Error) -> Unreached {
-        Unreached::permanent(error)
-    }
-}
-
 /// Whether an IMAP failure is the socket's timeout running out.
 pub fn is_timeout(e: &ImapError) -> bool {
     matches!(e, ImapError::Timeout)
@@ -210,18 +176,6 @@ fn connect_failure(endpoint: &str, e: &io::Error, began: Instant, tried: usize) 
     let why = if io_timeout(e) { format!("no answer within {}", waited(began)) } else { describe_io(e) };
     let tried = if tried > 1 { format!(" (tried {tried} addresses)") } else { String::new() };
     Error::runtime(format!("cannot connect to {endpoint}: {why}{tried}"))
-}
-
-/// The time since `began` for a message, in whole seconds where it is close to them (the
-/// timeouts are whole seconds), else to a tenth.
-pub(crate) fn waited(began: Instant) -> String {
-    let d = began.elapsed();
-    let whole = Duration::from_secs(d.as_secs_f64().round() as u64);
-    if d.abs_diff(whole) < Duration::from_millis(150) {
-        seconds(whole)
-    } else {
-        seconds(Duration::from_millis(d.as_millis() as u64 / 100 * 100))
-    }
 }
 
 /// A reader of the socket that must be done by `deadline`: each read may only wait what is
@@ -366,7 +320,7 @@ fn tagged_reply(reader: &mut impl BufRead, began: Instant) -> std::result::Resul
 /// `began`, for a timeout's).
 fn read_line(reader: &mut impl BufRead, began: Instant) -> std::result::Result<String, String> {
     let mut line = Vec::new();
-    match Read::take(&mut *reader, MAX_LINE).read_until(b'\n', &mut line) {
+    match wire::read_raw_line(reader, MAX_LINE, &mut line) {
         Ok(0) => Err("the server closed the connection".into()),
         Ok(_) if !line.ends_with(b"\n") => Err("line too long or cut off".into()),
         Ok(_) => Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string()),

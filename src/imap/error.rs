@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::error::Error;
+
 /// Longest server text quoted in a message.
 const MAX_QUOTE: usize = 300;
 
@@ -46,7 +48,7 @@ impl ImapError {
     /// The failure as a phrase, a timeout saying how long was waited.
     pub fn describe(&self, timeout: std::time::Duration) -> String {
         match self {
-            ImapError::Timeout => format!("no answer within {}", super::tls::seconds(timeout)),
+            ImapError::Timeout => format!("no answer within {}", super::clock::seconds(timeout)),
             ImapError::Refused(text) => quote(text),
             other => other.to_string(),
         }
@@ -68,6 +70,42 @@ impl fmt::Display for ImapError {
             }
             ImapError::Throttled(text) => write!(f, "the server is throttling the account: {}", quote(text)),
         }
+    }
+}
+
+/// Why a server could not be reached (connected to, greeted by, logged in to), and whether
+/// trying again later may help: a refused or dropped connection, silence or a busy server
+/// may pass (a NAS whose network is not up yet, a faulty link); an untrusted certificate,
+/// a wrong password or a port that speaks another protocol will not.
+#[derive(Debug)]
+pub struct Unreached {
+    /// What to tell the user.
+    pub error: Error,
+    /// Trying again may help.
+    pub transient: bool,
+}
+
+impl Unreached {
+    /// A failure that may pass.
+    pub fn transient(error: Error) -> Unreached {
+        Unreached { error, transient: true }
+    }
+
+    /// A failure that will not pass by itself.
+    pub fn permanent(error: Error) -> Unreached {
+        Unreached { error, transient: false }
+    }
+}
+
+impl From<Unreached> for Error {
+    fn from(u: Unreached) -> Error {
+        u.error
+    }
+}
+
+impl From<Error> for Unreached {
+    fn from(error: Error) -> Unreached {
+        Unreached::permanent(error)
     }
 }
 

@@ -27,7 +27,8 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 
-use super::connect::Unreached;
+use super::clock::waited;
+use super::error::Unreached;
 use crate::bounded;
 use crate::error::{describe_io, without_links, Error, Result};
 
@@ -444,7 +445,7 @@ fn handshake_failure(endpoint: &str, e: &io::Error, began: Instant, names: &Name
     let tls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let (what, transient) = match (e.kind(), tls_error) {
         (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
-            (format!("no answer within {}", super::connect::waited(began)), true)
+            (format!("no answer within {}", waited(began)), true)
         }
         // A plain IMAP server greets in clear text, which is not a TLS record.
         (_, Some(rustls::Error::InvalidMessage(_))) => (
@@ -460,15 +461,6 @@ fn handshake_failure(endpoint: &str, e: &io::Error, began: Instant, names: &Name
     };
     let error = Error::runtime(format!("TLS handshake with {endpoint} failed: {what}"));
     Unreached { error, transient }
-}
-
-/// A duration for messages: "60 s", "2.5 s".
-pub fn seconds(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]
@@ -534,11 +526,5 @@ mod tests {
         assert!(matches!(server_name("[::1]").unwrap(), ServerName::IpAddress(_)));
         assert!(matches!(server_name("imap.example.org").unwrap(), ServerName::DnsName(_)));
         assert!(server_name("bad name").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(seconds(Duration::from_secs(60)), "60 s");
-        assert_eq!(seconds(Duration::from_millis(2500)), "2.5 s");
     }
 }

@@ -21,7 +21,7 @@ use super::{Destination, FolderUpload};
 use crate::archive::metadata::Index;
 use crate::archive::{self, ArchiveFile};
 use crate::error::{describe_io, Error, Result};
-use crate::imap::session::{Appending, Holding};
+use crate::imap::{Appending, Holding};
 use crate::imap::{ImapError, Session};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;

@@ -16,7 +16,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-pub use crate::imap::session::HEADER_PREFIX;
+pub use crate::imap::HEADER_PREFIX;
 
 /// A header's fingerprint.
 pub type Print = [u8; 16];

@@ -47,8 +47,19 @@ fn inbox(messages: Vec<(u32, Vec<u8>)>) -> Vec<Folder> {
 const PEAK_LIMIT_KIB: u64 = 32 * 1024;
 
 /// Runs a backup from `server` into `root`, and checks that it stayed within
-/// [`PEAK_LIMIT_KIB`] of memory: every fault here is a hostile server's too.
+/// [`PEAK_LIMIT_KIB`] of memory: every fault here is a hostile server's too. The waits
+/// between reconnects take no time (`SMAILARCHIVER_TEST_CLOCK=instant`): these tests are
+/// about what a run does after a fault, not how long it waits ([`backup_waiting`]).
 fn backup(server: &FakeImap, root: &Path, extra: &[&str]) -> Output {
+    run_backup(server, root, extra, "instant")
+}
+
+/// [`backup`] with the real waits between reconnects.
+fn backup_waiting(server: &FakeImap, root: &Path, extra: &[&str]) -> Output {
+    run_backup(server, root, extra, "real")
+}
+
+fn run_backup(server: &FakeImap, root: &Path, extra: &[&str], clock: &str) -> Output {
     let port = server.port().to_string();
     let ca = server.ca_file();
     let mut args =
@@ -60,6 +71,7 @@ fn backup(server: &FakeImap, root: &Path, extra: &[&str]) -> Output {
         .stdin(std::process::Stdio::null())
         .env_remove("SMAILARCHIVER_KEY_PASSWORD")
         .env("SMAILARCHIVER_PASSWD", PW)
+        .env("SMAILARCHIVER_TEST_CLOCK", clock)
         .output()
         .expect("run smailarchiver under GNU time");
     let text = fs::read_to_string(&peak_file).expect("GNU time's output");
@@ -441,7 +453,7 @@ fn reconnects_wait_1_2_4_seconds_then_give_up() {
     let server = FakeImap::start(USER, PW, inbox(served.clone()), vec![broken]);
     let root = TempDir::new("faults-delays");
     let started = std::time::Instant::now();
-    let o = backup(&server, root.path(), &[]);
+    let o = backup_waiting(&server, root.path(), &[]);
     // A hang guard, not a timing claim.
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -713,6 +725,7 @@ fn lying_sizes_are_given_up_within_memory() {
         .args(["-u", USER, "-i", "127.0.0.1", "--port", &port, "--ca-file", &ca, "-q"])
         .args(["--dir", root.path().join("archive").to_str().unwrap()])
         .env("SMAILARCHIVER_PASSWD", PW)
+        .env("SMAILARCHIVER_TEST_CLOCK", "instant")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -769,6 +782,7 @@ fn huge_search_answers_are_refused_within_memory() {
             .arg(server.ca_file())
             .args(["--dir", root.path().join("archive").to_str().unwrap()])
             .env("SMAILARCHIVER_PASSWD", PW)
+            .env("SMAILARCHIVER_TEST_CLOCK", "instant")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -2,8 +2,11 @@
 //! message's `X-GM-MSGID`, `X-GM-THRID` and `X-GM-LABELS`, metadata only, one folder at a
 //! time, opened and asked in one round trip.
 
-use super::{note_examined, quoted, Examined, Session};
+use super::quoted;
+use super::select::{note_examined, Examined};
+use super::uid_set;
 use crate::imap::error::ImapError;
+use crate::imap::session::Session;
 use crate::imap::wire::{Data, Fetched, MAX_SMALL_LITERAL};
 
 /// One message of a folder as Gmail identifies it.
@@ -27,8 +30,7 @@ impl Session {
     /// an `X-GM-MSGID` are left out; one more than the folder's messages plus a margin
     /// fails the command.
     pub fn gmail_ids(&mut self, wire: &str, labels: bool) -> std::result::Result<(Examined, Vec<GmailIds>), ImapError> {
-        let result = (|| {
-            let link = self.link()?;
+        self.run(|link| {
             let items =
                 if labels { "UID FLAGS X-GM-MSGID X-GM-THRID X-GM-LABELS" } else { "UID FLAGS X-GM-MSGID X-GM-THRID" };
             let tags = link.send(&[format!("EXAMINE {}", quoted(wire)?), format!("UID FETCH 1:* ({items})")])?;
@@ -65,8 +67,7 @@ impl Session {
             found.sort_by_key(|g| g.uid);
             found.dedup_by_key(|g| g.uid);
             Ok((examined, found))
-        })();
-        self.checked(result)
+        })
     }
 }
 
@@ -80,8 +81,7 @@ impl Session {
         wire: &str,
         batches: &[(Vec<u32>, Vec<String>)],
     ) -> std::result::Result<(), ImapError> {
-        let result = (|| {
-            let link = self.link()?;
+        self.run(|link| {
             let mut commands = vec![format!("SELECT {}", quoted(wire)?)];
             for (uids, labels) in batches {
                 let mut names = Vec::new();
@@ -89,7 +89,7 @@ impl Session {
                     let system = l.starts_with('\\') && crate::imap::wire::flag_ok(l.as_bytes());
                     names.push(if system { l.clone() } else { quoted(l)? });
                 }
-                commands.push(format!("UID STORE {} +X-GM-LABELS ({})", crate::imap::uid_set(uids), names.join(" ")));
+                commands.push(format!("UID STORE {} +X-GM-LABELS ({})", uid_set(uids), names.join(" ")));
             }
             commands.push(if link.has("UNSELECT") { "UNSELECT" } else { "CLOSE" }.to_string());
             let tags = link.send(&commands)?;
@@ -105,7 +105,6 @@ impl Session {
                 Some(text) => Err(ImapError::Refused(text)),
                 None => Ok(()),
             }
-        })();
-        self.checked(result)
+        })
     }
 }

@@ -8,8 +8,11 @@
 //! UIDs; else (and on Gmail, where `\Deleted` in All Mail only archives) `UID MOVE` to the
 //! Trash folder.
 
-use super::{note_examined, quoted, Examined, Session};
+use super::quoted;
+use super::select::{note_examined, Examined};
+use super::uid_set;
 use crate::imap::error::ImapError;
+use crate::imap::session::Session;
 use crate::imap::wire::{Data, Fetched, MAX_SMALL_LITERAL};
 
 /// UIDs per command of a removal: a UID set of scattered UIDs grows with their number,
@@ -48,8 +51,7 @@ impl Session {
     /// flags to `on`, in one round trip (`EXAMINE`, `UID FETCH 1:* (UID INTERNALDATE
     /// FLAGS)`); returns what EXAMINE reported (its UIDVALIDITY above all).
     pub fn arrivals(&mut self, wire: &str, on: OnArrival<'_>) -> std::result::Result<Examined, ImapError> {
-        let result = (|| {
-            let link = self.link()?;
+        self.run(|link| {
             let tags =
                 link.send(&[format!("EXAMINE {}", quoted(wire)?), "UID FETCH 1:* (UID INTERNALDATE FLAGS)".into()])?;
             let mut examined = Examined::default();
@@ -75,8 +77,7 @@ impl Session {
             opened?;
             fetched?;
             Ok(examined)
-        })();
-        self.checked(result)
+        })
     }
 
     /// Removes the messages `uids` (ascending) of `wire` as `how` says, only while the
@@ -92,8 +93,7 @@ impl Session {
         how: &Removal,
         keep: &dyn Fn(&[String]) -> bool,
     ) -> std::result::Result<Removed, ImapError> {
-        let result = (|| {
-            let link = self.link()?;
+        self.run(|link| {
             let needed = match how {
                 Removal::Expunge => "UIDPLUS",
                 Removal::MoveTo(_) => "MOVE",
@@ -102,9 +102,7 @@ impl Session {
                 return Err(ImapError::Refused(format!("the server does not offer {needed}")));
             }
             let mut commands = vec![format!("SELECT {}", quoted(wire)?)];
-            commands.extend(
-                uids.chunks(UIDS_PER_COMMAND).map(|c| format!("UID FETCH {} (UID FLAGS)", crate::imap::uid_set(c))),
-            );
+            commands.extend(uids.chunks(UIDS_PER_COMMAND).map(|c| format!("UID FETCH {} (UID FLAGS)", uid_set(c))));
             let tags = link.send(&commands)?;
             let mut selected = Examined::default();
             let opened = link.finish(&tags[0], MAX_SMALL_LITERAL, &mut |d| {
@@ -140,7 +138,7 @@ impl Session {
                 outcome.vanished =
                     uids.iter().copied().filter(|u| present.binary_search_by_key(u, |p| p.0).is_err()).collect();
                 for chunk in going.chunks(UIDS_PER_COMMAND) {
-                    let set = crate::imap::uid_set(chunk);
+                    let set = uid_set(chunk);
                     match how {
                         Removal::Expunge => {
                             commands.push(format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
@@ -192,7 +190,6 @@ impl Session {
                 outcome.refused = Some(e.to_string());
             }
             Ok(outcome)
-        })();
-        self.checked(result)
+        })
     }
 }
