@@ -97,6 +97,9 @@ pub struct Account {
     /// Gmail mode where the server offers it (`X-GM-EXT-1`): bodies from All Mail only,
     /// the other folders hard-linked (`--no-gmail-mode`, config `"gmail_mode": 0` turn it off).
     pub gmail_mode: bool,
+    /// Verified prune after the backup (`--prune-older-than`, config `"prune_older_than"`);
+    /// `None`: the server is never written to.
+    pub prune: Option<crate::prune::Settings>,
     /// What its settings are called in messages: the flags, or the config file's keys.
     pub names: &'static Names,
 }
@@ -155,6 +158,7 @@ impl Account {
             since: None,
             pipelining: true,
             gmail_mode: true,
+            prune: None,
             oauth2: None,
             names: &FLAG_NAMES,
         }

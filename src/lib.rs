@@ -32,6 +32,7 @@ pub mod oauth2;
 pub mod os;
 pub mod printable;
 pub mod probe;
+pub mod prune;
 pub mod report;
 pub mod restore;
 pub mod sandbox;

@@ -11,6 +11,11 @@
 //! A line reads `smailarchiver probe: WHAT TARGET: OUTCOME`, the outcome being `denied`
 //! (EACCES, landlock's answer), `allowed`, or the error.
 //!
+//! And one fault for the tests of verified prune, [`before_prune_check`]:
+//! `SMAILARCHIVER_PROBE_DAMAGE_UIDS=UID[,UID...]` changes one byte in the middle of those
+//! messages' archived files just before prune reads them back, as a failing disk would
+//! after the commit (said in one line on standard error).
+//!
 //! Only builds with the `probe` feature have it, and only `cargo test` turns that on (the
 //! dev-dependency of Cargo.toml): a release binary has no code that touches a path or a
 //! port it was not configured for, and neither its command line, its config file nor its
@@ -23,6 +28,16 @@
 pub fn after_confinement() {
     #[cfg(feature = "probe")]
     enabled::run();
+}
+
+/// Just before prune reads back the archived file `name` of message `uid` in `dir`: in
+/// test builds, the damage the environment asks for (see the module documentation); in
+/// other builds nothing.
+pub fn before_prune_check(dir: &crate::os::dir::Dir, name: &str, uid: u32) {
+    #[cfg(feature = "probe")]
+    enabled::damage(dir, name, uid);
+    #[cfg(not(feature = "probe"))]
+    let _ = (dir, name, uid);
 }
 
 #[cfg(feature = "probe")]
@@ -53,6 +68,26 @@ mod enabled {
                 });
             say("connect to", format!("127.0.0.1:{text}"), connected);
         }
+    }
+
+    pub fn damage(dir: &crate::os::dir::Dir, name: &str, uid: u32) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(list) = std::env::var("SMAILARCHIVER_PROBE_DAMAGE_UIDS") else { return };
+        if !list.split(',').any(|u| u.trim().parse() == Ok(uid)) {
+            return;
+        }
+        let damaged = dir.open_file(name).and_then(|mut f| {
+            let middle = f.metadata()?.len() / 2;
+            let mut byte = [0u8];
+            f.seek(SeekFrom::Start(middle))?;
+            f.read_exact(&mut byte)?;
+            // Another base64 letter: the file stays well-formed, its content changes.
+            byte[0] = if byte[0] == b'A' { b'B' } else { b'A' };
+            f.seek(SeekFrom::Start(middle))?;
+            f.write_all(&byte)?;
+            f.sync_all()
+        });
+        say("damage the archived file of UID", format!("{uid} ({name})"), damaged);
     }
 
     fn say(what: &str, target: impl Display, result: io::Result<()>) {

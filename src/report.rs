@@ -31,4 +31,32 @@ pub struct FolderFigures {
     pub only_in_archive: u64,
     /// Of those, the ones this run found gone.
     pub left_server: usize,
+    /// What verified prune did to it, when it ran.
+    pub pruned: Option<PruneFigures>,
+}
+
+/// What verified prune did to one folder, for `--report`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneFigures {
+    /// Old messages removed from the server.
+    pub removed: usize,
+    /// Old messages kept there.
+    pub kept: usize,
+    /// The kept ones by reason (`flagged`, `not_archived`, `damaged`, ...).
+    pub kept_by_reason: Vec<(String, usize)>,
+    /// The kept ones whose reason is a problem (a damaged copy, a refusal), one line
+    /// each: `UID 7: its archived file is damaged: ...`.
+    pub problems: Vec<String>,
+}
+
+impl PruneFigures {
+    /// The figures of what prune did to a folder.
+    pub fn of(outcome: &crate::prune::Outcome) -> PruneFigures {
+        PruneFigures {
+            removed: outcome.removed.len(),
+            kept: outcome.kept.len(),
+            kept_by_reason: outcome.kept_by_reason().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+            problems: outcome.problems().map(|k| format!("UID {}: {}", k.uid, k.reason)).collect(),
+        }
+    }
 }

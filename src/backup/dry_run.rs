@@ -14,6 +14,7 @@ use crate::account::Account;
 use crate::archive::layout::registry::Registry;
 use crate::error::Result;
 use crate::imap::{Found, Session, Then};
+use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::sandbox::Confine;
 
@@ -28,7 +29,26 @@ pub struct Summary {
 /// process confined by `confine` before it connects.
 pub fn run(accounts: &[Account], confine: &dyn Confine, sink: &dyn Sink) -> Summary {
     let mut counted_all = true;
-    for (label, counted) in read_only(accounts, confine, |a, s| count_account(a, s, sink)) {
+    // Prune's dry run reads the archived copies back: the keys are read before the sandbox
+    // closes (nothing is created: a missing key file stays missing).
+    let keys: Vec<Result<Option<Keys>>> = accounts.iter().map(prune_keys).collect();
+    let keys_of = |a: &Account| {
+        accounts.iter().position(|b| std::ptr::eq(a, b)).and_then(|k| keys[k].as_ref().ok()).and_then(Option::as_ref)
+    };
+    let pruning = std::sync::atomic::AtomicUsize::new(0);
+    let counted = read_only(accounts, confine, |a, s| {
+        let (planned, problems) = count_account(a, keys_of(a), s, sink)?;
+        pruning.fetch_add(problems, std::sync::atomic::Ordering::Relaxed);
+        Ok(planned)
+    });
+    if pruning.into_inner() > 0 {
+        counted_all = false;
+    }
+    for (k, error) in keys.iter().enumerate().filter_map(|(k, r)| Some((k, r.as_ref().err()?))) {
+        sink.event(Event::PruneFailed { account: &accounts[k], folder: None, error });
+        counted_all = false;
+    }
+    for (label, counted) in counted {
         let folders = match counted {
             Ok(f) => f,
             Err(error) => {
@@ -57,8 +77,22 @@ pub fn run(accounts: &[Account], confine: &dyn Confine, sink: &dyn Sink) -> Summ
     Summary { failed: !counted_all }
 }
 
-/// Each folder a backup would go through, with what it would fetch from it.
-fn count_account(account: &Account, session: &mut Session, sink: &dyn Sink) -> Result<Vec<(String, Result<Planned>)>> {
+/// Each folder's name and what a backup would fetch from it; and the number of folders
+/// where prune's dry run found a problem.
+type Counted = (Vec<(String, Result<Planned>)>, usize);
+
+/// The keys prune's dry run of `account` checks encrypted copies with: loaded when it
+/// prunes, encrypts and its key file exists.
+fn prune_keys(account: &Account) -> Result<Option<Keys>> {
+    match &account.keys {
+        Some(spec) if account.prune.is_some() && spec.path.exists() => spec.load().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Each folder a backup would go through, with what it would fetch from it; and the
+/// number of folders where prune's dry run found a problem.
+fn count_account(account: &Account, keys: Option<&Keys>, session: &mut Session, sink: &dyn Sink) -> Result<Counted> {
     let registry = Registry::read(&account.root)?;
     let account_dir = super::account_dir_seen(&registry, session, &account.user)?;
     let chosen = choose_folders(account, session, sink)?;
@@ -66,7 +100,9 @@ fn count_account(account: &Account, session: &mut Session, sink: &dyn Sink) -> R
     for mailbox in &chosen.folders {
         out.push((mailbox.shown(), count_folder(account, session, &registry, &account_dir, mailbox)));
     }
-    Ok(out)
+    let scope = super::prune_step::Scope { account, keys, account_dir: &account_dir, folders: &chosen.folders };
+    let problems = super::prune_step::dry_run(&scope, session, &registry, chosen.entries, sink);
+    Ok((out, problems))
 }
 
 fn count_folder(

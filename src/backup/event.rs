@@ -304,6 +304,31 @@ pub enum Event<'a> {
         /// What went wrong.
         error: &'a Error,
     },
+    /// Verified prune went through a folder (in a dry run: would): what it removed (would
+    /// remove) and what it kept, with the reasons.
+    Pruned {
+        /// The account.
+        account: &'a Account,
+        /// What came of it.
+        outcome: &'a crate::prune::Outcome,
+    },
+    /// Prune of a folder (`None`: of the account) failed as a whole: nothing more of it was
+    /// removed.
+    PruneFailed {
+        /// The account.
+        account: &'a Account,
+        /// The folder's name, printable.
+        folder: Option<&'a str>,
+        /// What went wrong.
+        error: &'a Error,
+    },
+    /// The server cannot remove single messages: prune is refused for the account.
+    PruneRefused {
+        /// The account.
+        account: &'a Account,
+        /// Why.
+        error: &'a Error,
+    },
     /// The run is over (not said after an interrupt).
     Finished {
         /// What the run came to.

@@ -68,6 +68,7 @@ impl FolderReport {
             errors: self.errors.clone(),
             only_in_archive: self.only_in_archive,
             left_server: self.left_server,
+            pruned: None,
         }
     }
 }

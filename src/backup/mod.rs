@@ -12,6 +12,7 @@ pub mod new_mail;
 pub mod pipelining;
 pub mod plan;
 pub mod prepare;
+pub mod prune_step;
 pub mod rebase;
 pub mod refresh;
 pub mod roots;
@@ -275,7 +276,12 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // What the folders came to; their reports are said and handed on as they end, not kept
     // (10,000 folders' would hold megabytes).
     let totals = Mutex::new(Totals::default());
+    // Folders whose backup completed without a failure: the only ones prune may touch.
+    let clean = Mutex::new(Vec::new());
     let done = |mut r: FolderReport| {
+        if r.failed == 0 && r.errors.is_empty() && !r.capped {
+            lock(&clean).push(r.folder.clone());
+        }
         r.only_in_archive = only_in_archive.get(&r.folder).copied().unwrap_or(0);
         sink.event(Event::FolderDone { account, report: &r });
         lock(&totals).add(&r);
@@ -503,6 +509,13 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 sink.event(Event::FlagsNotRefreshed { account, folder: &f.mailbox.shown(), error: &error });
             }
         }
+    }
+    // Verified prune, the only write to the server, when the account asks for it.
+    if account.prune.is_some() && !session.given_up() && !crate::interrupt::requested() {
+        let clean = std::mem::take(&mut *lock(&clean));
+        let scope = prune_step::Scope { account, keys: keys.as_ref(), account_dir: &account_dir, folders: &folders };
+        let problems = prune_step::after_backup(&scope, &mut session, &registry, &clean, entries.clone(), sink);
+        lock(&totals).failed += problems;
     }
     // What identifies the mailstore, taken once there is mail archived and again when it
     // grew old: a later run through another name recognises it by this.

@@ -25,7 +25,7 @@ pub enum ValueKind {
 /// this list nor [`kind`]'s match is a new kind of value: the tests fail until it is placed.
 pub const TEXT_VALUES: &[&str] = &[
     "USER", "SERVER", "N", "HEX", "PASS", "SECONDS", "FOLDER", "DATE", "PATTERN", "SIZE", "NAME", "N[,M-K]", "ID",
-    "TENANT", "QUERY",
+    "TENANT", "QUERY", "DAYS",
 ];
 
 /// What `flag`'s value is, from its value name (`FILE`, `DIR`, `CMD`...).

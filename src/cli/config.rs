@@ -43,6 +43,8 @@ const ACCOUNT_KEYS: &[&str] = &[
     "since",
     "pipelining",
     "gmail_mode",
+    "prune_older_than",
+    "prune_keep_flagged",
 ];
 /// Keys the top level may have.
 const TOP_KEYS: &[&str] = &["list", "verbose", "quiet", "archive_dir", "sandbox", "report"];
@@ -250,6 +252,7 @@ fn account(obj: &Map<String, Value>, root: &Path) -> Result<Account> {
     account.since = get("since").map(|v| crate::date::Day::parse(&string(v, "since")?, "\"since\"")).transpose()?;
     account.pipelining = get("pipelining").is_none_or(truthy);
     account.gmail_mode = get("gmail_mode").is_none_or(truthy);
+    account.prune = crate::prune::Settings::from_config(get("prune_older_than"), flag("prune_keep_flagged"))?;
     account.names = &crate::imap::tls::CONFIG_NAMES;
     Ok(account)
 }

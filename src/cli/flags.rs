@@ -88,6 +88,10 @@ pub struct LowArgs {
     pub since: Option<String>,
     /// `--dry-run`.
     pub dry_run: bool,
+    /// `--prune-older-than DAYS`.
+    pub prune_older_than: Option<u32>,
+    /// `--prune-keep-flagged`.
+    pub prune_keep_flagged: bool,
     /// `--config`.
     pub config: Option<PathBuf>,
     /// `--restore`.
@@ -315,6 +319,18 @@ pub static FLAGS: &[Flag] = &[
         a.dry_run = true;
         Ok(())
     }),
+    flag!(None, "prune-older-than", Some("DAYS"), Account, "After a folder's backup completed without a failure, remove from the server its messages that arrived more than DAYS days ago, each only once its archived file was read back, decoded and found to be the message fetched (with UIDPLUS's UID EXPUNGE, or MOVE to Trash; --dry-run lists them). The only write to the server.", |a, v| {
+        let days: u32 = num(v)?;
+        if !(1..=crate::prune::MAX_DAYS).contains(&days) {
+            return Err(format!("{days} is not a number of days from 1 to {}", crate::prune::MAX_DAYS));
+        }
+        a.prune_older_than = Some(days);
+        Ok(())
+    }),
+    flag!(None, "prune-keep-flagged", None, Account, "With --prune-older-than, keep flagged messages on the server.", |a, _| {
+        a.prune_keep_flagged = true;
+        Ok(())
+    }),
     flag!(None, "all-folders", None, Account, "Back up every selectable folder the server lists.", |a, _| {
         a.all_folders = true;
         Ok(())
@@ -490,6 +506,7 @@ pub const USAGE: &[&str] = &[
     "-c CONFIG.json --oauth2-login",
     "-u USER -i SERVER --list-folders [--all-folders]",
     "-u USER -i SERVER --dry-run [--since DATE]",
+    "-u USER -i SERVER --prune-older-than DAYS [--prune-keep-flagged]",
     "-r DIR [-o PATH | --to-maildir OUT] [-k KEYS] [-P]",
     "-r DIR --uid N[,M-K] [-o PATH | --to-maildir OUT] [-k KEYS]",
     "-r USERDIR --to-maildir OUT --maildir-layout courier",

@@ -170,6 +170,11 @@ impl LowArgs {
         if self.report.is_some() && (self.restore.is_some() || self.verify.is_some() || self.list_folders) {
             return Err(Error::usage("--report goes with a backup"));
         }
+        let prune = self.prune_older_than.is_some() || self.prune_keep_flagged;
+        let elsewhere = self.restore.is_some() || self.verify.is_some() || self.list.is_some() || self.search.is_some();
+        if prune && (elsewhere || self.list_folders || self.oauth2_login) {
+            return Err(Error::usage("--prune-older-than goes with a backup (or its --dry-run)"));
+        }
         if self.oauth2_login {
             return self.oauth2_login(out, warn);
         }
@@ -209,7 +214,9 @@ impl LowArgs {
             || self.all_folders
             || !self.folders.is_empty()
             || self.since.is_some()
-            || self.dry_run;
+            || self.dry_run
+            || self.prune_older_than.is_some()
+            || self.prune_keep_flagged;
         if self.dry_run && self.list_folders {
             return Err(Error::usage("--dry-run and --list-folders cannot be combined"));
         }
@@ -222,7 +229,7 @@ impl LowArgs {
             (Some(_), Some(_)) => return Err(Error::usage("-r and --verify cannot be combined")),
             (Some(_), None) | (None, Some(_)) if backup_flags => {
                 return Err(Error::usage(
-                    "-r/--verify cannot be combined with backup options (-u, -i, -f, -c, --since, --dry-run)",
+                    "-r/--verify cannot be combined with backup options (-u, -i, -f, -c, --since, --dry-run, --prune-older-than)",
                 ))
             }
             (Some(dir), None) => Mode::Restore {
@@ -500,6 +507,18 @@ impl LowArgs {
         }
         if since.is_some() {
             a.since = since;
+        }
+        if let Some(days) = self.prune_older_than {
+            let keep_flagged = a.prune.as_ref().is_some_and(|p| p.keep_flagged);
+            a.prune = Some(crate::prune::Settings { days: Some(days), folders: Vec::new(), keep_flagged });
+        }
+        if self.prune_keep_flagged {
+            match &mut a.prune {
+                Some(p) => p.keep_flagged = true,
+                None => return Err(Error::usage(
+                    "--prune-keep-flagged goes with --prune-older-than DAYS (or \"prune_older_than\" in the config)",
+                )),
+            }
         }
         Ok(())
     }

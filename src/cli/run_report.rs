@@ -95,7 +95,7 @@ impl RunRecord {
                     "user": a.user,
                     "server": a.server,
                     "error": error,
-                    "folders": a.folders.iter().map(|f| json!({
+                    "folders": a.folders.iter().map(|f| with_prune(f, json!({
                         "name": f.name,
                         "new": f.new,
                         "archived": f.archived,
@@ -105,7 +105,7 @@ impl RunRecord {
                         "only_in_archive": f.only_in_archive,
                         "left_server": f.left_server,
                         "errors": f.errors,
-                    })).collect::<Vec<_>>(),
+                    }))).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -157,6 +157,10 @@ impl RunRecord {
             Event::LeftServer { account, folder, left, total } => {
                 self.folder_gone(&account.user, &account.host, folder, left, total)
             }
+            Event::Pruned { account, outcome } => self.folder_pruned(&account.user, &account.host, outcome),
+            Event::PruneRefused { account, error } => {
+                self.account_failed(&account.user, &account.host, &format!("prune refused: {error}"))
+            }
             _ => {}
         }
     }
@@ -184,6 +188,15 @@ impl RunRecord {
         stored.1 += bytes;
     }
 
+    /// Verified prune went through a folder (after its figures).
+    fn folder_pruned(&self, user: &str, server: &str, outcome: &crate::prune::Outcome) {
+        self.with_account(user, server, |a| {
+            if let Some(f) = a.folders.iter_mut().rev().find(|f| f.name == outcome.folder) {
+                f.pruned = Some(crate::report::PruneFigures::of(outcome));
+            }
+        });
+    }
+
     /// `left` archived messages of the folder `folder` (after its figures) were found to
     /// have left the server; `total` of its messages are now only in the archive.
     fn folder_gone(&self, user: &str, server: &str, folder: &str, left: usize, total: u64) {
@@ -203,6 +216,20 @@ pub fn capped_line(label: &str, bytes: u64, not_reached: usize) -> String {
          continues where this one stopped",
         crate::cli::print::plural(not_reached as u64, "folder")
     )
+}
+
+/// A folder's entry with what verified prune did to it, when it ran: `"prune": {"removed":
+/// N, "kept": M, "kept_by_reason": {"flagged": 2, ...}, "problems": ["UID 7: ..."]}`.
+fn with_prune(f: &FolderFigures, mut entry: Value) -> Value {
+    if let (Some(p), Some(map)) = (&f.pruned, entry.as_object_mut()) {
+        let reasons: serde_json::Map<String, Value> =
+            p.kept_by_reason.iter().map(|(k, n)| (k.clone(), Value::from(*n))).collect();
+        map.insert(
+            "prune".into(),
+            json!({"removed": p.removed, "kept": p.kept, "kept_by_reason": reasons, "problems": p.problems}),
+        );
+    }
+    entry
 }
 
 /// `2026-11-30T13:28:42Z`: the time in UTC, to the second.

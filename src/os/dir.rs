@@ -149,6 +149,16 @@ impl Dir {
         Ok(File::from(owned(fd)?))
     }
 
+    /// Opens the existing file `name` for reading only, never through a symlink (what a
+    /// read-only sandbox allows).
+    pub fn open_read(&self, name: &str) -> io::Result<File> {
+        let c = c_name(OsStr::new(name))?;
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a live descriptor and a valid C string; the result is owned below.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags) };
+        Ok(File::from(owned(fd)?))
+    }
+
     /// Gives the file `name` of this directory the name `to_name` in `to` as well; fails
     /// with `AlreadyExists` when that is taken (nothing is replaced).
     pub fn link(&self, name: &str, to: &Dir, to_name: &str) -> io::Result<()> {

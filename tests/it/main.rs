@@ -35,6 +35,7 @@ mod microsoft365;
 mod oauth2;
 mod original_compat;
 mod packaging;
+mod prune;
 mod records;
 mod report;
 mod roundtrip;

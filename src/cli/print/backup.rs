@@ -173,6 +173,14 @@ impl Sink<Event<'_>> for BackupPrinter<'_> {
                 account.label()
             )),
             Event::SerialNotKept { account, error } => p.warning(&format!("{}: {error}", account.label())),
+            Event::Pruned { account, outcome } => pruned(p, account, outcome),
+            Event::PruneFailed { account, folder: Some(folder), error } => {
+                p.error(&format!("{} {folder}: prune: {error}", account.label()))
+            }
+            Event::PruneFailed { account, folder: None, error } => {
+                p.error(&format!("{}: prune: {error}", account.label()))
+            }
+            Event::PruneRefused { account, error } => p.error(&format!("{}: prune refused: {error}", account.label())),
             Event::Finished { summary } => finished(p, summary),
             Event::WouldFetch { account, planned } => p.result(&format!(
                 "{account} {}: would fetch {}, {} bytes ({} already archived)",
@@ -243,5 +251,73 @@ fn finished(p: &Printer, s: &Summary) {
         p.warning(&line);
     } else {
         p.result(&line);
+    }
+}
+
+/// What verified prune did to a folder (in a dry run: would do): each message removed
+/// (with `--verbose`; each one to remove in a dry run), a warning per message kept for a
+/// problem, then one line (`alice INBOX: removed 498 messages older than 365 days from the
+/// server, kept 2 (1 damaged, 1 flagged)`).
+fn pruned(p: &Printer, account: &crate::account::Account, outcome: &crate::prune::Outcome) {
+    let (user, folder) = (&account.user, &outcome.folder);
+    let arrived = |t: i64| crate::date::display(t, 0);
+    for &(uid, t) in &outcome.removed {
+        if outcome.dry_run {
+            p.result(&format!("{user} {folder}: would remove UID {uid} (arrived {})", arrived(t)));
+        } else {
+            p.detail(&format!("{user} {folder}: removed UID {uid} (arrived {}) from the server", arrived(t)));
+        }
+    }
+    for &(uid, t) in &outcome.after_archiving {
+        p.result(&format!("{user} {folder}: would remove UID {uid} once archived (arrived {})", arrived(t)));
+    }
+    for k in outcome.problems() {
+        p.warning(&format!("{} {folder}: UID {} kept on the server: {}", account.label(), k.uid, k.reason));
+    }
+    p.result(&format!("{user} {folder}: {}", prune_summary(outcome)));
+}
+
+/// `removed N messages older than D days from the server, kept M (1 damaged, 2 flagged)`
+/// (`would remove ...` in a dry run).
+fn prune_summary(outcome: &crate::prune::Outcome) -> String {
+    let n = outcome.removed.len() as u64;
+    let mut line = if outcome.dry_run {
+        format!("would remove {} older than {} days", plural(n, "message"), outcome.days)
+    } else {
+        format!("removed {} older than {} days from the server", plural(n, "message"), outcome.days)
+    };
+    if !outcome.after_archiving.is_empty() {
+        line += &format!(" (and {} once archived)", outcome.after_archiving.len());
+    }
+    if !outcome.kept.is_empty() {
+        let reasons: Vec<String> =
+            outcome.kept_by_reason().iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+        line += &format!(", kept {} ({})", outcome.kept.len(), reasons.join(", "));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prune::{Kept, Outcome, Reason};
+
+    #[test]
+    fn the_prune_line_counts_by_reason() {
+        let mut o = Outcome { folder: "INBOX".into(), days: 30, removed: vec![(1, 0), (2, 0)], ..Outcome::default() };
+        o.kept = vec![
+            Kept { uid: 3, reason: Reason::Flagged },
+            Kept { uid: 4, reason: Reason::Damaged("MAC check failed".into()) },
+            Kept { uid: 5, reason: Reason::NotArchived },
+        ];
+        assert_eq!(
+            prune_summary(&o),
+            "removed 2 messages older than 30 days from the server, kept 3 (1 damaged, 1 flagged, 1 not archived)"
+        );
+        o.dry_run = true;
+        o.kept.clear();
+        o.removed.truncate(1);
+        o.after_archiving = vec![(9, 0)];
+        assert_eq!(prune_summary(&o), "would remove 1 message older than 30 days (and 1 once archived)");
     }
 }

@@ -34,6 +34,7 @@ mod append;
 mod fetch;
 mod gmail;
 mod mailboxes;
+mod prune;
 mod select;
 mod store;
 
@@ -41,6 +42,7 @@ pub use append::Appending;
 pub use fetch::{FlagsAsk, Holding, NewMail, Sampled, HEADER_PREFIX};
 pub use gmail::GmailIds;
 pub use mailboxes::{FolderStatus, Listed};
+pub use prune::{OnArrival, Removal, Removed};
 pub use select::{Examined, Found, Then};
 
 use super::error::ImapError;

@@ -533,6 +533,46 @@ fn uid_command(sh: &Shared, conn: &Conn, tag: &str, rest: &str, out: &mut Vec<u8
             drop(st);
             fetch(sh, &view, tag, args_text, out)
         }
+        "MOVE" => {
+            // `UID MOVE set "[Gmail]/Trash"`: the messages go to the Trash (out of All Mail
+            // and every label), as in Gmail's web interface; only the Trash is modelled.
+            let (set, target) = args_text.split_once(' ').unwrap_or((args_text, ""));
+            let target = args(target).into_iter().next().unwrap_or_default();
+            let Some(trash) = st.views.iter().find(|v| v.kind == Kind::Trash).cloned() else { return true };
+            if target != trash.name {
+                lock(&sh.errors).push(format!("a UID MOVE the fake Gmail does not model: {rest}"));
+                out.extend_from_slice(format!("{tag} NO [CANNOT] Not modelled\r\n").as_bytes());
+                return true;
+            }
+            st.modseq += 1;
+            let modseq = st.modseq;
+            let mut seqs = Vec::new();
+            for (seq, &(uid, i)) in view.uids.iter().enumerate().filter(|(_, (u, _))| in_set(*u, set, max)) {
+                let m = &mut st.messages[i];
+                if !m.has("\\Trash") {
+                    m.labels.push("\\Trash".into());
+                }
+                m.modseq = modseq;
+                seqs.push((seq + 1, uid, i));
+            }
+            st.sync();
+            let moved: Vec<String> = seqs.iter().map(|(_, u, _)| u.to_string()).collect();
+            let given: Vec<String> = st
+                .view(&trash.name)
+                .map(|t| {
+                    t.uids.iter().filter(|(_, i)| seqs.iter().any(|s| s.2 == *i)).map(|(u, _)| u.to_string()).collect()
+                })
+                .unwrap_or_default();
+            out.extend_from_slice(
+                format!("* OK [COPYUID {} {} {}]\r\n", trash.uidvalidity, moved.join(","), given.join(",")).as_bytes(),
+            );
+            // Sequence numbers shift down as each goes: the highest first.
+            for (seq, _, _) in seqs.iter().rev() {
+                out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            }
+            out.extend_from_slice(format!("{tag} OK Success\r\n").as_bytes());
+            true
+        }
         _ => {
             lock(&sh.errors).push(format!("a UID command the fake Gmail does not know: {rest}"));
             out.extend_from_slice(format!("{tag} BAD Unknown command\r\n").as_bytes());
