@@ -44,7 +44,7 @@ const TCP_ABI: u32 = 4;
 
 /// How hard to try (`--sandbox`, or `"sandbox"` in the config file).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
+pub enum Strictness {
     /// Confine as far as the kernel can; carry on unconfined on kernels without landlock.
     #[default]
     Auto,
@@ -54,13 +54,13 @@ pub enum Mode {
     Off,
 }
 
-impl Mode {
+impl Strictness {
     /// Parses `auto`, `require` or `off`; anything else is a usage error.
-    pub fn parse(text: &str) -> Result<Mode> {
+    pub fn parse(text: &str) -> Result<Strictness> {
         match text {
-            "auto" => Ok(Mode::Auto),
-            "require" => Ok(Mode::Require),
-            "off" => Ok(Mode::Off),
+            "auto" => Ok(Strictness::Auto),
+            "require" => Ok(Strictness::Require),
+            "off" => Ok(Strictness::Off),
             _ => Err(Error::usage(format!("sandbox mode '{text}' is not one of auto, require, off"))),
         }
     }
@@ -206,19 +206,19 @@ pub trait Confine {
 /// running stay unconfined (ABI 8's all-threads flag is deliberately not used, which is
 /// also what lets [`check`] confine a probe thread only). There is no way back.
 ///
-/// `Mode::Auto` returns whatever could be enforced; `Mode::Require` fails, before
+/// `Strictness::Auto` returns whatever could be enforced; `Strictness::Require` fails, before
 /// confining anything, unless it can be fully enforced (and fails if enforcing then does);
-/// `Mode::Off` does nothing. A path of `rules` that cannot be opened is an error in both
+/// `Strictness::Off` does nothing. A path of `rules` that cannot be opened is an error in both
 /// of the first two modes, whatever the kernel.
-pub fn restrict(rules: &Rules, mode: Mode) -> Result<Status> {
+pub fn restrict(rules: &Rules, mode: Strictness) -> Result<Status> {
     restrict_up_to(rules, mode, u32::MAX)
 }
 
 /// [`restrict`] as on a kernel offering at most landlock ABI `max_abi` (0: no landlock):
 /// only the rights of that ABI are requested and the status is judged by it. For tests of
 /// older kernels' behaviour on a new one.
-pub fn restrict_up_to(rules: &Rules, mode: Mode, max_abi: u32) -> Result<Status> {
-    if mode == Mode::Off {
+pub fn restrict_up_to(rules: &Rules, mode: Strictness, max_abi: u32) -> Result<Status> {
+    if mode == Strictness::Off {
         return Ok(Status::not_enforced(0, "switched off"));
     }
     let allowed = open_paths(rules)?;
@@ -247,7 +247,7 @@ pub fn restrict_up_to(rules: &Rules, mode: Mode, max_abi: u32) -> Result<Status>
     let required = |status: &Status| {
         Error::runtime(format!("sandbox required (--sandbox require), but {status}; use --sandbox auto to run anyway"))
     };
-    if mode == Mode::Require && !planned.fully_enforced() {
+    if mode == Strictness::Require && !planned.fully_enforced() {
         return Err(required(&planned));
     }
     if planned.enforcement == Enforcement::NotEnforced {
@@ -265,7 +265,7 @@ pub fn restrict_up_to(rules: &Rules, mode: Mode, max_abi: u32) -> Result<Status>
         // (too many nested domains, say); nothing was confined, so nothing half-works.
         Err(why) => Status::not_enforced(abi, why),
     };
-    if mode == Mode::Require && !status.fully_enforced() {
+    if mode == Strictness::Require && !status.fully_enforced() {
         return Err(required(&status));
     }
     Ok(status)
@@ -419,7 +419,7 @@ pub fn check(root: &Path, allowed_port: u16) -> Result<CheckReport> {
     let probe_thread = std::thread::Builder::new()
         .name("sandbox-check".into())
         .spawn(move || -> Result<(Status, Vec<Probe>)> {
-            let status = restrict(&rules, Mode::Auto)?;
+            let status = restrict(&rules, Strictness::Auto)?;
             let mut probes = vec![
                 denied(format!("read a file outside ROOT ({})", secret.display()), fs::read(&secret).map(drop)),
                 denied(

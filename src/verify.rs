@@ -20,7 +20,7 @@ use crate::keys::Keys;
 
 /// What a verification found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct Summary {
     /// Messages: files checked, and recorded messages whose file is missing.
     pub messages: usize,
     /// Files that decoded and match their record.
@@ -39,7 +39,7 @@ pub struct Report {
     pub bad_journals: usize,
 }
 
-impl Report {
+impl Summary {
     /// Whether anything was wrong.
     pub fn is_bad(&self) -> bool {
         self.damaged + self.missing + self.damaged_records + self.bad_journals > 0
@@ -92,8 +92,8 @@ pub trait Sink: for<'a> crate::events::Sink<Event<'a>> {}
 impl<S: for<'a> crate::events::Sink<Event<'a>> + ?Sized> Sink for S {}
 
 /// Verifies `folders`. `keys` are needed where files or journals are encrypted.
-pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, sink: &dyn Sink) -> Result<Report> {
-    let mut report = Report::default();
+pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, sink: &dyn Sink) -> Result<Summary> {
+    let mut report = Summary::default();
     for folder in folders {
         if crate::interrupt::requested() {
             return Err(Error::interrupted());
@@ -106,7 +106,7 @@ pub fn verify(folders: &[FolderDir], keys: Option<&Keys>, sink: &dyn Sink) -> Re
     Ok(report)
 }
 
-fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, sink: &dyn Sink) -> Result<()> {
+fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Summary, sink: &dyn Sink) -> Result<()> {
     // The journal first: what it records was committed before it was opened.
     let index = match folder.journal.as_deref().map(|j| Index::load(j, keys, true)) {
         Some(Ok(i)) => {
@@ -173,7 +173,7 @@ fn verify_folder(folder: &FolderDir, keys: Option<&Keys>, report: &mut Report, s
 /// Reports each message the journal records whose file is gone, named as recorded (or
 /// after the folder's other files when the record does not say), and the journal's
 /// damaged records.
-fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mut Report, sink: &dyn Sink) {
+fn missing(folder: &FolderDir, index: &Index, files: &[ArchiveFile], report: &mut Summary, sink: &dyn Sink) {
     let mut have: Vec<u32> = files.iter().filter_map(|f| f.uid).collect();
     have.sort_unstable();
     let usual: Option<Form> = files.first().map(|f| f.form);

@@ -27,8 +27,8 @@ pub struct Job {
 pub fn job(low: &LowArgs, warn: &dyn Fn(&str)) -> Result<Job> {
     let (mode, out, config_sandbox) = low.resolve_mode(warn)?;
     let sandbox = match low.sandbox.as_deref().or(config_sandbox.as_deref()) {
-        Some(m) => sandbox::Mode::parse(m)?,
-        None => sandbox::Mode::default(),
+        Some(m) => sandbox::Strictness::parse(m)?,
+        None => sandbox::Strictness::default(),
     };
     Ok(Job { mode, settings: Settings { out, sandbox } })
 }
@@ -138,7 +138,7 @@ pub struct Settings {
     /// How much to say.
     pub out: Output,
     /// How strictly to confine the process.
-    pub sandbox: sandbox::Mode,
+    pub sandbox: sandbox::Strictness,
 }
 
 impl LowArgs {

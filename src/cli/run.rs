@@ -250,7 +250,7 @@ fn warn_odd_files(files: &[archive::ArchiveFile]) {
 
 /// The sandbox as `--sandbox` (or the config) sets it: the one way into it, for the modes
 /// the driver confines and those that confine themselves once connected.
-struct Sandbox(sandbox::Mode);
+struct Sandbox(sandbox::Strictness);
 
 impl Confine for Sandbox {
     fn confine(&self, rules: &Rules) -> Result<sandbox::Status> {

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::layout::{file_name_part, MaildirLayout};
-use super::{restore, Options, Report, Target};
+use super::{restore, Options, Summary, Target};
 use crate::archive::layout::account::Folder;
 use crate::error::{IoContext, Result};
 use crate::hierarchy::Hierarchy;
@@ -67,7 +67,7 @@ fn mbox_rel_path(name: &str) -> PathBuf {
 
 /// Restores `folder` to `target`, making the directories it needs; a Maildir++ folder gets
 /// its `maildirfolder` marker.
-pub fn restore_folder(folder: &Folder, target: &Target, opts: &Options<'_>, sink: &dyn super::Sink) -> Result<Report> {
+pub fn restore_folder(folder: &Folder, target: &Target, opts: &Options<'_>, sink: &dyn super::Sink) -> Result<Summary> {
     match target {
         Target::Mbox(path) => {
             let parent = crate::archive::files::atomic::parent_of(path);

@@ -55,7 +55,7 @@ impl<S: for<'a> crate::events::Sink<Event<'a>> + ?Sized> Sink for S {}
 
 /// What a restore did.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct Summary {
     /// The mbox file or Maildir written.
     pub output: PathBuf,
     /// Messages restored.
@@ -129,7 +129,7 @@ pub fn mbox_path(dir: &Path) -> Result<PathBuf> {
 /// With `uids`, only those messages are restored. The folder's metadata, where there is
 /// some, gives Maildir files their flags and arrival time, and mbox separators the arrival
 /// time; without it (archives of the original) restore works as before.
-pub fn restore(dir: &Path, target: &Target, opts: &Options<'_>, sink: &dyn Sink) -> Result<Report> {
+pub fn restore(dir: &Path, target: &Target, opts: &Options<'_>, sink: &dyn Sink) -> Result<Summary> {
     let Options { keys, uids, journal, unix_line_ends } = *opts;
     let mut files = archive::list_folder(dir)?;
     if let Some(set) = uids {
@@ -162,7 +162,7 @@ fn to_mbox(
     index: Option<&Index>,
     ahead: &mut ReadAhead,
     sink: &dyn Sink,
-) -> Result<Report> {
+) -> Result<Summary> {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = TempFile::create_in(parent_of(output), &name, 0o600).map_err(|e| {
         let hint = if matches!(e.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM)) {
@@ -172,7 +172,7 @@ fn to_mbox(
         };
         Error::runtime(format!("{}: {}{hint}", parent_of(output).display(), describe_io(&e)))
     })?;
-    let mut report = Report { output: output.to_path_buf(), ..Report::default() };
+    let mut report = Summary { output: output.to_path_buf(), ..Summary::default() };
     let mut good_len = 0u64;
     for f in files {
         // The temporary file goes with `tmp`: no half-written output.
@@ -274,11 +274,11 @@ fn to_maildir(
     ahead: &mut ReadAhead,
     unix_line_ends: bool,
     sink: &dyn Sink,
-) -> Result<Report> {
+) -> Result<Summary> {
     for sub in ["tmp", "new", "cur"] {
         fs::create_dir_all(out.join(sub)).at(&out.join(sub))?;
     }
-    let mut report = Report { output: out.to_path_buf(), ..Report::default() };
+    let mut report = Summary { output: out.to_path_buf(), ..Summary::default() };
     let mut names = MaildirNames::default();
     // Messages are named in batches: one filesystem sync for many small files.
     let mut batch = Batch::default();

@@ -54,7 +54,7 @@ const KEPT_DOCS: [(Doc, Kept); 5] = [
 
 /// What a search found besides its hits.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct Summary {
     /// Folders searched.
     pub folders: usize,
     /// Messages considered.
@@ -122,8 +122,8 @@ pub fn key_sample(folders: &[FolderDir]) -> Vec<ArchiveFile> {
 }
 
 /// Searches `folders` for `query`.
-pub fn search(folders: &[FolderDir], query: &Query, keys: Option<&Keys>, sink: &dyn Sink) -> Result<Report> {
-    let mut report = Report::default();
+pub fn search(folders: &[FolderDir], query: &Query, keys: Option<&Keys>, sink: &dyn Sink) -> Result<Summary> {
+    let mut report = Summary::default();
     for folder in folders {
         report.folders += 1;
         if !search_folder(folder, query, keys, &mut report, sink)? {
@@ -194,7 +194,7 @@ fn search_folder(
     folder: &FolderDir,
     query: &Query,
     keys: Option<&Keys>,
-    report: &mut Report,
+    report: &mut Summary,
     sink: &dyn Sink,
 ) -> Result<bool> {
     let index = match folder.journal.as_deref().map(|j| Index::load(j, keys, false)) {
@@ -272,7 +272,7 @@ fn settle<'q>(
     dir: &Path,
     query: &'q Query,
     reading: &mut Reading<'q>,
-    report: &mut Report,
+    report: &mut Summary,
     sink: &dyn Sink,
 ) -> bool {
     let line = match w {

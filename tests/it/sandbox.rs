@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use smailarchiver::sandbox::{self, Enforcement, Mode, Rules, Support};
+use smailarchiver::sandbox::{self, Enforcement, Rules, Strictness, Support};
 
 /// A fresh directory for one test, removed on drop.
 struct Dir(PathBuf);
@@ -61,7 +61,7 @@ fn abis() -> std::ops::RangeInclusive<u32> {
 const TRUNCATE_GAP: &str = "truncating files (needs landlock ABI 3, Linux 6.2)";
 const TCP_GAP: &str = "TCP connections (needs landlock ABI 4, Linux 6.7)";
 
-/// What `restrict_up_to(rules, Mode::Auto, abi)` must report on this kernel (`abi` at most
+/// What `restrict_up_to(rules, Strictness::Auto, abi)` must report on this kernel (`abi` at most
 /// the kernel's), as the module documentation describes it.
 fn expected_status(abi: u32, cross_dir_renames: bool) -> String {
     match abi {
@@ -76,7 +76,7 @@ fn expected_status(abi: u32, cross_dir_renames: bool) -> String {
     }
 }
 
-/// The one-line error of `Mode::Require` at `abi`; `None` where it must succeed.
+/// The one-line error of `Strictness::Require` at `abi`; `None` where it must succeed.
 fn expected_require_error(abi: u32, cross_dir_renames: bool) -> Option<String> {
     (abi < 4).then(|| {
         format!(
@@ -96,7 +96,7 @@ fn files_confined(abi: u32, cross_dir_renames: bool) -> bool {
 /// status against the expected one.
 #[track_caller]
 fn restrict_at(rules: &Rules, abi: u32) -> sandbox::Status {
-    let status = sandbox::restrict_up_to(rules, Mode::Auto, abi).unwrap();
+    let status = sandbox::restrict_up_to(rules, Strictness::Auto, abi).unwrap();
     assert_eq!(status.to_string(), expected_status(abi, rules.cross_dir_renames), "at ABI {abi}");
     let enforcement = match abi {
         _ if !files_confined(abi, rules.cross_dir_renames) => Enforcement::NotEnforced,
@@ -149,11 +149,11 @@ fn listener() -> (TcpListener, u16) {
 
 #[test]
 fn mode_parses_the_three_values_only() {
-    assert_eq!(Mode::parse("auto").unwrap(), Mode::Auto);
-    assert_eq!(Mode::parse("require").unwrap(), Mode::Require);
-    assert_eq!(Mode::parse("off").unwrap(), Mode::Off);
-    assert_eq!(Mode::default(), Mode::Auto);
-    let e = Mode::parse("on").unwrap_err();
+    assert_eq!(Strictness::parse("auto").unwrap(), Strictness::Auto);
+    assert_eq!(Strictness::parse("require").unwrap(), Strictness::Require);
+    assert_eq!(Strictness::parse("off").unwrap(), Strictness::Off);
+    assert_eq!(Strictness::default(), Strictness::Auto);
+    let e = Strictness::parse("on").unwrap_err();
     assert_eq!(e.exit_code(), 2);
     assert_eq!(e.message(), "sandbox mode 'on' is not one of auto, require, off");
 }
@@ -278,7 +278,7 @@ fn tcp_only_to_the_allowed_ports() {
         let (mut served, _) = other.accept().unwrap();
         let rules = Rules { read_write: vec![t.0.clone()], connect_tcp: vec![allowed_port], ..Rules::default() };
         let client = std::thread::spawn(move || {
-            match (sandbox::restrict_up_to(&rules, Mode::Require, abi), expected_require_error(abi, false)) {
+            match (sandbox::restrict_up_to(&rules, Strictness::Require, abi), expected_require_error(abi, false)) {
                 (Ok(status), None) => assert!(status.fully_enforced(), "{status}"),
                 (Err(e), Some(message)) => {
                     assert_eq!(e.message(), message);
@@ -422,7 +422,7 @@ fn require_succeeds_only_where_files_and_tcp_are_confined() {
             let rules = Rules { read_write: vec![root.clone()], cross_dir_renames, ..Rules::default() };
             confined(move || match expected_require_error(abi, cross_dir_renames) {
                 Some(message) => {
-                    let e = sandbox::restrict_up_to(&rules, Mode::Require, abi).unwrap_err();
+                    let e = sandbox::restrict_up_to(&rules, Strictness::Require, abi).unwrap_err();
                     assert_eq!(e.exit_code(), 1);
                     assert_eq!(e.message(), message);
                     assert!(!e.message().contains('\n'));
@@ -431,7 +431,7 @@ fn require_succeeds_only_where_files_and_tcp_are_confined() {
                     connect(port).unwrap();
                 }
                 None => {
-                    let status = sandbox::restrict_up_to(&rules, Mode::Require, abi).unwrap();
+                    let status = sandbox::restrict_up_to(&rules, Strictness::Require, abi).unwrap();
                     assert_eq!(status.to_string(), expected_status(abi, cross_dir_renames));
                     assert_eq!(status.abi, abi);
                     assert!(status.gaps.is_empty(), "{status:?}");
@@ -451,18 +451,18 @@ fn without_landlock_auto_runs_unconfined_and_require_fails() {
     let kernel = Support::detect();
     confined(move || {
         // Cap 0 is a kernel without landlock (or qemu-user's ENOSYS), on any kernel.
-        for status in [sandbox::restrict_up_to(&rules, Mode::Auto, 0).unwrap()]
+        for status in [sandbox::restrict_up_to(&rules, Strictness::Auto, 0).unwrap()]
             .into_iter()
-            .chain((kernel.abi() == 0).then(|| sandbox::restrict(&rules, Mode::Auto).unwrap()))
+            .chain((kernel.abi() == 0).then(|| sandbox::restrict(&rules, Strictness::Auto).unwrap()))
         {
             assert_eq!(status.enforcement, Enforcement::NotEnforced);
             assert_eq!(status.abi, 0);
             assert!(status.to_string().starts_with("not sandboxed: "), "{status}");
         }
-        let e = sandbox::restrict_up_to(&rules, Mode::Require, 0).unwrap_err();
+        let e = sandbox::restrict_up_to(&rules, Strictness::Require, 0).unwrap_err();
         assert!(e.message().starts_with("sandbox required (--sandbox require), but not sandboxed: "), "{e}");
         if kernel.abi() == 0 {
-            let e = sandbox::restrict(&rules, Mode::Require).unwrap_err();
+            let e = sandbox::restrict(&rules, Strictness::Require).unwrap_err();
             assert!(e.message().contains(&kernel.to_string()), "{e}");
         }
         write_file(&outside.join("free")).unwrap();
@@ -481,7 +481,7 @@ fn abi_1_and_moves_between_directories() {
         let backup = Rules { read_write: vec![root.clone()], ..Rules::default() };
         confined(move || {
             // A Maildir restore on ABI 1 would fail, so it is not confined at all...
-            let status = sandbox::restrict_up_to(&maildir, Mode::Auto, abi).unwrap();
+            let status = sandbox::restrict_up_to(&maildir, Strictness::Auto, abi).unwrap();
             assert_eq!(status.to_string(), expected_status(abi, true));
             // ...which is why: ABI 1 refuses such a move; ABI 2 (Refer) allows it.
             restrict_at(&backup, abi);
@@ -502,7 +502,7 @@ fn off_confines_nothing() {
     let (_l, port) = listener();
     let rules = Rules { read_write: vec![root], ..Rules::default() };
     confined(move || {
-        let status = sandbox::restrict(&rules, Mode::Off).unwrap();
+        let status = sandbox::restrict(&rules, Strictness::Off).unwrap();
         assert_eq!(status.enforcement, Enforcement::NotEnforced);
         assert_eq!(status.abi, 0);
         write_file(&outside.join("free")).unwrap();
@@ -517,7 +517,7 @@ fn missing_paths_are_errors_not_holes() {
     let gone = t.0.join("not-yet");
     let rules = Rules { read_write: vec![gone.clone()], ..Rules::default() };
     confined(move || {
-        for mode in [Mode::Auto, Mode::Require] {
+        for mode in [Strictness::Auto, Strictness::Require] {
             let e = sandbox::restrict(&rules, mode).unwrap_err();
             assert_eq!(e.message(), format!("sandbox: {}: No such file or directory", gone.display()));
         }
@@ -553,8 +553,8 @@ fn the_kernel_here_is_used_as_it_is() {
     let t = Dir::new("kernel");
     let rules = Rules { read_write: vec![t.0.clone()], ..Rules::default() };
     let (auto, require) = confined(move || {
-        let require = sandbox::restrict(&rules, Mode::Require).map_err(|e| e.message().to_string());
-        (sandbox::restrict(&rules, Mode::Auto).unwrap(), require)
+        let require = sandbox::restrict(&rules, Strictness::Require).map_err(|e| e.message().to_string());
+        (sandbox::restrict(&rules, Strictness::Auto).unwrap(), require)
     });
     assert_eq!(auto.abi, abi);
     assert_eq!(auto.to_string(), expected_status(abi, false));

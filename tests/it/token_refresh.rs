@@ -13,7 +13,7 @@ use std::process::Output;
 use crate::support::fake_imap::{Expiring, FakeImap, Fault, Folder, Script};
 use crate::support::*;
 use smailarchiver::credential_helper::CredentialHelper;
-use smailarchiver::sandbox::{self, Mode, Rules, Support};
+use smailarchiver::sandbox::{self, Rules, Strictness, Support};
 
 const USER: &str = "alice";
 
@@ -227,7 +227,8 @@ fn the_sandboxed_process_cannot_execute_but_its_helper_can() {
     let denied_path = denied_file.clone();
     let (ran, wrote, token) = std::thread::spawn(move || {
         let helper = CredentialHelper::start(&[&command]).unwrap();
-        let status = sandbox::restrict(&Rules { read_write: vec![allowed], ..Rules::default() }, Mode::Auto).unwrap();
+        let status =
+            sandbox::restrict(&Rules { read_write: vec![allowed], ..Rules::default() }, Strictness::Auto).unwrap();
         println!("sandbox: {status}");
         let ran = std::process::Command::new("/bin/true").status().map(drop);
         let wrote = fs::write(&denied_path, "x");

@@ -4,7 +4,7 @@
 use super::{plural, warn};
 use crate::events::Sink;
 use crate::report::Output;
-use crate::restore::{Event, Report};
+use crate::restore::{Event, Summary};
 
 /// Prints a restore's events on stderr and its result lines on stdout.
 #[derive(Clone, Copy, Debug, Default)]
@@ -25,7 +25,7 @@ impl RestorePrinter {
     /// The lines that end a folder's restore: why its metadata (flags, arrival times) was
     /// not used, when it was not, and `restored N messages (B bytes) [of NAME] to PATH[; K
     /// file(s) failed]` (left out with `--quiet`).
-    pub fn folder_done(&self, report: &Report, name: Option<&str>) {
+    pub fn folder_done(&self, report: &Summary, name: Option<&str>) {
         if let Some(p) = &report.metadata_problem {
             warn(format!("warning: restored without flags and arrival times: {p}"));
         }
@@ -42,7 +42,7 @@ impl RestorePrinter {
 }
 
 /// `restored N messages (B bytes) [of NAME] to PATH[; K file(s) failed]`.
-fn restored_line(report: &Report, name: Option<&str>) -> String {
+fn restored_line(report: &Summary, name: Option<&str>) -> String {
     format!(
         "restored {} ({} bytes){} to {}{}",
         plural(report.restored as u64, "message"),

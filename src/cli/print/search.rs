@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::{plural, warn};
 use crate::events::Sink;
-use crate::search::{Event, Report};
+use crate::search::{Event, Summary};
 
 /// Prints a search's hits on stdout, its problems on stderr.
 pub struct SearchPrinter {
@@ -52,7 +52,7 @@ impl Sink<Event<'_>> for SearchPrinter {
 }
 
 /// The line that ends a search (on standard error): what was searched and how.
-pub fn summary(r: &Report) -> String {
+pub fn summary(r: &Summary) -> String {
     let mut line = format!(
         "searched {} in {}: {} found ({} decided by the metadata alone, {} read)",
         plural(r.messages, "message"),

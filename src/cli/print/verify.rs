@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use crate::error::describe_io;
 use crate::events::Sink;
-use crate::verify::{Event, Report};
+use crate::verify::{Event, Summary};
 
 /// The line that says how damaged records are repaired.
 pub const REPAIR_HINT: &str = "damaged metadata records are repaired by the next backup of the account: it reads \
@@ -43,7 +43,7 @@ impl Sink<Event<'_>> for VerifyPrinter {
 impl VerifyPrinter {
     /// The lines that end a verification: the repair hint where records were damaged, and
     /// the count (also with `--quiet` when something was bad).
-    pub fn finish(&self, report: &Report, quiet: bool) {
+    pub fn finish(&self, report: &Summary, quiet: bool) {
         if self.damaged_records.get() {
             println!("{REPAIR_HINT}");
         }
@@ -55,7 +55,7 @@ impl VerifyPrinter {
 
 /// `verified N messages: G good, B bad (D damaged, M missing), BYTES message bytes; J
 /// metadata journals, R damaged records`.
-pub fn verified_line(r: &Report) -> String {
+pub fn verified_line(r: &Summary) -> String {
     use super::plural;
     let mut line =
         format!("verified {}: {} good, {} bad", plural(r.messages as u64, "message"), r.good, r.damaged + r.missing);
