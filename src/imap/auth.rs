@@ -127,7 +127,7 @@ impl Wiped {
         let mut text = String::with_capacity(self.0.len().div_ceil(3) * 4);
         STANDARD.encode_string(&self.0, &mut text);
         out.push(text.as_bytes());
-        wipe(unsafe_bytes(text.as_mut_str()));
+        crate::os::wipe_str(&mut text);
         out
     }
 }
@@ -142,11 +142,6 @@ impl Drop for Wiped {
     fn drop(&mut self) {
         wipe(&mut self.0);
     }
-}
-
-fn unsafe_bytes(s: &mut str) -> &mut [u8] {
-    // SAFETY: only zero bytes are written through it, which keeps the string valid UTF-8.
-    unsafe { s.as_bytes_mut() }
 }
 
 fn wipe(bytes: &mut [u8]) {

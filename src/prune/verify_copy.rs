@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 
 use super::Reason;
 use crate::archive::metadata::{HashingReader, MessageMeta};
@@ -31,7 +30,7 @@ pub fn check(dir: &Dir, uid: u32, meta: Option<&MessageMeta>, keys: Option<&Keys
         _ => Reason::Damaged(crate::error::describe_io(&e)),
     })?;
     crate::probe::before_prune_check(dir, &name, uid);
-    forget_cached(&file);
+    crate::os::file::forget_cached(&file);
     let (n, got) = decode(file, form, keys).map_err(|e| Reason::Damaged(crate::error::describe_io(&e)))?;
     if got != digest {
         return Err(Reason::Differs("its digest is not the one recorded when it was fetched".into()));
@@ -66,14 +65,4 @@ fn decode(file: File, form: Form, keys: Option<&Keys>) -> io::Result<(u64, [u8; 
     let mut hashing = HashingReader { inner: message, hasher: Default::default() };
     let n = crate::codec::drain(&mut hashing)?;
     Ok((n, tag.unwrap_or_else(|| hashing.hasher.finish())))
-}
-
-/// Asks the kernel to drop the file's cached pages, so what is read next comes from the
-/// disk: the file was synced when it was committed, so its pages are clean and can go.
-/// Only advice: where the kernel keeps them anyway, the check reads the cache.
-fn forget_cached(file: &File) {
-    // SAFETY: a live descriptor owned by `file`; the call reads no memory of ours.
-    unsafe {
-        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-    }
 }
