@@ -67,16 +67,17 @@ impl Form {
         }
     }
 
+    /// Every form a message's file may have.
+    pub const ALL: [Form; 4] = [
+        Form { compressed: true, encrypted: true },
+        Form { compressed: false, encrypted: true },
+        Form { compressed: true, encrypted: false },
+        Form { compressed: false, encrypted: false },
+    ];
+
     /// Splits an archive file name into its stem and form; `None` for other files.
     pub fn parse(name: &str) -> Option<(&str, Form)> {
-        [
-            Form { compressed: true, encrypted: true },
-            Form { compressed: false, encrypted: true },
-            Form { compressed: true, encrypted: false },
-            Form { compressed: false, encrypted: false },
-        ]
-        .into_iter()
-        .find_map(|form| {
+        Form::ALL.into_iter().find_map(|form| {
             let stem = name.strip_suffix(form.suffix())?;
             (!stem.is_empty() && !stem.starts_with('.')).then_some((stem, form))
         })

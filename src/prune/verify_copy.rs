@@ -12,14 +12,6 @@ use crate::codec::{self, fromline, Form};
 use crate::keys::Keys;
 use crate::os::dir::Dir;
 
-/// Every form a message's file may have, for records that do not say.
-const FORMS: [Form; 4] = [
-    Form { compressed: false, encrypted: false },
-    Form { compressed: true, encrypted: false },
-    Form { compressed: false, encrypted: true },
-    Form { compressed: true, encrypted: true },
-];
-
 /// Checks the archived copy of `uid` in the folder directory `dir` against `meta`, what
 /// the journal recorded of it.
 pub fn check(dir: &Dir, uid: u32, meta: Option<&MessageMeta>, keys: Option<&Keys>) -> Result<(), Reason> {
@@ -44,10 +36,17 @@ pub fn check(dir: &Dir, uid: u32, meta: Option<&MessageMeta>, keys: Option<&Keys
 /// Opens the file of `uid` (in `form`, else in whichever form there is), never through a
 /// symlink.
 fn open(dir: &Dir, uid: u32, form: Option<Form>) -> io::Result<(String, Form, File)> {
-    let forms: Vec<Form> = form.map_or(FORMS.to_vec(), |f| vec![f]);
+    let given;
+    let forms: &[Form] = match form {
+        Some(f) => {
+            given = [f];
+            &given
+        }
+        None => &Form::ALL,
+    };
     let mut last = io::Error::from(io::ErrorKind::NotFound);
-    for form in forms {
-        let name = format!("{uid}{}", form.suffix());
+    for &form in forms {
+        let name = crate::archive::file_name(uid, form);
         match dir.open_read(&name) {
             Ok(file) => return Ok((name, form, file)),
             Err(e) => last = e,
