@@ -170,9 +170,8 @@ impl Session {
                     Ok(_) => {}
                     Err(ImapError::Refused(text)) => {
                         failed = failed.and(Err(ImapError::Refused(text)));
-                        // The chunk's second command is not to count it as removed.
-                        if let Some(chunk) = chunk.filter(|_| k % per_chunk < per_chunk - 1) {
-                            outcome.removed.retain(|u| !chunk.contains(u));
+                        // A refused UID STORE: the chunk's UID EXPUNGE is not to count it.
+                        if chunk.is_some() && k % per_chunk < per_chunk - 1 {
                             chunks[k / per_chunk] = &[];
                         }
                     }
