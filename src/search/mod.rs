@@ -5,11 +5,11 @@
 //! and the header fields a backup records: From, To, Subject, Date, Message-ID); the
 //! query's three-valued value ([`query::Tri`]) says whether that decides. Only the
 //! messages it leaves undecided (a text term, or metadata that lacks what the query asks)
-//! are read from their files, through the read-ahead `--verify` uses (another thread
-//! authenticates and decrypts ahead), their MIME structure walked ([`mime`]) until the
-//! query is decided. Memory stays bounded whatever the folder's size: a folder's files
-//! are listed as UIDs, the journal is streamed, the read-ahead is fed files as they are
-//! found undecided and at most [`AHEAD`] messages wait behind one being read.
+//! are read from their files, by [`workers`] on every core (each authenticates, decrypts,
+//! inflates and walks the MIME structure ([`mime`]) of whole messages, until the query is
+//! decided), and said in order as their answers come back. Memory stays bounded whatever
+//! the folder's size: a folder's files are listed as UIDs, the journal is streamed, and at
+//! most [`AHEAD`] messages wait (with the workers, or decided) behind the oldest one.
 
 pub mod charset;
 pub mod encoded;
@@ -18,13 +18,12 @@ mod matcher;
 mod mime;
 pub mod query;
 mod transfer;
+mod workers;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
-use crate::archive::files::readahead::ReadAhead;
 use crate::archive::layout::scope::FolderDir;
 use crate::archive::metadata::headers::Kept;
 use crate::archive::metadata::{Index, MessageMeta};
@@ -35,9 +34,12 @@ use crate::keys::Keys;
 use crate::listing::{line, Shown};
 use matcher::{bit, normalize, Doc, Docs, Matcher};
 use query::{Pred, Query, Tri};
+use workers::Workers;
 
-/// Messages that may wait (decided, or handed to the read-ahead) behind the one being read.
+/// Messages that may wait (decided, or with the workers) behind the oldest one.
 const AHEAD: usize = 256;
+/// Messages handed to a worker at once.
+const BATCH: usize = 16;
 
 /// The documents of the top header ([`Doc`]s a header of the message itself fills).
 const HEADER_DOCS: Docs =
@@ -174,19 +176,16 @@ impl FolderFiles {
     }
 }
 
-/// What reads the files a folder's messages need: the read-ahead, and the matcher (one
-/// for all the messages: its buffer is kept).
-struct Reading<'q> {
-    ahead: ReadAhead,
-    matcher: Matcher<'q>,
-}
+/// A message to read from its file, and what the file gave.
+type Job = (ArchiveFile, Known);
+type Answer = (ArchiveFile, std::io::Result<Option<String>>);
 
 /// A message waiting for its turn to be said.
 enum Waiting {
     /// Decided by its metadata: its line.
     Hit(String),
-    /// Handed to the read-ahead.
-    Read(ArchiveFile, Box<Known>),
+    /// A batch of messages given to the workers, their number.
+    Batch(usize),
 }
 
 /// Searches one folder; false when the search is to stop.
@@ -212,50 +211,62 @@ fn search_folder(
     if !files.odd.is_empty() {
         sink.event(Event::OddNames { files: &files.odd });
     }
-    let (to_read, read_rx) = mpsc::channel();
-    let mut reading = Reading { ahead: ReadAhead::spawn(read_rx, keys.cloned())?, matcher: Matcher::new(&query.terms) };
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
-    let mut go_on = true;
-    for i in 0..files.len() {
-        if crate::interrupt::requested() {
-            return Err(Error::interrupted());
-        }
-        let file = files.get(i);
-        report.messages += 1;
-        let meta = index.as_ref().zip(file.uid).and_then(|(idx, uid)| idx.lookup(uid));
-        if meta.as_ref().is_some_and(|m| m.headers.is_none()) {
-            report.without_fields += 1;
-        }
-        let known = Known::of(meta);
-        match known.judge(query) {
-            Tri::False => report.by_metadata += 1,
-            Tri::True if known.line_ready() => {
-                report.by_metadata += 1;
-                waiting.push_back(Waiting::Hit(known.line(&file)));
+    let go_on = std::thread::scope(|scope| -> Result<bool> {
+        let mut workers = Workers::spawn(scope, workers::count(), || {
+            let mut matcher = Matcher::new(&query.terms);
+            move |(file, known): Job| {
+                let answer = read_message(&file, known, query, keys, &mut matcher);
+                (file, answer)
             }
-            _ => {
-                // The thread ends only when this sender is dropped, so this cannot fail.
-                let _ = to_read.send(file.clone());
-                waiting.push_back(Waiting::Read(file, Box::new(known)));
+        })
+        .doing("starting the search threads")?;
+        let mut pending = Pending { waiting: VecDeque::new(), count: 0, batch: Vec::with_capacity(BATCH) };
+        for i in 0..files.len() {
+            if crate::interrupt::requested() {
+                return Err(Error::interrupted());
+            }
+            let file = files.get(i);
+            report.messages += 1;
+            let meta = index.as_ref().zip(file.uid).and_then(|(idx, uid)| idx.lookup(uid));
+            if meta.as_ref().is_some_and(|m| m.headers.is_none()) {
+                report.without_fields += 1;
+            }
+            let known = Known::of(meta);
+            match known.judge(query) {
+                Tri::False => report.by_metadata += 1,
+                Tri::True if known.line_ready() => {
+                    report.by_metadata += 1;
+                    pending.flush(&mut workers);
+                    pending.count += 1;
+                    pending.waiting.push_back(Waiting::Hit(known.line(&file)));
+                }
+                _ => {
+                    pending.batch.push((file, known));
+                    pending.count += 1;
+                    if pending.batch.len() == BATCH {
+                        pending.flush(&mut workers);
+                    }
+                }
+            }
+            while pending.count > AHEAD || matches!(pending.waiting.front(), Some(Waiting::Hit(_))) {
+                if !pending.settle(&folder.dir, &mut workers, report, sink)? {
+                    return Ok(false);
+                }
             }
         }
-        while go_on && (waiting.len() > AHEAD || matches!(waiting.front(), Some(Waiting::Hit(_)))) {
-            if let Some(w) = waiting.pop_front() {
-                go_on = settle(w, &folder.dir, query, &mut reading, report, sink);
+        pending.flush(&mut workers);
+        while !pending.waiting.is_empty() {
+            if crate::interrupt::requested() {
+                return Err(Error::interrupted());
+            }
+            if !pending.settle(&folder.dir, &mut workers, report, sink)? {
+                return Ok(false);
             }
         }
-        if !go_on {
-            return Ok(false);
-        }
-    }
-    drop(to_read);
-    while let Some(w) = waiting.pop_front() {
-        if crate::interrupt::requested() {
-            return Err(Error::interrupted());
-        }
-        if !settle(w, &folder.dir, query, &mut reading, report, sink) {
-            return Ok(false);
-        }
+        Ok(true)
+    })?;
+    if !go_on {
+        return Ok(false);
     }
     if let Some(index) = &index {
         let damaged = index.damage().len();
@@ -263,41 +274,72 @@ fn search_folder(
             sink.event(Event::DamagedRecords { journal: index.path(), count: damaged });
         }
     }
-    Ok(go_on)
+    Ok(true)
 }
 
-/// Says a waiting message: its line if it is a hit (read from its file first if needed).
-fn settle<'q>(
-    w: Waiting,
-    dir: &Path,
-    query: &'q Query,
-    reading: &mut Reading<'q>,
-    report: &mut Summary,
-    sink: &dyn Sink,
-) -> bool {
-    let line = match w {
-        Waiting::Hit(line) => Some(line),
-        Waiting::Read(file, known) => {
-            report.files_read += 1;
-            match read_message(&file, *known, query, reading) {
-                Ok(line) => line,
-                Err(e) => {
-                    let why = describe_io(&e);
-                    sink.event(Event::Unreadable { path: &file.path, why: &why });
-                    report.failed.push((file.path.clone(), why));
-                    None
+/// The messages of a folder not said yet, in order, and the batch being filled.
+struct Pending {
+    waiting: VecDeque<Waiting>,
+    /// Messages in `waiting`.
+    count: usize,
+    /// Messages to read not given to the workers yet (after all of `waiting`).
+    batch: Vec<Job>,
+}
+
+impl Pending {
+    /// Gives the batch being filled to the workers.
+    fn flush(&mut self, workers: &mut Workers<Job, Answer>) {
+        if !self.batch.is_empty() {
+            self.waiting.push_back(Waiting::Batch(self.batch.len()));
+            workers.give(std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH)));
+        }
+    }
+
+    /// Says the oldest waiting message, or batch of them: the hits' lines; false when the
+    /// search is to stop.
+    fn settle(
+        &mut self,
+        dir: &Path,
+        workers: &mut Workers<Job, Answer>,
+        report: &mut Summary,
+        sink: &dyn Sink,
+    ) -> Result<bool> {
+        match self.waiting.pop_front() {
+            None => Ok(true),
+            Some(Waiting::Hit(line)) => {
+                self.count -= 1;
+                Ok(say(dir, &line, report, sink))
+            }
+            Some(Waiting::Batch(n)) => {
+                self.count -= n;
+                let answers = workers.take().ok_or_else(|| Error::runtime("a search thread stopped"))?;
+                for (file, answer) in answers {
+                    report.files_read += 1;
+                    match answer {
+                        Ok(Some(line)) => {
+                            if !say(dir, &line, report, sink) {
+                                return Ok(false);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let why = describe_io(&e);
+                            sink.event(Event::Unreadable { path: &file.path, why: &why });
+                            report.failed.push((file.path.clone(), why));
+                        }
+                    }
                 }
+                Ok(true)
             }
         }
-    };
-    match line {
-        Some(line) => {
-            report.hits += 1;
-            sink.event(Event::Hit { folder: dir, line: &line });
-            !sink.gone()
-        }
-        None => true,
     }
+}
+
+/// Says a hit; false when the sink is gone.
+fn say(dir: &Path, line: &str, report: &mut Summary, sink: &dyn Sink) -> bool {
+    report.hits += 1;
+    sink.event(Event::Hit { folder: dir, line });
+    !sink.gone()
 }
 
 /// Reads a message from its file until the query is decided; its line if it is a hit.
@@ -305,11 +347,12 @@ fn read_message<'q>(
     file: &ArchiveFile,
     known: Known,
     query: &'q Query,
-    reading: &mut Reading<'q>,
+    keys: Option<&Keys>,
+    matcher: &mut Matcher<'q>,
 ) -> std::io::Result<Option<String>> {
-    let (from_line, reader) = reading.ahead.next_message()?;
+    let (from_line, reader) = file.open(keys)?;
     let mut input = Counting { inner: reader, count: 0 };
-    let mut judge = Judge::new(query, known, &mut reading.matcher);
+    let mut judge = Judge::new(query, known, matcher);
     mime::read(&mut input, &mut judge)?;
     if !mime::Sink::done(&judge) {
         // The whole message was read.
