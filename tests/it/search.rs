@@ -303,3 +303,30 @@ fn bad_queries_are_usage_errors() {
     let o = run(&["--search", "a", tmp.join("nothing").to_str().unwrap()], &[]);
     assert_ne!(o.status.code(), Some(0));
 }
+
+/// Hits come out in UID order whatever answers first: those the metadata decides
+/// (`subject:m7`) among those the workers read from the files (`kumquat`, in the body),
+/// over more messages than are read ahead; and the summary counts every file read.
+#[test]
+fn hits_come_in_uid_order() {
+    let tmp = TempDir::new("search-order");
+    let root = tmp.dir("archive");
+    let keys = tmp.join("keys");
+    let messages: Vec<(u32, Vec<u8>)> = (1..=700u32)
+        .map(|uid| {
+            // Some bodies are long, so that batches take uneven times.
+            let body = if uid % 3 == 0 { "a kumquat harvest" } else { "nothing here" };
+            let filler = "lorem ipsum dolor\r\n".repeat(if uid % 50 == 1 { 20_000 } else { 1 });
+            let m = format!("From: a@example.org\r\nSubject: m{uid}\r\n\r\n{filler}{body}\r\n");
+            (uid, m.into_bytes())
+        })
+        .collect();
+    let want: Vec<u32> = (1..=700u32).filter(|u| u % 3 == 0 || u.to_string().starts_with('7')).collect();
+    let server = FakeImap::start(USER, PW, vec![Folder::new("INBOX", 5, messages)], vec![Script::healthy()]);
+    backup(&server, &root, &["-z", "-e", "-k", keys.to_str().unwrap()]);
+    let (_, out, err) = search("kumquat OR subject:m7", &root, Some(&keys));
+    let got: Vec<u32> = out.lines().map(|l| l.split('\t').nth(1).unwrap().parse().unwrap()).collect();
+    assert_eq!(got, want, "{err}");
+    let summary = format!("{} found (12 decided by the metadata alone, 688 files read)", want.len());
+    assert!(err.contains(&summary), "{err}");
+}
