@@ -378,7 +378,9 @@ fn a_connection_dropped_mid_append_costs_nothing() {
     let proxy = support::proxy::Proxy::start(d.imaps_port());
     let mut watch = Landed::watch(&d, "dst");
     let port = proxy.port().to_string();
-    let mut child = upload_cmd(&d, "dst", &root.join("src"), &["--port", &port])
+    // The run waits --timeout for the lost connection's APPENDs to land before it looks
+    // for them: a short one, as the server is on this machine.
+    let mut child = upload_cmd(&d, "dst", &root.join("src"), &["--port", &port, "--timeout", "5"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -399,6 +401,7 @@ fn a_connection_dropped_mid_append_costs_nothing() {
     each_once(&d, "dst", &msgs);
     let (uploaded, present, failed) = counts(&stdout(&o));
     println!("cut after {passed} bytes, {before} messages landed; then {uploaded} uploaded, {present} already there");
+    eprintln!("DEBUG stderr: {}", stderr(&o));
     assert_eq!((uploaded + present, failed), (msgs.len(), 0), "{}", stdout(&o));
 }
 

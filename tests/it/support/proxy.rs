@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 /// A TLS record at least this long is full (16 KiB of data, its header and tag).
 const FULL_RECORD: usize = 16 * 1024;
+/// How long the server side of a cut connection hears nothing before its end: ample for
+/// the server to take in the records passed before the cut.
+const HOLD_AFTER_CUT: Duration = Duration::from_secs(1);
 
 /// How faults are chosen.
 #[derive(Clone, Copy, Debug)]
@@ -234,16 +237,27 @@ fn carry(client: TcpStream, server: TcpStream, shared: &Shared) {
     let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { return };
     let back = std::thread::spawn(move || {
         let (mut from, mut to) = (server2, client2);
-        let _ = io::copy(&mut from, &mut to);
+        if io::copy(&mut from, &mut to).is_err() {
+            // The client's side was cut: the server's answers go nowhere, but are read
+            // until the server hangs up, so that closing this socket with answers unread
+            // cannot reset the connection before the server has read what was passed to
+            // it (a reset made it drop up to two records and end between APPENDs).
+            let _ = io::copy(&mut from, &mut io::sink());
+        }
         let _ = to.shutdown(Shutdown::Write);
     });
     let cut = forward_records(&client, &server, shared);
     match cut {
         Ok(Some(passed)) => {
             *shared.cut_at.lock().unwrap() = Some(passed);
-            // Both ends at once: what either end sends from now on is lost, as on a dead link.
-            let _ = server.shutdown(Shutdown::Both);
+            // The client loses the link at once: what it sends from now on is lost. The
+            // server hears nothing more for a while, as on a dead link, then the end of the
+            // stream: Dovecot's TLS front (imap-login) drops what it had not yet handed to
+            // the IMAP process when it sees the end, so an end right behind the last record
+            // could make the server forget up to two records and end between APPENDs.
             let _ = client.shutdown(Shutdown::Both);
+            std::thread::sleep(HOLD_AFTER_CUT);
+            let _ = server.shutdown(Shutdown::Write);
             shared.cuts.fetch_add(1, Ordering::SeqCst);
         }
         Ok(None) | Err(_) => {
