@@ -259,6 +259,23 @@ pub fn read(input: &mut dyn BufRead, sink: &mut dyn Sink) -> io::Result<()> {
     let mut line = Vec::with_capacity(4096);
     let mut at_start = true;
     loop {
+        if let Mode::Text(_) | Mode::Skip = r.mode {
+            // A part's body goes on to the next line that may be a boundary: up to there,
+            // what the buffer holds is handed on (or skipped) at once.
+            let buf = input.fill_buf()?;
+            let n = body_run(buf, at_start, !r.frames.is_empty());
+            if n > 0 {
+                if let Mode::Text(part) = &mut r.mode {
+                    part.feed(&buf[..n], sink);
+                }
+                at_start = buf[n - 1] == b'\n';
+                input.consume(n);
+                if sink.done() {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         line.clear();
         let complete = read_piece(input, &mut line)?;
         if line.is_empty() {
@@ -272,6 +289,24 @@ pub fn read(input: &mut dyn BufRead, sink: &mut dyn Sink) -> io::Result<()> {
     }
     r.end(sink);
     Ok(())
+}
+
+/// How many bytes at the start of `buf` (a part's body; `at_start`: at a line's start) are
+/// body for sure: all of them outside a multipart, else up to the first line that starts
+/// with `--`, or may when more comes (`-` at the buffer's end).
+fn body_run(buf: &[u8], at_start: bool, in_multipart: bool) -> usize {
+    if !in_multipart {
+        return buf.len();
+    }
+    let mut start = if at_start { 0 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |n| n + 1) };
+    while start < buf.len() {
+        let rest = &buf[start..];
+        if rest.starts_with(b"--") || rest == b"-" {
+            return start;
+        }
+        start += rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1);
+    }
+    buf.len()
 }
 
 fn new_header(kind: HeaderKind) -> Mode {
@@ -468,6 +503,44 @@ mod tests {
         // Boundary lines with trailing white space; a digest's parts are messages.
         let m = "Subject: d\nContent-Type: multipart/digest; boundary=d\n\n--d \t\n\nSubject: one\n\nfirst\n--d--  \n";
         assert_eq!(events(m), ["header d", "header (attached) one", "text first"]);
+    }
+
+    /// Bodies go on at once up to a line that may be a boundary: whatever the sizes of the
+    /// pieces the input comes in (a boundary, a `--` line that is none, a quoted-printable
+    /// soft line break, a base64 group split between two), the same events come.
+    #[test]
+    fn the_same_whatever_the_input_buffer() {
+        let messages: [&[u8]; 2] = [
+            b"From: a\nSubject: top\nContent-Type: multipart/mixed; boundary=\"outer b\"\n\npreamble\n\
+            --outer b\nContent-Type: multipart/alternative; boundary=inner\n\n\
+            --inner\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n\
+            caf=E9 quar=\nterly re=\nport\n-- \n--not a boundary\n-\n--inner\n\
+            Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n\
+            PHA+SGVsbG8gPGI+d29y\nbGQ8L2I+PC9wPg==\n--inner--\nepilogue\n\
+            --outer b\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--\n\
+            --outer b\nContent-Type: message/rfc822\n\nSubject: inner one\nContent-Type: text/plain\n\nattached body\n\
+            --outer b--\ntrailing text\n",
+            b"Subject: one part\nContent-Type: text/plain; charset=koi8-r\n\n\xf0\xd2\xc9\xd7\xc5\xd4\n--x\nend",
+        ];
+        for m in messages {
+            let m: Vec<u8> = m.iter().flat_map(|&b| if b == b'\n' { b"\r\n".to_vec() } else { vec![b] }).collect();
+            let read_by = |capacity: usize| {
+                let mut sink = Record::default();
+                read(&mut std::io::BufReader::with_capacity(capacity, &m[..]), &mut sink).unwrap();
+                sink.events
+            };
+            let whole = read_by(m.len());
+            let texts = ["text café quarterly report -- --not a boundary -", "text Привет --x end"];
+            assert!(whole.iter().any(|e| texts.contains(&e.as_str())), "{whole:?}");
+            for capacity in [1, 2, 3, 5, 8, 13, 64] {
+                assert_eq!(read_by(capacity), whole, "read {capacity} bytes at a time");
+            }
+        }
+        assert_eq!(body_run(b"abc\n--b\n", true, true), 4);
+        assert_eq!(body_run(b"abc\n-", true, true), 4);
+        assert_eq!(body_run(b"--b\n", true, true), 0);
+        assert_eq!(body_run(b"--b\nabc\n--", false, true), 8);
+        assert_eq!(body_run(b"abc\n--b\n", true, false), 8);
     }
 
     #[test]
