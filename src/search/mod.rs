@@ -592,3 +592,54 @@ impl mime::Sink for Judge<'_, '_> {
         self.header_read && self.decided != Tri::Unknown
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `query` selects `message`, read from an input that gives `capacity` bytes
+    /// at a time.
+    fn selects(query: &str, message: &[u8], capacity: usize) -> bool {
+        let query = Query::parse(query).unwrap();
+        let mut matcher = Matcher::new(&query.terms);
+        let mut judge = Judge::new(&query, Known::of(None), &mut matcher);
+        mime::read(&mut std::io::BufReader::with_capacity(capacity, message), &mut judge).unwrap();
+        if !mime::Sink::done(&judge) {
+            judge.complete = true;
+            judge.decide();
+        }
+        judge.decided == Tri::True
+    }
+
+    /// Terms in decoded body text, whatever the pieces it comes in: a quoted-printable soft
+    /// line break inside the term, base64, a legacy charset, an ASCII term against
+    /// non-ASCII text (a character that lowercases to ASCII; one that only looks alike).
+    #[test]
+    fn terms_in_decoded_text_whatever_the_pieces() {
+        let qp =
+            b"Subject: s\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nthe quar=\r\nterly  REP=\r\nort\r\n";
+        let b64 = b"Subject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8g\r\nV29ybGQ=\r\n";
+        let cp1251 =
+            b"Subject: s\r\nContent-Type: text/plain; charset=windows-1251\r\n\r\n\xcf\xf0\xe8\xe2\xe5\xf2!\r\n";
+        let utf8 = "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\u{212a}ELVIN\r\nun café\r\n";
+        let multipart = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nalpha\r\n\
+            --b\r\nContent-Type: image/png\r\n\r\nbravo\r\n--b\r\n\r\ncharlie delta\r\n--b--\r\n";
+        let cases: &[(&str, &[u8], bool)] = &[
+            ("\"quarterly report\"", qp, true),
+            ("\"quarterly reports\"", qp, false),
+            ("\"hello world\"", b64, true),
+            ("привет", cp1251, true),
+            ("kelvin", utf8.as_bytes(), true),
+            ("cafe", utf8.as_bytes(), false),
+            ("\"un café\"", utf8.as_bytes(), true),
+            ("alpha charlie", multipart, true),
+            ("bravo", multipart, false),
+            ("\"alpha charlie\"", multipart, false),
+        ];
+        for (query, message, want) in cases {
+            for capacity in [1, 2, 3, 7, 64, 4096] {
+                assert_eq!(selects(query, message, capacity), *want, "{query} read {capacity} bytes at a time");
+            }
+        }
+    }
+}
