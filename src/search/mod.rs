@@ -126,12 +126,25 @@ pub fn key_sample(folders: &[FolderDir]) -> Vec<ArchiveFile> {
 /// Searches `folders` for `query`.
 pub fn search(folders: &[FolderDir], query: &Query, keys: Option<&Keys>, sink: &dyn Sink) -> Result<Summary> {
     let mut report = Summary::default();
-    for folder in folders {
-        report.folders += 1;
-        if !search_folder(folder, query, keys, &mut report, sink)? {
-            break;
+    std::thread::scope(|scope| -> Result<()> {
+        // One set of workers for all the folders: a search of thousands of them starts
+        // two to four threads, not thousands.
+        let mut workers = Workers::spawn(scope, workers::count(), || {
+            let mut matcher = Matcher::new(&query.terms);
+            move |(file, known): Job| {
+                let answer = read_message(&file, known, query, keys, &mut matcher);
+                (file, answer)
+            }
+        })
+        .doing("starting the search threads")?;
+        for folder in folders {
+            report.folders += 1;
+            if !search_folder(folder, query, keys, &mut workers, &mut report, sink)? {
+                break;
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(report)
 }
 
@@ -193,6 +206,7 @@ fn search_folder(
     folder: &FolderDir,
     query: &Query,
     keys: Option<&Keys>,
+    workers: &mut Workers<Job, Answer>,
     report: &mut Summary,
     sink: &dyn Sink,
 ) -> Result<bool> {
@@ -211,62 +225,48 @@ fn search_folder(
     if !files.odd.is_empty() {
         sink.event(Event::OddNames { files: &files.odd });
     }
-    let go_on = std::thread::scope(|scope| -> Result<bool> {
-        let mut workers = Workers::spawn(scope, workers::count(), || {
-            let mut matcher = Matcher::new(&query.terms);
-            move |(file, known): Job| {
-                let answer = read_message(&file, known, query, keys, &mut matcher);
-                (file, answer)
+    let mut pending = Pending { waiting: VecDeque::new(), count: 0, batch: Vec::with_capacity(BATCH) };
+    for i in 0..files.len() {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        let file = files.get(i);
+        report.messages += 1;
+        let meta = index.as_ref().zip(file.uid).and_then(|(idx, uid)| idx.lookup(uid));
+        if meta.as_ref().is_some_and(|m| m.headers.is_none()) {
+            report.without_fields += 1;
+        }
+        let known = Known::of(meta);
+        match known.judge(query) {
+            Tri::False => report.by_metadata += 1,
+            Tri::True if known.line_ready() => {
+                report.by_metadata += 1;
+                pending.flush(workers);
+                pending.count += 1;
+                pending.waiting.push_back(Waiting::Hit(known.line(&file)));
             }
-        })
-        .doing("starting the search threads")?;
-        let mut pending = Pending { waiting: VecDeque::new(), count: 0, batch: Vec::with_capacity(BATCH) };
-        for i in 0..files.len() {
-            if crate::interrupt::requested() {
-                return Err(Error::interrupted());
-            }
-            let file = files.get(i);
-            report.messages += 1;
-            let meta = index.as_ref().zip(file.uid).and_then(|(idx, uid)| idx.lookup(uid));
-            if meta.as_ref().is_some_and(|m| m.headers.is_none()) {
-                report.without_fields += 1;
-            }
-            let known = Known::of(meta);
-            match known.judge(query) {
-                Tri::False => report.by_metadata += 1,
-                Tri::True if known.line_ready() => {
-                    report.by_metadata += 1;
-                    pending.flush(&mut workers);
-                    pending.count += 1;
-                    pending.waiting.push_back(Waiting::Hit(known.line(&file)));
-                }
-                _ => {
-                    pending.batch.push((file, known));
-                    pending.count += 1;
-                    if pending.batch.len() == BATCH {
-                        pending.flush(&mut workers);
-                    }
-                }
-            }
-            while pending.count > AHEAD || matches!(pending.waiting.front(), Some(Waiting::Hit(_))) {
-                if !pending.settle(&folder.dir, &mut workers, report, sink)? {
-                    return Ok(false);
+            _ => {
+                pending.batch.push((file, known));
+                pending.count += 1;
+                if pending.batch.len() == BATCH {
+                    pending.flush(workers);
                 }
             }
         }
-        pending.flush(&mut workers);
-        while !pending.waiting.is_empty() {
-            if crate::interrupt::requested() {
-                return Err(Error::interrupted());
-            }
-            if !pending.settle(&folder.dir, &mut workers, report, sink)? {
+        while pending.count > AHEAD || matches!(pending.waiting.front(), Some(Waiting::Hit(_))) {
+            if !pending.settle(&folder.dir, workers, report, sink)? {
                 return Ok(false);
             }
         }
-        Ok(true)
-    })?;
-    if !go_on {
-        return Ok(false);
+    }
+    pending.flush(workers);
+    while !pending.waiting.is_empty() {
+        if crate::interrupt::requested() {
+            return Err(Error::interrupted());
+        }
+        if !pending.settle(&folder.dir, workers, report, sink)? {
+            return Ok(false);
+        }
     }
     if let Some(index) = &index {
         let damaged = index.damage().len();
