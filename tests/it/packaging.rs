@@ -727,7 +727,17 @@ fn set_version_changes_what_a_release_needs() {
         fs::copy(repo().join(file), tree.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     let version = env!("CARGO_PKG_VERSION");
-    let unreleased = fs::read_to_string(tree.join("CHANGELOG.md")).unwrap();
+    let mut unreleased = fs::read_to_string(tree.join("CHANGELOG.md")).unwrap();
+    if !unreleased.lines().any(|l| l.starts_with("## Unreleased (")) {
+        // Just after a release the CHANGELOG has no section for the next one yet: give the
+        // copy one, as the next change would.
+        let (major_minor, patch) = version.rsplit_once('.').expect("a version like 0.7.0");
+        let patch: u32 = patch.parse().expect("a numeric patch version");
+        let top = format!("## {version} (");
+        assert!(unreleased.contains(&top), "CHANGELOG.md has no section for {version}, Cargo.toml's version");
+        unreleased = unreleased.replacen(&top, &format!("## Unreleased ({major_minor}.{})\n\n{top}", patch + 1), 1);
+        fs::write(tree.join("CHANGELOG.md"), &unreleased).unwrap();
+    }
     let heading = unreleased.lines().find(|l| l.starts_with("## Unreleased (")).expect("an Unreleased section");
     let next = heading.trim_start_matches("## Unreleased (").trim_end_matches(')').to_string();
     assert_ne!(next, version, "the CHANGELOG's next version is the one Cargo.toml has already");
