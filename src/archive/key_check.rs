@@ -10,7 +10,7 @@
 //! [`PROBES`] failures before they blame the key rather than report each file (one or two
 //! damaged files are better named one by one).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -52,7 +52,7 @@ fn sample(journals: &[&Path], files: &[&ArchiveFile], keys: &Keys) -> Tried {
         }
     }
     for f in files {
-        let Ok(file) = File::open(&f.path) else { continue };
+        let Ok(file) = f.open_raw() else { continue };
         match cipher::check_mac(keys, Base64Reader::new(BufReader::with_capacity(BUF_SIZE, file))) {
             Ok(_) => return Tried { opens: true, ..tried },
             Err(e) if cipher::is_mac_mismatch(&e) => tried.mismatches += 1,

@@ -62,8 +62,13 @@ impl ArchiveFile {
     /// Opens the file through its reader chain: returns the stored From-line and a reader
     /// of the message bytes. Encrypted files are authenticated whole before this returns.
     pub fn open(&self, keys: Option<&Keys>) -> io::Result<(Vec<u8>, BufReader<impl Read>)> {
-        let file = File::open(&self.path)?;
-        fromline::split_stored(codec::open(file, self.form, keys)?)
+        fromline::split_stored(codec::open(self.open_raw()?, self.form, keys)?)
+    }
+
+    /// Opens the file itself, not a symlink swapped in for it since it was listed (the
+    /// listing already leaves symlinks out).
+    pub fn open_raw(&self) -> io::Result<File> {
+        crate::os::file::open_no_follow(File::options().read(true), &self.path)
     }
 
     /// UID-named files first, in UID order, then the others by name.
@@ -157,6 +162,24 @@ pub fn any_encrypted(user_dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink put where an archive file was listed is not followed: a message file is
+    /// read only as itself.
+    #[test]
+    fn a_symlink_in_place_of_a_message_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("smail-open-raw-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("secret"), b"From x\nnot mail of this archive\n").unwrap();
+        fs::write(dir.join("1.mbox"), b"From a@b\nSubject: one\n\nbody\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret"), dir.join("2.mbox")).unwrap();
+        let real = ArchiveFile::from_path(dir.join("1.mbox")).unwrap();
+        let swapped = ArchiveFile::from_path(dir.join("2.mbox")).unwrap();
+        assert!(real.open(None).is_ok());
+        let err = swapped.open(None).err().expect("the symlink was followed");
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn names() {

@@ -4,7 +4,6 @@
 //! flat whatever the message size. The files may be handed over as the caller finds them
 //! (an iterator over a channel), so a folder of any size needs no list of paths.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -185,7 +184,7 @@ fn decode_one(
     tx: &SyncSender<Piece>,
     spare: &Receiver<Vec<u8>>,
 ) -> io::Result<Option<Option<[u8; 32]>>> {
-    let (mut msg, tag) = codec::open_sealed_tagged(File::open(&f.path)?, f.form, keys)?;
+    let (mut msg, tag) = codec::open_sealed_tagged(f.open_raw()?, f.form, keys)?;
     loop {
         let mut buf = spare.try_recv().unwrap_or_default();
         buf.resize(BUF_SIZE, 0);
