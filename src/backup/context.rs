@@ -61,6 +61,13 @@ impl Context<'_> {
         }
     }
 
+    /// A message of `size` bytes was fetched (and handed to the writer).
+    pub fn progress_tick(&self, size: u64) {
+        if self.progress {
+            self.sink.event(Event::ProgressTick { size });
+        }
+    }
+
     /// Takes the progress line off the terminal (a warning may follow; it comes back with
     /// the next message).
     pub fn progress_cleared(&self) {
@@ -181,6 +188,7 @@ pub(super) fn writer_for(ctx: &Context<'_>, place: &Place<'_>, opened: &OpenFold
         form: ctx.account.form,
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
+        records: opened.unsynced.clone(),
     })
 }
 

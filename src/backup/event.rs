@@ -122,6 +122,11 @@ pub enum Event<'a> {
         /// Bytes, as the server counts them.
         bytes: u64,
     },
+    /// A message was fetched: the progress line counts it.
+    ProgressTick {
+        /// Its size.
+        size: u64,
+    },
     /// The progress line is taken off the terminal (a warning may follow).
     ProgressCleared,
     /// A message was archived.

@@ -96,25 +96,100 @@ pub fn backup(
     mailbox: &Mailbox,
     prior: Option<FolderReport>,
 ) -> Result<FolderReport> {
+    match backup_until_commit(ctx, session, place, mailbox, prior)? {
+        Ended::Done(report) => Ok(report),
+        Ended::Committing(tail) => tail.finish(ctx, place),
+    }
+}
+
+/// How [`backup_until_commit`] left a folder.
+pub enum Ended<'m> {
+    /// Its backup is over (or stopped): the report.
+    Done(FolderReport),
+    /// Every message is with the writer: its last commit, and what depends on it, remain.
+    Committing(Box<Tail<'m>>),
+}
+
+/// A folder whose messages were all handed to the writer: left are the writer's last
+/// commit and what depends on it (the journal's lines, the completion mark). It can be
+/// finished on another thread, so that the next folder's round trips overlap its syncs: a
+/// folder of three messages took about 4.6 ms, 3 of them waiting for flushes.
+pub struct Tail<'m> {
+    mailbox: &'m Mailbox,
+    report: FolderReport,
+    rest: Rest,
+}
+
+/// What [`pass`] leaves to a [`Tail`].
+struct Rest {
+    writer: MessageWriter,
+    journal: Option<Journal>,
+    /// HIGHESTMODSEQ to record once the messages are, when every message came in this pass.
+    modseq: Option<u64>,
+    /// The UIDNEXT below which every message is archived once the messages are.
+    complete_at: Option<u32>,
+}
+
+impl<'m> Tail<'m> {
+    /// The mailbox.
+    pub fn mailbox(&self) -> &'m Mailbox {
+        self.mailbox
+    }
+
+    /// Messages still to be committed (each holds a temporary file open until then).
+    pub fn in_hand(&self) -> usize {
+        self.rest.writer.in_hand()
+    }
+
+    /// Waits for the last commit, then writes the folder's journal lines and completion
+    /// mark: the folder's report, or the error that failed it (a full disk).
+    pub fn finish(self, ctx: &Context<'_>, place: &Place<'_>) -> Result<FolderReport> {
+        let Tail { mailbox, mut report, rest: Rest { writer, mut journal, modseq, complete_at } } = self;
+        tally(ctx, &mut report, &mut journal, writer.finish()?);
+        if let (Some(modseq), Some(j)) = (modseq, journal.as_mut()) {
+            // Every message of the folder came in this pass, with flags at least as new as
+            // the EXAMINE: the flags need no asking until HIGHESTMODSEQ moves.
+            if let Err(e) = j.modseq(modseq) {
+                metadata_lost(ctx, &report, &mut journal, &e);
+            }
+        }
+        sync_journal(ctx, &report, place, &mut journal);
+        if let Some(uidnext) = complete_at {
+            place.records().set_complete(place.account_dir, mailbox, uidnext)?;
+        }
+        Ok(report)
+    }
+}
+
+/// [`backup`], up to the last commit: the caller finishes the [`Tail`].
+pub fn backup_until_commit<'m>(
+    ctx: &Context<'_>,
+    session: &mut Session,
+    place: &Place<'_>,
+    mailbox: &'m Mailbox,
+    prior: Option<FolderReport>,
+) -> Result<Ended<'m>> {
     let name = mailbox.shown();
     let mut report = prior.unwrap_or_else(|| FolderReport::new(&name));
     ctx.progress_begun(mailbox, &report);
     let mut lessons = Lessons::default();
     loop {
         match pass(ctx, session, place, mailbox, &mut report, &mut lessons) {
-            Ok(()) => {
+            Ok(rest) => {
                 ctx.progress_cleared();
-                return Ok(report);
+                return Ok(Ended::Committing(Box::new(Tail { mailbox, report, rest })));
             }
             // Stopped by a signal: what is archived so far is this folder's result.
-            Err(Stop::Connection(_)) if crate::interrupt::requested() => return Ok(interrupted(ctx, report)),
+            Err(Stop::Connection(_)) if crate::interrupt::requested() => {
+                return Ok(Ended::Done(interrupted(ctx, report)))
+            }
             Err(Stop::Cap(why)) => {
                 ctx.progress_cleared();
                 report.capped = true;
                 report.errors.push(why);
-                return Ok(report);
+                return Ok(Ended::Done(report));
             }
-            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(interrupted(ctx, report)),
+            Err(Stop::Fatal(e)) if e.is_interrupted() => return Ok(Ended::Done(interrupted(ctx, report))),
             Err(Stop::Connection(why)) => {
                 ctx.progress_cleared();
                 let notice = session.lost(&why)?;
@@ -188,7 +263,7 @@ fn pass(
     mailbox: &Mailbox,
     report: &mut FolderReport,
     lessons: &mut Lessons,
-) -> std::result::Result<(), Stop> {
+) -> std::result::Result<Rest, Stop> {
     // Each pass retries every missing message but those given up: only its own failures
     // count besides those.
     report.failed = lessons.left_out.len();
@@ -321,33 +396,26 @@ fn pass(
         }
         Ok(())
     })();
-    // Whatever happened, count what the writer finished (a message cut short by a lost
-    // connection is dropped by it, temporary file and all).
-    match writer.finish() {
-        Ok(done) => tally(ctx, report, &mut journal, done),
-        Err(e) if fetched.is_ok() => return Err(Stop::Fatal(e)),
-        Err(_) => {}
-    }
-    let whole = fetched.is_ok() && archived.is_empty() && report.failed == 0 && report.vanished == 0;
-    if let (true, Some(modseq), Some(j)) = (whole, examined.highest_modseq, journal.as_mut()) {
-        // Every message of the folder came in this pass, with flags at least as new as
-        // the EXAMINE: the flags need no asking until HIGHESTMODSEQ moves.
-        if let Err(e) = j.modseq(modseq) {
-            metadata_lost(ctx, report, &mut journal, &e);
+    if let Err(stop) = fetched {
+        // Whatever happened, count what the writer finished (a message cut short by a lost
+        // connection is dropped by it, temporary file and all).
+        if let Ok(done) = writer.finish() {
+            tally(ctx, report, &mut journal, done);
         }
+        sync_journal(ctx, report, place, &mut journal);
+        return Err(stop);
     }
-    sync_journal(ctx, report, place, &mut journal);
-    fetched?;
-    // Everything below UIDNEXT is now archived: the next run starts there. Not after a
-    // message went missing: the next run looks at every UID again, in case it was not
-    // really gone. Nor with `--since`: the older messages are still to come, and a run
-    // without it must look at every UID to find them.
-    if let (0, 0, Some(uidnext), None) =
-        (report.failed, report.vanished, ctx.uidnext(mailbox, &examined), ctx.account.since)
-    {
-        place.records().set_complete(place.account_dir, mailbox, uidnext)?;
-    }
-    Ok(())
+    let whole = archived.is_empty() && report.failed == 0 && report.vanished == 0;
+    // Everything below UIDNEXT is archived once the writer is done: the next run starts
+    // there. Not after a message went missing: the next run looks at every UID again, in
+    // case it was not really gone. Nor with `--since`: the older messages are still to
+    // come, and a run without it must look at every UID to find them.
+    let complete_at = match (report.failed, report.vanished, ctx.uidnext(mailbox, &examined), ctx.account.since) {
+        (0, 0, Some(uidnext), None) => Some(uidnext),
+        _ => None,
+    };
+    writer.close();
+    Ok(Rest { writer, journal, modseq: examined.highest_modseq.filter(|_| whole), complete_at })
 }
 
 /// Before the missing messages of a folder whose UIDVALIDITY changed are fetched, those
@@ -377,6 +445,8 @@ fn relink(
         return Ok(None);
     }
     let all = missing.len() == on_server.len();
+    // Files are named in the directory: its records first.
+    opened.settle()?;
     match rebase::rebase(ctx, session, place, mailbox, &opened.dir, &previous, &missing, all, journal, report) {
         Ok(r) => {
             lessons.relinked = true;
@@ -443,7 +513,7 @@ fn store_whole(
     let store = |uid: u32, body: &[u8], stamp: Stamp, writer: &mut MessageWriter| -> std::result::Result<(), Stop> {
         writer.begin(uid)?;
         writer.data(body)?;
-        writer.end(stamp)?;
+        ctx.progress_tick(writer.end(stamp)?);
         Ok(())
     };
     for uid in uids {
@@ -586,7 +656,7 @@ fn fetch_alone(
             Some((body, stamp)) => {
                 writer.begin(uid)?;
                 writer.data(&body)?;
-                writer.end(stamp)?;
+                ctx.progress_tick(writer.end(stamp)?);
             }
             // No body (Dovecot's `BODY[] NIL`, or no answer at all): expunged while we
             // read it, and nothing is kept.
@@ -598,6 +668,6 @@ fn fetch_alone(
     if let Some(body) = body {
         writer.data_owned(body)?;
     }
-    writer.end(stamp)?;
+    ctx.progress_tick(writer.end(stamp)?);
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod prune_step;
 pub mod rebase;
 pub mod refresh;
 pub mod roots;
+pub mod tails;
 pub mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -372,9 +373,14 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     let extra = (connections - 1).min(ordinary.len().saturating_sub(1));
     let queue = Mutex::new(ordinary);
     let cap_met = std::sync::atomic::AtomicBool::new(step.capped);
-    // One connection's share: folders from the queue until it is empty.
+    let folder_failed = |mailbox: &Mailbox, why: String| {
+        failed(&mailbox.shown(), why);
+        lock(&failed_folders).push(mailbox.wire.clone());
+    };
+    // One connection's share: folders from the queue until it is empty. Each folder's last
+    // commit is finished beside the next folders (see [`tails`]).
     let work = |session: &mut Session| {
-        loop {
+        tails::finishing(&ctx, &place, &done, &folder_failed, |finisher| loop {
             // Not `while let`: its lock would be held for the whole folder, and the other
             // connections would wait for it.
             let next = lock(&queue).pop_front();
@@ -389,26 +395,26 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
                 lock(&queue).push_front((mailbox, prior));
                 return;
             }
-            match folder::backup(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
-                Ok(r) => {
+            match folder::backup_until_commit(&ctx, session, &place, mailbox, prior.map(|r| *r)) {
+                Ok(folder::Ended::Done(r)) => {
                     if r.capped {
                         cap_met.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
-                    done(r)
+                    finisher.hand(tails::Finished::Report(r))
                 }
+                Ok(folder::Ended::Committing(tail)) => finisher.hand(tails::Finished::Tail(tail)),
                 Err(e) => {
                     let mut why = e.to_string();
                     if matches!(account.folders, Folders::Named(_)) {
                         why.push_str(&missing_folder_hint(session, mailbox));
                     }
-                    failed(&mailbox.shown(), why);
-                    lock(&failed_folders).push(mailbox.wire.clone());
+                    finisher.hand(tails::Finished::Failed(mailbox, why));
                     if session.given_up() {
                         return;
                     }
                 }
             }
-        }
+        })
     };
     std::thread::scope(|scope| {
         for n in 0..extra {

@@ -121,7 +121,7 @@ pub fn fetch(
                     }
                     o.writer.begin(uid)?;
                     o.writer.data(&body)?;
-                    o.writer.end(stamp)?;
+                    ctx.progress_tick(o.writer.end(stamp)?);
                     // A server that sends the same message again gets it ignored.
                     o.archived.insert(uid);
                     let ready = o.writer.ready()?;

@@ -18,8 +18,10 @@ pub struct BackupPrinter<'a> {
     printer: Printer,
     /// What the run did so far (`--dry-run` has none).
     record: Option<&'a RunRecord>,
-    /// The folder's progress line, while one is shown (one connection: one line).
-    progress: Mutex<Option<Progress>>,
+    /// The progress line of the folder named, while one is shown (one connection: one
+    /// line). A folder's last events may come after the next folder's line began (its
+    /// last commit is finished beside the next folder): they leave that line alone.
+    progress: Mutex<Option<(String, Progress)>>,
 }
 
 impl<'a> BackupPrinter<'a> {
@@ -28,8 +30,19 @@ impl<'a> BackupPrinter<'a> {
         BackupPrinter { printer, record, progress: Mutex::new(None) }
     }
 
-    fn progress(&self) -> MutexGuard<'_, Option<Progress>> {
+    fn progress(&self) -> MutexGuard<'_, Option<(String, Progress)>> {
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A folder is done: its progress line goes; another folder's is only taken off the
+    /// terminal until its next tick, so the folder's line can be printed.
+    fn folder_ended(&self, folder: &str) {
+        let mut progress = self.progress();
+        if progress.as_ref().is_some_and(|(f, _)| f == folder) {
+            progress.take();
+        } else if let Some((_, line)) = progress.as_mut() {
+            line.clear();
+        }
     }
 }
 
@@ -49,15 +62,15 @@ impl Sink<Event<'_>> for BackupPrinter<'_> {
                 if let Some((k, n)) = place {
                     line.place(k, n);
                 }
-                *self.progress() = Some(line);
+                *self.progress() = Some((folder.to_string(), line));
             }
             Event::ProgressTotal { total, bytes } => {
-                if let Some(line) = self.progress().as_mut() {
+                if let Some((_, line)) = self.progress().as_mut() {
                     line.start(total, bytes);
                 }
             }
             Event::ProgressCleared => {
-                if let Some(line) = self.progress().as_mut() {
+                if let Some((_, line)) = self.progress().as_mut() {
                     line.clear();
                 }
             }
@@ -79,17 +92,19 @@ impl Sink<Event<'_>> for BackupPrinter<'_> {
                 p.remark(&format!("{}: connection {n} refused ({error}); carrying on with fewer", account.label()))
             }
             Event::FolderDone { account, report } => {
-                self.progress().take();
+                self.folder_ended(&report.folder);
                 p.result(&format!("{} {}", account.user, summary(report)))
             }
             Event::FolderFailed { account, report, why } => {
-                self.progress().take();
+                self.folder_ended(&report.folder);
                 p.error(&format!("{} {}: {why}", account.label(), report.folder))
             }
-            Event::Stored { account, folder, uid, size } => {
-                if let Some(line) = self.progress().as_mut() {
+            Event::ProgressTick { size } => {
+                if let Some((_, line)) = self.progress().as_mut() {
                     line.tick(size);
                 }
+            }
+            Event::Stored { account, folder, uid, size } => {
                 p.detail(&format!("{} {folder}: UID {uid} archived ({size} bytes)", account.user))
             }
             Event::LeftOut { account, folder, uid, why } => {

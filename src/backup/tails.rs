@@ -1,0 +1,141 @@
+//! Folders' last commits, finished on a thread of their own while the connection goes on
+//! to the next folder. A first run of many small folders spent two thirds of its time
+//! waiting for flushes at each folder's end (3,000 folders of three messages: about 3 of
+//! each folder's 4.6 ms); handed over, those flushes overlap the next folders' round trips,
+//! and the commits of several folders share the file system's journal commits.
+//!
+//! What the connection reports is handed over too, in order: the folders' lines come out
+//! in the order the folders were done, as they did when each was finished in place.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use super::context::{Context, FolderReport, Place};
+use super::folder::Tail;
+use crate::mailbox_name::Mailbox;
+
+/// Folders waiting for their last commit at most.
+const IN_FLIGHT: usize = 4;
+/// Messages waiting for a commit in the folders handed over, at most (each holds a
+/// temporary file open: well within the 1,024 descriptors a process is commonly allowed).
+const MAX_IN_HAND: usize = 256;
+
+/// What came of a folder, in the order the connection was done with it.
+pub enum Finished<'m> {
+    /// Its report.
+    Report(FolderReport),
+    /// Its last commit and what depends on it.
+    Tail(Box<Tail<'m>>),
+    /// It failed as a whole, for this reason.
+    Failed(&'m Mailbox, String),
+}
+
+/// The queue to the finishing thread.
+pub struct Finisher<'m> {
+    state: Mutex<Queue<'m>>,
+    changed: Condvar,
+}
+
+struct Queue<'m> {
+    waiting: VecDeque<Finished<'m>>,
+    /// Messages of the waiting tails and the one being finished still to be committed.
+    in_hand: usize,
+    closed: bool,
+}
+
+impl<'m> Finisher<'m> {
+    fn lock(&self) -> MutexGuard<'_, Queue<'m>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a folder over; waits while the folders waiting are as many as allowed (or
+    /// hold as many messages).
+    pub fn hand(&self, f: Finished<'m>) {
+        let cost = match &f {
+            Finished::Tail(t) => t.in_hand(),
+            _ => 0,
+        };
+        let mut q = self.lock();
+        while !q.waiting.is_empty() && (q.waiting.len() >= IN_FLIGHT || q.in_hand + cost > MAX_IN_HAND) {
+            q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+        q.in_hand += cost;
+        q.waiting.push_back(f);
+        self.changed.notify_all();
+    }
+
+    /// The next folder to finish and its cost, or `None` once closed and empty.
+    fn next(&self) -> Option<(Finished<'m>, usize)> {
+        let mut q = self.lock();
+        loop {
+            if let Some(f) = q.waiting.pop_front() {
+                let cost = match &f {
+                    Finished::Tail(t) => t.in_hand(),
+                    _ => 0,
+                };
+                self.changed.notify_all();
+                return Some((f, cost));
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn done_with(&self, cost: usize) {
+        let mut q = self.lock();
+        q.in_hand = q.in_hand.saturating_sub(cost);
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Closes the queue however `work` ends, so the finishing thread ends too.
+struct Closing<'a, 'm>(&'a Finisher<'m>);
+
+impl Drop for Closing<'_, '_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Runs `work` with a finishing thread beside it, and waits for that thread to finish what
+/// `work` handed over: `report` receives each report, `failed` each failure, in order.
+pub fn finishing<'m, R>(
+    ctx: &Context<'_>,
+    place: &Place<'_>,
+    report: &(dyn Fn(FolderReport) + Sync),
+    failed: &(dyn Fn(&'m Mailbox, String) + Sync),
+    work: impl FnOnce(&Finisher<'m>) -> R,
+) -> R {
+    let finisher = Finisher {
+        state: Mutex::new(Queue { waiting: VecDeque::new(), in_hand: 0, closed: false }),
+        changed: Condvar::new(),
+    };
+    std::thread::scope(|scope| {
+        let finisher = &finisher;
+        scope.spawn(move || {
+            while let Some((f, cost)) = finisher.next() {
+                match f {
+                    Finished::Report(r) => report(r),
+                    Finished::Failed(mailbox, why) => failed(mailbox, why),
+                    Finished::Tail(t) => {
+                        let mailbox = t.mailbox();
+                        match t.finish(ctx, place) {
+                            Ok(r) => report(r),
+                            Err(e) => failed(mailbox, e.to_string()),
+                        }
+                    }
+                }
+                finisher.done_with(cost);
+            }
+        });
+        let _closing = Closing(finisher);
+        work(finisher)
+    })
+}
