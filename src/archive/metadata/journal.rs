@@ -59,6 +59,8 @@ pub struct Journal {
     gone: Option<u64>,
     /// Rewrite the journal at the next sync (damage was found).
     compact: bool,
+    /// Made by this run, its name not yet synced in its directory.
+    name_unsynced: bool,
 }
 
 impl Journal {
@@ -76,6 +78,7 @@ impl Journal {
             modseq: None,
             gone: None,
             compact: false,
+            name_unsynced: false,
         }
     }
 
@@ -117,10 +120,11 @@ impl Journal {
             let end = head_start + head.len() as u64;
             out.extend(self.line(&Record::Head { base_end: end, count: 0 })?);
             file.write_all(&out).at(&path)?;
-            if created {
-                // The new name must survive a crash as the records naming it will.
-                file::sync_dir(atomic::parent_of(&path)).at(&path)?;
-            }
+            // The new name must survive a crash as the records naming it will: synced with
+            // the journal's end ([`Journal::sync`]), or, for a backup's journals
+            // ([`Journal::end_unsynced`]), with their directory before the records are
+            // written: once for many folders, not once each.
+            self.name_unsynced |= created;
             self.tail_start = end;
             self.base_len = 0;
             self.file = Some(file);
@@ -300,9 +304,10 @@ impl Journal {
         self.end(true)
     }
 
-    /// [`Journal::sync`] without the fsync of an appended end record: for a backup that
-    /// syncs many folders' journals together before it records them complete. A rewrite
-    /// is synced all the same (it replaces the file).
+    /// [`Journal::sync`] without the fsync of an appended end record, nor of a new
+    /// journal's name in its directory: for a backup that syncs many folders' journals and
+    /// their directory together before it records them complete. A rewrite is synced all
+    /// the same (it replaces the file).
     pub fn end_unsynced(&mut self) -> Result<()> {
         self.end(false)
     }
@@ -325,6 +330,10 @@ impl Journal {
             file.sync_all().at(&path)?;
         }
         set_mtime(file, time).at(&path)?;
+        if durable && self.name_unsynced {
+            file::sync_dir(atomic::parent_of(&path)).at(&path)?;
+            self.name_unsynced = false;
+        }
         self.dirty = false;
         Ok(())
     }
@@ -373,6 +382,8 @@ impl Journal {
         tmp.file().write_all_at(&head, header.len() as u64).at(tmp.path())?;
         let file = tmp.file().try_clone().at(tmp.path())?;
         tmp.commit(&path, true).at(&path)?;
+        // The commit synced the directory.
+        self.name_unsynced = false;
         set_mtime(&file, time).at(&path)?;
         self.gone = Some(gone);
         self.tail_start = pos;
