@@ -45,6 +45,8 @@ struct Queue<'m> {
     /// Messages of the waiting tails and the one being finished still to be committed.
     in_hand: usize,
     closed: bool,
+    /// The finishing thread ended (a panic, in a build that unwinds): nobody waits.
+    gone: bool,
 }
 
 impl<'m> Finisher<'m> {
@@ -60,7 +62,7 @@ impl<'m> Finisher<'m> {
             _ => 0,
         };
         let mut q = self.lock();
-        while !q.waiting.is_empty() && (q.waiting.len() >= IN_FLIGHT || q.in_hand + cost > MAX_IN_HAND) {
+        while !q.gone && !q.waiting.is_empty() && (q.waiting.len() >= IN_FLIGHT || q.in_hand + cost > MAX_IN_HAND) {
             q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
         }
         q.in_hand += cost;
@@ -99,6 +101,16 @@ impl<'m> Finisher<'m> {
     }
 }
 
+/// Says the finishing thread ended, however it ends.
+struct Gone<'a, 'm>(&'a Finisher<'m>);
+
+impl Drop for Gone<'_, '_> {
+    fn drop(&mut self) {
+        self.0.lock().gone = true;
+        self.0.changed.notify_all();
+    }
+}
+
 /// Closes the queue however `work` ends, so the finishing thread ends too.
 struct Closing<'a, 'm>(&'a Finisher<'m>);
 
@@ -118,12 +130,13 @@ pub fn finishing<'m, R>(
     work: impl FnOnce(&Finisher<'m>) -> R,
 ) -> R {
     let finisher = Finisher {
-        state: Mutex::new(Queue { waiting: VecDeque::new(), in_hand: 0, closed: false }),
+        state: Mutex::new(Queue { waiting: VecDeque::new(), in_hand: 0, closed: false, gone: false }),
         changed: Condvar::new(),
     };
     std::thread::scope(|scope| {
         let finisher = &finisher;
         scope.spawn(move || {
+            let _gone = Gone(finisher);
             while let Some((f, cost)) = finisher.next() {
                 match f {
                     Finished::Report(r) => report(r),
