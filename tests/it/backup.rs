@@ -225,6 +225,53 @@ fn second_run_fetches_nothing_and_new_mail_is_added() {
     assert_original_decodes(&tmp.join("carol/INBOX"), None, None, &a.all_raw("INBOX"));
 }
 
+/// Many small folders: each folder's last commit is finished beside the next folder
+/// (src/backup/tails.rs). Their lines still come out in the order the folders were done
+/// (the no-op rerun, which finishes nothing late, prints them in the same order), and
+/// each folder's journal and completion mark were written: the rerun opens no folder and
+/// fetches nothing, and --verify finds every message with its journal record.
+#[test]
+fn many_small_folders_are_finished_in_order_and_recorded_complete() {
+    let d = Dovecot::start();
+    let a = account(&d, "fran");
+    let names: Vec<String> = (0..24).map(|i| format!("F{:02}", 23 - i)).collect();
+    for (i, name) in names.iter().enumerate() {
+        d.create_mailbox("fran", PW, name);
+        for k in 0..2 {
+            a.append(name, &mail::note(&format!("{name} m{k}"), &"y".repeat(300 * (i + k + 1))));
+        }
+    }
+    let tmp = TempDir::new("bk-many");
+    let folder_lines = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("fran F"))
+            .map(|l| l.split(':').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let o = backup(&d, "fran", PW, tmp.path(), &["-z", "--all-folders"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let first = stdout(&o);
+    for name in &names {
+        assert_eq!(first.matches(&format!("fran {name}: 2 new, 0 already archived")).count(), 1, "{first}");
+    }
+    let before = d.fetch_stats("fran");
+    let log_before = d.commands_log("fran").lines().count();
+    let o = backup(&d, "fran", PW, tmp.path(), &["-z", "--all-folders"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let again = stdout(&o);
+    assert_eq!(folder_lines(&first), folder_lines(&again), "the folders' order:\n{first}\n---\n{again}");
+    assert_eq!(folder_lines(&first).len(), names.len(), "{first}");
+    assert_eq!(d.fetch_stats("fran").since(&before).body_count, 0, "the rerun fetched mail");
+    let log = d.commands_log("fran");
+    let rerun: Vec<&str> = log.lines().skip(log_before).collect();
+    assert!(
+        !rerun.iter().any(|l| l.contains("EXAMINE") || l.contains("SELECT")),
+        "the rerun opened a folder:\n{rerun:?}"
+    );
+    let v = run(&["--verify", tmp.join("fran").to_str().unwrap()], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}{}", stdout(&v), stderr(&v));
+}
+
 #[test]
 fn uidvalidity_change_moves_the_old_archive_aside() {
     let d = Dovecot::start();
