@@ -188,7 +188,6 @@ pub(super) fn writer_for(ctx: &Context<'_>, place: &Place<'_>, opened: &OpenFold
         form: ctx.account.form,
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
-        records: opened.unsynced.clone(),
     })
 }
 

@@ -445,8 +445,6 @@ fn relink(
         return Ok(None);
     }
     let all = missing.len() == on_server.len();
-    // Files are named in the directory: its records first.
-    opened.settle()?;
     match rebase::rebase(ctx, session, place, mailbox, &opened.dir, &previous, &missing, all, journal, report) {
         Ok(r) => {
             lessons.relinked = true;

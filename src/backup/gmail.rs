@@ -147,8 +147,6 @@ pub fn link_folder(
     let uidvalidity =
         examined.uid_validity.ok_or_else(|| Error::runtime("the server reported no UIDVALIDITY for the folder"))?;
     let opened = place.records().open_folder(place.account_dir, mailbox, uidvalidity)?;
-    // Label folders name files linked from All Mail: their records first.
-    opened.settle()?;
     let archived = context::archived_uids(&opened.dir)?;
     let mut journal: Option<Journal> = Some(place.journal(ctx, mailbox, uidvalidity));
     let tmp = place.records().tmp()?;

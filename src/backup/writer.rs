@@ -9,7 +9,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::archive::files::atomic::{Batch, TempFile};
-use crate::archive::layout::records_log::Unsynced;
 use crate::archive::metadata::headers::FieldScanner;
 use crate::archive::metadata::{Entry, Hasher};
 use crate::codec::cipher::TagSlot;
@@ -41,9 +40,6 @@ pub struct Settings {
     pub level: u8,
     /// Keys, when encrypting.
     pub keys: Option<Keys>,
-    /// The folder's records, when not yet durable: synced with the first files committed,
-    /// before they are named.
-    pub records: Option<Unsynced>,
 }
 
 /// What the server said of a message besides its bytes, fetched with them.
@@ -295,12 +291,7 @@ impl Drop for MessageWriter {
 /// files are committed in batches.
 fn work(settings: &Settings, jobs: Receiver<(Job, usize)>, outcomes: mpsc::Sender<Result<Outcome>>, gate: &Closing) {
     let mut current: Option<Pending> = None;
-    let mut done = Done {
-        dir: settings.dir.clone(),
-        batch: Batch::default(),
-        messages: Vec::new(),
-        records: settings.records.clone(),
-    };
+    let mut done = Done { dir: settings.dir.clone(), batch: Batch::default(), messages: Vec::new() };
     for (job, cost) in jobs {
         // Taken off the queue: the reader may hand over more while this one is written.
         gate.0.leave(cost);
@@ -345,8 +336,6 @@ struct Done {
     dir: Arc<Dir>,
     batch: Batch,
     messages: Vec<Entry>,
-    /// The folder's records, until they are synced with a commit.
-    records: Option<Unsynced>,
 }
 
 impl Done {
@@ -354,13 +343,9 @@ impl Done {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let records = self.records.as_ref().and_then(Unsynced::file);
-        let stored = self.batch.commit_with(false, records).map_err(|e| {
+        let stored = self.batch.commit(false).map_err(|e| {
             Error::runtime(format!("committing messages in {}: {}", self.dir.path().display(), describe_io(&e)))
         })?;
-        if let Some(r) = self.records.take() {
-            r.synced();
-        }
         for ((_, was_stored), entry) in stored.into_iter().zip(self.messages.drain(..)) {
             let _ = outcomes.send(Ok(if was_stored { Outcome::Stored(entry) } else { Outcome::Existing(entry.uid) }));
         }
@@ -442,54 +427,4 @@ impl Pending {
 /// An error writing a message, named after the file it was to become.
 fn write_error(target: &Path, e: std::io::Error) -> Error {
     Error::runtime(format!("writing {}: {}", target.display(), describe_io(&e)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::archive::layout::records_log::Log;
-
-    fn settings(root: &Path, records: Option<Unsynced>) -> Settings {
-        Settings {
-            dir: Arc::new(Dir::open(&root.join("folder")).unwrap()),
-            tmp_dir: Arc::new(Dir::open(root).unwrap()),
-            form: Form { compressed: false, encrypted: false },
-            level: 1,
-            keys: None,
-            records,
-        }
-    }
-
-    /// The records a folder's directory depends on are the writer's to make durable with
-    /// its first files, before they are named; with no file named they stay the
-    /// registry's.
-    #[test]
-    fn the_folders_records_are_synced_with_its_first_files() {
-        let root = std::env::temp_dir().join(format!("writer-records-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("folder")).unwrap();
-        let mut log = Log::open(&Dir::open(&root).unwrap(), None).unwrap();
-        log.append(&[serde_json::json!({"dir": "folder", "uidvalidity": 7})]).unwrap();
-
-        let idle = log.unsynced().unwrap().expect("a line was appended");
-        let mut w = MessageWriter::spawn(settings(&root, Some(idle.clone()))).unwrap();
-        w.begin(1).unwrap();
-        w.abort().unwrap();
-        w.close();
-        assert!(w.finish().unwrap().is_empty());
-        assert!(idle.file().is_some(), "synced though nothing was named");
-
-        let first = log.unsynced().unwrap().expect("still not synced by the log");
-        let mut w = MessageWriter::spawn(settings(&root, Some(first.clone()))).unwrap();
-        w.begin(5).unwrap();
-        w.data(b"Subject: x\r\n\r\nbody\r\n").unwrap();
-        w.end(Stamp::default()).unwrap();
-        assert_eq!(w.in_hand(), 1);
-        w.close();
-        let done = w.finish().unwrap();
-        assert!(matches!(done.as_slice(), [Outcome::Stored(e)] if e.uid == 5));
-        assert!(root.join("folder/5.mbox").exists());
-        assert!(first.file().is_none(), "the first commit did not sync the records");
-        std::fs::remove_dir_all(&root).unwrap();
-    }
 }

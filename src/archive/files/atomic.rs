@@ -140,14 +140,8 @@ impl Batch {
     /// directories. Returns, in order, each target and whether it was stored: `false`
     /// when it existed already and `replace` is off (that temporary file is removed).
     pub fn commit(&mut self, replace: bool) -> io::Result<Vec<(PathBuf, bool)>> {
-        self.commit_with(replace, None)
-    }
-
-    /// [`Batch::commit`], syncing `also` (a file the names depend on) with the files' data,
-    /// before any name is given.
-    pub fn commit_with(&mut self, replace: bool, also: Option<&File>) -> io::Result<Vec<(PathBuf, bool)>> {
         let pending = std::mem::take(&mut self.pending);
-        file::sync_data_together(pending.iter().map(|(t, _, _)| &t.file).chain(also))?;
+        file::sync_data_together(pending.iter().map(|(t, _, _)| &t.file))?;
         let mut done = Vec::with_capacity(pending.len());
         let mut dirs: Vec<Arc<Dir>> = Vec::new();
         for (mut tmp, dir, name) in pending {

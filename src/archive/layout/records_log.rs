@@ -18,7 +18,6 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -108,36 +107,6 @@ pub struct Log {
     file: File,
     /// Appended to since the last sync.
     dirty: bool,
-    /// A second descriptor of the file, for [`Unsynced`] handles (made once).
-    shared: Option<Arc<File>>,
-}
-
-/// Lines appended to the log and not yet durable, handed to the thread that must have them
-/// durable before what depends on them (a folder's first message named in its directory):
-/// synced there together with the message files, they cost no flush of their own on the
-/// thread that talks to the server.
-#[derive(Clone, Debug)]
-pub struct Unsynced(Arc<(Arc<File>, AtomicBool)>);
-
-impl Unsynced {
-    /// The log's file while the lines are not known to be durable.
-    pub fn file(&self) -> Option<&File> {
-        (!self.0 .1.load(Ordering::Acquire)).then_some(&*self.0 .0)
-    }
-
-    /// Records that the lines are durable (the file was synced).
-    pub fn synced(&self) {
-        self.0 .1.store(true, Ordering::Release);
-    }
-
-    /// Makes the lines durable, unless that was done.
-    pub fn settle(&self) -> io::Result<()> {
-        if let Some(f) = self.file() {
-            f.sync_data()?;
-            self.synced();
-        }
-        Ok(())
-    }
 }
 
 impl Log {
@@ -150,7 +119,7 @@ impl Log {
             if file.metadata()?.len() > found.complete {
                 file.set_len(found.complete)?;
             }
-            return Ok(Log { file, dirty: false, shared: None });
+            return Ok(Log { file, dirty: false });
         }
         if found.is_some() {
             meta.remove_file(FILE)?;
@@ -159,12 +128,12 @@ impl Log {
         file.write_all(&header())?;
         file.sync_all()?;
         meta.sync()?;
-        Ok(Log { file, dirty: false, shared: None })
+        Ok(Log { file, dirty: false })
     }
 
     /// Opens the log in `meta` for appending at its end, as it is (after [`rewrite`]).
     pub fn reopen(meta: &Dir) -> io::Result<Log> {
-        Ok(Log { file: meta.open_file(FILE)?, dirty: false, shared: None })
+        Ok(Log { file: meta.open_file(FILE)?, dirty: false })
     }
 
     /// Appends `records`, one line each, in one write: a crash tears at most the last.
@@ -183,24 +152,6 @@ impl Log {
         self.file.write_all(&out)?;
         self.dirty = true;
         Ok(())
-    }
-
-    /// What was appended and not synced, for another thread to make durable before what
-    /// depends on it ([`Unsynced`]); `None` when everything is durable. The log itself
-    /// still counts it as unsynced: its own next sync covers it too.
-    pub fn unsynced(&mut self) -> io::Result<Option<Unsynced>> {
-        if !self.dirty {
-            return Ok(None);
-        }
-        let shared = match &self.shared {
-            Some(f) => f.clone(),
-            None => {
-                let f = Arc::new(self.file.try_clone()?);
-                self.shared = Some(f.clone());
-                f
-            }
-        };
-        Ok(Some(Unsynced(Arc::new((shared, AtomicBool::new(false))))))
     }
 
     /// Makes what was appended durable, if anything was.

@@ -143,20 +143,6 @@ pub struct OpenFolder {
     pub dir: Arc<Dir>,
     /// Where the previous archive went, and its UIDVALIDITY, when the mailbox's changed.
     pub retired: Option<(u32, PathBuf)>,
-    /// The records' lines that give the directory this UIDVALIDITY, when not durable yet:
-    /// they must be before a message is named in the directory ([`OpenFolder::settle`], or
-    /// the message writer syncs them with its first files).
-    pub unsynced: Option<records_log::Unsynced>,
-}
-
-impl OpenFolder {
-    /// Makes the folder's records durable before anything is named in its directory.
-    pub fn settle(&self) -> Result<()> {
-        match &self.unsynced {
-            Some(u) => u.settle().at(&self.path),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Where the records were read from.
@@ -504,20 +490,13 @@ impl Registry {
                 changed.push(folder_line(&self.folders[index]));
             }
         }
-        self.append(&changed)?;
-        // A generation moved aside is recorded before the new directory is made: a run
-        // killed in between would otherwise take the empty new directory for the one moved.
-        // A first UIDVALIDITY is not synced here: only what is named in the directory
-        // depends on it, and the writer syncs it with its first files (one flush instead of
-        // two, and none on the thread that talks to the server).
-        if retired.is_some() {
+        if !changed.is_empty() {
+            self.append(&changed)?;
             self.sync_log()?;
         }
-        let log_path = self.records_path();
-        let unsynced = self.opened_mut()?.log.unsynced().at(&log_path)?;
         let opened = self.opened()?;
         let folder = opened.root.make_child(account).and_then(|d| d.make_child(&dir)).at(&path)?;
-        Ok(OpenFolder { path, dir: Arc::new(folder), retired, unsynced })
+        Ok(OpenFolder { path, dir: Arc::new(folder), retired })
     }
 
     /// The generations of `mailbox` in `account` moved aside (after its UIDVALIDITY
