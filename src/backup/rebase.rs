@@ -16,7 +16,6 @@
 //! are matched; the rest is fetched as usual.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::path::Path;
 
@@ -363,7 +362,7 @@ fn describe_file(
     ctx: &Context<'_>,
     known: Option<(u64, [u8; 32])>,
 ) -> io::Result<Option<(u64, u128, [u8; 32])>> {
-    let (sealed, tag) = codec::open_sealed_tagged(File::open(&file.path)?, file.form, ctx.keys)?;
+    let (sealed, tag) = codec::open_sealed_tagged(file.open_raw()?, file.form, ctx.keys)?;
     let (_from_line, mut reader) = codec::fromline::split_stored(codec::inflated(sealed, file.form))?;
     let mut header = Vec::new();
     loop {
@@ -405,7 +404,7 @@ pub(super) fn place_file(from: &Dir, name: &str, to: &Dir, to_name: &str, tmp: &
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP | libc::EXDEV | libc::EMLINK)) => {
-            let mut source = File::open(from.path().join(name))?;
+            let mut source = from.open_read(name)?;
             let copy = TempFile::create_at(tmp, to_name, 0o600)?;
             io::copy(&mut source, &mut copy.file())?;
             copy.commit_at(to, to_name, false)

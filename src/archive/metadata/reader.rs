@@ -28,6 +28,12 @@ pub const MAX_LINE_2: usize = 96 * 1024;
 /// Longest line of format 1 (a sealed frame of 1000 entries).
 const MAX_LINE_1: usize = 8 << 20;
 
+/// Opens a journal for reading, never through a symlink: it is under the archive root,
+/// where another program with write access could have swapped one in.
+fn open_journal(path: &Path) -> std::io::Result<File> {
+    crate::os::file::open_no_follow(File::options().read(true), path)
+}
+
 /// The header line of a format 2 journal.
 pub fn header(encrypted: bool) -> String {
     format!("{MAGIC_2} {}\n", if encrypted { "encrypted" } else { "plain" })
@@ -36,7 +42,7 @@ pub fn header(encrypted: bool) -> String {
 /// Whether the journal at `path` is sealed (its header says `encrypted`); `None` when it
 /// cannot be read or is not a journal.
 pub fn is_sealed(path: &Path) -> Option<bool> {
-    let file = Arc::new(File::open(path).ok()?);
+    let file = Arc::new(open_journal(path).ok()?);
     let len = file.metadata().ok()?.len();
     let mut first = Vec::new();
     Lines::new(file, 0, len, 1).next_line(&mut first, 256).ok()??.ok()?;
@@ -114,7 +120,7 @@ fn damaged(path: &Path, why: impl std::fmt::Display) -> Error {
 impl Source {
     /// Opens the journal at `path` (keys when it is encrypted) and finds its parts.
     pub fn open(path: &Path, keys: Option<&Keys>) -> Result<Source> {
-        let file = File::open(path).at(path)?;
+        let file = open_journal(path).at(path)?;
         let len = file.metadata().at(path)?.len();
         Source::of_file(path, file, len, keys)
     }
@@ -395,5 +401,31 @@ impl Lines {
             self.buf.truncate(n);
             self.pos += n as u64;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::metadata::Journal;
+
+    /// A journal is read only as itself: a symlink swapped in for it is refused.
+    #[test]
+    fn a_symlink_in_place_of_a_journal_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("smail-journal-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real");
+        let mut j = Journal::new(real.clone(), None);
+        j.begin().unwrap();
+        j.sync().unwrap();
+        let link = dir.join("swapped");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(is_sealed(&real), Some(false));
+        assert_eq!(is_sealed(&link), None);
+        assert!(Source::open(&real, None).is_ok());
+        let err = Source::open(&link, None).err().expect("the symlink was followed").to_string();
+        assert!(err.contains("symbolic links"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

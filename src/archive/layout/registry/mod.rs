@@ -569,7 +569,7 @@ impl Registry {
     pub fn flush(&mut self) -> Result<()> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for path in std::mem::take(&mut self.before_marks) {
-            match fs::File::open(&path) {
+            match file::open_no_follow(fs::File::options().read(true), &path) {
                 Ok(f) => f.sync_data().at(&path)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e).at(&path),
