@@ -20,8 +20,9 @@ use crate::mailbox_name::Mailbox;
 
 /// Folders waiting for their last commit at most, besides the one being finished.
 const IN_FLIGHT: usize = 1;
-/// Messages waiting for a commit in the folders handed over, at most (each holds a
-/// temporary file open: well within the 1,024 descriptors a process is commonly allowed).
+/// Messages waiting for a commit in the folders handed over, at most, unless only one
+/// folder is (each holds a temporary file open: well within the 1,024 descriptors a
+/// process is commonly allowed).
 const MAX_IN_HAND: usize = 256;
 
 /// What came of a folder, in the order the connection was done with it.
@@ -41,7 +42,8 @@ pub struct Finisher<'m> {
 }
 
 struct Queue<'m> {
-    waiting: VecDeque<Finished<'m>>,
+    /// The folders handed over and not yet taken, each with its messages in hand.
+    waiting: VecDeque<(Finished<'m>, usize)>,
     /// Messages of the waiting tails and the one being finished still to be committed.
     in_hand: usize,
     closed: bool,
@@ -66,7 +68,7 @@ impl<'m> Finisher<'m> {
             q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
         }
         q.in_hand += cost;
-        q.waiting.push_back(f);
+        q.waiting.push_back((f, cost));
         self.changed.notify_all();
     }
 
@@ -74,13 +76,9 @@ impl<'m> Finisher<'m> {
     fn next(&self) -> Option<(Finished<'m>, usize)> {
         let mut q = self.lock();
         loop {
-            if let Some(f) = q.waiting.pop_front() {
-                let cost = match &f {
-                    Finished::Tail(t) => t.in_hand(),
-                    _ => 0,
-                };
+            if let Some(taken) = q.waiting.pop_front() {
                 self.changed.notify_all();
-                return Some((f, cost));
+                return Some(taken);
             }
             if q.closed {
                 return None;
