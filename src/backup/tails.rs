@@ -5,8 +5,8 @@
 //!
 //! One folder is finished at a time, and up to eight more may wait. With one waiting, the
 //! connection stopped whenever two folders' flushes were slow, and a busy neighbour made
-//! them slow: 1,000 folders of three messages took 1.24x their time beside a CPU-bound
-//! process and 1.17x beside a 2 GiB writer, against 0.95x and 1.06x with eight waiting,
+//! them slow: 1,000 folders of three messages took 1.24x their time beside a busy loop at
+//! nice 19 and 1.17x beside a 2 GiB writer, against 0.95x and 1.06x with eight waiting,
 //! and the same alone (4.11 s against 4.24 s, medians of five rounds; the writer took
 //! 1.00 s and 1.07 s beside them, 1.05 s beside mbsync). A waiting folder's messages are
 //! committed meanwhile by its own writer threads; what waits is the journal lines and marks
