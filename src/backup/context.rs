@@ -180,15 +180,21 @@ pub(super) fn archived_uids(dir: &Dir) -> Result<HashSet<u32>> {
     Ok(uids)
 }
 
-/// The writer of the messages of a folder opened for them.
-pub(super) fn writer_for(ctx: &Context<'_>, place: &Place<'_>, opened: &OpenFolder) -> Result<MessageWriter> {
-    MessageWriter::spawn(Settings {
+/// The writer of the messages of a folder opened for them, about `bytes` of them.
+pub(super) fn writer_for(
+    ctx: &Context<'_>,
+    place: &Place<'_>,
+    opened: &OpenFolder,
+    bytes: Option<u64>,
+) -> Result<MessageWriter> {
+    let settings = Settings {
         dir: opened.dir.clone(),
         tmp_dir: place.records().tmp()?,
         form: ctx.account.form,
         level: ctx.account.level,
         keys: ctx.keys.cloned(),
-    })
+    };
+    MessageWriter::spawn(settings, bytes)
 }
 
 #[cfg(test)]

@@ -322,8 +322,9 @@ fn pass(
         }
     }
     let budget = ctx.account.buffer_size;
-    ctx.progress_total(sized.len(), sized.iter().map(|&(_, size)| u64::from(size)).sum());
-    let mut writer = writer_for(ctx, place, &opened)?;
+    let bytes = sized.iter().map(|&(_, size)| u64::from(size)).sum();
+    ctx.progress_total(sized.len(), bytes);
+    let mut writer = writer_for(ctx, place, &opened, Some(bytes))?;
     let batches = plan::batches(&sized, budget, &|uid| lessons.one_by_one.contains(&uid));
     let fetched = (|| -> std::result::Result<(), Stop> {
         // Batches asked for so far: up to FETCHES_IN_FLIGHT whole batches ahead of the one

@@ -83,7 +83,8 @@ pub fn fetch(
                     ctx.progress_begun(folder.mailbox, &report);
                     let archived = archived_uids(&opened.dir)?;
                     report.existing = archived.len();
-                    let writer = writer_for(ctx, place, &opened)?;
+                    // New mail's size is learnt as it comes.
+                    let writer = writer_for(ctx, place, &opened, None)?;
                     let journal = Some(place.journal(ctx, folder.mailbox, folder.uidvalidity));
                     open = Some(Open {
                         index,

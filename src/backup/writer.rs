@@ -148,11 +148,18 @@ impl Drop for Closing {
     }
 }
 
+/// Bytes to compress below which one writer thread does (about 5 ms at level 1): a second
+/// one costs a start, a stack and a sync of its own batch, and many small folders would
+/// have two threads each alive while their commits wait (10,000 folders of two messages
+/// with -z: 15.8-16.3 MiB peak RSS with two each).
+const TWO_THREADS_FROM: u64 = 1 << 20;
+
 /// Writer threads: compression is the costliest layer (about 180 MB/s on one core at
-/// level 1), so with it two messages are written at once where there are two cores.
-fn worker_count(form: Form) -> usize {
+/// level 1), so with it two messages are written at once where there are two cores and
+/// enough to compress (`bytes`, when known).
+fn worker_count(form: Form, bytes: Option<u64>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if form.compressed && cores > 1 {
+    if form.compressed && cores > 1 && bytes.is_none_or(|b| b >= TWO_THREADS_FROM) {
         2
     } else {
         1
@@ -160,11 +167,11 @@ fn worker_count(form: Form) -> usize {
 }
 
 impl MessageWriter {
-    /// Starts the writer threads.
-    pub fn spawn(settings: Settings) -> Result<MessageWriter> {
+    /// Starts the writer threads for about `bytes` of messages (`None`: not known).
+    pub fn spawn(settings: Settings, bytes: Option<u64>) -> Result<MessageWriter> {
         let (out_tx, outcomes) = mpsc::channel();
         let mut workers = Vec::new();
-        for n in 0..worker_count(settings.form) {
+        for n in 0..worker_count(settings.form, bytes) {
             let (jobs, job_rx) = mpsc::channel();
             let gate = Arc::new(Gate::default());
             let (settings, out_tx, closing) = (settings.clone(), out_tx.clone(), Closing(gate.clone()));
@@ -427,4 +434,20 @@ impl Pending {
 /// An error writing a message, named after the file it was to become.
 fn write_error(target: &Path, e: std::io::Error) -> Error {
     Error::runtime(format!("writing {}: {}", target.display(), describe_io(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_thread_only_for_enough_to_compress() {
+        let gz = Form { compressed: true, encrypted: true };
+        let two_if_cores = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { 2 } else { 1 };
+        assert_eq!(worker_count(gz, Some(TWO_THREADS_FROM - 1)), 1);
+        assert_eq!(worker_count(gz, Some(0)), 1);
+        assert_eq!(worker_count(gz, Some(TWO_THREADS_FROM)), two_if_cores);
+        assert_eq!(worker_count(gz, None), two_if_cores);
+        assert_eq!(worker_count(Form { compressed: false, encrypted: true }, Some(u64::MAX)), 1);
+    }
 }

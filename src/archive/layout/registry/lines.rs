@@ -86,7 +86,7 @@ pub(super) fn account_line(a: &AccountRecord) -> Value {
 pub(super) fn folder_line(f: &FolderRecord) -> Value {
     let mut m = Map::new();
     m.insert("kind".into(), "folder".into());
-    m.insert("account".into(), f.account.clone().into());
+    m.insert("account".into(), f.account.to_string().into());
     m.insert("dir".into(), f.dir.clone().into());
     m.insert("mailbox".into(), f.mailbox.wire.clone().into());
     let name = f.mailbox.name();
@@ -116,7 +116,7 @@ pub(super) fn folder_record(f: &Value) -> std::result::Result<FolderRecord, Stri
         }
     };
     Ok(FolderRecord {
-        account: dir_field(f, "account")?,
+        account: dir_field(f, "account")?.into(),
         dir: dir_field(f, "dir")?,
         mailbox: Mailbox::from_wire(&str_field(f, "mailbox")?),
         uidvalidity: uid("uidvalidity")?,

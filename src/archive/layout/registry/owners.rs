@@ -11,13 +11,14 @@ impl Registry {
     /// The live record of `mailbox` in `account`.
     pub(super) fn live(&self, account: &str, mailbox: &Mailbox) -> Option<usize> {
         let folders = &self.folders;
-        self.live.find(key(account, &mailbox.wire), |i| folders[i].account == account && folders[i].mailbox == *mailbox)
+        self.live
+            .find(key(account, &mailbox.wire), |i| &*folders[i].account == account && folders[i].mailbox == *mailbox)
     }
 
     /// The record of `dir` in `account`, by index.
     pub(super) fn dir_index(&self, account: &str, dir: &str) -> Option<usize> {
         let folders = &self.folders;
-        self.by_dir.find(key(account, dir), |i| folders[i].account == account && folders[i].dir == dir)
+        self.by_dir.find(key(account, dir), |i| &*folders[i].account == account && folders[i].dir == dir)
     }
 
     pub(super) fn recorded(&self, account: &str, dir: &str) -> bool {
@@ -55,7 +56,11 @@ impl Registry {
 
     /// Adds or replaces the record of a folder directory; refuses a second owner, and a
     /// second live directory for a mailbox.
-    pub(super) fn upsert_folder(&mut self, record: FolderRecord) -> std::result::Result<(), String> {
+    pub(super) fn upsert_folder(&mut self, mut record: FolderRecord) -> std::result::Result<(), String> {
+        // Records come an account at a time: the one before shares its account's string.
+        if let Some(before) = self.folders.last().filter(|f| f.account == record.account) {
+            record.account = before.account.clone();
+        }
         let existing = self.dir_index(&record.account, &record.dir);
         if let Some(i) = existing {
             let old = &self.folders[i];
@@ -119,6 +124,11 @@ impl Index {
     pub(super) fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Option<usize> {
         let first = self.first.get(&hash).map(|&i| i as usize).filter(|&i| is(i));
         first.or_else(|| self.more.iter().filter(|(h, _)| *h == hash).map(|&(_, i)| i as usize).find(|&i| is(i)))
+    }
+
+    /// Makes room for `more` records.
+    pub(super) fn reserve(&mut self, more: usize) {
+        self.first.reserve(more);
     }
 
     pub(super) fn insert(&mut self, hash: u64, index: usize) {
