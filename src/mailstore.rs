@@ -20,14 +20,12 @@
 //! mailstore when at least one sample is there as recorded and none differs (an expunged
 //! message or a recreated folder says nothing either way).
 
-use std::collections::HashMap;
-
 use sha2::{Digest, Sha256};
 
 use crate::archive::layout::account;
 use crate::archive::layout::registry::{AccountRecord, Registry, Sample};
 use crate::error::Result;
-use crate::imap::{FolderStatus, ImapError, Session};
+use crate::imap::{ImapError, Session, Statuses};
 
 /// Folders sampled at most.
 pub const FOLDERS: usize = 3;
@@ -123,7 +121,7 @@ pub fn recognise(
 /// there is none and this run archived mail (`archived`), or a sampled folder's
 /// UIDVALIDITY is no longer the server's (`statuses`: this run's). A no-op run of an
 /// account with evidence costs nothing.
-pub fn stale(account: &AccountRecord, statuses: &HashMap<String, FolderStatus>, today: i64, archived: bool) -> bool {
+pub fn stale(account: &AccountRecord, statuses: &Statuses<'_>, today: i64, archived: bool) -> bool {
     account.evidence_day.is_none_or(|day| today - day >= MAX_AGE_DAYS || day > today)
         || (account.evidence.is_empty() && archived)
         || account
@@ -136,12 +134,7 @@ pub fn stale(account: &AccountRecord, statuses: &HashMap<String, FolderStatus>, 
 /// the largest folders (by `statuses`' message counts, INBOX first among equals), the
 /// first, middle and last archived UID of each, asked in one round trip. Empty when
 /// nothing is archived yet.
-pub fn take(
-    registry: &Registry,
-    account: &str,
-    statuses: &HashMap<String, FolderStatus>,
-    session: &mut Session,
-) -> Result<Vec<Sample>> {
+pub fn take(registry: &Registry, account: &str, statuses: &Statuses<'_>, session: &mut Session) -> Result<Vec<Sample>> {
     let count = |wire: &str| statuses.get(wire).and_then(|s| s.messages).unwrap_or(0);
     let asks = account::archived_samples(registry, account, count, FOLDERS, SAMPLES_PER_FOLDER)?;
     if asks.is_empty() {
@@ -175,6 +168,8 @@ pub fn today() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::FolderStatus;
+    use std::collections::HashMap;
 
     fn sample(uid: u32) -> Sample {
         Sample { mailbox: "INBOX".into(), uidvalidity: 7, uid, size: 10, header: digest(b"Received: x") }
@@ -200,16 +195,21 @@ mod tests {
             evidence_day: Some(100),
             namespace: None,
         };
-        let mut statuses = HashMap::new();
-        statuses.insert("INBOX".to_string(), FolderStatus { uidvalidity: Some(7), ..FolderStatus::default() });
-        assert!(!stale(&a, &statuses, 101, true));
-        assert!(stale(&a, &statuses, 100 + MAX_AGE_DAYS, false));
-        statuses.insert("INBOX".to_string(), FolderStatus { uidvalidity: Some(8), ..FolderStatus::default() });
-        assert!(stale(&a, &statuses, 101, false));
+        let inbox = |v: u32| {
+            let states = HashMap::from([(
+                "INBOX".to_string(),
+                FolderStatus { uidvalidity: Some(v), ..FolderStatus::default() },
+            )]);
+            Statuses::keep(states, ["INBOX"])
+        };
+        assert!(!stale(&a, &inbox(7), 101, true));
+        assert!(stale(&a, &inbox(7), 100 + MAX_AGE_DAYS, false));
+        assert!(stale(&a, &inbox(8), 101, false));
         a.evidence.clear();
-        assert!(!stale(&a, &HashMap::new(), 101, false), "nothing to take: an empty mailbox, or a server refusing");
-        assert!(stale(&a, &HashMap::new(), 101, true));
+        let none = Statuses::default();
+        assert!(!stale(&a, &none, 101, false), "nothing to take: an empty mailbox, or a server refusing");
+        assert!(stale(&a, &none, 101, true));
         a.evidence_day = None;
-        assert!(stale(&a, &HashMap::new(), 101, false));
+        assert!(stale(&a, &none, 101, false));
     }
 }

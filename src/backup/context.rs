@@ -3,7 +3,7 @@
 //! `refresh`, new mail in `new_mail`): the account's context, where the folder's messages
 //! go, its report, and the bookkeeping of stored messages. It imports none of them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -15,7 +15,7 @@ use crate::archive::layout::registry::{OpenFolder, Registry};
 use crate::archive::metadata::{self, Journal};
 use crate::archive::ArchiveFile;
 use crate::error::{Error, IoContext, Result};
-use crate::imap::{Examined, FolderStatus};
+use crate::imap::{Examined, Statuses};
 use crate::keys::Keys;
 use crate::mailbox_name::Mailbox;
 use crate::os::dir::Dir;
@@ -38,7 +38,7 @@ pub struct Context<'a> {
     pub progress: bool,
     /// Each folder's state as the server gave it at the start of the run (LIST-STATUS or
     /// STATUS), by wire name.
-    pub statuses: &'a HashMap<String, FolderStatus>,
+    pub statuses: &'a Statuses<'a>,
     /// The account's folders of this run, in order: the progress line says which of them
     /// it is at.
     pub folders: &'a [Mailbox],

@@ -28,7 +28,7 @@ use crate::account::{Account, Folders};
 use crate::archive::layout::registry::{Claim, Registry};
 use crate::credential_helper;
 use crate::error::Result;
-use crate::imap::{FolderStatus, Session};
+use crate::imap::{FolderStatus, Session, Statuses};
 use crate::mailbox_name::Mailbox;
 use crate::mailstore;
 use crate::report::Output;
@@ -235,6 +235,9 @@ fn backup_account(p: Prepared<'_>, out: Output, sink: &dyn Sink, roots: &mut roo
     // infers it from the names), and the run costs no command more.
     let Chosen { folders, statuses, unusable, namespace, listed_all, entries } =
         choose_folders(account, &mut session, sink)?;
+    // Every name the server gave a state for is among these (the map's copies go).
+    let names = entries.iter().map(|e| e.wire.as_str()).chain(folders.iter().map(|m| m.wire.as_str()));
+    let statuses = Statuses::keep(statuses, names);
     // Each listed folder's wire name and separator, for the records; none for folders named
     // with -f (Gmail mode lists them only for their attributes).
     let mut separators: Vec<(&str, Option<char>)> =

@@ -21,7 +21,7 @@ pub mod wire;
 pub use auth::Auth;
 pub use commands::{
     uid_set, Appending, Examined, FlagsAsk, FolderStatus, Found, GmailIds, Holding, Listed, NewMail, Removal, Removed,
-    Sampled, Then, HEADER_PREFIX,
+    Sampled, Statuses, Then, HEADER_PREFIX,
 };
 pub use connect::{is_timeout, resolve, ServerSpec, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
 pub use error::ImapError;
