@@ -20,8 +20,8 @@ pub mod wire;
 
 pub use auth::Auth;
 pub use commands::{
-    uid_set, Appending, Examined, FlagsAsk, FolderStatus, Found, GmailIds, Holding, Listed, NewMail, Removal, Removed,
-    Sampled, Statuses, Then, HEADER_PREFIX,
+    uid_set, Appending, ByName, Examined, FlagsAsk, FolderStatus, Found, GmailIds, Holding, Listed, NewMail, Removal,
+    Removed, Sampled, Statuses, Then, HEADER_PREFIX,
 };
 pub use connect::{is_timeout, resolve, ServerSpec, DEFAULT_TIMEOUT, IMAPS_PORT, IMAP_PORT};
 pub use error::ImapError;

@@ -41,7 +41,7 @@ mod store;
 pub use append::Appending;
 pub use fetch::{FlagsAsk, Holding, NewMail, Sampled, HEADER_PREFIX};
 pub use gmail::GmailIds;
-pub use mailboxes::{FolderStatus, Listed, Statuses};
+pub use mailboxes::{ByName, FolderStatus, Listed, Statuses};
 pub use prune::{OnArrival, Removal, Removed};
 pub use select::{Examined, Found, Then};
 
